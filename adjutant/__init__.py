@@ -1,0 +1,46 @@
+"""Adjutant: a Discord bot (discord.py cogs) that reports W&B runs and launches experiments.
+
+Use it standalone (``python -m adjutant``), as a bot class (``Adjutant(...).run(token)``), or as
+an extension of an existing bot (``await bot.load_extension("adjutant")``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from discord.ext import commands
+
+from adjutant._version import __version__
+from adjutant.bot import Adjutant
+from adjutant.settings import ConfigError, Settings
+
+__all__ = ["Adjutant", "ConfigError", "Settings", "__version__", "settings_for", "setup"]
+
+log = logging.getLogger(__name__)
+
+
+def settings_for(bot: commands.Bot) -> Settings:
+    """The settings of an :class:`Adjutant` bot, or (in a host bot) those of the environment, read now.
+
+    The class is recognised by name, not identity: loading or unloading the ``adjutant`` extension
+    makes discord.py re-import every ``adjutant.*`` module, so the bot's class may predate ours.
+    """
+    if any(cls.__module__ == "adjutant.bot" and cls.__qualname__ == "Adjutant" for cls in type(bot).__mro__):
+        return bot.settings  # type: ignore[attr-defined,no-any-return]
+    return Settings.from_env(os.environ)
+
+
+async def setup(bot: commands.Bot) -> None:
+    """Load all of Adjutant's cogs (discord.py calls this on ``load_extension("adjutant")``)."""
+    from adjutant.cogs.experiments import Experiments
+    from adjutant.cogs.greeting import Greeting
+    from adjutant.cogs.wandb_runs import WandbRuns
+
+    settings = settings_for(bot)
+    await bot.add_cog(Greeting(bot, settings))
+    await bot.add_cog(Experiments(bot, settings))
+    if not settings.reporting_enabled:
+        log.warning("WANDB_PROJECT is not set: W&B run reporting is off (set WANDB_ENTITY and WANDB_PROJECT)")
+        return
+    await bot.add_cog(WandbRuns(bot, settings))

@@ -1,0 +1,189 @@
+"""Standalone entry point: ``python -m adjutant`` (or the ``adjutant`` console script).
+
+The only module that reads ``.env`` and configures logging.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+import discord
+
+from adjutant._version import __version__
+from adjutant.settings import ENV_VARS, ConfigError, Settings
+
+log = logging.getLogger("adjutant")
+
+EXIT_OK = 0
+EXIT_PROBLEMS = 1
+EXIT_CONFIG = 2
+EXIT_INTENTS = 3
+EXIT_LOGIN = 4
+
+INTENT_HELP = """\
+Discord refused the privileged Message Content intent, which Adjutant needs to read `$` commands.
+Enable it:
+  1. open https://discord.com/developers/applications and pick your bot's application;
+  2. Bot -> Privileged Gateway Intents -> turn on MESSAGE CONTENT INTENT -> Save Changes;
+  3. start Adjutant again."""
+
+LOGIN_HELP = """\
+Discord rejected DISCORD_TOKEN (401 Unauthorized).
+Copy a fresh token from https://discord.com/developers/applications -> your application -> Bot -> Reset Token,
+put it in DISCORD_TOKEN (e.g. in .env), and start Adjutant again."""
+
+
+def _variables_help() -> str:
+    width = max(len(v.name) for v in ENV_VARS)
+    lines = ["environment variables (also read from .env; the environment wins over the file):"]
+    for var in ENV_VARS:
+        lines.append(f"  {var.name:<{width}}  {var.meaning} [default: {var.default}]")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m adjutant``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m adjutant",
+        description="Run Adjutant, the Discord bot that reports W&B runs and launches experiments.",
+        epilog=_variables_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--env-file",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="read settings from this file instead of ./.env (it must exist)",
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="validate the configuration, print what is wrong and how to fix it, and exit without connecting",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        type=str.upper,
+        help="how much to log to stderr (default: INFO)",
+    )
+    parser.add_argument("--log-file", type=Path, default=None, metavar="PATH", help="also log to this file")
+    parser.add_argument("--version", action="version", version=f"adjutant {__version__}")
+    return parser
+
+
+def load_env_file(path: Path | None) -> Path | None:
+    """Load ``path`` (or ``./.env`` when present) into ``os.environ``, never overriding set variables."""
+    from dotenv import load_dotenv
+
+    if path is None:
+        default = Path.cwd() / ".env"
+        if not default.is_file():
+            return None
+        path = default
+    elif not path.is_file():
+        raise ConfigError(f"--env-file {str(path)!r} does not exist; copy .env.example to it and fill it in")
+    load_dotenv(path, override=False)
+    return path
+
+
+def describe(settings: Settings) -> list[str]:
+    """What this configuration will do, one line each (no secrets)."""
+    project = f"{settings.entity or '(default entity)'}/{settings.project}" if settings.project else None
+    return [
+        f"channel: {settings.channel}",
+        f"prefix: {settings.prefix}",
+        f"W&B reporting: {project} every {settings.poll_seconds:g}s" if project else "W&B reporting: off",
+        f"ranking metric: {settings.metric} ({settings.metric_goal})",
+        f"launching: {settings.run_experiment_script}" if settings.launching_enabled else "launching: off",
+        f"state folder: {settings.state_dir}",
+    ]
+
+
+def run_check(settings: Settings, env: os._Environ[str] | dict[str, str], out: TextIO) -> int:
+    """``--check``: report each problem with its fix; exit code 0 when there is none."""
+    problems = settings.problems(env)
+    for line in describe(settings):
+        print(f"  {line}", file=out)
+    if problems:
+        for problem in problems:
+            print(f"problem: {problem}", file=out)
+        return EXIT_PROBLEMS
+    print("configuration OK", file=out)
+    return EXIT_OK
+
+
+def configure_logging(level: str, log_file: Path | None) -> None:
+    """discord.py's format on stderr (and optionally a file)."""
+    discord.utils.setup_logging(level=getattr(logging, level), root=True)
+    if log_file is not None:
+        handler = logging.FileHandler(log_file, encoding="utf-8")
+        handler.setFormatter(
+            logging.Formatter("[{asctime}] [{levelname:<8}] {name}: {message}", "%Y-%m-%d %H:%M:%S", style="{")
+        )
+        logging.getLogger().addHandler(handler)
+
+
+async def _serve(bot: discord.Client, token: str) -> None:
+    """Run ``bot`` until it closes; SIGTERM and SIGINT close it cleanly (jobs it launched keep running)."""
+    loop = asyncio.get_running_loop()
+    closing: set[asyncio.Task[None]] = set()
+
+    def close() -> None:
+        log.info("signal received; closing the connection to Discord")
+        task = loop.create_task(bot.close())
+        closing.add(task)
+        task.add_done_callback(closing.discard)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, close)
+    async with bot:
+        await bot.start(token)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the bot (or ``--check``); returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    out = sys.stdout
+    try:
+        load_env_file(args.env_file)
+        settings = Settings.from_env(os.environ)
+    except ConfigError as error:
+        print(f"configuration error: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.check:
+        return run_check(settings, os.environ, out)
+    if settings.token is None:
+        print(f"configuration error: {settings.problems(os.environ)[0]}", file=sys.stderr)
+        return EXIT_CONFIG
+
+    from adjutant.bot import Adjutant
+
+    configure_logging(args.log_level, args.log_file)
+    for line in describe(settings):
+        log.info("%s", line)
+    bot = Adjutant(settings=settings)
+    try:
+        asyncio.run(_serve(bot, settings.token.reveal()))
+    except discord.PrivilegedIntentsRequired:
+        print(INTENT_HELP, file=sys.stderr)
+        return EXIT_INTENTS
+    except discord.LoginFailure:
+        print(LOGIN_HELP, file=sys.stderr)
+        return EXIT_LOGIN
+    except KeyboardInterrupt:
+        pass
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""What every Adjutant cog shares: the channel it listens in, and how its errors reach the chat.
+
+Everything here is scoped to Adjutant's own cogs (``cog_check`` and ``cog_command_error``); nothing
+is installed on the host bot.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from typing import Any
+
+import discord
+from discord.ext import commands
+
+from adjutant.render import MESSAGE_LIMIT, truncate
+from adjutant.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: Adjutant never pings: run names, job names and user input may contain @everyone or mentions.
+NO_PINGS = discord.AllowedMentions.none()
+
+
+class WrongChannel(commands.CheckFailure):
+    """The command was posted outside Adjutant's channel; it is ignored without a reply."""
+
+
+def channel_matches(setting: str | int, channel: Any) -> bool:
+    """True if ``channel`` (a discord channel or thread) is the configured one.
+
+    ``setting`` is a channel id or a channel name. A thread counts as its parent channel, so that
+    a job's thread can take commands too.
+    """
+    candidates = [channel]
+    parent = getattr(channel, "parent", None)
+    if parent is not None:
+        candidates.append(parent)
+    for candidate in candidates:
+        if isinstance(setting, int):
+            if getattr(candidate, "id", None) == setting:
+                return True
+        elif getattr(candidate, "name", None) == setting:
+            return True
+    return False
+
+
+def find_channel(bot: commands.Bot, setting: str | int) -> discord.abc.Messageable | None:
+    """The configured channel among those the bot can see, or None."""
+    if isinstance(setting, int):
+        channel = bot.get_channel(setting)
+        return channel if isinstance(channel, discord.abc.Messageable) else None
+    matches = [
+        c
+        for guild in bot.guilds
+        for c in guild.text_channels
+        if c.name == setting and c.permissions_for(guild.me).send_messages
+    ]
+    if len(matches) > 1:
+        log.warning(
+            "%d channels are named #%s; announcing in the one of guild %s. Set ADJUTANT_CHANNEL to a channel id "
+            "to choose.",
+            len(matches),
+            setting,
+            matches[0].guild.name,
+        )
+    return matches[0] if matches else None
+
+
+class AdjutantCog(commands.Cog):
+    """Base of Adjutant's cogs: listens only in the configured channel, never leaks a traceback."""
+
+    def __init__(self, bot: commands.Bot, settings: Settings) -> None:
+        self.bot = bot
+        self.settings = settings
+
+    async def cog_check(self, ctx: commands.Context[Any]) -> bool:  # type: ignore[override]
+        """Commands are taken only in the configured channel (and threads under it)."""
+        if not channel_matches(self.settings.channel, ctx.channel):
+            raise WrongChannel(f"not in Adjutant's channel ({self.settings.channel})")
+        return True
+
+    async def cog_command_error(self, ctx: commands.Context[Any], error: Exception) -> None:  # type: ignore[override]
+        """Turn a command's failure into a short, specific reply; log what the chat must not see."""
+        if isinstance(error, WrongChannel):
+            log.debug("ignored %s from #%s: %s", ctx.invoked_with, ctx.channel, error)
+            return
+        if isinstance(error, commands.UserInputError):
+            usage = f"{ctx.clean_prefix}{ctx.command.qualified_name} {ctx.command.signature}" if ctx.command else ""
+            text = f"{error}\nUsage: `{usage.strip()}` (see `{ctx.clean_prefix}help {ctx.invoked_with}`)"
+            await self.reply(ctx, text)
+            return
+        if isinstance(error, commands.CheckFailure | commands.CommandOnCooldown | commands.MaxConcurrencyReached):
+            await self.reply(ctx, str(error) or "You are not allowed to use this command.")
+            return
+        original = getattr(error, "original", error)
+        ref = secrets.token_hex(3)
+        log.error("command %s failed (ref %s)", ctx.invoked_with, ref, exc_info=original)
+        await self.reply(
+            ctx,
+            f"Something went wrong running `{ctx.invoked_with}` ({type(original).__name__}); "
+            f"it is in the bot's log under ref `{ref}`.",
+        )
+
+    @staticmethod
+    async def reply(ctx: commands.Context[Any], text: str, **kwargs: Any) -> discord.Message | None:
+        """Send ``text`` (cut to Discord's 2000 characters) without pinging anyone; log if it cannot be sent."""
+        try:
+            return await ctx.send(truncate(text, MESSAGE_LIMIT), allowed_mentions=NO_PINGS, **kwargs)
+        except discord.HTTPException:
+            log.exception("could not reply in #%s", ctx.channel)
+            return None

@@ -1,0 +1,81 @@
+"""Shared fixtures: the Discord stand-in, and an Adjutant bot connected to it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import discord
+import pytest
+import yarl
+
+from adjutant import Adjutant
+from tests.standins.discord_standin import DiscordStandIn
+
+SITE_DIR = Path(__file__).parent / "standins" / "site"
+
+
+@pytest.fixture
+async def discord_standin(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[DiscordStandIn]:
+    """A running Discord stand-in, with discord.py in this process pointed at it."""
+    async with DiscordStandIn() as server:
+        monkeypatch.setattr(discord.http.Route, "BASE", f"{server.base}/api/v10")
+        monkeypatch.setattr(discord.gateway.DiscordWebSocket, "DEFAULT_GATEWAY", yarl.URL(server.gateway_url))
+        monkeypatch.setattr(discord.asset.Asset, "BASE", f"{server.base}/cdn")
+        yield server
+
+
+@pytest.fixture
+def base_env(tmp_path: Path) -> dict[str, str]:
+    """A minimal, isolated configuration (no W&B, no launching) with a private state folder."""
+    return {"ADJUTANT_STATE_DIR": str(tmp_path / "state"), "ADJUTANT_CHANNEL": "general"}
+
+
+@contextlib.asynccontextmanager
+async def running(bot: discord.Client, token: str) -> AsyncIterator[discord.Client]:
+    """Start ``bot`` against the stand-in and wait until it is ready; close it afterwards."""
+    async with bot:
+        task = asyncio.create_task(bot.start(token))
+        ready = asyncio.create_task(bot.wait_until_ready())
+        done, _ = await asyncio.wait({task, ready}, timeout=15, return_when=asyncio.FIRST_COMPLETED)
+        if task in done:
+            ready.cancel()
+            task.result()  # raises the startup error
+        assert ready in done, "bot did not become ready in 15 s"
+        try:
+            yield bot
+        finally:
+            await bot.close()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(task, 10)
+
+
+@pytest.fixture
+def start_adjutant(
+    discord_standin: DiscordStandIn, base_env: dict[str, str]
+) -> Callable[..., contextlib.AbstractAsyncContextManager[Adjutant]]:
+    """``async with start_adjutant(env_overrides, **kwargs) as bot``: an Adjutant connected to the stand-in."""
+
+    def start(env: dict[str, str] | None = None, **kwargs: Any) -> contextlib.AbstractAsyncContextManager[Adjutant]:
+        kwargs.setdefault("guild_ready_timeout", 0.1)
+        bot = Adjutant(env={**base_env, **(env or {})}, **kwargs)
+        return running(bot, discord_standin.token)  # type: ignore[return-value]
+
+    return start
+
+
+def subprocess_env(standin: DiscordStandIn, extra: dict[str, str]) -> dict[str, str]:
+    """Environment for ``python -m adjutant`` as a child process talking to the stand-in."""
+    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR", "VIRTUAL_ENV")}
+    return {
+        **keep,
+        "PYTHONPATH": str(SITE_DIR),
+        "ADJUTANT_TEST_DISCORD_BASE": standin.base,
+        "ADJUTANT_TEST_DISCORD_GATEWAY": standin.gateway_url,
+        "DISCORD_TOKEN": standin.token,
+        **extra,
+    }

@@ -1,0 +1,513 @@
+"""A local stand-in for Discord's REST API and gateway, for the real, unmodified discord.py client.
+
+It serves on 127.0.0.1 (random port) with aiohttp: login (``/users/@me``, ``/oauth2/applications/@me``),
+the gateway (HELLO, IDENTIFY, READY, GUILD_CREATE, heartbeats, RESUME), and the message routes the bot
+uses. Tests post messages as guild members with :meth:`DiscordStandIn.post`, and read what the bot
+did from :attr:`DiscordStandIn.requests` (every REST request) and :attr:`DiscordStandIn.messages`.
+
+Point a client at it with :func:`patch_discord` (same process) or the ``sitecustomize`` in
+``tests/standins/site`` (a bot run as a subprocess). See ../shared/notes/discord-protocol.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import itertools
+import json
+import time
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+DISCORD_EPOCH_MS = 1420070400000
+_counter = itertools.count()
+
+# Permission bits (Discord's documented values).
+ADMINISTRATOR = 1 << 3
+MANAGE_GUILD = 1 << 5
+EVERYONE_PERMS = (
+    (1 << 6)  # add reactions
+    | (1 << 10)  # view channel
+    | (1 << 11)  # send messages
+    | (1 << 14)  # embed links
+    | (1 << 15)  # attach files
+    | (1 << 16)  # read message history
+    | (1 << 35)  # create public threads
+    | (1 << 38)  # send messages in threads
+)
+
+
+def snowflake() -> int:
+    """A time-based Discord id, unique within the process."""
+    ms = int(time.time() * 1000) - DISCORD_EPOCH_MS
+    return (ms << 22) | (next(_counter) % (1 << 22))
+
+
+def now_iso() -> str:
+    """Discord's timestamp format."""
+    return dt.datetime.now(dt.timezone.utc).isoformat()
+
+
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    """discord.py compares Content-Type to exactly ``application/json`` (no charset)."""
+    return web.Response(
+        body=json.dumps(data).encode(), status=status, headers={"Content-Type": "application/json", **(headers or {})}
+    )
+
+
+@dataclass
+class Member:
+    """A user of the stand-in guild."""
+
+    name: str
+    id: int = field(default_factory=snowflake)
+    roles: list[int] = field(default_factory=list)
+    bot: bool = False
+
+    def user(self) -> dict[str, Any]:
+        return {
+            "id": str(self.id),
+            "username": self.name,
+            "discriminator": "0",
+            "avatar": None,
+            "global_name": self.name,
+            "bot": self.bot,
+        }
+
+    def member(self, *, with_user: bool = True) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "roles": [str(r) for r in self.roles],
+            "flags": 0,
+            "joined_at": "2025-01-01T00:00:00+00:00",
+            "deaf": False,
+            "mute": False,
+        }
+        if with_user:
+            data["user"] = self.user()
+        return data
+
+
+@dataclass
+class Request:
+    """One REST request the bot made."""
+
+    method: str
+    path: str
+    json: Any = None
+    files: dict[str, bytes] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
+    at: float = field(default_factory=time.monotonic)
+
+
+class DiscordStandIn:
+    """The stand-in server. ``async with DiscordStandIn() as discord: ...``."""
+
+    def __init__(self, *, token: str = "test-token.standin", allow_message_content: bool = True) -> None:
+        self.token = token
+        self.allow_message_content = allow_message_content
+        self.guild_id = snowflake()
+        self.application_id = snowflake()
+        self.bot_user = Member("adjutant-bot", bot=True)
+        self.everyone_role = {"id": str(self.guild_id), "name": "@everyone", "permissions": str(EVERYONE_PERMS)}
+        self.roles: dict[str, dict[str, Any]] = {}
+        for name, perms in (("Admin", ADMINISTRATOR), ("Manager", MANAGE_GUILD), ("ml-team", 0)):
+            self.roles[name] = {"id": str(snowflake()), "name": name, "permissions": str(perms), "position": 1}
+        self.members: dict[str, Member] = {
+            "founder": Member("founder"),  # guild owner
+            "owner": Member("owner"),  # owner of the bot's application
+            "admin": Member("admin", roles=[int(self.roles["Admin"]["id"])]),
+            "manager": Member("manager", roles=[int(self.roles["Manager"]["id"])]),
+            "teammate": Member("teammate", roles=[int(self.roles["ml-team"]["id"])]),
+            "member": Member("member"),
+            "otherbot": Member("otherbot", bot=True),
+        }
+        self.channels: dict[str, dict[str, Any]] = {}
+        for position, name in enumerate(("general", "random", "experiments")):
+            self.channels[name] = {
+                "id": str(snowflake()),
+                "type": 0,
+                "name": name,
+                "position": position,
+                "permission_overwrites": [],
+                "guild_id": str(self.guild_id),
+            }
+        self.requests: list[Request] = []
+        self.messages: dict[int, dict[str, Any]] = {}
+        self.identifies: list[dict[str, Any]] = []
+        self.rate_limit: tuple[int, float] | None = None  # (messages, seconds) per channel, like Discord's
+        self.rate_limited = 0
+        self._sends: dict[str, list[float]] = {}
+        self._sockets: set[web.WebSocketResponse] = set()
+        self._seq = 0
+        self._events: list[tuple[int, dict[str, Any]]] = []
+        self._changed = asyncio.Condition()
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+        self.connected = asyncio.Event()
+
+    # --- lifecycle -----------------------------------------------------------------------------
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def gateway_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/gateway/"
+
+    async def start(self) -> DiscordStandIn:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_get("/gateway/", self._gateway)
+        app.router.add_get("/gateway", self._gateway)
+        app.router.add_route("*", "/api/v10/{tail:.*}", self._rest)
+        app.router.add_route("*", "/cdn/{tail:.*}", self._cdn)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return self
+
+    async def stop(self) -> None:
+        for ws in list(self._sockets):
+            with contextlib.suppress(Exception):
+                await ws.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def __aenter__(self) -> DiscordStandIn:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # --- what tests call ------------------------------------------------------------------------
+    def channel_id(self, name: str) -> int:
+        return int(self.channels[name]["id"])
+
+    def member(self, name: str) -> Member:
+        return self.members[name]
+
+    async def post(self, content: str, *, author: str = "admin", channel: str = "general") -> int:
+        """A guild member posts ``content``; the bot receives MESSAGE_CREATE. Returns the message id."""
+        who = self.members[author]
+        message = self._message(self.channel_id(channel), who, content)
+        await self.dispatch("MESSAGE_CREATE", message)
+        return int(message["id"])
+
+    def sent(self, channel: str | None = None) -> list[dict[str, Any]]:
+        """Messages the bot created (in ``channel`` if given), oldest first."""
+        cid = None if channel is None else str(self.channel_id(channel))
+        return [
+            m
+            for m in self.messages.values()
+            if m["author"]["id"] == str(self.bot_user.id) and (cid is None or m["channel_id"] == cid)
+        ]
+
+    async def wait_for_message(
+        self, predicate: Callable[[dict[str, Any]], bool] = lambda m: True, *, timeout: float = 10.0, after: int = 0
+    ) -> dict[str, Any]:
+        """The first message the bot creates (beyond the first ``after`` ones) that matches."""
+
+        def find() -> dict[str, Any] | None:
+            return next((m for m in self.sent()[after:] if predicate(m)), None)
+
+        async with self._changed:
+            await asyncio.wait_for(self._changed.wait_for(lambda: find() is not None), timeout)
+        found = find()
+        assert found is not None
+        return found
+
+    async def wait_until(self, condition: Callable[[], bool], *, timeout: float = 10.0) -> None:
+        """Wait until ``condition()`` holds; it is re-checked whenever the bot makes a request."""
+        async with self._changed:
+            await asyncio.wait_for(self._changed.wait_for(condition), timeout)
+
+    def rest(self, method: str | None = None, path_part: str = "") -> list[Request]:
+        return [r for r in self.requests if (method is None or r.method == method) and path_part in r.path]
+
+    # --- gateway --------------------------------------------------------------------------------
+    async def dispatch(self, event: str, data: dict[str, Any]) -> None:
+        self._seq += 1
+        payload = {"op": 0, "t": event, "s": self._seq, "d": data}
+        self._events.append((self._seq, payload))
+        for ws in list(self._sockets):
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await ws.send_str(json.dumps(payload))
+
+    async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(compress=False, max_msg_size=0)
+        await ws.prepare(request)
+        await ws.send_str(json.dumps({"op": 10, "d": {"heartbeat_interval": 41250}}))
+        try:
+            async for msg in ws:
+                if msg.type != WSMsgType.TEXT and msg.type != WSMsgType.BINARY:
+                    break
+                raw = msg.data if msg.type == WSMsgType.TEXT else zlib.decompress(msg.data)
+                payload = json.loads(raw)
+                op = payload.get("op")
+                if op == 1:
+                    await ws.send_str(json.dumps({"op": 11}))
+                elif op == 2:
+                    await self._identify(ws, payload["d"])
+                elif op == 6:
+                    await self._resume(ws, payload["d"])
+        finally:
+            self._sockets.discard(ws)
+        return ws
+
+    async def _identify(self, ws: web.WebSocketResponse, data: dict[str, Any]) -> None:
+        self.identifies.append(data)
+        if data.get("token") != self.token:
+            await ws.close(code=4004, message=b"Authentication failed.")
+            return
+        if data.get("intents", 0) & (1 << 15) and not self.allow_message_content:
+            await ws.close(code=4014, message=b"Disallowed intent(s).")
+            return
+        self._sockets.add(ws)
+        ready = {
+            "v": 10,
+            "user": self.bot_user.user(),
+            "guilds": [{"id": str(self.guild_id), "unavailable": True}],
+            "session_id": "session-" + str(snowflake()),
+            "resume_gateway_url": self.gateway_url,
+            "application": {"id": str(self.application_id), "flags": 0},
+        }
+        await self.dispatch("READY", ready)
+        await self.dispatch("GUILD_CREATE", self._guild())
+        self.connected.set()
+
+    async def _resume(self, ws: web.WebSocketResponse, data: dict[str, Any]) -> None:
+        self._sockets.add(ws)
+        after = data.get("seq") or 0
+        for seq, payload in self._events:
+            if seq > after:
+                await ws.send_str(json.dumps(payload))
+        self._seq += 1
+        await ws.send_str(json.dumps({"op": 0, "t": "RESUMED", "s": self._seq, "d": {}}))
+
+    def _guild(self) -> dict[str, Any]:
+        members = [self.bot_user, *self.members.values()]
+        return {
+            "id": str(self.guild_id),
+            "name": "Stand-in ML Lab",
+            "owner_id": str(self.members["founder"].id),
+            "roles": [self.everyone_role, *self.roles.values()],
+            "channels": [{k: v for k, v in c.items() if k != "guild_id"} for c in self.channels.values()],
+            "threads": [],
+            "members": [m.member() for m in members],
+            "member_count": len(members),
+            "emojis": [],
+            "stickers": [],
+            "features": [],
+            "unavailable": False,
+            "large": False,
+            "premium_tier": 0,
+            "preferred_locale": "en-US",
+        }
+
+    def _message(
+        self, channel_id: int, author: Member, content: str, extra: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        message = {
+            "id": str(snowflake()),
+            "type": 0,
+            "channel_id": str(channel_id),
+            "guild_id": str(self.guild_id),
+            "author": author.user(),
+            "member": author.member(with_user=False),
+            "content": content,
+            "timestamp": now_iso(),
+            "edited_timestamp": None,
+            "tts": False,
+            "mention_everyone": False,
+            "mentions": [],
+            "mention_roles": [],
+            "attachments": [],
+            "embeds": [],
+            "components": [],
+            "pinned": False,
+            "flags": 0,
+        }
+        message.update(extra or {})
+        return message
+
+    # --- REST -----------------------------------------------------------------------------------
+    def _rate_headers(self, bucket: str, remaining: int = 4) -> dict[str, str]:
+        return {
+            "X-RateLimit-Limit": "5",
+            "X-RateLimit-Remaining": str(remaining),
+            "X-RateLimit-Reset": str(time.time() + 5),
+            "X-RateLimit-Reset-After": "5.0",
+            "X-RateLimit-Bucket": bucket,
+        }
+
+    async def _record(self, request: web.Request) -> Request:
+        headers = {k: v for k, v in request.headers.items() if k.lower() != "authorization"}
+        record = Request(request.method, "/" + request.match_info["tail"], headers=headers)
+        if request.content_type == "application/json" and request.can_read_body:
+            record.json = await request.json()
+        elif request.content_type.startswith("multipart/"):
+            reader = await request.multipart()
+            async for part in reader:
+                data = await part.read()  # type: ignore[union-attr]
+                if part.name == "payload_json":  # type: ignore[union-attr]
+                    record.json = json.loads(data)
+                else:
+                    record.files[part.filename or part.name or "file"] = bytes(data)  # type: ignore[union-attr]
+        self.requests.append(record)
+        return record
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def _cdn(self, request: web.Request) -> web.Response:
+        return web.Response(body=b"\x89PNG\r\n\x1a\n", content_type="image/png")
+
+    async def _rest(self, request: web.Request) -> web.Response:
+        record = await self._record(request)
+        try:
+            return await self._route(request, record)
+        finally:
+            await self._notify()
+
+    async def _route(self, request: web.Request, record: Request) -> web.Response:
+        path, method = record.path, record.method
+        interaction = path.startswith("/interactions/") or path.startswith("/webhooks/")
+        if not interaction and request.headers.get("Authorization") != f"Bot {self.token}":
+            return json_response({"message": "401: Unauthorized", "code": 0}, status=401)
+        parts = path.strip("/").split("/")
+        if path == "/users/@me" and method == "GET":
+            return json_response(self.bot_user.user())
+        if path == "/oauth2/applications/@me" and method == "GET":
+            return json_response(self._application())
+        if path == "/gateway/bot":
+            limit = {"total": 1000, "remaining": 1000, "reset_after": 0, "max_concurrency": 1}
+            return json_response({"url": self.gateway_url, "shards": 1, "session_start_limit": limit})
+        if parts[0] == "channels" and len(parts) >= 3:
+            return await self._channel_route(method, parts, record)
+        return json_response({"message": "404: Not Found", "code": 0}, status=404)
+
+    def _application(self) -> dict[str, Any]:
+        return {
+            "id": str(self.application_id),
+            "name": "Adjutant (stand-in)",
+            "description": "",
+            "icon": None,
+            "bot_public": True,
+            "bot_require_code_grant": False,
+            "owner": self.members["owner"].user(),
+            "verify_key": "0" * 64,
+            "flags": 0,
+        }
+
+    async def _channel_route(self, method: str, parts: list[str], record: Request) -> web.Response:
+        channel_id = parts[1]
+        if not any(c["id"] == channel_id for c in self.channels.values()):
+            return json_response({"message": "Unknown Channel", "code": 10003}, status=404)
+        bucket = f"channel-{channel_id}"
+        if parts[2] == "typing":
+            return web.Response(status=204)
+        if parts[2] != "messages":
+            return json_response({"message": "404: Not Found", "code": 0}, status=404)
+        if len(parts) == 3 and method == "POST":
+            limited = self._check_rate(channel_id)
+            if limited is not None:
+                return limited
+            return self._create_message(int(channel_id), record.json or {}, record, bucket)
+        if len(parts) >= 4:
+            message = self.messages.get(int(parts[3]))
+            if message is None:
+                return json_response({"message": "Unknown Message", "code": 10008}, status=404)
+            if len(parts) >= 5 and parts[4] == "reactions":
+                return web.Response(status=204)
+            if method == "GET":
+                return json_response(message)
+            if method == "PATCH":
+                message.update({k: v for k, v in (record.json or {}).items() if k in ("content", "embeds", "components")})
+                message["edited_timestamp"] = now_iso()
+                return json_response(message)
+            if method == "DELETE":
+                self.messages.pop(int(parts[3]), None)
+                return web.Response(status=204)
+        return json_response({"message": "405: Method Not Allowed", "code": 0}, status=405)
+
+    def _check_rate(self, channel_id: str) -> web.Response | None:
+        if self.rate_limit is None:
+            return None
+        count, per = self.rate_limit
+        now = time.monotonic()
+        window = [t for t in self._sends.get(channel_id, []) if now - t < per]
+        self._sends[channel_id] = window
+        if len(window) >= count:
+            self.rate_limited += 1
+            retry = per - (now - window[0])
+            headers = self._rate_headers(f"channel-{channel_id}", 0)
+            headers.update({"Retry-After": f"{retry:.3f}", "Via": "1.1 google", "X-RateLimit-Scope": "user"})
+            body = {"message": "You are being rate limited.", "retry_after": retry, "global": False}
+            return json_response(body, status=429, headers=headers)
+        window.append(now)
+        return None
+
+    def _create_message(self, channel_id: int, body: dict[str, Any], record: Request, bucket: str) -> web.Response:
+        content = body.get("content") or ""
+        embeds = body.get("embeds") or []
+        if len(content) > 2000 or len(embeds) > 10 or _embeds_too_big(embeds):
+            error = {"message": "Invalid Form Body", "code": 50035, "errors": {}}
+            return json_response(error, status=400)
+        if not content and not embeds and not record.files and not body.get("components"):
+            return json_response({"message": "Cannot send an empty message", "code": 50006}, status=400)
+        attachments = [
+            {
+                "id": str(snowflake()),
+                "filename": name,
+                "size": len(data),
+                "url": f"{self.base}/cdn/attachments/{name}",
+                "proxy_url": f"{self.base}/cdn/attachments/{name}",
+            }
+            for name, data in record.files.items()
+        ]
+        extra = {
+            "embeds": embeds,
+            "components": body.get("components") or [],
+            "attachments": attachments,
+        }
+        if body.get("message_reference"):
+            extra["message_reference"] = body["message_reference"]
+        message = self._message(channel_id, self.bot_user, content, extra)
+        message.pop("member")
+        self.messages[int(message["id"])] = message
+        return json_response(message, headers=self._rate_headers(bucket))
+
+
+def _embeds_too_big(embeds: list[dict[str, Any]]) -> bool:
+    """Discord's embed limits; the stand-in rejects what Discord would (50035)."""
+    total = 0
+    for embed in embeds:
+        title, description = embed.get("title") or "", embed.get("description") or ""
+        fields = embed.get("fields") or []
+        footer = (embed.get("footer") or {}).get("text") or ""
+        author = (embed.get("author") or {}).get("name") or ""
+        if len(title) > 256 or len(description) > 4096 or len(fields) > 25 or len(footer) > 2048 or len(author) > 256:
+            return True
+        for f in fields:
+            if len(f.get("name") or "") > 256 or len(f.get("value") or "") > 1024 or not f.get("name") or not f.get("value"):
+                return True
+        total += len(title) + len(description) + len(footer) + len(author)
+        total += sum(len(f.get("name") or "") + len(f.get("value") or "") for f in fields)
+    return total > 6000
+
+
+def patch_discord(base: str, gateway: str) -> None:
+    """Point discord.py (in this process) at a stand-in. Test-only; never used by product code."""
+    import discord
+    import yarl
+
+    discord.http.Route.BASE = f"{base}/api/v10"
+    discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway)
+    discord.asset.Asset.BASE = f"{base}/cdn"

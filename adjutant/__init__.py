@@ -15,7 +15,15 @@ from adjutant._version import __version__
 from adjutant.bot import Adjutant
 from adjutant.settings import ConfigError, Settings
 
-__all__ = ["Adjutant", "ConfigError", "Settings", "__version__", "settings_for", "setup"]
+__all__ = [
+    "Adjutant",
+    "ConfigError",
+    "Settings",
+    "__version__",
+    "refuse_double_load",
+    "settings_for",
+    "setup",
+]
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +39,23 @@ def settings_for(bot: commands.Bot) -> Settings:
     return Settings.from_env(os.environ)
 
 
+def refuse_double_load(bot: commands.Bot, extension: str) -> None:
+    """Loading the umbrella ``adjutant`` and a single ``adjutant.cogs.X`` together is a mistake; say so."""
+    if extension == "adjutant":
+        loaded = [name for name in bot.extensions if name.startswith("adjutant.")]
+    else:
+        loaded = [name for name in bot.extensions if name == "adjutant"]
+    if loaded:
+        raise commands.ExtensionError(
+            f"cannot load {extension!r}: {', '.join(loaded)} already loaded. Load either 'adjutant' (all cogs) "
+            "or single 'adjutant.cogs.<name>' extensions, not both.",
+            name=extension,
+        )
+
+
 async def setup(bot: commands.Bot) -> None:
     """Load all of Adjutant's cogs (discord.py calls this on ``load_extension("adjutant")``)."""
+    refuse_double_load(bot, "adjutant")
     from adjutant.cogs.experiments import Experiments
     from adjutant.cogs.greeting import Greeting
     from adjutant.cogs.wandb_runs import WandbRuns

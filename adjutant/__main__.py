@@ -169,6 +169,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from adjutant.bot import Adjutant
 
     configure_logging(args.log_level, args.log_file)
+    # Adjutant has no voice features: discord.py's warnings about missing voice libraries are noise here.
+    discord.VoiceClient.warn_nacl = False
+    if hasattr(discord.VoiceClient, "warn_dave"):
+        discord.VoiceClient.warn_dave = False
     for line in describe(settings):
         log.info("%s", line)
     bot = Adjutant(settings=settings)

@@ -85,4 +85,3 @@ class Adjutant(commands.Bot):
 
     def __repr__(self) -> str:
         return f"<Adjutant settings={self.settings!r}>"
-

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import platformdirs
 
-__all__ = ["ENV_VARS", "ConfigError", "Secret", "Settings", "EnvVar"]
+__all__ = ["ENV_VARS", "ConfigError", "EnvVar", "Secret", "Settings"]
 
 
 class ConfigError(ValueError):
@@ -59,19 +59,34 @@ class EnvVar:
 
 
 ENV_VARS: tuple[EnvVar, ...] = (
-    EnvVar("DISCORD_TOKEN", None, "Discord bot token (standalone only; Adjutant.run(token) otherwise)", "required"),
+    EnvVar(
+        "DISCORD_TOKEN",
+        None,
+        "Discord bot token (standalone only; Adjutant.run(token) otherwise)",
+        "required",
+    ),
     EnvVar("WANDB_ENTITY", "entity", "W&B entity (user or team) whose project is reported on", "unset"),
     EnvVar("WANDB_PROJECT", "project", "W&B project to report on; unset disables run reporting", "unset"),
     EnvVar("WANDB_API_KEY", None, "W&B API key, read by wandb itself", "wandb's (~/.netrc)"),
     EnvVar("WANDB_BASE_URL", None, "W&B server, read by wandb itself (self-hosted W&B)", "https://api.wandb.ai"),
-    EnvVar("ADJUTANT_CHANNEL", "channel", "channel name or numeric id where Adjutant announces and listens", "general"),
+    EnvVar(
+        "ADJUTANT_CHANNEL",
+        "channel",
+        "channel name or numeric id where Adjutant announces and listens",
+        "general",
+    ),
     EnvVar(
         "ADJUTANT_EXPERIMENT_SCRIPT",
         "run_experiment_script",
         "executable run with the hyperparameters JSON as its one argument",
         "unset (launching disabled)",
     ),
-    EnvVar("ADJUTANT_STATE_DIR", "state_dir", "folder for Adjutant's SQLite database and job logs", "per-user data dir"),
+    EnvVar(
+        "ADJUTANT_STATE_DIR",
+        "state_dir",
+        "folder for Adjutant's SQLite database and job logs",
+        "per-user data dir",
+    ),
     EnvVar("ADJUTANT_POLL_SECONDS", "poll_seconds", "W&B poll interval in seconds", "60"),
     EnvVar(
         "ADJUTANT_LAUNCH_ROLES",

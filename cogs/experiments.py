@@ -7,7 +7,7 @@ from typing import Any
 
 from discord.ext import commands
 
-from adjutant import settings_for
+from adjutant import refuse_double_load, settings_for
 from adjutant._cog import AdjutantCog
 
 log = logging.getLogger(__name__)
@@ -29,4 +29,5 @@ class Experiments(AdjutantCog, name="Experiments"):
 
 async def setup(bot: commands.Bot) -> None:
     """Load the experiment launching cog alone."""
+    refuse_double_load(bot, __name__)
     await bot.add_cog(Experiments(bot, settings_for(bot)))

@@ -7,7 +7,7 @@ from typing import Any
 
 from discord.ext import commands
 
-from adjutant import settings_for
+from adjutant import refuse_double_load, settings_for
 from adjutant._cog import AdjutantCog
 
 log = logging.getLogger(__name__)
@@ -24,4 +24,5 @@ class Greeting(AdjutantCog, name="Greeting"):
 
 async def setup(bot: commands.Bot) -> None:
     """Load the greeting cog alone."""
+    refuse_double_load(bot, __name__)
     await bot.add_cog(Greeting(bot, settings_for(bot)))

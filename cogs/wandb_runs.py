@@ -6,7 +6,7 @@ import logging
 
 from discord.ext import commands
 
-from adjutant import settings_for
+from adjutant import refuse_double_load, settings_for
 from adjutant._cog import AdjutantCog
 from adjutant.settings import ConfigError
 
@@ -19,6 +19,7 @@ class WandbRuns(AdjutantCog, name="Runs"):
 
 async def setup(bot: commands.Bot) -> None:
     """Load the W&B reporting cog alone; it needs WANDB_PROJECT."""
+    refuse_double_load(bot, __name__)
     settings = settings_for(bot)
     if not settings.reporting_enabled:
         raise ConfigError("the W&B reporting cog needs WANDB_PROJECT (and usually WANDB_ENTITY) to be set")

@@ -34,7 +34,11 @@ async def test_channel_by_id(start_adjutant, discord_standin: DiscordStandIn) ->
         await discord_standin.post("$hello", channel="experiments")
         reply = await discord_standin.wait_for_message()
         await asyncio.sleep(0.3)
-    print({n: c["id"] for n, c in discord_standin.channels.items()}, [(m["channel_id"], m["content"]) for m in discord_standin.sent()], [ (r.method, r.path) for r in discord_standin.requests])
+    print(
+        {n: c["id"] for n, c in discord_standin.channels.items()},
+        [(m["channel_id"], m["content"]) for m in discord_standin.sent()],
+        [(r.method, r.path) for r in discord_standin.requests],
+    )
     assert reply["channel_id"] == str(channel_id)
     assert len(discord_standin.sent()) == 1
 

@@ -56,7 +56,9 @@ def now_iso() -> str:
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     """discord.py compares Content-Type to exactly ``application/json`` (no charset)."""
     return web.Response(
-        body=json.dumps(data).encode(), status=status, headers={"Content-Type": "application/json", **(headers or {})}
+        body=json.dumps(data).encode(),
+        status=status,
+        headers={"Content-Type": "application/json", **(headers or {})},
     )
 
 
@@ -113,10 +115,19 @@ class DiscordStandIn:
         self.guild_id = snowflake()
         self.application_id = snowflake()
         self.bot_user = Member("adjutant-bot", bot=True)
-        self.everyone_role = {"id": str(self.guild_id), "name": "@everyone", "permissions": str(EVERYONE_PERMS)}
+        self.everyone_role = {
+            "id": str(self.guild_id),
+            "name": "@everyone",
+            "permissions": str(EVERYONE_PERMS),
+        }
         self.roles: dict[str, dict[str, Any]] = {}
         for name, perms in (("Admin", ADMINISTRATOR), ("Manager", MANAGE_GUILD), ("ml-team", 0)):
-            self.roles[name] = {"id": str(snowflake()), "name": name, "permissions": str(perms), "position": 1}
+            self.roles[name] = {
+                "id": str(snowflake()),
+                "name": name,
+                "permissions": str(perms),
+                "position": 1,
+            }
         self.members: dict[str, Member] = {
             "founder": Member("founder"),  # guild owner
             "owner": Member("owner"),  # owner of the bot's application
@@ -209,7 +220,11 @@ class DiscordStandIn:
         ]
 
     async def wait_for_message(
-        self, predicate: Callable[[dict[str, Any]], bool] = lambda m: True, *, timeout: float = 10.0, after: int = 0
+        self,
+        predicate: Callable[[dict[str, Any]], bool] = lambda m: True,
+        *,
+        timeout: float = 10.0,
+        after: int = 0,
     ) -> dict[str, Any]:
         """The first message the bot creates (beyond the first ``after`` ones) that matches."""
 
@@ -429,7 +444,9 @@ class DiscordStandIn:
             if method == "GET":
                 return json_response(message)
             if method == "PATCH":
-                message.update({k: v for k, v in (record.json or {}).items() if k in ("content", "embeds", "components")})
+                message.update(
+                    {k: v for k, v in (record.json or {}).items() if k in ("content", "embeds", "components")}
+                )
                 message["edited_timestamp"] = now_iso()
                 return json_response(message)
             if method == "DELETE":
@@ -496,7 +513,12 @@ def _embeds_too_big(embeds: list[dict[str, Any]]) -> bool:
         if len(title) > 256 or len(description) > 4096 or len(fields) > 25 or len(footer) > 2048 or len(author) > 256:
             return True
         for f in fields:
-            if len(f.get("name") or "") > 256 or len(f.get("value") or "") > 1024 or not f.get("name") or not f.get("value"):
+            if (
+                len(f.get("name") or "") > 256
+                or len(f.get("value") or "") > 1024
+                or not f.get("name")
+                or not f.get("value")
+            ):
                 return True
         total += len(title) + len(description) + len(footer) + len(author)
         total += sum(len(f.get("name") or "") + len(f.get("value") or "") for f in fields)

@@ -1,0 +1,199 @@
+"""Loading Adjutant into bots: the umbrella extension, single cogs, host bots, name clashes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import discord
+import pytest
+from discord.ext import commands
+
+import adjutant
+
+ALL_COGS = {"Greeting", "Experiments", "Runs"}
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch, tmp_path) -> Iterator[None]:
+    """A host bot reads Adjutant's configuration from the environment when setup() runs."""
+    for var in ("WANDB_ENTITY", "WANDB_PROJECT", "ADJUTANT_EXPERIMENT_SCRIPT", "ADJUTANT_CHANNEL"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("WANDB_ENTITY", "team")
+    monkeypatch.setenv("WANDB_PROJECT", "proj")
+    monkeypatch.setenv("ADJUTANT_STATE_DIR", str(tmp_path / "state"))
+    yield
+
+
+def host_bot() -> commands.Bot:
+    return commands.Bot("$", intents=discord.Intents.default())
+
+
+def command_names(bot: commands.Bot) -> set[str]:
+    names = set()
+    for command in bot.walk_commands():
+        names.add(command.qualified_name)
+        names.update(f"{command.full_parent_name} {a}".strip() for a in command.aliases)
+    return names
+
+
+async def test_umbrella_load_unload(env: None) -> None:
+    async with host_bot() as bot:
+        await bot.load_extension("adjutant")
+        assert set(bot.cogs) == ALL_COGS
+        await bot.unload_extension("adjutant")
+        await asyncio.sleep(0)
+        assert bot.cogs == {}
+        assert command_names(bot) == {"help"}
+
+
+@pytest.mark.parametrize(
+    ("extension", "cog"),
+    [
+        ("adjutant.cogs.greeting", "Greeting"),
+        ("adjutant.cogs.experiments", "Experiments"),
+        ("adjutant.cogs.wandb_runs", "Runs"),
+    ],
+)
+async def test_single_cog_load_unload(env: None, extension: str, cog: str) -> None:
+    async with host_bot() as bot:
+        await bot.load_extension(extension)
+        assert set(bot.cogs) == {cog}
+        await bot.unload_extension(extension)
+        assert bot.cogs == {}
+
+
+async def test_single_cogs_together(env: None) -> None:
+    async with host_bot() as bot:
+        await bot.load_extension("adjutant.cogs.greeting")
+        await bot.load_extension("adjutant.cogs.experiments")
+        assert set(bot.cogs) == {"Greeting", "Experiments"}
+
+
+async def test_without_wandb_project_umbrella_skips_reporting(env: None, monkeypatch, caplog) -> None:
+    monkeypatch.delenv("WANDB_PROJECT")
+    async with host_bot() as bot:
+        await bot.load_extension("adjutant")
+        assert set(bot.cogs) == {"Greeting", "Experiments"}
+    assert "WANDB_PROJECT is not set" in caplog.text
+
+
+async def test_wandb_cog_alone_without_project_fails_clearly(env: None, monkeypatch) -> None:
+    monkeypatch.delenv("WANDB_PROJECT")
+    async with host_bot() as bot:
+        with pytest.raises(commands.ExtensionFailed, match="needs WANDB_PROJECT"):
+            await bot.load_extension("adjutant.cogs.wandb_runs")
+        assert bot.cogs == {}
+
+
+async def test_bad_configuration_fails_load_with_message(env: None, monkeypatch) -> None:
+    monkeypatch.setenv("ADJUTANT_POLL_SECONDS", "soon")
+    async with host_bot() as bot:
+        with pytest.raises(commands.ExtensionFailed, match="ADJUTANT_POLL_SECONDS must be a number"):
+            await bot.load_extension("adjutant")
+        assert bot.cogs == {}
+
+
+class HostCommands(commands.Cog):
+    """Commands that existing bots commonly have."""
+
+    @commands.command()
+    async def ping(self, ctx: commands.Context) -> None:
+        """Pong."""
+
+    @commands.command(aliases=["stat"])
+    async def stats(self, ctx: commands.Context) -> None:
+        """Host stats."""
+
+    @commands.command()
+    async def info(self, ctx: commands.Context) -> None:
+        """Host info."""
+
+    @commands.command()
+    async def stop(self, ctx: commands.Context) -> None:
+        """Host stop."""
+
+    @commands.command(name="list")
+    async def list_(self, ctx: commands.Context) -> None:
+        """Host list."""
+
+
+async def test_no_clash_with_common_host_commands(env: None) -> None:
+    async with host_bot() as bot:
+        await bot.add_cog(HostCommands())
+        before = command_names(bot)
+        await bot.load_extension("adjutant")
+        assert before <= command_names(bot)
+        assert set(bot.cogs) == ALL_COGS | {"HostCommands"}
+
+
+async def test_clash_fails_loudly_and_loads_nothing(env: None) -> None:
+    async with host_bot() as bot:
+
+        @bot.command(name="hello")
+        async def host_hello(ctx: commands.Context) -> None:
+            """The host's own hello."""
+
+        with pytest.raises(commands.ExtensionFailed, match="hello"):
+            await bot.load_extension("adjutant")
+        assert bot.cogs == {}, "nothing half-loaded"
+        assert bot.get_command("hello").callback is host_hello.callback
+        assert "adjutant" not in bot.extensions
+
+
+@pytest.mark.parametrize(
+    ("first", "second"), [("adjutant", "adjutant.cogs.greeting"), ("adjutant.cogs.greeting", "adjutant")]
+)
+async def test_loading_umbrella_and_a_single_cog_fails_loudly(env: None, first: str, second: str) -> None:
+    async with host_bot() as bot:
+        await bot.load_extension(first)
+        with pytest.raises(commands.ExtensionFailed, match="not both"):
+            await bot.load_extension(second)
+        assert second not in bot.extensions
+
+
+async def test_no_two_commands_shadow_each_other(env: None) -> None:
+    """Every name and alias of Adjutant's commands is unique and has a docstring (the help text)."""
+    async with host_bot() as bot:
+        await bot.load_extension("adjutant")
+        seen: dict[str, str] = {}
+        for cog in bot.cogs.values():
+            for command in cog.walk_commands():
+                assert command.help, f"{command.qualified_name} has no docstring"
+                for name in (command.name, *command.aliases):
+                    key = f"{command.full_parent_name} {name}".strip()
+                    assert key not in seen, f"{key} of {command.qualified_name} shadows {seen[key]}"
+                    seen[key] = command.qualified_name
+
+
+async def test_guest_installs_nothing_global(env: None) -> None:
+    async with host_bot() as bot:
+        checks_before = list(bot._checks)
+        listeners_before = {k: list(v) for k, v in bot.extra_events.items()}
+        await bot.load_extension("adjutant")
+        assert bot._checks == checks_before
+        assert "on_command_error" not in bot.extra_events
+        assert not any(name == "on_command_error" for cog in bot.cogs.values() for name, _ in cog.get_listeners())
+        assert {k: v for k, v in bot.extra_events.items() if k in listeners_before} == listeners_before
+
+
+async def test_adjutant_keeps_its_settings_across_reloads(tmp_path) -> None:
+    env = {"ADJUTANT_STATE_DIR": str(tmp_path), "ADJUTANT_CHANNEL": "lab", "WANDB_PROJECT": "p"}
+    async with adjutant.Adjutant(env=env) as bot:
+        await bot.load_extension("adjutant")
+        await bot.reload_extension("adjutant")
+        assert bot.get_cog("Greeting").settings.channel == "lab"
+
+
+def test_adjutant_seed_signature(tmp_path) -> None:
+    """The original README's constructor keeps working."""
+    script = tmp_path / "run_experiment.sh"
+    script.write_text("#!/bin/sh\n")
+    script.chmod(0o755)
+    bot = adjutant.Adjutant("my-wandb-entity", "my-wandb-project-title", run_experiment_script=str(script), env={})
+    assert bot.settings.entity == "my-wandb-entity"
+    assert bot.settings.project == "my-wandb-project-title"
+    assert bot.settings.run_experiment_script == script.resolve()
+    assert isinstance(bot, commands.Bot)
+    assert bot.command_prefix == "$"
+    assert bot.intents.message_content

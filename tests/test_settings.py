@@ -1,0 +1,173 @@
+"""Configuration parsing: every variable, every bad value, and the token's secrecy."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from adjutant.settings import ENV_VARS, ConfigError, Secret, Settings, default_state_dir
+
+TOKEN = "MTIzNDU2Nzg5MDEyMzQ1Njc4.Gabcde.secret-token-value"
+
+
+@pytest.fixture
+def script(tmp_path: Path) -> Path:
+    path = tmp_path / "run_experiment.sh"
+    path.write_text('#!/bin/sh\necho "$1"\n')
+    path.chmod(0o755)
+    return path
+
+
+def test_defaults() -> None:
+    s = Settings.from_env({})
+    assert s.token is None
+    assert s.entity is None and s.project is None and not s.reporting_enabled
+    assert s.channel == "general"
+    assert s.run_experiment_script is None and not s.launching_enabled
+    assert s.state_dir == default_state_dir()
+    assert s.poll_seconds == 60
+    assert s.launch_roles == () and s.launch_users == ()
+    assert (s.metric, s.metric_goal) == ("loss", "min")
+    assert s.prefix == "$"
+
+
+def test_every_variable(tmp_path: Path, script: Path) -> None:
+    env = {
+        "DISCORD_TOKEN": f"  {TOKEN}\n",
+        "WANDB_ENTITY": "team",
+        "WANDB_PROJECT": "mnist",
+        "ADJUTANT_CHANNEL": "#ml-runs",
+        "ADJUTANT_EXPERIMENT_SCRIPT": str(script),
+        "ADJUTANT_STATE_DIR": str(tmp_path / "state"),
+        "ADJUTANT_POLL_SECONDS": "15.5",
+        "ADJUTANT_LAUNCH_ROLES": "ml-team, 123456789012345678 ,",
+        "ADJUTANT_LAUNCH_USERS": "111111111111111111,<@222222222222222222>",
+        "ADJUTANT_METRIC": "val_accuracy",
+        "ADJUTANT_METRIC_GOAL": "MAX",
+        "ADJUTANT_PREFIX": "!",
+    }
+    s = Settings.from_env(env)
+    assert s.token == Secret(TOKEN)
+    assert (s.entity, s.project) == ("team", "mnist")
+    assert s.channel == "ml-runs"
+    assert s.run_experiment_script == script.resolve()
+    assert s.state_dir == tmp_path / "state"
+    assert s.poll_seconds == 15.5
+    assert s.launch_roles == ("ml-team", "123456789012345678")
+    assert s.launch_users == (111111111111111111, 222222222222222222)
+    assert (s.metric, s.metric_goal) == ("val_accuracy", "max")
+    assert s.prefix == "!"
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"), [("123456789012345678", 123456789012345678), ("<#42>", 42), ("general", "general")]
+)
+def test_channel_forms(raw: str, expected: str | int) -> None:
+    assert Settings.from_env({"ADJUTANT_CHANNEL": raw}).channel == expected
+
+
+def test_keywords_override_environment(script: Path) -> None:
+    s = Settings.from_env(
+        {"WANDB_PROJECT": "env-project", "ADJUTANT_CHANNEL": "env"},
+        project="kw-project",
+        channel=42,
+        run_experiment_script=script,
+        poll_seconds=5,
+        launch_users=[1, 2],
+        launch_roles=("a", "b"),
+    )
+    assert s.project == "kw-project"
+    assert s.channel == 42
+    assert s.run_experiment_script == script.resolve()
+    assert s.poll_seconds == 5
+    assert s.launch_users == (1, 2)
+    assert s.launch_roles == ("a", "b")
+
+
+def test_unknown_keyword_is_a_type_error() -> None:
+    with pytest.raises(TypeError, match="unknown Adjutant setting 'chanel'"):
+        Settings.from_env({}, chanel="x")
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"ADJUTANT_POLL_SECONDS": "often"}, "ADJUTANT_POLL_SECONDS must be a number"),
+        ({"ADJUTANT_POLL_SECONDS": "0"}, "ADJUTANT_POLL_SECONDS must be a finite number of at least 1"),
+        ({"ADJUTANT_POLL_SECONDS": "-5"}, "ADJUTANT_POLL_SECONDS must be a finite number of at least 1"),
+        ({"ADJUTANT_POLL_SECONDS": "nan"}, "ADJUTANT_POLL_SECONDS must be a finite number"),
+        ({"ADJUTANT_POLL_SECONDS": "inf"}, "ADJUTANT_POLL_SECONDS must be a finite number"),
+        ({"ADJUTANT_METRIC_GOAL": "lowest"}, "ADJUTANT_METRIC_GOAL must be 'min' or 'max'"),
+        ({"ADJUTANT_LAUNCH_USERS": "alice"}, "ADJUTANT_LAUNCH_USERS must be comma-separated numeric"),
+        ({"ADJUTANT_CHANNEL": "two words"}, "ADJUTANT_CHANNEL must be a channel name"),
+        ({"ADJUTANT_CHANNEL": "#"}, "ADJUTANT_CHANNEL must be a channel name"),
+        ({"ADJUTANT_PREFIX": "a b"}, "ADJUTANT_PREFIX must not contain spaces"),
+        ({"WANDB_PROJECT": "team/proj"}, "WANDB_PROJECT must be a single name"),
+        ({"WANDB_ENTITY": "my team"}, "WANDB_ENTITY must be a single name"),
+        ({"ADJUTANT_EXPERIMENT_SCRIPT": "/nonexistent/run.sh"}, "does not exist"),
+    ],
+)
+def test_bad_values_name_the_variable(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Settings.from_env(env)
+
+
+def test_script_not_executable(tmp_path: Path) -> None:
+    path = tmp_path / "run.sh"
+    path.write_text("#!/bin/sh\n")
+    path.chmod(0o644)
+    if os.access(path, os.X_OK):  # root can execute anything with any x bit; this file has none
+        pytest.skip("file is executable for this user despite mode 644")
+    with pytest.raises(ConfigError, match=r"not executable; run: chmod \+x"):
+        Settings.from_env({"ADJUTANT_EXPERIMENT_SCRIPT": str(path)})
+
+
+def test_script_is_a_folder(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not a file"):
+        Settings.from_env({"ADJUTANT_EXPERIMENT_SCRIPT": str(tmp_path)})
+
+
+def test_state_dir_is_a_file(tmp_path: Path) -> None:
+    path = tmp_path / "file"
+    path.write_text("")
+    with pytest.raises(ConfigError, match=r"ADJUTANT_STATE_DIR .* is not a folder"):
+        Settings.from_env({"ADJUTANT_STATE_DIR": str(path)})
+
+
+def test_blank_values_mean_unset() -> None:
+    s = Settings.from_env({"WANDB_PROJECT": "  ", "ADJUTANT_POLL_SECONDS": "", "DISCORD_TOKEN": ""})
+    assert s.project is None and s.poll_seconds == 60 and s.token is None
+
+
+def test_token_never_in_repr_or_errors() -> None:
+    s = Settings.from_env({"DISCORD_TOKEN": TOKEN})
+    for text in (repr(s), str(s), repr(s.token), str(s.token), f"{s.token}"):
+        assert TOKEN not in text
+    assert s.token is not None and s.token.reveal() == TOKEN
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({"DISCORD_TOKEN": TOKEN, "ADJUTANT_POLL_SECONDS": "x"})
+    assert TOKEN not in str(info.value)
+
+
+def test_problems(tmp_path: Path) -> None:
+    netrc = tmp_path / "netrc"
+    s = Settings.from_env({"WANDB_PROJECT": "p"})
+    problems = s.problems({}, netrc_path=netrc)
+    assert any("DISCORD_TOKEN is not set" in p for p in problems)
+    assert any("W&B credentials are missing" in p for p in problems)
+    netrc.write_text("machine api.wandb.ai\n  login user\n  password " + "k" * 40 + "\n")
+    netrc.chmod(0o600)
+    s = Settings.from_env({"WANDB_PROJECT": "p", "DISCORD_TOKEN": TOKEN})
+    assert s.problems({}, netrc_path=netrc) == []
+    assert s.problems({"WANDB_API_KEY": "k" * 40}, netrc_path=tmp_path / "none") == []
+
+
+def test_every_variable_is_documented() -> None:
+    root = Path(__file__).parent.parent
+    readme = (root / "README.md").read_text()
+    example = (root / ".env.example").read_text()
+    for var in ENV_VARS:
+        assert f"`{var.name}`" in readme, f"{var.name} missing from README's table"
+        assert f"{var.name}=" in example, f"{var.name} missing from .env.example"

@@ -15,7 +15,6 @@ import adjutant
 async def main() -> None:
     assert "site-packages" in adjutant.__file__, adjutant.__file__
     assert importlib.util.find_spec("cogs") is None, "the wheel must not install a top-level 'cogs'"
-    assert os.path.exists(os.path.join(os.path.dirname(adjutant.__file__), "py.typed"))
     os.environ.update({"WANDB_PROJECT": "smoke", "ADJUTANT_STATE_DIR": tempfile.mkdtemp()})
     async with commands.Bot("$", intents=discord.Intents.default()) as bot:
         await bot.load_extension("adjutant")
@@ -26,4 +25,5 @@ async def main() -> None:
     print(f"wheel OK: adjutant {adjutant.__version__} from {adjutant.__file__}", file=sys.stderr)
 
 
+assert os.path.exists(os.path.join(os.path.dirname(adjutant.__file__), "py.typed"))
 asyncio.run(main())

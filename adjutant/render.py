@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import discord
+
 #: Discord's documented limits (characters unless noted).
 MESSAGE_LIMIT = 2000
 EMBED_TITLE_LIMIT = 256
@@ -26,3 +30,95 @@ def truncate(text: str, limit: int, marker: str = ELLIPSIS) -> str:
     if limit <= len(marker):
         return marker[:limit]
     return text[: limit - len(marker)] + marker
+
+
+def embed_length(embed: dict[str, Any]) -> int:
+    """Characters Discord counts toward the 6000 limit of one message's embeds."""
+    total = len(embed.get("title") or "") + len(embed.get("description") or "")
+    total += len((embed.get("footer") or {}).get("text") or "") + len((embed.get("author") or {}).get("name") or "")
+    total += sum(len(f.get("name") or "") + len(f.get("value") or "") for f in embed.get("fields") or [])
+    return total
+
+
+def fit_embed(embed: dict[str, Any], budget: int = EMBED_TOTAL_LIMIT) -> dict[str, Any]:
+    """``embed`` within every per-embed limit and within ``budget`` characters, trimmed visibly."""
+    out = dict(embed)
+    if out.get("title"):
+        out["title"] = truncate(out["title"], EMBED_TITLE_LIMIT)
+    if out.get("description"):
+        out["description"] = truncate(out["description"], EMBED_DESCRIPTION_LIMIT)
+    if out.get("footer"):
+        out["footer"] = {**out["footer"], "text": truncate(out["footer"].get("text") or "", EMBED_FOOTER_LIMIT)}
+    if out.get("author"):
+        out["author"] = {**out["author"], "name": truncate(out["author"].get("name") or "", EMBED_AUTHOR_LIMIT)}
+    fields = [
+        {
+            **f,
+            "name": truncate(str(f.get("name") or "\u200b"), EMBED_FIELD_NAME_LIMIT),
+            "value": truncate(str(f.get("value") or "\u200b"), EMBED_FIELD_VALUE_LIMIT),
+        }
+        for f in (out.get("fields") or [])[:EMBED_FIELDS_LIMIT]
+    ]
+    out["fields"] = fields
+    while embed_length(out) > budget and out["fields"]:
+        out["fields"] = out["fields"][:-1]
+    excess = embed_length(out) - budget
+    if excess > 0 and out.get("description"):
+        out["description"] = truncate(out["description"], max(1, len(out["description"]) - excess))
+    excess = embed_length(out) - budget
+    if excess > 0 and out.get("title"):
+        out["title"] = truncate(out["title"], max(1, len(out["title"]) - excess))
+    if not out["fields"]:
+        out.pop("fields")
+    return out
+
+
+def pack_embeds(embeds: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Group embeds, in order, into messages of at most 10 embeds and 6000 characters."""
+    messages: list[list[dict[str, Any]]] = []
+    current: list[dict[str, Any]] = []
+    size = 0
+    for embed in embeds:
+        embed = fit_embed(embed)
+        length = embed_length(embed)
+        if current and (len(current) >= EMBEDS_PER_MESSAGE or size + length > EMBED_TOTAL_LIMIT):
+            messages.append(current)
+            current, size = [], 0
+        current.append(embed)
+        size += length
+    if current:
+        messages.append(current)
+    return messages
+
+
+def code_safe(text: str) -> str:
+    """Text that cannot close a Discord code block early."""
+    return text.replace("`", "\u02cb")  # a look-alike of the backtick
+
+
+def plain(text: str) -> str:
+    """User-controlled text (run names, metric names) shown literally: no markdown, no mentions."""
+    return discord.utils.escape_mentions(discord.utils.escape_markdown(text))
+
+
+def format_number(value: float) -> str:
+    """A compact, readable number: 0.1235, 1.235e+08, 42."""
+    if value == int(value) and abs(value) < 1e15:
+        return str(int(value))
+    return f"{value:.4g}"
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "unknown"
+    seconds = int(max(0, seconds))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours:02d}h"
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    if minutes:
+        return f"{minutes}m {secs:02d}s"
+    return f"{secs}s"

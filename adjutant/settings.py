@@ -58,6 +58,9 @@ class EnvVar:
     default: str
 
 
+#: Run lifecycle events Adjutant can announce (ADJUTANT_NOTIFY).
+RUN_EVENTS = ("started", "finished", "crashed", "failed", "killed", "stalled", "resumed")
+
 ENV_VARS: tuple[EnvVar, ...] = (
     EnvVar(
         "DISCORD_TOKEN",
@@ -103,6 +106,21 @@ ENV_VARS: tuple[EnvVar, ...] = (
     EnvVar("ADJUTANT_METRIC", "metric", "summary metric that ranks runs", "loss"),
     EnvVar("ADJUTANT_METRIC_GOAL", "metric_goal", "`min` or `max`: which end of ADJUTANT_METRIC is best", "min"),
     EnvVar("ADJUTANT_PREFIX", "prefix", "command prefix", "$"),
+    EnvVar(
+        "ADJUTANT_STALL_MINUTES",
+        "stall_minutes",
+        "a running run whose last heartbeat is older than this is announced as stalled",
+        "30",
+    ),
+    EnvVar(
+        "ADJUTANT_NOTIFY",
+        "notify",
+        "comma-separated run events to announce: " + ", ".join(RUN_EVENTS) + " (or `all`, or `none`)",
+        "all",
+    ),
+    EnvVar(
+        "ADJUTANT_WANDB_TIMEOUT", "wandb_timeout", "seconds one W&B request may take before it counts as failed", "20"
+    ),
 )
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -176,6 +194,22 @@ def parse_goal(raw: str) -> Literal["min", "max"]:
     raise ConfigError(f"ADJUTANT_METRIC_GOAL must be 'min' or 'max' (got {raw!r})")
 
 
+def parse_events(raw: str) -> frozenset[str]:
+    """ADJUTANT_NOTIFY: run events to announce, ``all`` or ``none``."""
+    words = {w.lower() for w in parse_list(raw)}
+    if words == {"all"}:
+        return frozenset(RUN_EVENTS)
+    if words == {"none"}:
+        return frozenset()
+    unknown = sorted(words - set(RUN_EVENTS))
+    if unknown:
+        raise ConfigError(
+            f"ADJUTANT_NOTIFY has unknown event(s) {', '.join(unknown)}; use any of {', '.join(RUN_EVENTS)}, "
+            "or all, or none"
+        )
+    return frozenset(words)
+
+
 def check_script(raw: str) -> Path:
     """The experiment script must exist, be a file, and be executable by this user."""
     path = Path(raw).expanduser()
@@ -210,6 +244,9 @@ class Settings:
     metric: str = "loss"
     metric_goal: Literal["min", "max"] = "min"
     prefix: str = "$"
+    stall_minutes: float = 30.0
+    notify: frozenset[str] = frozenset(RUN_EVENTS)
+    wandb_timeout: float = 20.0
 
     @property
     def reporting_enabled(self) -> bool:
@@ -269,6 +306,12 @@ class Settings:
             if prefix != prefix.strip() or any(c.isspace() for c in prefix):
                 raise ConfigError(f"ADJUTANT_PREFIX must not contain spaces, e.g. ADJUTANT_PREFIX=$ (got {prefix!r})")
             values["prefix"] = prefix
+        if (value := get("ADJUTANT_STALL_MINUTES")) is not None:
+            values["stall_minutes"] = parse_positive_float("ADJUTANT_STALL_MINUTES", value)
+        if (value := get("ADJUTANT_NOTIFY")) is not None:
+            values["notify"] = parse_events(value)
+        if (value := get("ADJUTANT_WANDB_TIMEOUT")) is not None:
+            values["wandb_timeout"] = parse_positive_float("ADJUTANT_WANDB_TIMEOUT", value)
         return cls(**values)
 
     def problems(self, env: Mapping[str, str], *, netrc_path: Path | None = None) -> list[str]:

@@ -1,20 +1,433 @@
-"""W&B run reporting: announces run lifecycle changes and answers questions about runs."""
+"""W&B run reporting: announces run lifecycle changes exactly once and answers questions about runs.
+
+Two loops, both this cog's own:
+- ``poll`` asks W&B what changed (one ``Runs`` query when nothing did), compares with what the
+  database remembers, and writes the announcements to the database's outbox in the same
+  transaction as the new run states;
+- ``deliver`` empties the outbox into the channel, 10 embeds a message at most, at most 4 messages
+  per 5 seconds, deleting each announcement only once Discord has accepted it.
+Every W&B call runs in a single worker thread; every SQLite call in a thread too.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import datetime as dt
 import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
-from discord.ext import commands
+import discord
+from discord.ext import commands, tasks
 
 from adjutant import refuse_double_load, settings_for
-from adjutant._cog import AdjutantCog
-from adjutant.settings import ConfigError
+from adjutant._cog import NO_PINGS, AdjutantCog, find_channel
+from adjutant.ratelimit import RateWindow
+from adjutant.render import code_safe, format_duration, pack_embeds, plain, truncate
+from adjutant.run_render import event_embed, leaderboard_embed, run_card_embed, runs_table_embed, summary_embed
+from adjutant.runs import (
+    RunInfo,
+    parse_best_args,
+    parse_runs_args,
+    parse_wandb_time,
+    suggestions,
+    transitions,
+)
+from adjutant.settings import ConfigError, Settings
+from adjutant.store import Store
+from adjutant.wandb_source import ProjectNotFound, WandbSource, newest_created
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+CATCH_UP = "catch-up"
+MAX_BACKOFF_SECONDS = 15 * 60
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+@dataclass
+class PollHealth:
+    """How the poll loop is doing, for ``$status`` and the back-off."""
+
+    last_success: float | None = None  # time.time()
+    last_error: str | None = None
+    last_error_at: float | None = None
+    failures: int = 0
+    next_attempt: float = 0.0  # time.monotonic()
+
+    def succeeded(self) -> None:
+        self.last_success = time.time()
+        self.failures = 0
+        self.next_attempt = 0.0
+
+    def failed(self, error: BaseException, interval: float) -> float:
+        """Record a failure; returns the back-off delay before the next attempt."""
+        self.failures += 1
+        self.last_error = describe_error(error)
+        self.last_error_at = time.time()
+        delay = min(interval * 2 ** (self.failures - 1), max(interval, MAX_BACKOFF_SECONDS))
+        self.next_attempt = time.monotonic() + delay - interval  # the loop's own interval adds the rest
+        return delay
+
+
+def describe_error(error: BaseException) -> str:
+    """One line about a W&B failure, safe for chat (no traceback, no secrets)."""
+    if isinstance(error, asyncio.TimeoutError | TimeoutError):
+        return "W&B did not answer in time"
+    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return truncate(f"{type(error).__name__}: {text}" if text else type(error).__name__, 300)
 
 
 class WandbRuns(AdjutantCog, name="Runs"):
-    """Reports on the runs of a W&B project."""
+    """Reports on the runs of a W&B project and answers questions about them."""
+
+    def __init__(self, bot: commands.Bot, settings: Settings) -> None:
+        super().__init__(bot, settings)
+        assert settings.project is not None
+        self.source = WandbSource(settings.entity, settings.project, timeout=settings.wandb_timeout)
+        self.project_key = f"{settings.entity or ''}/{settings.project}"
+        self.store: Store | None = None
+        self.health = PollHealth()
+        self.rate = RateWindow(4, 5.0)
+        self._executor: ThreadPoolExecutor | None = None
+        self._channel: discord.abc.Messageable | None = None
+        self._greeted = False
+        self._polled_once = False
+        self._warned_no_channel = False
+        self._stopping = False
+
+    @property
+    def project_label(self) -> str:
+        return self.source.path
+
+    # --- lifecycle ------------------------------------------------------------------------------
+    async def cog_load(self) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="adjutant-wandb")
+        self.store = await asyncio.to_thread(Store, self.settings.state_dir / "adjutant.sqlite3")
+        self.poll.change_interval(seconds=self.settings.poll_seconds)
+        self.poll.start()
+        self.deliver.start()
+
+    async def cog_unload(self) -> None:
+        self.poll.cancel()
+        # Let a delivery in flight finish its bookkeeping, so a clean restart repeats nothing.
+        self._stopping = True
+        task = self.deliver.get_task()
+        self.deliver.stop()
+        if task is not None and not task.done():
+            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(task), timeout=5)
+        self.deliver.cancel()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+        if self.store is not None:
+            await asyncio.to_thread(self.store.close)
+
+    async def _wandb(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a blocking W&B call in the W&B thread, with a deadline."""
+        assert self._executor is not None
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._executor, fn, *args)
+        return await asyncio.wait_for(future, timeout=self.settings.wandb_timeout * 1.5 + 5)
+
+    async def _db(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.to_thread(fn, *args)
+
+    # --- polling --------------------------------------------------------------------------------
+    @tasks.loop(seconds=60)
+    async def poll(self) -> None:
+        if time.monotonic() < self.health.next_attempt:
+            return
+        try:
+            if not self._greeted:
+                await self._greet()
+            await self.poll_once()
+        except Exception as error:
+            delay = self.health.failed(error, self.settings.poll_seconds)
+            log.warning(
+                "W&B poll of %s failed (%d in a row): %s; next try in %.0fs",
+                self.project_label,
+                self.health.failures,
+                self.health.last_error,
+                delay,
+            )
+        else:
+            self.health.succeeded()
+
+    @poll.before_loop
+    async def _before_poll(self) -> None:
+        await self.bot.wait_until_ready()
+        self._channel = find_channel(self.bot, self.settings.channel)
+
+    @poll.error
+    async def _poll_died(self, error: BaseException) -> None:  # type: ignore[override]
+        log.critical("the W&B poll loop stopped; run reporting is off until the cog is reloaded", exc_info=error)
+
+    async def _greet(self) -> None:
+        """The connect message: a summary of the project, once per start."""
+        channel = self._channel or find_channel(self.bot, self.settings.channel)
+        if channel is None:
+            self._greeted = True  # nowhere to greet; don't hold back announcements for it
+            return
+        try:
+            snapshot = await self._wandb(self.source.snapshot, self.settings.metric, self.settings.metric_goal)
+        except ProjectNotFound:
+            embed = summary_embed(
+                project=self.project_label, counts=None, best=None, running=[], metric="", goal="", missing=True
+            )
+        else:
+            embed = summary_embed(
+                project=self.project_label,
+                counts=snapshot.counts,
+                best=snapshot.best,
+                running=snapshot.running,
+                metric=self.settings.metric,
+                goal=self.settings.metric_goal,
+            )
+        await channel.send(embed=discord.Embed.from_dict(embed), allowed_mentions=NO_PINGS)
+        self._greeted = True
+
+    async def poll_once(self) -> int:
+        """One poll: ask W&B, record transitions and their announcements. Returns how many were queued."""
+        assert self.store is not None
+        baseline = await self._db(self.store.get_meta, self.project_key, "baseline")
+        if baseline is None:
+            try:
+                runs = await self._wandb(self.source.all_runs)
+            except ProjectNotFound:
+                runs = []
+            await self._db(self._record_baseline, runs)
+            self._polled_once = True
+            return 0
+        watched = await self._db(self.store.watched, self.project_key)
+        since = parse_wandb_time(await self._db(self.store.get_meta, self.project_key, "watermark"))
+        runs = await self._wandb(self.source.changed_runs, watched, since)
+        context = None if self._polled_once else CATCH_UP
+        queued = await self._db(self._record_changes, runs, watched, since, utcnow(), context)
+        self._polled_once = True
+        return queued
+
+    def _record_baseline(self, runs: list[RunInfo]) -> None:
+        """First start on a project: remember every run silently (the connect message summarises them)."""
+        assert self.store is not None
+        now = utcnow()
+        stall_after = dt.timedelta(minutes=self.settings.stall_minutes)
+        with self.store.transaction() as db:
+            for run in runs:
+                _, memory = transitions(None, run, now, stall_after)
+                self.store.remember(db, self.project_key, run, memory)
+            watermark = newest_created(runs, None)
+            if watermark is not None:
+                self.store.set_meta(db, self.project_key, "watermark", watermark.isoformat())
+            self.store.set_meta(db, self.project_key, "baseline", now.isoformat())
+        log.info("first start on %s: recorded %d existing runs silently", self.project_label, len(runs))
+
+    def _record_changes(
+        self, runs: list[RunInfo], watched: list[str], since: dt.datetime | None, now: dt.datetime, context: str | None
+    ) -> int:
+        """Transitions since the last poll, recorded with their announcements in one transaction."""
+        assert self.store is not None
+        stall_after = dt.timedelta(minutes=self.settings.stall_minutes)
+        memories = self.store.memories(self.project_key, [r.id for r in runs])
+        queued = 0
+        ordered = sorted(runs, key=lambda r: (r.created_at or now, r.id))
+        with self.store.transaction() as db:
+            for run in ordered:
+                previous = memories.get(run.id)
+                events, memory = transitions(previous, run, now, stall_after)
+                if memory != previous:
+                    self.store.remember(db, self.project_key, run, memory)
+                for event in events:
+                    if event not in self.settings.notify:
+                        continue
+                    embed = event_embed(run, event, project=self.project_label, metric=self.settings.metric, now=now)
+                    self.store.enqueue(db, self.project_key, run.id, event, embed, context)
+                    queued += 1
+            seen = {r.id for r in runs}
+            for run_id in watched:
+                if run_id not in seen:
+                    log.info("run %s vanished from %s (deleted?); no longer watching it", run_id, self.project_label)
+                    self.store.forget_watch(db, self.project_key, run_id)
+            watermark = newest_created(runs, since)
+            if watermark is not None and watermark != since:
+                self.store.set_meta(db, self.project_key, "watermark", watermark.isoformat())
+        if queued:
+            log.info("%d run event(s) to announce for %s", queued, self.project_label)
+        return queued
+
+    # --- delivery -------------------------------------------------------------------------------
+    @tasks.loop(seconds=1)
+    async def deliver(self) -> None:
+        if not self._greeted or self.store is None:
+            return
+        channel = self._channel = self._channel or find_channel(self.bot, self.settings.channel)
+        if channel is None:
+            if not self._warned_no_channel:
+                log.error(
+                    "channel %r not found (or not writable): run announcements wait in the database until it is",
+                    self.settings.channel,
+                )
+                self._warned_no_channel = True
+            return
+        try:
+            await self.deliver_pending(channel)
+        except Exception:
+            log.exception("delivering run announcements failed; retrying")
+
+    @deliver.before_loop
+    async def _before_deliver(self) -> None:
+        await self.bot.wait_until_ready()
+
+    @deliver.error
+    async def _deliver_died(self, error: BaseException) -> None:  # type: ignore[override]
+        log.critical("the announcement loop stopped", exc_info=error)
+
+    async def deliver_pending(self, channel: discord.abc.Messageable) -> int:
+        """Send what the outbox holds, in order, rate-limited; returns how many announcements were sent."""
+        assert self.store is not None
+        sent = 0
+        while True:
+            items = await self._db(self.store.pending, self.project_key, 50)
+            if not items:
+                return sent
+            groups = pack_embeds([item.payload for item in items])
+            start = 0
+            for embeds in groups:
+                batch = items[start : start + len(embeds)]
+                start += len(embeds)
+                content = None
+                if batch[0].context == CATCH_UP:
+                    content = "While I was offline:"
+                if self._stopping:
+                    return sent
+                await self.rate.acquire()
+                try:
+                    await channel.send(
+                        content=content,
+                        embeds=[discord.Embed.from_dict(e) for e in embeds],
+                        allowed_mentions=NO_PINGS,
+                        # Discord drops a resend with the same nonce (enforce_nonce) for a few minutes, so a
+                        # crash between Discord's answer and our bookkeeping does not post the batch twice.
+                        nonce=f"a{batch[0].id}-{batch[-1].id}",
+                    )
+                except discord.HTTPException as error:
+                    if 400 <= error.status < 500 and error.status != 429:
+                        # Discord refuses this content for good; say so once instead of retrying forever.
+                        log.error("Discord refused run announcements %s: %s", [i.id for i in batch], error)
+                        await self._db(self.store.delivered, [i.id for i in batch])
+                        continue
+                    raise
+                await self._db(self.store.delivered, [i.id for i in batch])
+                sent += len(batch)
+
+    # --- commands -------------------------------------------------------------------------------
+    async def _ask(self, ctx: commands.Context[Any], fn: Callable[..., T], *args: Any) -> tuple[bool, T | None]:
+        """A W&B call for a command: ``(True, result)``, or ``(False, None)`` after replying with the problem."""
+        try:
+            async with ctx.typing():
+                return True, await self._wandb(fn, *args)
+        except ProjectNotFound:
+            await self.reply(ctx, f"The W&B project `{code_safe(self.project_label)}` has no runs yet.")
+        except Exception as error:
+            log.warning("W&B request for %s failed: %s", ctx.invoked_with, describe_error(error))
+            await self.reply(ctx, f"W&B did not answer: {describe_error(error)}. Try again in a minute.")
+        return False, None
+
+    async def _send_embed(self, ctx: commands.Context[Any], embed: dict[str, Any]) -> None:
+        await ctx.send(embed=discord.Embed.from_dict(embed), allowed_mentions=NO_PINGS)
+
+    @commands.command(name="runs")
+    async def runs_command(self, ctx: commands.Context[Any], *words: str) -> None:
+        """List recent runs: $runs [state] [n], e.g. $runs running 5."""
+        try:
+            query = parse_runs_args(words)
+        except ValueError as error:
+            await self.reply(ctx, f"{error}. Usage: `{ctx.clean_prefix}runs [state] [n]`")
+            return
+        ok, runs = await self._ask(ctx, self.source.recent, query.state, query.count)
+        if not ok or runs is None:
+            return
+        await self._send_embed(
+            ctx,
+            runs_table_embed(
+                runs, project=self.project_label, state=query.state, metric=self.settings.metric, now=utcnow()
+            ),
+        )
+
+    @commands.command(name="run")
+    async def run_command(self, ctx: commands.Context[Any], *, run: str) -> None:
+        """Show one run's status card: $run <run id or name>."""
+        key = run.strip()
+        if not key or len(key) > 128:
+            await self.reply(ctx, "Give a run id or name of at most 128 characters.")
+            return
+        ok, found = await self._ask(ctx, self.source.find, key)
+        if not ok:
+            return
+        if found is not None:
+            card = run_card_embed(found, project=self.project_label, metric=self.settings.metric, now=utcnow())
+            await self._send_embed(ctx, card)
+            return
+        assert self.store is not None
+        known = await self._db(self.store.known_names, self.project_key)
+        close = suggestions(key, [name for pair in known for name in pair])
+        hint = f" Did you mean {', '.join(f'`{code_safe(c)}`' for c in close)}?" if close else ""
+        await self.reply(ctx, f"No run `{code_safe(truncate(key, 128))}` in {plain(self.project_label)}.{hint}")
+
+    @commands.command(name="best")
+    async def best_command(self, ctx: commands.Context[Any], *words: str) -> None:
+        """Leaderboard by a summary metric: $best [metric] [min|max] [n]."""
+        try:
+            query = parse_best_args(words, self.settings.metric, self.settings.metric_goal)
+        except ValueError as error:
+            await self.reply(ctx, f"{error}. Usage: `{ctx.clean_prefix}best [metric] [min|max] [n]`")
+            return
+        ok, runs = await self._ask(ctx, self.source.best, query.metric, query.goal, query.count)
+        if not ok or runs is None:
+            return
+        if runs:
+            embed = leaderboard_embed(runs, project=self.project_label, metric=query.metric, goal=query.goal)
+            await self._send_embed(ctx, embed)
+            return
+        ok, names = await self._ask(ctx, self.source.metric_names)
+        if not ok or names is None:
+            return
+        close = suggestions(query.metric, names)
+        text = f"No run of {plain(self.project_label)} has a `{code_safe(truncate(query.metric, 100))}` metric."
+        if close:
+            text += f" Did you mean {', '.join(f'`{code_safe(c)}`' for c in close)}?"
+        elif names:
+            text += f" Metrics seen: {', '.join(f'`{code_safe(n)}`' for n in names[:20])}."
+        await self.reply(ctx, text)
+
+    @commands.command(name="status")
+    async def status_command(self, ctx: commands.Context[Any]) -> None:
+        """Show how run reporting is doing: last successful W&B poll, last error, backlog."""
+        assert self.store is not None
+        watched = await self._db(self.store.watched, self.project_key)
+        backlog = await self._db(self.store.pending_count, self.project_key)
+        health = self.health
+        lines = [f"Reporting on **{plain(self.project_label)}** every {self.settings.poll_seconds:g}s."]
+        if health.last_success is None:
+            lines.append("No successful W&B poll yet.")
+        else:
+            lines.append(f"Last successful poll: {format_duration(time.time() - health.last_success)} ago.")
+        if health.last_error is not None and health.last_error_at is not None:
+            ago = format_duration(time.time() - health.last_error_at)
+            lines.append(f"Last error ({ago} ago): {code_safe(health.last_error)}")
+            if health.failures:
+                lines.append(f"{health.failures} failure(s) in a row; backing off.")
+        lines.append(f"Watching {len(watched)} running run(s); {backlog} announcement(s) waiting.")
+        if not self.poll.is_running():
+            lines.append("⚠️ The poll loop is not running.")
+        await self.reply(ctx, "\n".join(lines))
 
 
 async def setup(bot: commands.Bot) -> None:

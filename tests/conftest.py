@@ -79,3 +79,13 @@ def subprocess_env(standin: DiscordStandIn, extra: dict[str, str]) -> dict[str, 
         "DISCORD_TOKEN": standin.token,
         **extra,
     }
+
+
+async def eventually(condition: Callable[[], bool], *, timeout: float = 10.0, every: float = 0.05) -> None:
+    """Wait until ``condition()`` holds (polled), or fail after ``timeout`` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        await asyncio.sleep(every)

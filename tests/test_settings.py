@@ -31,6 +31,9 @@ def test_defaults() -> None:
     assert s.launch_roles == () and s.launch_users == ()
     assert (s.metric, s.metric_goal) == ("loss", "min")
     assert s.prefix == "$"
+    assert s.stall_minutes == 30
+    assert s.notify == {"started", "finished", "crashed", "failed", "killed", "stalled", "resumed"}
+    assert Settings.from_env({"ADJUTANT_NOTIFY": "none"}).notify == frozenset()
 
 
 def test_every_variable(tmp_path: Path, script: Path) -> None:
@@ -47,6 +50,9 @@ def test_every_variable(tmp_path: Path, script: Path) -> None:
         "ADJUTANT_METRIC": "val_accuracy",
         "ADJUTANT_METRIC_GOAL": "MAX",
         "ADJUTANT_PREFIX": "!",
+        "ADJUTANT_STALL_MINUTES": "5",
+        "ADJUTANT_NOTIFY": "finished, crashed",
+        "ADJUTANT_WANDB_TIMEOUT": "7",
     }
     s = Settings.from_env(env)
     assert s.token == Secret(TOKEN)
@@ -59,6 +65,9 @@ def test_every_variable(tmp_path: Path, script: Path) -> None:
     assert s.launch_users == (111111111111111111, 222222222222222222)
     assert (s.metric, s.metric_goal) == ("val_accuracy", "max")
     assert s.prefix == "!"
+    assert s.stall_minutes == 5
+    assert s.notify == {"finished", "crashed"}
+    assert s.wandb_timeout == 7
 
 
 @pytest.mark.parametrize(
@@ -107,6 +116,9 @@ def test_unknown_keyword_is_a_type_error() -> None:
         ({"WANDB_PROJECT": "team/proj"}, "WANDB_PROJECT must be a single name"),
         ({"WANDB_ENTITY": "my team"}, "WANDB_ENTITY must be a single name"),
         ({"ADJUTANT_EXPERIMENT_SCRIPT": "/nonexistent/run.sh"}, "does not exist"),
+        ({"ADJUTANT_STALL_MINUTES": "0.5"}, "ADJUTANT_STALL_MINUTES must be a finite number of at least 1"),
+        ({"ADJUTANT_NOTIFY": "finished,exploded"}, "ADJUTANT_NOTIFY has unknown event"),
+        ({"ADJUTANT_WANDB_TIMEOUT": "x"}, "ADJUTANT_WANDB_TIMEOUT must be a number"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], message: str) -> None:

@@ -152,6 +152,8 @@ class DiscordStandIn:
         self.identifies: list[dict[str, Any]] = []
         self.rate_limit: tuple[int, float] | None = None  # (messages, seconds) per channel, like Discord's
         self.rate_limited = 0
+        self.deduplicated = 0
+        self._nonces: dict[tuple[int, str], int] = {}
         self._sends: dict[str, list[float]] = {}
         self._sockets: set[web.WebSocketResponse] = set()
         self._seq = 0
@@ -472,6 +474,12 @@ class DiscordStandIn:
         return None
 
     def _create_message(self, channel_id: int, body: dict[str, Any], record: Request, bucket: str) -> web.Response:
+        nonce = body.get("nonce")
+        if nonce is not None and body.get("enforce_nonce"):
+            earlier = self._nonces.get((channel_id, str(nonce)))
+            if earlier is not None:  # Discord returns the first message instead of creating another
+                self.deduplicated += 1
+                return json_response(self.messages[earlier], headers=self._rate_headers(bucket))
         content = body.get("content") or ""
         embeds = body.get("embeds") or []
         if len(content) > 2000 or len(embeds) > 10 or _embeds_too_big(embeds):
@@ -499,6 +507,8 @@ class DiscordStandIn:
         message = self._message(channel_id, self.bot_user, content, extra)
         message.pop("member")
         self.messages[int(message["id"])] = message
+        if nonce is not None:
+            self._nonces[(channel_id, str(nonce))] = int(message["id"])
         return json_response(message, headers=self._rate_headers(bucket))
 
 

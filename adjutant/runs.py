@@ -1,0 +1,218 @@
+"""W&B runs as plain data, and the pure logic around them: lifecycle transitions, ranking, lookup.
+
+Nothing here talks to W&B or Discord; :mod:`adjutant.wandb_source` fills :class:`RunInfo` and the
+reporting cog decides what to do with the results.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+#: States W&B reports. ``pending`` runs have not started yet.
+STATES = ("running", "finished", "crashed", "failed", "killed", "pending")
+TERMINAL = frozenset({"finished", "crashed", "failed", "killed"})
+
+
+def parse_wandb_time(value: Any) -> dt.datetime | None:
+    """W&B timestamps are UTC without a zone designator (``2026-01-07T10:00:00``); return aware UTC."""
+    if not isinstance(value, str) or not value:
+        return None
+    text = value.strip().rstrip("Z")
+    try:
+        parsed = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.timezone.utc)
+    return parsed.astimezone(dt.timezone.utc)
+
+
+def to_wandb_filter_time(moment: dt.datetime) -> str:
+    """An ISO-8601 UTC string for ``createdAt`` filters (numbers are rejected by W&B)."""
+    return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What Adjutant knows about one run. ``id`` is W&B's run id (the one in URLs); ``name`` is its display name."""
+
+    id: str
+    name: str
+    state: str
+    created_at: dt.datetime | None = None
+    heartbeat_at: dt.datetime | None = None
+    user: str | None = None
+    url: str | None = None
+    config: Mapping[str, Any] = field(default_factory=dict)
+    summary: Mapping[str, Any] = field(default_factory=dict)
+    tags: tuple[str, ...] = ()
+    group: str | None = None
+
+    def metric(self, name: str) -> float | None:
+        """A finite numeric summary value, or None."""
+        return numeric(self.summary.get(name))
+
+    def runtime_seconds(self) -> float | None:
+        """W&B's ``_runtime`` when known, else heartbeat minus creation."""
+        runtime = numeric(self.summary.get("_runtime"))
+        if runtime is not None:
+            return runtime
+        if self.created_at and self.heartbeat_at:
+            return max(0.0, (self.heartbeat_at - self.created_at).total_seconds())
+        return None
+
+    def step(self) -> int | None:
+        step = numeric(self.summary.get("_step"))
+        return None if step is None else int(step)
+
+    def public_metrics(self) -> dict[str, float]:
+        """Numeric summary metrics without W&B's own ``_`` keys."""
+        out = {}
+        for key, value in self.summary.items():
+            if isinstance(key, str) and not key.startswith("_"):
+                number = numeric(value)
+                if number is not None:
+                    out[key] = number
+        return out
+
+    def public_config(self) -> dict[str, Any]:
+        return {k: v for k, v in self.config.items() if isinstance(k, str) and not k.startswith("_")}
+
+
+def numeric(value: Any) -> float | None:
+    """``value`` as a finite float, or None (W&B summaries hold anything: dicts, strings, NaN)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+@dataclass(frozen=True)
+class RunMemory:
+    """What Adjutant last recorded about a run: enough to detect the next transition."""
+
+    state: str
+    stalled: bool = False
+
+
+def is_stalled(run: RunInfo, now: dt.datetime, stall_after: dt.timedelta) -> bool:
+    """A running run whose last heartbeat is older than ``stall_after``."""
+    return run.state == "running" and run.heartbeat_at is not None and now - run.heartbeat_at > stall_after
+
+
+def transitions(
+    previous: RunMemory | None, run: RunInfo, now: dt.datetime, stall_after: dt.timedelta
+) -> tuple[list[str], RunMemory]:
+    """The events between what was recorded and what W&B says now, and the memory to record.
+
+    Events: started, finished, crashed, failed, killed, stalled, resumed (heartbeat back after a
+    stall). Each change of memory yields its events once, so recording the new memory in the same
+    transaction as the events makes them exactly-once.
+    """
+    stalled = is_stalled(run, now, stall_after)
+    memory = RunMemory(run.state, stalled)
+    events: list[str] = []
+    if previous is None:
+        if run.state == "running":
+            events.append("started")
+            if stalled:
+                events.append("stalled")
+        elif run.state in TERMINAL:
+            events.append(run.state)
+        return events, memory
+    if run.state != previous.state:
+        if run.state == "running":
+            events.append("started")
+            if stalled:
+                events.append("stalled")
+        elif run.state in TERMINAL:
+            events.append(run.state)
+        return events, memory
+    if run.state == "running":
+        if stalled and not previous.stalled:
+            events.append("stalled")
+        elif previous.stalled and not stalled:
+            events.append("resumed")
+    return events, memory
+
+
+def best_of(runs: Iterable[RunInfo], metric: str, goal: Literal["min", "max"]) -> RunInfo | None:
+    """The run with the best finite value of ``metric``."""
+    scored = [(r.metric(metric), r) for r in runs]
+    candidates = [(v, r) for v, r in scored if v is not None]
+    if not candidates:
+        return None
+    pick = min if goal == "min" else max
+    return pick(candidates, key=lambda pair: pair[0])[1]
+
+
+def suggestions(word: str, choices: Iterable[str], limit: int = 3) -> list[str]:
+    """The closest names to ``word`` (case-insensitive), best first."""
+    unique = list(dict.fromkeys(c for c in choices if c))
+    lowered = {c.lower(): c for c in unique}
+    close = difflib.get_close_matches(word.lower(), list(lowered), n=limit, cutoff=0.5)
+    found = [lowered[c] for c in close]
+    if len(found) < limit:
+        found += [c for c in unique if word.lower() in c.lower() and c not in found][: limit - len(found)]
+    return found
+
+
+@dataclass(frozen=True)
+class BestQuery:
+    """Parsed arguments of ``$best [metric] [min|max] [n]``."""
+
+    metric: str
+    goal: Literal["min", "max"]
+    count: int
+
+
+def parse_best_args(
+    words: Sequence[str], default_metric: str, default_goal: Literal["min", "max"], *, max_count: int = 25
+) -> BestQuery:
+    """Words in any order: a number is the count, ``min``/``max`` the goal, anything else the metric."""
+    metric, goal, count = default_metric, default_goal, 5
+    metric_given = False
+    for word in words:
+        lowered = word.lower()
+        if lowered in ("min", "max"):
+            goal = "min" if lowered == "min" else "max"
+        elif word.isdigit():
+            count = int(word)
+        elif not metric_given:
+            metric, metric_given = word, True
+        else:
+            raise ValueError(f"I expected one metric name, got {metric!r} and {word!r}")
+    if not 1 <= count <= max_count:
+        raise ValueError(f"the number of runs must be between 1 and {max_count} (got {count})")
+    return BestQuery(metric, goal, count)
+
+
+@dataclass(frozen=True)
+class RunsQuery:
+    """Parsed arguments of ``$runs [state] [n]``."""
+
+    state: str | None
+    count: int
+
+
+def parse_runs_args(words: Sequence[str], *, max_count: int = 25) -> RunsQuery:
+    state: str | None = None
+    count = 10
+    for word in words:
+        lowered = word.lower()
+        if lowered in STATES:
+            state = lowered
+        elif lowered == "all":
+            state = None
+        elif word.isdigit():
+            count = int(word)
+        else:
+            raise ValueError(f"{word!r} is neither a run state ({', '.join(STATES)}, all) nor a number")
+    if not 1 <= count <= max_count:
+        raise ValueError(f"the number of runs must be between 1 and {max_count} (got {count})")
+    return RunsQuery(state, count)

@@ -1,0 +1,207 @@
+"""Adjutant's SQLite database (``ADJUTANT_STATE_DIR/adjutant.sqlite3``).
+
+Synchronous by design: callers run these methods in a worker thread. One connection per
+:class:`Store`, serialised by a lock; WAL mode so a crash never corrupts what was committed.
+
+Tables:
+- ``runs``: the last recorded state of each W&B run of a project (the memory behind transitions);
+- ``meta``: per-project values such as the createdAt watermark;
+- ``outbox``: announcements not yet delivered to Discord, in order. An announcement is written in
+  the same transaction as the run state that caused it, and deleted only after Discord accepted
+  it, so a restart loses nothing and repeats nothing already delivered.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from adjutant.runs import RunInfo, RunMemory
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    project TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    state TEXT NOT NULL,
+    stalled INTEGER NOT NULL DEFAULT 0,
+    created_at TEXT,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (project, run_id)
+);
+CREATE INDEX IF NOT EXISTS runs_by_state ON runs (project, state);
+CREATE TABLE IF NOT EXISTS meta (
+    project TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (project, key)
+);
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    project TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    event TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    context TEXT,
+    created_at TEXT NOT NULL
+);
+"""
+
+WATCHED_STATES = ("running", "pending")
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    """An announcement waiting for delivery."""
+
+    id: int
+    run_id: str
+    event: str
+    payload: dict[str, Any]
+    context: str | None
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+class Store:
+    """The database. ``Store(path)`` creates the folder and tables if needed."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+        self._db.row_factory = sqlite3.Row
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One atomic unit of work (BEGIN IMMEDIATE … COMMIT, or ROLLBACK on error)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    # --- meta -----------------------------------------------------------------------------------
+    def get_meta(self, project: str, key: str) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE project=? AND key=?", (project, key)).fetchone()
+        return None if row is None else str(row["value"])
+
+    @staticmethod
+    def set_meta(db: sqlite3.Connection, project: str, key: str, value: str) -> None:
+        db.execute(
+            "INSERT INTO meta (project, key, value) VALUES (?, ?, ?) "
+            "ON CONFLICT (project, key) DO UPDATE SET value=excluded.value",
+            (project, key, value),
+        )
+
+    # --- runs -----------------------------------------------------------------------------------
+    def memories(self, project: str, run_ids: Iterable[str]) -> dict[str, RunMemory]:
+        ids = list(run_ids)
+        found: dict[str, RunMemory] = {}
+        with self._lock:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                rows = self._db.execute(
+                    f"SELECT run_id, state, stalled FROM runs WHERE project=? AND run_id IN ({marks})",  # noqa: S608
+                    (project, *chunk),
+                ).fetchall()
+                found.update({r["run_id"]: RunMemory(r["state"], bool(r["stalled"])) for r in rows})
+        return found
+
+    @staticmethod
+    def remember(db: sqlite3.Connection, project: str, run: RunInfo, memory: RunMemory) -> None:
+        db.execute(
+            "INSERT INTO runs (project, run_id, name, state, stalled, created_at, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (project, run_id) DO UPDATE SET "
+            "name=excluded.name, state=excluded.state, stalled=excluded.stalled, updated_at=excluded.updated_at",
+            (
+                project,
+                run.id,
+                run.name,
+                memory.state,
+                int(memory.stalled),
+                run.created_at.isoformat() if run.created_at else None,
+                _now(),
+            ),
+        )
+
+    @staticmethod
+    def forget_watch(db: sqlite3.Connection, project: str, run_id: str) -> None:
+        """A watched run vanished from W&B (deleted): stop watching it."""
+        db.execute(
+            "UPDATE runs SET state='deleted', updated_at=? WHERE project=? AND run_id=?", (_now(), project, run_id)
+        )
+
+    def watched(self, project: str) -> list[str]:
+        """Runs last seen running or pending: each poll asks W&B about them by id."""
+        marks = ",".join("?" * len(WATCHED_STATES))
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT run_id FROM runs WHERE project=? AND state IN ({marks}) ORDER BY run_id",  # noqa: S608
+                (project, *WATCHED_STATES),
+            ).fetchall()
+        return [r["run_id"] for r in rows]
+
+    def known_names(self, project: str, limit: int = 5000) -> list[tuple[str, str]]:
+        """(run id, display name) of the most recent runs Adjutant has seen, for suggestions."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT run_id, name FROM runs WHERE project=? ORDER BY created_at DESC LIMIT ?", (project, limit)
+            ).fetchall()
+        return [(r["run_id"], r["name"]) for r in rows]
+
+    def count_runs(self, project: str) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM runs WHERE project=?", (project,)).fetchone()[0])
+
+    # --- outbox ---------------------------------------------------------------------------------
+    @staticmethod
+    def enqueue(
+        db: sqlite3.Connection, project: str, run_id: str, event: str, payload: dict[str, Any], context: str | None
+    ) -> None:
+        db.execute(
+            "INSERT INTO outbox (project, run_id, event, payload, context, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (project, run_id, event, json.dumps(payload), context, _now()),
+        )
+
+    def pending(self, project: str, limit: int = 100) -> list[OutboxItem]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, run_id, event, payload, context FROM outbox WHERE project=? ORDER BY id LIMIT ?",
+                (project, limit),
+            ).fetchall()
+        return [OutboxItem(r["id"], r["run_id"], r["event"], json.loads(r["payload"]), r["context"]) for r in rows]
+
+    def pending_count(self, project: str) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM outbox WHERE project=?", (project,)).fetchone()[0])
+
+    def delivered(self, ids: Iterable[int]) -> None:
+        ids = list(ids)
+        if not ids:
+            return
+        with self.transaction() as db:
+            db.executemany("DELETE FROM outbox WHERE id=?", [(i,) for i in ids])

@@ -1,0 +1,107 @@
+"""The pure run logic: transitions, argument parsing, suggestions, rate window."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from adjutant.ratelimit import RateWindow
+from adjutant.runs import (
+    RunInfo,
+    RunMemory,
+    parse_best_args,
+    parse_runs_args,
+    parse_wandb_time,
+    suggestions,
+    transitions,
+)
+
+NOW = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.timezone.utc)
+STALL = dt.timedelta(minutes=30)
+
+
+def run(state: str, heartbeat_minutes_ago: float = 0) -> RunInfo:
+    return RunInfo(id="r", name="n", state=state, heartbeat_at=NOW - dt.timedelta(minutes=heartbeat_minutes_ago))
+
+
+@pytest.mark.parametrize(
+    ("previous", "current", "events", "memory"),
+    [
+        (None, run("running"), ["started"], RunMemory("running")),
+        (None, run("running", 45), ["started", "stalled"], RunMemory("running", True)),
+        (None, run("finished"), ["finished"], RunMemory("finished")),
+        (None, run("pending"), [], RunMemory("pending")),
+        (RunMemory("pending"), run("running"), ["started"], RunMemory("running")),
+        (RunMemory("running"), run("running"), [], RunMemory("running")),
+        (RunMemory("running"), run("crashed"), ["crashed"], RunMemory("crashed")),
+        (RunMemory("running"), run("killed"), ["killed"], RunMemory("killed")),
+        (RunMemory("running"), run("running", 31), ["stalled"], RunMemory("running", True)),
+        (RunMemory("running", True), run("running", 40), [], RunMemory("running", True)),
+        (RunMemory("running", True), run("running", 1), ["resumed"], RunMemory("running")),
+        (RunMemory("running", True), run("crashed"), ["crashed"], RunMemory("crashed")),
+        (RunMemory("finished"), run("running"), ["started"], RunMemory("running")),
+        (RunMemory("finished"), run("finished"), [], RunMemory("finished")),
+    ],
+)
+def test_transitions(previous, current, events, memory) -> None:
+    assert transitions(previous, current, NOW, STALL) == (events, memory)
+
+
+def test_transitions_are_exactly_once_when_memory_is_kept() -> None:
+    memory = None
+    seen = []
+    for state, ago in [("running", 0), ("running", 0), ("running", 45), ("running", 50), ("running", 0), ("failed", 0)]:
+        events, memory = transitions(memory, run(state, ago), NOW, STALL)
+        seen += events
+    assert seen == ["started", "stalled", "resumed", "failed"]
+
+
+def test_parse_wandb_time() -> None:
+    assert parse_wandb_time("2026-01-07T10:00:00") == dt.datetime(2026, 1, 7, 10, tzinfo=dt.timezone.utc)
+    assert parse_wandb_time("2026-01-07T10:00:00Z") == dt.datetime(2026, 1, 7, 10, tzinfo=dt.timezone.utc)
+    assert parse_wandb_time("garbage") is None
+    assert parse_wandb_time(None) is None
+
+
+def test_parse_best_args() -> None:
+    best = parse_best_args([], "loss", "min")
+    assert (best.metric, best.goal, best.count) == ("loss", "min", 5)
+    best = parse_best_args(["acc", "max", "3"], "loss", "min")
+    assert (best.metric, best.goal, best.count) == ("acc", "max", 3)
+    best = parse_best_args(["7", "MIN"], "acc", "max")
+    assert (best.metric, best.goal, best.count) == ("acc", "min", 7)
+    with pytest.raises(ValueError, match="between 1 and 25"):
+        parse_best_args(["0"], "loss", "min")
+    with pytest.raises(ValueError, match="one metric name"):
+        parse_best_args(["a", "b"], "loss", "min")
+
+
+def test_parse_runs_args() -> None:
+    assert parse_runs_args([]) == parse_runs_args(["all"])
+    query = parse_runs_args(["Crashed", "3"])
+    assert (query.state, query.count) == ("crashed", 3)
+    with pytest.raises(ValueError, match="neither a run state"):
+        parse_runs_args(["sideways"])
+    with pytest.raises(ValueError, match="between 1 and 25"):
+        parse_runs_args(["100"])
+
+
+def test_suggestions() -> None:
+    assert suggestions("tiny-l", ["tiny-lr", "big-lr", "mid-lr"])[0] == "tiny-lr"
+    assert suggestions("accuracy", ["acc", "loss"]) == ["acc"]
+    assert suggestions("zzz", ["acc", "loss"]) == []
+    assert "val_acc" in suggestions("val", ["val_acc", "loss"])
+
+
+def test_rate_window() -> None:
+    now = [0.0]
+    window = RateWindow(4, 5.0, clock=lambda: now[0])
+    for _ in range(4):
+        assert window.delay() == 0
+        window.record()
+    assert window.delay() == pytest.approx(5.0)
+    now[0] = 2.0
+    assert window.delay() == pytest.approx(3.0)
+    now[0] = 5.0
+    assert window.delay() == 0

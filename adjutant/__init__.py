@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import logging
 import os
-
-from discord.ext import commands
+from typing import TYPE_CHECKING, Any
 
 from adjutant._version import __version__
-from adjutant.bot import Adjutant
 from adjutant.settings import ConfigError, Settings
+
+if TYPE_CHECKING:
+    from discord.ext import commands
+
+    from adjutant.bot import Adjutant
 
 __all__ = [
     "Adjutant",
@@ -26,6 +29,16 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+
+def __getattr__(name: str) -> Any:
+    # discord.py is imported on first use of Adjutant, not by ``import adjutant``: the job
+    # supervisor (python -m adjutant.supervisor) lives as long as a training run and needs none of it.
+    if name == "Adjutant":
+        from adjutant.bot import Adjutant
+
+        return Adjutant
+    raise AttributeError(f"module 'adjutant' has no attribute {name!r}")
 
 
 def settings_for(bot: commands.Bot) -> Settings:

@@ -150,6 +150,39 @@ def parse_positive_float(name: str, raw: str, *, minimum: float = 1.0) -> float:
     return value
 
 
+def parse_count(name: str, raw: str, *, maximum: int) -> int:
+    """A whole number from 1 to ``maximum``."""
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, e.g. {name}=1 (got {raw!r})") from None
+    if not 1 <= value <= maximum:
+        raise ConfigError(f"{name} must be between 1 and {maximum} (got {raw!r})")
+    return value
+
+
+def check_schema_file(raw: str) -> Path:
+    """ADJUTANT_HPARAMS_SCHEMA must name a readable file holding a valid JSON Schema."""
+    import json
+
+    path = Path(raw).expanduser()
+    try:
+        schema = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"ADJUTANT_HPARAMS_SCHEMA {raw!r} does not exist") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"ADJUTANT_HPARAMS_SCHEMA {raw!r} cannot be read: {error}") from None
+    except ValueError as error:
+        raise ConfigError(f"ADJUTANT_HPARAMS_SCHEMA {raw!r} is not valid JSON: {error}") from None
+    import jsonschema
+
+    try:
+        jsonschema.validators.validator_for(schema).check_schema(schema)
+    except jsonschema.SchemaError as error:
+        raise ConfigError(f"ADJUTANT_HPARAMS_SCHEMA {raw!r} is not a valid JSON Schema: {error.message}") from None
+    return path.resolve()
+
+
 def parse_channel(raw: str) -> str | int:
     """A channel is a numeric id or a name; ``#general`` is accepted and means ``general``."""
     raw = raw.strip()
@@ -247,6 +280,10 @@ class Settings:
     stall_minutes: float = 30.0
     notify: frozenset[str] = frozenset(RUN_EVENTS)
     wandb_timeout: float = 20.0
+    max_concurrent: int = 1
+    cancel_grace_seconds: float = 30.0
+    hparams_schema: Path | None = None
+    max_sweep: int = 16
 
     @property
     def reporting_enabled(self) -> bool:
@@ -312,6 +349,14 @@ class Settings:
             values["notify"] = parse_events(value)
         if (value := get("ADJUTANT_WANDB_TIMEOUT")) is not None:
             values["wandb_timeout"] = parse_positive_float("ADJUTANT_WANDB_TIMEOUT", value)
+        if (value := get("ADJUTANT_MAX_CONCURRENT")) is not None:
+            values["max_concurrent"] = parse_count("ADJUTANT_MAX_CONCURRENT", value, maximum=64)
+        if (value := get("ADJUTANT_CANCEL_GRACE_SECONDS")) is not None:
+            values["cancel_grace_seconds"] = parse_positive_float("ADJUTANT_CANCEL_GRACE_SECONDS", value, minimum=0.1)
+        if (value := get("ADJUTANT_HPARAMS_SCHEMA")) is not None:
+            values["hparams_schema"] = check_schema_file(value)
+        if (value := get("ADJUTANT_MAX_SWEEP")) is not None:
+            values["max_sweep"] = parse_count("ADJUTANT_MAX_SWEEP", value, maximum=1000)
         return cls(**values)
 
     def problems(self, env: Mapping[str, str], *, netrc_path: Path | None = None) -> list[str]:

@@ -151,10 +151,10 @@ def main() -> None:
             )
         a, n = results["adjutant"], results["naive"]
         print(
-            f"| {size:,} | ratio naive/adjutant | {n['idle_requests'] / a['idle_requests']:.0f}× | "
-            f"{n['changed_requests'] / a['changed_requests']:.0f}× | {n['stall_ms'] / max(a['stall_ms'], 0.1):.0f}× | "
-            f"{n['idle_wall_ms'] / max(a['idle_wall_ms'], 0.1):.1f}× | "
-            f"{n['changed_wall_ms'] / max(a['changed_wall_ms'], 0.1):.1f}× |"
+            f"| {size:,} | ratio naive/adjutant | {n['idle_requests'] / a['idle_requests']:.0f}x | "
+            f"{n['changed_requests'] / a['changed_requests']:.0f}x | {n['stall_ms'] / max(a['stall_ms'], 0.1):.0f}x | "
+            f"{n['idle_wall_ms'] / max(a['idle_wall_ms'], 0.1):.1f}x | "
+            f"{n['changed_wall_ms'] / max(a['changed_wall_ms'], 0.1):.1f}x |"
         )
 
 

@@ -150,6 +150,7 @@ class DiscordStandIn:
         self.requests: list[Request] = []
         self.messages: dict[int, dict[str, Any]] = {}
         self.identifies: list[dict[str, Any]] = []
+        self.interaction_responses: list[dict[str, Any]] = []
         self.rate_limit: tuple[int, float] | None = None  # (messages, seconds) per channel, like Discord's
         self.rate_limited = 0
         self.deduplicated = 0
@@ -211,6 +212,50 @@ class DiscordStandIn:
         message = self._message(self.channel_id(channel), who, content)
         await self.dispatch("MESSAGE_CREATE", message)
         return int(message["id"])
+
+    def permissions_of(self, who: Member) -> int:
+        perms = EVERYONE_PERMS
+        for role in self.roles.values():
+            if int(role["id"]) in who.roles:
+                perms |= int(role["permissions"])
+        if perms & ADMINISTRATOR or who is self.members["founder"]:
+            perms = (1 << 53) - 1
+        return perms
+
+    async def click(self, message: dict[str, Any], custom_id: str, *, author: str = "admin") -> str:
+        """A member presses a button of ``message``; returns the interaction id."""
+        who = self.members[author]
+        interaction_id = str(snowflake())
+        token = "itoken-" + interaction_id
+        channel = next(c for c in self.channels.values() if c["id"] == message["channel_id"])
+        member = who.member()
+        member["permissions"] = str(self.permissions_of(who))
+        data = {
+            "id": interaction_id,
+            "application_id": str(self.application_id),
+            "type": 3,
+            "token": token,
+            "version": 1,
+            "attachment_size_limit": 10 * 1024 * 1024,
+            "guild_id": str(self.guild_id),
+            "channel_id": channel["id"],
+            "channel": channel,
+            "member": member,
+            "app_permissions": str(self.permissions_of(self.bot_user)),
+            "locale": "en-US",
+            "guild_locale": "en-US",
+            "entitlements": [],
+            "authorizing_integration_owners": {},
+            "context": 0,
+            "message": message,
+            "data": {"custom_id": custom_id, "component_type": 2},
+        }
+        await self.dispatch("INTERACTION_CREATE", data)
+        return interaction_id
+
+    def buttons(self, message: dict[str, Any]) -> list[str]:
+        """The custom ids of a message's buttons."""
+        return [c["custom_id"] for row in message.get("components") or [] for c in row.get("components", [])]
 
     def sent(self, channel: str | None = None) -> list[dict[str, Any]]:
         """Messages the bot created (in ``channel`` if given), oldest first."""
@@ -399,6 +444,8 @@ class DiscordStandIn:
         if not interaction and request.headers.get("Authorization") != f"Bot {self.token}":
             return json_response({"message": "401: Unauthorized", "code": 0}, status=401)
         parts = path.strip("/").split("/")
+        if parts[0] == "interactions" and len(parts) >= 4 and parts[3] == "callback":
+            return self._interaction_callback(parts[1], record.json or {})
         if path == "/users/@me" and method == "GET":
             return json_response(self.bot_user.user())
         if path == "/oauth2/applications/@me" and method == "GET":
@@ -409,6 +456,37 @@ class DiscordStandIn:
         if parts[0] == "channels" and len(parts) >= 3:
             return await self._channel_route(method, parts, record)
         return json_response({"message": "404: Not Found", "code": 0}, status=404)
+
+    def _interaction_callback(self, interaction_id: str, body: dict[str, Any]) -> web.Response:
+        kind = body.get("type")
+        data = body.get("data") or {}
+        response = {"interaction_id": interaction_id, "type": kind, "data": data}
+        self.interaction_responses.append(response)
+        message = None
+        if kind == 7:  # update the message the component belongs to
+            event = next(
+                (
+                    p["d"]
+                    for _, p in reversed(self._events)
+                    if p.get("t") == "INTERACTION_CREATE" and p["d"]["id"] == interaction_id
+                ),
+                None,
+            )
+            if event is not None and int(event["message"]["id"]) in self.messages:
+                message = self.messages[int(event["message"]["id"])]
+                message.update({k: v for k, v in data.items() if k in ("content", "embeds", "components")})
+        result = {
+            "interaction": {
+                "id": interaction_id,
+                "type": 3,
+                "response_message_id": message["id"] if message else None,
+                "response_message_loading": kind == 5,
+                "response_message_ephemeral": bool((data.get("flags") or 0) & 64),
+            },
+        }
+        if message is not None:
+            result["resource"] = {"type": kind, "message": message}
+        return json_response(result)
 
     def _application(self) -> dict[str, Any]:
         return {

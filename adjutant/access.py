@@ -1,0 +1,40 @@
+"""Who may launch and cancel experiments."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from adjutant.settings import Settings
+
+
+def may_launch(user: Any, settings: Settings, *, is_owner: bool) -> bool:
+    """ADJUTANT_LAUNCH_ROLES/USERS when set; otherwise Administrator, Manage Server, or the bot's owner.
+
+    ``user`` is a discord Member (roles and guild permissions known) or a plain User (a DM: only
+    listed users and the owner).
+    """
+    if is_owner or user.id in settings.launch_users:
+        return True
+    roles = getattr(user, "roles", None) or []
+    if settings.launch_roles:
+        allowed = set(settings.launch_roles)
+        return any(role.name in allowed or str(role.id) in allowed for role in roles)
+    if settings.launch_users:
+        return False
+    permissions = getattr(user, "guild_permissions", None)
+    return bool(permissions is not None and (permissions.administrator or permissions.manage_guild))
+
+
+def refusal(settings: Settings) -> str:
+    """The reply to someone who may not launch."""
+    if settings.launch_roles or settings.launch_users:
+        who = []
+        if settings.launch_roles:
+            who.append("members with the role(s) " + ", ".join(settings.launch_roles))
+        if settings.launch_users:
+            who.append("listed users")
+        return f"You are not allowed to launch or cancel experiments here; only {' and '.join(who)} may."
+    return (
+        "You are not allowed to launch or cancel experiments here; only members with the Administrator or "
+        "Manage Server permission and the bot's owner may (set ADJUTANT_LAUNCH_ROLES to allow a team role)."
+    )

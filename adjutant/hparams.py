@@ -1,0 +1,188 @@
+"""Hyperparameters from chat: parsing, validation, sweeps and diffs. Pure functions, no I/O."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import shlex
+from collections.abc import Mapping
+from typing import Any
+
+MAX_CHARS = 4000
+MAX_DEPTH = 8
+
+_FENCE = re.compile(r"^```[a-zA-Z0-9_-]*\s*\n?(.*?)\n?```$", re.DOTALL)
+_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
+
+
+class HParamsError(ValueError):
+    """The message says what is wrong with the hyperparameters, and where."""
+
+
+def _reject_constant(name: str) -> Any:
+    raise HParamsError(f"{name} is not allowed: use a finite number or a string")
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise HParamsError(f"the key {key!r} appears twice")
+        out[key] = value
+    return out
+
+
+def depth(value: Any) -> int:
+    """Nesting depth of a JSON value (a scalar is 0, ``{}`` is 1)."""
+    deepest = 0
+    stack = [(value, 0)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            stack.extend((v, level + 1) for v in item.values())
+            deepest = max(deepest, level + 1)
+        elif isinstance(item, list):
+            stack.extend((v, level + 1) for v in item)
+            deepest = max(deepest, level + 1)
+    return deepest
+
+
+def strip_fence(text: str) -> str:
+    """People paste ```json blocks and `inline` code: take what is inside."""
+    text = text.strip()
+    match = _FENCE.match(text)
+    if match:
+        return match.group(1).strip()
+    if len(text) >= 2 and text[0] == text[-1] == "`":
+        return text.strip("`").strip()
+    return text
+
+
+def _loads(text: str) -> Any:
+    try:
+        return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_no_duplicates)
+    except json.JSONDecodeError as error:
+        raise HParamsError(f"invalid JSON at line {error.lineno}, column {error.colno}: {error.msg}") from None
+    except RecursionError:
+        raise HParamsError(f"the JSON is nested too deeply (at most {MAX_DEPTH} levels)") from None
+
+
+def _scalar(text: str) -> Any:
+    """A ``key=value`` value: a JSON scalar where it parses (0.1, true, null, "x"), else the string."""
+    try:
+        value = json.loads(text, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        return text
+    return value
+
+
+def parse_pairs(text: str) -> dict[str, Any]:
+    """``lr=0.001 epochs=10 name="my run"`` → a dict. Values are JSON where they parse, else strings."""
+    try:
+        tokens = shlex.split(text, posix=True)
+    except ValueError as error:
+        raise HParamsError(f"cannot split into key=value pairs: {error}") from None
+    out: dict[str, Any] = {}
+    for token in tokens:
+        key, sep, value = token.partition("=")
+        if not sep:
+            raise HParamsError(f"{token!r} is not key=value; give a JSON object or pairs like lr=0.001 epochs=10")
+        key = key.strip()
+        if not _KEY.match(key):
+            raise HParamsError(f"{key!r} is not a valid key (letters, digits, _ . -; not starting with a digit)")
+        if key in out:
+            raise HParamsError(f"the key {key!r} appears twice")
+        out[key] = _scalar(value)
+    return out
+
+
+def parse_hyperparameters(text: str, *, max_chars: int = MAX_CHARS, allow_empty: bool = False) -> dict[str, Any]:
+    """The hyperparameters of ``$experiment``: a JSON object, a ```json block, or key=value pairs."""
+    if len(text) > max_chars:
+        raise HParamsError(f"too large: {len(text):,} characters (the limit is {max_chars:,})")
+    body = strip_fence(text)
+    if not body:
+        if allow_empty:
+            return {}
+        raise HParamsError('no hyperparameters given; e.g. {"epochs": 10, "batch_size": 32} or epochs=10 batch_size=32')
+    if body[0] in '{["' or body[0].isdigit() or body[0] == "-" or body in ("true", "false", "null"):
+        value = _loads(body)
+        if not isinstance(value, dict):
+            kind = {list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(type(value), "a number")
+            raise HParamsError(f'the hyperparameters must be a JSON object like {{"epochs": 10}}, not {kind}')
+    else:
+        value = parse_pairs(body)
+    if depth(value) > MAX_DEPTH:
+        raise HParamsError(f"the JSON is nested too deeply (at most {MAX_DEPTH} levels)")
+    return value
+
+
+def to_argument(params: Mapping[str, Any]) -> str:
+    """The one argument the experiment script receives: compact JSON, Unicode kept as is."""
+    return json.dumps(params, ensure_ascii=False, separators=(", ", ": "))
+
+
+def validate(params: dict[str, Any], schema: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Check ``params`` against a JSON Schema; returns (params with defaults, the defaults filled in).
+
+    Raises :class:`HParamsError` with the schema's messages.
+    """
+    import jsonschema
+
+    validator_class = jsonschema.validators.validator_for(schema)
+    validator = validator_class(schema)
+    errors = sorted(validator.iter_errors(params), key=lambda e: list(e.absolute_path))
+    if errors:
+        lines = []
+        for error in errors[:5]:
+            where = "/".join(str(p) for p in error.absolute_path)
+            lines.append(f"{where}: {error.message}" if where else error.message)
+        more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+        raise HParamsError("; ".join(lines) + more)
+    defaults = {
+        key: spec["default"]
+        for key, spec in (schema.get("properties") or {}).items()
+        if isinstance(spec, dict) and "default" in spec and key not in params
+    }
+    return {**params, **defaults}, defaults
+
+
+def expand_sweep(grid: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The cartesian product of a grid: lists are the values to try, anything else is fixed."""
+    if not grid:
+        raise HParamsError('a sweep needs at least one key with a list of values, e.g. {"lr": [0.1, 0.01]}')
+    keys = list(grid)
+    axes = []
+    for key in keys:
+        values = grid[key]
+        if isinstance(values, list):
+            if not values:
+                raise HParamsError(f"{key!r} has an empty list of values")
+            axes.append(values)
+        else:
+            axes.append([values])
+    if not any(isinstance(grid[k], list) for k in keys):
+        raise HParamsError('nothing to sweep: give at least one key a list of values, e.g. {"lr": [0.1, 0.01]}')
+    return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*axes)]
+
+
+def sweep_size(grid: Mapping[str, Any]) -> int:
+    size = 1
+    for values in grid.values():
+        if isinstance(values, list):
+            size *= max(1, len(values))
+    return size
+
+
+def diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """Lines describing what changed from ``old`` to ``new``."""
+    lines = []
+    for key in sorted(set(old) | set(new)):
+        if key not in new:
+            lines.append(f"- {key} = {json.dumps(old[key])}")
+        elif key not in old:
+            lines.append(f"+ {key} = {json.dumps(new[key])}")
+        elif old[key] != new[key]:
+            lines.append(f"~ {key}: {json.dumps(old[key])} → {json.dumps(new[key])}")
+    return lines

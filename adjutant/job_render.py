@@ -1,0 +1,140 @@
+"""Pure rendering of experiment jobs into embeds (dicts) within Discord's limits."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from adjutant.jobs import Job
+from adjutant.render import code_safe, fit_embed, format_duration, format_number, plain, truncate
+from adjutant.runs import RunInfo
+
+STATE_LOOK = {
+    "queued": ("⏳", 0x95A5A6),
+    "starting": ("▶️", 0x3498DB),
+    "running": ("▶️", 0x3498DB),
+    "cancelling": ("⏹️", 0xF39C12),
+    "succeeded": ("✅", 0x2ECC71),
+    "failed": ("❌", 0xE74C3C),
+    "cancelled": ("⏹️", 0x95A5A6),
+    "lost": ("❓", 0xE67E22),
+}
+
+
+def params_block(params: Mapping[str, Any], limit: int = 1000) -> str:
+    """Hyperparameters as pretty JSON in a code block, cut visibly."""
+    text = json.dumps(params, indent=2, ensure_ascii=False, sort_keys=True)
+    return f"```json\n{code_safe(truncate(text, limit - 12))}\n```"
+
+
+def wandb_run_url(base_url: str | None, entity: str | None, project: str | None, run_id: str) -> str | None:
+    """The run's page, when the project is known. The public cloud's API host maps to wandb.ai."""
+    if not project or not entity:
+        return None
+    base = (base_url or "https://api.wandb.ai").rstrip("/")
+    if base in ("https://api.wandb.ai", "http://api.wandb.ai"):
+        base = "https://wandb.ai"
+    return f"{base}/{entity}/{project}/runs/{run_id}"
+
+
+def ack_embed(job: Job, *, queued_ahead: int, defaults: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The reply to ``$experiment``: job id, who, the hyperparameters."""
+    where = "starting now" if queued_ahead == 0 else f"queued; {queued_ahead} job(s) ahead"
+    fields = [
+        {"name": "Job", "value": f"`{job.id}`", "inline": True},
+        {"name": "Launched by", "value": plain(truncate(job.requested_by, 100)), "inline": True},
+        {"name": "W&B run id", "value": f"`{job.wandb_run_id}`", "inline": True},
+        {"name": "Hyperparameters", "value": params_block(job.params), "inline": False},
+    ]
+    if defaults:
+        fields.append({"name": "Defaults filled in", "value": params_block(defaults, 500), "inline": False})
+    return fit_embed(
+        {
+            "title": f"🧪 Experiment {job.id}: {where}",
+            "color": 0x3498DB,
+            "fields": fields,
+            "footer": {"text": f"$cancel {job.id} · $logs {job.id}"},
+        }
+    )
+
+
+def end_embed(
+    job: Job,
+    *,
+    log_tail: Sequence[str],
+    run: RunInfo | None,
+    run_url: str | None,
+    metric: str,
+    now: dt.datetime,
+) -> dict[str, Any]:
+    """The one message that ends a job's story."""
+    icon, colour = STATE_LOOK.get(job.state, ("•", 0x95A5A6))
+    fields: list[dict[str, Any]] = []
+    if job.exit_code is not None:
+        code = f"signal {-job.exit_code}" if job.exit_code < 0 else str(job.exit_code)
+        fields.append({"name": "Exit code", "value": code, "inline": True})
+    fields.append({"name": "Duration", "value": format_duration(job.duration(now)), "inline": True})
+    fields.append({"name": "Launched by", "value": plain(truncate(job.requested_by, 100)), "inline": True})
+    if job.cancelled_by:
+        fields.append({"name": "Cancelled by", "value": plain(truncate(job.cancelled_by, 100)), "inline": True})
+    link = f"[{code_safe(job.wandb_run_id)}]({run_url})" if run_url else f"`{code_safe(job.wandb_run_id)}`"
+    if run is not None:
+        link += f" ({plain(truncate(run.name, 80))}, {run.state})"
+    fields.append({"name": "W&B run", "value": link, "inline": True})
+    if run is not None and run.metric(metric) is not None:
+        value = run.metric(metric)
+        assert value is not None
+        fields.append({"name": plain(truncate(metric, 200)), "value": format_number(value), "inline": True})
+    fields.append({"name": "Hyperparameters", "value": params_block(job.params, 800), "inline": False})
+    if job.reason:
+        fields.append({"name": "Why", "value": plain(truncate(job.reason, 1000)), "inline": False})
+    if job.state in ("failed", "lost") and log_tail:
+        tail = code_safe("\n".join(log_tail))
+        fields.append({"name": "End of the log", "value": f"```\n{truncate(tail[-1000:], 1000)}\n```", "inline": False})
+    embed: dict[str, Any] = {
+        "title": f"{icon} Experiment {job.id} {job.state}",
+        "color": colour,
+        "fields": fields,
+        "footer": {"text": f"$logs {job.id} for the whole log"},
+    }
+    if run_url:
+        embed["url"] = run_url
+    return fit_embed(embed)
+
+
+def jobs_embed(active: Sequence[Job], queued: Sequence[Job], recent: Sequence[Job], now: dt.datetime) -> dict[str, Any]:
+    """``$jobs``: running, queued and recently ended jobs."""
+
+    def line(job: Job) -> str:
+        icon, _ = STATE_LOOK.get(job.state, ("•", 0))
+        params = truncate(json.dumps(job.params, ensure_ascii=False), 60)
+        when = format_duration(job.duration(now)) if job.started_at else "-"
+        return (
+            f"{icon} `{job.id}` {job.state} · {when} · {plain(truncate(job.requested_by, 32))} · `{code_safe(params)}`"
+        )
+
+    fields = []
+    for title, group in (("Running", active), ("Queued", queued), ("Recently ended", recent)):
+        if group:
+            fields.append({"name": f"{title} ({len(group)})", "value": truncate("\n".join(map(line, group)), 1024)})
+    embed: dict[str, Any] = {"title": "Experiments", "color": 0x3498DB, "fields": fields}
+    if not fields:
+        embed["description"] = 'No jobs yet. Launch one with `$experiment {"epochs": 1}`.'
+    return fit_embed(embed)
+
+
+def sweep_preview(combos: Sequence[Mapping[str, Any]], *, cap: int, shown: int = 5) -> dict[str, Any]:
+    lines = [
+        f"{i}. `{code_safe(truncate(json.dumps(c, ensure_ascii=False), 150))}`" for i, c in enumerate(combos[:shown], 1)
+    ]
+    if len(combos) > shown:
+        lines.append(f"… and {len(combos) - shown} more")
+    return fit_embed(
+        {
+            "title": f"Sweep: {len(combos)} experiment(s)",
+            "description": "\n".join(lines) + f"\n\nConfirm to queue them all (limit {cap}).",
+            "color": 0x9B59B6,
+        }
+    )

@@ -1,0 +1,322 @@
+"""Experiment jobs: their records in SQLite, the environment they get, and process checks.
+
+Blocking code (SQLite, /proc, file reads): callers run it in a thread. The table lives in the same
+database file as the run reporting tables (``ADJUTANT_STATE_DIR/adjutant.sqlite3``); the job
+supervisor process (:mod:`adjutant.supervisor`) writes to it too.
+
+States: queued → starting → running → succeeded | failed | cancelled, or lost (the supervisor
+vanished without recording an end). ``cancelling`` is a running job asked to stop.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import secrets
+import signal
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from adjutant.hparams import to_argument
+
+ACTIVE = ("starting", "running", "cancelling")
+ENDED = ("succeeded", "failed", "cancelled", "lost")
+
+JOBS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    state TEXT NOT NULL,
+    params TEXT NOT NULL,
+    script TEXT NOT NULL,
+    requested_by_id INTEGER NOT NULL,
+    requested_by TEXT NOT NULL,
+    channel_id INTEGER,
+    message_id INTEGER,
+    ack_id INTEGER,
+    sweep_id TEXT,
+    wandb_run_id TEXT NOT NULL,
+    log_path TEXT NOT NULL,
+    supervisor_pid INTEGER,
+    pid INTEGER,
+    pgid INTEGER,
+    exit_code INTEGER,
+    reason TEXT,
+    created_at TEXT NOT NULL,
+    started_at TEXT,
+    ended_at TEXT,
+    cancel_requested_at TEXT,
+    cancelled_by TEXT,
+    killed_at TEXT,
+    reported INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state);
+CREATE INDEX IF NOT EXISTS jobs_by_run ON jobs (wandb_run_id);
+"""
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def iso(moment: dt.datetime | None = None) -> str:
+    return (moment or utcnow()).isoformat(timespec="milliseconds")
+
+
+def parse_iso(value: str | None) -> dt.datetime | None:
+    return dt.datetime.fromisoformat(value) if value else None
+
+
+def new_job_id() -> str:
+    """Short, unambiguous, typeable: ``j`` + 6 characters of [a-z0-9] without look-alikes."""
+    alphabet = "abcdefghjkmnpqrstuvwxyz23456789"
+    return "j" + "".join(secrets.choice(alphabet) for _ in range(6))
+
+
+def new_wandb_run_id() -> str:
+    """A W&B run id the job's training script will use (through WANDB_RUN_ID)."""
+    return secrets.token_hex(4)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One row of the jobs table."""
+
+    seq: int
+    id: str
+    state: str
+    params: dict[str, Any]
+    script: str
+    requested_by_id: int
+    requested_by: str
+    channel_id: int | None
+    message_id: int | None
+    ack_id: int | None
+    sweep_id: str | None
+    wandb_run_id: str
+    log_path: str
+    supervisor_pid: int | None
+    pid: int | None
+    pgid: int | None
+    exit_code: int | None
+    reason: str | None
+    created_at: dt.datetime
+    started_at: dt.datetime | None
+    ended_at: dt.datetime | None
+    cancel_requested_at: dt.datetime | None
+    cancelled_by: str | None
+    killed_at: dt.datetime | None
+    reported: bool
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Job:
+        data = dict(row)
+        data["params"] = json.loads(data["params"])
+        for key in ("created_at", "started_at", "ended_at", "cancel_requested_at", "killed_at"):
+            data[key] = parse_iso(data[key])
+        data["reported"] = bool(data["reported"])
+        return cls(**data)
+
+    def duration(self, now: dt.datetime | None = None) -> float | None:
+        if self.started_at is None:
+            return None
+        end = self.ended_at or now or utcnow()
+        return max(0.0, (end - self.started_at).total_seconds())
+
+
+class JobStore:
+    """The jobs table. One connection, serialised by a lock; WAL so the supervisor can write alongside."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+        self._db.row_factory = sqlite3.Row
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.executescript(JOBS_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def add(
+        self,
+        *,
+        params: Mapping[str, Any],
+        script: str,
+        requested_by_id: int,
+        requested_by: str,
+        channel_id: int | None,
+        message_id: int | None,
+        log_dir: Path,
+        sweep_id: str | None = None,
+    ) -> Job:
+        """Record a queued job (before anything is spawned)."""
+        with self._tx() as db:
+            for _ in range(10):
+                job_id = new_job_id()
+                if db.execute("SELECT 1 FROM jobs WHERE id=?", (job_id,)).fetchone() is None:
+                    break
+            db.execute(
+                "INSERT INTO jobs (id, state, params, script, requested_by_id, requested_by, channel_id, message_id,"
+                " sweep_id, wandb_run_id, log_path, created_at) VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    job_id,
+                    to_argument(params),
+                    script,
+                    requested_by_id,
+                    requested_by,
+                    channel_id,
+                    message_id,
+                    sweep_id,
+                    new_wandb_run_id(),
+                    str(log_dir / f"{job_id}.log"),
+                    iso(),
+                ),
+            )
+            row = db.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
+        return Job.from_row(row)
+
+    def get(self, job_id: str) -> Job | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
+        return None if row is None else Job.from_row(row)
+
+    def by_run_id(self, wandb_run_id: str) -> Job | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM jobs WHERE wandb_run_id=?", (wandb_run_id,)).fetchone()
+        return None if row is None else Job.from_row(row)
+
+    def where(self, states: tuple[str, ...], limit: int = 1000) -> list[Job]:
+        marks = ",".join("?" * len(states))
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT * FROM jobs WHERE state IN ({marks}) ORDER BY seq LIMIT ?",  # noqa: S608
+                (*states, limit),
+            ).fetchall()
+        return [Job.from_row(r) for r in rows]
+
+    def recent(self, limit: int = 10) -> list[Job]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM jobs ORDER BY seq DESC LIMIT ?", (limit,)).fetchall()
+        return [Job.from_row(r) for r in rows]
+
+    def unreported(self) -> list[Job]:
+        marks = ",".join("?" * len(ENDED))
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT * FROM jobs WHERE reported=0 AND state IN ({marks}) ORDER BY seq",  # noqa: S608
+                ENDED,
+            ).fetchall()
+        return [Job.from_row(r) for r in rows]
+
+    def update(self, job_id: str, *, expect: tuple[str, ...] | None = None, **values: Any) -> bool:
+        """Set columns of one job (only if its state is one of ``expect``); True if a row changed."""
+        sets = ", ".join(f"{k}=?" for k in values)
+        sql = f"UPDATE jobs SET {sets} WHERE id=?"  # noqa: S608 (column names are ours, values bound)
+        args: list[Any] = [*values.values(), job_id]
+        if expect:
+            sql += f" AND state IN ({','.join('?' * len(expect))})"
+            args += expect
+        with self._tx() as db:
+            return db.execute(sql, args).rowcount > 0
+
+
+def child_environment(environ: Mapping[str, str], job: Job, *, secrets_to_drop: tuple[str, ...] = ()) -> dict[str, str]:
+    """The job's environment: the bot's, minus Discord's token and wandb's service socket, plus the job's ids.
+
+    ``WANDB_SERVICE`` would attach the trainer to the bot's wandb-core process (its run then reports
+    wrong states). Any variable whose value is one of ``secrets_to_drop`` (the token, under whatever
+    name a host bot keeps it) is dropped too.
+    """
+    drop = {"DISCORD_TOKEN", "WANDB_SERVICE"}
+    secrets_set = {s for s in secrets_to_drop if s}
+    env = {k: v for k, v in environ.items() if k not in drop and v not in secrets_set and not k.startswith("_WANDB")}
+    env["ADJUTANT_JOB_ID"] = job.id
+    env["WANDB_RUN_ID"] = job.wandb_run_id
+    env["WANDB_RESUME"] = "allow"
+    env["WANDB_RUN_GROUP"] = job.sweep_id or f"adjutant-{job.id}"
+    tags = [t for t in env.get("WANDB_TAGS", "").split(",") if t]
+    env["WANDB_TAGS"] = ",".join([*tags, "adjutant", f"job-{job.id}"])
+    return env
+
+
+def process_alive(pid: int | None, must_contain: str = "") -> bool:
+    """True if ``pid`` runs (not a zombie) and its command line contains ``must_contain`` (guards pid reuse)."""
+    if not pid:
+        return False
+    proc = Path(f"/proc/{pid}")
+    if proc.exists():
+        try:
+            status = (proc / "status").read_text()
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            return False
+        if "\nState:\tZ" in status:
+            return False
+        return must_contain in cmdline
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return not must_contain  # without /proc the command line cannot be checked
+
+
+def signal_group(pgid: int | None, sig: signal.Signals) -> bool:
+    """Send ``sig`` to a process group; False if it no longer exists."""
+    if not pgid or pgid <= 1:
+        return False
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def tail_lines(path: Path, lines: int, *, max_bytes: int = 256 * 1024) -> tuple[list[str], int]:
+    """The last ``lines`` lines of a (possibly huge) file, reading at most ``max_bytes`` from its end.
+
+    Returns (lines, total size in bytes).
+    """
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return [], 0
+    with path.open("rb") as handle:
+        start = max(0, size - max_bytes)
+        handle.seek(start)
+        data = handle.read()
+    text = data.decode("utf-8", errors="replace")
+    parts = text.splitlines()
+    if start > 0 and parts:
+        parts = parts[1:]  # the first line is probably cut
+    return parts[-lines:] if lines > 0 else [], size
+
+
+def read_tail_bytes(path: Path, max_bytes: int) -> tuple[bytes, int]:
+    """The last ``max_bytes`` bytes of a file and its size."""
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        handle.seek(max(0, size - max_bytes))
+        return handle.read(), size

@@ -106,13 +106,16 @@ def parse_hyperparameters(text: str, *, max_chars: int = MAX_CHARS, allow_empty:
         if allow_empty:
             return {}
         raise HParamsError('no hyperparameters given; e.g. {"epochs": 10, "batch_size": 32} or epochs=10 batch_size=32')
-    if body[0] in '{["' or body[0].isdigit() or body[0] == "-" or body in ("true", "false", "null"):
+    if body[0] in '{["':
         value = _loads(body)
-        if not isinstance(value, dict):
-            kind = {list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(type(value), "a number")
-            raise HParamsError(f'the hyperparameters must be a JSON object like {{"epochs": 10}}, not {kind}')
     else:
-        value = parse_pairs(body)
+        try:
+            value = json.loads(body, parse_constant=_reject_constant)  # a bare 42 or true: say what it is
+        except ValueError:
+            value = parse_pairs(body)
+    if not isinstance(value, dict):
+        kind = {list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(type(value), "a number")
+        raise HParamsError(f'the hyperparameters must be a JSON object like {{"epochs": 10}}, not {kind}')
     if depth(value) > MAX_DEPTH:
         raise HParamsError(f"the JSON is nested too deeply (at most {MAX_DEPTH} levels)")
     return value

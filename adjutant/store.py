@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from adjutant.jobs import JOBS_SCHEMA
 from adjutant.runs import RunInfo, RunMemory
 
 SCHEMA = """
@@ -50,6 +51,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     event TEXT NOT NULL,
     payload TEXT NOT NULL,
     context TEXT,
+    reply_to INTEGER,
     created_at TEXT NOT NULL
 );
 """
@@ -66,6 +68,7 @@ class OutboxItem:
     event: str
     payload: dict[str, Any]
     context: str | None
+    reply_to: int | None = None
 
 
 def _now() -> str:
@@ -85,6 +88,7 @@ class Store:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(SCHEMA)
+            self._db.executescript(JOBS_SCHEMA)  # run events of launched jobs join the job's story
 
     def close(self) -> None:
         with self._lock:
@@ -180,20 +184,45 @@ class Store:
     # --- outbox ---------------------------------------------------------------------------------
     @staticmethod
     def enqueue(
-        db: sqlite3.Connection, project: str, run_id: str, event: str, payload: dict[str, Any], context: str | None
+        db: sqlite3.Connection,
+        project: str,
+        run_id: str,
+        event: str,
+        payload: dict[str, Any],
+        context: str | None,
+        reply_to: int | None = None,
     ) -> None:
         db.execute(
-            "INSERT INTO outbox (project, run_id, event, payload, context, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-            (project, run_id, event, json.dumps(payload), context, _now()),
+            "INSERT INTO outbox (project, run_id, event, payload, context, reply_to, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (project, run_id, event, json.dumps(payload), context, reply_to, _now()),
         )
+
+    def job_messages(self, run_ids: Iterable[str]) -> dict[str, tuple[int | None, int | None]]:
+        """For runs launched by Adjutant jobs: run id → (channel id, launch message id)."""
+        ids = list(run_ids)
+        found: dict[str, tuple[int | None, int | None]] = {}
+        with self._lock:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                rows = self._db.execute(
+                    f"SELECT wandb_run_id, channel_id, message_id FROM jobs WHERE wandb_run_id IN ({marks})",  # noqa: S608
+                    chunk,
+                ).fetchall()
+                found.update({r["wandb_run_id"]: (r["channel_id"], r["message_id"]) for r in rows})
+        return found
 
     def pending(self, project: str, limit: int = 100) -> list[OutboxItem]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT id, run_id, event, payload, context FROM outbox WHERE project=? ORDER BY id LIMIT ?",
+                "SELECT id, run_id, event, payload, context, reply_to FROM outbox WHERE project=? ORDER BY id LIMIT ?",
                 (project, limit),
             ).fetchall()
-        return [OutboxItem(r["id"], r["run_id"], r["event"], json.loads(r["payload"]), r["context"]) for r in rows]
+        return [
+            OutboxItem(r["id"], r["run_id"], r["event"], json.loads(r["payload"]), r["context"], r["reply_to"])
+            for r in rows
+        ]
 
     def pending_count(self, project: str) -> int:
         with self._lock:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import itertools
 import logging
 import time
 from collections.abc import Callable
@@ -45,6 +46,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 CATCH_UP = "catch-up"
+#: Events of a run launched by an Adjutant job that the job's own end report covers.
+JOB_REPORTED_EVENTS = frozenset({"finished", "crashed", "failed", "killed"})
 MAX_BACKOFF_SECONDS = 15 * 60
 
 
@@ -236,6 +239,7 @@ class WandbRuns(AdjutantCog, name="Runs"):
         assert self.store is not None
         stall_after = dt.timedelta(minutes=self.settings.stall_minutes)
         memories = self.store.memories(self.project_key, [r.id for r in runs])
+        jobs = self.store.job_messages([r.id for r in runs])
         queued = 0
         ordered = sorted(runs, key=lambda r: (r.created_at or now, r.id))
         with self.store.transaction() as db:
@@ -244,11 +248,15 @@ class WandbRuns(AdjutantCog, name="Runs"):
                 events, memory = transitions(previous, run, now, stall_after)
                 if memory != previous:
                     self.store.remember(db, self.project_key, run, memory)
+                job = jobs.get(run.id)
                 for event in events:
                     if event not in self.settings.notify:
                         continue
+                    if job is not None and event in JOB_REPORTED_EVENTS:
+                        continue  # one story per run: the job's end report tells how it ended
                     embed = event_embed(run, event, project=self.project_label, metric=self.settings.metric, now=now)
-                    self.store.enqueue(db, self.project_key, run.id, event, embed, context)
+                    reply_to = job[1] if job is not None else None
+                    self.store.enqueue(db, self.project_key, run.id, event, embed, context, reply_to)
                     queued += 1
             seen = {r.id for r in runs}
             for run_id in watched:
@@ -297,11 +305,16 @@ class WandbRuns(AdjutantCog, name="Runs"):
             items = await self._db(self.store.pending, self.project_key, 50)
             if not items:
                 return sent
-            groups = pack_embeds([item.payload for item in items])
-            start = 0
-            for embeds in groups:
-                batch = items[start : start + len(embeds)]
-                start += len(embeds)
+            if items[0].reply_to is not None:
+                groups, batches = pack_embeds([items[0].payload]), [items[:1]]
+            else:
+                plain_items = list(itertools.takewhile(lambda i: i.reply_to is None, items))
+                groups = pack_embeds([item.payload for item in plain_items])
+                batches, start = [], 0
+                for embeds in groups:
+                    batches.append(plain_items[start : start + len(embeds)])
+                    start += len(embeds)
+            for embeds, batch in zip(groups, batches, strict=True):
                 content = None
                 if batch[0].context == CATCH_UP:
                     content = "While I was offline:"
@@ -316,6 +329,7 @@ class WandbRuns(AdjutantCog, name="Runs"):
                         # Discord drops a resend with the same nonce (enforce_nonce) for a few minutes, so a
                         # crash between Discord's answer and our bookkeeping does not post the batch twice.
                         nonce=f"a{batch[0].id}-{batch[-1].id}",
+                        reference=self._reference(channel, batch[0].reply_to),  # type: ignore[arg-type]
                     )
                 except discord.HTTPException as error:
                     if 400 <= error.status < 500 and error.status != 429:
@@ -326,6 +340,15 @@ class WandbRuns(AdjutantCog, name="Runs"):
                     raise
                 await self._db(self.store.delivered, [i.id for i in batch])
                 sent += len(batch)
+
+    @staticmethod
+    def _reference(channel: Any, message_id: int | None) -> discord.MessageReference | None:
+        """Reply to a job's launch message when it is in this channel (a run's events join the job's story)."""
+        if message_id is None or not isinstance(channel, discord.abc.GuildChannel | discord.Thread):
+            return None
+        return discord.MessageReference(
+            message_id=message_id, channel_id=channel.id, guild_id=channel.guild.id, fail_if_not_exists=False
+        )
 
     # --- commands -------------------------------------------------------------------------------
     async def _ask(self, ctx: commands.Context[Any], fn: Callable[..., T], *args: Any) -> tuple[bool, T | None]:

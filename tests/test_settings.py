@@ -32,11 +32,14 @@ def test_defaults() -> None:
     assert (s.metric, s.metric_goal) == ("loss", "min")
     assert s.prefix == "$"
     assert s.stall_minutes == 30
+    assert (s.max_concurrent, s.cancel_grace_seconds, s.hparams_schema, s.max_sweep) == (1, 30, None, 16)
     assert s.notify == {"started", "finished", "crashed", "failed", "killed", "stalled", "resumed"}
     assert Settings.from_env({"ADJUTANT_NOTIFY": "none"}).notify == frozenset()
 
 
 def test_every_variable(tmp_path: Path, script: Path) -> None:
+    schema = tmp_path / "schema.json"
+    schema.write_text('{"type": "object"}')
     env = {
         "DISCORD_TOKEN": f"  {TOKEN}\n",
         "WANDB_ENTITY": "team",
@@ -53,6 +56,10 @@ def test_every_variable(tmp_path: Path, script: Path) -> None:
         "ADJUTANT_STALL_MINUTES": "5",
         "ADJUTANT_NOTIFY": "finished, crashed",
         "ADJUTANT_WANDB_TIMEOUT": "7",
+        "ADJUTANT_MAX_CONCURRENT": "3",
+        "ADJUTANT_CANCEL_GRACE_SECONDS": "2.5",
+        "ADJUTANT_HPARAMS_SCHEMA": str(schema),
+        "ADJUTANT_MAX_SWEEP": "8",
     }
     s = Settings.from_env(env)
     assert s.token == Secret(TOKEN)
@@ -68,6 +75,10 @@ def test_every_variable(tmp_path: Path, script: Path) -> None:
     assert s.stall_minutes == 5
     assert s.notify == {"finished", "crashed"}
     assert s.wandb_timeout == 7
+    assert s.max_concurrent == 3
+    assert s.cancel_grace_seconds == 2.5
+    assert s.hparams_schema == schema.resolve()
+    assert s.max_sweep == 8
 
 
 @pytest.mark.parametrize(
@@ -119,6 +130,11 @@ def test_unknown_keyword_is_a_type_error() -> None:
         ({"ADJUTANT_STALL_MINUTES": "0.5"}, "ADJUTANT_STALL_MINUTES must be a finite number of at least 1"),
         ({"ADJUTANT_NOTIFY": "finished,exploded"}, "ADJUTANT_NOTIFY has unknown event"),
         ({"ADJUTANT_WANDB_TIMEOUT": "x"}, "ADJUTANT_WANDB_TIMEOUT must be a number"),
+        ({"ADJUTANT_MAX_CONCURRENT": "0"}, "ADJUTANT_MAX_CONCURRENT must be between 1 and 64"),
+        ({"ADJUTANT_MAX_CONCURRENT": "two"}, "ADJUTANT_MAX_CONCURRENT must be a whole number"),
+        ({"ADJUTANT_CANCEL_GRACE_SECONDS": "-1"}, "ADJUTANT_CANCEL_GRACE_SECONDS must be a finite number"),
+        ({"ADJUTANT_MAX_SWEEP": "5000"}, "ADJUTANT_MAX_SWEEP must be between 1 and 1000"),
+        ({"ADJUTANT_HPARAMS_SCHEMA": "/nonexistent/schema.json"}, "ADJUTANT_HPARAMS_SCHEMA .* does not exist"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], message: str) -> None:
@@ -139,6 +155,17 @@ def test_script_not_executable(tmp_path: Path) -> None:
 def test_script_is_a_folder(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not a file"):
         Settings.from_env({"ADJUTANT_EXPERIMENT_SCRIPT": str(tmp_path)})
+
+
+def test_schema_file_problems(tmp_path: Path) -> None:
+    bad_json = tmp_path / "bad.json"
+    bad_json.write_text("{nope")
+    with pytest.raises(ConfigError, match="is not valid JSON"):
+        Settings.from_env({"ADJUTANT_HPARAMS_SCHEMA": str(bad_json)})
+    bad_schema = tmp_path / "schema.json"
+    bad_schema.write_text('{"type": 12}')
+    with pytest.raises(ConfigError, match="is not a valid JSON Schema"):
+        Settings.from_env({"ADJUTANT_HPARAMS_SCHEMA": str(bad_schema)})
 
 
 def test_state_dir_is_a_file(tmp_path: Path) -> None:

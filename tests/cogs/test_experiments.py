@@ -428,3 +428,36 @@ async def test_bot_killed_during_job_reports_end_once_after_restart(tmp_path: Pa
             await asyncio.wait_for(bot.wait(), 20)
     assert len(report(standin, job_id)) == 1
     assert report(standin, job_id)[0]["embeds"][0]["title"] == f"✅ Experiment {job_id} succeeded"
+
+
+async def test_one_story_per_run_with_wandb_reporting(
+    start_adjutant, discord_standin, out_dir, wandb_standin, monkeypatch
+) -> None:
+    """A launched job's W&B run: its start replies to the launch; its end is told once, by the job's report."""
+    from tests.cogs.conftest import WANDB_ENV
+
+    monkeypatch.delenv("WANDB_SERVICE")  # the fake one of out_dir would capture this process's wandb client
+
+    async with start_adjutant({**WANDB_ENV, **launch_env()}):
+        await discord_standin.wait_for_message(lambda m: bool(m["embeds"]), timeout=20)  # connect summary
+        await asyncio.sleep(1.5)
+        job_id = await launch(discord_standin, '{"sleep": 3}')
+        await eventually(lambda: (out_dir / f"{job_id}.json").exists(), timeout=15)
+        run_id = received(out_dir, job_id)["env"]["WANDB_RUN_ID"]
+        wandb_standin.create_run(run_id, display_name="job-run", state="running")  # what wandb.init() would do
+        await eventually(
+            lambda: any("job-run started" in e.get("title", "") for m in discord_standin.sent() for e in m["embeds"]),
+            timeout=15,
+        )
+        wandb_standin.update_run(run_id, state="finished", summary={"loss": 0.25})
+        done = await wait_report(discord_standin, job_id, timeout=30)
+        await asyncio.sleep(3)  # a few more polls: no separate "finished" announcement may follow
+    started = next(
+        m for m in discord_standin.sent() if any("job-run started" in e.get("title", "") for e in m["embeds"])
+    )
+    assert started["message_reference"]["message_id"] == done["message_reference"]["message_id"]
+    titles = [e.get("title", "") for m in discord_standin.sent() for e in m["embeds"]]
+    assert not any("job-run finished" in t for t in titles), titles
+    got = fields(done)
+    assert got["loss"] == "0.25"
+    assert run_id in got["W&B run"] and "job-run" in got["W&B run"]

@@ -102,7 +102,7 @@ def main() -> None:
         script.write_text("#!/bin/sh\nexit 0\n")
         script.chmod(0o755)
         results = {kind: asyncio.run(measure(kind, args.launches, script)) for kind in ("adjutant", "naive")}
-    print(f"| bot | launches | p50 (ms) | p95 (ms) | max (ms) | mean (ms) |")
+    print("| bot | launches | p50 (ms) | p95 (ms) | max (ms) | mean (ms) |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for kind, values in results.items():
         ms = [v * 1000 for v in values]

@@ -16,13 +16,12 @@ import os
 import secrets
 import signal
 import sqlite3
-import threading
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from adjutant._sqlite import Database
 from adjutant.hparams import to_argument
 
 ACTIVE = ("starting", "running", "cancelling")
@@ -130,33 +129,11 @@ class Job:
         return max(0.0, (end - self.started_at).total_seconds())
 
 
-class JobStore:
-    """The jobs table. One connection, serialised by a lock; WAL so the supervisor can write alongside."""
+class JobStore(Database):
+    """The jobs table, in the database file the supervisors write to as well."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self._lock = threading.RLock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
-        self._db.row_factory = sqlite3.Row
-        with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.executescript(JOBS_SCHEMA)
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        super().__init__(path, JOBS_SCHEMA)
 
     def add(
         self,
@@ -171,7 +148,7 @@ class JobStore:
         sweep_id: str | None = None,
     ) -> Job:
         """Record a queued job (before anything is spawned)."""
-        with self._tx() as db:
+        with self.transaction() as db:
             for _ in range(10):
                 job_id = new_job_id()
                 if db.execute("SELECT 1 FROM jobs WHERE id=?", (job_id,)).fetchone() is None:
@@ -237,7 +214,7 @@ class JobStore:
         if expect:
             sql += f" AND state IN ({','.join('?' * len(expect))})"
             args += expect
-        with self._tx() as db:
+        with self.transaction() as db:
             return db.execute(sql, args).rowcount > 0
 
 

@@ -117,15 +117,7 @@ def transitions(
     stalled = is_stalled(run, now, stall_after)
     memory = RunMemory(run.state, stalled)
     events: list[str] = []
-    if previous is None:
-        if run.state == "running":
-            events.append("started")
-            if stalled:
-                events.append("stalled")
-        elif run.state in TERMINAL:
-            events.append(run.state)
-        return events, memory
-    if run.state != previous.state:
+    if previous is None or run.state != previous.state:
         if run.state == "running":
             events.append("started")
             if stalled:

@@ -16,13 +16,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sqlite3
-import threading
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from adjutant._sqlite import Database
 from adjutant.jobs import JOBS_SCHEMA
 from adjutant.runs import RunInfo, RunMemory
 
@@ -75,36 +74,12 @@ def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
-class Store:
-    """The database. ``Store(path)`` creates the folder and tables if needed."""
+class Store(Database):
+    """The run reporting tables. ``Store(path)`` creates the folder and tables if needed."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self._lock = threading.RLock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
-        self._db.row_factory = sqlite3.Row
-        with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(SCHEMA)
-            self._db.executescript(JOBS_SCHEMA)  # run events of launched jobs join the job's story
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One atomic unit of work (BEGIN IMMEDIATE … COMMIT, or ROLLBACK on error)."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        # The jobs table too: run events of launched jobs join the job's story.
+        super().__init__(path, SCHEMA, JOBS_SCHEMA)
 
     # --- meta -----------------------------------------------------------------------------------
     def get_meta(self, project: str, key: str) -> str | None:
@@ -122,18 +97,10 @@ class Store:
 
     # --- runs -----------------------------------------------------------------------------------
     def memories(self, project: str, run_ids: Iterable[str]) -> dict[str, RunMemory]:
-        ids = list(run_ids)
-        found: dict[str, RunMemory] = {}
-        with self._lock:
-            for start in range(0, len(ids), 500):
-                chunk = ids[start : start + 500]
-                marks = ",".join("?" * len(chunk))
-                rows = self._db.execute(
-                    f"SELECT run_id, state, stalled FROM runs WHERE project=? AND run_id IN ({marks})",  # noqa: S608
-                    (project, *chunk),
-                ).fetchall()
-                found.update({r["run_id"]: RunMemory(r["state"], bool(r["stalled"])) for r in rows})
-        return found
+        rows = self.query_in(
+            "SELECT run_id, state, stalled FROM runs WHERE project=? AND run_id IN ({marks})", run_ids, (project,)
+        )
+        return {r["run_id"]: RunMemory(r["state"], bool(r["stalled"])) for r in rows}
 
     @staticmethod
     def remember(db: sqlite3.Connection, project: str, run: RunInfo, memory: RunMemory) -> None:
@@ -200,18 +167,10 @@ class Store:
 
     def job_messages(self, run_ids: Iterable[str]) -> dict[str, tuple[int | None, int | None]]:
         """For runs launched by Adjutant jobs: run id → (channel id, launch message id)."""
-        ids = list(run_ids)
-        found: dict[str, tuple[int | None, int | None]] = {}
-        with self._lock:
-            for start in range(0, len(ids), 500):
-                chunk = ids[start : start + 500]
-                marks = ",".join("?" * len(chunk))
-                rows = self._db.execute(
-                    f"SELECT wandb_run_id, channel_id, message_id FROM jobs WHERE wandb_run_id IN ({marks})",  # noqa: S608
-                    chunk,
-                ).fetchall()
-                found.update({r["wandb_run_id"]: (r["channel_id"], r["message_id"]) for r in rows})
-        return found
+        rows = self.query_in(
+            "SELECT wandb_run_id, channel_id, message_id FROM jobs WHERE wandb_run_id IN ({marks})", run_ids
+        )
+        return {r["wandb_run_id"]: (r["channel_id"], r["message_id"]) for r in rows}
 
     def pending(self, project: str, limit: int = 100) -> list[OutboxItem]:
         with self._lock:

@@ -88,6 +88,9 @@ def end_embed(
         assert value is not None
         fields.append({"name": plain(truncate(metric, 200)), "value": format_number(value), "inline": True})
     fields.append({"name": "Hyperparameters", "value": params_block(job.params, 800), "inline": False})
+    if job.external_id:
+        where = f"{job.backend} job {job.external_id}" + (f": {job.external_state}" if job.external_state else "")
+        fields.append({"name": "Scheduler", "value": plain(truncate(where, 200)), "inline": False})
     if job.reason:
         fields.append({"name": "Why", "value": plain(truncate(job.reason, 1000)), "inline": False})
     if job.state in ("failed", "lost") and log_tail:

@@ -53,7 +53,10 @@ CREATE TABLE IF NOT EXISTS jobs (
     cancel_requested_at TEXT,
     cancelled_by TEXT,
     killed_at TEXT,
-    reported INTEGER NOT NULL DEFAULT 0
+    reported INTEGER NOT NULL DEFAULT 0,
+    backend TEXT NOT NULL DEFAULT 'local',
+    external_id TEXT,
+    external_state TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state);
 CREATE INDEX IF NOT EXISTS jobs_by_run ON jobs (wandb_run_id);
@@ -112,10 +115,15 @@ class Job:
     cancelled_by: str | None
     killed_at: dt.datetime | None
     reported: bool
+    backend: str
+    external_id: str | None
+    external_state: str | None
+    params_text: str
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Job:
         data = dict(row)
+        data["params_text"] = data["params"]
         data["params"] = json.loads(data["params"])
         for key in ("created_at", "started_at", "ended_at", "cancel_requested_at", "killed_at"):
             data[key] = parse_iso(data[key])
@@ -146,6 +154,7 @@ class JobStore(Database):
         message_id: int | None,
         log_dir: Path,
         sweep_id: str | None = None,
+        backend: str = "local",
     ) -> Job:
         """Record a queued job (before anything is spawned)."""
         with self.transaction() as db:
@@ -155,7 +164,8 @@ class JobStore(Database):
                     break
             db.execute(
                 "INSERT INTO jobs (id, state, params, script, requested_by_id, requested_by, channel_id, message_id,"
-                " sweep_id, wandb_run_id, log_path, created_at) VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " sweep_id, wandb_run_id, log_path, created_at, backend)"
+                " VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     job_id,
                     to_argument(params),
@@ -168,6 +178,7 @@ class JobStore(Database):
                     new_wandb_run_id(),
                     str(log_dir / f"{job_id}.log"),
                     iso(),
+                    backend,
                 ),
             )
             row = db.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()

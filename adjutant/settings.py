@@ -7,6 +7,7 @@ tests) to :meth:`Settings.from_env` when ``setup()`` or ``main()`` runs, never a
 from __future__ import annotations
 
 import os
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -284,6 +285,12 @@ class Settings:
     cancel_grace_seconds: float = 30.0
     hparams_schema: Path | None = None
     max_sweep: int = 16
+    launcher: Literal["local", "slurm"] = "local"
+    slurm_partition: str | None = None
+    slurm_time: str | None = None
+    slurm_gres: str | None = None
+    slurm_args: str | None = None
+    slurm_timeout: float = 30.0
 
     @property
     def reporting_enabled(self) -> bool:
@@ -355,6 +362,27 @@ class Settings:
             values["cancel_grace_seconds"] = parse_positive_float("ADJUTANT_CANCEL_GRACE_SECONDS", value, minimum=0.1)
         if (value := get("ADJUTANT_HPARAMS_SCHEMA")) is not None:
             values["hparams_schema"] = check_schema_file(value)
+        if (value := get("ADJUTANT_LAUNCHER")) is not None:
+            if value.lower() not in ("local", "slurm"):
+                raise ConfigError(f"ADJUTANT_LAUNCHER must be 'local' or 'slurm' (got {value!r})")
+            values["launcher"] = value.lower()
+        for var, key in (
+            ("ADJUTANT_SLURM_PARTITION", "slurm_partition"),
+            ("ADJUTANT_SLURM_TIME", "slurm_time"),
+            ("ADJUTANT_SLURM_GRES", "slurm_gres"),
+        ):
+            if (value := get(var)) is not None:
+                if any(c.isspace() for c in value):
+                    raise ConfigError(f"{var} must be one value without spaces (got {value!r})")
+                values[key] = value
+        if (value := get("ADJUTANT_SLURM_ARGS")) is not None:
+            try:
+                shlex.split(value)
+            except ValueError as error:
+                raise ConfigError(f"ADJUTANT_SLURM_ARGS cannot be split like a shell line: {error}") from None
+            values["slurm_args"] = value
+        if (value := get("ADJUTANT_SLURM_TIMEOUT")) is not None:
+            values["slurm_timeout"] = parse_positive_float("ADJUTANT_SLURM_TIMEOUT", value)
         if (value := get("ADJUTANT_MAX_SWEEP")) is not None:
             values["max_sweep"] = parse_count("ADJUTANT_MAX_SWEEP", value, maximum=1000)
         return cls(**values)

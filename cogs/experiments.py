@@ -10,16 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import io
 import json
 import logging
 import os
 import re
-import signal
-import subprocess
-import sys
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -45,19 +40,17 @@ from adjutant.jobs import (
     JobStore,
     child_environment,
     iso,
-    process_alive,
     read_tail_bytes,
-    signal_group,
     tail_lines,
     utcnow,
 )
+from adjutant.launchers import Launcher, LaunchError, make_launcher
 from adjutant.render import MESSAGE_LIMIT, code_safe, truncate
 from adjutant.settings import Settings
 
 log = logging.getLogger(__name__)
 
 LOG_ATTACHMENT_LIMIT = 8 * 1024 * 1024  # below Discord's default 10 MiB per file
-STARTING_GRACE = dt.timedelta(seconds=60)
 
 
 class ChannelUnavailable(RuntimeError):
@@ -134,6 +127,8 @@ class Experiments(AdjutantCog, name="Experiments"):
         self.jobs: JobStore | None = None
         self.schema: dict[str, Any] | None = None
         self._lock = asyncio.Lock()
+        self._launchers: dict[str, Launcher] = {}
+        self._token = ""
 
     @property
     def log_dir(self) -> Path:
@@ -213,6 +208,7 @@ class Experiments(AdjutantCog, name="Experiments"):
             message_id=message_id,
             log_dir=self.log_dir,
             sweep_id=sweep_id,
+            backend=self.settings.launcher,
         )
         log.info("job %s queued by %s: %s", job.id, user, truncate(json.dumps(params), 300))
         return job
@@ -343,7 +339,13 @@ class Experiments(AdjutantCog, name="Experiments"):
                 cancel_requested_at=iso(),
                 cancelled_by=by,
             )
-            signal_group(job.pgid, signal.SIGTERM)
+            launcher = self.launcher_for(job)
+            try:
+                await self._db(launcher.cancel, job)
+            except LaunchError as error:
+                return f"Could not cancel job `{job.id}` yet: {error}. I will keep trying."
+            if launcher.name == "slurm":
+                return f"Stopping job `{job.id}`: scancel sent to Slurm job {job.external_id}."
             grace = self.settings.cancel_grace_seconds
             return f"Stopping job `{job.id}`: SIGTERM sent, SIGKILL in {grace:g}s if it is still running."
         if job.state == "cancelling":
@@ -428,32 +430,36 @@ class Experiments(AdjutantCog, name="Experiments"):
         """Reconcile running jobs, start queued ones, report ended ones. Safe to call any time."""
         if self.jobs is None:
             return
+        self._token = getattr(self.bot.http, "token", None) or ""
         async with self._lock:
             await self._db(self._reconcile)
             await self._start_queued()
             if self.bot.is_ready():
                 await self._report_ended()
 
+    def launcher_for(self, job: Job | None = None) -> Launcher:
+        """The job's launcher (it keeps the backend it was launched on), or the configured one."""
+        assert self.jobs is not None
+        name = job.backend if job is not None else self.settings.launcher
+        if name not in self._launchers:
+            self._launchers[name] = make_launcher(name, self.settings, str(self.jobs.path))
+        return self._launchers[name]
+
     def _reconcile(self) -> None:
-        """(thread) Supervisors that vanished → lost; cancels past their grace → SIGKILL."""
+        """(thread) Ask each active job's launcher what changed; force cancels past their grace."""
         assert self.jobs is not None
         now = utcnow()
         for job in self.jobs.where(ACTIVE):
-            alive = process_alive(job.supervisor_pid, job.id)
-            if not alive:
-                if job.state == "starting" and job.supervisor_pid is None and now - job.created_at < STARTING_GRACE:
-                    continue
-                latest = self.jobs.get(job.id)
-                if latest is not None and latest.state in ACTIVE:
-                    reason = (
-                        f"its supervisor process ({job.supervisor_pid}) is gone without recording how the script "
-                        "ended (machine restart or kill -9?)"
-                    )
-                    if job.supervisor_pid is None:
-                        reason = "the bot stopped while starting it; launch it again"
-                    if self.jobs.update(job.id, expect=ACTIVE, state="lost", reason=reason, ended_at=iso()):
-                        log.warning("job %s lost: %s", job.id, reason)
-                        signal_group(job.pgid, signal.SIGKILL)
+            launcher = self.launcher_for(job)
+            try:
+                changes = launcher.refresh(job)
+            except LaunchError as error:
+                log.warning("cannot check job %s: %s", job.id, error)
+                continue
+            if changes and self.jobs.update(job.id, expect=ACTIVE, **changes):
+                if changes.get("state") == "lost":
+                    log.warning("job %s lost: %s", job.id, changes.get("reason"))
+                    launcher.escalate(job)  # leave nothing of it behind
                 continue
             if (
                 job.state == "cancelling"
@@ -461,8 +467,10 @@ class Experiments(AdjutantCog, name="Experiments"):
                 and job.killed_at is None
                 and (now - job.cancel_requested_at).total_seconds() >= self.settings.cancel_grace_seconds
             ):
-                log.info("job %s ignored SIGTERM for %gs: SIGKILL", job.id, self.settings.cancel_grace_seconds)
-                signal_group(job.pgid, signal.SIGKILL)
+                log.info(
+                    "job %s still running %gs after the cancel: forcing it", job.id, self.settings.cancel_grace_seconds
+                )
+                launcher.escalate(job)
                 self.jobs.update(job.id, killed_at=iso())
 
     async def _start_queued(self) -> None:
@@ -473,22 +481,20 @@ class Experiments(AdjutantCog, name="Experiments"):
             return
         for job in await self._db(self.jobs.where, ("queued",), free):
             if await self._db(self.jobs.update, job.id, expect=("queued",), state="starting"):
-                await self._spawn(job)
+                await self._db(self._submit, job)
 
-    async def _spawn(self, job: Job) -> None:
+    def _submit(self, job: Job) -> None:
+        """(thread) Hand a starting job to its launcher with the job's own environment."""
         assert self.jobs is not None
-        token = getattr(self.bot.http, "token", None)
-        env = child_environment(os.environ, job, secrets_to_drop=(token or "",))
-        argv = [sys.executable, "-m", "adjutant.supervisor", str(self.jobs.path), job.id]
+        env = child_environment(os.environ, job, secrets_to_drop=(self._token,))
         try:
-            process = await asyncio.to_thread(start_supervisor, argv, env)
-        except OSError as error:
-            reason = f"could not start the job supervisor: {error}"
-            log.error("job %s: %s", job.id, reason)
-            await self._db(self.jobs.update, job.id, state="failed", reason=reason, ended_at=iso())
+            recorded = self.launcher_for(job).submit(job, env)
+        except LaunchError as error:
+            log.error("job %s could not start: %s", job.id, error)
+            self.jobs.update(job.id, expect=("starting",), state="failed", reason=str(error), ended_at=iso())
             return
-        await self._db(self.jobs.update, job.id, supervisor_pid=process.pid)
-        log.info("job %s started (supervisor pid %d)", job.id, process.pid)
+        self.jobs.update(job.id, **recorded)
+        log.info("job %s submitted to %s: %s", job.id, self.launcher_for(job).name, recorded)
 
     async def _report_ended(self) -> None:
         assert self.jobs is not None
@@ -542,25 +548,6 @@ class Experiments(AdjutantCog, name="Experiments"):
         except Exception as error:
             log.info("W&B run %s of job %s not available: %s", job.wandb_run_id, job.id, error)
             return None
-
-
-def start_supervisor(argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    """(thread) Start a job supervisor in a session of its own, so it outlives the bot.
-
-    A daemon thread reaps it if it ends while the bot runs; if the bot ends first, the supervisor
-    is re-parented and goes on.
-    """
-    process = subprocess.Popen(
-        argv,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=env,
-        start_new_session=True,  # the bot's SIGINT/SIGTERM never reaches it
-        close_fds=True,
-    )
-    threading.Thread(target=process.wait, name=f"reap-{process.pid}", daemon=True).start()
-    return process
 
 
 def _run_url(settings: Settings, run_id: str) -> str | None:

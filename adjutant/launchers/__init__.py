@@ -1,0 +1,65 @@
+"""Where experiment jobs run. One small interface, one file per backend.
+
+A launcher is synchronous (it runs subprocesses or talks to a scheduler) and is called from a worker
+thread. The job's row in SQLite is the truth; a launcher turns a queued job into a running one and
+tells what changed since. To add a backend (Kubernetes Jobs, Ray Jobs, ...), write one module with
+a :class:`Launcher` subclass and register it in :func:`make_launcher`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+from adjutant.jobs import Job
+from adjutant.settings import Settings
+
+
+class LaunchError(RuntimeError):
+    """The backend refused or could not be reached; the message is for the chat."""
+
+
+class Launcher(ABC):
+    """Submit, follow and cancel jobs on one backend."""
+
+    #: Stored in each job's ``backend`` column, so a restart with another setting still follows old jobs.
+    name: str = ""
+
+    def __init__(self, settings: Settings, db_path: str) -> None:
+        self.settings = settings
+        self.db_path = db_path
+
+    @abstractmethod
+    def submit(self, job: Job, env: dict[str, str]) -> dict[str, Any]:
+        """Start ``job`` (state ``starting``) with exactly ``env``; return the columns to record."""
+
+    @abstractmethod
+    def refresh(self, job: Job) -> dict[str, Any] | None:
+        """Columns to update for an active job (a new state, an end, a loss), or None if nothing changed.
+
+        Raises :class:`LaunchError` when the backend cannot be asked now (nothing is changed then).
+        """
+
+    @abstractmethod
+    def cancel(self, job: Job) -> None:
+        """Ask the backend to stop ``job`` (its row already says ``cancelling``)."""
+
+    def escalate(self, job: Job) -> None:  # noqa: B027 (optional hook)
+        """The cancel grace period is over and the job still runs: force it (default: nothing)."""
+
+    def describe(self, job: Job) -> str | None:
+        """Backend details for ``$jobs`` and reports (e.g. the scheduler's state and reason)."""
+        return None
+
+
+def make_launcher(name: str, settings: Settings, db_path: str) -> Launcher:
+    """The launcher called ``name`` (``local`` or ``slurm``)."""
+    if name == "local":
+        from adjutant.launchers.local import LocalLauncher
+
+        return LocalLauncher(settings, db_path)
+    if name == "slurm":
+        from adjutant.launchers.slurm import SlurmLauncher
+
+        return SlurmLauncher(settings, db_path)
+    raise LaunchError(f"unknown launcher {name!r}")

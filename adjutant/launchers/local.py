@@ -1,0 +1,61 @@
+"""Jobs on this machine: a supervisor process per job (:mod:`adjutant.supervisor`)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import signal
+import subprocess
+import sys
+import threading
+from typing import Any
+
+from adjutant.jobs import Job, iso, process_alive, signal_group, utcnow
+from adjutant.launchers import Launcher, LaunchError
+
+#: A job marked starting whose supervisor is not recorded yet gets this long before it counts as lost.
+STARTING_GRACE = dt.timedelta(seconds=60)
+
+
+class LocalLauncher(Launcher):
+    """The supervisor records the script's start and end in the job's row; this launcher only starts
+    it, notices when it vanished, and signals the script's process group."""
+
+    name = "local"
+
+    def submit(self, job: Job, env: dict[str, str]) -> dict[str, Any]:
+        argv = [sys.executable, "-m", "adjutant.supervisor", self.db_path, job.id]
+        try:
+            process = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,  # outlives the bot; the bot's SIGINT/SIGTERM never reaches it
+                close_fds=True,
+            )
+        except OSError as error:
+            raise LaunchError(f"could not start the job supervisor: {error}") from error
+        # Reap it if it ends while the bot runs; if the bot ends first, it is re-parented and goes on.
+        threading.Thread(target=process.wait, name=f"reap-{process.pid}", daemon=True).start()
+        return {"supervisor_pid": process.pid}
+
+    def refresh(self, job: Job) -> dict[str, Any] | None:
+        if process_alive(job.supervisor_pid, job.id):
+            return None
+        if job.state == "starting" and job.supervisor_pid is None and utcnow() - job.created_at < STARTING_GRACE:
+            return None
+        if job.supervisor_pid is None:
+            reason = "the bot stopped while starting it; launch it again"
+        else:
+            reason = (
+                f"its supervisor process ({job.supervisor_pid}) is gone without recording how the script "
+                "ended (machine restart or kill -9?)"
+            )
+        return {"state": "lost", "reason": reason, "ended_at": iso()}
+
+    def cancel(self, job: Job) -> None:
+        signal_group(job.pgid, signal.SIGTERM)  # the supervisor forwards it too if the script is starting
+
+    def escalate(self, job: Job) -> None:
+        signal_group(job.pgid, signal.SIGKILL)

@@ -1,0 +1,210 @@
+"""Jobs on a Slurm cluster: ``sbatch`` to submit, ``scontrol``/``sacct`` to follow, ``scancel`` to stop.
+
+Slurm is the source of truth: every recorded Slurm job is looked up again after a restart. Every
+command runs with a timeout (a dead controller makes them hang for many seconds), as an argv list,
+never through a shell; the job's environment is passed explicitly to ``sbatch`` (whose default
+``--export=ALL`` exports exactly that environment).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shlex
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from adjutant.jobs import Job, iso
+from adjutant.launchers import Launcher, LaunchError
+
+#: Slurm job states → Adjutant job states (None: still active, no change of Adjutant state).
+STATE_MAP: dict[str, str] = {
+    "PENDING": "starting",
+    "CONFIGURING": "starting",
+    "REQUEUED": "starting",
+    "RESV_DEL_HOLD": "starting",
+    "REQUEUE_HOLD": "starting",
+    "REQUEUE_FED": "starting",
+    "RUNNING": "running",
+    "COMPLETING": "running",
+    "SUSPENDED": "running",
+    "STOPPED": "running",
+    "SIGNALING": "running",
+    "STAGE_OUT": "running",
+    "RESIZING": "running",
+    "COMPLETED": "succeeded",
+    "FAILED": "failed",
+    "TIMEOUT": "failed",
+    "OUT_OF_MEMORY": "failed",
+    "NODE_FAIL": "failed",
+    "BOOT_FAIL": "failed",
+    "DEADLINE": "failed",
+    "PREEMPTED": "failed",
+    "REVOKED": "failed",
+    "SPECIAL_EXIT": "failed",
+    "CANCELLED": "cancelled",
+}
+TERMINAL = {"succeeded", "failed", "cancelled"}
+
+
+def parse_scontrol(line: str) -> dict[str, str]:
+    """``scontrol show job -o`` prints one line of ``Key=Value`` pairs (values may not contain spaces,
+    except the last ones like Command; good enough for the keys used here)."""
+    fields: dict[str, str] = {}
+    for token in line.split():
+        key, sep, value = token.partition("=")
+        if sep and key not in fields:
+            fields[key] = value
+    return fields
+
+
+def exit_code(raw: str | None, state: str) -> int | None:
+    """Slurm's ``code:signal`` as one number: the code, or minus the signal when killed by one."""
+    if not raw or ":" not in raw:
+        return None
+    code_text, _, signal_text = raw.partition(":")
+    try:
+        code, sig = int(code_text), int(signal_text)
+    except ValueError:
+        return None
+    if sig and not code:
+        return -sig
+    if state == "CANCELLED" and not code:
+        return -15
+    return code
+
+
+def slurm_time(raw: str | None) -> str | None:
+    """Slurm prints local times without a zone; record them as ISO with this machine's zone."""
+    if not raw or raw in ("Unknown", "None", "N/A"):
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(raw)
+    except ValueError:
+        return None
+    return iso(moment.astimezone(dt.timezone.utc))
+
+
+class SlurmLauncher(Launcher):
+    """Submit with ``sbatch --parsable``; Slurm queues and runs; this launcher follows what it says."""
+
+    name = "slurm"
+
+    def _run(self, argv: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        try:
+            return subprocess.run(
+                argv,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=self.settings.slurm_timeout,
+                check=False,
+                stdin=subprocess.DEVNULL,
+            )
+        except FileNotFoundError:
+            raise LaunchError(f"`{argv[0]}` is not installed on this machine (is this a Slurm login node?)") from None
+        except subprocess.TimeoutExpired:
+            raise LaunchError(
+                f"Slurm controller not reachable: `{argv[0]}` did not answer in {self.settings.slurm_timeout:g}s"
+            ) from None
+
+    def sbatch_argv(self, job: Job) -> list[str]:
+        log = Path(job.log_path)
+        argv = [
+            "sbatch",
+            "--parsable",
+            f"--job-name=adjutant-{job.id}",
+            f"--output={log}",
+            f"--error={log}",
+            "--open-mode=append",
+            f"--chdir={Path(job.script).parent}",
+        ]
+        if self.settings.slurm_partition:
+            argv.append(f"--partition={self.settings.slurm_partition}")
+        if self.settings.slurm_time:
+            argv.append(f"--time={self.settings.slurm_time}")
+        if self.settings.slurm_gres:
+            argv.append(f"--gres={self.settings.slurm_gres}")
+        argv += shlex.split(self.settings.slurm_args or "")
+        return [*argv, job.script, json_argument(job)]
+
+    def submit(self, job: Job, env: dict[str, str]) -> dict[str, Any]:
+        Path(job.log_path).parent.mkdir(parents=True, exist_ok=True)  # a missing output folder fails the job
+        result = self._run(self.sbatch_argv(job), env=env)
+        if result.returncode != 0:
+            message = (result.stderr or result.stdout).strip().splitlines()
+            raise LaunchError(f"sbatch refused the job: {message[-1] if message else f'exit {result.returncode}'}")
+        slurm_id = result.stdout.strip().split(";")[0]
+        if not slurm_id.isdigit():
+            raise LaunchError(f"sbatch answered {result.stdout.strip()!r}, not a job id")
+        return {"external_id": slurm_id, "external_state": "PENDING"}
+
+    def status(self, slurm_id: str) -> dict[str, str] | None:
+        """Slurm's record of the job: scontrol while it knows the job, else sacct's job completion log."""
+        result = self._run(["scontrol", "show", "job", "-o", slurm_id])
+        if result.returncode == 0 and result.stdout.strip():
+            fields = parse_scontrol(result.stdout.strip().splitlines()[0])
+            return {
+                "state": fields.get("JobState", "UNKNOWN").split("+")[0],
+                "reason": fields.get("Reason", ""),
+                "exit": fields.get("ExitCode", ""),
+                "start": fields.get("StartTime", ""),
+                "end": fields.get("EndTime", ""),
+            }
+        if "Invalid job id" not in (result.stderr + result.stdout):
+            raise LaunchError(f"Slurm controller not reachable: {(result.stderr or result.stdout).strip()[:200]}")
+        result = self._run(["sacct", "-c", "-j", slurm_id, "-n", "-P", "-o", "JobID,State,ExitCode,Start,End"])
+        for line in result.stdout.splitlines():
+            parts = line.split("|")
+            if len(parts) >= 5 and parts[0] == slurm_id:
+                return {
+                    "state": parts[1].split()[0],
+                    "reason": "",
+                    "exit": parts[2],
+                    "start": parts[3],
+                    "end": parts[4],
+                }
+        return None
+
+    def refresh(self, job: Job) -> dict[str, Any] | None:
+        if not job.external_id:
+            return None  # not submitted yet (the submit is recorded in the same step that starts it)
+        record = self.status(job.external_id)
+        if record is None:
+            return {"state": "lost", "reason": f"Slurm no longer knows job {job.external_id}", "ended_at": iso()}
+        slurm_state = record["state"]
+        described = slurm_state + (f" ({record['reason']})" if record["reason"] not in ("", "None") else "")
+        state = STATE_MAP.get(slurm_state)
+        changes: dict[str, Any] = {}
+        if described != job.external_state:
+            changes["external_state"] = described
+        if state is None:
+            return changes or None
+        if state in TERMINAL:
+            if job.state == "cancelling" and state != "succeeded":
+                state = "cancelled"
+            changes.update(state=state, exit_code=exit_code(record["exit"], slurm_state), ended_at=iso())
+            if slurm_time(record["start"]):
+                changes["started_at"] = slurm_time(record["start"])
+            if state == "failed" and slurm_state != "FAILED":
+                changes["reason"] = f"Slurm says {described}"
+        elif state == "running" and job.state == "starting":
+            changes.update(state="running", started_at=slurm_time(record["start"]) or iso())
+        return changes or None
+
+    def cancel(self, job: Job) -> None:
+        if not job.external_id:
+            return
+        result = self._run(["scancel", job.external_id])
+        if result.returncode != 0:
+            raise LaunchError(f"scancel failed: {(result.stderr or result.stdout).strip()[:200]}")
+
+    def describe(self, job: Job) -> str | None:
+        if not job.external_id:
+            return None
+        return f"Slurm job {job.external_id}" + (f": {job.external_state}" if job.external_state else "")
+
+
+def json_argument(job: Job) -> str:
+    """The exact JSON text recorded for the job (the script's one argument)."""
+    return job.params_text

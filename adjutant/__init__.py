@@ -54,6 +54,8 @@ def settings_for(bot: commands.Bot) -> Settings:
 
 def refuse_double_load(bot: commands.Bot, extension: str) -> None:
     """Loading the umbrella ``adjutant`` and a single ``adjutant.cogs.X`` together is a mistake; say so."""
+    from discord.ext import commands
+
     if extension == "adjutant":
         loaded = [name for name in bot.extensions if name.startswith("adjutant.")]
     else:

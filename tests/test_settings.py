@@ -60,6 +60,12 @@ def test_every_variable(tmp_path: Path, script: Path) -> None:
         "ADJUTANT_CANCEL_GRACE_SECONDS": "2.5",
         "ADJUTANT_HPARAMS_SCHEMA": str(schema),
         "ADJUTANT_MAX_SWEEP": "8",
+        "ADJUTANT_LAUNCHER": "Slurm",
+        "ADJUTANT_SLURM_PARTITION": "gpu",
+        "ADJUTANT_SLURM_TIME": "2:00:00",
+        "ADJUTANT_SLURM_GRES": "gpu:1",
+        "ADJUTANT_SLURM_ARGS": "--mem=16G -c 4",
+        "ADJUTANT_SLURM_TIMEOUT": "12",
     }
     s = Settings.from_env(env)
     assert s.token == Secret(TOKEN)
@@ -79,6 +85,10 @@ def test_every_variable(tmp_path: Path, script: Path) -> None:
     assert s.cancel_grace_seconds == 2.5
     assert s.hparams_schema == schema.resolve()
     assert s.max_sweep == 8
+    assert s.launcher == "slurm"
+    assert (s.slurm_partition, s.slurm_time, s.slurm_gres) == ("gpu", "2:00:00", "gpu:1")
+    assert s.slurm_args == "--mem=16G -c 4"
+    assert s.slurm_timeout == 12
 
 
 @pytest.mark.parametrize(
@@ -133,6 +143,10 @@ def test_unknown_keyword_is_a_type_error() -> None:
         ({"ADJUTANT_MAX_CONCURRENT": "0"}, "ADJUTANT_MAX_CONCURRENT must be between 1 and 64"),
         ({"ADJUTANT_MAX_CONCURRENT": "two"}, "ADJUTANT_MAX_CONCURRENT must be a whole number"),
         ({"ADJUTANT_CANCEL_GRACE_SECONDS": "-1"}, "ADJUTANT_CANCEL_GRACE_SECONDS must be a finite number"),
+        ({"ADJUTANT_LAUNCHER": "kubernetes"}, "ADJUTANT_LAUNCHER must be 'local' or 'slurm'"),
+        ({"ADJUTANT_SLURM_PARTITION": "a b"}, "ADJUTANT_SLURM_PARTITION must be one value"),
+        ({"ADJUTANT_SLURM_ARGS": "--comment='open"}, "ADJUTANT_SLURM_ARGS cannot be split"),
+        ({"ADJUTANT_SLURM_TIMEOUT": "0"}, "ADJUTANT_SLURM_TIMEOUT must be a finite number"),
         ({"ADJUTANT_MAX_SWEEP": "5000"}, "ADJUTANT_MAX_SWEEP must be between 1 and 1000"),
         ({"ADJUTANT_HPARAMS_SCHEMA": "/nonexistent/schema.json"}, "ADJUTANT_HPARAMS_SCHEMA .* does not exist"),
     ],

@@ -102,10 +102,10 @@ class SlurmLauncher(Launcher):
                 stdin=subprocess.DEVNULL,
             )
         except FileNotFoundError:
-            raise LaunchError(f"`{argv[0]}` is not installed on this machine (is this a Slurm login node?)") from None
+            raise LaunchError(f"{argv[0]} is not installed on this machine (is this a Slurm login node?)") from None
         except subprocess.TimeoutExpired:
             raise LaunchError(
-                f"Slurm controller not reachable: `{argv[0]}` did not answer in {self.settings.slurm_timeout:g}s"
+                f"Slurm controller not reachable: {argv[0]} did not answer in {self.settings.slurm_timeout:g}s"
             ) from None
 
     def sbatch_argv(self, job: Job) -> list[str]:

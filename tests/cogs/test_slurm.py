@@ -1,0 +1,173 @@
+"""The Slurm launcher against a real single-node Slurm (tests/slurm/cluster.sh), end to end through Discord."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from adjutant.hparams import to_argument
+from tests.cogs.test_experiments import SCRIPT, TOKEN, acks, fields, launch, received, wait_report
+from tests.conftest import eventually
+
+CLUSTER = Path(__file__).resolve().parent.parent / "slurm" / "cluster.sh"
+
+
+def cluster(command: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(CLUSTER), command], capture_output=True, text=True, timeout=timeout, check=False)
+
+
+@pytest.fixture(scope="module")
+def slurm() -> Iterator[None]:
+    """A running Slurm: started here if needed (and then stopped here), else the one .ci/run started."""
+    required = bool(os.environ.get("ADJUTANT_REQUIRE_SLURM"))
+    if cluster("status", 30).returncode == 0:
+        yield
+        return
+    problem = None
+    if os.geteuid() != 0:
+        problem = "Slurm tests need root to install and start munge, slurmctld and slurmd"
+    else:
+        started = cluster("start")
+        if started.returncode != 0:
+            problem = f"could not start a single-node Slurm: {started.stderr.strip()[-500:]}"
+    if problem:
+        if required:
+            pytest.fail(problem)
+        pytest.skip(problem)
+    try:
+        yield
+    finally:
+        cluster("stop", 60)
+
+
+@pytest.fixture
+def out_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    out = tmp_path / "out"
+    out.mkdir()
+    monkeypatch.setenv("ADJUTANT_TEST_OUT", str(out))
+    monkeypatch.setenv("DISCORD_TOKEN", TOKEN)
+    monkeypatch.setenv("WANDB_SERVICE", "3-12345-unix-/tmp/wandb-service.sock")
+    return out
+
+
+def slurm_env(**extra: str) -> dict[str, str]:
+    return {
+        "ADJUTANT_EXPERIMENT_SCRIPT": str(SCRIPT),
+        "ADJUTANT_LAUNCHER": "slurm",
+        "ADJUTANT_SLURM_TIMEOUT": "15",
+        "ADJUTANT_SLURM_ARGS": "--cpus-per-task=1",
+        **extra,
+    }
+
+
+async def test_slurm_launch_runs_and_completes(slurm, start_adjutant, discord_standin, out_dir) -> None:
+    params = {"name": 'it\'s "quoted"; $(touch /tmp/slurm-pwned) `id`', "sleep": 1.5}
+    async with start_adjutant(slurm_env()) as bot:
+        job_id = await launch(discord_standin, json.dumps(params))
+        store = bot.get_cog("Experiments").jobs
+        await eventually(lambda: store.get(job_id).state == "running", timeout=30)
+        running = store.get(job_id)
+        assert running.external_id and running.external_state.startswith("RUNNING")
+        done = await wait_report(discord_standin, job_id, timeout=60)
+    assert done["embeds"][0]["title"] == f"✅ Experiment {job_id} succeeded"
+    got = fields(done)
+    assert got["Exit code"] == "0"
+    assert got["Scheduler"] == f"slurm job {running.external_id}: COMPLETED"
+    record = received(out_dir, job_id)
+    assert record["argv"] == [to_argument(params)]
+    assert not Path("/tmp/slurm-pwned").exists()
+    env = record["env"]
+    assert "DISCORD_TOKEN" not in env and TOKEN not in env.values() and "WANDB_SERVICE" not in env
+    assert env["ADJUTANT_JOB_ID"] == job_id and env["WANDB_RUN_ID"] == running.wandb_run_id
+    assert env["SLURM_JOB_ID"] == running.external_id
+
+
+async def test_slurm_failure_reports_exit_code_and_log(slurm, start_adjutant, discord_standin, out_dir) -> None:
+    async with start_adjutant(slurm_env()):
+        job_id = await launch(discord_standin, '{"exit": 3}')
+        done = await wait_report(discord_standin, job_id, timeout=60)
+        count = len(discord_standin.sent())
+        await discord_standin.post(f"$logs {job_id}")
+        logs = await discord_standin.wait_for_message(after=count, timeout=10)
+    assert done["embeds"][0]["title"] == f"❌ Experiment {job_id} failed"
+    got = fields(done)
+    assert got["Exit code"] == "3"
+    assert "FAILED (NonZeroExitCode)" in got["Scheduler"]
+    assert "exiting with 3" in got["End of the log"]
+    assert "exiting with 3" in logs["content"]
+
+
+async def test_slurm_cancel(slurm, start_adjutant, discord_standin, out_dir) -> None:
+    async with start_adjutant(slurm_env()) as bot:
+        job_id = await launch(discord_standin, '{"sleep": 600}')
+        store = bot.get_cog("Experiments").jobs
+        await eventually(lambda: store.get(job_id).state == "running", timeout=30)
+        await eventually(lambda: (out_dir / f"{job_id}.json").exists(), timeout=30)
+        count = len(discord_standin.sent())
+        await discord_standin.post(f"$cancel {job_id}")
+        reply = await discord_standin.wait_for_message(after=count, timeout=20)
+        assert "scancel sent" in reply["content"]
+        done = await wait_report(discord_standin, job_id, timeout=60)
+    assert done["embeds"][0]["title"] == f"⏹️ Experiment {job_id} cancelled"
+    assert "CANCELLED" in fields(done)["Scheduler"]
+
+
+async def test_slurm_job_end_reported_once_after_bot_restart(slurm, start_adjutant, discord_standin, out_dir) -> None:
+    async with start_adjutant(slurm_env()) as bot:
+        job_id = await launch(discord_standin, '{"sleep": 3}')
+        store = bot.get_cog("Experiments").jobs
+        await eventually(lambda: store.get(job_id).state == "running", timeout=30)
+        slurm_id = store.get(job_id).external_id
+    # the bot is down; the job finishes under Slurm
+    await eventually(
+        lambda: "COMPLETED" in subprocess.run(
+            ["squeue", "-j", slurm_id, "-h", "-t", "all", "-o", "%T"], capture_output=True, text=True, check=False
+        ).stdout,
+        timeout=30,
+    )  # fmt: skip
+    async with start_adjutant(slurm_env()):
+        await wait_report(discord_standin, job_id, timeout=30)
+        await asyncio.sleep(3)
+    reports = [
+        m for m in discord_standin.sent() if m["embeds"] and f"Experiment {job_id} succeeded" in m["embeds"][0]["title"]
+    ]
+    assert len(reports) == 1
+
+
+async def test_sbatch_missing_is_a_clear_error(slurm, start_adjutant, discord_standin, out_dir, monkeypatch) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")  # the job's environment, where sbatch is looked up
+    async with start_adjutant(slurm_env()):
+        job_id = await launch(discord_standin, '{"epochs": 1}')
+        done = await wait_report(discord_standin, job_id, timeout=30)
+    assert done["embeds"][0]["title"] == f"❌ Experiment {job_id} failed"
+    assert "sbatch is not installed on this machine" in fields(done)["Why"]
+    assert not (out_dir / f"{job_id}.json").exists()
+
+
+async def test_controller_down_is_reported_and_bot_keeps_working(
+    slurm, start_adjutant, discord_standin, out_dir
+) -> None:
+    """slurmctld stopped for real: sbatch hangs; Adjutant times out, says so, and still answers."""
+    pid = int(Path("/var/tmp/adjutant-slurm/slurmctld.pid").read_text())
+    os.kill(pid, 15)
+    await eventually(
+        lambda: not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2], timeout=20
+    )
+    try:
+        async with start_adjutant(slurm_env(ADJUTANT_SLURM_TIMEOUT="3")):
+            job_id = await launch(discord_standin, '{"epochs": 1}')
+            done = await wait_report(discord_standin, job_id, timeout=40)
+            count = len(discord_standin.sent())
+            await discord_standin.post("$hello")
+            hello = await discord_standin.wait_for_message(after=count, timeout=10)
+    finally:
+        assert cluster("start").returncode == 0
+    assert "not reachable" in fields(done)["Why"] or "Unable to contact" in fields(done)["Why"]
+    assert hello["content"] == "Hello!"
+    assert acks(discord_standin)

@@ -76,6 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=str.upper,
         help="how much to log to stderr (default: INFO)",
     )
+    parser.add_argument(
+        "--sync",
+        action="store_true",
+        help="register the slash commands with Discord once after login (to ADJUTANT_GUILD_ID if set), then run",
+    )
     parser.add_argument("--log-file", type=Path, default=None, metavar="PATH", help="also log to this file")
     parser.add_argument("--version", action="version", version=f"adjutant {__version__}")
     return parser
@@ -175,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         discord.VoiceClient.warn_dave = False
     for line in describe(settings):
         log.info("%s", line)
-    bot = Adjutant(settings=settings)
+    bot = Adjutant(settings=settings, sync_commands=args.sync)
     try:
         asyncio.run(_serve(bot, settings.token.reveal()))
     except discord.PrivilegedIntentsRequired:

@@ -84,6 +84,8 @@ class AdjutantCog(commands.Cog):
         """Turn a command's failure into a short, specific reply; log what the chat must not see."""
         if isinstance(error, WrongChannel):
             log.debug("ignored %s from #%s: %s", ctx.invoked_with, ctx.channel, error)
+            if ctx.interaction is not None:  # a slash command must be answered; only its author sees this
+                await ctx.send(f"I take commands in #{self.settings.channel} only.", ephemeral=True)
             return
         if isinstance(error, commands.UserInputError):
             usage = f"{ctx.clean_prefix}{ctx.command.qualified_name} {ctx.command.signature}" if ctx.command else ""

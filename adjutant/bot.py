@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -12,7 +13,22 @@ from discord.ext import commands
 from adjutant._cog import NO_PINGS
 from adjutant.settings import Settings
 
-__all__ = ["Adjutant", "default_intents"]
+__all__ = ["Adjutant", "default_intents", "sync_tree"]
+
+log = logging.getLogger(__name__)
+
+
+async def sync_tree(bot: commands.Bot, guild_id: int | None) -> list[Any]:
+    """Register the slash commands with Discord: to one server (instant) or globally (may take a while)."""
+    if guild_id is not None:
+        guild = discord.Object(id=guild_id)
+        bot.tree.copy_global_to(guild=guild)
+        synced = await bot.tree.sync(guild=guild)
+        log.info("synced %d slash commands to server %d", len(synced), guild_id)
+    else:
+        synced = await bot.tree.sync()
+        log.info("synced %d slash commands globally (Discord may take up to an hour to show them)", len(synced))
+    return synced
 
 
 def default_intents() -> discord.Intents:
@@ -47,6 +63,7 @@ class Adjutant(commands.Bot):
         prefix: str | None = None,
         env: Mapping[str, str] | None = None,
         settings: Settings | None = None,
+        sync_commands: bool = False,
         **bot_options: Any,
     ) -> None:
         if settings is None:
@@ -65,6 +82,7 @@ class Adjutant(commands.Bot):
                 prefix=prefix,
             )
         self.settings = settings
+        self.sync_commands = sync_commands
         bot_options.setdefault("intents", default_intents())
         bot_options.setdefault("allowed_mentions", NO_PINGS)
         bot_options.setdefault("description", "Adjutant: W&B run reports and experiment launches from Discord.")
@@ -72,8 +90,10 @@ class Adjutant(commands.Bot):
         super().__init__(command_prefix=settings.prefix, **bot_options)
 
     async def setup_hook(self) -> None:
-        """Load the Adjutant extension through the same ``setup()`` a host bot uses."""
+        """Load the Adjutant extension through the same ``setup()`` a host uses; sync slash commands if asked."""
         await self.load_extension("adjutant")
+        if self.sync_commands:  # setup_hook runs after login, so the application id is known
+            await sync_tree(self, self.settings.guild_id)
 
     def run(self, token: str | None = None, **kwargs: Any) -> None:  # type: ignore[override]
         """Log in and run until stopped. ``token`` defaults to DISCORD_TOKEN from the settings."""

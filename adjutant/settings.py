@@ -286,6 +286,7 @@ class Settings:
     hparams_schema: Path | None = None
     max_sweep: int = 16
     launcher: Literal["local", "slurm"] = "local"
+    guild_id: int | None = None
     slurm_partition: str | None = None
     slurm_time: str | None = None
     slurm_gres: str | None = None
@@ -362,6 +363,10 @@ class Settings:
             values["cancel_grace_seconds"] = parse_positive_float("ADJUTANT_CANCEL_GRACE_SECONDS", value, minimum=0.1)
         if (value := get("ADJUTANT_HPARAMS_SCHEMA")) is not None:
             values["hparams_schema"] = check_schema_file(value)
+        if (value := get("ADJUTANT_GUILD_ID")) is not None:
+            if not value.isdigit():
+                raise ConfigError(f"ADJUTANT_GUILD_ID must be a numeric server id (got {value!r})")
+            values["guild_id"] = int(value)
         if (value := get("ADJUTANT_LAUNCHER")) is not None:
             if value.lower() not in ("local", "slurm"):
                 raise ConfigError(f"ADJUTANT_LAUNCHER must be 'local' or 'slurm' (got {value!r})")

@@ -53,6 +53,9 @@ def run(db_path: str, job_id: str) -> int:
     """Run one job to its end; returns the script's exit code (negative: killed by that signal)."""
     db = _connect(db_path)
     row = db.execute("SELECT state, script, params, log_path FROM jobs WHERE id=?", (job_id,)).fetchone()
+    if row is not None and row["state"] == "cancelling":  # cancelled before the script started: never start it
+        _update(db, job_id, state="cancelled", ended_at=_now())
+        return 0
     if row is None or row["state"] != "starting":
         return 2
     log_path = Path(row["log_path"])

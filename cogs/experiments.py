@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import discord
+from discord import app_commands
 from discord.ext import commands, tasks
 
 from adjutant import refuse_double_load, settings_for
@@ -129,6 +130,12 @@ class Experiments(AdjutantCog, name="Experiments"):
         self._lock = asyncio.Lock()
         self._launchers: dict[str, Launcher] = {}
         self._token = ""
+        if not settings.launch_roles and not settings.launch_users:
+            # Without a launch list only Manage Server (or Administrator) may launch: say so to Discord too, so
+            # the slash forms are hidden from others by default (the server can still change it).
+            commands_: list[Any] = [self.experiment, self.sweep, self.rerun, self.cancel]
+            for command in commands_:
+                command.app_command.default_permissions = discord.Permissions(manage_guild=True)
 
     @property
     def log_dir(self) -> Path:
@@ -188,6 +195,26 @@ class Experiments(AdjutantCog, name="Experiments"):
             return params, {}
         return validate(params, self.schema)
 
+    # --- autocomplete ---------------------------------------------------------------------------
+    async def _complete(self, current: str, states: tuple[str, ...] | None) -> list[app_commands.Choice[str]]:
+        if self.jobs is None:
+            return []
+        jobs = await self._db(self.jobs.recent, 200)
+        found = []
+        for job in jobs:
+            if (states is None or job.state in states) and current.lower() in job.id:
+                label = truncate(f"{job.id} · {job.state} · {json.dumps(job.params, ensure_ascii=False)}", 100)
+                found.append(app_commands.Choice(name=label, value=job.id))
+        return found[:25]
+
+    async def complete_job(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+        return await self._complete(current, None)
+
+    async def complete_active_job(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        return await self._complete(current, ("queued", *ACTIVE))
+
     # --- launching ------------------------------------------------------------------------------
     async def enqueue(
         self,
@@ -230,9 +257,13 @@ class Experiments(AdjutantCog, name="Experiments"):
             allowed_mentions=NO_PINGS,
             mention_author=False,
         )
-        await self._db(self.jobs.update, job.id, ack_id=message.id)
+        changes: dict[str, Any] = {"ack_id": message.id}
+        if ctx.interaction is not None:
+            changes["message_id"] = message.id  # a slash command has no message of its own: the story starts here
+        await self._db(self.jobs.update, job.id, **changes)
 
-    @commands.command(name="experiment")
+    @commands.hybrid_command(name="experiment")  # type: ignore[arg-type]  # discord.py stubs reject hybrid commands in cogs
+    @app_commands.describe(hyperparameters='a JSON object like {"epochs": 10}, or pairs like epochs=10 lr=0.001')
     async def experiment(self, ctx: commands.Context[Any], *, hyperparameters: str = "") -> None:
         """Launch the experiment script: $experiment {"epochs": 10} or $experiment epochs=10 lr=0.001."""
         if not await self._launch_precheck(ctx, "launch"):
@@ -245,7 +276,8 @@ class Experiments(AdjutantCog, name="Experiments"):
         job = await self.enqueue(params, ctx.author, ctx.channel.id, ctx.message.id)
         await self._ack(ctx, job, defaults)
 
-    @commands.command(name="sweep")
+    @commands.hybrid_command(name="sweep")  # type: ignore[arg-type]  # discord.py stubs reject hybrid commands in cogs
+    @app_commands.describe(grid='a JSON object whose lists are the values to try, e.g. {"lr": [0.1, 0.01]}')
     async def sweep(self, ctx: commands.Context[Any], *, grid: str = "") -> None:
         """Queue one experiment per combination: $sweep {"lr": [0.1, 0.01], "batch_size": [32, 64]}."""
         if not await self._launch_precheck(ctx, "sweep"):
@@ -278,7 +310,9 @@ class Experiments(AdjutantCog, name="Experiments"):
         await self.tick()
         return jobs
 
-    @commands.command(name="rerun")
+    @commands.hybrid_command(name="rerun")  # type: ignore[arg-type]  # discord.py stubs reject hybrid commands in cogs
+    @app_commands.describe(source="a job id or a W&B run id", overrides="changes, e.g. lr=0.01 or a JSON object")
+    @app_commands.autocomplete(source=complete_job)
     async def rerun(self, ctx: commands.Context[Any], source: str, *, overrides: str = "") -> None:
         """Launch again with a job's (or W&B run's) hyperparameters and overrides: $rerun j4k2m9x lr=0.01."""
         if not await self._launch_precheck(ctx, "rerun"):
@@ -352,7 +386,9 @@ class Experiments(AdjutantCog, name="Experiments"):
             return f"Job `{job.id}` is already being cancelled."
         return f"Job `{job.id}` already ended ({job.state})."
 
-    @commands.command(name="cancel")
+    @commands.hybrid_command(name="cancel")  # type: ignore[arg-type]  # discord.py stubs reject hybrid commands in cogs
+    @app_commands.describe(job_id="the job to cancel")
+    @app_commands.autocomplete(job_id=complete_active_job)
     async def cancel(self, ctx: commands.Context[Any], job_id: str) -> None:
         """Cancel a queued or running job: $cancel <job id>."""
         if not await self.authorized(ctx.author):
@@ -371,7 +407,7 @@ class Experiments(AdjutantCog, name="Experiments"):
         await self.tick()
 
     # --- looking at jobs ------------------------------------------------------------------------
-    @commands.command(name="jobs", aliases=["queue"])
+    @commands.hybrid_command(name="jobs", aliases=["queue"])  # type: ignore[arg-type]  # discord.py stubs reject hybrid commands in cogs
     async def jobs_command(self, ctx: commands.Context[Any]) -> None:
         """List running, queued and recently ended experiments."""
         assert self.jobs is not None
@@ -381,7 +417,9 @@ class Experiments(AdjutantCog, name="Experiments"):
         embed = jobs_embed(active, queued, recent, utcnow())
         await ctx.send(embed=discord.Embed.from_dict(embed), allowed_mentions=NO_PINGS)
 
-    @commands.command(name="logs")
+    @commands.hybrid_command(name="logs")  # type: ignore[arg-type]  # discord.py stubs reject hybrid commands in cogs
+    @app_commands.describe(job_id="the job", lines="how many lines from the end, 1 to 1000 (default 20)")
+    @app_commands.autocomplete(job_id=complete_job)
     async def logs(self, ctx: commands.Context[Any], job_id: str, lines: int = 20) -> None:
         """Show the end of a job's log: $logs <job id> [lines]; a long log comes as a file."""
         assert self.jobs is not None

@@ -20,9 +20,10 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import discord
+from discord import app_commands
 from discord.ext import commands, tasks
 
 from adjutant import refuse_double_load, settings_for
@@ -31,6 +32,7 @@ from adjutant.ratelimit import RateWindow
 from adjutant.render import code_safe, format_duration, pack_embeds, plain, truncate
 from adjutant.run_render import event_embed, leaderboard_embed, run_card_embed, runs_table_embed, summary_embed
 from adjutant.runs import (
+    STATES,
     RunInfo,
     parse_best_args,
     parse_runs_args,
@@ -105,6 +107,7 @@ class WandbRuns(AdjutantCog, name="Runs"):
         self._polled_once = False
         self._warned_no_channel = False
         self._stopping = False
+        self._metric_names: set[str] = set()
 
     @property
     def project_label(self) -> str:
@@ -240,6 +243,8 @@ class WandbRuns(AdjutantCog, name="Runs"):
         stall_after = dt.timedelta(minutes=self.settings.stall_minutes)
         memories = self.store.memories(self.project_key, [r.id for r in runs])
         jobs = self.store.job_messages([r.id for r in runs])
+        for run in runs:
+            self._metric_names.update(list(run.public_metrics())[:50])
         queued = 0
         ordered = sorted(runs, key=lambda r: (r.created_at or now, r.id))
         with self.store.transaction() as db:
@@ -352,8 +357,13 @@ class WandbRuns(AdjutantCog, name="Runs"):
 
     # --- commands -------------------------------------------------------------------------------
     async def _ask(self, ctx: commands.Context[Any], fn: Callable[..., T], *args: Any) -> tuple[bool, T | None]:
-        """A W&B call for a command: ``(True, result)``, or ``(False, None)`` after replying with the problem."""
+        """A W&B call for a command: ``(True, result)``, or ``(False, None)`` after replying with the problem.
+
+        Defers first: a slash command has 3 seconds to answer, W&B may take longer (typing for ``$``).
+        """
         try:
+            if ctx.interaction is not None and not ctx.interaction.response.is_done():
+                await ctx.defer()
             async with ctx.typing():
                 return True, await self._wandb(fn, *args)
         except ProjectNotFound:
@@ -366,9 +376,34 @@ class WandbRuns(AdjutantCog, name="Runs"):
     async def _send_embed(self, ctx: commands.Context[Any], embed: dict[str, Any]) -> None:
         await ctx.send(embed=discord.Embed.from_dict(embed), allowed_mentions=NO_PINGS)
 
-    @commands.command(name="runs")
-    async def runs_command(self, ctx: commands.Context[Any], *words: str) -> None:
+    # --- autocomplete (from what Adjutant already knows: no W&B call per keystroke) ---------------
+    async def complete_run(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+        assert self.store is not None
+        known = await self._db(self.store.known_names, self.project_key, 2000)
+        text = current.lower()
+        choices = []
+        for run_id, name in known:
+            if text in run_id.lower() or text in name.lower():
+                choices.append(app_commands.Choice(name=truncate(f"{name} ({run_id})", 100), value=run_id[:100]))
+            if len(choices) == 25:
+                break
+        return choices
+
+    async def complete_state(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+        return [app_commands.Choice(name=s, value=s) for s in (*STATES, "all") if current.lower() in s]
+
+    async def complete_metric(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+        names = sorted({self.settings.metric, *self._metric_names})
+        return [app_commands.Choice(name=n[:100], value=n[:100]) for n in names if current.lower() in n.lower()][:25]
+
+    @commands.hybrid_command(name="runs")  # type: ignore[arg-type]  # discord.py stubs reject hybrid commands in cogs
+    @app_commands.describe(state="only runs in this state (default: all)", count="how many runs, 1 to 25 (default 10)")
+    @app_commands.autocomplete(state=complete_state)
+    async def runs_command(
+        self, ctx: commands.Context[Any], state: str | None = None, count: int | None = None
+    ) -> None:
         """List recent runs: $runs [state] [n], e.g. $runs running 5."""
+        words = [w for w in (state, None if count is None else str(count)) if w]
         try:
             query = parse_runs_args(words)
         except ValueError as error:
@@ -384,7 +419,9 @@ class WandbRuns(AdjutantCog, name="Runs"):
             ),
         )
 
-    @commands.command(name="run")
+    @commands.hybrid_command(name="run")  # type: ignore[arg-type]  # discord.py stubs reject hybrid commands in cogs
+    @app_commands.describe(run="run id or display name")
+    @app_commands.autocomplete(run=complete_run)
     async def run_command(self, ctx: commands.Context[Any], *, run: str) -> None:
         """Show one run's status card: $run <run id or name>."""
         key = run.strip()
@@ -404,9 +441,22 @@ class WandbRuns(AdjutantCog, name="Runs"):
         hint = f" Did you mean {', '.join(f'`{code_safe(c)}`' for c in close)}?" if close else ""
         await self.reply(ctx, f"No run `{code_safe(truncate(key, 128))}` in {plain(self.project_label)}.{hint}")
 
-    @commands.command(name="best")
-    async def best_command(self, ctx: commands.Context[Any], *words: str) -> None:
+    @commands.hybrid_command(name="best")  # type: ignore[arg-type]  # discord.py stubs reject hybrid commands in cogs
+    @app_commands.describe(
+        metric="summary metric to rank by (default: ADJUTANT_METRIC)",
+        goal="min or max: which end is best",
+        count="how many runs, 1 to 25 (default 5)",
+    )
+    @app_commands.autocomplete(metric=complete_metric)
+    async def best_command(
+        self,
+        ctx: commands.Context[Any],
+        metric: str | None = None,
+        goal: Literal["min", "max"] | None = None,
+        count: int | None = None,
+    ) -> None:
         """Leaderboard by a summary metric: $best [metric] [min|max] [n]."""
+        words = [w for w in (metric, goal, None if count is None else str(count)) if w]
         try:
             query = parse_best_args(words, self.settings.metric, self.settings.metric_goal)
         except ValueError as error:
@@ -430,7 +480,7 @@ class WandbRuns(AdjutantCog, name="Runs"):
             text += f" Metrics seen: {', '.join(f'`{code_safe(n)}`' for n in names[:20])}."
         await self.reply(ctx, text)
 
-    @commands.command(name="status")
+    @commands.hybrid_command(name="status")  # type: ignore[arg-type]  # discord.py stubs reject hybrid commands in cogs
     async def status_command(self, ctx: commands.Context[Any]) -> None:
         """Show how run reporting is doing: last successful W&B poll, last error, backlog."""
         assert self.store is not None

@@ -415,17 +415,20 @@ async def test_bot_killed_during_job_reports_end_once_after_restart(tmp_path: Pa
             script_pid = received(out_dir, job_id)["pid"]
             assert pid_alive(script_pid), "the job survives the bot"
             await eventually(lambda: not pid_alive(script_pid), timeout=20)
-            with sqlite3.connect(state / "adjutant.sqlite3") as db:
-                assert db.execute("SELECT state, reported FROM jobs WHERE id=?", (job_id,)).fetchone() == (
-                    "succeeded",
-                    0,
-                )
+
+            def recorded() -> tuple[str, int]:
+                with sqlite3.connect(state / "adjutant.sqlite3") as db:
+                    return db.execute("SELECT state, reported FROM jobs WHERE id=?", (job_id,)).fetchone()
+
+            await eventually(lambda: recorded()[0] == "succeeded", timeout=10)  # the supervisor wrote the end
+            assert recorded() == ("succeeded", 0), "ended while the bot was down: not reported yet"
             bot = await start_bot()
             await wait_report(standin, job_id, timeout=30)
             await asyncio.sleep(3)
         finally:
-            bot.send_signal(signal.SIGTERM)
-            await asyncio.wait_for(bot.wait(), 20)
+            if bot.returncode is None:
+                bot.send_signal(signal.SIGTERM)
+                await asyncio.wait_for(bot.wait(), 20)
     assert len(report(standin, job_id)) == 1
     assert report(standin, job_id)[0]["embeds"][0]["title"] == f"✅ Experiment {job_id} succeeded"
 

@@ -151,6 +151,8 @@ class DiscordStandIn:
         self.messages: dict[int, dict[str, Any]] = {}
         self.identifies: list[dict[str, Any]] = []
         self.interaction_responses: list[dict[str, Any]] = []
+        self._interactions: dict[str, dict[str, Any]] = {}
+        self.synced: dict[str, list[dict[str, Any]]] = {}
         self.rate_limit: tuple[int, float] | None = None  # (messages, seconds) per channel, like Discord's
         self.rate_limited = 0
         self.deduplicated = 0
@@ -224,16 +226,53 @@ class DiscordStandIn:
 
     async def click(self, message: dict[str, Any], custom_id: str, *, author: str = "admin") -> str:
         """A member presses a button of ``message``; returns the interaction id."""
+        channel = next(c for c in self.channels.values() if c["id"] == message["channel_id"])
+        data = {"custom_id": custom_id, "component_type": 2}
+        return await self._interact(3, data, author, channel, message=message)
+
+    async def slash(
+        self, name: str, options: dict[str, Any] | None = None, *, author: str = "admin", channel: str = "general"
+    ) -> str:
+        """A member runs ``/name`` with these option values; returns the interaction id."""
+        data = {"id": str(snowflake()), "name": name, "type": 1, "options": _options(options or {})}
+        return await self._interact(2, data, author, self.channels[channel])
+
+    async def autocomplete(
+        self, name: str, options: dict[str, Any], focused: str, *, author: str = "admin", channel: str = "general"
+    ) -> list[dict[str, Any]]:
+        """The choices the bot offers while ``focused`` is being typed."""
+        opts = _options(options)
+        for option in opts:
+            if option["name"] == focused:
+                option["focused"] = True
+        data = {"id": str(snowflake()), "name": name, "type": 1, "options": opts}
+        interaction_id = await self._interact(4, data, author, self.channels[channel])
+        await self.wait_until(lambda: any(r["interaction_id"] == interaction_id for r in self.interaction_responses))
+        response = next(r for r in self.interaction_responses if r["interaction_id"] == interaction_id)
+        return list(response["data"].get("choices", []))
+
+    def responses(self, interaction_id: str) -> list[dict[str, Any]]:
+        """Messages that answer an interaction: the callback's message, then follow-ups, in order."""
+        return [m for m in self.messages.values() if m.get("interaction_id") == interaction_id]
+
+    async def _interact(
+        self,
+        kind: int,
+        data: dict[str, Any],
+        author: str,
+        channel: dict[str, Any],
+        message: dict[str, Any] | None = None,
+    ) -> str:
         who = self.members[author]
         interaction_id = str(snowflake())
         token = "itoken-" + interaction_id
-        channel = next(c for c in self.channels.values() if c["id"] == message["channel_id"])
+        self._interactions[token] = {"id": interaction_id, "channel_id": int(channel["id"])}
         member = who.member()
         member["permissions"] = str(self.permissions_of(who))
-        data = {
+        interaction = {
             "id": interaction_id,
             "application_id": str(self.application_id),
-            "type": 3,
+            "type": kind,
             "token": token,
             "version": 1,
             "attachment_size_limit": 10 * 1024 * 1024,
@@ -247,10 +286,11 @@ class DiscordStandIn:
             "entitlements": [],
             "authorizing_integration_owners": {},
             "context": 0,
-            "message": message,
-            "data": {"custom_id": custom_id, "component_type": 2},
+            "data": data,
         }
-        await self.dispatch("INTERACTION_CREATE", data)
+        if message is not None:
+            interaction["message"] = message
+        await self.dispatch("INTERACTION_CREATE", interaction)
         return interaction_id
 
     def buttons(self, message: dict[str, Any]) -> list[str]:
@@ -445,7 +485,22 @@ class DiscordStandIn:
             return json_response({"message": "401: Unauthorized", "code": 0}, status=401)
         parts = path.strip("/").split("/")
         if parts[0] == "interactions" and len(parts) >= 4 and parts[3] == "callback":
-            return self._interaction_callback(parts[1], record.json or {})
+            return self._interaction_callback(parts[1], record.json or {}, record)
+        if parts[0] == "webhooks":
+            return self._webhook(method, parts, record)
+        if parts[0] == "applications" and parts[-1] == "commands" and method == "PUT":
+            scope = parts[3] if len(parts) == 5 else "global"
+            self.synced[scope] = [
+                {
+                    **c,
+                    "id": str(snowflake()),
+                    "application_id": str(self.application_id),
+                    "version": "1",
+                    "type": c.get("type", 1),
+                }
+                for c in record.json or []
+            ]
+            return json_response(self.synced[scope])
         if path == "/users/@me" and method == "GET":
             return json_response(self.bot_user.user())
         if path == "/oauth2/applications/@me" and method == "GET":
@@ -457,11 +512,18 @@ class DiscordStandIn:
             return await self._channel_route(method, parts, record)
         return json_response({"message": "404: Not Found", "code": 0}, status=404)
 
-    def _interaction_callback(self, interaction_id: str, body: dict[str, Any]) -> web.Response:
+    def _interaction_callback(self, interaction_id: str, body: dict[str, Any], record: Request) -> web.Response:
+        """Types: 4 message, 5 deferred message ("thinking…"), 6 deferred update, 7 update, 8 autocomplete."""
         kind = body.get("type")
         data = body.get("data") or {}
-        response = {"interaction_id": interaction_id, "type": kind, "data": data}
-        self.interaction_responses.append(response)
+        self.interaction_responses.append({"interaction_id": interaction_id, "type": kind, "data": data})
+        token = next((t for t, i in self._interactions.items() if i["id"] == interaction_id), None)
+        if token is None:
+            return json_response({"message": "Unknown interaction", "code": 10062}, status=404)
+        info = self._interactions[token]
+        if info.get("answered"):
+            return json_response({"message": "Interaction has already been acknowledged.", "code": 40060}, status=400)
+        info["answered"] = True
         message = None
         if kind == 7:  # update the message the component belongs to
             event = next(
@@ -475,10 +537,14 @@ class DiscordStandIn:
             if event is not None and int(event["message"]["id"]) in self.messages:
                 message = self.messages[int(event["message"]["id"])]
                 message.update({k: v for k, v in data.items() if k in ("content", "embeds", "components")})
-        result = {
+        elif kind in (4, 5):
+            message = self._store_bot_message(info["channel_id"], data, record, interaction_id=interaction_id)
+            message["loading"] = kind == 5
+            info["original"] = int(message["id"])
+        result: dict[str, Any] = {
             "interaction": {
                 "id": interaction_id,
-                "type": 3,
+                "type": 2,
                 "response_message_id": message["id"] if message else None,
                 "response_message_loading": kind == 5,
                 "response_message_ephemeral": bool((data.get("flags") or 0) & 64),
@@ -487,6 +553,62 @@ class DiscordStandIn:
         if message is not None:
             result["resource"] = {"type": kind, "message": message}
         return json_response(result)
+
+    def _webhook(self, method: str, parts: list[str], record: Request) -> web.Response:
+        """Follow-ups of an interaction: POST /webhooks/{app}/{token}, PATCH/GET …/messages/{id|@original}."""
+        info = self._interactions.get(parts[2]) if len(parts) >= 3 else None
+        if info is None:
+            return json_response({"message": "Unknown Webhook", "code": 10015}, status=404)
+        body = record.json or {}
+        if len(parts) == 3 and method == "POST":
+            original = self.messages.get(info.get("original", 0))
+            if original is not None and original.get("loading"):  # the first follow-up replaces "thinking…"
+                original.update(self._message_fields(body, record))
+                original["loading"] = False
+                return json_response(original)
+            message = self._store_bot_message(info["channel_id"], body, record, interaction_id=info["id"])
+            return json_response(message)
+        if len(parts) == 5 and parts[3] == "messages":
+            target = info.get("original") if parts[4] == "@original" else int(parts[4])
+            message = self.messages.get(target or 0)
+            if message is None:
+                return json_response({"message": "Unknown Message", "code": 10008}, status=404)
+            if method == "PATCH":
+                message.update(self._message_fields(body, record))
+                message["loading"] = False
+                message["edited_timestamp"] = now_iso()
+            return json_response(message)
+        return json_response({"message": "405: Method Not Allowed", "code": 0}, status=405)
+
+    def _message_fields(self, body: dict[str, Any], record: Request) -> dict[str, Any]:
+        fields = {k: body[k] for k in ("content", "embeds", "components", "flags") if k in body}
+        if record.files:
+            fields["attachments"] = self._attachments(record)
+        return fields
+
+    def _attachments(self, record: Request) -> list[dict[str, Any]]:
+        return [
+            {
+                "id": str(snowflake()),
+                "filename": name,
+                "size": len(data),
+                "url": f"{self.base}/cdn/attachments/{name}",
+                "proxy_url": f"{self.base}/cdn/attachments/{name}",
+            }
+            for name, data in record.files.items()
+        ]
+
+    def _store_bot_message(
+        self, channel_id: int, body: dict[str, Any], record: Request, *, interaction_id: str | None = None
+    ) -> dict[str, Any]:
+        message = self._message(
+            channel_id, self.bot_user, body.get("content") or "", self._message_fields(body, record)
+        )
+        message.pop("member")
+        if interaction_id is not None:
+            message["interaction_id"] = interaction_id
+        self.messages[int(message["id"])] = message
+        return message
 
     def _application(self) -> dict[str, Any]:
         return {
@@ -588,6 +710,15 @@ class DiscordStandIn:
         if nonce is not None:
             self._nonces[(channel_id, str(nonce))] = int(message["id"])
         return json_response(message, headers=self._rate_headers(bucket))
+
+
+def _options(values: dict[str, Any]) -> list[dict[str, Any]]:
+    """Slash command option payloads: 3 string, 4 integer, 5 boolean, 10 number."""
+    out = []
+    for name, value in values.items():
+        kind = 5 if isinstance(value, bool) else 4 if isinstance(value, int) else 10 if isinstance(value, float) else 3
+        out.append({"name": name, "type": kind, "value": value})
+    return out
 
 
 def _embeds_too_big(embeds: list[dict[str, Any]]) -> bool:

@@ -208,3 +208,38 @@ def parse_runs_args(words: Sequence[str], *, max_count: int = 25) -> RunsQuery:
     if not 1 <= count <= max_count:
         raise ValueError(f"the number of runs must be between 1 and {max_count} (got {count})")
     return RunsQuery(state, count)
+
+
+@dataclass(frozen=True)
+class PlotQuery:
+    """Parsed ``$plot <run> [run ...] [metric ...] [log]``."""
+
+    runs: tuple[str, ...]
+    metrics: tuple[str, ...]
+    log_scale: bool
+
+
+def parse_plot_words(words: Sequence[str], known: set[str], *, max_runs: int = 6, max_metrics: int = 4) -> PlotQuery:
+    """Words are runs (ids or names Adjutant knows) until the first that is not; the rest are metrics.
+
+    ``log`` (or ``--log``) anywhere asks for a log scale. When no word is a known run, the first word
+    is taken as a run all the same (W&B may know it even if Adjutant has not seen it yet).
+    """
+    log_scale = any(w.lower() in ("log", "--log", "log=true") for w in words)
+    rest = [w for w in words if w.lower() not in ("log", "--log", "log=true")]
+    runs: list[str] = []
+    for word in rest:
+        if word in known and word not in runs:
+            runs.append(word)
+        else:
+            break
+    if not runs and rest:
+        runs = [rest[0]]
+    metrics = list(dict.fromkeys(rest[len(runs) :]))
+    if not runs:
+        raise ValueError("name at least one run, e.g. `$plot my-run loss`")
+    if len(runs) > max_runs:
+        raise ValueError(f"at most {max_runs} runs in one chart")
+    if len(metrics) > max_metrics:
+        raise ValueError(f"at most {max_metrics} metrics in one chart")
+    return PlotQuery(tuple(runs), tuple(metrics), log_scale)

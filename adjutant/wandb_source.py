@@ -149,6 +149,24 @@ class WandbSource:
         by_name = self._list({"displayName": key}, order="-created_at", limit=1)
         return by_name[0] if by_name else None
 
+    def history(self, run_id: str, metric: str, samples: int = 1000) -> list[tuple[float, float]]:
+        """The run's sampled history of ``metric`` as (step, value), server-side downsampled (never a full scan)."""
+        api = self.api()
+        run = api.run(f"{self.path}/{run_id}")
+        rows = run.history(keys=[metric], samples=samples, pandas=False)
+        points = []
+        for row in rows or []:
+            step, value = row.get("_step"), row.get(metric)
+            if isinstance(step, int | float) and isinstance(value, int | float) and not isinstance(value, bool):
+                points.append((float(step), float(value)))
+        return points
+
+    def history_keys(self, run_id: str) -> list[str]:
+        """Metric names the run has logged history for."""
+        run = self.api().run(f"{self.path}/{run_id}")
+        keys = (run._attrs.get("historyKeys") or {}).get("keys") or {}
+        return sorted(k for k in keys if isinstance(k, str) and not k.startswith("_"))
+
     def metric_names(self, sample: int = 20) -> list[str]:
         """Summary metric names seen in the latest runs (for suggestions)."""
         names: dict[str, None] = {}

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import io
 import itertools
 import logging
 import time
@@ -27,14 +28,17 @@ from discord import app_commands
 from discord.ext import commands, tasks
 
 from adjutant import refuse_double_load, settings_for
-from adjutant._cog import NO_PINGS, AdjutantCog, find_channel
+from adjutant._cog import NO_PINGS, AdjutantCog, channel_matches, find_channel
+from adjutant.plots import render_chart
 from adjutant.ratelimit import RateWindow
 from adjutant.render import code_safe, format_duration, pack_embeds, plain, truncate
 from adjutant.run_render import event_embed, leaderboard_embed, run_card_embed, runs_table_embed, summary_embed
 from adjutant.runs import (
     STATES,
+    PlotQuery,
     RunInfo,
     parse_best_args,
+    parse_plot_words,
     parse_runs_args,
     parse_wandb_time,
     suggestions,
@@ -48,6 +52,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 CATCH_UP = "catch-up"
+#: Announcements that carry a chart of the ranking metric when the backlog is at most CHART_BACKLOG.
+CHART_EVENTS = frozenset({"finished", "crashed", "stalled"})
+CHART_BACKLOG = 3
 #: Events of a run launched by an Adjutant job that the job's own end report covers.
 JOB_REPORTED_EVENTS = frozenset({"finished", "crashed", "failed", "killed"})
 MAX_BACKOFF_SECONDS = 15 * 60
@@ -310,7 +317,8 @@ class WandbRuns(AdjutantCog, name="Runs"):
             items = await self._db(self.store.pending, self.project_key, 50)
             if not items:
                 return sent
-            if items[0].reply_to is not None:
+            if items[0].reply_to is not None or len(items) <= CHART_BACKLOG:
+                # one at a time: a reply to a job's launch, or a quiet moment that can afford a chart
                 groups, batches = pack_embeds([items[0].payload]), [items[:1]]
             else:
                 plain_items = list(itertools.takewhile(lambda i: i.reply_to is None, items))
@@ -325,10 +333,17 @@ class WandbRuns(AdjutantCog, name="Runs"):
                     content = "While I was offline:"
                 if self._stopping:
                     return sent
+                files = []
+                if len(batch) == 1 and batch[0].event in CHART_EVENTS:
+                    png = await self._event_chart(batch[0].run_id)
+                    if png is not None:
+                        embeds = [{**embeds[0], "image": {"url": "attachment://chart.png"}}]
+                        files = [discord.File(io.BytesIO(png), "chart.png")]
                 await self.rate.acquire()
                 try:
                     await channel.send(
                         content=content,
+                        files=files,
                         embeds=[discord.Embed.from_dict(e) for e in embeds],
                         allowed_mentions=NO_PINGS,
                         # Discord drops a resend with the same nonce (enforce_nonce) for a few minutes, so a
@@ -345,6 +360,18 @@ class WandbRuns(AdjutantCog, name="Runs"):
                     raise
                 await self._db(self.store.delivered, [i.id for i in batch])
                 sent += len(batch)
+
+    async def _event_chart(self, run_id: str) -> bytes | None:
+        """A small chart of the ranking metric for an announcement, if the run has its history (else None)."""
+        try:
+            points = await self._wandb(self.source.history, run_id, self.settings.metric, 500)
+            if len(points) < 2:
+                return None
+            data = {run_id: {self.settings.metric: points}}
+            return await asyncio.to_thread(render_chart, data, [self.settings.metric], small=True)
+        except Exception as error:  # a chart is a bonus: never hold an announcement back for it
+            log.info("no chart for run %s: %s", run_id, describe_error(error))
+            return None
 
     @staticmethod
     def _reference(channel: Any, message_id: int | None) -> discord.MessageReference | None:
@@ -479,6 +506,103 @@ class WandbRuns(AdjutantCog, name="Runs"):
         elif names:
             text += f" Metrics seen: {', '.join(f'`{code_safe(n)}`' for n in names[:20])}."
         await self.reply(ctx, text)
+
+    # --- plots ----------------------------------------------------------------------------------
+    async def build_plot(
+        self, run_keys: tuple[str, ...], metrics: tuple[str, ...], log_scale: bool
+    ) -> tuple[str | None, dict[str, Any] | None, bytes | None]:
+        """(problem, None, None) or (None, embed, PNG) for the runs' metric histories."""
+        metrics = metrics or (self.settings.metric,)
+        runs: list[RunInfo] = []
+        for key in run_keys:
+            run = await self._wandb(self.source.find, key)
+            if run is None:
+                assert self.store is not None
+                known = await self._db(self.store.known_names, self.project_key)
+                close = suggestions(key, [name for pair in known for name in pair])
+                hint = f" Did you mean {', '.join(f'`{code_safe(c)}`' for c in close)}?" if close else ""
+                return f"No run `{code_safe(truncate(key, 100))}` in {plain(self.project_label)}.{hint}", None, None
+            runs.append(run)
+        data: dict[str, dict[str, list[tuple[float, float]]]] = {}
+        for run in runs:
+            label = f"{run.name} ({run.id})"
+            data[label] = {}
+            for metric in metrics:
+                data[label][metric] = await self._wandb(self.source.history, run.id, metric, 1000)
+        empty = [m for m in metrics if not any(series.get(m) for series in data.values())]
+        if empty:
+            available = await self._wandb(self.source.history_keys, runs[0].id)
+            names = ", ".join(f"`{code_safe(k)}`" for k in available[:30]) or "none yet"
+            missing = ", ".join(f"`{code_safe(truncate(m, 60))}`" for m in empty)
+            return (
+                f"No history for {missing} in these runs. Metrics with history in `{runs[0].id}`: {names}.",
+                None,
+                None,
+            )
+        png = await asyncio.to_thread(render_chart, data, metrics, log_scale=log_scale, title=", ".join(metrics))
+        lines = [f"[{plain(truncate(r.name, 80))}]({r.url}) (`{r.id}`, {r.state})" if r.url else r.id for r in runs]
+        embed = {
+            "title": truncate(f"{', '.join(metrics)}" + (" (log scale)" if log_scale else ""), 256),
+            "description": truncate("\n".join(lines), 4096),
+            "color": 0x9B59B6,
+            "image": {"url": "attachment://plot.png"},
+            "footer": {"text": self.project_label},
+        }
+        return None, embed, png
+
+    async def _send_plot(self, ctx: commands.Context[Any], query: PlotQuery) -> None:
+        if ctx.interaction is not None and not ctx.interaction.response.is_done():
+            await ctx.defer()
+        try:
+            async with ctx.typing():
+                problem, embed, png = await self.build_plot(query.runs, query.metrics, query.log_scale)
+        except Exception as error:
+            log.warning("plot failed: %s", describe_error(error))
+            await self.reply(ctx, f"W&B did not answer: {describe_error(error)}. Try again in a minute.")
+            return
+        if problem is not None or embed is None or png is None:
+            await self.reply(ctx, problem or "Nothing to plot.")
+            return
+        await ctx.send(
+            embed=discord.Embed.from_dict(embed),
+            file=discord.File(io.BytesIO(png), "plot.png"),
+            allowed_mentions=NO_PINGS,
+        )
+
+    @commands.command(name="plot")
+    async def plot_command(self, ctx: commands.Context[Any], *words: str) -> None:
+        """Chart metrics of runs: $plot <run> [run ...] [metric ...] [log], e.g. $plot run-a run-b loss."""
+        assert self.store is not None
+        known = {name for pair in await self._db(self.store.known_names, self.project_key) for name in pair}
+        try:
+            query = parse_plot_words(words, known)
+        except ValueError as error:
+            await self.reply(ctx, f"{error}. Usage: `{ctx.clean_prefix}plot <run> [run ...] [metric ...] [log]`")
+            return
+        await self._send_plot(ctx, query)
+
+    @app_commands.command(name="plot", description="Chart metrics of one or several runs")
+    @app_commands.describe(
+        runs="run ids or names, separated by spaces",
+        metrics="metric names, separated by spaces (default: ADJUTANT_METRIC)",
+        log_scale="use a logarithmic y axis",
+    )
+    @app_commands.autocomplete(runs=complete_run)
+    async def plot_slash(
+        self, interaction: discord.Interaction, runs: str, metrics: str | None = None, log_scale: bool = False
+    ) -> None:
+        ctx: commands.Context[Any] = await commands.Context.from_interaction(interaction)  # type: ignore[type-var]
+        if not channel_matches(self.settings.channel, interaction.channel):
+            await interaction.response.send_message(
+                f"I take commands in #{self.settings.channel} only.", ephemeral=True
+            )
+            return
+        run_keys = tuple(dict.fromkeys(runs.replace(",", " ").split()))
+        metric_names = tuple(dict.fromkeys((metrics or "").replace(",", " ").split()))
+        if not run_keys or len(run_keys) > 6 or len(metric_names) > 4:
+            await interaction.response.send_message("Give 1 to 6 runs and at most 4 metrics.", ephemeral=True)
+            return
+        await self._send_plot(ctx, PlotQuery(run_keys, metric_names, log_scale))
 
     @commands.hybrid_command(name="status")  # type: ignore[arg-type]  # discord.py stubs reject hybrid commands in cogs
     async def status_command(self, ctx: commands.Context[Any]) -> None:

@@ -60,6 +60,39 @@ def ack_embed(job: Job, *, queued_ahead: int, defaults: Mapping[str, Any] | None
     )
 
 
+def status_embed(job: Job, *, run: RunInfo | None, metric: str, now: dt.datetime) -> dict[str, Any]:
+    """The acknowledgement of a running job, kept up to date: state, elapsed time, step, latest metrics."""
+    fields: list[dict[str, Any]] = [
+        {"name": "Job", "value": f"`{job.id}`", "inline": True},
+        {"name": "Launched by", "value": plain(truncate(job.requested_by, 100)), "inline": True},
+        {"name": "Elapsed", "value": format_duration(job.duration(now)), "inline": True},
+    ]
+    if run is not None:
+        step = run.step()
+        fields.append({"name": "W&B run", "value": f"{plain(truncate(run.name, 80))} (`{run.id}`)", "inline": True})
+        fields.append({"name": "Step", "value": str(step) if step is not None else "-", "inline": True})
+        metrics = run.public_metrics()
+        ordered = ([metric] if metric in metrics else []) + sorted(k for k in metrics if k != metric)
+        if ordered:
+            lines = [f"**{plain(truncate(k, 60))}**: {format_number(metrics[k])}" for k in ordered[:8]]
+            fields.append({"name": "Latest metrics", "value": "\n".join(lines), "inline": False})
+    else:
+        fields.append({"name": "W&B run", "value": f"`{job.wandb_run_id}` (not reported yet)", "inline": True})
+    if job.external_id:
+        where = f"{job.backend} job {job.external_id}" + (f": {job.external_state}" if job.external_state else "")
+        fields.append({"name": "Scheduler", "value": plain(truncate(where, 200)), "inline": False})
+    fields.append({"name": "Hyperparameters", "value": params_block(job.params, 800), "inline": False})
+    embed: dict[str, Any] = {
+        "title": f"▶️ Experiment {job.id}: running",
+        "color": 0x3498DB,
+        "fields": fields,
+        "footer": {"text": f"updated live · $cancel {job.id} · $logs {job.id}"},
+    }
+    if run is not None and run.url:
+        embed["url"] = run.url
+    return fit_embed(embed)
+
+
 def end_embed(
     job: Job,
     *,

@@ -56,7 +56,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     reported INTEGER NOT NULL DEFAULT 0,
     backend TEXT NOT NULL DEFAULT 'local',
     external_id TEXT,
-    external_state TEXT
+    external_state TEXT,
+    thread_id INTEGER
 );
 CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state);
 CREATE INDEX IF NOT EXISTS jobs_by_run ON jobs (wandb_run_id);
@@ -118,6 +119,7 @@ class Job:
     backend: str
     external_id: str | None
     external_state: str | None
+    thread_id: int | None
     params_text: str
 
     @classmethod
@@ -229,7 +231,14 @@ class JobStore(Database):
             return db.execute(sql, args).rowcount > 0
 
 
-def child_environment(environ: Mapping[str, str], job: Job, *, secrets_to_drop: tuple[str, ...] = ()) -> dict[str, str]:
+def child_environment(
+    environ: Mapping[str, str],
+    job: Job,
+    *,
+    secrets_to_drop: tuple[str, ...] = (),
+    entity: str | None = None,
+    project: str | None = None,
+) -> dict[str, str]:
     """The job's environment: the bot's, minus Discord's token and wandb's service socket, plus the job's ids.
 
     ``WANDB_SERVICE`` would attach the trainer to the bot's wandb-core process (its run then reports
@@ -239,6 +248,10 @@ def child_environment(environ: Mapping[str, str], job: Job, *, secrets_to_drop: 
     drop = {"DISCORD_TOKEN", "WANDB_SERVICE"}
     secrets_set = {s for s in secrets_to_drop if s}
     env = {k: v for k, v in environ.items() if k not in drop and v not in secrets_set and not k.startswith("_WANDB")}
+    if project and not env.get("WANDB_PROJECT"):  # the run lands in the project Adjutant reports on
+        env["WANDB_PROJECT"] = project
+    if entity and not env.get("WANDB_ENTITY"):
+        env["WANDB_ENTITY"] = entity
     env["ADJUTANT_JOB_ID"] = job.id
     env["WANDB_RUN_ID"] = job.wandb_run_id
     env["WANDB_RESUME"] = "allow"

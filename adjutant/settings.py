@@ -151,6 +151,16 @@ def parse_positive_float(name: str, raw: str, *, minimum: float = 1.0) -> float:
     return value
 
 
+def parse_bool(name: str, raw: str) -> bool:
+    """on/off, true/false, yes/no, 1/0."""
+    lowered = raw.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ConfigError(f"{name} must be on or off (got {raw!r})")
+
+
 def parse_count(name: str, raw: str, *, maximum: int) -> int:
     """A whole number from 1 to ``maximum``."""
     try:
@@ -285,6 +295,7 @@ class Settings:
     cancel_grace_seconds: float = 30.0
     hparams_schema: Path | None = None
     max_sweep: int = 16
+    job_threads: bool = True
     launcher: Literal["local", "slurm"] = "local"
     guild_id: int | None = None
     slurm_partition: str | None = None
@@ -388,6 +399,8 @@ class Settings:
             values["slurm_args"] = value
         if (value := get("ADJUTANT_SLURM_TIMEOUT")) is not None:
             values["slurm_timeout"] = parse_positive_float("ADJUTANT_SLURM_TIMEOUT", value)
+        if (value := get("ADJUTANT_JOB_THREADS")) is not None:
+            values["job_threads"] = parse_bool("ADJUTANT_JOB_THREADS", value)
         if (value := get("ADJUTANT_MAX_SWEEP")) is not None:
             values["max_sweep"] = parse_count("ADJUTANT_MAX_SWEEP", value, maximum=1000)
         return cls(**values)

@@ -51,6 +51,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     payload TEXT NOT NULL,
     context TEXT,
     reply_to INTEGER,
+    thread_id INTEGER,
     created_at TEXT NOT NULL
 );
 """
@@ -68,6 +69,7 @@ class OutboxItem:
     payload: dict[str, Any]
     context: str | None
     reply_to: int | None = None
+    thread_id: int | None = None
 
 
 def _now() -> str:
@@ -158,28 +160,32 @@ class Store(Database):
         payload: dict[str, Any],
         context: str | None,
         reply_to: int | None = None,
+        thread_id: int | None = None,
     ) -> None:
         db.execute(
-            "INSERT INTO outbox (project, run_id, event, payload, context, reply_to, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (project, run_id, event, json.dumps(payload), context, reply_to, _now()),
+            "INSERT INTO outbox (project, run_id, event, payload, context, reply_to, thread_id, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (project, run_id, event, json.dumps(payload), context, reply_to, thread_id, _now()),
         )
 
     def job_messages(self, run_ids: Iterable[str]) -> dict[str, tuple[int | None, int | None]]:
-        """For runs launched by Adjutant jobs: run id → (channel id, launch message id)."""
+        """For runs launched by Adjutant jobs: run id → (the job's thread id, launch message id)."""
         rows = self.query_in(
-            "SELECT wandb_run_id, channel_id, message_id FROM jobs WHERE wandb_run_id IN ({marks})", run_ids
+            "SELECT wandb_run_id, thread_id, message_id FROM jobs WHERE wandb_run_id IN ({marks})", run_ids
         )
-        return {r["wandb_run_id"]: (r["channel_id"], r["message_id"]) for r in rows}
+        return {r["wandb_run_id"]: (r["thread_id"], r["message_id"]) for r in rows}
 
     def pending(self, project: str, limit: int = 100) -> list[OutboxItem]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT id, run_id, event, payload, context, reply_to FROM outbox WHERE project=? ORDER BY id LIMIT ?",
+                "SELECT id, run_id, event, payload, context, reply_to, thread_id FROM outbox"
+                " WHERE project=? ORDER BY id LIMIT ?",
                 (project, limit),
             ).fetchall()
         return [
-            OutboxItem(r["id"], r["run_id"], r["event"], json.loads(r["payload"]), r["context"], r["reply_to"])
+            OutboxItem(
+                r["id"], r["run_id"], r["event"], json.loads(r["payload"]), r["context"], r["reply_to"], r["thread_id"]
+            )
             for r in rows
         ]
 

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ from adjutant.hparams import (
     sweep_size,
     validate,
 )
-from adjutant.job_render import ack_embed, end_embed, jobs_embed, sweep_preview, wandb_run_url
+from adjutant.job_render import ack_embed, end_embed, jobs_embed, status_embed, sweep_preview, wandb_run_url
 from adjutant.jobs import (
     ACTIVE,
     ENDED,
@@ -130,6 +131,8 @@ class Experiments(AdjutantCog, name="Experiments"):
         self._lock = asyncio.Lock()
         self._launchers: dict[str, Launcher] = {}
         self._token = ""
+        self._status_refreshed = 0.0
+        self._last_status: dict[str, str] = {}
         if not settings.launch_roles and not settings.launch_users:
             # Without a launch list only Manage Server (or Administrator) may launch: say so to Discord too, so
             # the slash forms are hidden from others by default (the server can still change it).
@@ -260,7 +263,27 @@ class Experiments(AdjutantCog, name="Experiments"):
         changes: dict[str, Any] = {"ack_id": message.id}
         if ctx.interaction is not None:
             changes["message_id"] = message.id  # a slash command has no message of its own: the story starts here
+        thread = await self._open_thread(message, job)
+        if thread is not None:
+            changes["thread_id"] = thread.id
         await self._db(self.jobs.update, job.id, **changes)
+
+    async def _open_thread(self, message: discord.Message, job: Job) -> discord.Thread | None:
+        """A thread under the acknowledgement for the job's story, where the channel allows one (else None)."""
+        channel = message.channel
+        if not self.settings.job_threads or not isinstance(channel, discord.TextChannel):
+            return None
+        me = channel.guild.me
+        permissions = channel.permissions_for(me)
+        if not (permissions.create_public_threads and permissions.send_messages_in_threads):
+            log.info("no thread for job %s: no permission to create threads in #%s; replying instead", job.id, channel)
+            return None
+        name = truncate(f"{job.id} · {json.dumps(job.params, ensure_ascii=False)}", 100)
+        try:
+            return await message.create_thread(name=name, auto_archive_duration=1440)
+        except discord.HTTPException as error:
+            log.info("no thread for job %s (%s); replying instead", job.id, error)
+            return None
 
     @commands.hybrid_command(name="experiment")  # type: ignore[arg-type]  # discord.py stubs reject hybrid commands in cogs
     @app_commands.describe(hyperparameters='a JSON object like {"epochs": 10}, or pairs like epochs=10 lr=0.001')
@@ -474,6 +497,7 @@ class Experiments(AdjutantCog, name="Experiments"):
             await self._start_queued()
             if self.bot.is_ready():
                 await self._report_ended()
+                await self._refresh_status()
 
     def launcher_for(self, job: Job | None = None) -> Launcher:
         """The job's launcher (it keeps the backend it was launched on), or the configured one."""
@@ -524,7 +548,13 @@ class Experiments(AdjutantCog, name="Experiments"):
     def _submit(self, job: Job) -> None:
         """(thread) Hand a starting job to its launcher with the job's own environment."""
         assert self.jobs is not None
-        env = child_environment(os.environ, job, secrets_to_drop=(self._token,))
+        env = child_environment(
+            os.environ,
+            job,
+            secrets_to_drop=(self._token,),
+            entity=self.settings.entity,
+            project=self.settings.project,
+        )
         try:
             recorded = self.launcher_for(job).submit(job, env)
         except LaunchError as error:
@@ -557,16 +587,24 @@ class Experiments(AdjutantCog, name="Experiments"):
             channel = find_channel(self.bot, self.settings.channel)
         if channel is None:
             raise ChannelUnavailable(f"channel {self.settings.channel!r} not found")
+        target, in_thread = channel, False
+        if job.thread_id:
+            thread = self.bot.get_channel(job.thread_id)
+            if thread is None:
+                with contextlib.suppress(discord.HTTPException):
+                    thread = await self.bot.fetch_channel(job.thread_id)
+            if isinstance(thread, discord.Thread):
+                target, in_thread = thread, True
         tail, _ = await self._db(tail_lines, Path(job.log_path), 15)
         run = await self._wandb_run(job)
         url = run.url if run is not None and run.url else _run_url(self.settings, job.wandb_run_id)
         embed = end_embed(job, log_tail=tail, run=run, run_url=url, metric=self.settings.metric, now=utcnow())
         reference = None
-        if job.message_id and isinstance(channel, discord.abc.GuildChannel | discord.Thread):
+        if job.message_id and not in_thread and isinstance(channel, discord.abc.GuildChannel | discord.Thread):
             reference = discord.MessageReference(
                 message_id=job.message_id, channel_id=channel.id, guild_id=channel.guild.id, fail_if_not_exists=False
             )
-        await channel.send(
+        await target.send(
             embed=discord.Embed.from_dict(embed),
             reference=reference,  # type: ignore[arg-type]
             allowed_mentions=NO_PINGS,
@@ -575,6 +613,30 @@ class Experiments(AdjutantCog, name="Experiments"):
         if job.ack_id:
             with contextlib.suppress(discord.HTTPException, AttributeError):
                 await channel.get_partial_message(job.ack_id).edit(view=None)  # the job is over: no Cancel button
+
+    async def _refresh_status(self) -> None:
+        """Edit each running job's acknowledgement in place: state, elapsed time, W&B step and metrics."""
+        now = time.monotonic()
+        if now - self._status_refreshed < max(10.0, self.settings.poll_seconds):
+            return
+        self._status_refreshed = now
+        assert self.jobs is not None
+        runs = self.bot.get_cog("Runs")
+        latest: dict[str, Any] = getattr(runs, "latest", {}) if runs is not None else {}
+        for job in await self._db(self.jobs.where, ("running",)):
+            channel = self.bot.get_channel(job.channel_id) if job.channel_id else None
+            if job.ack_id is None or not isinstance(channel, discord.TextChannel | discord.Thread):
+                continue
+            embed = status_embed(job, run=latest.get(job.wandb_run_id), metric=self.settings.metric, now=utcnow())
+            key = json.dumps(embed, sort_keys=True, default=str)
+            if self._last_status.get(job.id) == key:
+                continue  # nothing new: no edit
+            try:
+                await channel.get_partial_message(job.ack_id).edit(embed=discord.Embed.from_dict(embed))
+            except discord.HTTPException as error:
+                log.info("could not update the status of job %s: %s", job.id, error)
+                continue
+            self._last_status[job.id] = key
 
     async def _wandb_run(self, job: Job) -> Any:
         """The job's W&B run, if the reporting cog is loaded and W&B knows it (never fails the report)."""

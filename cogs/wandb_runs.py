@@ -115,6 +115,8 @@ class WandbRuns(AdjutantCog, name="Runs"):
         self._warned_no_channel = False
         self._stopping = False
         self._metric_names: set[str] = set()
+        #: The newest state of each run seen by the polls (running runs come back every poll).
+        self.latest: dict[str, RunInfo] = {}
 
     @property
     def project_label(self) -> str:
@@ -252,6 +254,10 @@ class WandbRuns(AdjutantCog, name="Runs"):
         jobs = self.store.job_messages([r.id for r in runs])
         for run in runs:
             self._metric_names.update(list(run.public_metrics())[:50])
+            if run.state == "running":
+                self.latest[run.id] = run  # what the launching cog shows in a job's live status
+            else:
+                self.latest.pop(run.id, None)
         queued = 0
         ordered = sorted(runs, key=lambda r: (r.created_at or now, r.id))
         with self.store.transaction() as db:
@@ -267,8 +273,8 @@ class WandbRuns(AdjutantCog, name="Runs"):
                     if job is not None and event in JOB_REPORTED_EVENTS:
                         continue  # one story per run: the job's end report tells how it ended
                     embed = event_embed(run, event, project=self.project_label, metric=self.settings.metric, now=now)
-                    reply_to = job[1] if job is not None else None
-                    self.store.enqueue(db, self.project_key, run.id, event, embed, context, reply_to)
+                    thread_id, reply_to = job if job is not None else (None, None)
+                    self.store.enqueue(db, self.project_key, run.id, event, embed, context, reply_to, thread_id)
                     queued += 1
             seen = {r.id for r in runs}
             for run_id in watched:
@@ -317,11 +323,11 @@ class WandbRuns(AdjutantCog, name="Runs"):
             items = await self._db(self.store.pending, self.project_key, 50)
             if not items:
                 return sent
-            if items[0].reply_to is not None or len(items) <= CHART_BACKLOG:
+            if items[0].reply_to is not None or items[0].thread_id is not None or len(items) <= CHART_BACKLOG:
                 # one at a time: a reply to a job's launch, or a quiet moment that can afford a chart
                 groups, batches = pack_embeds([items[0].payload]), [items[:1]]
             else:
-                plain_items = list(itertools.takewhile(lambda i: i.reply_to is None, items))
+                plain_items = list(itertools.takewhile(lambda i: i.reply_to is None and i.thread_id is None, items))
                 groups = pack_embeds([item.payload for item in plain_items])
                 batches, start = [], 0
                 for embeds in groups:
@@ -339,9 +345,14 @@ class WandbRuns(AdjutantCog, name="Runs"):
                     if png is not None:
                         embeds = [{**embeds[0], "image": {"url": "attachment://chart.png"}}]
                         files = [discord.File(io.BytesIO(png), "chart.png")]
+                target, reference = channel, self._reference(channel, batch[0].reply_to)
+                if batch[0].thread_id is not None:
+                    thread = self.bot.get_channel(batch[0].thread_id)
+                    if isinstance(thread, discord.Thread):  # the job's thread holds its whole story
+                        target, reference = thread, None
                 await self.rate.acquire()
                 try:
-                    await channel.send(
+                    await target.send(
                         content=content,
                         files=files,
                         embeds=[discord.Embed.from_dict(e) for e in embeds],
@@ -349,7 +360,7 @@ class WandbRuns(AdjutantCog, name="Runs"):
                         # Discord drops a resend with the same nonce (enforce_nonce) for a few minutes, so a
                         # crash between Discord's answer and our bookkeeping does not post the batch twice.
                         nonce=f"a{batch[0].id}-{batch[-1].id}",
-                        reference=self._reference(channel, batch[0].reply_to),  # type: ignore[arg-type]
+                        reference=reference,  # type: ignore[arg-type]
                     )
                 except discord.HTTPException as error:
                     if 400 <= error.status < 500 and error.status != 429:

@@ -24,6 +24,20 @@ def wandb_standin(monkeypatch: pytest.MonkeyPatch, tmp_path) -> Iterator[WandbSt
         yield server
 
 
+TOKEN = "MTIzNDU2Nzg5MDEyMzQ1Njc4.Gabcde.secret-token-value"
+
+
+@pytest.fixture
+def out_dir(tmp_path, monkeypatch: pytest.MonkeyPatch):
+    """Where the test script records what it received; also seeds the env with secrets to be scrubbed."""
+    out = tmp_path / "out"
+    out.mkdir()
+    monkeypatch.setenv("ADJUTANT_TEST_OUT", str(out))
+    monkeypatch.setenv("DISCORD_TOKEN", TOKEN)
+    monkeypatch.setenv("WANDB_SERVICE", "3-12345-unix-/tmp/wandb-service.sock")
+    return out
+
+
 WANDB_ENV = {"WANDB_ENTITY": "team", "WANDB_PROJECT": "proj", "ADJUTANT_POLL_SECONDS": "1"}
 
 

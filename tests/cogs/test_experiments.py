@@ -13,22 +13,11 @@ from pathlib import Path
 import pytest
 
 from adjutant.hparams import to_argument
+from tests.cogs.conftest import TOKEN
 from tests.conftest import eventually, subprocess_env
 from tests.standins.discord_standin import DiscordStandIn
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "experiment.py"
-TOKEN = "MTIzNDU2Nzg5MDEyMzQ1Njc4.Gabcde.secret-token-value"
-
-
-@pytest.fixture
-def out_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Where the test script records what it received; also seeds the env with secrets to be scrubbed."""
-    out = tmp_path / "out"
-    out.mkdir()
-    monkeypatch.setenv("ADJUTANT_TEST_OUT", str(out))
-    monkeypatch.setenv("DISCORD_TOKEN", TOKEN)
-    monkeypatch.setenv("WANDB_SERVICE", "3-12345-unix-/tmp/wandb-service.sock")
-    return out
 
 
 def launch_env(**extra: str) -> dict[str, str]:
@@ -105,7 +94,7 @@ async def test_launch_runs_script_with_exact_json(
         job = await asyncio.to_thread(cog.jobs.get, job_id)
     assert done["embeds"][0]["title"] == f"✅ Experiment {job_id} succeeded"
     assert fields(done)["Exit code"] == "0"
-    assert done["message_reference"]["message_id"] is not None, "the report replies to the launch"
+    assert done["channel_id"] == ack["id"], "the report is in the job's thread (started from the acknowledgement)"
     got = received(out_dir, job_id)
     assert got["argv"] == [to_argument(params)], "one argument, byte for byte"
     assert bytes.fromhex(got["argv_hex"]) == to_argument(params).encode()
@@ -458,7 +447,7 @@ async def test_one_story_per_run_with_wandb_reporting(
     started = next(
         m for m in discord_standin.sent() if any("job-run started" in e.get("title", "") for e in m["embeds"])
     )
-    assert started["message_reference"]["message_id"] == done["message_reference"]["message_id"]
+    assert started["channel_id"] == done["channel_id"] == acks(discord_standin)[0]["id"], "both in the job's thread"
     titles = [e.get("title", "") for m in discord_standin.sent() for e in m["embeds"]]
     assert not any("job-run finished" in t for t in titles), titles
     got = fields(done)

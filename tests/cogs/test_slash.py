@@ -83,7 +83,7 @@ async def test_slash_launch_permissions_and_job_autocomplete(
         titles = lambda: [e.get("title", "") for m in discord_standin.sent() for e in m["embeds"]]  # noqa: E731
         await eventually(lambda: any(f"Experiment {job_id} cancelled" in t for t in titles()), timeout=20)
     report = next(m for m in discord_standin.sent() if any("cancelled" in e.get("title", "") for e in m["embeds"]))
-    assert str(report["message_reference"]["message_id"]) == launched["id"], "the story starts at the slash answer"
+    assert report["channel_id"] == launched["id"], "the story continues in a thread under the slash answer"
     assert not acks(discord_standin)[0].get("message_reference")
 
 

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from adjutant.hparams import to_argument
-from tests.cogs.test_experiments import SCRIPT, TOKEN, acks, fields, launch, received, wait_report
+from tests.cogs.conftest import TOKEN
+from tests.cogs.test_experiments import SCRIPT, acks, fields, launch, received, wait_report
 from tests.conftest import eventually
 
 CLUSTER = Path(__file__).resolve().parent.parent / "slurm" / "cluster.sh"
@@ -44,16 +45,6 @@ def slurm() -> Iterator[None]:
         yield
     finally:
         cluster("stop", 60)
-
-
-@pytest.fixture
-def out_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    out = tmp_path / "out"
-    out.mkdir()
-    monkeypatch.setenv("ADJUTANT_TEST_OUT", str(out))
-    monkeypatch.setenv("DISCORD_TOKEN", TOKEN)
-    monkeypatch.setenv("WANDB_SERVICE", "3-12345-unix-/tmp/wandb-service.sock")
-    return out
 
 
 def slurm_env(**extra: str) -> dict[str, str]:

@@ -153,6 +153,7 @@ class DiscordStandIn:
         self.interaction_responses: list[dict[str, Any]] = []
         self._interactions: dict[str, dict[str, Any]] = {}
         self.synced: dict[str, list[dict[str, Any]]] = {}
+        self.threads: list[dict[str, Any]] = []
         self.rate_limit: tuple[int, float] | None = None  # (messages, seconds) per channel, like Discord's
         self.rate_limited = 0
         self.deduplicated = 0
@@ -399,7 +400,9 @@ class DiscordStandIn:
             "name": "Stand-in ML Lab",
             "owner_id": str(self.members["founder"].id),
             "roles": [self.everyone_role, *self.roles.values()],
-            "channels": [{k: v for k, v in c.items() if k != "guild_id"} for c in self.channels.values()],
+            "channels": [
+                {k: v for k, v in c.items() if k != "guild_id"} for c in self.channels.values() if c["type"] != 11
+            ],
             "threads": [],
             "members": [m.member() for m in members],
             "member_count": len(members),
@@ -508,6 +511,23 @@ class DiscordStandIn:
         if path == "/gateway/bot":
             limit = {"total": 1000, "remaining": 1000, "reset_after": 0, "max_concurrency": 1}
             return json_response({"url": self.gateway_url, "shards": 1, "session_start_limit": limit})
+        if path == "/users/@me/guilds" and method == "GET":
+            permissions = str(self.permissions_of(self.bot_user))
+            guild = {"id": str(self.guild_id), "name": "Stand-in ML Lab", "icon": None, "owner": False}
+            return json_response([{**guild, "permissions": permissions, "features": []}])
+        if parts[0] == "guilds" and len(parts) >= 2 and parts[1] == str(self.guild_id) and method == "GET":
+            guild = self._guild()
+            if len(parts) == 2:
+                return json_response({k: v for k, v in guild.items() if k not in ("channels", "members", "threads")})
+            if parts[2:] == ["channels"]:
+                return json_response(
+                    [{**c, "guild_id": str(self.guild_id)} for c in self.channels.values() if c["type"] != 11]
+                )
+            if len(parts) == 4 and parts[2] == "members":
+                who = next((m for m in [self.bot_user, *self.members.values()] if str(m.id) == parts[3]), None)
+                if who is None:
+                    return json_response({"message": "Unknown Member", "code": 10007}, status=404)
+                return json_response(who.member())
         if parts[0] == "channels" and len(parts) >= 3:
             return await self._channel_route(method, parts, record)
         return json_response({"message": "404: Not Found", "code": 0}, status=404)
@@ -620,7 +640,8 @@ class DiscordStandIn:
             "bot_require_code_grant": False,
             "owner": self.members["owner"].user(),
             "verify_key": "0" * 64,
-            "flags": 0,
+            # GATEWAY_MESSAGE_CONTENT (1 << 18): the portal's switch, as the doctor reads it
+            "flags": (1 << 18) if self.allow_message_content else 0,
         }
 
     async def _channel_route(self, method: str, parts: list[str], record: Request) -> web.Response:
@@ -643,6 +664,8 @@ class DiscordStandIn:
                 return json_response({"message": "Unknown Message", "code": 10008}, status=404)
             if len(parts) >= 5 and parts[4] == "reactions":
                 return web.Response(status=204)
+            if len(parts) == 5 and parts[4] == "threads" and method == "POST":
+                return await self._create_thread(channel_id, message, record.json or {})
             if method == "GET":
                 return json_response(message)
             if method == "PATCH":
@@ -655,6 +678,46 @@ class DiscordStandIn:
                 self.messages.pop(int(parts[3]), None)
                 return web.Response(status=204)
         return json_response({"message": "405: Method Not Allowed", "code": 0}, status=405)
+
+    async def _create_thread(self, parent_id: str, message: dict[str, Any], body: dict[str, Any]) -> web.Response:
+        parent = next(c for c in self.channels.values() if c["id"] == parent_id)
+        denied = any(
+            int(o.get("deny", "0")) & (1 << 35)
+            for o in parent.get("permission_overwrites", [])
+            if o["id"] == str(self.guild_id)
+        )
+        if denied:
+            return json_response({"message": "Missing Permissions", "code": 50013}, status=403)
+        thread_id = message["id"]  # a thread started from a message has the message's id
+        thread = {
+            "id": thread_id,
+            "type": 11,
+            "guild_id": str(self.guild_id),
+            "parent_id": parent_id,
+            "name": body.get("name") or "thread",
+            "owner_id": str(self.bot_user.id),
+            "member_count": 1,
+            "message_count": 0,
+            "rate_limit_per_user": 0,
+            "thread_metadata": {
+                "archived": False,
+                "auto_archive_duration": body.get("auto_archive_duration") or 1440,
+                "archive_timestamp": now_iso(),
+                "locked": False,
+            },
+        }
+        self.channels[f"thread-{thread_id}"] = thread
+        self.threads.append(thread)
+        await self.dispatch("THREAD_CREATE", {**thread, "newly_created": True})
+        return json_response(thread)
+
+    def deny_threads(self, channel: str) -> None:
+        """Members (the bot included) may not create threads in ``channel``."""
+        overwrite = {"id": str(self.guild_id), "type": 0, "allow": "0", "deny": str(1 << 35)}
+        self.channels[channel]["permission_overwrites"] = [overwrite]
+
+    def in_thread(self, thread_id: str) -> list[dict[str, Any]]:
+        return [m for m in self.sent() if m["channel_id"] == thread_id]
 
     def _check_rate(self, channel_id: str) -> web.Response | None:
         if self.rate_limit is None:

@@ -67,7 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--check",
         action="store_true",
-        help="validate the configuration, print what is wrong and how to fix it, and exit without connecting",
+        help="check the configuration, the token, the Message Content intent, the channel, the W&B key and "
+        "project and the experiment script; print each problem with its fix and exit (non-zero on problems)",
+    )
+    parser.add_argument(
+        "--invite-url",
+        action="store_true",
+        help="print the link that adds the bot to a server (scopes and permissions included) and exit",
     )
     parser.add_argument(
         "--log-level",
@@ -114,17 +120,31 @@ def describe(settings: Settings) -> list[str]:
     ]
 
 
-def run_check(settings: Settings, env: os._Environ[str] | dict[str, str], out: TextIO) -> int:
+def run_check(settings: Settings, out: TextIO) -> int:
     """``--check``: report each problem with its fix; exit code 0 when there is none."""
-    problems = settings.problems(env)
+    from adjutant.doctor import run_checks
+
     for line in describe(settings):
         print(f"  {line}", file=out)
-    if problems:
-        for problem in problems:
-            print(f"problem: {problem}", file=out)
+    findings = asyncio.run(run_checks(settings))
+    for finding in findings:
+        print(f"{'ok' if finding.ok else 'problem'}: {finding.check}: {finding.message}", file=out)
+    if any(not f.ok for f in findings):
         return EXIT_PROBLEMS
     print("configuration OK", file=out)
     return EXIT_OK
+
+
+async def _invite(token: str) -> str:
+    from adjutant.doctor import invite_url
+
+    client = discord.Client(intents=discord.Intents.none())
+    try:
+        await asyncio.wait_for(client.login(token), 15)
+        app = await asyncio.wait_for(client.application_info(), 15)
+        return invite_url(app.id)
+    finally:
+        await client.close()
 
 
 def configure_logging(level: str, log_file: Path | None) -> None:
@@ -166,10 +186,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"configuration error: {error}", file=sys.stderr)
         return EXIT_CONFIG
     if args.check:
-        return run_check(settings, os.environ, out)
+        return run_check(settings, out)
     if settings.token is None:
         print(f"configuration error: {settings.problems(os.environ)[0]}", file=sys.stderr)
         return EXIT_CONFIG
+    if args.invite_url:
+        try:
+            print(asyncio.run(_invite(settings.token.reveal())), file=out)
+        except discord.LoginFailure:
+            print(LOGIN_HELP, file=sys.stderr)
+            return EXIT_LOGIN
+        except (TimeoutError, OSError, discord.HTTPException) as error:
+            print(f"Discord not reachable: {error}", file=sys.stderr)
+            return EXIT_PROBLEMS
+        return EXIT_OK
 
     from adjutant.bot import Adjutant
 

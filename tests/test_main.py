@@ -39,20 +39,6 @@ def test_help_documents_every_option_and_variable(tmp_path: Path) -> None:
         assert var.name in result.stdout
 
 
-def test_check_ok(tmp_path: Path) -> None:
-    script = tmp_path / "run.sh"
-    script.write_text("#!/bin/sh\n")
-    script.chmod(0o755)
-    (tmp_path / ".env").write_text(
-        f"DISCORD_TOKEN={TOKEN}\nWANDB_PROJECT=mnist\nWANDB_API_KEY={'k' * 40}\nADJUTANT_EXPERIMENT_SCRIPT={script}\n"
-    )
-    result = run_cli("--check", env={}, cwd=tmp_path)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "configuration OK" in result.stdout
-    assert "launching: " + str(script) in result.stdout
-    assert TOKEN not in result.stdout + result.stderr
-
-
 def test_check_reports_missing_token_and_wandb_key(tmp_path: Path) -> None:
     result = run_cli("--check", env={"WANDB_PROJECT": "mnist"}, cwd=tmp_path)
     assert result.returncode == 1
@@ -65,6 +51,104 @@ def test_check_bad_value_names_variable(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "ADJUTANT_METRIC_GOAL must be 'min' or 'max'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+async def doctor(tmp_path: Path, standin: DiscordStandIn, *args: str, **extra: str) -> tuple[int, str]:
+    """Run ``python -m adjutant --check`` (or other args) as a process against the stand-ins."""
+    env = subprocess_env(standin, {"ADJUTANT_STATE_DIR": str(tmp_path / "state"), "HOME": str(tmp_path), **extra})
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "adjutant", *(args or ("--check",)), cwd=tmp_path, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    output, _ = await asyncio.wait_for(process.communicate(), 90)
+    return process.returncode or 0, output.decode()
+
+
+@pytest.fixture
+def wandb_server():
+    from tests.standins.wandb_standin import WandbStandIn
+
+    with WandbStandIn() as server:
+        yield server
+
+
+@pytest.fixture
+def script(tmp_path: Path) -> Path:
+    path = tmp_path / "run.sh"
+    path.write_text("#!/bin/sh\n")
+    path.chmod(0o755)
+    return path
+
+
+async def test_check_all_good(tmp_path: Path, wandb_server, script: Path) -> None:
+    from tests.standins.wandb_standin import API_KEY
+
+    wandb_server.create_run(state="finished")
+    wandb_env = {"WANDB_BASE_URL": wandb_server.base_url, "WANDB_API_KEY": API_KEY, "WANDB_ENTITY": "team"}
+    async with DiscordStandIn(token=TOKEN) as standin:
+        code, out = await doctor(
+            tmp_path, standin, WANDB_PROJECT="proj", ADJUTANT_EXPERIMENT_SCRIPT=str(script), **wandb_env
+        )
+    assert code == 0, out
+    assert "ok: discord token: logged in as adjutant-bot" in out
+    assert "ok: message content intent: enabled" in out
+    assert "ok: channel: #general in Stand-in ML Lab is writable" in out
+    assert "ok: w&b project: team/proj: 1 run(s)" in out
+    assert f"client_id={standin.application_id}" in out and "scope=bot+applications.commands" in out
+    assert "configuration OK" in out
+    assert TOKEN not in out
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("bad token", "Discord rejected DISCORD_TOKEN"),
+        ("no intent", "message content intent: not enabled"),
+        ("no channel", "no text channel 'nope'"),
+        ("bad w&b key", "did not accept the key"),
+        ("no shebang", "has no shebang line"),
+    ],
+)
+async def test_check_finds_each_problem(tmp_path: Path, wandb_server, case: str, expected: str) -> None:
+    script = tmp_path / "run.sh"
+    script.write_text("#!/bin/sh\n" if case != "no shebang" else "echo hi\n")
+    script.chmod(0o755)
+    key = "local-" + "x" * 40 if case == "bad w&b key" else None
+    from tests.standins.wandb_standin import API_KEY
+
+    env = {
+        "WANDB_BASE_URL": wandb_server.base_url,
+        "WANDB_API_KEY": key or API_KEY,
+        "WANDB_PROJECT": "proj",
+        "WANDB_ENTITY": "team",
+        "ADJUTANT_EXPERIMENT_SCRIPT": str(script),
+        "ADJUTANT_WANDB_TIMEOUT": "5",
+    }
+    if case == "no channel":
+        env["ADJUTANT_CHANNEL"] = "nope"
+    async with DiscordStandIn(token=TOKEN, allow_message_content=case != "no intent") as standin:
+        if case == "bad token":
+            env["DISCORD_TOKEN"] = "not-the-token"
+        code, out = await doctor(tmp_path, standin, **env)
+    assert code == 1, out
+    assert expected in out, out
+    assert "Traceback" not in out
+
+
+async def test_check_discord_unreachable_is_a_problem_not_a_hang(tmp_path: Path) -> None:
+    async with DiscordStandIn(token=TOKEN) as standin:
+        pass  # stopped: its port now refuses connections
+    code, out = await doctor(tmp_path, standin)
+    assert code == 1
+    assert "problem: discord token: Discord not reachable" in out
+
+
+async def test_invite_url(tmp_path: Path) -> None:
+    async with DiscordStandIn(token=TOKEN) as standin:
+        code, out = await doctor(tmp_path, standin, "--invite-url")
+    assert code == 0, out
+    assert out.strip().startswith("https://discord.com/oauth2/authorize?client_id=")
+    assert str(standin.application_id) in out
 
 
 def test_check_script_not_executable(tmp_path: Path) -> None:
@@ -80,10 +164,10 @@ def test_env_file_option(tmp_path: Path) -> None:
     missing = run_cli("--check", "--env-file", str(tmp_path / "nope.env"), env={}, cwd=tmp_path)
     assert missing.returncode == 2 and "does not exist" in missing.stderr
     custom = tmp_path / "custom.env"
-    custom.write_text(f"DISCORD_TOKEN={TOKEN}\nADJUTANT_CHANNEL=lab\n")
+    custom.write_text("ADJUTANT_CHANNEL=lab\nADJUTANT_PREFIX=!\n")
     result = run_cli("--check", "--env-file", str(custom), env={"ADJUTANT_CHANNEL": "from-env"}, cwd=tmp_path)
-    assert result.returncode == 0, result.stdout + result.stderr
     assert "channel: from-env" in result.stdout, "the environment wins over the file"
+    assert "prefix: !" in result.stdout, "the file was read"
 
 
 def test_run_without_token_says_how(tmp_path: Path) -> None:

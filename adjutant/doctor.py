@@ -1,0 +1,198 @@
+"""``python -m adjutant --check``: what a first start would trip over, each with its fix.
+
+Every check has its own timeout, so an unreachable Discord or W&B is a failed check with its own
+message, never a hang. Discord is asked over REST only (log in, application flags, guilds,
+channels, the bot's member); nothing is posted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import discord
+
+from adjutant.settings import Settings
+
+CHECK_TIMEOUT = 15.0
+INVITE_PERMISSIONS = discord.Permissions(
+    view_channel=True,
+    send_messages=True,
+    embed_links=True,
+    attach_files=True,
+    read_message_history=True,
+    add_reactions=True,
+    create_public_threads=True,
+    send_messages_in_threads=True,
+)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One check's result: ``ok`` False means startup would fail or misbehave."""
+
+    check: str
+    ok: bool
+    message: str
+
+
+def invite_url(application_id: int) -> str:
+    """The URL that adds the bot to a server with the scopes and permissions Adjutant needs."""
+    return discord.utils.oauth_url(
+        application_id, permissions=INVITE_PERMISSIONS, scopes=("bot", "applications.commands")
+    )
+
+
+async def check_discord(settings: Settings, *, timeout: float = CHECK_TIMEOUT) -> list[Finding]:
+    """Token accepted, Message Content intent enabled, channel found and writable."""
+    if settings.token is None:
+        return [
+            Finding(
+                "discord token",
+                False,
+                "DISCORD_TOKEN is not set: copy your bot token from the Discord Developer Portal (Bot tab)",
+            )
+        ]
+    findings: list[Finding] = []
+    client = discord.Client(intents=discord.Intents.none())
+    try:
+        try:
+            await asyncio.wait_for(client.login(settings.token.reveal()), timeout)
+        except discord.LoginFailure:
+            return [Finding("discord token", False, "Discord rejected DISCORD_TOKEN: reset it in the Developer Portal")]
+        except (TimeoutError, OSError, discord.HTTPException) as error:
+            return [Finding("discord token", False, f"Discord not reachable ({_short(error)}); check the network")]
+        assert client.user is not None
+        findings.append(Finding("discord token", True, f"logged in as {client.user}"))
+        app = await asyncio.wait_for(client.application_info(), timeout)
+        flags = app.flags
+        if flags.gateway_message_content or flags.gateway_message_content_limited:
+            findings.append(Finding("message content intent", True, "enabled"))
+        else:
+            findings.append(
+                Finding(
+                    "message content intent",
+                    False,
+                    "not enabled: Developer Portal → your application → Bot → Privileged Gateway Intents → "
+                    "MESSAGE CONTENT INTENT (slash commands work without it; $ commands do not)",
+                )
+            )
+        findings.append(await asyncio.wait_for(_check_channel(client, settings), timeout))
+        findings.append(Finding("invite url", True, invite_url(app.id)))
+    except (TimeoutError, OSError, discord.HTTPException) as error:
+        findings.append(Finding("discord", False, f"Discord did not answer ({_short(error)})"))
+    finally:
+        await client.close()
+    return findings
+
+
+async def _check_channel(client: discord.Client, settings: Settings) -> Finding:
+    assert client.user is not None
+    guilds = [guild async for guild in client.fetch_guilds(limit=200)]
+    if not guilds:
+        return Finding(
+            "channel", False, "the bot is in no server yet: invite it (python -m adjutant --invite-url prints the link)"
+        )
+    for partial in guilds:
+        guild = await client.fetch_guild(partial.id)
+        for channel in await guild.fetch_channels():
+            matches = (
+                channel.id == settings.channel
+                if isinstance(settings.channel, int)
+                else channel.name == settings.channel
+            )
+            if not matches or not isinstance(channel, discord.TextChannel):
+                continue
+            me = await guild.fetch_member(client.user.id)
+            permissions = channel.permissions_for(me)
+            needed = {
+                "View Channel": permissions.view_channel,
+                "Send Messages": permissions.send_messages,
+                "Embed Links": permissions.embed_links,
+                "Attach Files": permissions.attach_files,
+            }
+            missing = [name for name, granted in needed.items() if not granted]
+            if missing:
+                return Finding(
+                    "channel",
+                    False,
+                    f"#{channel.name} in {guild.name} found, but the bot lacks: {', '.join(missing)} "
+                    "(Server Settings → Roles, or the channel's permissions)",
+                )
+            return Finding("channel", True, f"#{channel.name} in {guild.name} is writable")
+    names = ", ".join(g.name for g in guilds[:5])
+    return Finding(
+        "channel",
+        False,
+        f"no text channel {settings.channel!r} in the bot's servers ({names}); set ADJUTANT_CHANNEL to an existing one",
+    )
+
+
+def check_wandb(settings: Settings, environ: Mapping[str, str], *, timeout: float = CHECK_TIMEOUT) -> list[Finding]:
+    """(blocking) W&B key accepted and the project reachable. Run in a thread."""
+    if not settings.reporting_enabled:
+        return [Finding("w&b", True, "reporting is off (WANDB_PROJECT not set)")]
+    problems = settings.problems(environ)
+    if any("W&B credentials" in p for p in problems):
+        return [Finding("w&b key", False, next(p for p in problems if "W&B credentials" in p))]
+    try:
+        import wandb
+
+        api = wandb.Api(timeout=int(timeout), overrides={"entity": settings.entity} if settings.entity else {})
+        viewer = api.viewer
+    except Exception as error:
+        base = environ.get("WANDB_BASE_URL", "https://api.wandb.ai")
+        return [
+            Finding(
+                "w&b key",
+                False,
+                f"W&B at {base} did not accept the key or did not answer ({_short(error)}); check WANDB_API_KEY "
+                "(https://wandb.ai/authorize), WANDB_BASE_URL and the network; WANDB_MODE=offline is not for the bot",
+            )
+        ]
+    findings = [Finding("w&b key", True, f"accepted for {getattr(viewer, 'username', None) or 'your user'}")]
+    path = f"{settings.entity}/{settings.project}" if settings.entity else settings.project
+    try:
+        count = len(api.runs(path, per_page=1))
+    except ValueError:
+        findings.append(
+            Finding("w&b project", True, f"{path} has no runs yet (W&B creates it with the first run); fine")
+        )
+    except Exception as error:
+        findings.append(Finding("w&b project", False, f"{path} not reachable ({_short(error)})"))
+    else:
+        findings.append(Finding("w&b project", True, f"{path}: {count} run(s)"))
+    return findings
+
+
+def check_script(settings: Settings) -> list[Finding]:
+    """The experiment script exists and can be run (settings already refused a non-executable one)."""
+    if settings.run_experiment_script is None:
+        return [Finding("experiment script", True, "launching is off (ADJUTANT_EXPERIMENT_SCRIPT not set)")]
+    script = settings.run_experiment_script
+    first = script.read_bytes()[:2] if script.is_file() else b""
+    if first != b"#!":
+        return [
+            Finding(
+                "experiment script",
+                False,
+                f"{script} has no shebang line (e.g. #!/usr/bin/env bash) on its first line: it cannot be executed",
+            )
+        ]
+    return [Finding("experiment script", True, f"{script} is executable")]
+
+
+async def run_checks(settings: Settings, environ: Mapping[str, str] | None = None) -> list[Finding]:
+    """All checks; Discord and W&B in parallel, each bounded by its own timeout."""
+    env: Mapping[str, str] = os.environ if environ is None else environ
+    discord_task = asyncio.create_task(check_discord(settings))
+    wandb_findings = await asyncio.to_thread(check_wandb, settings, env)
+    return [*await discord_task, *wandb_findings, *check_script(settings)]
+
+
+def _short(error: Any) -> str:
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return text[:200]

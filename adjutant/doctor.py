@@ -131,8 +131,9 @@ async def _check_channel(client: discord.Client, settings: Settings) -> Finding:
     )
 
 
-def check_wandb(settings: Settings, environ: Mapping[str, str], *, timeout: float = CHECK_TIMEOUT) -> list[Finding]:
+def check_wandb(settings: Settings, environ: Mapping[str, str], *, timeout: float | None = None) -> list[Finding]:
     """(blocking) W&B key accepted and the project reachable. Run in a thread."""
+    timeout = min(settings.wandb_timeout, CHECK_TIMEOUT) if timeout is None else timeout
     if not settings.reporting_enabled:
         return [Finding("w&b", True, "reporting is off (WANDB_PROJECT not set)")]
     problems = settings.problems(environ)

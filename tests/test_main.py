@@ -236,3 +236,19 @@ async def test_rejected_token_explains_fix(tmp_path: Path) -> None:
 def test_version(tmp_path: Path, argv: list[str]) -> None:
     result = run_cli(*argv, env={}, cwd=tmp_path)
     assert result.returncode == 0 and result.stdout.startswith("adjutant ")
+
+
+async def test_check_wandb_unreachable_is_a_problem_not_a_hang(tmp_path: Path) -> None:
+    from tests.standins.wandb_standin import API_KEY
+
+    async with DiscordStandIn(token=TOKEN) as standin:
+        code, out = await doctor(
+            tmp_path,
+            standin,
+            WANDB_BASE_URL="http://127.0.0.1:9",  # the discard port: nothing listens
+            WANDB_API_KEY=API_KEY,
+            WANDB_PROJECT="proj",
+            ADJUTANT_WANDB_TIMEOUT="5",
+        )
+    assert code == 1
+    assert "problem: w&b key: W&B at http://127.0.0.1:9 did not accept the key or did not answer" in out

@@ -127,3 +127,29 @@ async def test_host_bot_tree_is_never_synced(discord_standin, monkeypatch, tmp_p
         await discord_standin.wait_for_message(lambda m: m["content"] == "Hello!", timeout=10)
     assert discord_standin.synced == {}
     assert not discord_standin.rest("PUT", "/commands")
+
+
+async def test_slash_jobs_logs_sweep_rerun(
+    start_adjutant, discord_standin: DiscordStandIn, monkeypatch, tmp_path
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    monkeypatch.setenv("ADJUTANT_TEST_OUT", str(out))
+    async with start_adjutant({"ADJUTANT_EXPERIMENT_SCRIPT": str(SCRIPT), "ADJUTANT_JOB_THREADS": "off"}):
+        launched = await answer(
+            discord_standin, await discord_standin.slash("experiment", {"hyperparameters": "lines=3"})
+        )
+        job_id = launched["embeds"][0]["title"].split()[2].rstrip(":")
+        titles = lambda: [e.get("title", "") for m in discord_standin.sent() for e in m["embeds"]]  # noqa: E731
+        await eventually(lambda: any(f"Experiment {job_id} succeeded" in t for t in titles()), timeout=20)
+        logs = await answer(discord_standin, await discord_standin.slash("logs", {"job_id": job_id, "lines": 2}))
+        assert logs["content"].startswith("Last 2 line(s)") and "(succeeded)" in logs["content"]
+        jobs = await answer(discord_standin, await discord_standin.slash("jobs"))
+        assert job_id in str(jobs["embeds"][0])
+        rerun = await answer(
+            discord_standin, await discord_standin.slash("rerun", {"source": job_id, "overrides": "lines=1"})
+        )
+        assert "~ lines: 3 → 1" in rerun["content"]
+        sweep = await answer(discord_standin, await discord_standin.slash("sweep", {"grid": '{"lr": [1, 2]}'}))
+        assert sweep["embeds"][0]["title"] == "Sweep: 2 experiment(s)"
+        assert len(discord_standin.buttons(sweep)) == 2

@@ -750,16 +750,7 @@ class DiscordStandIn:
             return json_response(error, status=400)
         if not content and not embeds and not record.files and not body.get("components"):
             return json_response({"message": "Cannot send an empty message", "code": 50006}, status=400)
-        attachments = [
-            {
-                "id": str(snowflake()),
-                "filename": name,
-                "size": len(data),
-                "url": f"{self.base}/cdn/attachments/{name}",
-                "proxy_url": f"{self.base}/cdn/attachments/{name}",
-            }
-            for name, data in record.files.items()
-        ]
+        attachments = self._attachments(record)
         extra = {
             "embeds": embeds,
             "components": body.get("components") or [],

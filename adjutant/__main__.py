@@ -41,6 +41,12 @@ Copy a fresh token from https://discord.com/developers/applications -> your appl
 put it in DISCORD_TOKEN (e.g. in .env), and start Adjutant again."""
 
 
+def say(text: str, stream: TextIO) -> None:
+    """The command line's own output (``--check``, ``--invite-url``, startup errors); not logging."""
+    stream.write(f"{text}\n")
+    stream.flush()
+
+
 def _variables_help() -> str:
     width = max(len(v.name) for v in ENV_VARS)
     lines = ["environment variables (also read from .env; the environment wins over the file):"]
@@ -125,13 +131,13 @@ def run_check(settings: Settings, out: TextIO) -> int:
     from adjutant.doctor import run_checks
 
     for line in describe(settings):
-        print(f"  {line}", file=out)
+        say(f"  {line}", out)
     findings = asyncio.run(run_checks(settings))
     for finding in findings:
-        print(f"{'ok' if finding.ok else 'problem'}: {finding.check}: {finding.message}", file=out)
+        say(f"{'ok' if finding.ok else 'problem'}: {finding.check}: {finding.message}", out)
     if any(not f.ok for f in findings):
         return EXIT_PROBLEMS
-    print("configuration OK", file=out)
+    say("configuration OK", out)
     return EXIT_OK
 
 
@@ -183,21 +189,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         load_env_file(args.env_file)
         settings = Settings.from_env(os.environ)
     except ConfigError as error:
-        print(f"configuration error: {error}", file=sys.stderr)
+        say(f"configuration error: {error}", sys.stderr)
         return EXIT_CONFIG
     if args.check:
         return run_check(settings, out)
     if settings.token is None:
-        print(f"configuration error: {settings.problems(os.environ)[0]}", file=sys.stderr)
+        say(f"configuration error: {settings.problems(os.environ)[0]}", sys.stderr)
         return EXIT_CONFIG
     if args.invite_url:
         try:
-            print(asyncio.run(_invite(settings.token.reveal())), file=out)
+            say(asyncio.run(_invite(settings.token.reveal())), out)
         except discord.LoginFailure:
-            print(LOGIN_HELP, file=sys.stderr)
+            say(LOGIN_HELP, sys.stderr)
             return EXIT_LOGIN
         except (TimeoutError, OSError, discord.HTTPException) as error:
-            print(f"Discord not reachable: {error}", file=sys.stderr)
+            say(f"Discord not reachable: {error}", sys.stderr)
             return EXIT_PROBLEMS
         return EXIT_OK
 
@@ -214,10 +220,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         asyncio.run(_serve(bot, settings.token.reveal()))
     except discord.PrivilegedIntentsRequired:
-        print(INTENT_HELP, file=sys.stderr)
+        say(INTENT_HELP, sys.stderr)
         return EXIT_INTENTS
     except discord.LoginFailure:
-        print(LOGIN_HELP, file=sys.stderr)
+        say(LOGIN_HELP, sys.stderr)
         return EXIT_LOGIN
     except KeyboardInterrupt:
         pass

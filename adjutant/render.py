@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import discord
@@ -102,7 +103,9 @@ def plain(text: str) -> str:
 
 
 def format_number(value: float) -> str:
-    """A compact, readable number: 0.1235, 1.235e+08, 42."""
+    """A compact, readable number: 0.1235, 1.235e+08, 42 (and inf, -inf, nan as such)."""
+    if not math.isfinite(value):
+        return str(value)
     if value == int(value) and abs(value) < 1e15:
         return str(int(value))
     return f"{value:.4g}"

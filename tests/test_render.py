@@ -7,7 +7,15 @@ import datetime as dt
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from adjutant.render import EMBED_TOTAL_LIMIT, embed_length, fit_embed, format_duration, pack_embeds, truncate
+from adjutant.render import (
+    EMBED_TOTAL_LIMIT,
+    embed_length,
+    fit_embed,
+    format_duration,
+    format_number,
+    pack_embeds,
+    truncate,
+)
 from adjutant.run_render import event_embed, leaderboard_embed, run_card_embed, runs_table_embed, summary_embed
 from adjutant.runs import RunInfo
 from tests.standins.discord_standin import _embeds_too_big
@@ -109,6 +117,21 @@ def test_fit_embed_trims_fields_first() -> None:
     fitted = fit_embed(embed)
     assert embed_length(fitted) <= EMBED_TOTAL_LIMIT
     assert fitted["description"] == "d" * 4000
+
+
+def test_format_number_handles_every_float() -> None:
+    assert format_number(float("inf")) == "inf"
+    assert format_number(float("-inf")) == "-inf"
+    assert format_number(float("nan")) == "nan"
+    assert format_number(3.0) == "3"
+    assert format_number(0.123456) == "0.1235"
+    assert format_number(1e300) == "1e+300"
+
+
+def test_config_with_infinity_renders() -> None:
+    run = RunInfo(id="x", name="n", state="running", config={"lr": float("inf"), "": float("nan")})
+    embed = event_embed(run, "started", project="p", metric="loss", now=NOW)
+    assert "lr = inf" in embed["fields"][0]["value"]
 
 
 def test_format_duration() -> None:

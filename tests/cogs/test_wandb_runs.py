@@ -141,8 +141,9 @@ async def test_burst_of_100_finishes_respects_rate_limit(
     async with start_adjutant(WANDB_ENV):
         await discord_standin.wait_for_message(is_summary, timeout=20)
         await asyncio.sleep(1.5)
-        for run_id in ids:
-            wandb_standin.update_run(run_id, state="finished", summary={"loss": 0.5})
+        with wandb_standin.lock:  # all 100 change between two polls, like a sweep finishing together
+            for run_id in ids:
+                wandb_standin.update_run(run_id, state="finished", summary={"loss": 0.5})
 
         def all_delivered() -> bool:
             return sum("finished" in t for t in titles(discord_standin)) >= 100

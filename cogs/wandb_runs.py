@@ -397,11 +397,10 @@ class WandbRuns(AdjutantCog, name="Runs"):
     async def _ask(self, ctx: commands.Context[Any], fn: Callable[..., T], *args: Any) -> tuple[bool, T | None]:
         """A W&B call for a command: ``(True, result)``, or ``(False, None)`` after replying with the problem.
 
-        Defers first: a slash command has 3 seconds to answer, W&B may take longer (typing for ``$``).
+        ``ctx.typing()`` defers a slash command first (it has 3 seconds to answer; W&B may take longer)
+        and shows "typing…" for a ``$`` command.
         """
         try:
-            if ctx.interaction is not None and not ctx.interaction.response.is_done():
-                await ctx.defer()
             async with ctx.typing():
                 return True, await self._wandb(fn, *args)
         except ProjectNotFound:
@@ -562,10 +561,8 @@ class WandbRuns(AdjutantCog, name="Runs"):
         return None, embed, png
 
     async def _send_plot(self, ctx: commands.Context[Any], query: PlotQuery) -> None:
-        if ctx.interaction is not None and not ctx.interaction.response.is_done():
-            await ctx.defer()
         try:
-            async with ctx.typing():
+            async with ctx.typing():  # defers a slash command before the W&B calls and the rendering
                 problem, embed, png = await self.build_plot(query.runs, query.metrics, query.log_scale)
         except Exception as error:
             log.warning("plot failed: %s", describe_error(error))

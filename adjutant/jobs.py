@@ -187,36 +187,19 @@ class JobStore(Database):
         return Job.from_row(row)
 
     def get(self, job_id: str) -> Job | None:
-        with self._lock:
-            row = self._db.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
-        return None if row is None else Job.from_row(row)
-
-    def by_run_id(self, wandb_run_id: str) -> Job | None:
-        with self._lock:
-            row = self._db.execute("SELECT * FROM jobs WHERE wandb_run_id=?", (wandb_run_id,)).fetchone()
-        return None if row is None else Job.from_row(row)
+        rows = self.query("SELECT * FROM jobs WHERE id=?", (job_id,))
+        return Job.from_row(rows[0]) if rows else None
 
     def where(self, states: tuple[str, ...], limit: int = 1000) -> list[Job]:
         marks = ",".join("?" * len(states))
-        with self._lock:
-            rows = self._db.execute(
-                f"SELECT * FROM jobs WHERE state IN ({marks}) ORDER BY seq LIMIT ?",  # noqa: S608
-                (*states, limit),
-            ).fetchall()
-        return [Job.from_row(r) for r in rows]
+        sql = f"SELECT * FROM jobs WHERE state IN ({marks}) ORDER BY seq LIMIT ?"  # noqa: S608 (marks only)
+        return [Job.from_row(r) for r in self.query(sql, (*states, limit))]
 
     def recent(self, limit: int = 10) -> list[Job]:
-        with self._lock:
-            rows = self._db.execute("SELECT * FROM jobs ORDER BY seq DESC LIMIT ?", (limit,)).fetchall()
-        return [Job.from_row(r) for r in rows]
+        return [Job.from_row(r) for r in self.query("SELECT * FROM jobs ORDER BY seq DESC LIMIT ?", (limit,))]
 
     def unreported(self) -> list[Job]:
-        marks = ",".join("?" * len(ENDED))
-        with self._lock:
-            rows = self._db.execute(
-                f"SELECT * FROM jobs WHERE reported=0 AND state IN ({marks}) ORDER BY seq",  # noqa: S608
-                ENDED,
-            ).fetchall()
+        rows = self.query_in("SELECT * FROM jobs WHERE reported=0 AND state IN ({marks}) ORDER BY seq", ENDED)
         return [Job.from_row(r) for r in rows]
 
     def update(self, job_id: str, *, expect: tuple[str, ...] | None = None, **values: Any) -> bool:

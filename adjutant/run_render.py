@@ -17,7 +17,7 @@ from adjutant.render import (
     plain,
     truncate,
 )
-from adjutant.runs import STATES, RunInfo
+from adjutant.runs import RunInfo
 
 COLOURS = {
     "started": 0x3498DB,
@@ -233,7 +233,3 @@ def leaderboard_embed(runs: Sequence[RunInfo], *, project: str, metric: str, goa
             "color": COLOURS["summary"],
         }
     )
-
-
-def state_names() -> str:
-    return ", ".join(STATES)

@@ -133,16 +133,6 @@ def transitions(
     return events, memory
 
 
-def best_of(runs: Iterable[RunInfo], metric: str, goal: Literal["min", "max"]) -> RunInfo | None:
-    """The run with the best finite value of ``metric``."""
-    scored = [(r.metric(metric), r) for r in runs]
-    candidates = [(v, r) for v, r in scored if v is not None]
-    if not candidates:
-        return None
-    pick = min if goal == "min" else max
-    return pick(candidates, key=lambda pair: pair[0])[1]
-
-
 def suggestions(word: str, choices: Iterable[str], limit: int = 3) -> list[str]:
     """The closest names to ``word`` (case-insensitive), best first."""
     unique = list(dict.fromkeys(c for c in choices if c))

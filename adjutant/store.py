@@ -85,9 +85,8 @@ class Store(Database):
 
     # --- meta -----------------------------------------------------------------------------------
     def get_meta(self, project: str, key: str) -> str | None:
-        with self._lock:
-            row = self._db.execute("SELECT value FROM meta WHERE project=? AND key=?", (project, key)).fetchone()
-        return None if row is None else str(row["value"])
+        rows = self.query("SELECT value FROM meta WHERE project=? AND key=?", (project, key))
+        return str(rows[0]["value"]) if rows else None
 
     @staticmethod
     def set_meta(db: sqlite3.Connection, project: str, key: str, value: str) -> None:
@@ -130,25 +129,20 @@ class Store(Database):
 
     def watched(self, project: str) -> list[str]:
         """Runs last seen running or pending: each poll asks W&B about them by id."""
-        marks = ",".join("?" * len(WATCHED_STATES))
-        with self._lock:
-            rows = self._db.execute(
-                f"SELECT run_id FROM runs WHERE project=? AND state IN ({marks}) ORDER BY run_id",  # noqa: S608
-                (project, *WATCHED_STATES),
-            ).fetchall()
+        rows = self.query_in(
+            "SELECT run_id FROM runs WHERE project=? AND state IN ({marks}) ORDER BY run_id", WATCHED_STATES, (project,)
+        )
         return [r["run_id"] for r in rows]
 
     def known_names(self, project: str, limit: int = 5000) -> list[tuple[str, str]]:
         """(run id, display name) of the most recent runs Adjutant has seen, for suggestions."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT run_id, name FROM runs WHERE project=? ORDER BY created_at DESC LIMIT ?", (project, limit)
-            ).fetchall()
+        rows = self.query(
+            "SELECT run_id, name FROM runs WHERE project=? ORDER BY created_at DESC LIMIT ?", (project, limit)
+        )
         return [(r["run_id"], r["name"]) for r in rows]
 
     def count_runs(self, project: str) -> int:
-        with self._lock:
-            return int(self._db.execute("SELECT COUNT(*) FROM runs WHERE project=?", (project,)).fetchone()[0])
+        return int(self.query("SELECT COUNT(*) FROM runs WHERE project=?", (project,))[0][0])
 
     # --- outbox ---------------------------------------------------------------------------------
     @staticmethod
@@ -176,12 +170,11 @@ class Store(Database):
         return {r["wandb_run_id"]: (r["thread_id"], r["message_id"]) for r in rows}
 
     def pending(self, project: str, limit: int = 100) -> list[OutboxItem]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT id, run_id, event, payload, context, reply_to, thread_id FROM outbox"
-                " WHERE project=? ORDER BY id LIMIT ?",
-                (project, limit),
-            ).fetchall()
+        rows = self.query(
+            "SELECT id, run_id, event, payload, context, reply_to, thread_id FROM outbox"
+            " WHERE project=? ORDER BY id LIMIT ?",
+            (project, limit),
+        )
         return [
             OutboxItem(
                 r["id"], r["run_id"], r["event"], json.loads(r["payload"]), r["context"], r["reply_to"], r["thread_id"]
@@ -190,8 +183,7 @@ class Store(Database):
         ]
 
     def pending_count(self, project: str) -> int:
-        with self._lock:
-            return int(self._db.execute("SELECT COUNT(*) FROM outbox WHERE project=?", (project,)).fetchone()[0])
+        return int(self.query("SELECT COUNT(*) FROM outbox WHERE project=?", (project,))[0][0])
 
     def delivered(self, ids: Iterable[int]) -> None:
         ids = list(ids)

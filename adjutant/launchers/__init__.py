@@ -47,10 +47,6 @@ class Launcher(ABC):
     def escalate(self, job: Job) -> None:  # noqa: B027 (optional hook)
         """The cancel grace period is over and the job still runs: force it (default: nothing)."""
 
-    def describe(self, job: Job) -> str | None:
-        """Backend details for ``$jobs`` and reports (e.g. the scheduler's state and reason)."""
-        return None
-
 
 def make_launcher(name: str, settings: Settings, db_path: str) -> Launcher:
     """The launcher called ``name`` (``local`` or ``slurm``)."""

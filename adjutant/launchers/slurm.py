@@ -126,7 +126,7 @@ class SlurmLauncher(Launcher):
         if self.settings.slurm_gres:
             argv.append(f"--gres={self.settings.slurm_gres}")
         argv += shlex.split(self.settings.slurm_args or "")
-        return [*argv, job.script, json_argument(job)]
+        return [*argv, job.script, job.params_text]  # the exact JSON text recorded at launch
 
     def submit(self, job: Job, env: dict[str, str]) -> dict[str, Any]:
         Path(job.log_path).parent.mkdir(parents=True, exist_ok=True)  # a missing output folder fails the job
@@ -198,13 +198,3 @@ class SlurmLauncher(Launcher):
         result = self._run(["scancel", job.external_id])
         if result.returncode != 0:
             raise LaunchError(f"scancel failed: {(result.stderr or result.stdout).strip()[:200]}")
-
-    def describe(self, job: Job) -> str | None:
-        if not job.external_id:
-            return None
-        return f"Slurm job {job.external_id}" + (f": {job.external_state}" if job.external_state else "")
-
-
-def json_argument(job: Job) -> str:
-    """The exact JSON text recorded for the job (the script's one argument)."""
-    return job.params_text

@@ -69,16 +69,33 @@ def refuse_double_load(bot: commands.Bot, extension: str) -> None:
 
 
 async def setup(bot: commands.Bot) -> None:
-    """Load all of Adjutant's cogs (discord.py calls this on ``load_extension("adjutant")``)."""
+    """Load all of Adjutant's cogs (discord.py calls this on ``load_extension("adjutant")``).
+
+    The services (scheduler, watcher, stores) are built once here and handed to the cogs.
+    """
     refuse_double_load(bot, "adjutant")
     from adjutant.cogs.experiments import Experiments
     from adjutant.cogs.greeting import Greeting
     from adjutant.cogs.wandb_runs import WandbRuns
+    from adjutant.grouping import add_cogs
+    from adjutant.services import Services
 
     settings = settings_for(bot)
-    await bot.add_cog(Greeting(bot, settings))
-    await bot.add_cog(Experiments(bot, settings))
-    if not settings.reporting_enabled:
+    services = await Services.open(settings, secrets=lambda: (getattr(bot.http, "token", None) or "",))
+    cogs: list[commands.Cog] = [Greeting(bot, settings), Experiments(bot, settings, services)]
+    if settings.reporting_enabled:
+        cogs.append(WandbRuns(bot, settings, services))
+    else:
         log.warning("WANDB_PROJECT is not set: W&B run reporting is off (set WANDB_ENTITY and WANDB_PROJECT)")
-        return
-    await bot.add_cog(WandbRuns(bot, settings))
+    try:
+        await add_cogs(bot, settings, cogs)
+    except BaseException:
+        await services.close_if_unused()  # discord.py removes the cogs already added; they release theirs
+        raise
+
+
+async def teardown(bot: commands.Bot) -> None:
+    """discord.py calls this on ``unload_extension("adjutant")``, after the cogs are removed."""
+    from adjutant.grouping import remove_group
+
+    remove_group(bot)

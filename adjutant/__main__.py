@@ -18,7 +18,7 @@ from typing import TextIO
 import discord
 
 from adjutant._version import __version__
-from adjutant.settings import ENV_VARS, ConfigError, Settings
+from adjutant.settings import ConfigError, Settings, env_example, variables_help
 
 log = logging.getLogger("adjutant")
 
@@ -47,20 +47,12 @@ def say(text: str, stream: TextIO) -> None:
     stream.flush()
 
 
-def _variables_help() -> str:
-    width = max(len(v.name) for v in ENV_VARS)
-    lines = ["environment variables (also read from .env; the environment wins over the file):"]
-    for var in ENV_VARS:
-        lines.append(f"  {var.name:<{width}}  {var.meaning} [default: {var.default}]")
-    return "\n".join(lines)
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The command line of ``python -m adjutant``."""
     parser = argparse.ArgumentParser(
         prog="python -m adjutant",
         description="Run Adjutant, the Discord bot that reports W&B runs and launches experiments.",
-        epilog=_variables_help(),
+        epilog=variables_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
@@ -94,6 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="register the slash commands with Discord once after login (to ADJUTANT_GUILD_ID if set), then run",
     )
     parser.add_argument("--log-file", type=Path, default=None, metavar="PATH", help="also log to this file")
+    parser.add_argument(
+        "--env-example",
+        action="store_true",
+        help="print a commented .env with every variable (what .env.example holds) and exit",
+    )
     parser.add_argument("--version", action="version", version=f"adjutant {__version__}")
     return parser
 
@@ -126,15 +123,22 @@ def describe(settings: Settings) -> list[str]:
     ]
 
 
-def run_check(settings: Settings, out: TextIO) -> int:
-    """``--check``: report each problem with its fix; exit code 0 when there is none."""
+def run_check(settings: Settings, out: TextIO, config_problems: Sequence[str] = ()) -> int:
+    """``--check``: report every problem with its fix in one run; exit code 0 when there is none.
+
+    A bad setting is reported and left at its default, so the other checks still run.
+    """
     from adjutant.doctor import run_checks
 
+    for problem in config_problems:
+        say(f"problem: configuration: {problem}", out)
     for line in describe(settings):
         say(f"  {line}", out)
     findings = asyncio.run(run_checks(settings))
     for finding in findings:
         say(f"{'ok' if finding.ok else 'problem'}: {finding.check}: {finding.message}", out)
+    if config_problems:
+        return EXIT_CONFIG
     if any(not f.ok for f in findings):
         return EXIT_PROBLEMS
     say("configuration OK", out)
@@ -185,14 +189,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the bot (or ``--check``); returns the process exit code."""
     args = build_parser().parse_args(argv)
     out = sys.stdout
+    if args.env_example:
+        out.write(env_example())
+        return EXIT_OK
     try:
         load_env_file(args.env_file)
+        if args.check:
+            settings, problems = Settings.from_env_checked(os.environ)
+            return run_check(settings, out, problems)
         settings = Settings.from_env(os.environ)
     except ConfigError as error:
-        say(f"configuration error: {error}", sys.stderr)
+        for problem in error.problems:
+            say(f"configuration error: {problem}", sys.stderr)
         return EXIT_CONFIG
-    if args.check:
-        return run_check(settings, out)
     if settings.token is None:
         say(f"configuration error: {settings.problems(os.environ)[0]}", sys.stderr)
         return EXIT_CONFIG

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 import secrets
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import discord
 from discord.ext import commands
@@ -17,6 +18,7 @@ from adjutant.render import MESSAGE_LIMIT, truncate
 from adjutant.settings import Settings
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: Adjutant never pings: run names, job names and user input may contain @everyone or mentions.
 NO_PINGS = discord.AllowedMentions.none()
@@ -89,7 +91,8 @@ class AdjutantCog(commands.Cog):
             return
         if isinstance(error, commands.UserInputError):
             usage = f"{ctx.clean_prefix}{ctx.command.qualified_name} {ctx.command.signature}" if ctx.command else ""
-            text = f"{error}\nUsage: `{usage.strip()}` (see `{ctx.clean_prefix}help {ctx.invoked_with}`)"
+            name = ctx.command.qualified_name if ctx.command else ctx.invoked_with
+            text = f"{error}\nUsage: `{usage.strip()}` (see `{ctx.clean_prefix}help {name}`)"
             await self.reply(ctx, text)
             return
         if isinstance(error, commands.CheckFailure | commands.CommandOnCooldown | commands.MaxConcurrencyReached):
@@ -103,6 +106,35 @@ class AdjutantCog(commands.Cog):
             f"Something went wrong running `{ctx.invoked_with}` ({type(original).__name__}); "
             f"it is in the bot's log under ref `{ref}`.",
         )
+
+    def command_prefix(self, ctx: commands.Context[Any] | None = None) -> str:
+        """How a member types an Adjutant command here: ``$``, ``$adj `` (ADJUTANT_COMMAND_GROUP) or ``/``."""
+        group = f"{self.settings.command_group} " if self.settings.command_group else ""
+        if ctx is not None and ctx.interaction is not None:
+            return f"/{group}"
+        prefix = ctx.clean_prefix if ctx is not None else self.settings.prefix
+        return f"{prefix}{group}"
+
+    async def ask_wandb(
+        self, ctx: commands.Context[Any], watcher: Any, fn: Callable[..., T], *args: Any
+    ) -> tuple[bool, T | None]:
+        """A W&B call for a command: ``(True, result)``, or ``(False, None)`` after replying with the problem.
+
+        ``ctx.typing()`` defers a slash command first (it has 3 seconds to answer; W&B may take longer)
+        and shows "typing…" for a ``$`` command.
+        """
+        from adjutant.wandb_source import ProjectNotFound
+        from adjutant.watcher import describe_error
+
+        try:
+            async with ctx.typing():
+                return True, await watcher.ask(fn, *args)
+        except ProjectNotFound:
+            await self.reply(ctx, f"The W&B project `{watcher.project_label}` has no runs yet.")
+        except Exception as error:
+            log.warning("W&B request for %s failed: %s", ctx.invoked_with, describe_error(error))
+            await self.reply(ctx, f"W&B did not answer: {describe_error(error)}. Try again in a minute.")
+        return False, None
 
     @staticmethod
     async def reply(ctx: commands.Context[Any], text: str, **kwargs: Any) -> discord.Message | None:

@@ -28,6 +28,14 @@ class Database:
             for schema in schemas:
                 self._db.executescript(schema)
 
+    def add_missing_columns(self, table: str, columns: dict[str, str]) -> None:
+        """Bring a table made by an older release up to date: add each missing column with its declaration."""
+        with self.transaction() as db:
+            have = {row["name"] for row in db.execute(f"PRAGMA table_info({table})")}
+            for name, declaration in columns.items():
+                if name not in have:
+                    db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {declaration}")
+
     def close(self) -> None:
         with self._lock:
             self._db.close()

@@ -11,7 +11,7 @@ import discord
 from discord.ext import commands
 
 from adjutant._cog import NO_PINGS
-from adjutant.settings import Settings
+from adjutant.settings import Settings, unknown_keyword_message
 
 __all__ = ["Adjutant", "default_intents", "sync_tree"]
 
@@ -38,12 +38,28 @@ def default_intents() -> discord.Intents:
     return intents
 
 
+#: Keywords that discord.py's ``commands.Bot`` (and ``discord.Client``) take; everything else must be a setting.
+BOT_OPTIONS = frozenset(
+    {
+        "help_command", "tree_cls", "description", "allowed_contexts", "allowed_installs", "intents",
+        "strip_after_prefix", "case_insensitive", "owner_id", "owner_ids", "self_bot", "max_messages", "proxy",
+        "proxy_auth", "shard_id", "shard_count", "application_id", "member_cache_flags", "chunk_guilds_at_startup",
+        "status", "activity", "allowed_mentions", "heartbeat_timeout", "guild_ready_timeout", "assume_unsync_clock",
+        "enable_debug_events", "http_trace", "max_ratelimit_timeout", "connector", "enable_raw_presences",
+    }
+)  # fmt: skip
+
+
 class Adjutant(commands.Bot):
     """A Discord bot that reports a W&B project's runs and launches experiments.
 
     ``Adjutant('entity', 'project', run_experiment_script='./run_experiment.sh').run(token)`` is the
-    whole program. Every setting has a keyword argument; a setting not given is read from the
-    environment variable of the same meaning (see README), so ``.env`` works here too.
+    whole program. Every setting has a keyword (``max_concurrent=4``, ``job_threads=False``, ... see
+    :class:`adjutant.settings.Settings`), given as a typed value; a setting not given is read from its
+    environment variable (``env``, default ``os.environ``). ``.env`` files are read only by
+    ``python -m adjutant``; in a program of your own, call ``dotenv.load_dotenv()`` first if you want one.
+    Other keywords go to ``commands.Bot``; a keyword that is neither raises :class:`TypeError`.
+    ``bot.settings.<keyword>`` reads each setting back.
     """
 
     def __init__(
@@ -52,42 +68,32 @@ class Adjutant(commands.Bot):
         wandb_project_title: str | None = None,
         run_experiment_script: str | os.PathLike[str] | None = None,
         *,
-        channel: str | int | None = None,
         channel_name: str | None = None,
-        state_dir: str | os.PathLike[str] | None = None,
-        poll_seconds: float | None = None,
-        launch_roles: list[str] | tuple[str, ...] | None = None,
-        launch_users: list[int] | tuple[int, ...] | None = None,
-        metric: str | None = None,
-        metric_goal: str | None = None,
-        prefix: str | None = None,
         env: Mapping[str, str] | None = None,
         settings: Settings | None = None,
         sync_commands: bool = False,
-        **bot_options: Any,
+        **options: Any,
     ) -> None:
+        keywords = {k: options.pop(k) for k in list(options) if k in Settings.keywords()}
+        unknown = sorted(set(options) - BOT_OPTIONS)
+        if unknown:
+            raise TypeError(f"Adjutant() got an unexpected keyword: {unknown_keyword_message(unknown[0])}")
         if settings is None:
-            settings = Settings.from_env(
-                os.environ if env is None else env,
-                entity=wandb_entity,
-                project=wandb_project_title,
-                run_experiment_script=run_experiment_script,
-                channel=channel if channel is not None else channel_name,
-                state_dir=state_dir,
-                poll_seconds=poll_seconds,
-                launch_roles=launch_roles,
-                launch_users=launch_users,
-                metric=metric,
-                metric_goal=metric_goal,
-                prefix=prefix,
-            )
+            keywords.setdefault("entity", wandb_entity)
+            keywords.setdefault("project", wandb_project_title)
+            keywords.setdefault("run_experiment_script", run_experiment_script)
+            if keywords.get("channel") is None:
+                keywords["channel"] = channel_name
+            settings = Settings.from_env(os.environ if env is None else env, **keywords)
+        elif keywords:
+            raise TypeError("give either settings= or setting keywords, not both")
         self.settings = settings
         self.sync_commands = sync_commands
-        bot_options.setdefault("intents", default_intents())
-        bot_options.setdefault("allowed_mentions", NO_PINGS)
-        bot_options.setdefault("description", "Adjutant: W&B run reports and experiment launches from Discord.")
-        bot_options.setdefault("help_command", commands.DefaultHelpCommand(no_category="Help", dm_help=False))
-        super().__init__(command_prefix=settings.prefix, **bot_options)
+        options.setdefault("intents", default_intents())
+        options.setdefault("allowed_mentions", NO_PINGS)
+        options.setdefault("description", "Adjutant: W&B run reports and experiment launches from Discord.")
+        options.setdefault("help_command", commands.DefaultHelpCommand(no_category="Help", dm_help=False))
+        super().__init__(command_prefix=settings.prefix, **options)
 
     async def setup_hook(self) -> None:
         """Load the Adjutant extension through the same ``setup()`` a host uses; sync slash commands if asked."""

@@ -46,7 +46,7 @@ def invite_url(application_id: int) -> str:
     )
 
 
-async def check_discord(settings: Settings, *, timeout: float = CHECK_TIMEOUT) -> list[Finding]:
+async def check_discord(settings: Settings, *, timeout: float = CHECK_TIMEOUT) -> list[Finding]:  # noqa: ASYNC109
     """Token accepted, Message Content intent enabled, channel found and writable."""
     if settings.token is None:
         return [
@@ -82,7 +82,11 @@ async def check_discord(settings: Settings, *, timeout: float = CHECK_TIMEOUT) -
             )
         findings.append(await asyncio.wait_for(_check_channel(client, settings), timeout))
         findings.append(Finding("invite url", True, invite_url(app.id)))
-    except (TimeoutError, OSError, discord.HTTPException) as error:
+    except discord.HTTPException as error:
+        findings.append(
+            Finding("discord", False, f"Discord answered HTTP {error.status} ({_short(error)}); check the token's bot")
+        )
+    except (TimeoutError, OSError) as error:
         findings.append(Finding("discord", False, f"Discord did not answer ({_short(error)})"))
     finally:
         await client.close()

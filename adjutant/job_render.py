@@ -7,19 +7,19 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from adjutant.jobs import Job
+from adjutant.jobs import Job, JobState
 from adjutant.render import code_safe, fit_embed, format_duration, format_number, plain, truncate
 from adjutant.runs import RunInfo
 
-STATE_LOOK = {
-    "queued": ("⏳", 0x95A5A6),
-    "starting": ("▶️", 0x3498DB),
-    "running": ("▶️", 0x3498DB),
-    "cancelling": ("⏹️", 0xF39C12),
-    "succeeded": ("✅", 0x2ECC71),
-    "failed": ("❌", 0xE74C3C),
-    "cancelled": ("⏹️", 0x95A5A6),
-    "lost": ("❓", 0xE67E22),
+STATE_LOOK: dict[str, tuple[str, int]] = {
+    JobState.QUEUED: ("⏳", 0x95A5A6),
+    JobState.STARTING: ("▶️", 0x3498DB),
+    JobState.RUNNING: ("▶️", 0x3498DB),
+    JobState.CANCELLING: ("⏹️", 0xF39C12),
+    JobState.SUCCEEDED: ("✅", 0x2ECC71),
+    JobState.FAILED: ("❌", 0xE74C3C),
+    JobState.CANCELLED: ("⏹️", 0x95A5A6),
+    JobState.LOST: ("❓", 0xE67E22),
 }
 
 
@@ -39,8 +39,9 @@ def wandb_run_url(base_url: str | None, entity: str | None, project: str | None,
     return f"{base}/{entity}/{project}/runs/{run_id}"
 
 
-def ack_embed(job: Job, *, queued_ahead: int, defaults: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The reply to ``$experiment``: job id, who, the hyperparameters."""
+def ack_embed(job: Job, *, queued_ahead: int, prefix: str, defaults: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The reply to ``$experiment``: job id, who, the hyperparameters. ``prefix`` is how commands are typed
+    (``$``, ``$adj ``, ``/``)."""
     where = "starting now" if queued_ahead == 0 else f"queued; {queued_ahead} job(s) ahead"
     fields = [
         {"name": "Job", "value": f"`{job.id}`", "inline": True},
@@ -55,12 +56,12 @@ def ack_embed(job: Job, *, queued_ahead: int, defaults: Mapping[str, Any] | None
             "title": f"🧪 Experiment {job.id}: {where}",
             "color": 0x3498DB,
             "fields": fields,
-            "footer": {"text": f"$cancel {job.id} · $logs {job.id}"},
+            "footer": {"text": f"{prefix}cancel {job.id} · {prefix}logs {job.id}"},
         }
     )
 
 
-def status_embed(job: Job, *, run: RunInfo | None, metric: str, now: dt.datetime) -> dict[str, Any]:
+def status_embed(job: Job, *, run: RunInfo | None, metric: str, now: dt.datetime, prefix: str) -> dict[str, Any]:
     """The acknowledgement of a running job, kept up to date: state, elapsed time, step, latest metrics."""
     fields: list[dict[str, Any]] = [
         {"name": "Job", "value": f"`{job.id}`", "inline": True},
@@ -86,7 +87,7 @@ def status_embed(job: Job, *, run: RunInfo | None, metric: str, now: dt.datetime
         "title": f"▶️ Experiment {job.id}: running",
         "color": 0x3498DB,
         "fields": fields,
-        "footer": {"text": f"updated live · $cancel {job.id} · $logs {job.id}"},
+        "footer": {"text": f"updated live · {prefix}cancel {job.id} · {prefix}logs {job.id}"},
     }
     if run is not None and run.url:
         embed["url"] = run.url
@@ -101,8 +102,9 @@ def end_embed(
     run_url: str | None,
     metric: str,
     now: dt.datetime,
+    prefix: str,
 ) -> dict[str, Any]:
-    """The one message that ends a job's story."""
+    """The one message that ends a job's story. ``run_url`` only when W&B knows the run."""
     icon, colour = STATE_LOOK.get(job.state, ("•", 0x95A5A6))
     fields: list[dict[str, Any]] = []
     if job.exit_code is not None:
@@ -112,7 +114,10 @@ def end_embed(
     fields.append({"name": "Launched by", "value": plain(truncate(job.requested_by, 100)), "inline": True})
     if job.cancelled_by:
         fields.append({"name": "Cancelled by", "value": plain(truncate(job.cancelled_by, 100)), "inline": True})
-    link = f"[{code_safe(job.wandb_run_id)}]({run_url})" if run_url else f"`{code_safe(job.wandb_run_id)}`"
+    if run_url:
+        link = f"[{code_safe(job.wandb_run_id)}]({run_url})"
+    else:
+        link = f"`{code_safe(job.wandb_run_id)}` (not seen in W&B)"
     if run is not None:
         link += f" ({plain(truncate(run.name, 80))}, {run.state})"
     fields.append({"name": "W&B run", "value": link, "inline": True})
@@ -126,21 +131,46 @@ def end_embed(
         fields.append({"name": "Scheduler", "value": plain(truncate(where, 200)), "inline": False})
     if job.reason:
         fields.append({"name": "Why", "value": plain(truncate(job.reason, 1000)), "inline": False})
-    if job.state in ("failed", "lost") and log_tail:
+    if job.state in (JobState.FAILED, JobState.LOST) and log_tail:
         tail = code_safe("\n".join(log_tail))
         fields.append({"name": "End of the log", "value": f"```\n{truncate(tail[-1000:], 1000)}\n```", "inline": False})
     embed: dict[str, Any] = {
         "title": f"{icon} Experiment {job.id} {job.state}",
         "color": colour,
         "fields": fields,
-        "footer": {"text": f"$logs {job.id} for the whole log"},
+        "footer": {"text": f"{prefix}logs {job.id} for the whole log"},
     }
     if run_url:
         embed["url"] = run_url
     return fit_embed(embed)
 
 
-def jobs_embed(active: Sequence[Job], queued: Sequence[Job], recent: Sequence[Job], now: dt.datetime) -> dict[str, Any]:
+def final_ack_embed(job: Job, *, report_url: str | None, now: dt.datetime) -> dict[str, Any]:
+    """What a job's acknowledgement says once the job has ended: never "running" again."""
+    icon, colour = STATE_LOOK.get(job.state, ("•", 0x95A5A6))
+    fields: list[dict[str, Any]] = [
+        {"name": "Job", "value": f"`{job.id}`", "inline": True},
+        {"name": "Launched by", "value": plain(truncate(job.requested_by, 100)), "inline": True},
+    ]
+    if job.exit_code is not None:
+        code = f"signal {-job.exit_code}" if job.exit_code < 0 else str(job.exit_code)
+        fields.append({"name": "Exit code", "value": code, "inline": True})
+    fields.append({"name": "Duration", "value": format_duration(job.duration(now)), "inline": True})
+    fields.append({"name": "Hyperparameters", "value": params_block(job.params, 800), "inline": False})
+    report = f"[the end report]({report_url})" if report_url else "the end report below"
+    return fit_embed(
+        {
+            "title": f"{icon} Experiment {job.id}: {job.state}",
+            "description": f"This job has ended ({job.state}); see {report}.",
+            "color": colour,
+            "fields": fields,
+        }
+    )
+
+
+def jobs_embed(
+    active: Sequence[Job], queued: Sequence[Job], recent: Sequence[Job], now: dt.datetime, *, prefix: str
+) -> dict[str, Any]:
     """``$jobs``: running, queued and recently ended jobs."""
 
     def line(job: Job) -> str:
@@ -157,7 +187,7 @@ def jobs_embed(active: Sequence[Job], queued: Sequence[Job], recent: Sequence[Jo
             fields.append({"name": f"{title} ({len(group)})", "value": truncate("\n".join(map(line, group)), 1024)})
     embed: dict[str, Any] = {"title": "Experiments", "color": 0x3498DB, "fields": fields}
     if not fields:
-        embed["description"] = 'No jobs yet. Launch one with `$experiment {"epochs": 1}`.'
+        embed["description"] = f'No jobs yet. Launch one with `{prefix}experiment {{"epochs": 1}}`.'
     return fit_embed(embed)
 
 

@@ -4,8 +4,8 @@ Blocking code (SQLite, /proc, file reads): callers run it in a thread. The table
 database file as the run reporting tables (``ADJUTANT_STATE_DIR/adjutant.sqlite3``); the job
 supervisor process (:mod:`adjutant.supervisor`) writes to it too.
 
-States: queued → starting → running → succeeded | failed | cancelled, or lost (the supervisor
-vanished without recording an end). ``cancelling`` is a running job asked to stop.
+States (:class:`JobState`): queued → starting → running → succeeded | failed | cancelled, or lost
+(the supervisor vanished without recording an end). ``cancelling`` is a running job asked to stop.
 """
 
 from __future__ import annotations
@@ -16,16 +16,33 @@ import os
 import secrets
 import signal
 import sqlite3
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from adjutant._sqlite import Database
 from adjutant.hparams import to_argument
 
-ACTIVE = ("starting", "running", "cancelling")
-ENDED = ("succeeded", "failed", "cancelled", "lost")
+
+class JobState(StrEnum):
+    """Where a job is in its life; the value is what the ``jobs.state`` column holds."""
+
+    QUEUED = "queued"
+    STARTING = "starting"
+    RUNNING = "running"
+    CANCELLING = "cancelling"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    LOST = "lost"
+
+
+#: A launcher is following these jobs.
+ACTIVE: tuple[JobState, ...] = (JobState.STARTING, JobState.RUNNING, JobState.CANCELLING)
+#: The terminal states: a job in one of them never changes again.
+ENDED: tuple[JobState, ...] = (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.LOST)
 
 JOBS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -57,15 +74,20 @@ CREATE TABLE IF NOT EXISTS jobs (
     backend TEXT NOT NULL DEFAULT 'local',
     external_id TEXT,
     external_state TEXT,
-    thread_id INTEGER
+    thread_id INTEGER,
+    acked INTEGER NOT NULL DEFAULT 0,
+    report_id INTEGER
 );
 CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state);
 CREATE INDEX IF NOT EXISTS jobs_by_run ON jobs (wandb_run_id);
 """
+#: Columns added after the first release; databases made before get them with these defaults
+#: (``acked`` 1: an old job's acknowledgement is long gone or sent).
+JOBS_MIGRATIONS = {"acked": "INTEGER NOT NULL DEFAULT 1", "report_id": "INTEGER"}
 
 
 def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def iso(moment: dt.datetime | None = None) -> str:
@@ -120,6 +142,8 @@ class Job:
     external_id: str | None
     external_state: str | None
     thread_id: int | None
+    acked: bool
+    report_id: int | None
     params_text: str
 
     @classmethod
@@ -130,6 +154,8 @@ class Job:
         for key in ("created_at", "started_at", "ended_at", "cancel_requested_at", "killed_at"):
             data[key] = parse_iso(data[key])
         data["reported"] = bool(data["reported"])
+        data["acked"] = bool(data["acked"])
+        data["state"] = JobState(data["state"])
         return cls(**data)
 
     def duration(self, now: dt.datetime | None = None) -> float | None:
@@ -139,58 +165,89 @@ class Job:
         return max(0.0, (end - self.started_at).total_seconds())
 
 
+@dataclass(frozen=True)
+class JobUpdate:
+    """What a launcher learned about a job: the fields to record (None: unchanged)."""
+
+    state: JobState | None = None
+    exit_code: int | None = None
+    reason: str | None = None
+    started_at: str | None = None
+    ended_at: str | None = None
+    supervisor_pid: int | None = None
+    external_id: str | None = None
+    external_state: str | None = None
+
+    def columns(self) -> dict[str, Any]:
+        return {key: value for key, value in asdict(self).items() if value is not None}
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """A launch to record: what to run, for whom, and where its story is told."""
+
+    params: Mapping[str, Any]
+    script: str
+    requested_by_id: int
+    requested_by: str
+    channel_id: int | None
+    message_id: int | None
+    backend: str = "local"
+    sweep_id: str | None = None
+    #: True when no acknowledgement of its own will be sent (a sweep's jobs share the preview's).
+    acked: bool = False
+
+
 class JobStore(Database):
     """The jobs table, in the database file the supervisors write to as well."""
 
     def __init__(self, path: Path) -> None:
         super().__init__(path, JOBS_SCHEMA)
+        self.add_missing_columns("jobs", JOBS_MIGRATIONS)
 
-    def add(
-        self,
-        *,
-        params: Mapping[str, Any],
-        script: str,
-        requested_by_id: int,
-        requested_by: str,
-        channel_id: int | None,
-        message_id: int | None,
-        log_dir: Path,
-        sweep_id: str | None = None,
-        backend: str = "local",
-    ) -> Job:
+    def add(self, request: JobRequest, log_dir: Path) -> Job:
         """Record a queued job (before anything is spawned)."""
+        return self.add_many([request], log_dir)[0]
+
+    def add_many(self, requests: Sequence[JobRequest], log_dir: Path) -> list[Job]:
+        """Record queued jobs in one transaction: all of them or, after a crash, none."""
+        ids = []
         with self.transaction() as db:
-            for _ in range(10):
-                job_id = new_job_id()
-                if db.execute("SELECT 1 FROM jobs WHERE id=?", (job_id,)).fetchone() is None:
-                    break
-            db.execute(
-                "INSERT INTO jobs (id, state, params, script, requested_by_id, requested_by, channel_id, message_id,"
-                " sweep_id, wandb_run_id, log_path, created_at, backend)"
-                " VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    job_id,
-                    to_argument(params),
-                    script,
-                    requested_by_id,
-                    requested_by,
-                    channel_id,
-                    message_id,
-                    sweep_id,
-                    new_wandb_run_id(),
-                    str(log_dir / f"{job_id}.log"),
-                    iso(),
-                    backend,
-                ),
-            )
-            row = db.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
-        return Job.from_row(row)
+            for request in requests:
+                for _ in range(10):
+                    job_id = new_job_id()
+                    if job_id not in ids and db.execute("SELECT 1 FROM jobs WHERE id=?", (job_id,)).fetchone() is None:
+                        break
+                ids.append(job_id)
+                db.execute(
+                    "INSERT INTO jobs (id, state, params, script, requested_by_id, requested_by, channel_id,"
+                    " message_id, sweep_id, wandb_run_id, log_path, created_at, backend, acked)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        job_id,
+                        JobState.QUEUED,
+                        to_argument(request.params),
+                        request.script,
+                        request.requested_by_id,
+                        request.requested_by,
+                        request.channel_id,
+                        request.message_id,
+                        request.sweep_id,
+                        new_wandb_run_id(),
+                        str(log_dir / f"{job_id}.log"),
+                        iso(),
+                        request.backend,
+                        int(request.acked),
+                    ),
+                )
+            rows = [db.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone() for job_id in ids]
+        return [Job.from_row(row) for row in rows]
 
     def get(self, job_id: str) -> Job | None:
         rows = self.query("SELECT * FROM jobs WHERE id=?", (job_id,))
         return Job.from_row(rows[0]) if rows else None
 
-    def where(self, states: tuple[str, ...], limit: int = 1000) -> list[Job]:
+    def where(self, states: Sequence[JobState], limit: int = 1000) -> list[Job]:
         marks = ",".join("?" * len(states))
         sql = f"SELECT * FROM jobs WHERE state IN ({marks}) ORDER BY seq LIMIT ?"  # noqa: S608 (marks only)
         return [Job.from_row(r) for r in self.query(sql, (*states, limit))]
@@ -202,7 +259,21 @@ class JobStore(Database):
         rows = self.query_in("SELECT * FROM jobs WHERE reported=0 AND state IN ({marks}) ORDER BY seq", ENDED)
         return [Job.from_row(r) for r in rows]
 
-    def update(self, job_id: str, *, expect: tuple[str, ...] | None = None, **values: Any) -> bool:
+    def count_unreported(self) -> int:
+        sql = "SELECT COUNT(*) FROM jobs WHERE reported=0 AND state IN ({marks})"
+        return int(self.query_in(sql, ENDED)[0][0])
+
+    def count(self, states: Sequence[JobState], *, before_seq: int | None = None) -> int:
+        """How many jobs are in ``states`` (only those recorded before ``before_seq``, if given)."""
+        sql = "SELECT COUNT(*) FROM jobs WHERE state IN ({marks})"
+        args: tuple[Any, ...] = ()
+        if before_seq is not None:
+            sql += " AND seq < ?"
+            args = (before_seq,)
+        marks = ",".join("?" * len(states))
+        return int(self.query(sql.format(marks=marks), (*states, *args))[0][0])
+
+    def update(self, job_id: str, *, expect: Sequence[JobState] | None = None, **values: Any) -> bool:
         """Set columns of one job (only if its state is one of ``expect``); True if a row changed."""
         sets = ", ".join(f"{k}=?" for k in values)
         sql = f"UPDATE jobs SET {sets} WHERE id=?"  # noqa: S608 (column names are ours, values bound)

@@ -11,11 +11,24 @@ import difflib
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, Literal
 
-#: States W&B reports. ``pending`` runs have not started yet.
-STATES = ("running", "finished", "crashed", "failed", "killed", "pending")
-TERMINAL = frozenset({"finished", "crashed", "failed", "killed"})
+
+class RunState(StrEnum):
+    """The states W&B reports for a run. ``pending`` runs have not started yet."""
+
+    RUNNING = "running"
+    FINISHED = "finished"
+    CRASHED = "crashed"
+    FAILED = "failed"
+    KILLED = "killed"
+    PENDING = "pending"
+
+
+STATES: tuple[RunState, ...] = tuple(RunState)
+#: A run in one of these states is over.
+TERMINAL: frozenset[RunState] = frozenset({RunState.FINISHED, RunState.CRASHED, RunState.FAILED, RunState.KILLED})
 
 
 def parse_wandb_time(value: Any) -> dt.datetime | None:
@@ -28,13 +41,13 @@ def parse_wandb_time(value: Any) -> dt.datetime | None:
     except ValueError:
         return None
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt.timezone.utc)
-    return parsed.astimezone(dt.timezone.utc)
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    return parsed.astimezone(dt.UTC)
 
 
 def to_wandb_filter_time(moment: dt.datetime) -> str:
     """An ISO-8601 UTC string for ``createdAt`` filters (numbers are rejected by W&B)."""
-    return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(frozen=True)
@@ -227,7 +240,7 @@ def parse_plot_words(words: Sequence[str], known: set[str], *, max_runs: int = 6
         runs = [rest[0]]
     metrics = list(dict.fromkeys(rest[len(runs) :]))
     if not runs:
-        raise ValueError("name at least one run, e.g. `$plot my-run loss`")
+        raise ValueError("name at least one run")
     if len(runs) > max_runs:
         raise ValueError(f"at most {max_runs} runs in one chart")
     if len(metrics) > max_metrics:

@@ -6,20 +6,36 @@ tests) to :meth:`Settings.from_env` when ``setup()`` or ``main()`` runs, never a
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
 import shlex
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
 import platformdirs
 
-__all__ = ["ENV_VARS", "ConfigError", "EnvVar", "Secret", "Settings"]
+__all__ = [
+    "SETTINGS",
+    "WANDB_VARIABLES",
+    "ConfigError",
+    "Secret",
+    "SettingSpec",
+    "Settings",
+    "env_example",
+    "settings_table",
+    "variables_help",
+]
 
 
 class ConfigError(ValueError):
-    """A configuration value is missing or wrong. The message names the variable and the fix."""
+    """Configuration values are missing or wrong. Each problem names the variable and the fix."""
+
+    def __init__(self, *problems: str) -> None:
+        super().__init__("\n".join(problems))
+        self.problems: list[str] = list(problems)
 
 
 class Secret:
@@ -49,80 +65,8 @@ class Secret:
         return bool(self._value)
 
 
-@dataclass(frozen=True)
-class EnvVar:
-    """Documentation of one environment variable (used by ``--help``, README and tests)."""
-
-    name: str
-    keyword: str | None
-    meaning: str
-    default: str
-
-
 #: Run lifecycle events Adjutant can announce (ADJUTANT_NOTIFY).
 RUN_EVENTS = ("started", "finished", "crashed", "failed", "killed", "stalled", "resumed")
-
-ENV_VARS: tuple[EnvVar, ...] = (
-    EnvVar(
-        "DISCORD_TOKEN",
-        None,
-        "Discord bot token (standalone only; Adjutant.run(token) otherwise)",
-        "required",
-    ),
-    EnvVar("WANDB_ENTITY", "entity", "W&B entity (user or team) whose project is reported on", "unset"),
-    EnvVar("WANDB_PROJECT", "project", "W&B project to report on; unset disables run reporting", "unset"),
-    EnvVar("WANDB_API_KEY", None, "W&B API key, read by wandb itself", "wandb's (~/.netrc)"),
-    EnvVar("WANDB_BASE_URL", None, "W&B server, read by wandb itself (self-hosted W&B)", "https://api.wandb.ai"),
-    EnvVar(
-        "ADJUTANT_CHANNEL",
-        "channel",
-        "channel name or numeric id where Adjutant announces and listens",
-        "general",
-    ),
-    EnvVar(
-        "ADJUTANT_EXPERIMENT_SCRIPT",
-        "run_experiment_script",
-        "executable run with the hyperparameters JSON as its one argument",
-        "unset (launching disabled)",
-    ),
-    EnvVar(
-        "ADJUTANT_STATE_DIR",
-        "state_dir",
-        "folder for Adjutant's SQLite database and job logs",
-        "per-user data dir",
-    ),
-    EnvVar("ADJUTANT_POLL_SECONDS", "poll_seconds", "W&B poll interval in seconds", "60"),
-    EnvVar(
-        "ADJUTANT_LAUNCH_ROLES",
-        "launch_roles",
-        "comma-separated role names or ids allowed to launch and cancel",
-        "unset (admins, Manage Server, owner)",
-    ),
-    EnvVar(
-        "ADJUTANT_LAUNCH_USERS",
-        "launch_users",
-        "comma-separated user ids allowed to launch and cancel",
-        "unset (admins, Manage Server, owner)",
-    ),
-    EnvVar("ADJUTANT_METRIC", "metric", "summary metric that ranks runs", "loss"),
-    EnvVar("ADJUTANT_METRIC_GOAL", "metric_goal", "`min` or `max`: which end of ADJUTANT_METRIC is best", "min"),
-    EnvVar("ADJUTANT_PREFIX", "prefix", "command prefix", "$"),
-    EnvVar(
-        "ADJUTANT_STALL_MINUTES",
-        "stall_minutes",
-        "a running run whose last heartbeat is older than this is announced as stalled",
-        "30",
-    ),
-    EnvVar(
-        "ADJUTANT_NOTIFY",
-        "notify",
-        "comma-separated run events to announce: " + ", ".join(RUN_EVENTS) + " (or `all`, or `none`)",
-        "all",
-    ),
-    EnvVar(
-        "ADJUTANT_WANDB_TIMEOUT", "wandb_timeout", "seconds one W&B request may take before it counts as failed", "20"
-    ),
-)
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -140,17 +84,6 @@ def _clean(value: str | None) -> str | None:
     return value or None
 
 
-def parse_positive_float(name: str, raw: str, *, minimum: float = 1.0) -> float:
-    """Parse a number of seconds (or similar) that must be at least ``minimum``."""
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number, e.g. {name}=60 (got {raw!r})") from None
-    if not value >= minimum or value == float("inf"):
-        raise ConfigError(f"{name} must be a finite number of at least {minimum:g} (got {raw!r})")
-    return value
-
-
 def parse_bool(name: str, raw: str) -> bool:
     """on/off, true/false, yes/no, 1/0."""
     lowered = raw.strip().lower()
@@ -159,17 +92,6 @@ def parse_bool(name: str, raw: str) -> bool:
     if lowered in _FALSE:
         return False
     raise ConfigError(f"{name} must be on or off (got {raw!r})")
-
-
-def parse_count(name: str, raw: str, *, maximum: int) -> int:
-    """A whole number from 1 to ``maximum``."""
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a whole number, e.g. {name}=1 (got {raw!r})") from None
-    if not 1 <= value <= maximum:
-        raise ConfigError(f"{name} must be between 1 and {maximum} (got {raw!r})")
-    return value
 
 
 def check_schema_file(raw: str) -> Path:
@@ -272,37 +194,442 @@ def check_script(raw: str) -> Path:
     return path.resolve()
 
 
+# --- parsers: text (environment, .env) and typed keyword values go through the same checks ------------
+
+
+class Parser:
+    """Turns a setting's text (from the environment) or typed keyword value into its value, or refuses."""
+
+    #: Leading and trailing blanks are dropped before parsing (the prefix keeps them, to refuse them).
+    strip = True
+
+    def from_text(self, name: str, raw: str) -> Any:
+        raise NotImplementedError
+
+    def from_value(self, name: str, value: Any) -> Any:
+        """A keyword's value: text goes through :meth:`from_text`; other types are checked by :meth:`check`."""
+        if isinstance(value, str):
+            return self.from_text(name, value)
+        return self.check(name, value)
+
+    def check(self, name: str, value: Any) -> Any:
+        raise ConfigError(f"{name} must be given as text, not {type(value).__name__} ({value!r})")
+
+
+class Text(Parser):
+    def __init__(self, *, single_word: bool = False, name_only: bool = False) -> None:
+        self.single_word = single_word
+        self.name_only = name_only
+
+    def from_text(self, name: str, raw: str) -> str:
+        if self.name_only and ("/" in raw or any(c.isspace() for c in raw)):
+            raise ConfigError(f"{name} must be a single name without '/' or spaces (got {raw!r})")
+        if self.single_word and any(c.isspace() for c in raw):
+            raise ConfigError(f"{name} must be one value without spaces (got {raw!r})")
+        return raw
+
+
+class Number(Parser):
+    def __init__(self, *, minimum: float, maximum: float | None = None, whole: bool = False) -> None:
+        self.minimum, self.maximum, self.whole = minimum, maximum, whole
+
+    def from_text(self, name: str, raw: str) -> float | int:
+        try:
+            value: float | int = int(raw) if self.whole else float(raw)
+        except ValueError:
+            kind = "a whole number" if self.whole else "a number"
+            raise ConfigError(f"{name} must be {kind}, e.g. {name}={self.minimum:g} (got {raw!r})") from None
+        return self.check(name, value)
+
+    def check(self, name: str, value: Any) -> float | int:
+        if isinstance(value, bool) or not isinstance(value, int | float) or (self.whole and not isinstance(value, int)):
+            kind = "a whole number" if self.whole else "a number"
+            raise ConfigError(f"{name} must be {kind} (got {value!r})")
+        if not value >= self.minimum or value == float("inf") or (self.maximum is not None and value > self.maximum):
+            if self.maximum is not None:
+                raise ConfigError(f"{name} must be between {self.minimum:g} and {self.maximum:g} (got {value!r})")
+            raise ConfigError(f"{name} must be a finite number of at least {self.minimum:g} (got {value!r})")
+        return int(value) if self.whole else float(value)
+
+
+class Flag(Parser):
+    def from_text(self, name: str, raw: str) -> bool:
+        return parse_bool(name, raw)
+
+    def check(self, name: str, value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name} must be True or False (got {value!r})")
+        return value
+
+
+class Choice(Parser):
+    def __init__(self, *options: str) -> None:
+        self.options = options
+
+    def from_text(self, name: str, raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in self.options:
+            raise ConfigError(f"{name} must be {' or '.join(repr(o) for o in self.options)} (got {raw!r})")
+        return value
+
+
+class Names(Parser):
+    """A comma-separated list (or a list/tuple of strings as a keyword)."""
+
+    def from_text(self, name: str, raw: str) -> tuple[str, ...]:
+        return parse_list(raw)
+
+    def check(self, name: str, value: Any) -> tuple[str, ...]:
+        if not isinstance(value, list | tuple | set | frozenset) or not all(isinstance(v, str | int) for v in value):
+            raise ConfigError(f"{name} must be a list of names (got {value!r})")
+        return tuple(str(v).strip() for v in value if str(v).strip())
+
+
+class UserIds(Parser):
+    def from_text(self, name: str, raw: str) -> tuple[int, ...]:
+        return parse_user_ids(name, raw)
+
+    def check(self, name: str, value: Any) -> tuple[int, ...]:
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = [value]
+        if not isinstance(value, list | tuple | set | frozenset):
+            raise ConfigError(f"{name} must be a list of Discord user ids (got {value!r})")
+        return parse_user_ids(name, ",".join(str(v) for v in value))
+
+
+class Snowflake(Parser):
+    def from_text(self, name: str, raw: str) -> int:
+        if not raw.isdigit():
+            raise ConfigError(f"{name} must be a numeric Discord id (got {raw!r})")
+        return int(raw)
+
+    def check(self, name: str, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ConfigError(f"{name} must be a numeric Discord id (got {value!r})")
+        return value
+
+
+class Channel(Parser):
+    def from_text(self, name: str, raw: str) -> str | int:
+        return parse_channel(raw)
+
+    def check(self, name: str, value: Any) -> int:
+        return Snowflake().check(name, value)
+
+
+class Goal(Parser):
+    def from_text(self, name: str, raw: str) -> str:
+        return parse_goal(raw)
+
+
+class Events(Parser):
+    def from_text(self, name: str, raw: str) -> frozenset[str]:
+        return parse_events(raw)
+
+    def check(self, name: str, value: Any) -> frozenset[str]:
+        if not isinstance(value, list | tuple | set | frozenset):
+            raise ConfigError(f"{name} must be a list of run events (got {value!r})")
+        return parse_events(",".join(str(v) for v in value) or "none")
+
+
+class PathParser(Parser):
+    def __init__(self, check_path: Callable[[str], Path]) -> None:
+        self.check_path = check_path
+
+    def from_text(self, name: str, raw: str) -> Path:
+        return self.check_path(raw)
+
+    def check(self, name: str, value: Any) -> Path:
+        if not isinstance(value, os.PathLike):
+            raise ConfigError(f"{name} must be a path (got {value!r})")
+        return self.check_path(os.fspath(value))
+
+
+class TokenParser(Parser):
+    def from_text(self, name: str, raw: str) -> Secret:
+        return Secret(raw)
+
+    def check(self, name: str, value: Any) -> Secret:
+        if not isinstance(value, Secret):
+            raise ConfigError(f"{name} must be text")
+        return value
+
+
+class Prefix(Parser):
+    strip = False
+
+    def from_text(self, name: str, raw: str) -> str:
+        if raw != raw.strip() or any(c.isspace() for c in raw):
+            raise ConfigError(f"{name} must not contain spaces, e.g. {name}=$ (got {raw!r})")
+        return raw
+
+
+class CommandName(Parser):
+    def from_text(self, name: str, raw: str) -> str:
+        value = raw.strip()
+        if not re.fullmatch(r"[a-z0-9_-]{1,32}", value):
+            raise ConfigError(
+                f"{name} must be a command name of 1 to 32 lowercase letters, digits, - or _ (got {raw!r})"
+            )
+        return value
+
+
+class ShellWords(Parser):
+    def from_text(self, name: str, raw: str) -> str:
+        try:
+            shlex.split(raw)
+        except ValueError as error:
+            raise ConfigError(f"{name} cannot be split like a shell line: {error}") from None
+        return raw
+
+
+def check_state_dir(raw: str) -> Path:
+    path = Path(raw).expanduser()
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"ADJUTANT_STATE_DIR {raw!r} exists and is not a folder; name a folder")
+    return path
+
+
+# --- the declarations --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SettingSpec:
+    """One setting: its keyword, environment variable, parser, default, help line and group."""
+
+    keyword: str
+    env: str
+    parser: Parser
+    help: str
+    group: str
+    default_text: str
+    #: The value written in .env.example (the quickstart's choice), when it differs from the default.
+    example: str
+
+
+GROUPS = ("Discord", "W&B run reporting", "Launching", "Slurm")
+
+
+def setting(
+    env: str,
+    help: str,
+    *,
+    parser: Parser,
+    group: str,
+    default: Any = None,
+    default_factory: Callable[[], Any] | None = None,
+    default_text: str | None = None,
+    example: str | None = None,
+) -> Any:
+    """Declare a setting: a dataclass field carrying its variable, parser, help line and group."""
+    if default_text is None:
+        default_text = "unset" if default is None else _as_text(default)
+    spec = {"env": env, "parser": parser, "help": help, "group": group, "default_text": default_text}
+    if example is None:
+        example = "" if default is None or default == () else _as_text(default)
+    spec["example"] = example
+    if default_factory is not None:
+        return field(default_factory=default_factory, metadata={"setting": spec})
+    return field(default=default, metadata={"setting": spec}, repr=env != "DISCORD_TOKEN")
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, tuple | frozenset | set | list):
+        return ",".join(str(v) for v in value) or "unset"
+    return str(value)
+
+
 @dataclass(frozen=True)
 class Settings:
-    """Everything Adjutant needs to know, validated. Build it with :meth:`from_env`."""
+    """Everything Adjutant needs to know, validated. Build it with :meth:`from_env`.
 
-    token: Secret | None = field(default=None, repr=False)
-    entity: str | None = None
-    project: str | None = None
-    channel: str | int = "general"
-    run_experiment_script: Path | None = None
-    state_dir: Path = field(default_factory=default_state_dir)
-    poll_seconds: float = 60.0
-    launch_roles: tuple[str, ...] = ()
-    launch_users: tuple[int, ...] = ()
-    metric: str = "loss"
-    metric_goal: Literal["min", "max"] = "min"
-    prefix: str = "$"
-    stall_minutes: float = 30.0
-    notify: frozenset[str] = frozenset(RUN_EVENTS)
-    wandb_timeout: float = 20.0
-    max_concurrent: int = 1
-    cancel_grace_seconds: float = 30.0
-    hparams_schema: Path | None = None
-    max_sweep: int = 16
-    job_threads: bool = True
-    launcher: Literal["local", "slurm"] = "local"
-    guild_id: int | None = None
-    slurm_partition: str | None = None
-    slurm_time: str | None = None
-    slurm_gres: str | None = None
-    slurm_args: str | None = None
-    slurm_timeout: float = 30.0
+    Each field is declared once, with its environment variable, parser, help and group; ``--help``,
+    ``.env.example``, the README's table and ``Adjutant(**keywords)`` come from these declarations.
+    """
+
+    token: Secret | None = setting(
+        "DISCORD_TOKEN",
+        "Discord bot token (Developer Portal → your application → Bot → Reset Token); keep it secret",
+        parser=TokenParser(),
+        group="Discord",
+        default_text="required standalone",
+    )
+    channel: str | int = setting(
+        "ADJUTANT_CHANNEL",
+        "channel name or numeric id where Adjutant announces and takes commands",
+        parser=Channel(),
+        group="Discord",
+        default="general",
+    )
+    prefix: str = setting("ADJUTANT_PREFIX", "command prefix", parser=Prefix(), group="Discord", default="$")
+    command_group: str | None = setting(
+        "ADJUTANT_COMMAND_GROUP",
+        "put every Adjutant command under this one command (e.g. adj: `$adj runs`, `/adj runs`), for host bots",
+        parser=CommandName(),
+        group="Discord",
+        default_text="unset (top-level commands)",
+    )
+    guild_id: int | None = setting(
+        "ADJUTANT_GUILD_ID",
+        "the Discord server (id) Adjutant serves; --sync registers slash commands there (instant)",
+        parser=Snowflake(),
+        group="Discord",
+    )
+    launch_roles: tuple[str, ...] = setting(
+        "ADJUTANT_LAUNCH_ROLES",
+        "comma-separated role names or ids allowed to launch and cancel",
+        parser=Names(),
+        group="Discord",
+        default=(),
+        default_text="unset (admins, Manage Server, owner)",
+    )
+    launch_users: tuple[int, ...] = setting(
+        "ADJUTANT_LAUNCH_USERS",
+        "comma-separated user ids allowed to launch and cancel",
+        parser=UserIds(),
+        group="Discord",
+        default=(),
+        default_text="unset (admins, Manage Server, owner)",
+    )
+    job_threads: bool = setting(
+        "ADJUTANT_JOB_THREADS",
+        "on: each job's story goes to a thread under its launch (where allowed); off: replies to the launch",
+        parser=Flag(),
+        group="Discord",
+        default=True,
+    )
+    entity: str | None = setting(
+        "WANDB_ENTITY",
+        "W&B entity (user or team) whose project is reported on",
+        parser=Text(name_only=True),
+        group="W&B run reporting",
+        default_text="the W&B key's default entity",
+    )
+    project: str | None = setting(
+        "WANDB_PROJECT",
+        "W&B project to report on; unset turns run reporting off",
+        parser=Text(name_only=True),
+        group="W&B run reporting",
+    )
+    poll_seconds: float = setting(
+        "ADJUTANT_POLL_SECONDS",
+        "seconds between two looks at W&B",
+        parser=Number(minimum=1),
+        group="W&B run reporting",
+        default=60.0,
+        example="10",
+    )
+    metric: str = setting(
+        "ADJUTANT_METRIC",
+        "summary metric that ranks runs",
+        parser=Text(),
+        group="W&B run reporting",
+        default="loss",
+        example="val_loss",
+    )
+    metric_goal: Literal["min", "max"] = setting(
+        "ADJUTANT_METRIC_GOAL",
+        "min or max: which end of ADJUTANT_METRIC is best",
+        parser=Goal(),
+        group="W&B run reporting",
+        default="min",
+    )
+    stall_minutes: float = setting(
+        "ADJUTANT_STALL_MINUTES",
+        "a running run without a heartbeat for this many minutes is announced as stalled",
+        parser=Number(minimum=0.1),
+        group="W&B run reporting",
+        default=30.0,
+    )
+    notify: frozenset[str] = setting(
+        "ADJUTANT_NOTIFY",
+        "comma-separated run events to announce: " + ", ".join(RUN_EVENTS) + " (or all, or none)",
+        parser=Events(),
+        group="W&B run reporting",
+        default_factory=lambda: frozenset(RUN_EVENTS),
+        default_text="all",
+        example="all",
+    )
+    wandb_timeout: float = setting(
+        "ADJUTANT_WANDB_TIMEOUT",
+        "seconds one W&B request may take before it counts as failed (then retried with back-off)",
+        parser=Number(minimum=1),
+        group="W&B run reporting",
+        default=20.0,
+    )
+    run_experiment_script: Path | None = setting(
+        "ADJUTANT_EXPERIMENT_SCRIPT",
+        "executable run as `script '{json}'` for each $experiment; unset turns launching off",
+        parser=PathParser(lambda raw: check_script(raw)),
+        group="Launching",
+        default_text="unset (launching off)",
+    )
+    state_dir: Path = setting(
+        "ADJUTANT_STATE_DIR",
+        "folder for Adjutant's SQLite database and job logs",
+        parser=PathParser(check_state_dir),
+        group="Launching",
+        default_factory=lambda: default_state_dir(),
+        default_text="a per-user data folder (~/.local/share/adjutant)",
+        example="",
+    )
+    max_concurrent: int = setting(
+        "ADJUTANT_MAX_CONCURRENT",
+        "jobs that may run at once; more wait in a queue",
+        parser=Number(minimum=1, maximum=64, whole=True),
+        group="Launching",
+        default=1,
+    )
+    cancel_grace_seconds: float = setting(
+        "ADJUTANT_CANCEL_GRACE_SECONDS",
+        "seconds between SIGTERM and SIGKILL when a job is cancelled",
+        parser=Number(minimum=0.1),
+        group="Launching",
+        default=30.0,
+    )
+    max_sweep: int = setting(
+        "ADJUTANT_MAX_SWEEP",
+        "the most jobs one $sweep may queue",
+        parser=Number(minimum=1, maximum=1000, whole=True),
+        group="Launching",
+        default=16,
+    )
+    hparams_schema: Path | None = setting(
+        "ADJUTANT_HPARAMS_SCHEMA",
+        "JSON Schema file the hyperparameters must match (its defaults are filled in)",
+        parser=PathParser(lambda raw: check_schema_file(raw)),
+        group="Launching",
+    )
+    launcher: Literal["local", "slurm"] = setting(
+        "ADJUTANT_LAUNCHER",
+        "where jobs run: local (this machine) or slurm (sbatch from this machine)",
+        parser=Choice("local", "slurm"),
+        group="Launching",
+        default="local",
+    )
+    slurm_partition: str | None = setting(
+        "ADJUTANT_SLURM_PARTITION", "sbatch --partition", parser=Text(single_word=True), group="Slurm"
+    )
+    slurm_time: str | None = setting(
+        "ADJUTANT_SLURM_TIME", "sbatch --time (e.g. 04:00:00)", parser=Text(single_word=True), group="Slurm"
+    )
+    slurm_gres: str | None = setting(
+        "ADJUTANT_SLURM_GRES", "sbatch --gres (e.g. gpu:1)", parser=Text(single_word=True), group="Slurm"
+    )
+    slurm_args: str | None = setting(
+        "ADJUTANT_SLURM_ARGS", "more sbatch arguments, split like a shell line", parser=ShellWords(), group="Slurm"
+    )
+    slurm_timeout: float = setting(
+        "ADJUTANT_SLURM_TIMEOUT",
+        "seconds one sbatch/scontrol/sacct/scancel may take before Slurm counts as unreachable",
+        parser=Number(minimum=1),
+        group="Slurm",
+        default=30.0,
+    )
 
     @property
     def reporting_enabled(self) -> bool:
@@ -315,95 +642,43 @@ class Settings:
         return self.run_experiment_script is not None
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str], **overrides: Any) -> Settings:
-        """Parse and validate settings from ``env``; keyword ``overrides`` win over the environment.
+    def keywords(cls) -> frozenset[str]:
+        """Every setting's keyword (``Adjutant(**keywords)``, ``Settings.from_env(env, **keywords)``)."""
+        return frozenset(spec.keyword for spec in SETTINGS)
 
-        Each keyword is the twin of one variable (``channel`` of ADJUTANT_CHANNEL, ...); lists may be
-        given as lists. Raises :class:`ConfigError` with a message naming the variable and the fix.
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], **keywords: Any) -> Settings:
+        """Parse and validate settings from ``env``; keyword values (typed, or text) win over the environment.
+
+        Raises :class:`ConfigError` listing every problem (each names the variable and the fix), and
+        :class:`TypeError` for a keyword that is no setting (naming the closest one).
         """
-        merged = dict(env)
-        for keyword, value in overrides.items():
-            if keyword not in _KEYWORD_TO_VAR:
-                raise TypeError(f"unknown Adjutant setting {keyword!r}; known: {', '.join(sorted(_KEYWORD_TO_VAR))}")
-            if value is not None:
-                merged[_KEYWORD_TO_VAR[keyword]] = _as_env_string(value)
+        settings, problems = cls.from_env_checked(env, **keywords)
+        if problems:
+            raise ConfigError(*problems)
+        return settings
 
-        def get(var: str) -> str | None:
-            return _clean(merged.get(var))
-
+    @classmethod
+    def from_env_checked(cls, env: Mapping[str, str], **keywords: Any) -> tuple[Settings, list[str]]:
+        """Like :meth:`from_env`, but a bad value is listed and left at its default, so that ``--check``
+        can go on checking everything else in the same run."""
+        unknown = sorted(set(keywords) - cls.keywords())
+        if unknown:
+            raise TypeError(unknown_keyword_message(unknown[0]))
         values: dict[str, Any] = {}
-        if (token := get("DISCORD_TOKEN")) is not None:
-            values["token"] = Secret(token)
-        for var, key in (("WANDB_ENTITY", "entity"), ("WANDB_PROJECT", "project")):
-            if (value := get(var)) is not None:
-                if "/" in value or any(c.isspace() for c in value):
-                    raise ConfigError(f"{var} must be a single name without '/' or spaces (got {value!r})")
-                values[key] = value
-        if (value := get("ADJUTANT_CHANNEL")) is not None:
-            values["channel"] = parse_channel(value)
-        if (value := get("ADJUTANT_EXPERIMENT_SCRIPT")) is not None:
-            values["run_experiment_script"] = check_script(value)
-        if (value := get("ADJUTANT_STATE_DIR")) is not None:
-            path = Path(value).expanduser()
-            if path.exists() and not path.is_dir():
-                raise ConfigError(f"ADJUTANT_STATE_DIR {value!r} exists and is not a folder; name a folder")
-            values["state_dir"] = path
-        if (value := get("ADJUTANT_POLL_SECONDS")) is not None:
-            values["poll_seconds"] = parse_positive_float("ADJUTANT_POLL_SECONDS", value)
-        if (value := get("ADJUTANT_LAUNCH_ROLES")) is not None:
-            values["launch_roles"] = parse_list(value)
-        if (value := get("ADJUTANT_LAUNCH_USERS")) is not None:
-            values["launch_users"] = parse_user_ids("ADJUTANT_LAUNCH_USERS", value)
-        if (value := get("ADJUTANT_METRIC")) is not None:
-            values["metric"] = value
-        if (value := get("ADJUTANT_METRIC_GOAL")) is not None:
-            values["metric_goal"] = parse_goal(value)
-        if (prefix := merged.get("ADJUTANT_PREFIX")) is not None and prefix != "":
-            if prefix != prefix.strip() or any(c.isspace() for c in prefix):
-                raise ConfigError(f"ADJUTANT_PREFIX must not contain spaces, e.g. ADJUTANT_PREFIX=$ (got {prefix!r})")
-            values["prefix"] = prefix
-        if (value := get("ADJUTANT_STALL_MINUTES")) is not None:
-            values["stall_minutes"] = parse_positive_float("ADJUTANT_STALL_MINUTES", value)
-        if (value := get("ADJUTANT_NOTIFY")) is not None:
-            values["notify"] = parse_events(value)
-        if (value := get("ADJUTANT_WANDB_TIMEOUT")) is not None:
-            values["wandb_timeout"] = parse_positive_float("ADJUTANT_WANDB_TIMEOUT", value)
-        if (value := get("ADJUTANT_MAX_CONCURRENT")) is not None:
-            values["max_concurrent"] = parse_count("ADJUTANT_MAX_CONCURRENT", value, maximum=64)
-        if (value := get("ADJUTANT_CANCEL_GRACE_SECONDS")) is not None:
-            values["cancel_grace_seconds"] = parse_positive_float("ADJUTANT_CANCEL_GRACE_SECONDS", value, minimum=0.1)
-        if (value := get("ADJUTANT_HPARAMS_SCHEMA")) is not None:
-            values["hparams_schema"] = check_schema_file(value)
-        if (value := get("ADJUTANT_GUILD_ID")) is not None:
-            if not value.isdigit():
-                raise ConfigError(f"ADJUTANT_GUILD_ID must be a numeric server id (got {value!r})")
-            values["guild_id"] = int(value)
-        if (value := get("ADJUTANT_LAUNCHER")) is not None:
-            if value.lower() not in ("local", "slurm"):
-                raise ConfigError(f"ADJUTANT_LAUNCHER must be 'local' or 'slurm' (got {value!r})")
-            values["launcher"] = value.lower()
-        for var, key in (
-            ("ADJUTANT_SLURM_PARTITION", "slurm_partition"),
-            ("ADJUTANT_SLURM_TIME", "slurm_time"),
-            ("ADJUTANT_SLURM_GRES", "slurm_gres"),
-        ):
-            if (value := get(var)) is not None:
-                if any(c.isspace() for c in value):
-                    raise ConfigError(f"{var} must be one value without spaces (got {value!r})")
-                values[key] = value
-        if (value := get("ADJUTANT_SLURM_ARGS")) is not None:
+        problems: list[str] = []
+        for spec in SETTINGS:
             try:
-                shlex.split(value)
-            except ValueError as error:
-                raise ConfigError(f"ADJUTANT_SLURM_ARGS cannot be split like a shell line: {error}") from None
-            values["slurm_args"] = value
-        if (value := get("ADJUTANT_SLURM_TIMEOUT")) is not None:
-            values["slurm_timeout"] = parse_positive_float("ADJUTANT_SLURM_TIMEOUT", value)
-        if (value := get("ADJUTANT_JOB_THREADS")) is not None:
-            values["job_threads"] = parse_bool("ADJUTANT_JOB_THREADS", value)
-        if (value := get("ADJUTANT_MAX_SWEEP")) is not None:
-            values["max_sweep"] = parse_count("ADJUTANT_MAX_SWEEP", value, maximum=1000)
-        return cls(**values)
+                if keywords.get(spec.keyword) is not None:
+                    values[spec.keyword] = spec.parser.from_value(spec.env, keywords[spec.keyword])
+                    continue
+                raw = env.get(spec.env)
+                if raw is None or not raw.strip():
+                    continue
+                values[spec.keyword] = spec.parser.from_text(spec.env, raw.strip() if spec.parser.strip else raw)
+            except ConfigError as error:
+                problems.extend(error.problems)
+        return cls(**values), problems
 
     def problems(self, env: Mapping[str, str], *, netrc_path: Path | None = None) -> list[str]:
         """What a standalone start would miss (``--check``). Empty when all is well."""
@@ -417,17 +692,84 @@ class Settings:
         return found
 
 
-_KEYWORD_TO_VAR = {"token": "DISCORD_TOKEN"} | {v.keyword: v.name for v in ENV_VARS if v.keyword}
+def _specs() -> tuple[SettingSpec, ...]:
+    specs = []
+    for item in fields(Settings):
+        meta = item.metadata["setting"]
+        specs.append(SettingSpec(keyword=item.name, **meta))
+    return tuple(specs)
 
 
-def _as_env_string(value: Any) -> str:
-    if isinstance(value, Secret):
-        return value.reveal()
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    if isinstance(value, list | tuple | set | frozenset):
-        return ",".join(str(v) for v in value)
-    return str(value)
+#: Every setting, in declaration order.
+SETTINGS: tuple[SettingSpec, ...] = _specs()
+
+
+@dataclass(frozen=True)
+class ForeignVariable:
+    """A variable Adjutant documents but does not read itself (wandb reads it)."""
+
+    env: str
+    help: str
+    default_text: str
+
+
+WANDB_VARIABLES = (
+    ForeignVariable("WANDB_API_KEY", "W&B API key (https://wandb.ai/authorize), read by wandb itself", "wandb login"),
+    ForeignVariable(
+        "WANDB_BASE_URL", "W&B server, read by wandb itself (self-hosted W&B only)", "https://api.wandb.ai"
+    ),
+)
+
+
+def unknown_keyword_message(keyword: str) -> str:
+    close = difflib.get_close_matches(keyword, sorted(Settings.keywords()), n=1, cutoff=0.5)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"unknown Adjutant setting {keyword!r}{hint} (settings: {', '.join(sorted(Settings.keywords()))})"
+
+
+def variables_help() -> str:
+    """The ``--help`` epilog: every variable, by group."""
+    width = max(len(name) for name in [*(s.env for s in SETTINGS), *(v.env for v in WANDB_VARIABLES)])
+    lines = ["environment variables (also read from .env; the environment wins over the file):"]
+    for group in GROUPS:
+        lines.append(f"\n {group}:")
+        for spec in SETTINGS:
+            if spec.group == group:
+                lines.append(f"  {spec.env:<{width}}  {spec.help} [default: {spec.default_text}]")
+        if group == "W&B run reporting":
+            lines += [f"  {v.env:<{width}}  {v.help} [default: {v.default_text}]" for v in WANDB_VARIABLES]
+    return "\n".join(lines)
+
+
+def env_example() -> str:
+    """The text of ``.env.example`` (a test keeps the committed file equal to it)."""
+    lines = [
+        "# Adjutant's configuration. Copy to .env (never commit .env) and fill in.",
+        "# The process environment wins over this file. `python -m adjutant --check` validates it.",
+        "# Made from adjutant/settings.py by `python -m adjutant --env-example`; do not edit by hand.",
+    ]
+    for group in GROUPS:
+        lines += ["", f"# --- {group} ---"]
+        for spec in SETTINGS:
+            if spec.group == group:
+                lines.append(f"# {spec.help} (default: {spec.default_text})")
+                lines.append(f"{spec.env}={spec.example}")
+        if group == "W&B run reporting":
+            for var in WANDB_VARIABLES:
+                lines.append(f"# {var.help} (default: {var.default_text})")
+                lines.append(f"# {var.env}=" if var.env == "WANDB_BASE_URL" else f"{var.env}=")
+    return "\n".join(lines) + "\n"
+
+
+def settings_table() -> str:
+    """The README's table of settings (Markdown; a test keeps the README equal to it)."""
+    lines = ["| Variable | Keyword | Meaning | Default |", "|---|---|---|---|"]
+    for spec in SETTINGS:
+        meaning = spec.help.replace("|", "\\|")
+        lines.append(f"| `{spec.env}` | `{spec.keyword}` | {meaning} | {spec.default_text} |")
+    for var in WANDB_VARIABLES:
+        lines.append(f"| `{var.env}` | | {var.help} | {var.default_text} |")
+    return "\n".join(lines)
 
 
 def _wandb_key_present(env: Mapping[str, str], netrc_path: Path | None) -> bool:

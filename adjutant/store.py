@@ -73,7 +73,7 @@ class OutboxItem:
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 class Store(Database):
@@ -140,6 +140,9 @@ class Store(Database):
             "SELECT run_id, name FROM runs WHERE project=? ORDER BY created_at DESC LIMIT ?", (project, limit)
         )
         return [(r["run_id"], r["name"]) for r in rows]
+
+    def knows_run(self, project: str, run_id: str) -> bool:
+        return bool(self.query("SELECT 1 FROM runs WHERE project=? AND run_id=?", (project, run_id)))
 
     def count_runs(self, project: str) -> int:
         return int(self.query("SELECT COUNT(*) FROM runs WHERE project=?", (project,))[0][0])

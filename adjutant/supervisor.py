@@ -23,7 +23,7 @@ from pathlib import Path
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
 
 
 def _connect(db_path: str) -> sqlite3.Connection:

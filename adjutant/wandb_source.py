@@ -23,7 +23,7 @@ from adjutant.runs import STATES, RunInfo, parse_wandb_time, to_wandb_filter_tim
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 1000
-EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
+EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 
 
 class ProjectNotFound(LookupError):
@@ -119,10 +119,10 @@ class WandbSource:
     def counts_by_state(self) -> dict[str, int]:
         """Runs per state; one small request per state, whatever the project's size."""
         api = self.api()
-        counts = {}
+        counts: dict[str, int] = {}
         try:
             for state in STATES:
-                counts[state] = len(api.runs(self.path, filters={"state": state}, per_page=1))
+                counts[str(state)] = len(api.runs(self.path, filters={"state": state}, per_page=1))
         except ValueError as error:
             if "Could not find project" in str(error):
                 raise ProjectNotFound(self.path) from None

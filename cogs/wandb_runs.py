@@ -18,10 +18,7 @@ import io
 import itertools
 import logging
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 import discord
 from discord import app_commands
@@ -32,7 +29,7 @@ from adjutant._cog import NO_PINGS, AdjutantCog, channel_matches, find_channel
 from adjutant.plots import render_chart
 from adjutant.ratelimit import RateWindow
 from adjutant.render import code_safe, format_duration, pack_embeds, plain, truncate
-from adjutant.run_render import event_embed, leaderboard_embed, run_card_embed, runs_table_embed, summary_embed
+from adjutant.run_render import leaderboard_embed, run_card_embed, runs_table_embed, summary_embed
 from adjutant.runs import (
     STATES,
     PlotQuery,
@@ -40,92 +37,47 @@ from adjutant.runs import (
     parse_best_args,
     parse_plot_words,
     parse_runs_args,
-    parse_wandb_time,
     suggestions,
-    transitions,
 )
+from adjutant.services import Services
 from adjutant.settings import ConfigError, Settings
-from adjutant.store import Store
-from adjutant.wandb_source import ProjectNotFound, WandbSource, newest_created
+from adjutant.wandb_source import ProjectNotFound
+from adjutant.watcher import CATCH_UP, Watcher, describe_error
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
-CATCH_UP = "catch-up"
 #: Announcements that carry a chart of the ranking metric when the backlog is at most CHART_BACKLOG.
 CHART_EVENTS = frozenset({"finished", "crashed", "stalled"})
 CHART_BACKLOG = 3
-#: Events of a run launched by an Adjutant job that the job's own end report covers.
-JOB_REPORTED_EVENTS = frozenset({"finished", "crashed", "failed", "killed"})
-MAX_BACKOFF_SECONDS = 15 * 60
 
 
 def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
-
-
-@dataclass
-class PollHealth:
-    """How the poll loop is doing, for ``$status`` and the back-off."""
-
-    last_success: float | None = None  # time.time()
-    last_error: str | None = None
-    last_error_at: float | None = None
-    failures: int = 0
-    next_attempt: float = 0.0  # time.monotonic()
-
-    def succeeded(self) -> None:
-        self.last_success = time.time()
-        self.failures = 0
-        self.next_attempt = 0.0
-
-    def failed(self, error: BaseException, interval: float) -> float:
-        """Record a failure; returns the back-off delay before the next attempt."""
-        self.failures += 1
-        self.last_error = describe_error(error)
-        self.last_error_at = time.time()
-        delay = min(interval * 2 ** (self.failures - 1), max(interval, MAX_BACKOFF_SECONDS))
-        self.next_attempt = time.monotonic() + delay - interval  # the loop's own interval adds the rest
-        return delay
-
-
-def describe_error(error: BaseException) -> str:
-    """One line about a W&B failure, safe for chat (no traceback, no secrets)."""
-    if isinstance(error, asyncio.TimeoutError | TimeoutError):
-        return "W&B did not answer in time"
-    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    return truncate(f"{type(error).__name__}: {text}" if text else type(error).__name__, 300)
+    return dt.datetime.now(dt.UTC)
 
 
 class WandbRuns(AdjutantCog, name="Runs"):
     """Reports on the runs of a W&B project and answers questions about them."""
 
-    def __init__(self, bot: commands.Bot, settings: Settings) -> None:
+    def __init__(self, bot: commands.Bot, settings: Settings, services: Services) -> None:
         super().__init__(bot, settings)
-        assert settings.project is not None
-        self.source = WandbSource(settings.entity, settings.project, timeout=settings.wandb_timeout)
-        self.project_key = f"{settings.entity or ''}/{settings.project}"
-        self.store: Store | None = None
-        self.health = PollHealth()
+        assert services.watcher is not None
+        self.services = services
+        self.watcher: Watcher = services.watcher
+        self.store = services.runs
+        self.project_key = self.watcher.project_key
         self.rate = RateWindow(4, 5.0)
-        self._executor: ThreadPoolExecutor | None = None
         self._channel: discord.abc.Messageable | None = None
         self._greeted = False
-        self._polled_once = False
         self._warned_no_channel = False
         self._stopping = False
-        self._metric_names: set[str] = set()
-        #: The newest state of each run seen by the polls (running runs come back every poll).
-        self.latest: dict[str, RunInfo] = {}
 
     @property
     def project_label(self) -> str:
-        return self.source.path
+        return self.watcher.project_label
 
     # --- lifecycle ------------------------------------------------------------------------------
     async def cog_load(self) -> None:
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="adjutant-wandb")
-        self.store = await asyncio.to_thread(Store, self.settings.state_dir / "adjutant.sqlite3")
+        self.services.acquire()
         self.poll.change_interval(seconds=self.settings.poll_seconds)
         self.poll.start()
         self.deliver.start()
@@ -140,41 +92,22 @@ class WandbRuns(AdjutantCog, name="Runs"):
             with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
                 await asyncio.wait_for(asyncio.shield(task), timeout=5)
         self.deliver.cancel()
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-        if self.store is not None:
-            await asyncio.to_thread(self.store.close)
-
-    async def _wandb(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run a blocking W&B call in the W&B thread, with a deadline."""
-        assert self._executor is not None
-        loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._executor, fn, *args)
-        return await asyncio.wait_for(future, timeout=self.settings.wandb_timeout * 1.5 + 5)
-
-    async def _db(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.to_thread(fn, *args)
+        await self.services.release()
 
     # --- polling --------------------------------------------------------------------------------
     @tasks.loop(seconds=60)
     async def poll(self) -> None:
-        if time.monotonic() < self.health.next_attempt:
+        """Ask W&B what changed; the watcher records it with its announcements."""
+        if not self.watcher.due():
             return
-        try:
-            if not self._greeted:
+        if not self._greeted:
+            try:
                 await self._greet()
-            await self.poll_once()
-        except Exception as error:
-            delay = self.health.failed(error, self.settings.poll_seconds)
-            log.warning(
-                "W&B poll of %s failed (%d in a row): %s; next try in %.0fs",
-                self.project_label,
-                self.health.failures,
-                self.health.last_error,
-                delay,
-            )
-        else:
-            self.health.succeeded()
+            except Exception as error:
+                self.watcher.health.failed(error, self.settings.poll_seconds)
+                log.warning("connect summary of %s failed: %s", self.project_label, describe_error(error))
+                return
+        await self.watcher.poll(self.settings.poll_seconds)
 
     @poll.before_loop
     async def _before_poll(self) -> None:
@@ -192,7 +125,9 @@ class WandbRuns(AdjutantCog, name="Runs"):
             self._greeted = True  # nowhere to greet; don't hold back announcements for it
             return
         try:
-            snapshot = await self._wandb(self.source.snapshot, self.settings.metric, self.settings.metric_goal)
+            snapshot = await self.watcher.ask(
+                self.watcher.source.snapshot, self.settings.metric, self.settings.metric_goal
+            )
         except ProjectNotFound:
             embed = summary_embed(
                 project=self.project_label, counts=None, best=None, running=[], metric="", goal="", missing=True
@@ -208,85 +143,6 @@ class WandbRuns(AdjutantCog, name="Runs"):
             )
         await channel.send(embed=discord.Embed.from_dict(embed), allowed_mentions=NO_PINGS)
         self._greeted = True
-
-    async def poll_once(self) -> int:
-        """One poll: ask W&B, record transitions and their announcements. Returns how many were queued."""
-        assert self.store is not None
-        baseline = await self._db(self.store.get_meta, self.project_key, "baseline")
-        if baseline is None:
-            try:
-                runs = await self._wandb(self.source.all_runs)
-            except ProjectNotFound:
-                runs = []
-            await self._db(self._record_baseline, runs)
-            self._polled_once = True
-            return 0
-        watched = await self._db(self.store.watched, self.project_key)
-        since = parse_wandb_time(await self._db(self.store.get_meta, self.project_key, "watermark"))
-        runs = await self._wandb(self.source.changed_runs, watched, since)
-        context = None if self._polled_once else CATCH_UP
-        queued = await self._db(self._record_changes, runs, watched, since, utcnow(), context)
-        self._polled_once = True
-        return queued
-
-    def _record_baseline(self, runs: list[RunInfo]) -> None:
-        """First start on a project: remember every run silently (the connect message summarises them)."""
-        assert self.store is not None
-        now = utcnow()
-        stall_after = dt.timedelta(minutes=self.settings.stall_minutes)
-        with self.store.transaction() as db:
-            for run in runs:
-                _, memory = transitions(None, run, now, stall_after)
-                self.store.remember(db, self.project_key, run, memory)
-            watermark = newest_created(runs, None)
-            if watermark is not None:
-                self.store.set_meta(db, self.project_key, "watermark", watermark.isoformat())
-            self.store.set_meta(db, self.project_key, "baseline", now.isoformat())
-        log.info("first start on %s: recorded %d existing runs silently", self.project_label, len(runs))
-
-    def _record_changes(
-        self, runs: list[RunInfo], watched: list[str], since: dt.datetime | None, now: dt.datetime, context: str | None
-    ) -> int:
-        """Transitions since the last poll, recorded with their announcements in one transaction."""
-        assert self.store is not None
-        stall_after = dt.timedelta(minutes=self.settings.stall_minutes)
-        memories = self.store.memories(self.project_key, [r.id for r in runs])
-        jobs = self.store.job_messages([r.id for r in runs])
-        for run in runs:
-            self._metric_names.update(list(run.public_metrics())[:50])
-            if run.state == "running":
-                self.latest[run.id] = run  # what the launching cog shows in a job's live status
-            else:
-                self.latest.pop(run.id, None)
-        queued = 0
-        ordered = sorted(runs, key=lambda r: (r.created_at or now, r.id))
-        with self.store.transaction() as db:
-            for run in ordered:
-                previous = memories.get(run.id)
-                events, memory = transitions(previous, run, now, stall_after)
-                if memory != previous:
-                    self.store.remember(db, self.project_key, run, memory)
-                job = jobs.get(run.id)
-                for event in events:
-                    if event not in self.settings.notify:
-                        continue
-                    if job is not None and event in JOB_REPORTED_EVENTS:
-                        continue  # one story per run: the job's end report tells how it ended
-                    embed = event_embed(run, event, project=self.project_label, metric=self.settings.metric, now=now)
-                    thread_id, reply_to = job if job is not None else (None, None)
-                    self.store.enqueue(db, self.project_key, run.id, event, embed, context, reply_to, thread_id)
-                    queued += 1
-            seen = {r.id for r in runs}
-            for run_id in watched:
-                if run_id not in seen:
-                    log.info("run %s vanished from %s (deleted?); no longer watching it", run_id, self.project_label)
-                    self.store.forget_watch(db, self.project_key, run_id)
-            watermark = newest_created(runs, since)
-            if watermark is not None and watermark != since:
-                self.store.set_meta(db, self.project_key, "watermark", watermark.isoformat())
-        if queued:
-            log.info("%d run event(s) to announce for %s", queued, self.project_label)
-        return queued
 
     # --- delivery -------------------------------------------------------------------------------
     @tasks.loop(seconds=1)
@@ -320,7 +176,7 @@ class WandbRuns(AdjutantCog, name="Runs"):
         assert self.store is not None
         sent = 0
         while True:
-            items = await self._db(self.store.pending, self.project_key, 50)
+            items = await asyncio.to_thread(self.store.pending, self.project_key, 50)
             if not items:
                 return sent
             if items[0].reply_to is not None or items[0].thread_id is not None or len(items) <= CHART_BACKLOG:
@@ -366,16 +222,16 @@ class WandbRuns(AdjutantCog, name="Runs"):
                     if 400 <= error.status < 500 and error.status != 429:
                         # Discord refuses this content for good; say so once instead of retrying forever.
                         log.error("Discord refused run announcements %s: %s", [i.id for i in batch], error)
-                        await self._db(self.store.delivered, [i.id for i in batch])
+                        await asyncio.to_thread(self.store.delivered, [i.id for i in batch])
                         continue
                     raise
-                await self._db(self.store.delivered, [i.id for i in batch])
+                await asyncio.to_thread(self.store.delivered, [i.id for i in batch])
                 sent += len(batch)
 
     async def _event_chart(self, run_id: str) -> bytes | None:
         """A small chart of the ranking metric for an announcement, if the run has its history (else None)."""
         try:
-            points = await self._wandb(self.source.history, run_id, self.settings.metric, 500)
+            points = await self.watcher.ask(self.watcher.source.history, run_id, self.settings.metric, 500)
             if len(points) < 2:
                 return None
             data = {run_id: {self.settings.metric: points}}
@@ -394,21 +250,8 @@ class WandbRuns(AdjutantCog, name="Runs"):
         )
 
     # --- commands -------------------------------------------------------------------------------
-    async def _ask(self, ctx: commands.Context[Any], fn: Callable[..., T], *args: Any) -> tuple[bool, T | None]:
-        """A W&B call for a command: ``(True, result)``, or ``(False, None)`` after replying with the problem.
-
-        ``ctx.typing()`` defers a slash command first (it has 3 seconds to answer; W&B may take longer)
-        and shows "typing…" for a ``$`` command.
-        """
-        try:
-            async with ctx.typing():
-                return True, await self._wandb(fn, *args)
-        except ProjectNotFound:
-            await self.reply(ctx, f"The W&B project `{code_safe(self.project_label)}` has no runs yet.")
-        except Exception as error:
-            log.warning("W&B request for %s failed: %s", ctx.invoked_with, describe_error(error))
-            await self.reply(ctx, f"W&B did not answer: {describe_error(error)}. Try again in a minute.")
-        return False, None
+    async def _ask(self, ctx: commands.Context[Any], fn: Any, *args: Any) -> tuple[bool, Any]:
+        return await self.ask_wandb(ctx, self.watcher, fn, *args)
 
     async def _send_embed(self, ctx: commands.Context[Any], embed: dict[str, Any]) -> None:
         await ctx.send(embed=discord.Embed.from_dict(embed), allowed_mentions=NO_PINGS)
@@ -416,7 +259,7 @@ class WandbRuns(AdjutantCog, name="Runs"):
     # --- autocomplete (from what Adjutant already knows: no W&B call per keystroke) ---------------
     async def complete_run(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
         assert self.store is not None
-        known = await self._db(self.store.known_names, self.project_key, 2000)
+        known = await self.watcher.known_names(2000)
         text = current.lower()
         choices = []
         for run_id, name in known:
@@ -430,7 +273,7 @@ class WandbRuns(AdjutantCog, name="Runs"):
         return [app_commands.Choice(name=s, value=s) for s in (*STATES, "all") if current.lower() in s]
 
     async def complete_metric(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
-        names = sorted({self.settings.metric, *self._metric_names})
+        names = sorted({self.settings.metric, *self.watcher.metric_names})
         return [app_commands.Choice(name=n[:100], value=n[:100]) for n in names if current.lower() in n.lower()][:25]
 
     @commands.hybrid_command(name="runs")  # type: ignore[arg-type]  # discord.py stubs reject hybrid commands in cogs
@@ -446,7 +289,7 @@ class WandbRuns(AdjutantCog, name="Runs"):
         except ValueError as error:
             await self.reply(ctx, f"{error}. Usage: `{ctx.clean_prefix}runs [state] [n]`")
             return
-        ok, runs = await self._ask(ctx, self.source.recent, query.state, query.count)
+        ok, runs = await self._ask(ctx, self.watcher.source.recent, query.state, query.count)
         if not ok or runs is None:
             return
         await self._send_embed(
@@ -465,7 +308,7 @@ class WandbRuns(AdjutantCog, name="Runs"):
         if not key or len(key) > 128:
             await self.reply(ctx, "Give a run id or name of at most 128 characters.")
             return
-        ok, found = await self._ask(ctx, self.source.find, key)
+        ok, found = await self._ask(ctx, self.watcher.source.find, key)
         if not ok:
             return
         if found is not None:
@@ -473,7 +316,7 @@ class WandbRuns(AdjutantCog, name="Runs"):
             await self._send_embed(ctx, card)
             return
         assert self.store is not None
-        known = await self._db(self.store.known_names, self.project_key)
+        known = await self.watcher.known_names()
         close = suggestions(key, [name for pair in known for name in pair])
         hint = f" Did you mean {', '.join(f'`{code_safe(c)}`' for c in close)}?" if close else ""
         await self.reply(ctx, f"No run `{code_safe(truncate(key, 128))}` in {plain(self.project_label)}.{hint}")
@@ -499,14 +342,14 @@ class WandbRuns(AdjutantCog, name="Runs"):
         except ValueError as error:
             await self.reply(ctx, f"{error}. Usage: `{ctx.clean_prefix}best [metric] [min|max] [n]`")
             return
-        ok, runs = await self._ask(ctx, self.source.best, query.metric, query.goal, query.count)
+        ok, runs = await self._ask(ctx, self.watcher.source.best, query.metric, query.goal, query.count)
         if not ok or runs is None:
             return
         if runs:
             embed = leaderboard_embed(runs, project=self.project_label, metric=query.metric, goal=query.goal)
             await self._send_embed(ctx, embed)
             return
-        ok, names = await self._ask(ctx, self.source.metric_names)
+        ok, names = await self._ask(ctx, self.watcher.source.metric_names)
         if not ok or names is None:
             return
         close = suggestions(query.metric, names)
@@ -525,10 +368,10 @@ class WandbRuns(AdjutantCog, name="Runs"):
         metrics = metrics or (self.settings.metric,)
         runs: list[RunInfo] = []
         for key in run_keys:
-            run = await self._wandb(self.source.find, key)
+            run = await self.watcher.find(key)
             if run is None:
                 assert self.store is not None
-                known = await self._db(self.store.known_names, self.project_key)
+                known = await self.watcher.known_names()
                 close = suggestions(key, [name for pair in known for name in pair])
                 hint = f" Did you mean {', '.join(f'`{code_safe(c)}`' for c in close)}?" if close else ""
                 return f"No run `{code_safe(truncate(key, 100))}` in {plain(self.project_label)}.{hint}", None, None
@@ -538,10 +381,10 @@ class WandbRuns(AdjutantCog, name="Runs"):
             label = f"{run.name} ({run.id})"
             data[label] = {}
             for metric in metrics:
-                data[label][metric] = await self._wandb(self.source.history, run.id, metric, 1000)
+                data[label][metric] = await self.watcher.ask(self.watcher.source.history, run.id, metric, 1000)
         empty = [m for m in metrics if not any(series.get(m) for series in data.values())]
         if empty:
-            available = await self._wandb(self.source.history_keys, runs[0].id)
+            available = await self.watcher.ask(self.watcher.source.history_keys, runs[0].id)
             names = ", ".join(f"`{code_safe(k)}`" for k in available[:30]) or "none yet"
             missing = ", ".join(f"`{code_safe(truncate(m, 60))}`" for m in empty)
             return (
@@ -581,7 +424,7 @@ class WandbRuns(AdjutantCog, name="Runs"):
     async def plot_command(self, ctx: commands.Context[Any], *words: str) -> None:
         """Chart metrics of runs: $plot <run> [run ...] [metric ...] [log], e.g. $plot run-a run-b loss."""
         assert self.store is not None
-        known = {name for pair in await self._db(self.store.known_names, self.project_key) for name in pair}
+        known = {name for pair in await self.watcher.known_names() for name in pair}
         try:
             query = parse_plot_words(words, known)
         except ValueError as error:
@@ -616,9 +459,9 @@ class WandbRuns(AdjutantCog, name="Runs"):
     async def status_command(self, ctx: commands.Context[Any]) -> None:
         """Show how run reporting is doing: last successful W&B poll, last error, backlog."""
         assert self.store is not None
-        watched = await self._db(self.store.watched, self.project_key)
-        backlog = await self._db(self.store.pending_count, self.project_key)
-        health = self.health
+        watched = await asyncio.to_thread(self.store.watched, self.project_key)
+        backlog = await asyncio.to_thread(self.store.pending_count, self.project_key)
+        health = self.watcher.health
         lines = [f"Reporting on **{plain(self.project_label)}** every {self.settings.poll_seconds:g}s."]
         if health.last_success is None:
             lines.append("No successful W&B poll yet.")
@@ -641,4 +484,5 @@ async def setup(bot: commands.Bot) -> None:
     settings = settings_for(bot)
     if not settings.reporting_enabled:
         raise ConfigError("the W&B reporting cog needs WANDB_PROJECT (and usually WANDB_ENTITY) to be set")
-    await bot.add_cog(WandbRuns(bot, settings))
+    services = await Services.open(settings)
+    await bot.add_cog(WandbRuns(bot, settings, services))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ import yarl
 
 from adjutant import Adjutant
 from tests.standins.discord_standin import DiscordStandIn
+from tests.standins.wandb_standin import API_KEY, WandbStandIn
 
 SITE_DIR = Path(__file__).parent / "standins" / "site"
 
@@ -26,6 +27,19 @@ async def discord_standin(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Disc
         monkeypatch.setattr(discord.http.Route, "BASE", f"{server.base}/api/v10")
         monkeypatch.setattr(discord.gateway.DiscordWebSocket, "DEFAULT_GATEWAY", yarl.URL(server.gateway_url))
         monkeypatch.setattr(discord.asset.Asset, "BASE", f"{server.base}/cdn")
+        yield server
+
+
+@pytest.fixture
+def wandb_standin(monkeypatch: pytest.MonkeyPatch, tmp_path) -> Iterator[WandbStandIn]:
+    """A W&B stand-in in its own thread; wandb.Api in this process talks to it."""
+    with WandbStandIn(entity="team", project="proj") as server:
+        monkeypatch.setenv("WANDB_BASE_URL", server.base_url)
+        monkeypatch.setenv("WANDB_API_KEY", API_KEY)
+        monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb"))
+        monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb-config"))
+        monkeypatch.delenv("WANDB_ENTITY", raising=False)
+        monkeypatch.delenv("WANDB_PROJECT", raising=False)
         yield server
 
 

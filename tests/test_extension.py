@@ -197,3 +197,58 @@ def test_adjutant_seed_signature(tmp_path) -> None:
     assert isinstance(bot, commands.Bot)
     assert bot.command_prefix == "$"
     assert bot.intents.message_content
+
+
+async def test_a_host_with_sync_status_run_and_help_cannot_load_adjutant_without_a_group(env: None) -> None:
+    """The clash names the command and the setting that resolves it."""
+    async with host_bot() as bot:
+
+        @bot.command(name="status")
+        async def host_status(ctx: commands.Context) -> None:
+            """The host's own status."""
+
+        with pytest.raises(commands.ExtensionFailed, match=r"'status'.*ADJUTANT_COMMAND_GROUP"):
+            await bot.load_extension("adjutant")
+        assert bot.cogs == {} and "adjutant" not in bot.extensions
+
+
+async def test_command_group_fits_into_a_host_with_sync_status_run(env: None, monkeypatch) -> None:
+    monkeypatch.setenv("ADJUTANT_COMMAND_GROUP", "adj")
+    async with host_bot() as bot:
+        host: dict[str, commands.Command] = {}
+        for name in ("sync", "status", "run"):
+
+            async def callback(ctx: commands.Context) -> None:
+                """A host command."""
+
+            host[name] = bot.command(name=name)(callback)
+        await bot.load_extension("adjutant")
+        for name, command in host.items():
+            assert bot.get_command(name) is command, f"the host's {name} is untouched"
+        group = bot.get_command("adj")
+        assert isinstance(group, commands.Group)
+        names = {c.name for c in group.commands}
+        assert {"hello", "experiment", "sweep", "rerun", "cancel", "jobs", "logs", "runs", "run", "best"} <= names
+        assert {"status", "plot"} <= names
+        assert bot.get_command("adj status").cog is bot.get_cog("Runs")
+        # Slash: one /adj group whose subcommands are Adjutant's, nothing else added at the top level.
+        top = {c.name for c in bot.tree.get_commands()}
+        assert top == {"adj"}, top
+        slash = bot.tree.get_command("adj")
+        assert {"experiment", "runs", "plot", "status"} <= {c.name for c in slash.commands}
+        await bot.unload_extension("adjutant")
+        assert bot.get_command("adj") is None and bot.tree.get_command("adj") is None
+        assert {c.name for c in bot.commands} == {"sync", "status", "run", "help"}
+
+
+async def test_command_group_name_clash_is_refused(env: None, monkeypatch) -> None:
+    monkeypatch.setenv("ADJUTANT_COMMAND_GROUP", "run")
+    async with host_bot() as bot:
+
+        @bot.command(name="run")
+        async def host_run(ctx: commands.Context) -> None:
+            """The host's run."""
+
+        with pytest.raises(commands.ExtensionFailed, match="choose another group name"):
+            await bot.load_extension("adjutant")
+        assert bot.cogs == {}

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from adjutant.settings import ENV_VARS
+from adjutant.settings import SETTINGS, WANDB_VARIABLES
 from tests.conftest import subprocess_env
 from tests.standins.discord_standin import DiscordStandIn
 
@@ -35,8 +35,8 @@ def test_help_documents_every_option_and_variable(tmp_path: Path) -> None:
     assert result.returncode == 0
     for option in ("--env-file", "--check", "--log-level", "--log-file"):
         assert option in result.stdout
-    for var in ENV_VARS:
-        assert var.name in result.stdout
+    for name in [*(s.env for s in SETTINGS), *(v.env for v in WANDB_VARIABLES)]:
+        assert name in result.stdout, f"--help does not list {name}"
 
 
 def test_check_reports_missing_token_and_wandb_key(tmp_path: Path) -> None:
@@ -49,8 +49,27 @@ def test_check_reports_missing_token_and_wandb_key(tmp_path: Path) -> None:
 def test_check_bad_value_names_variable(tmp_path: Path) -> None:
     result = run_cli("--check", env={"ADJUTANT_METRIC_GOAL": "up", "DISCORD_TOKEN": TOKEN}, cwd=tmp_path)
     assert result.returncode == 2
+    assert "ADJUTANT_METRIC_GOAL must be 'min' or 'max'" in result.stdout
+    assert "Traceback" not in result.stderr + result.stdout
+    result = run_cli(env={"ADJUTANT_METRIC_GOAL": "up", "DISCORD_TOKEN": TOKEN}, cwd=tmp_path)
+    assert result.returncode == 2
     assert "ADJUTANT_METRIC_GOAL must be 'min' or 'max'" in result.stderr
-    assert "Traceback" not in result.stderr
+
+
+def test_check_reports_every_problem_in_one_run(tmp_path: Path) -> None:
+    env = {"ADJUTANT_METRIC_GOAL": "up", "ADJUTANT_POLL_SECONDS": "often", "WANDB_PROJECT": "mnist"}
+    result = run_cli("--check", env=env, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "ADJUTANT_METRIC_GOAL must be 'min' or 'max'" in result.stdout
+    assert "ADJUTANT_POLL_SECONDS must be a number" in result.stdout
+    assert "DISCORD_TOKEN is not set" in result.stdout  # the checks after the configuration still ran
+    assert "W&B credentials are missing" in result.stdout
+
+
+def test_env_example_option_prints_the_file(tmp_path: Path) -> None:
+    result = run_cli("--env-example", env={}, cwd=tmp_path)
+    assert result.returncode == 0
+    assert result.stdout == (Path(__file__).parent.parent / ".env.example").read_text()
 
 
 async def doctor(tmp_path: Path, standin: DiscordStandIn, *args: str, **extra: str) -> tuple[int, str]:
@@ -157,7 +176,7 @@ def test_check_script_not_executable(tmp_path: Path) -> None:
     script.chmod(0o644)
     result = run_cli("--check", env={"ADJUTANT_EXPERIMENT_SCRIPT": str(script)}, cwd=tmp_path)
     assert result.returncode == 2
-    assert "chmod +x" in result.stderr
+    assert "chmod +x" in result.stdout
 
 
 def test_env_file_option(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from adjutant.run_render import event_embed, leaderboard_embed, run_card_embed, 
 from adjutant.runs import RunInfo
 from tests.standins.discord_standin import _embeds_too_big
 
-NOW = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
 
 json_scalars = st.one_of(
     st.none(),

@@ -17,7 +17,7 @@ from adjutant.runs import (
     transitions,
 )
 
-NOW = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
 STALL = dt.timedelta(minutes=30)
 
 
@@ -58,8 +58,8 @@ def test_transitions_are_exactly_once_when_memory_is_kept() -> None:
 
 
 def test_parse_wandb_time() -> None:
-    assert parse_wandb_time("2026-01-07T10:00:00") == dt.datetime(2026, 1, 7, 10, tzinfo=dt.timezone.utc)
-    assert parse_wandb_time("2026-01-07T10:00:00Z") == dt.datetime(2026, 1, 7, 10, tzinfo=dt.timezone.utc)
+    assert parse_wandb_time("2026-01-07T10:00:00") == dt.datetime(2026, 1, 7, 10, tzinfo=dt.UTC)
+    assert parse_wandb_time("2026-01-07T10:00:00Z") == dt.datetime(2026, 1, 7, 10, tzinfo=dt.UTC)
     assert parse_wandb_time("garbage") is None
     assert parse_wandb_time(None) is None
 

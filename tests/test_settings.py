@@ -7,7 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from adjutant.settings import ENV_VARS, ConfigError, Secret, Settings, default_state_dir
+from adjutant.settings import (
+    SETTINGS,
+    WANDB_VARIABLES,
+    ConfigError,
+    Secret,
+    Settings,
+    default_state_dir,
+    env_example,
+    settings_table,
+)
 
 TOKEN = "MTIzNDU2Nzg5MDEyMzQ1Njc4.Gabcde.secret-token-value"
 
@@ -137,7 +146,7 @@ def test_unknown_keyword_is_a_type_error() -> None:
         ({"WANDB_PROJECT": "team/proj"}, "WANDB_PROJECT must be a single name"),
         ({"WANDB_ENTITY": "my team"}, "WANDB_ENTITY must be a single name"),
         ({"ADJUTANT_EXPERIMENT_SCRIPT": "/nonexistent/run.sh"}, "does not exist"),
-        ({"ADJUTANT_STALL_MINUTES": "0.5"}, "ADJUTANT_STALL_MINUTES must be a finite number of at least 1"),
+        ({"ADJUTANT_STALL_MINUTES": "0.05"}, "ADJUTANT_STALL_MINUTES must be a finite number of at least 0.1"),
         ({"ADJUTANT_NOTIFY": "finished,exploded"}, "ADJUTANT_NOTIFY has unknown event"),
         ({"ADJUTANT_WANDB_TIMEOUT": "x"}, "ADJUTANT_WANDB_TIMEOUT must be a number"),
         ({"ADJUTANT_MAX_CONCURRENT": "0"}, "ADJUTANT_MAX_CONCURRENT must be between 1 and 64"),
@@ -217,10 +226,148 @@ def test_problems(tmp_path: Path) -> None:
     assert s.problems({"WANDB_API_KEY": "k" * 40}, netrc_path=tmp_path / "none") == []
 
 
-def test_every_variable_is_documented() -> None:
+def test_env_example_and_readme_table_come_from_the_declarations() -> None:
+    """.env.example is exactly what the declarations make, and the README holds their table verbatim."""
     root = Path(__file__).parent.parent
-    readme = (root / "README.md").read_text()
     example = (root / ".env.example").read_text()
-    for var in ENV_VARS:
-        assert f"`{var.name}`" in readme, f"{var.name} missing from README's table"
-        assert f"{var.name}=" in example, f"{var.name} missing from .env.example"
+    assert example == env_example(), "regenerate: python -m adjutant --env-example > .env.example"
+    readme = (root / "README.md").read_text()
+    assert settings_table() in readme, "paste settings_table() into the README's configuration section"
+    for spec in SETTINGS:
+        assert f"\n{spec.env}=" in example and f"`{spec.env}` | `{spec.keyword}`" in readme
+    for var in WANDB_VARIABLES:
+        assert var.env in example and f"`{var.env}`" in readme
+
+
+def test_every_setting_is_a_dataclass_field_with_a_declaration() -> None:
+    from dataclasses import fields
+
+    assert [f.name for f in fields(Settings)] == [s.keyword for s in SETTINGS]
+    assert len({s.env for s in SETTINGS}) == len(SETTINGS)
+    for spec in SETTINGS:
+        assert spec.help and spec.group and spec.default_text, spec
+
+
+# One typed value per setting, as a program would pass it (no text round trip), and what it reads back as.
+def typed_values(tmp_path: Path, script: Path) -> dict[str, object]:
+    schema = tmp_path / "schema.json"
+    schema.write_text('{"type": "object"}')
+    return {
+        "token": Secret(TOKEN),
+        "channel": 1234,
+        "prefix": "!",
+        "command_group": "adj",
+        "guild_id": 99,
+        "launch_roles": ["ml-team"],
+        "launch_users": [5, 6],
+        "job_threads": False,
+        "entity": "team",
+        "project": "mnist",
+        "poll_seconds": 15,
+        "metric": "val_loss",
+        "metric_goal": "max",
+        "stall_minutes": 0.2,
+        "notify": {"finished"},
+        "wandb_timeout": 9,
+        "run_experiment_script": script,
+        "state_dir": tmp_path / "state",
+        "max_concurrent": 4,
+        "cancel_grace_seconds": 2.5,
+        "max_sweep": 3,
+        "hparams_schema": schema,
+        "launcher": "slurm",
+        "slurm_partition": "gpu",
+        "slurm_time": "1:00:00",
+        "slurm_gres": "gpu:2",
+        "slurm_args": "--mem=1G",
+        "slurm_timeout": 7,
+    }
+
+
+def test_every_setting_by_keyword_with_a_typed_value(tmp_path: Path, script: Path) -> None:
+    values = typed_values(tmp_path, script)
+    assert set(values) == Settings.keywords(), "add the new setting to typed_values()"
+    s = Settings.from_env({}, **values)
+    expected = {
+        **values,
+        "launch_roles": ("ml-team",),
+        "launch_users": (5, 6),
+        "notify": frozenset({"finished"}),
+        "run_experiment_script": script.resolve(),
+        "hparams_schema": (tmp_path / "schema.json").resolve(),
+    }
+    for keyword, value in expected.items():
+        assert getattr(s, keyword) == value, keyword
+
+
+def test_every_setting_by_variable(tmp_path: Path, script: Path) -> None:
+    """Each variable, set alone, changes exactly its own setting away from the default."""
+    texts = {
+        "DISCORD_TOKEN": TOKEN,
+        "ADJUTANT_CHANNEL": "1234",
+        "ADJUTANT_PREFIX": "!",
+        "ADJUTANT_COMMAND_GROUP": "adj",
+        "ADJUTANT_GUILD_ID": "99",
+        "ADJUTANT_LAUNCH_ROLES": "ml-team",
+        "ADJUTANT_LAUNCH_USERS": "5",
+        "ADJUTANT_JOB_THREADS": "off",
+        "WANDB_ENTITY": "team",
+        "WANDB_PROJECT": "mnist",
+        "ADJUTANT_POLL_SECONDS": "15",
+        "ADJUTANT_METRIC": "val_loss",
+        "ADJUTANT_METRIC_GOAL": "max",
+        "ADJUTANT_STALL_MINUTES": "0.2",
+        "ADJUTANT_NOTIFY": "finished",
+        "ADJUTANT_WANDB_TIMEOUT": "9",
+        "ADJUTANT_EXPERIMENT_SCRIPT": str(script),
+        "ADJUTANT_STATE_DIR": str(tmp_path / "state"),
+        "ADJUTANT_MAX_CONCURRENT": "4",
+        "ADJUTANT_CANCEL_GRACE_SECONDS": "2.5",
+        "ADJUTANT_MAX_SWEEP": "3",
+        "ADJUTANT_HPARAMS_SCHEMA": str(tmp_path / "schema.json"),
+        "ADJUTANT_LAUNCHER": "slurm",
+        "ADJUTANT_SLURM_PARTITION": "gpu",
+        "ADJUTANT_SLURM_TIME": "1:00:00",
+        "ADJUTANT_SLURM_GRES": "gpu:2",
+        "ADJUTANT_SLURM_ARGS": "--mem=1G",
+        "ADJUTANT_SLURM_TIMEOUT": "7",
+    }
+    (tmp_path / "schema.json").write_text('{"type": "object"}')
+    assert set(texts) == {s.env for s in SETTINGS}, "add the new variable to this test"
+    default = Settings.from_env({})
+    for spec in SETTINGS:
+        s = Settings.from_env({spec.env: texts[spec.env]})
+        changed = [k for k in Settings.keywords() if getattr(s, k) != getattr(default, k)]
+        assert changed == [spec.keyword], (spec.env, changed)
+
+
+@pytest.mark.parametrize(
+    ("keywords", "message"),
+    [
+        ({"max_concurrent": "x"}, "ADJUTANT_MAX_CONCURRENT must be a whole number"),
+        ({"max_concurrent": 2.5}, "ADJUTANT_MAX_CONCURRENT must be a whole number"),
+        ({"max_concurrent": 0}, "ADJUTANT_MAX_CONCURRENT must be between 1 and 64"),
+        ({"job_threads": "maybe"}, "ADJUTANT_JOB_THREADS must be on or off"),
+        ({"job_threads": 1}, "ADJUTANT_JOB_THREADS must be True or False"),
+        ({"poll_seconds": True}, "ADJUTANT_POLL_SECONDS must be a number"),
+        ({"launch_users": ["alice"]}, "ADJUTANT_LAUNCH_USERS must be comma-separated numeric"),
+        ({"notify": 3}, "ADJUTANT_NOTIFY must be a list of run events"),
+        ({"command_group": "Two Words"}, "ADJUTANT_COMMAND_GROUP must be a command name"),
+    ],
+)
+def test_bad_typed_keywords_name_the_setting(keywords: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Settings.from_env({}, **keywords)
+
+
+def test_every_problem_at_once() -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({"ADJUTANT_POLL_SECONDS": "x", "ADJUTANT_METRIC_GOAL": "up", "ADJUTANT_MAX_SWEEP": "0"})
+    assert len(info.value.problems) == 3
+    settings, problems = Settings.from_env_checked({"ADJUTANT_POLL_SECONDS": "x", "ADJUTANT_METRIC": "acc"})
+    assert settings.metric == "acc" and settings.poll_seconds == 60 and len(problems) == 1
+
+
+def test_unknown_keyword_names_the_closest_setting() -> None:
+    with pytest.raises(TypeError, match="did you mean 'max_concurrent'"):
+        Settings.from_env({}, max_concurent=3)

@@ -9,9 +9,9 @@ a :class:`Launcher` subclass and register it in :func:`make_launcher`.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any
+from collections.abc import Callable
 
-from adjutant.jobs import Job
+from adjutant.jobs import Job, JobUpdate
 from adjutant.settings import Settings
 
 
@@ -28,14 +28,17 @@ class Launcher(ABC):
     def __init__(self, settings: Settings, db_path: str) -> None:
         self.settings = settings
         self.db_path = db_path
+        #: Called (from any thread) when the launcher learns by itself that a job may have ended, so the
+        #: scheduler looks at once instead of at its next pass.
+        self.on_change: Callable[[], None] | None = None
 
     @abstractmethod
-    def submit(self, job: Job, env: dict[str, str]) -> dict[str, Any]:
-        """Start ``job`` (state ``starting``) with exactly ``env``; return the columns to record."""
+    def submit(self, job: Job, env: dict[str, str]) -> JobUpdate:
+        """Start ``job`` (state ``starting``) with exactly ``env``; return what to record."""
 
     @abstractmethod
-    def refresh(self, job: Job) -> dict[str, Any] | None:
-        """Columns to update for an active job (a new state, an end, a loss), or None if nothing changed.
+    def refresh(self, job: Job) -> JobUpdate | None:
+        """What changed for an active job (a new state, an end, a loss), or None if nothing did.
 
         Raises :class:`LaunchError` when the backend cannot be asked now (nothing is changed then).
         """

@@ -7,9 +7,8 @@ import signal
 import subprocess
 import sys
 import threading
-from typing import Any
 
-from adjutant.jobs import Job, iso, process_alive, signal_group, utcnow
+from adjutant.jobs import Job, JobState, JobUpdate, iso, process_alive, signal_group, utcnow
 from adjutant.launchers import Launcher, LaunchError
 
 #: A job marked starting whose supervisor is not recorded yet gets this long before it counts as lost.
@@ -22,7 +21,7 @@ class LocalLauncher(Launcher):
 
     name = "local"
 
-    def submit(self, job: Job, env: dict[str, str]) -> dict[str, Any]:
+    def submit(self, job: Job, env: dict[str, str]) -> JobUpdate:
         argv = [sys.executable, "-m", "adjutant.supervisor", self.db_path, job.id]
         try:
             process = subprocess.Popen(
@@ -37,13 +36,18 @@ class LocalLauncher(Launcher):
         except OSError as error:
             raise LaunchError(f"could not start the job supervisor: {error}") from error
         # Reap it if it ends while the bot runs; if the bot ends first, it is re-parented and goes on.
-        threading.Thread(target=process.wait, name=f"reap-{process.pid}", daemon=True).start()
-        return {"supervisor_pid": process.pid}
+        threading.Thread(target=self._reap, args=(process,), name=f"reap-{process.pid}", daemon=True).start()
+        return JobUpdate(supervisor_pid=process.pid)
 
-    def refresh(self, job: Job) -> dict[str, Any] | None:
+    def _reap(self, process: subprocess.Popen[bytes]) -> None:
+        process.wait()
+        if self.on_change is not None:
+            self.on_change()  # the job has ended (its row says how): let the scheduler fill the slot now
+
+    def refresh(self, job: Job) -> JobUpdate | None:
         if process_alive(job.supervisor_pid, job.id):
             return None
-        if job.state == "starting" and job.supervisor_pid is None and utcnow() - job.created_at < STARTING_GRACE:
+        if job.state == JobState.STARTING and job.supervisor_pid is None and utcnow() - job.created_at < STARTING_GRACE:
             return None
         if job.supervisor_pid is None:
             reason = "the bot stopped while starting it; launch it again"
@@ -52,7 +56,7 @@ class LocalLauncher(Launcher):
                 f"its supervisor process ({job.supervisor_pid}) is gone without recording how the script "
                 "ended (machine restart or kill -9?)"
             )
-        return {"state": "lost", "reason": reason, "ended_at": iso()}
+        return JobUpdate(state=JobState.LOST, reason=reason, ended_at=iso())
 
     def cancel(self, job: Job) -> None:
         signal_group(job.pgid, signal.SIGTERM)  # the supervisor forwards it too if the script is starting

@@ -12,39 +12,37 @@ import datetime as dt
 import shlex
 import subprocess
 from pathlib import Path
-from typing import Any
 
-from adjutant.jobs import Job, iso
+from adjutant.jobs import ENDED, Job, JobState, JobUpdate, iso
 from adjutant.launchers import Launcher, LaunchError
 
 #: Slurm job states → Adjutant job states (None: still active, no change of Adjutant state).
-STATE_MAP: dict[str, str] = {
-    "PENDING": "starting",
-    "CONFIGURING": "starting",
-    "REQUEUED": "starting",
-    "RESV_DEL_HOLD": "starting",
-    "REQUEUE_HOLD": "starting",
-    "REQUEUE_FED": "starting",
-    "RUNNING": "running",
-    "COMPLETING": "running",
-    "SUSPENDED": "running",
-    "STOPPED": "running",
-    "SIGNALING": "running",
-    "STAGE_OUT": "running",
-    "RESIZING": "running",
-    "COMPLETED": "succeeded",
-    "FAILED": "failed",
-    "TIMEOUT": "failed",
-    "OUT_OF_MEMORY": "failed",
-    "NODE_FAIL": "failed",
-    "BOOT_FAIL": "failed",
-    "DEADLINE": "failed",
-    "PREEMPTED": "failed",
-    "REVOKED": "failed",
-    "SPECIAL_EXIT": "failed",
-    "CANCELLED": "cancelled",
+STATE_MAP: dict[str, JobState] = {
+    "PENDING": JobState.STARTING,
+    "CONFIGURING": JobState.STARTING,
+    "REQUEUED": JobState.STARTING,
+    "RESV_DEL_HOLD": JobState.STARTING,
+    "REQUEUE_HOLD": JobState.STARTING,
+    "REQUEUE_FED": JobState.STARTING,
+    "RUNNING": JobState.RUNNING,
+    "COMPLETING": JobState.RUNNING,
+    "SUSPENDED": JobState.RUNNING,
+    "STOPPED": JobState.RUNNING,
+    "SIGNALING": JobState.RUNNING,
+    "STAGE_OUT": JobState.RUNNING,
+    "RESIZING": JobState.RUNNING,
+    "COMPLETED": JobState.SUCCEEDED,
+    "FAILED": JobState.FAILED,
+    "TIMEOUT": JobState.FAILED,
+    "OUT_OF_MEMORY": JobState.FAILED,
+    "NODE_FAIL": JobState.FAILED,
+    "BOOT_FAIL": JobState.FAILED,
+    "DEADLINE": JobState.FAILED,
+    "PREEMPTED": JobState.FAILED,
+    "REVOKED": JobState.FAILED,
+    "SPECIAL_EXIT": JobState.FAILED,
+    "CANCELLED": JobState.CANCELLED,
 }
-TERMINAL = {"succeeded", "failed", "cancelled"}
 
 
 def parse_scontrol(line: str) -> dict[str, str]:
@@ -82,7 +80,7 @@ def slurm_time(raw: str | None) -> str | None:
         moment = dt.datetime.fromisoformat(raw)
     except ValueError:
         return None
-    return iso(moment.astimezone(dt.timezone.utc))
+    return iso(moment.astimezone(dt.UTC))
 
 
 class SlurmLauncher(Launcher):
@@ -128,7 +126,7 @@ class SlurmLauncher(Launcher):
         argv += shlex.split(self.settings.slurm_args or "")
         return [*argv, job.script, job.params_text]  # the exact JSON text recorded at launch
 
-    def submit(self, job: Job, env: dict[str, str]) -> dict[str, Any]:
+    def submit(self, job: Job, env: dict[str, str]) -> JobUpdate:
         Path(job.log_path).parent.mkdir(parents=True, exist_ok=True)  # a missing output folder fails the job
         result = self._run(self.sbatch_argv(job), env=env)
         if result.returncode != 0:
@@ -137,7 +135,7 @@ class SlurmLauncher(Launcher):
         slurm_id = result.stdout.strip().split(";")[0]
         if not slurm_id.isdigit():
             raise LaunchError(f"sbatch answered {result.stdout.strip()!r}, not a job id")
-        return {"external_id": slurm_id, "external_state": "PENDING"}
+        return JobUpdate(external_id=slurm_id, external_state="PENDING")
 
     def status(self, slurm_id: str) -> dict[str, str] | None:
         """Slurm's record of the job: scontrol while it knows the job, else sacct's job completion log."""
@@ -166,31 +164,33 @@ class SlurmLauncher(Launcher):
                 }
         return None
 
-    def refresh(self, job: Job) -> dict[str, Any] | None:
+    def refresh(self, job: Job) -> JobUpdate | None:
         if not job.external_id:
             return None  # not submitted yet (the submit is recorded in the same step that starts it)
         record = self.status(job.external_id)
         if record is None:
-            return {"state": "lost", "reason": f"Slurm no longer knows job {job.external_id}", "ended_at": iso()}
+            return JobUpdate(state=JobState.LOST, reason=f"Slurm no longer knows job {job.external_id}", ended_at=iso())
         slurm_state = record["state"]
         described = slurm_state + (f" ({record['reason']})" if record["reason"] not in ("", "None") else "")
         state = STATE_MAP.get(slurm_state)
-        changes: dict[str, Any] = {}
-        if described != job.external_state:
-            changes["external_state"] = described
-        if state is None:
-            return changes or None
-        if state in TERMINAL:
-            if job.state == "cancelling" and state != "succeeded":
-                state = "cancelled"
-            changes.update(state=state, exit_code=exit_code(record["exit"], slurm_state), ended_at=iso())
-            if slurm_time(record["start"]):
-                changes["started_at"] = slurm_time(record["start"])
-            if state == "failed" and slurm_state != "FAILED":
-                changes["reason"] = f"Slurm says {described}"
-        elif state == "running" and job.state == "starting":
-            changes.update(state="running", started_at=slurm_time(record["start"]) or iso())
-        return changes or None
+        external_state = described if described != job.external_state else None
+        if state in ENDED:
+            if job.state == JobState.CANCELLING and state != JobState.SUCCEEDED:
+                state = JobState.CANCELLED
+            reason = f"Slurm says {described}" if state == JobState.FAILED and slurm_state != "FAILED" else None
+            return JobUpdate(
+                state=state,
+                exit_code=exit_code(record["exit"], slurm_state),
+                ended_at=iso(),
+                started_at=slurm_time(record["start"]),
+                reason=reason,
+                external_state=external_state,
+            )
+        if state == JobState.RUNNING and job.state == JobState.STARTING:
+            return JobUpdate(
+                state=state, started_at=slurm_time(record["start"]) or iso(), external_state=external_state
+            )
+        return JobUpdate(external_state=external_state) if external_state else None
 
     def cancel(self, job: Job) -> None:
         if not job.external_id:

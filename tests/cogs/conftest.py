@@ -1,28 +1,12 @@
-"""Fixtures for the cogs' tests: the W&B stand-in, wired to the real wandb client."""
+"""Fixtures and helpers for the cogs' tests (the W&B stand-in fixture is in tests/conftest.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from tests.standins.discord_standin import DiscordStandIn
-from tests.standins.wandb_standin import API_KEY, WandbStandIn
-
-
-@pytest.fixture
-def wandb_standin(monkeypatch: pytest.MonkeyPatch, tmp_path) -> Iterator[WandbStandIn]:
-    """A W&B stand-in in its own thread; wandb.Api in this process talks to it."""
-    with WandbStandIn(entity="team", project="proj") as server:
-        monkeypatch.setenv("WANDB_BASE_URL", server.base_url)
-        monkeypatch.setenv("WANDB_API_KEY", API_KEY)
-        monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb"))
-        monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb-config"))
-        monkeypatch.delenv("WANDB_ENTITY", raising=False)
-        monkeypatch.delenv("WANDB_PROJECT", raising=False)
-        yield server
-
 
 TOKEN = "MTIzNDU2Nzg5MDEyMzQ1Njc4.Gabcde.secret-token-value"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import sqlite3
 import sys
@@ -24,8 +25,12 @@ def launch_env(**extra: str) -> dict[str, str]:
     return {"ADJUTANT_EXPERIMENT_SCRIPT": str(SCRIPT), "ADJUTANT_CANCEL_GRACE_SECONDS": "1", **extra}
 
 
+ACK_TITLE = re.compile(r"^\S+ Experiment j[a-z0-9]{6}: ")  # "🧪 Experiment j…: starting now", then its final state
+
+
 def acks(discord: DiscordStandIn) -> list[dict]:
-    return [m for m in discord.sent() if m["embeds"] and m["embeds"][0]["title"].startswith("🧪 Experiment")]
+    """Acknowledgements of launches, as they are now (edited to their final state once the job ended)."""
+    return [m for m in discord.sent() if m["embeds"] and ACK_TITLE.match(m["embeds"][0].get("title", ""))]
 
 
 def job_id_of(ack: dict) -> str:
@@ -91,7 +96,7 @@ async def test_launch_runs_script_with_exact_json(
         assert shown == {**params, "name": params["name"].replace("`", "\u02cb")}, "backticks cannot break the block"
         done = await wait_report(discord_standin, job_id)
         cog = bot.get_cog("Experiments")
-        job = await asyncio.to_thread(cog.jobs.get, job_id)
+        job = await asyncio.to_thread(cog.services.jobs.get, job_id)
     assert done["embeds"][0]["title"] == f"✅ Experiment {job_id} succeeded"
     assert fields(done)["Exit code"] == "0"
     assert done["channel_id"] == ack["id"], "the report is in the job's thread (started from the acknowledgement)"
@@ -131,9 +136,9 @@ async def test_unauthorized_members_are_refused(start_adjutant, discord_standin,
         await discord_standin.post('$experiment {"epochs": 1}', author=author)
         reply = await discord_standin.wait_for_message(timeout=10)
         await asyncio.sleep(0.5)
-        jobs = await asyncio.to_thread(bot.get_cog("Experiments").jobs.recent, 10)
+        jobs = await asyncio.to_thread(bot.get_cog("Experiments").services.jobs.recent, 10)
     if author == "manager":  # Manage Server may launch by default
-        assert reply["embeds"] and reply["embeds"][0]["title"].startswith("🧪")
+        assert reply["embeds"] and discord_standin.first_version(reply)["embeds"][0]["title"].startswith("🧪")
         return
     assert "not allowed to launch" in reply["content"]
     assert jobs == []
@@ -176,7 +181,7 @@ async def test_bad_input_is_refused_clearly(start_adjutant, discord_standin, out
             assert reply["content"].startswith("Not launched:"), (text, reply["content"])
             assert expected in reply["content"], (text, reply["content"])
             assert "Traceback" not in reply["content"]
-        jobs = await asyncio.to_thread(bot.get_cog("Experiments").jobs.recent, 10)
+        jobs = await asyncio.to_thread(bot.get_cog("Experiments").services.jobs.recent, 10)
     assert jobs == []
     assert list(out_dir.iterdir()) == []
 
@@ -203,7 +208,7 @@ async def test_schema_validation(start_adjutant, discord_standin, out_dir, tmp_p
     assert "epochs: 'ten' is not of type 'integer'" in wrong["content"]
     assert "Additional properties are not allowed ('epoch' was unexpected)" in unknown["content"]
     assert json.loads(received(out_dir, job_id)["argv"][0]) == {"epochs": 1, "lr": 0.01}
-    assert "Defaults filled in" in fields(acks(discord_standin)[0])
+    assert "Defaults filled in" in fields(discord_standin.first_version(acks(discord_standin)[0]))
 
 
 async def test_failing_script_reports_exit_code_and_log_tail(start_adjutant, discord_standin, out_dir) -> None:
@@ -222,7 +227,7 @@ async def test_concurrency_one_queues_the_second(start_adjutant, discord_standin
         second = await launch(discord_standin, '{"sleep": 0}')
         assert "queued; 1 job(s) ahead" in acks(discord_standin)[1]["embeds"][0]["title"]
         await wait_report(discord_standin, second)
-        store = bot.get_cog("Experiments").jobs
+        store = bot.get_cog("Experiments").services.jobs
         a = await asyncio.to_thread(store.get, first)
         b = await asyncio.to_thread(store.get, second)
     assert a.state == b.state == "succeeded"
@@ -318,7 +323,7 @@ async def test_sweep_preview_confirm_and_cap(start_adjutant, discord_standin, ou
         assert "Only the person" in discord_standin.interaction_responses[0]["data"]["content"]
         await discord_standin.click(preview, confirm, author="admin")
         await eventually(lambda: len(discord_standin.interaction_responses) == 2, timeout=10)
-        store = bot.get_cog("Experiments").jobs
+        store = bot.get_cog("Experiments").services.jobs
         await eventually(lambda: len(list(out_dir.glob("*.json"))) == 4, timeout=30)
         jobs = await asyncio.to_thread(store.recent, 10)
     assert "Queued 4 experiment(s) of sweep" in discord_standin.interaction_responses[1]["data"]["content"]
@@ -363,7 +368,7 @@ async def test_vanished_supervisor_is_reported_lost(start_adjutant, discord_stan
     async with start_adjutant(launch_env()) as bot:
         job_id = await launch(discord_standin, '{"sleep": 600}')
         await eventually(lambda: (out_dir / f"{job_id}.json").exists(), timeout=15)
-        store = bot.get_cog("Experiments").jobs
+        store = bot.get_cog("Experiments").services.jobs
         job = await asyncio.to_thread(store.get, job_id)
         os.kill(job.supervisor_pid, signal.SIGKILL)
         done = await wait_report(discord_standin, job_id, timeout=15)

@@ -82,7 +82,9 @@ async def test_slash_launch_permissions_and_job_autocomplete(
         assert "SIGTERM sent" in cancelled["content"]
         titles = lambda: [e.get("title", "") for m in discord_standin.sent() for e in m["embeds"]]  # noqa: E731
         await eventually(lambda: any(f"Experiment {job_id} cancelled" in t for t in titles()), timeout=20)
-    report = next(m for m in discord_standin.sent() if any("cancelled" in e.get("title", "") for e in m["embeds"]))
+    report = next(
+        m for m in discord_standin.sent() if any(f"{job_id} cancelled" in e.get("title", "") for e in m["embeds"])
+    )
     assert report["channel_id"] == launched["id"], "the story continues in a thread under the slash answer"
     assert not acks(discord_standin)[0].get("message_reference")
 

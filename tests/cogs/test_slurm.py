@@ -61,7 +61,7 @@ async def test_slurm_launch_runs_and_completes(slurm, start_adjutant, discord_st
     params = {"name": 'it\'s "quoted"; $(touch /tmp/slurm-pwned) `id`', "sleep": 1.5}
     async with start_adjutant(slurm_env()) as bot:
         job_id = await launch(discord_standin, json.dumps(params))
-        store = bot.get_cog("Experiments").jobs
+        store = bot.get_cog("Experiments").services.jobs
         await eventually(lambda: store.get(job_id).state == "running", timeout=30)
         running = store.get(job_id)
         assert running.external_id and running.external_state.startswith("RUNNING")
@@ -97,7 +97,7 @@ async def test_slurm_failure_reports_exit_code_and_log(slurm, start_adjutant, di
 async def test_slurm_cancel(slurm, start_adjutant, discord_standin, out_dir) -> None:
     async with start_adjutant(slurm_env()) as bot:
         job_id = await launch(discord_standin, '{"sleep": 600}')
-        store = bot.get_cog("Experiments").jobs
+        store = bot.get_cog("Experiments").services.jobs
         await eventually(lambda: store.get(job_id).state == "running", timeout=30)
         await eventually(lambda: (out_dir / f"{job_id}.json").exists(), timeout=30)
         count = len(discord_standin.sent())
@@ -112,7 +112,7 @@ async def test_slurm_cancel(slurm, start_adjutant, discord_standin, out_dir) -> 
 async def test_slurm_job_end_reported_once_after_bot_restart(slurm, start_adjutant, discord_standin, out_dir) -> None:
     async with start_adjutant(slurm_env()) as bot:
         job_id = await launch(discord_standin, '{"sleep": 3}')
-        store = bot.get_cog("Experiments").jobs
+        store = bot.get_cog("Experiments").services.jobs
         await eventually(lambda: store.get(job_id).state == "running", timeout=30)
         slurm_id = store.get(job_id).external_id
     # the bot is down; the job finishes under Slurm

@@ -167,7 +167,7 @@ async def test_wandb_outage_then_recovery(
         await asyncio.sleep(1.5)
         cog = bot.get_cog("Runs")
         wandb_standin.fail(1000, status=500)
-        await eventually(lambda: cog.health.failures >= 2, timeout=30)
+        await eventually(lambda: cog.watcher.health.failures >= 2, timeout=30)
         wandb_standin.clear_faults()
         wandb_standin.hang(2, seconds=6)  # two requests time out
         wandb_standin.update_run("o1", state="finished")
@@ -178,7 +178,7 @@ async def test_wandb_outage_then_recovery(
         await wait_titles(discord_standin, ["survivor finished", "born-in-outage failed"], timeout=60)
         assert cog.poll.is_running() and not cog.poll.failed()
         await asyncio.sleep(2.5)
-        assert cog.health.failures == 0
+        assert cog.watcher.health.failures == 0
     got = [t for t in titles(discord_standin) if "survivor" in t or "born-in-outage" in t]
     assert got == ["✅ survivor finished", "❌ born-in-outage failed"], "no duplicates, no gaps"
 
@@ -200,20 +200,21 @@ async def test_idle_poll_costs_one_request_with_10000_runs(wandb_standin: WandbS
         wandb_standin.create_run(state="running")
     settings = Settings.from_env({**WANDB_ENV, "ADJUTANT_STATE_DIR": str(tmp_path)})
     from adjutant.cogs.wandb_runs import WandbRuns
+    from adjutant.services import Services
 
     async with commands.Bot("$", intents=discord.Intents.default()) as bot:
-        cog = WandbRuns(bot, settings)
+        cog = WandbRuns(bot, settings, await Services.open(settings))
         await bot.add_cog(cog)
-        await cog.poll_once()  # baseline
-        await cog.poll_once()  # first incremental poll (catch-up)
+        await cog.watcher.poll_once()  # baseline
+        await cog.watcher.poll_once()  # first incremental poll (catch-up)
         wandb_standin.reset_counts()
-        assert await cog.poll_once() == 0
+        assert await cog.watcher.poll_once() == 0
         assert dict(wandb_standin.counts) == {"Runs": 1, "__total__": 1}
         # ten runs change: still one request
         for run_id in list(wandb_standin.runs())[-10:]:
             wandb_standin.update_run(run_id, state="crashed")
         wandb_standin.reset_counts()
-        queued = await cog.poll_once()
+        queued = await cog.watcher.poll_once()
         assert dict(wandb_standin.counts) == {"Runs": 1, "__total__": 1}
         assert queued == 3, "only the three running runs changed state from Adjutant's point of view"
         await bot.remove_cog("Runs")
@@ -269,21 +270,22 @@ async def test_wandb_calls_never_run_on_event_loop_thread(wandb_standin: WandbSt
 
     settings = Settings.from_env({**WANDB_ENV, "ADJUTANT_STATE_DIR": str(tmp_path)})
     from adjutant.cogs.wandb_runs import WandbRuns
+    from adjutant.services import Services
 
     calls: list[str] = []
     async with commands.Bot("$", intents=discord.Intents.default()) as bot:
-        cog = WandbRuns(bot, settings)
+        cog = WandbRuns(bot, settings, await Services.open(settings))
         for name in ("all_runs", "changed_runs", "snapshot"):
-            original = getattr(cog.source, name)
+            original = getattr(cog.watcher.source, name)
 
             def recording(*args, _original=original, **kwargs):
                 calls.append(threading.current_thread().name)
                 return _original(*args, **kwargs)
 
-            setattr(cog.source, name, recording)
+            setattr(cog.watcher.source, name, recording)
         await bot.add_cog(cog)
-        await cog.poll_once()
-        await cog.poll_once()
-        await cog._wandb(cog.source.snapshot, "loss", "min")
+        await cog.watcher.poll_once()
+        await cog.watcher.poll_once()
+        await cog.watcher.ask(cog.watcher.source.snapshot, "loss", "min")
     assert len(calls) == 3
     assert all(name.startswith("adjutant-wandb") for name in calls), calls

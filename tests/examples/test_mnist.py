@@ -100,7 +100,7 @@ async def test_experiment_through_adjutant_reports_the_run(
     async with start_adjutant({"ADJUTANT_EXPERIMENT_SCRIPT": str(MNIST / "run_experiment.sh")}) as bot:
         job_id = await launch(discord_standin, '{"dataset": "digits", "epochs": 1, "hidden_size": 32}')
         done = await wait_report(discord_standin, job_id, timeout=240)
-        job = bot.get_cog("Experiments").jobs.get(job_id)
+        job = bot.get_cog("Experiments").services.jobs.get(job_id)
     assert done["embeds"][0]["title"] == f"✅ Experiment {job_id} succeeded", fields(done)
     assert fields(done)["Exit code"] == "0"
     assert job.wandb_run_id in fields(done)["W&B run"]

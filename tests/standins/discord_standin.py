@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import datetime as dt
 import itertools
 import json
@@ -50,7 +51,7 @@ def snowflake() -> int:
 
 def now_iso() -> str:
     """Discord's timestamp format."""
-    return dt.datetime.now(dt.timezone.utc).isoformat()
+    return dt.datetime.now(dt.UTC).isoformat()
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -149,6 +150,8 @@ class DiscordStandIn:
             }
         self.requests: list[Request] = []
         self.messages: dict[int, dict[str, Any]] = {}
+        #: Earlier versions of edited messages, oldest first (message id → versions before each edit).
+        self.versions: dict[int, list[dict[str, Any]]] = {}
         self.identifies: list[dict[str, Any]] = []
         self.interaction_responses: list[dict[str, Any]] = []
         self._interactions: dict[str, dict[str, Any]] = {}
@@ -297,6 +300,11 @@ class DiscordStandIn:
     def buttons(self, message: dict[str, Any]) -> list[str]:
         """The custom ids of a message's buttons."""
         return [c["custom_id"] for row in message.get("components") or [] for c in row.get("components", [])]
+
+    def first_version(self, message: dict[str, Any]) -> dict[str, Any]:
+        """A message as it was created, before any edit."""
+        versions = self.versions.get(int(message["id"]))
+        return versions[0] if versions else message
 
     def sent(self, channel: str | None = None) -> list[dict[str, Any]]:
         """Messages the bot created (in ``channel`` if given), oldest first."""
@@ -594,6 +602,7 @@ class DiscordStandIn:
             if message is None:
                 return json_response({"message": "Unknown Message", "code": 10008}, status=404)
             if method == "PATCH":
+                self.versions.setdefault(int(message["id"]), []).append(copy.deepcopy(message))
                 message.update(self._message_fields(body, record))
                 message["loading"] = False
                 message["edited_timestamp"] = now_iso()
@@ -669,6 +678,7 @@ class DiscordStandIn:
             if method == "GET":
                 return json_response(message)
             if method == "PATCH":
+                self.versions.setdefault(int(message["id"]), []).append(copy.deepcopy(message))
                 message.update(
                     {k: v for k, v in (record.json or {}).items() if k in ("content", "embeds", "components")}
                 )

@@ -77,7 +77,7 @@ STATES = ("running", "finished", "failed", "crashed", "killed", "pending")
 
 def wandb_time(moment: dt.datetime) -> str:
     """W&B's timestamp shape: UTC, no zone designator, whole seconds."""
-    return moment.astimezone(dt.timezone.utc).replace(tzinfo=None, microsecond=0).isoformat()
+    return moment.astimezone(dt.UTC).replace(tzinfo=None, microsecond=0).isoformat()
 
 
 def parse_time(value: str) -> dt.datetime:
@@ -262,7 +262,7 @@ class WandbStandIn:
 
     # --- control API (thread-safe) --------------------------------------------------------------
     def now(self) -> dt.datetime:
-        return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0) + self.clock_offset
+        return dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0) + self.clock_offset
 
     def runs(self, project: str | None = None) -> dict[str, FakeRun]:
         key = (self.entity, project or self.default_project)
@@ -529,8 +529,8 @@ def _run_node(run: FakeRun, project_id: str) -> dict[str, Any]:
         "notes": None,
         "historyLineCount": len(run.history),
         "projectId": project_id,
-        "createdAt": wandb_time(run.created_at.replace(tzinfo=dt.timezone.utc)),
-        "heartbeatAt": wandb_time(run.heartbeat_at.replace(tzinfo=dt.timezone.utc)),
+        "createdAt": wandb_time(run.created_at.replace(tzinfo=dt.UTC)),
+        "heartbeatAt": wandb_time(run.heartbeat_at.replace(tzinfo=dt.UTC)),
         "user": {"name": run.user, "username": run.user},
         "config": json.dumps({k: {"value": v, "desc": None} for k, v in run.config.items()}),
         "summaryMetrics": json.dumps(run.summary),

@@ -1,0 +1,311 @@
+"""The job scheduler: record launches, start queued jobs, follow them, cancel them, say what to report.
+
+Discord-free. The database row is the truth (:class:`~adjutant.jobs.JobStore`); the scheduler holds
+no memory that a restart would lose. Blocking work (SQLite, launchers, which run subprocesses or
+talk to a cluster) runs in worker threads, never on the event loop.
+
+The launch path never waits for a backend: :meth:`Scheduler.enqueue` records the job and returns;
+the caller answers the member, then the scheduler's next pass (woken at once) starts the job. A pass
+holds the scheduler's lock only while it reconciles and starts jobs; nothing in it talks to Discord.
+What happened is read back by the adapters: :meth:`reports_due` lists ended jobs whose end report is
+due (only once their acknowledgement exists, so a job that ends within a second is still reported in
+its thread), and :meth:`wait_for_change` wakes them when something changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from adjutant.jobs import ACTIVE, Job, JobRequest, JobState, JobStore, JobUpdate, iso, utcnow
+from adjutant.launchers import Launcher, LaunchError
+
+log = logging.getLogger(__name__)
+
+#: An ended job whose acknowledgement was never recorded (the bot died between recording the job and
+#: answering) is reported anyway after this long.
+ACK_WAIT = dt.timedelta(seconds=60)
+
+
+class CancelOutcome(StrEnum):
+    """What a cancel request did."""
+
+    UNKNOWN = "unknown"  # no such job
+    DEQUEUED = "dequeued"  # it was queued: removed, it never ran
+    STOPPING = "stopping"  # the backend was asked to stop it
+    NOT_YET = "not_yet"  # the backend could not be asked now; the scheduler keeps trying
+    ALREADY_CANCELLING = "already_cancelling"
+    ALREADY_ENDED = "already_ended"
+
+
+@dataclass(frozen=True)
+class CancelResult:
+    outcome: CancelOutcome
+    job: Job | None
+    detail: str = ""
+
+
+class Scheduler:
+    """Queue, start, follow and cancel experiment jobs on their launchers."""
+
+    def __init__(
+        self,
+        store: JobStore,
+        launcher_for: Callable[[str], Launcher],
+        *,
+        log_dir: Path,
+        max_concurrent: int,
+        cancel_grace_seconds: float,
+        environment: Callable[[Job], Mapping[str, str]],
+    ) -> None:
+        self.store = store
+        self.log_dir = log_dir
+        self.max_concurrent = max_concurrent
+        self.cancel_grace_seconds = cancel_grace_seconds
+        self._launcher_for = launcher_for
+        self._launchers: dict[str, Launcher] = {}
+        self._environment = environment
+        self._lock = asyncio.Lock()
+        self._changed = asyncio.Event()
+        self._pass_task: asyncio.Task[None] | None = None
+        self._again = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+        #: When the last pass finished (time.time()), and its error if it failed: for status displays.
+        self.last_pass: float | None = None
+        self.last_error: str | None = None
+
+    # --- launchers ------------------------------------------------------------------------------
+    def launcher(self, backend: str) -> Launcher:
+        """The launcher of a backend (a job keeps the backend it was launched on)."""
+        if backend not in self._launchers:
+            launcher = self._launcher_for(backend)
+            launcher.on_change = self.wake_threadsafe
+            self._launchers[backend] = launcher
+        return self._launchers[backend]
+
+    # --- recording ------------------------------------------------------------------------------
+    async def enqueue(self, request: JobRequest) -> Job:
+        """Record a queued job and wake the scheduler; returns at once (nothing waits for a backend)."""
+        job = await asyncio.to_thread(self.store.add, request, self.log_dir)
+        log.info("job %s queued by %s", job.id, request.requested_by)
+        self.wake()
+        return job
+
+    async def enqueue_many(self, requests: Sequence[JobRequest]) -> list[Job]:
+        """Record several queued jobs in one transaction (a sweep: all or none), then wake the scheduler."""
+        jobs = await asyncio.to_thread(self.store.add_many, list(requests), self.log_dir)
+        log.info("%d jobs queued: %s", len(jobs), ", ".join(j.id for j in jobs))
+        self.wake()
+        return jobs
+
+    async def acknowledged(
+        self, job_id: str, *, ack_id: int | None, thread_id: int | None = None, message_id: int | None = None
+    ) -> None:
+        """The member was answered (or answering failed for good): the end report may go out now."""
+        changes: dict[str, Any] = {"acked": 1}
+        if ack_id is not None:
+            changes["ack_id"] = ack_id
+        if thread_id is not None:
+            changes["thread_id"] = thread_id
+        if message_id is not None:
+            changes["message_id"] = message_id
+        await asyncio.to_thread(self.store.update, job_id, **changes)
+        self._changed.set()
+
+    async def get(self, job_id: str) -> Job | None:
+        return await asyncio.to_thread(self.store.get, job_id)
+
+    async def jobs_in(self, states: Sequence[JobState], limit: int = 1000) -> list[Job]:
+        return await asyncio.to_thread(self.store.where, states, limit)
+
+    async def recent(self, limit: int = 10) -> list[Job]:
+        return await asyncio.to_thread(self.store.recent, limit)
+
+    async def jobs_ahead(self, job: Job) -> int:
+        """How many jobs must end or start before ``job`` starts: 0 if a slot is free for it now."""
+
+        def count() -> int:
+            queued_before = self.store.count((JobState.QUEUED,), before_seq=job.seq)
+            active = self.store.count(ACTIVE)
+            if queued_before + active < self.max_concurrent:
+                return 0
+            return queued_before + active
+
+        return await asyncio.to_thread(count)
+
+    # --- cancelling -----------------------------------------------------------------------------
+    async def cancel(self, job_id: str, by: str) -> CancelResult:
+        """Cancel a queued or running job. A running one is asked to stop; the grace period then applies."""
+        job = await self.get(job_id)
+        if job is None:
+            return CancelResult(CancelOutcome.UNKNOWN, None)
+        if job.state == JobState.QUEUED:
+            removed = await asyncio.to_thread(
+                self.store.update,
+                job.id,
+                expect=(JobState.QUEUED,),
+                state=JobState.CANCELLED,
+                ended_at=iso(),
+                cancelled_by=by,
+            )
+            if removed:
+                self._changed.set()
+                return CancelResult(CancelOutcome.DEQUEUED, await self.get(job.id))
+            job = await self.get(job_id)  # it started meanwhile
+            assert job is not None
+        if job.state in (JobState.STARTING, JobState.RUNNING):
+            await asyncio.to_thread(
+                self.store.update,
+                job.id,
+                expect=(JobState.STARTING, JobState.RUNNING),
+                state=JobState.CANCELLING,
+                cancel_requested_at=iso(),
+                cancelled_by=by,
+            )
+            launcher = self.launcher(job.backend)
+            try:
+                await asyncio.to_thread(launcher.cancel, job)
+            except LaunchError as error:
+                return CancelResult(CancelOutcome.NOT_YET, job, str(error))
+            finally:
+                self.wake()
+            return CancelResult(CancelOutcome.STOPPING, job)
+        if job.state == JobState.CANCELLING:
+            return CancelResult(CancelOutcome.ALREADY_CANCELLING, job)
+        return CancelResult(CancelOutcome.ALREADY_ENDED, job)
+
+    # --- the pass -------------------------------------------------------------------------------
+    def wake(self) -> None:
+        """Run a pass soon (coalesced: a pass asked for while one runs runs once more after it)."""
+        if self._closed:
+            return
+        self._loop = asyncio.get_running_loop()
+        if self._pass_task is not None and not self._pass_task.done():
+            self._again = True
+            return
+        self._pass_task = self._loop.create_task(self._passes(), name="adjutant-scheduler-pass")
+
+    def wake_threadsafe(self) -> None:
+        """:meth:`wake` from any thread (a launcher's reaper)."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(self.wake)
+
+    async def _passes(self) -> None:
+        while True:
+            self._again = False
+            try:
+                await self.run_pass()
+            except Exception:
+                log.exception("scheduler pass failed; the next one retries")
+            if not self._again or self._closed:
+                return
+
+    async def run_pass(self) -> None:
+        """Reconcile active jobs with their launchers, then start queued jobs into free slots."""
+        self._loop = asyncio.get_running_loop()
+        async with self._lock:
+            try:
+                changed = await asyncio.to_thread(self._reconcile)
+                changed |= await asyncio.to_thread(self._start_queued)
+            except Exception as error:
+                self.last_error = f"{type(error).__name__}: {error}"
+                raise
+            self.last_error = None
+            self.last_pass = time.time()
+        if changed:
+            self._changed.set()
+
+    def _reconcile(self) -> bool:
+        """(thread) Ask each active job's launcher what changed; force cancels past their grace."""
+        now = utcnow()
+        changed = False
+        for job in self.store.where(ACTIVE):
+            launcher = self.launcher(job.backend)
+            try:
+                update = launcher.refresh(job)
+            except LaunchError as error:
+                log.warning("cannot check job %s: %s", job.id, error)
+                continue
+            if update is not None and self.store.update(job.id, expect=ACTIVE, **update.columns()):
+                changed = True
+                if update.state == JobState.LOST:
+                    log.warning("job %s lost: %s", job.id, update.reason)
+                    launcher.escalate(job)  # leave nothing of it behind
+                continue
+            if (
+                job.state == JobState.CANCELLING
+                and job.cancel_requested_at is not None
+                and job.killed_at is None
+                and (now - job.cancel_requested_at).total_seconds() >= self.cancel_grace_seconds
+            ):
+                log.info("job %s still running %gs after the cancel: forcing it", job.id, self.cancel_grace_seconds)
+                launcher.escalate(job)
+                self.store.update(job.id, killed_at=iso())
+        # Ends recorded by the job's own supervisor (local jobs) change rows without this pass.
+        return changed or self.store.count_unreported() > 0
+
+    def _start_queued(self) -> bool:
+        """(thread) Start queued jobs, oldest first, while slots are free."""
+        free = self.max_concurrent - self.store.count(ACTIVE)
+        started = False
+        for job in self.store.where((JobState.QUEUED,), max(free, 0)):
+            if self.store.update(job.id, expect=(JobState.QUEUED,), state=JobState.STARTING):
+                self._submit(job)
+                started = True
+        return started
+
+    def _submit(self, job: Job) -> None:
+        """(thread) Hand a starting job to its launcher with the job's own environment."""
+        launcher = self.launcher(job.backend)
+        try:
+            update = launcher.submit(job, dict(self._environment(job)))
+        except LaunchError as error:
+            log.error("job %s could not start: %s", job.id, error)
+            self.store.update(
+                job.id, expect=(JobState.STARTING,), state=JobState.FAILED, reason=str(error), ended_at=iso()
+            )
+            return
+        self.store.update(job.id, **JobUpdate.columns(update))
+        log.info("job %s submitted to %s", job.id, launcher.name)
+
+    # --- what to tell ---------------------------------------------------------------------------
+    async def wait_for_change(self, timeout: float) -> None:  # noqa: ASYNC109 (a wait with a limit is the point)
+        """Return when a pass changed something (or an acknowledgement was recorded), or after ``timeout``."""
+        try:
+            await asyncio.wait_for(self._changed.wait(), timeout)
+        except TimeoutError:
+            return
+        self._changed.clear()
+
+    async def reports_due(self) -> list[Job]:
+        """Ended jobs not reported yet whose acknowledgement exists (or will never come)."""
+        jobs = await asyncio.to_thread(self.store.unreported)
+        now = utcnow()
+        return [job for job in jobs if job.acked or now - job.created_at > ACK_WAIT]
+
+    async def reported(self, job_id: str, report_id: int | None) -> None:
+        """The end report was accepted (``report_id`` its message): never report this job again."""
+        await asyncio.to_thread(self.store.update, job_id, reported=1, report_id=report_id)
+
+    async def close(self) -> None:
+        """Stop waking; wait for a pass in flight so its bookkeeping completes."""
+        self._closed = True
+        task = self._pass_task
+        if task is not None and not task.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(task), timeout=10)
+            except (TimeoutError, asyncio.CancelledError):
+                log.warning("a scheduler pass was still running at shutdown")
+        for launcher in self._launchers.values():
+            launcher.on_change = None

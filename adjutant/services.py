@@ -1,0 +1,89 @@
+"""The domain services one Adjutant runs, built once by ``setup()`` and shared by its cogs.
+
+Discord-free. Two cogs share a service object, never each other's attributes. The last cog to
+unload closes them (each cog acquires on load and releases on unload).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from adjutant.jobs import Job, JobStore, child_environment
+from adjutant.launchers import Launcher, make_launcher
+from adjutant.scheduler import Scheduler
+from adjutant.settings import Settings
+from adjutant.store import Store
+from adjutant.wandb_source import WandbSource
+from adjutant.watcher import Watcher, WatchRules
+
+log = logging.getLogger(__name__)
+
+DATABASE_NAME = "adjutant.sqlite3"
+
+
+@dataclass
+class Services:
+    """The scheduler, the watcher (when a W&B project is set) and the stores behind them."""
+
+    settings: Settings
+    jobs: JobStore
+    runs: Store
+    scheduler: Scheduler
+    watcher: Watcher | None
+    _users: int = field(default=0, repr=False)
+
+    @classmethod
+    async def open(cls, settings: Settings, *, secrets: Callable[[], tuple[str, ...]] = tuple) -> Services:
+        """Open the database and build the services. ``secrets()`` names values no job may see (the token)."""
+        path = settings.state_dir / DATABASE_NAME
+        jobs = await asyncio.to_thread(JobStore, path)
+        runs = await asyncio.to_thread(Store, path)
+
+        def environment(job: Job) -> dict[str, str]:
+            return child_environment(
+                os.environ, job, secrets_to_drop=secrets(), entity=settings.entity, project=settings.project
+            )
+
+        def launcher_for(backend: str) -> Launcher:
+            return make_launcher(backend, settings, str(path))
+
+        scheduler = Scheduler(
+            jobs,
+            launcher_for,
+            log_dir=settings.state_dir / "logs",
+            max_concurrent=settings.max_concurrent,
+            cancel_grace_seconds=settings.cancel_grace_seconds,
+            environment=environment,
+        )
+        watcher = None
+        if settings.project is not None:
+            source = WandbSource(settings.entity, settings.project, timeout=settings.wandb_timeout)
+            rules = WatchRules(
+                notify=settings.notify,
+                stall_after=dt.timedelta(minutes=settings.stall_minutes),
+                metric=settings.metric,
+            )
+            watcher = Watcher(runs, source, rules, timeout=settings.wandb_timeout)
+        return cls(settings, jobs, runs, scheduler, watcher)
+
+    def acquire(self) -> None:
+        self._users += 1
+
+    async def release(self) -> None:
+        """One cog is done with the services; the last one closes them."""
+        self._users -= 1
+        await self.close_if_unused()
+
+    async def close_if_unused(self) -> None:
+        if self._users > 0:
+            return
+        await self.scheduler.close()
+        if self.watcher is not None:
+            await self.watcher.close()
+        await asyncio.to_thread(self.jobs.close)
+        await asyncio.to_thread(self.runs.close)

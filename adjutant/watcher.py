@@ -1,0 +1,220 @@
+"""The W&B run watcher: what changed in a project since the last poll, recorded exactly once.
+
+Discord-free. Each poll asks W&B (one ``Runs`` query when nothing changed), compares each run with
+what the database remembers (:func:`adjutant.runs.transitions`), and writes the new memory and the
+announcements it causes (embed dicts, rendered purely) to the outbox in ONE transaction: each event
+is queued exactly once, across restarts. Delivering the outbox is the adapter's job.
+
+Every W&B call runs in the watcher's single worker thread, with a deadline; every SQLite call in a
+thread too. Failures are recorded in :class:`PollHealth` and answered with exponential back-off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable, Collection
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from adjutant.run_render import event_embed
+from adjutant.runs import RunInfo, RunState, parse_wandb_time, transitions
+from adjutant.store import Store
+from adjutant.wandb_source import ProjectNotFound, WandbSource, newest_created
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: The context of announcements found by the first poll after a start ("While I was offline:").
+CATCH_UP = "catch-up"
+#: Events of a run launched by an Adjutant job that the job's own end report covers.
+JOB_REPORTED_EVENTS = frozenset({"finished", "crashed", "failed", "killed"})
+MAX_BACKOFF_SECONDS = 15 * 60
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def describe_error(error: BaseException) -> str:
+    """One line about a W&B failure, safe for chat (no traceback, no secrets)."""
+    from adjutant.render import truncate
+
+    if isinstance(error, TimeoutError):
+        return "W&B did not answer in time"
+    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return truncate(f"{type(error).__name__}: {text}" if text else type(error).__name__, 300)
+
+
+@dataclass
+class PollHealth:
+    """How polling is doing, for ``$status`` and the back-off."""
+
+    last_success: float | None = None  # time.time()
+    last_error: str | None = None
+    last_error_at: float | None = None
+    failures: int = 0
+    next_attempt: float = 0.0  # time.monotonic()
+
+    def succeeded(self) -> None:
+        self.last_success = time.time()
+        self.failures = 0
+        self.next_attempt = 0.0
+
+    def failed(self, error: BaseException, interval: float) -> float:
+        """Record a failure; returns the back-off delay before the next attempt."""
+        self.failures += 1
+        self.last_error = describe_error(error)
+        self.last_error_at = time.time()
+        delay = min(interval * 2 ** (self.failures - 1), max(interval, MAX_BACKOFF_SECONDS))
+        self.next_attempt = time.monotonic() + delay - interval  # the loop's own interval adds the rest
+        return delay
+
+
+@dataclass(frozen=True)
+class WatchRules:
+    """What the watcher announces and how it judges runs."""
+
+    notify: Collection[str]
+    stall_after: dt.timedelta
+    metric: str
+
+
+class Watcher:
+    """Polls one W&B project and records its runs' transitions with their announcements."""
+
+    def __init__(self, store: Store, source: WandbSource, rules: WatchRules, *, timeout: float) -> None:
+        self.store = store
+        self.source = source
+        self.rules = rules
+        self.timeout = timeout
+        self.project_key = f"{source.entity or ''}/{source.project}"
+        self.health = PollHealth()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="adjutant-wandb")
+        self._polled_once = False
+        #: Summary metric names seen by polls (for autocomplete).
+        self.metric_names: set[str] = set()
+        #: The newest state of each running run seen by the polls (running runs come back every poll).
+        self.latest: dict[str, RunInfo] = {}
+
+    @property
+    def project_label(self) -> str:
+        return self.source.path
+
+    async def ask(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a blocking W&B call in the W&B thread, with a deadline."""
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._executor, fn, *args)
+        return await asyncio.wait_for(future, timeout=self.timeout * 1.5 + 5)
+
+    async def find(self, key: str) -> RunInfo | None:
+        return await self.ask(self.source.find, key)
+
+    async def knows(self, run_id: str) -> bool:
+        """True if a poll has seen this run (so W&B knows it and its page exists)."""
+        return await asyncio.to_thread(self.store.knows_run, self.project_key, run_id)
+
+    async def known_names(self, limit: int = 5000) -> list[tuple[str, str]]:
+        return await asyncio.to_thread(self.store.known_names, self.project_key, limit)
+
+    async def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    # --- polling --------------------------------------------------------------------------------
+    def due(self) -> bool:
+        """False while backing off after failures."""
+        return time.monotonic() >= self.health.next_attempt
+
+    async def poll(self, interval: float) -> int | None:
+        """One poll with health bookkeeping; returns how many announcements were queued (None: it failed)."""
+        try:
+            queued = await self.poll_once()
+        except Exception as error:
+            delay = self.health.failed(error, interval)
+            log.warning(
+                "W&B poll of %s failed (%d in a row): %s; next try in %.0fs",
+                self.project_label,
+                self.health.failures,
+                self.health.last_error,
+                delay,
+            )
+            return None
+        self.health.succeeded()
+        return queued
+
+    async def poll_once(self) -> int:
+        """Ask W&B, record transitions and their announcements. Returns how many were queued."""
+        baseline = await asyncio.to_thread(self.store.get_meta, self.project_key, "baseline")
+        if baseline is None:
+            try:
+                runs = await self.ask(self.source.all_runs)
+            except ProjectNotFound:
+                runs = []
+            await asyncio.to_thread(self._record_baseline, runs)
+            self._polled_once = True
+            return 0
+        watched = await asyncio.to_thread(self.store.watched, self.project_key)
+        since = parse_wandb_time(await asyncio.to_thread(self.store.get_meta, self.project_key, "watermark"))
+        runs = await self.ask(self.source.changed_runs, watched, since)
+        context = None if self._polled_once else CATCH_UP
+        queued = await asyncio.to_thread(self._record_changes, runs, watched, since, utcnow(), context)
+        self._polled_once = True
+        return queued
+
+    def _record_baseline(self, runs: list[RunInfo]) -> None:
+        """First start on a project: remember every run silently (the connect message summarises them)."""
+        now = utcnow()
+        with self.store.transaction() as db:
+            for run in runs:
+                _, memory = transitions(None, run, now, self.rules.stall_after)
+                self.store.remember(db, self.project_key, run, memory)
+            watermark = newest_created(runs, None)
+            if watermark is not None:
+                self.store.set_meta(db, self.project_key, "watermark", watermark.isoformat())
+            self.store.set_meta(db, self.project_key, "baseline", now.isoformat())
+        log.info("first start on %s: recorded %d existing runs silently", self.project_label, len(runs))
+
+    def _record_changes(
+        self, runs: list[RunInfo], watched: list[str], since: dt.datetime | None, now: dt.datetime, context: str | None
+    ) -> int:
+        """(thread) Transitions since the last poll, recorded with their announcements in one transaction."""
+        memories = self.store.memories(self.project_key, [r.id for r in runs])
+        jobs = self.store.job_messages([r.id for r in runs])
+        for run in runs:
+            self.metric_names.update(list(run.public_metrics())[:50])
+            if run.state == RunState.RUNNING:
+                self.latest[run.id] = run  # what a job's live status shows
+            else:
+                self.latest.pop(run.id, None)
+        queued = 0
+        ordered = sorted(runs, key=lambda r: (r.created_at or now, r.id))
+        with self.store.transaction() as db:
+            for run in ordered:
+                previous = memories.get(run.id)
+                events, memory = transitions(previous, run, now, self.rules.stall_after)
+                if memory != previous:
+                    self.store.remember(db, self.project_key, run, memory)
+                job = jobs.get(run.id)
+                for event in events:
+                    if event not in self.rules.notify:
+                        continue
+                    if job is not None and event in JOB_REPORTED_EVENTS:
+                        continue  # one story per run: the job's end report tells how it ended
+                    embed = event_embed(run, event, project=self.project_label, metric=self.rules.metric, now=now)
+                    thread_id, reply_to = job if job is not None else (None, None)
+                    self.store.enqueue(db, self.project_key, run.id, event, embed, context, reply_to, thread_id)
+                    queued += 1
+            seen = {r.id for r in runs}
+            for run_id in watched:
+                if run_id not in seen:
+                    log.info("run %s vanished from %s (deleted?); no longer watching it", run_id, self.project_label)
+                    self.store.forget_watch(db, self.project_key, run_id)
+            watermark = newest_created(runs, since)
+            if watermark is not None and watermark != since:
+                self.store.set_meta(db, self.project_key, "watermark", watermark.isoformat())
+        if queued:
+            log.info("%d run event(s) to announce for %s", queued, self.project_label)
+        return queued

@@ -1,0 +1,272 @@
+"""A job's story in Discord: its acknowledgement, its thread, live status edits, its end report.
+
+The Discord side of :class:`adjutant.scheduler.Scheduler`; used by the Experiments cog. Rendering is
+pure (:mod:`adjutant.job_render`); this module only sends and edits.
+
+Order guarantees: the end report of a job goes out only once its acknowledgement has been recorded
+(so a job that ends within a second is reported in its thread); status edits and end reports run in
+one task, one after the other, so the last edit of an acknowledgement is always its final state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import discord
+from discord.ext import commands
+
+from adjutant._cog import NO_PINGS, find_channel
+from adjutant.cogs._job_views import CancelButton
+from adjutant.job_render import ack_embed, end_embed, final_ack_embed, status_embed, wandb_run_url
+from adjutant.jobs import Job, JobState, tail_lines, utcnow
+from adjutant.render import MESSAGE_LIMIT, truncate
+from adjutant.runs import RunInfo
+from adjutant.scheduler import Scheduler
+from adjutant.settings import Settings
+from adjutant.watcher import Watcher, describe_error
+
+log = logging.getLogger(__name__)
+
+#: Attempts at sending an acknowledgement when Discord answers 5xx or 429.
+ACK_ATTEMPTS = 3
+#: How long an end report waits for W&B's view of the run before going out without it.
+RUN_LOOKUP_SECONDS = 5.0
+#: After Discord refused a report everywhere, wait this long before trying again.
+REPORT_RETRY_SECONDS = 60.0
+
+
+class NowhereToReport(RuntimeError):
+    """No channel to report in yet (not visible, or not found); the report waits."""
+
+
+def _transient(error: discord.HTTPException) -> bool:
+    return error.status >= 500 or error.status == 429
+
+
+class JobStory:
+    """Sends and edits the messages of jobs."""
+
+    def __init__(self, bot: commands.Bot, settings: Settings, scheduler: Scheduler, watcher: Watcher | None) -> None:
+        self.bot = bot
+        self.settings = settings
+        self.scheduler = scheduler
+        self.watcher = watcher
+        self._status_refreshed = 0.0
+        self._last_status: dict[str, str] = {}
+        self._retry_after: dict[str, float] = {}
+
+    @property
+    def prefix(self) -> str:
+        group = f"{self.settings.command_group} " if self.settings.command_group else ""
+        return f"{self.settings.prefix}{group}"
+
+    # --- the acknowledgement --------------------------------------------------------------------
+    async def acknowledge(
+        self, ctx: commands.Context[Any], job: Job, defaults: dict[str, Any], *, prefix: str, extra: str = ""
+    ) -> None:
+        """Answer a launch: the job's id, its place in line, a Cancel button; then open its thread.
+
+        The job is already recorded: whatever happens to this reply, the member learns the job's id and
+        state (a retry, else a plain message, else its end report says so).
+        """
+        ahead = await self.scheduler.jobs_ahead(job)
+        view = discord.ui.View(timeout=None)
+        view.add_item(CancelButton(job.id))
+        embed = discord.Embed.from_dict(ack_embed(job, queued_ahead=ahead, defaults=defaults, prefix=prefix))
+        message: discord.Message | None = None
+        for attempt in range(ACK_ATTEMPTS):
+            try:
+                message = await ctx.reply(
+                    content=truncate(extra, MESSAGE_LIMIT) or None,
+                    embed=embed,
+                    view=view,
+                    allowed_mentions=NO_PINGS,
+                    mention_author=False,
+                )
+                break
+            except discord.HTTPException as error:
+                log.warning("acknowledgement of job %s not sent (attempt %d): %s", job.id, attempt + 1, error)
+                if not _transient(error):
+                    break
+                await asyncio.sleep(0.5 * 2**attempt)
+        if message is None:
+            await self._plain_ack(ctx, job, prefix)
+            await self.scheduler.acknowledged(job.id, ack_id=None)
+            return
+        thread = await self._open_thread(message, job)
+        await self.scheduler.acknowledged(
+            job.id,
+            ack_id=message.id,
+            thread_id=thread.id if thread is not None else None,
+            message_id=message.id if ctx.interaction is not None else None,  # a slash command has no message
+        )
+
+    async def _plain_ack(self, ctx: commands.Context[Any], job: Job, prefix: str) -> None:
+        text = f"Job `{job.id}` is recorded ({job.state}). `{prefix}jobs` shows it; `{prefix}cancel {job.id}` stops it."
+        try:
+            if ctx.interaction is not None and ctx.interaction.response.is_done():
+                await ctx.interaction.followup.send(text, allowed_mentions=NO_PINGS)
+            else:
+                await ctx.send(text, allowed_mentions=NO_PINGS)
+        except discord.HTTPException as error:
+            log.error("could not tell anyone that job %s was recorded (%s); its end report will", job.id, error)
+
+    async def _open_thread(self, message: discord.Message, job: Job) -> discord.Thread | None:
+        """A thread under the acknowledgement for the job's story, where the channel allows one (else None)."""
+        channel = message.channel
+        if not self.settings.job_threads or not isinstance(channel, discord.TextChannel):
+            return None
+        permissions = channel.permissions_for(channel.guild.me)
+        if not (permissions.create_public_threads and permissions.send_messages_in_threads):
+            log.info("no thread for job %s: no permission to create threads in #%s; replying instead", job.id, channel)
+            return None
+        name = truncate(f"{job.id} · {json.dumps(job.params, ensure_ascii=False)}", 100)
+        try:
+            return await message.create_thread(name=name, auto_archive_duration=1440)
+        except discord.HTTPException as error:
+            log.info("no thread for job %s (%s); replying instead", job.id, error)
+            return None
+
+    # --- end reports ----------------------------------------------------------------------------
+    async def send_reports(self) -> None:
+        if not self.bot.is_ready():
+            return
+        now = time.monotonic()
+        for job in await self.scheduler.reports_due():
+            if self._retry_after.get(job.id, 0.0) > now:
+                continue
+            try:
+                await self._report(job)
+            except NowhereToReport as error:
+                log.warning("end report of job %s waits: %s", job.id, error)
+                self._retry_after[job.id] = now + 5.0
+            except discord.HTTPException as error:
+                log.warning("end report of job %s not accepted yet (%s); retrying later", job.id, error)
+                self._retry_after[job.id] = now + (5.0 if _transient(error) else REPORT_RETRY_SECONDS)
+
+    def _channel(self, job: Job) -> Any:
+        channel = self.bot.get_channel(job.channel_id) if job.channel_id else None
+        if isinstance(channel, discord.abc.Messageable):
+            return channel
+        return find_channel(self.bot, self.settings.channel)
+
+    async def _thread(self, job: Job) -> discord.Thread | None:
+        if not job.thread_id:
+            return None
+        thread = self.bot.get_channel(job.thread_id)
+        if thread is None:
+            try:
+                thread = await self.bot.fetch_channel(job.thread_id)
+            except discord.HTTPException:
+                return None
+        return thread if isinstance(thread, discord.Thread) else None
+
+    async def _report(self, job: Job) -> None:
+        channel = self._channel(job)
+        if channel is None:
+            raise NowhereToReport(f"channel {self.settings.channel!r} not found")
+        run, run_url = await self._run_of(job)
+        tail, _ = await asyncio.to_thread(tail_lines, Path(job.log_path), 15)
+        embed = discord.Embed.from_dict(
+            end_embed(
+                job,
+                log_tail=tail,
+                run=run,
+                run_url=run_url,
+                metric=self.settings.metric,
+                now=utcnow(),
+                prefix=self.prefix,
+            )
+        )
+        thread = await self._thread(job)
+        message: discord.Message | None = None
+        if thread is not None:
+            try:
+                message = await thread.send(embed=embed, allowed_mentions=NO_PINGS, nonce=f"job-{job.id}")
+            except discord.HTTPException as error:
+                if _transient(error):
+                    raise
+                log.warning("the thread of job %s refused its end report (%s); reporting in the channel", job.id, error)
+        if message is None:
+            reference = None
+            if job.message_id and isinstance(channel, discord.abc.GuildChannel):
+                reference = discord.MessageReference(
+                    message_id=job.message_id,
+                    channel_id=channel.id,
+                    guild_id=channel.guild.id,
+                    fail_if_not_exists=False,
+                )
+            message = await channel.send(
+                embed=embed,
+                reference=reference,
+                allowed_mentions=NO_PINGS,
+                nonce=f"job-{job.id}",  # type: ignore[arg-type]
+            )
+        assert message is not None
+        await self._finish_ack(channel, job, message)
+        await self.scheduler.reported(job.id, message.id)
+        self._last_status.pop(job.id, None)
+        self._retry_after.pop(job.id, None)
+
+    async def _finish_ack(self, channel: Any, job: Job, report: discord.Message) -> None:
+        """The acknowledgement tells the end too: final state, exit code, duration, a link to the report."""
+        if not job.ack_id or not hasattr(channel, "get_partial_message"):
+            return
+        embed = final_ack_embed(job, report_url=report.jump_url, now=utcnow())
+        try:
+            await channel.get_partial_message(job.ack_id).edit(embed=discord.Embed.from_dict(embed), view=None)
+        except discord.HTTPException as error:
+            log.warning("could not mark the acknowledgement of job %s as ended: %s", job.id, error)
+
+    async def _run_of(self, job: Job) -> tuple[RunInfo | None, str | None]:
+        """The job's W&B run and its link, only if W&B knows the run (never fails the report)."""
+        if self.watcher is None:
+            return None, None
+        try:
+            run = await asyncio.wait_for(self.watcher.find(job.wandb_run_id), RUN_LOOKUP_SECONDS)
+        except Exception as error:
+            log.info("W&B run %s of job %s not available: %s", job.wandb_run_id, job.id, describe_error(error))
+            run = None
+        if run is not None:
+            return run, run.url or self._url(job)
+        known = await self.watcher.knows(job.wandb_run_id)
+        return None, self._url(job) if known else None
+
+    def _url(self, job: Job) -> str | None:
+        return wandb_run_url(
+            os.environ.get("WANDB_BASE_URL"), self.settings.entity, self.settings.project, job.wandb_run_id
+        )
+
+    # --- live status ----------------------------------------------------------------------------
+    async def refresh_status(self) -> None:
+        """Edit each running job's acknowledgement in place: state, elapsed time, W&B step and metrics."""
+        now = time.monotonic()
+        if not self.bot.is_ready() or now - self._status_refreshed < max(10.0, self.settings.poll_seconds):
+            return
+        self._status_refreshed = now
+        latest = self.watcher.latest if self.watcher is not None else {}
+        for job in await self.scheduler.jobs_in((JobState.RUNNING,)):
+            channel = self.bot.get_channel(job.channel_id) if job.channel_id else None
+            if job.ack_id is None or not isinstance(channel, discord.TextChannel | discord.Thread):
+                continue
+            embed = status_embed(
+                job, run=latest.get(job.wandb_run_id), metric=self.settings.metric, now=utcnow(), prefix=self.prefix
+            )
+            key = json.dumps(embed, sort_keys=True, default=str)
+            if self._last_status.get(job.id) == key:
+                continue  # nothing new: no edit
+            current = await self.scheduler.get(job.id)
+            if current is None or current.state != JobState.RUNNING:
+                continue  # it ended meanwhile: its end report edits the acknowledgement
+            try:
+                await channel.get_partial_message(job.ack_id).edit(embed=discord.Embed.from_dict(embed))
+            except discord.HTTPException as error:
+                log.info("could not update the status of job %s: %s", job.id, error)
+                continue
+            self._last_status[job.id] = key

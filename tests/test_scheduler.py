@@ -1,0 +1,240 @@
+"""The scheduler service on its own: a fake launcher, a real SQLite file, no bot."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from adjutant.jobs import Job, JobRequest, JobState, JobStore, JobUpdate, iso
+from adjutant.launchers import Launcher, LaunchError
+from adjutant.scheduler import CancelOutcome, Scheduler
+from adjutant.settings import Settings
+
+
+class FakeLauncher(Launcher):
+    """Records what the scheduler asks; the test decides what the backend says."""
+
+    name = "fake"
+
+    def __init__(self) -> None:
+        super().__init__(Settings.from_env({}), "")
+        self.submitted: list[str] = []
+        self.cancelled: list[str] = []
+        self.escalated: list[str] = []
+        self.states: dict[str, JobUpdate] = {}
+        self.gate: threading.Event | None = None  # when set, submit() blocks until the test opens it
+        self.refuse: set[str] = set()
+
+    def submit(self, job: Job, env: dict[str, str]) -> JobUpdate:
+        if self.gate is not None:
+            self.gate.wait(10)
+        if job.id in self.refuse:
+            raise LaunchError("the backend said no")
+        self.submitted.append(job.id)
+        return JobUpdate(external_id=f"ext-{job.id}", external_state="PENDING", state=JobState.RUNNING)
+
+    def refresh(self, job: Job) -> JobUpdate | None:
+        return self.states.pop(job.id, None)
+
+    def cancel(self, job: Job) -> None:
+        self.cancelled.append(job.id)
+
+    def escalate(self, job: Job) -> None:
+        self.escalated.append(job.id)
+
+
+@pytest.fixture
+def launcher() -> FakeLauncher:
+    return FakeLauncher()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> JobStore:
+    store = JobStore(tmp_path / "adjutant.sqlite3")
+    yield store
+    store.close()
+
+
+def make(store: JobStore, launcher: FakeLauncher, tmp_path: Path, *, slots: int = 2, grace: float = 30) -> Scheduler:
+    return Scheduler(
+        store,
+        lambda backend: launcher,
+        log_dir=tmp_path / "logs",
+        max_concurrent=slots,
+        cancel_grace_seconds=grace,
+        environment=lambda job: {"ADJUTANT_JOB_ID": job.id},
+    )
+
+
+def request(n: int = 0, **extra: Any) -> JobRequest:
+    return JobRequest(
+        params={"n": n},
+        script="/bin/true",
+        requested_by_id=1,
+        requested_by="admin",
+        channel_id=10,
+        message_id=20,
+        backend="fake",
+        **extra,
+    )
+
+
+async def settle(scheduler: Scheduler) -> None:
+    """Let woken passes run to their end."""
+    for _ in range(100):
+        await asyncio.sleep(0.01)
+        task = scheduler._pass_task
+        if task is None or task.done():
+            return
+
+
+async def test_enqueue_records_and_answers_without_waiting_for_the_backend(store, launcher, tmp_path) -> None:
+    launcher.gate = threading.Event()  # the backend hangs
+    scheduler = make(store, launcher, tmp_path)
+    job = await asyncio.wait_for(scheduler.enqueue(request()), 2)
+    assert job.state == JobState.QUEUED
+    assert store.get(job.id) is not None
+    assert await asyncio.wait_for(scheduler.jobs_ahead(job), 2) == 0  # answering does not wait either
+    launcher.gate.set()
+    await settle(scheduler)
+    assert launcher.submitted == [job.id]
+    assert store.get(job.id).state == JobState.RUNNING
+
+
+async def test_slots_are_filled_in_order_and_refilled_when_a_job_ends(store, launcher, tmp_path) -> None:
+    scheduler = make(store, launcher, tmp_path, slots=2)
+    jobs = [await scheduler.enqueue(request(i)) for i in range(5)]
+    await settle(scheduler)
+    assert launcher.submitted == [jobs[0].id, jobs[1].id]
+    assert await scheduler.jobs_ahead(jobs[4]) == 4  # 2 running + 2 queued before it
+    launcher.states[jobs[0].id] = JobUpdate(state=JobState.SUCCEEDED, exit_code=0, ended_at=iso())
+    await scheduler.run_pass()
+    assert launcher.submitted == [jobs[0].id, jobs[1].id, jobs[2].id]
+    assert store.get(jobs[0].id).exit_code == 0
+
+
+async def test_a_launcher_wake_from_another_thread_fills_the_slot_at_once(store, launcher, tmp_path) -> None:
+    scheduler = make(store, launcher, tmp_path, slots=1)
+    first = await scheduler.enqueue(request(1))
+    second = await scheduler.enqueue(request(2))
+    await settle(scheduler)
+    assert launcher.submitted == [first.id]
+    launcher.states[first.id] = JobUpdate(state=JobState.FAILED, exit_code=3, ended_at=iso())
+    threading.Thread(target=scheduler.launcher("fake").on_change).start()  # what a reaper thread does
+    await settle(scheduler)
+    await settle(scheduler)
+    assert launcher.submitted == [first.id, second.id]
+
+
+async def test_a_refused_submission_fails_the_job_with_the_reason(store, launcher, tmp_path) -> None:
+    scheduler = make(store, launcher, tmp_path)
+    job = await scheduler.enqueue(request())
+    launcher.refuse.add(job.id)
+    await settle(scheduler)
+    failed = store.get(job.id)
+    assert failed.state == JobState.FAILED and failed.reason == "the backend said no"
+
+
+async def test_cancel_queued_running_and_escalation(store, launcher, tmp_path) -> None:
+    scheduler = make(store, launcher, tmp_path, slots=1, grace=0.1)
+    running = await scheduler.enqueue(request(1))
+    queued = await scheduler.enqueue(request(2))
+    await settle(scheduler)
+    result = await scheduler.cancel(queued.id, "admin")
+    assert result.outcome == CancelOutcome.DEQUEUED and store.get(queued.id).state == JobState.CANCELLED
+    result = await scheduler.cancel(running.id, "admin")
+    assert result.outcome == CancelOutcome.STOPPING and launcher.cancelled == [running.id]
+    assert (await scheduler.cancel(running.id, "admin")).outcome == CancelOutcome.ALREADY_CANCELLING
+    await asyncio.sleep(0.2)
+    await scheduler.run_pass()
+    assert launcher.escalated == [running.id]  # still running after the grace period: forced
+    await scheduler.run_pass()
+    assert launcher.escalated == [running.id]  # once
+    assert (await scheduler.cancel("jnothere", "admin")).outcome == CancelOutcome.UNKNOWN
+    launcher.states[running.id] = JobUpdate(state=JobState.CANCELLED, ended_at=iso())
+    await scheduler.run_pass()
+    assert (await scheduler.cancel(running.id, "admin")).outcome == CancelOutcome.ALREADY_ENDED
+
+
+async def test_a_lost_job_is_recorded_and_cleaned_up(store, launcher, tmp_path) -> None:
+    scheduler = make(store, launcher, tmp_path)
+    job = await scheduler.enqueue(request())
+    await settle(scheduler)
+    launcher.states[job.id] = JobUpdate(state=JobState.LOST, reason="node died", ended_at=iso())
+    await scheduler.run_pass()
+    lost = store.get(job.id)
+    assert lost.state == JobState.LOST and lost.reason == "node died"
+    assert launcher.escalated == [job.id]
+
+
+async def test_end_reports_wait_for_the_acknowledgement(store, launcher, tmp_path) -> None:
+    """A job that ends before its acknowledgement exists is reported only after it (in its thread)."""
+    scheduler = make(store, launcher, tmp_path)
+    job = await scheduler.enqueue(request())
+    await settle(scheduler)
+    launcher.states[job.id] = JobUpdate(state=JobState.SUCCEEDED, exit_code=0, ended_at=iso())
+    await scheduler.run_pass()
+    assert await scheduler.reports_due() == []
+    await scheduler.acknowledged(job.id, ack_id=555, thread_id=777)
+    due = await scheduler.reports_due()
+    assert [(j.id, j.ack_id, j.thread_id) for j in due] == [(job.id, 555, 777)]
+    await scheduler.reported(job.id, 999)
+    assert await scheduler.reports_due() == []
+    assert store.get(job.id).report_id == 999
+
+
+async def test_wait_for_change_wakes_on_an_end(store, launcher, tmp_path) -> None:
+    scheduler = make(store, launcher, tmp_path)
+    job = await scheduler.enqueue(request())
+    await settle(scheduler)
+    await scheduler.wait_for_change(0.01)  # the start itself was a change
+    waiter = asyncio.create_task(scheduler.wait_for_change(10))
+    await asyncio.sleep(0.05)
+    assert not waiter.done()
+    launcher.states[job.id] = JobUpdate(state=JobState.SUCCEEDED, exit_code=0, ended_at=iso())
+    await scheduler.run_pass()
+    await asyncio.wait_for(waiter, 1)
+
+
+async def test_a_sweep_is_recorded_in_one_transaction(store, launcher, tmp_path) -> None:
+    """All cells or none: a failure while recording the 3rd of 4 cells leaves no job behind."""
+    scheduler = make(store, launcher, tmp_path)
+    cells = [request(i, sweep_id="sweep-1", acked=True) for i in range(4)]
+    cells[2] = JobRequest(**{**cells[2].__dict__, "params": {"bad": object()}})  # cannot be serialised
+    with pytest.raises(TypeError):
+        await scheduler.enqueue_many(cells)
+    assert store.recent(10) == []
+    jobs = await scheduler.enqueue_many([request(i, sweep_id="sweep-2", acked=True) for i in range(4)])
+    assert len(jobs) == 4 and {j.sweep_id for j in store.recent(10)} == {"sweep-2"}
+    assert all(j.acked for j in jobs)
+
+
+def test_an_old_database_gets_the_new_columns(tmp_path: Path) -> None:
+    """A jobs table made by the first release is migrated in place; its rows count as acknowledged."""
+    path = tmp_path / "old.sqlite3"
+    db = sqlite3.connect(path)
+    db.execute(
+        "CREATE TABLE jobs (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, state TEXT NOT NULL,"
+        " params TEXT NOT NULL, script TEXT NOT NULL, requested_by_id INTEGER NOT NULL, requested_by TEXT NOT NULL,"
+        " channel_id INTEGER, message_id INTEGER, ack_id INTEGER, sweep_id TEXT, wandb_run_id TEXT NOT NULL,"
+        " log_path TEXT NOT NULL, supervisor_pid INTEGER, pid INTEGER, pgid INTEGER, exit_code INTEGER, reason TEXT,"
+        " created_at TEXT NOT NULL, started_at TEXT, ended_at TEXT, cancel_requested_at TEXT, cancelled_by TEXT,"
+        " killed_at TEXT, reported INTEGER NOT NULL DEFAULT 0, backend TEXT NOT NULL DEFAULT 'local',"
+        " external_id TEXT, external_state TEXT, thread_id INTEGER)"
+    )
+    db.execute(
+        "INSERT INTO jobs (id, state, params, script, requested_by_id, requested_by, wandb_run_id, log_path,"
+        " created_at) VALUES ('jold001', 'succeeded', '{}', '/bin/true', 1, 'a', 'r', '/tmp/l', ?)",
+        (iso(),),
+    )
+    db.commit()
+    db.close()
+    store = JobStore(path)
+    old = store.get("jold001")
+    assert old is not None and old.acked and old.report_id is None and old.state == JobState.SUCCEEDED
+    store.close()

@@ -176,7 +176,7 @@ def parse_best_args(
         lowered = word.lower()
         if lowered in ("min", "max"):
             goal = "min" if lowered == "min" else "max"
-        elif word.isdigit():
+        elif word.isdecimal() and word.isascii():
             count = int(word)
         elif not metric_given:
             metric, metric_given = word, True
@@ -204,7 +204,7 @@ def parse_runs_args(words: Sequence[str], *, max_count: int = 25) -> RunsQuery:
             state = lowered
         elif lowered == "all":
             state = None
-        elif word.isdigit():
+        elif word.isdecimal() and word.isascii():
             count = int(word)
         else:
             raise ValueError(f"{word!r} is neither a run state ({', '.join(STATES)}, all) nor a number")

@@ -119,9 +119,9 @@ def check_schema_file(raw: str) -> Path:
 def parse_channel(raw: str) -> str | int:
     """A channel is a numeric id or a name; ``#general`` is accepted and means ``general``."""
     raw = raw.strip()
-    if raw.startswith("<#") and raw.endswith(">") and raw[2:-1].isdigit():
+    if raw.startswith("<#") and raw.endswith(">") and raw[2:-1].isdecimal() and raw[2:-1].isascii():
         return int(raw[2:-1])
-    if raw.isdigit():
+    if raw.isdecimal() and raw.isascii():
         return int(raw)
     name = raw.lstrip("#").strip()
     if not name or any(c.isspace() for c in name):
@@ -141,7 +141,7 @@ def parse_user_ids(name: str, raw: str) -> tuple[int, ...]:
     ids = []
     for part in parse_list(raw):
         cleaned = part.removeprefix("<@").removeprefix("!").removesuffix(">")
-        if not cleaned.isdigit():
+        if not (cleaned.isdecimal() and cleaned.isascii()):
             raise ConfigError(
                 f"{name} must be comma-separated numeric Discord user ids (got {part!r}); "
                 "enable Developer Mode in Discord and use 'Copy User ID'"
@@ -299,7 +299,7 @@ class UserIds(Parser):
 
 class Snowflake(Parser):
     def from_text(self, name: str, raw: str) -> int:
-        if not raw.isdigit():
+        if not (raw.isdecimal() and raw.isascii()):
             raise ConfigError(f"{name} must be a numeric Discord id (got {raw!r})")
         return int(raw)
 

@@ -20,8 +20,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from adjutant.plots import render_chart
+from adjutant.render import code_safe, plain, truncate
 from adjutant.run_render import event_embed
-from adjutant.runs import RunInfo, RunState, parse_wandb_time, transitions
+from adjutant.runs import RunInfo, RunState, parse_wandb_time, suggestions, transitions
 from adjutant.store import Store
 from adjutant.wandb_source import ProjectNotFound, WandbSource, newest_created
 
@@ -41,8 +43,6 @@ def utcnow() -> dt.datetime:
 
 def describe_error(error: BaseException) -> str:
     """One line about a W&B failure, safe for chat (no traceback, no secrets)."""
-    from adjutant.render import truncate
-
     if isinstance(error, TimeoutError):
         return "W&B did not answer in time"
     text = str(error).strip().splitlines()[0] if str(error).strip() else ""
@@ -122,6 +122,47 @@ class Watcher:
 
     async def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+    # --- charts ---------------------------------------------------------------------------------
+    async def chart(
+        self, run_keys: tuple[str, ...], metrics: tuple[str, ...], log_scale: bool
+    ) -> tuple[str | None, dict[str, Any] | None, bytes | None]:
+        """(problem, None, None) or (None, embed, PNG) for the runs' metric histories."""
+        runs: list[RunInfo] = []
+        for key in run_keys:
+            run = await self.find(key)
+            if run is None:
+                known = await self.known_names()
+                close = suggestions(key, [name for pair in known for name in pair])
+                hint = f" Did you mean {', '.join(f'`{code_safe(c)}`' for c in close)}?" if close else ""
+                return f"No run `{code_safe(truncate(key, 100))}` in {plain(self.project_label)}.{hint}", None, None
+            runs.append(run)
+        data: dict[str, dict[str, list[tuple[float, float]]]] = {}
+        for run in runs:
+            label = f"{run.name} ({run.id})"
+            data[label] = {}
+            for metric in metrics:
+                data[label][metric] = await self.ask(self.source.history, run.id, metric, 1000)
+        empty = [m for m in metrics if not any(series.get(m) for series in data.values())]
+        if empty:
+            available = await self.ask(self.source.history_keys, runs[0].id)
+            names = ", ".join(f"`{code_safe(k)}`" for k in available[:30]) or "none yet"
+            missing = ", ".join(f"`{code_safe(truncate(m, 60))}`" for m in empty)
+            return (
+                f"No history for {missing} in these runs. Metrics with history in `{runs[0].id}`: {names}.",
+                None,
+                None,
+            )
+        png = await asyncio.to_thread(render_chart, data, metrics, log_scale=log_scale, title=", ".join(metrics))
+        lines = [f"[{plain(truncate(r.name, 80))}]({r.url}) (`{r.id}`, {r.state})" if r.url else r.id for r in runs]
+        embed = {
+            "title": truncate(f"{', '.join(metrics)}" + (" (log scale)" if log_scale else ""), 256),
+            "description": truncate("\n".join(lines), 4096),
+            "color": 0x9B59B6,
+            "image": {"url": "attachment://plot.png"},
+            "footer": {"text": self.project_label},
+        }
+        return None, embed, png
 
     # --- polling --------------------------------------------------------------------------------
     def due(self) -> bool:

@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import datetime as dt
 import io
-import itertools
 import logging
 import time
 from typing import Any, Literal
@@ -26,14 +25,12 @@ from discord.ext import commands, tasks
 
 from adjutant import refuse_double_load, settings_for
 from adjutant._cog import NO_PINGS, AdjutantCog, channel_matches, find_channel
-from adjutant.plots import render_chart
-from adjutant.ratelimit import RateWindow
-from adjutant.render import code_safe, format_duration, pack_embeds, plain, truncate
+from adjutant.cogs._announcer import Announcer
+from adjutant.render import code_safe, format_duration, plain, truncate
 from adjutant.run_render import leaderboard_embed, run_card_embed, runs_table_embed, summary_embed
 from adjutant.runs import (
     STATES,
     PlotQuery,
-    RunInfo,
     parse_best_args,
     parse_plot_words,
     parse_runs_args,
@@ -42,7 +39,7 @@ from adjutant.runs import (
 from adjutant.services import Services
 from adjutant.settings import ConfigError, Settings
 from adjutant.wandb_source import ProjectNotFound
-from adjutant.watcher import CATCH_UP, Watcher, describe_error
+from adjutant.watcher import Watcher, describe_error
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +62,10 @@ class WandbRuns(AdjutantCog, name="Runs"):
         self.watcher: Watcher = services.watcher
         self.store = services.runs
         self.project_key = self.watcher.project_key
-        self.rate = RateWindow(4, 5.0)
+        self.announcer = Announcer(bot, self.watcher, settings.metric)
         self._channel: discord.abc.Messageable | None = None
         self._greeted = False
         self._warned_no_channel = False
-        self._stopping = False
 
     @property
     def project_label(self) -> str:
@@ -85,7 +81,7 @@ class WandbRuns(AdjutantCog, name="Runs"):
     async def cog_unload(self) -> None:
         self.poll.cancel()
         # Let a delivery in flight finish its bookkeeping, so a clean restart repeats nothing.
-        self._stopping = True
+        self.announcer.stopping = True
         task = self.deliver.get_task()
         self.deliver.stop()
         if task is not None and not task.done():
@@ -147,7 +143,8 @@ class WandbRuns(AdjutantCog, name="Runs"):
     # --- delivery -------------------------------------------------------------------------------
     @tasks.loop(seconds=1)
     async def deliver(self) -> None:
-        if not self._greeted or self.store is None:
+        """Empty the outbox into the channel (rate-limited; each announcement deleted once Discord took it)."""
+        if not self._greeted:
             return
         channel = self._channel = self._channel or find_channel(self.bot, self.settings.channel)
         if channel is None:
@@ -159,7 +156,7 @@ class WandbRuns(AdjutantCog, name="Runs"):
                 self._warned_no_channel = True
             return
         try:
-            await self.deliver_pending(channel)
+            await self.announcer.deliver_pending(channel)
         except Exception:
             log.exception("delivering run announcements failed; retrying")
 
@@ -170,84 +167,6 @@ class WandbRuns(AdjutantCog, name="Runs"):
     @deliver.error
     async def _deliver_died(self, error: BaseException) -> None:  # type: ignore[override]
         log.critical("the announcement loop stopped", exc_info=error)
-
-    async def deliver_pending(self, channel: discord.abc.Messageable) -> int:
-        """Send what the outbox holds, in order, rate-limited; returns how many announcements were sent."""
-        assert self.store is not None
-        sent = 0
-        while True:
-            items = await asyncio.to_thread(self.store.pending, self.project_key, 50)
-            if not items:
-                return sent
-            if items[0].reply_to is not None or items[0].thread_id is not None or len(items) <= CHART_BACKLOG:
-                # one at a time: a reply to a job's launch, or a quiet moment that can afford a chart
-                groups, batches = pack_embeds([items[0].payload]), [items[:1]]
-            else:
-                plain_items = list(itertools.takewhile(lambda i: i.reply_to is None and i.thread_id is None, items))
-                groups = pack_embeds([item.payload for item in plain_items])
-                batches, start = [], 0
-                for embeds in groups:
-                    batches.append(plain_items[start : start + len(embeds)])
-                    start += len(embeds)
-            for embeds, batch in zip(groups, batches, strict=True):
-                content = None
-                if batch[0].context == CATCH_UP:
-                    content = "While I was offline:"
-                if self._stopping:
-                    return sent
-                files = []
-                if len(batch) == 1 and batch[0].event in CHART_EVENTS:
-                    png = await self._event_chart(batch[0].run_id)
-                    if png is not None:
-                        embeds = [{**embeds[0], "image": {"url": "attachment://chart.png"}}]
-                        files = [discord.File(io.BytesIO(png), "chart.png")]
-                target, reference = channel, self._reference(channel, batch[0].reply_to)
-                if batch[0].thread_id is not None:
-                    thread = self.bot.get_channel(batch[0].thread_id)
-                    if isinstance(thread, discord.Thread):  # the job's thread holds its whole story
-                        target, reference = thread, None
-                await self.rate.acquire()
-                try:
-                    await target.send(
-                        content=content,
-                        files=files,
-                        embeds=[discord.Embed.from_dict(e) for e in embeds],
-                        allowed_mentions=NO_PINGS,
-                        # Discord drops a resend with the same nonce (enforce_nonce) for a few minutes, so a
-                        # crash between Discord's answer and our bookkeeping does not post the batch twice.
-                        nonce=f"a{batch[0].id}-{batch[-1].id}",
-                        reference=reference,  # type: ignore[arg-type]
-                    )
-                except discord.HTTPException as error:
-                    if 400 <= error.status < 500 and error.status != 429:
-                        # Discord refuses this content for good; say so once instead of retrying forever.
-                        log.error("Discord refused run announcements %s: %s", [i.id for i in batch], error)
-                        await asyncio.to_thread(self.store.delivered, [i.id for i in batch])
-                        continue
-                    raise
-                await asyncio.to_thread(self.store.delivered, [i.id for i in batch])
-                sent += len(batch)
-
-    async def _event_chart(self, run_id: str) -> bytes | None:
-        """A small chart of the ranking metric for an announcement, if the run has its history (else None)."""
-        try:
-            points = await self.watcher.ask(self.watcher.source.history, run_id, self.settings.metric, 500)
-            if len(points) < 2:
-                return None
-            data = {run_id: {self.settings.metric: points}}
-            return await asyncio.to_thread(render_chart, data, [self.settings.metric], small=True)
-        except Exception as error:  # a chart is a bonus: never hold an announcement back for it
-            log.info("no chart for run %s: %s", run_id, describe_error(error))
-            return None
-
-    @staticmethod
-    def _reference(channel: Any, message_id: int | None) -> discord.MessageReference | None:
-        """Reply to a job's launch message when it is in this channel (a run's events join the job's story)."""
-        if message_id is None or not isinstance(channel, discord.abc.GuildChannel | discord.Thread):
-            return None
-        return discord.MessageReference(
-            message_id=message_id, channel_id=channel.id, guild_id=channel.guild.id, fail_if_not_exists=False
-        )
 
     # --- commands -------------------------------------------------------------------------------
     async def _ask(self, ctx: commands.Context[Any], fn: Any, *args: Any) -> tuple[bool, Any]:
@@ -287,7 +206,7 @@ class WandbRuns(AdjutantCog, name="Runs"):
         try:
             query = parse_runs_args(words)
         except ValueError as error:
-            await self.reply(ctx, f"{error}. Usage: `{ctx.clean_prefix}runs [state] [n]`")
+            await self.reply(ctx, f"{error}. Usage: `{self.command_prefix(ctx)}runs [state] [n]`")
             return
         ok, runs = await self._ask(ctx, self.watcher.source.recent, query.state, query.count)
         if not ok or runs is None:
@@ -340,7 +259,7 @@ class WandbRuns(AdjutantCog, name="Runs"):
         try:
             query = parse_best_args(words, self.settings.metric, self.settings.metric_goal)
         except ValueError as error:
-            await self.reply(ctx, f"{error}. Usage: `{ctx.clean_prefix}best [metric] [min|max] [n]`")
+            await self.reply(ctx, f"{error}. Usage: `{self.command_prefix(ctx)}best [metric] [min|max] [n]`")
             return
         ok, runs = await self._ask(ctx, self.watcher.source.best, query.metric, query.goal, query.count)
         if not ok or runs is None:
@@ -361,52 +280,12 @@ class WandbRuns(AdjutantCog, name="Runs"):
         await self.reply(ctx, text)
 
     # --- plots ----------------------------------------------------------------------------------
-    async def build_plot(
-        self, run_keys: tuple[str, ...], metrics: tuple[str, ...], log_scale: bool
-    ) -> tuple[str | None, dict[str, Any] | None, bytes | None]:
-        """(problem, None, None) or (None, embed, PNG) for the runs' metric histories."""
-        metrics = metrics or (self.settings.metric,)
-        runs: list[RunInfo] = []
-        for key in run_keys:
-            run = await self.watcher.find(key)
-            if run is None:
-                assert self.store is not None
-                known = await self.watcher.known_names()
-                close = suggestions(key, [name for pair in known for name in pair])
-                hint = f" Did you mean {', '.join(f'`{code_safe(c)}`' for c in close)}?" if close else ""
-                return f"No run `{code_safe(truncate(key, 100))}` in {plain(self.project_label)}.{hint}", None, None
-            runs.append(run)
-        data: dict[str, dict[str, list[tuple[float, float]]]] = {}
-        for run in runs:
-            label = f"{run.name} ({run.id})"
-            data[label] = {}
-            for metric in metrics:
-                data[label][metric] = await self.watcher.ask(self.watcher.source.history, run.id, metric, 1000)
-        empty = [m for m in metrics if not any(series.get(m) for series in data.values())]
-        if empty:
-            available = await self.watcher.ask(self.watcher.source.history_keys, runs[0].id)
-            names = ", ".join(f"`{code_safe(k)}`" for k in available[:30]) or "none yet"
-            missing = ", ".join(f"`{code_safe(truncate(m, 60))}`" for m in empty)
-            return (
-                f"No history for {missing} in these runs. Metrics with history in `{runs[0].id}`: {names}.",
-                None,
-                None,
-            )
-        png = await asyncio.to_thread(render_chart, data, metrics, log_scale=log_scale, title=", ".join(metrics))
-        lines = [f"[{plain(truncate(r.name, 80))}]({r.url}) (`{r.id}`, {r.state})" if r.url else r.id for r in runs]
-        embed = {
-            "title": truncate(f"{', '.join(metrics)}" + (" (log scale)" if log_scale else ""), 256),
-            "description": truncate("\n".join(lines), 4096),
-            "color": 0x9B59B6,
-            "image": {"url": "attachment://plot.png"},
-            "footer": {"text": self.project_label},
-        }
-        return None, embed, png
-
     async def _send_plot(self, ctx: commands.Context[Any], query: PlotQuery) -> None:
         try:
             async with ctx.typing():  # defers a slash command before the W&B calls and the rendering
-                problem, embed, png = await self.build_plot(query.runs, query.metrics, query.log_scale)
+                problem, embed, png = await self.watcher.chart(
+                    query.runs, query.metrics or (self.settings.metric,), query.log_scale
+                )
         except Exception as error:
             log.warning("plot failed: %s", describe_error(error))
             await self.reply(ctx, f"W&B did not answer: {describe_error(error)}. Try again in a minute.")
@@ -428,7 +307,7 @@ class WandbRuns(AdjutantCog, name="Runs"):
         try:
             query = parse_plot_words(words, known)
         except ValueError as error:
-            await self.reply(ctx, f"{error}. Usage: `{ctx.clean_prefix}plot <run> [run ...] [metric ...] [log]`")
+            await self.reply(ctx, f"{error}. Usage: `{self.command_prefix(ctx)}plot <run> [run ...] [metric ...] [log]`")
             return
         await self._send_plot(ctx, query)
 

@@ -19,6 +19,7 @@ import contextlib
 import datetime as dt
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -74,6 +75,8 @@ class Scheduler:
         self._launchers: dict[str, Launcher] = {}
         self._environment = environment
         self._lock = asyncio.Lock()
+        #: The passes' own thread: a pass never queues behind the commands' SQLite calls in the default pool.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="adjutant-scheduler")
         self._changed = asyncio.Event()
         self._pass_task: asyncio.Task[None] | None = None
         self._again = False
@@ -216,8 +219,9 @@ class Scheduler:
         self._loop = asyncio.get_running_loop()
         async with self._lock:
             try:
-                changed = await asyncio.to_thread(self._reconcile)
-                changed |= await asyncio.to_thread(self._start_queued)
+                loop = asyncio.get_running_loop()
+                changed = await loop.run_in_executor(self._executor, self._reconcile)
+                changed |= await loop.run_in_executor(self._executor, self._start_queued)
             except Exception as error:
                 self.last_error = f"{type(error).__name__}: {error}"
                 raise
@@ -309,3 +313,4 @@ class Scheduler:
                 log.warning("a scheduler pass was still running at shutdown")
         for launcher in self._launchers.values():
             launcher.on_change = None
+        self._executor.shutdown(wait=False)

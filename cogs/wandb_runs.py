@@ -307,7 +307,9 @@ class WandbRuns(AdjutantCog, name="Runs"):
         try:
             query = parse_plot_words(words, known)
         except ValueError as error:
-            await self.reply(ctx, f"{error}. Usage: `{self.command_prefix(ctx)}plot <run> [run ...] [metric ...] [log]`")
+            await self.reply(
+                ctx, f"{error}. Usage: `{self.command_prefix(ctx)}plot <run> [run ...] [metric ...] [log]`"
+            )
             return
         await self._send_plot(ctx, query)
 

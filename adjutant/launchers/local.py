@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 
+from adjutant import supervisor
 from adjutant.jobs import Job, JobState, JobUpdate, iso, process_alive, signal_group, utcnow
 from adjutant.launchers import Launcher, LaunchError
 
@@ -22,7 +23,9 @@ class LocalLauncher(Launcher):
     name = "local"
 
     def submit(self, job: Job, env: dict[str, str]) -> JobUpdate:
-        argv = [sys.executable, "-m", "adjutant.supervisor", self.db_path, job.id]
+        # The supervisor lives as long as the training: it is started as a plain stdlib script in isolated
+        # mode without site-packages (-I -S), so it loads neither adjutant's dependencies nor any .pth hook.
+        argv = [sys.executable, "-I", "-S", supervisor.__file__, self.db_path, job.id]
         try:
             process = subprocess.Popen(
                 argv,

@@ -12,6 +12,7 @@ import pytest
 
 from tests.cogs.test_experiments import acks, fields, launch, wait_report
 
+DIGITS = '{"dataset": "digits", "epochs": 1, "hidden_size": 32, "min_epoch_seconds": 0}'
 MNIST = Path(__file__).resolve().parent.parent.parent / "examples" / "mnist"
 
 
@@ -46,7 +47,11 @@ def inspect_summary(wandb_dir: Path) -> dict:
 
 def test_train_model_on_digits_offline(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, str(MNIST / "train_model.py"), '{"dataset": "digits", "epochs": 1, "hidden_size": 32}'],
+        [
+            sys.executable,
+            str(MNIST / "train_model.py"),
+            DIGITS,
+        ],
         env={**offline_env(tmp_path), "WANDB_RUN_ID": "digits1run"},
         cwd=MNIST,
         capture_output=True,
@@ -98,7 +103,7 @@ async def test_experiment_through_adjutant_reports_the_run(
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("WANDB_SERVICE", raising=False)
     async with start_adjutant({"ADJUTANT_EXPERIMENT_SCRIPT": str(MNIST / "run_experiment.sh")}) as bot:
-        job_id = await launch(discord_standin, '{"dataset": "digits", "epochs": 1, "hidden_size": 32}')
+        job_id = await launch(discord_standin, DIGITS)
         done = await wait_report(discord_standin, job_id, timeout=240)
         job = bot.get_cog("Experiments").services.jobs.get(job_id)
     assert done["embeds"][0]["title"] == f"✅ Experiment {job_id} succeeded", fields(done)

@@ -157,7 +157,8 @@ class DiscordStandIn:
         self._interactions: dict[str, dict[str, Any]] = {}
         self.synced: dict[str, list[dict[str, Any]]] = {}
         self.threads: list[dict[str, Any]] = []
-        self.rate_limit: tuple[int, float] | None = None  # (messages, seconds) per channel, like Discord's
+        #: (requests, seconds) per channel, like Discord's: message creates and edits have a window each.
+        self.rate_limit: tuple[int, float] | None = None
         self.rate_limited = 0
         self.deduplicated = 0
         self._nonces: dict[tuple[int, str], int] = {}
@@ -678,6 +679,9 @@ class DiscordStandIn:
             if method == "GET":
                 return json_response(message)
             if method == "PATCH":
+                limited = self._check_rate(f"{channel_id}/edit")  # Discord buckets edits apart from sends
+                if limited is not None:
+                    return limited
                 self.versions.setdefault(int(message["id"]), []).append(copy.deepcopy(message))
                 message.update(
                     {k: v for k, v in (record.json or {}).items() if k in ("content", "embeds", "components")}

@@ -28,6 +28,33 @@ class WrongChannel(commands.CheckFailure):
     """The command was posted outside Adjutant's channel; it is ignored without a reply."""
 
 
+class WrongGuild(commands.CheckFailure):
+    """The command came from a server Adjutant does not serve; it is ignored without any answer."""
+
+
+_warned_guilds: set[int] = set()
+
+
+def note_foreign_guild(guild: Any, settings: Settings, guilds_joined: int) -> None:
+    """Log once per server that Adjutant ignores it (and why)."""
+    guild_id = getattr(guild, "id", 0)
+    if guild_id in _warned_guilds:
+        return
+    _warned_guilds.add(guild_id)
+    if settings.guild_ids:
+        log.warning(
+            "ignoring server %s (%s): not in ADJUTANT_GUILD_ID; set ADJUTANT_LEAVE_UNKNOWN_GUILDS=on to leave it",
+            getattr(guild, "name", "?"),
+            guild_id,
+        )
+    else:
+        log.error(
+            "the bot is in %d servers and ADJUTANT_GUILD_ID is not set: ignoring every command until it names the "
+            "team's server (anyone can invite a public bot; see `python -m adjutant --check`)",
+            guilds_joined,
+        )
+
+
 def channel_matches(setting: str | int, channel: Any) -> bool:
     """True if ``channel`` (a discord channel or thread) is the configured one.
 
@@ -47,14 +74,21 @@ def channel_matches(setting: str | int, channel: Any) -> bool:
     return False
 
 
-def find_channel(bot: commands.Bot, setting: str | int) -> discord.abc.Messageable | None:
-    """The configured channel among those the bot can see, or None."""
+def find_channel(bot: commands.Bot, settings: Settings) -> discord.abc.Messageable | None:
+    """The configured channel in Adjutant's own server(s), or None."""
+    from adjutant.access import guild_allowed
+
+    setting = settings.channel
+    guilds = [g for g in bot.guilds if guild_allowed(g.id, settings, len(bot.guilds))]
     if isinstance(setting, int):
         channel = bot.get_channel(setting)
+        guild = getattr(channel, "guild", None)
+        if guild is None or guild not in guilds:
+            return None
         return channel if isinstance(channel, discord.abc.Messageable) else None
     matches = [
         c
-        for guild in bot.guilds
+        for guild in guilds
         for c in guild.text_channels
         if c.name == setting and c.permissions_for(guild.me).send_messages
     ]
@@ -76,14 +110,29 @@ class AdjutantCog(commands.Cog):
         self.bot = bot
         self.settings = settings
 
+    def serves(self, guild: Any) -> bool:
+        """True if ``guild`` is one of Adjutant's servers (see :func:`adjutant.access.guild_allowed`)."""
+        from adjutant.access import guild_allowed
+
+        if guild_allowed(getattr(guild, "id", None), self.settings, len(self.bot.guilds)):
+            return True
+        if guild is not None:
+            note_foreign_guild(guild, self.settings, len(self.bot.guilds))
+        return False
+
     async def cog_check(self, ctx: commands.Context[Any]) -> bool:  # type: ignore[override]
-        """Commands are taken only in the configured channel (and threads under it)."""
+        """Commands are taken only in Adjutant's server(s), in the configured channel (and threads under it)."""
+        if not self.serves(ctx.guild):
+            raise WrongGuild(f"not one of Adjutant's servers ({ctx.guild})")
         if not channel_matches(self.settings.channel, ctx.channel):
             raise WrongChannel(f"not in Adjutant's channel ({self.settings.channel})")
         return True
 
     async def cog_command_error(self, ctx: commands.Context[Any], error: Exception) -> None:  # type: ignore[override]
         """Turn a command's failure into a short, specific reply; log what the chat must not see."""
+        if isinstance(error, WrongGuild):
+            log.debug("ignored %s from server %s: %s", ctx.invoked_with, ctx.guild, error)
+            return
         if isinstance(error, WrongChannel):
             log.debug("ignored %s from #%s: %s", ctx.invoked_with, ctx.channel, error)
             if ctx.interaction is not None:  # a slash command must be answered; only its author sees this

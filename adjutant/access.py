@@ -7,11 +7,22 @@ from typing import Any
 from adjutant.settings import Settings
 
 
+def guild_allowed(guild_id: int | None, settings: Settings, guilds_joined: int) -> bool:
+    """Is this server one Adjutant serves? ADJUTANT_GUILD_ID's servers; without it, only while the bot is in
+    exactly one server (a public bot can be invited anywhere: a second server must never be obeyed)."""
+    if guild_id is None:
+        return False
+    if settings.guild_ids:
+        return guild_id in settings.guild_ids
+    return guilds_joined <= 1
+
+
 def may_launch(user: Any, settings: Settings, *, is_owner: bool) -> bool:
     """ADJUTANT_LAUNCH_ROLES/USERS when set; otherwise Administrator, Manage Server, or the bot's owner.
 
     ``user`` is a discord Member (roles and guild permissions known) or a plain User (a DM: only
-    listed users and the owner).
+    listed users and the owner). Callers check :func:`guild_allowed` first, so the member's roles and
+    permissions are those of one of Adjutant's own servers.
     """
     if is_owner or user.id in settings.launch_users:
         return True

@@ -18,14 +18,15 @@ __all__ = ["Adjutant", "default_intents", "sync_tree"]
 log = logging.getLogger(__name__)
 
 
-async def sync_tree(bot: commands.Bot, guild_id: int | None) -> list[Any]:
-    """Register the slash commands with Discord: to one server (instant) or globally (may take a while)."""
-    if guild_id is not None:
+async def sync_tree(bot: commands.Bot, guild_ids: tuple[int, ...]) -> list[Any]:
+    """Register the slash commands with Discord: to Adjutant's servers (instant) or globally (may take a while)."""
+    synced: list[Any] = []
+    for guild_id in guild_ids:
         guild = discord.Object(id=guild_id)
         bot.tree.copy_global_to(guild=guild)
         synced = await bot.tree.sync(guild=guild)
         log.info("synced %d slash commands to server %d", len(synced), guild_id)
-    else:
+    if not guild_ids:
         synced = await bot.tree.sync()
         log.info("synced %d slash commands globally (Discord may take up to an hour to show them)", len(synced))
     return synced
@@ -99,7 +100,7 @@ class Adjutant(commands.Bot):
         """Load the Adjutant extension through the same ``setup()`` a host uses; sync slash commands if asked."""
         await self.load_extension("adjutant")
         if self.sync_commands:  # setup_hook runs after login, so the application id is known
-            await sync_tree(self, self.settings.guild_id)
+            await sync_tree(self, self.settings.guild_ids)
 
     def run(self, token: str | None = None, **kwargs: Any) -> None:  # type: ignore[override]
         """Log in and run until stopped. ``token`` defaults to DISCORD_TOKEN from the settings."""

@@ -80,6 +80,16 @@ async def check_discord(settings: Settings, *, timeout: float = CHECK_TIMEOUT) -
                     "MESSAGE CONTENT INTENT (slash commands work without it; $ commands do not)",
                 )
             )
+        if app.bot_public:
+            findings.append(
+                Finding(
+                    "public bot",
+                    True,
+                    "warning: anyone who knows the application id can add this bot to their server. Adjutant answers "
+                    "only in ADJUTANT_GUILD_ID's servers, but you can turn it off: Developer Portal → your "
+                    "application → Bot → Public Bot → off → Save Changes",
+                )
+            )
         findings.append(await asyncio.wait_for(_check_channel(client, settings), timeout))
         findings.append(Finding("invite url", True, invite_url(app.id)))
     except discord.HTTPException as error:
@@ -95,11 +105,23 @@ async def check_discord(settings: Settings, *, timeout: float = CHECK_TIMEOUT) -
 
 async def _check_channel(client: discord.Client, settings: Settings) -> Finding:
     assert client.user is not None
-    guilds = [guild async for guild in client.fetch_guilds(limit=200)]
-    if not guilds:
+    joined = [guild async for guild in client.fetch_guilds(limit=200)]
+    if not joined:
         return Finding(
             "channel", False, "the bot is in no server yet: invite it (python -m adjutant --invite-url prints the link)"
         )
+    if len(joined) > 1 and not settings.guild_ids:
+        names = ", ".join(f"{g.name} ({g.id})" for g in joined[:5])
+        return Finding(
+            "servers",
+            False,
+            f"the bot is in {len(joined)} servers ({names}) and ADJUTANT_GUILD_ID is not set: Adjutant answers in none "
+            "of them until ADJUTANT_GUILD_ID names the team's server (copy its id: right-click the server → Copy "
+            "Server ID)",
+        )
+    guilds = [g for g in joined if not settings.guild_ids or g.id in settings.guild_ids]
+    if not guilds:
+        return Finding("servers", False, f"the bot is not in ADJUTANT_GUILD_ID's server(s) {settings.guild_ids}")
     for partial in guilds:
         guild = await client.fetch_guild(partial.id)
         for channel in await guild.fetch_channels():

@@ -309,6 +309,19 @@ class Snowflake(Parser):
         return value
 
 
+class Snowflakes(Parser):
+    """One or more Discord ids, comma-separated (or a list of ints as a keyword)."""
+
+    def from_text(self, name: str, raw: str) -> tuple[int, ...]:
+        return tuple(Snowflake().from_text(name, part) for part in parse_list(raw))
+
+    def check(self, name: str, value: Any) -> tuple[int, ...]:
+        items = [value] if isinstance(value, int) else value
+        if not isinstance(items, list | tuple | set | frozenset):
+            raise ConfigError(f"{name} must be Discord ids (got {value!r})")
+        return tuple(Snowflake().from_value(name, item) for item in items)
+
+
 class Channel(Parser):
     def from_text(self, name: str, raw: str) -> str | int:
         return parse_channel(raw)
@@ -473,11 +486,21 @@ class Settings:
         group="Discord",
         default_text="unset (top-level commands)",
     )
-    guild_id: int | None = setting(
+    guild_ids: tuple[int, ...] = setting(
         "ADJUTANT_GUILD_ID",
-        "the Discord server (id) Adjutant serves; --sync registers slash commands there (instant)",
-        parser=Snowflake(),
+        "the Discord server id(s) Adjutant serves, comma-separated; required once the bot is in more than one "
+        "server (commands, buttons, roles and channels count only there); --sync registers slash commands there",
+        parser=Snowflakes(),
         group="Discord",
+        default=(),
+        default_text="unset (the one server the bot is in)",
+    )
+    leave_unknown_guilds: bool = setting(
+        "ADJUTANT_LEAVE_UNKNOWN_GUILDS",
+        "on: leave any server that is not one of ADJUTANT_GUILD_ID; off: ignore it (logged once)",
+        parser=Flag(),
+        group="Discord",
+        default=False,
     )
     launch_roles: tuple[str, ...] = setting(
         "ADJUTANT_LAUNCH_ROLES",

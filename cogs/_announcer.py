@@ -25,6 +25,22 @@ CHART_EVENTS = frozenset({"finished", "crashed", "stalled"})
 CHART_BACKLOG = 3
 
 
+class Refused(RuntimeError):
+    """Discord refused a send for good (permission, unknown channel): the announcements stay in the outbox."""
+
+
+def describe_refusal(error: discord.HTTPException) -> str:
+    """What Discord refused and the fix, for the log and the chat."""
+    if error.status == 403:
+        return (
+            f"Discord said 403 {error.text or 'Missing Permissions'}: give the bot View Channel, Send Messages, "
+            "Embed Links, Attach Files and Send Messages in Threads there"
+        )
+    if error.status == 404:
+        return f"Discord said 404 {error.text or 'Unknown Channel'}: the channel or thread is gone"
+    return f"Discord said {error.status} {error.text}"
+
+
 class Announcer:
     """Sends the watcher's outbox: 10 embeds a message at most, at most 4 messages per 5 seconds."""
 
@@ -36,6 +52,8 @@ class Announcer:
         self.rate = RateWindow(4, 5.0)
         #: Set when the cog unloads: a delivery in flight finishes its bookkeeping, then stops.
         self.stopping = False
+        #: Refusals in a row (the delivery loop backs off exponentially on them).
+        self.refusals = 0
 
     async def deliver_pending(self, channel: discord.abc.Messageable) -> int:
         """Send what the outbox holds, in order, rate-limited; returns how many announcements were sent."""
@@ -66,31 +84,41 @@ class Announcer:
                     if png is not None:
                         embeds = [{**embeds[0], "image": {"url": "attachment://chart.png"}}]
                         files = [discord.File(io.BytesIO(png), "chart.png")]
-                target, reference = channel, self._reference(channel, batch[0].reply_to)
+                targets: list[tuple[Any, discord.MessageReference | None]] = []
                 if batch[0].thread_id is not None:
                     thread = self.bot.get_channel(batch[0].thread_id)
                     if isinstance(thread, discord.Thread):  # the job's thread holds its whole story
-                        target, reference = thread, None
-                await self.rate.acquire()
-                try:
-                    await target.send(
-                        content=content,
-                        files=files,
-                        embeds=[discord.Embed.from_dict(e) for e in embeds],
-                        allowed_mentions=NO_PINGS,
-                        # Discord drops a resend with the same nonce (enforce_nonce) for a few minutes, so a
-                        # crash between Discord's answer and our bookkeeping does not post the batch twice.
-                        nonce=f"a{batch[0].id}-{batch[-1].id}",
-                        reference=reference,  # type: ignore[arg-type]
-                    )
-                except discord.HTTPException as error:
-                    if 400 <= error.status < 500 and error.status != 429:
-                        # Discord refuses this content for good; say so once instead of retrying forever.
-                        log.error("Discord refused run announcements %s: %s", [i.id for i in batch], error)
-                        await asyncio.to_thread(self.store.delivered, [i.id for i in batch])
-                        continue
-                    raise
+                        targets.append((thread, None))
+                targets.append((channel, self._reference(channel, batch[0].reply_to)))
+                nonce = f"a{batch[0].id}-{batch[-1].id}"
+                refused = ""
+                for attempt, (target, reference) in enumerate(targets):
+                    note = content
+                    if attempt:  # the thread refused: say so where the announcement lands instead
+                        note = "\n".join(filter(None, [content, f"(I could not post in the job's thread: {refused})"]))
+                    await self.rate.acquire()
+                    try:
+                        await target.send(
+                            content=note,
+                            files=files,
+                            embeds=[discord.Embed.from_dict(e) for e in embeds],
+                            allowed_mentions=NO_PINGS,
+                            # Discord drops a resend with the same nonce (enforce_nonce) for a few minutes, so a
+                            # crash between Discord's answer and our bookkeeping does not post the batch twice.
+                            nonce=nonce if not attempt else f"{nonce}-c",
+                            reference=reference,  # type: ignore[arg-type]
+                        )
+                    except discord.HTTPException as error:
+                        if error.status == 429 or error.status >= 500:
+                            raise  # transient: the loop retries this batch next time
+                        refused = describe_refusal(error)
+                        log.warning("%s refused run announcements %s: %s", target, [i.id for i in batch], refused)
+                        if attempt + 1 < len(targets):
+                            continue  # fall back to the channel
+                        raise Refused(refused) from error  # kept in the outbox; the loop backs off
+                    break
                 await asyncio.to_thread(self.store.delivered, [i.id for i in batch])
+                self.refusals = 0
                 sent += len(batch)
 
     async def _event_chart(self, run_id: str) -> bytes | None:

@@ -60,6 +60,7 @@ class JobStory:
         self._status_refreshed = 0.0
         self._last_status: dict[str, str] = {}
         self._retry_after: dict[str, float] = {}
+        self._failures: dict[str, int] = {}
 
     @property
     def prefix(self) -> str:
@@ -147,14 +148,16 @@ class JobStory:
                 log.warning("end report of job %s waits: %s", job.id, error)
                 self._retry_after[job.id] = now + 5.0
             except discord.HTTPException as error:
-                log.warning("end report of job %s not accepted yet (%s); retrying later", job.id, error)
-                self._retry_after[job.id] = now + (5.0 if _transient(error) else REPORT_RETRY_SECONDS)
+                failures = self._failures[job.id] = self._failures.get(job.id, 0) + 1
+                delay = 2.0 if _transient(error) else min(REPORT_RETRY_SECONDS, 5.0 * 2 ** (failures - 1))
+                log.warning("end report of job %s not accepted yet (%s); retrying in %.0fs", job.id, error, delay)
+                self._retry_after[job.id] = now + delay
 
     def _channel(self, job: Job) -> Any:
         channel = self.bot.get_channel(job.channel_id) if job.channel_id else None
         if isinstance(channel, discord.abc.Messageable):
             return channel
-        return find_channel(self.bot, self.settings.channel)
+        return find_channel(self.bot, self.settings)
 
     async def _thread(self, job: Job) -> discord.Thread | None:
         if not job.thread_id:
@@ -186,6 +189,7 @@ class JobStory:
         )
         thread = await self._thread(job)
         message: discord.Message | None = None
+        note = None
         if thread is not None:
             try:
                 message = await thread.send(embed=embed, allowed_mentions=NO_PINGS, nonce=f"job-{job.id}")
@@ -193,6 +197,9 @@ class JobStory:
                 if _transient(error):
                     raise
                 log.warning("the thread of job %s refused its end report (%s); reporting in the channel", job.id, error)
+                note = f"(I could not post in the job's thread: Discord said {error.status} {error.text})"
+        elif job.thread_id:
+            note = "(the job's thread is gone, so its end report is here)"
         if message is None:
             reference = None
             if job.message_id and isinstance(channel, discord.abc.GuildChannel):
@@ -203,6 +210,7 @@ class JobStory:
                     fail_if_not_exists=False,
                 )
             message = await channel.send(
+                content=note,
                 embed=embed,
                 reference=reference,
                 allowed_mentions=NO_PINGS,
@@ -213,6 +221,7 @@ class JobStory:
         await self.scheduler.reported(job.id, message.id)
         self._last_status.pop(job.id, None)
         self._retry_after.pop(job.id, None)
+        self._failures.pop(job.id, None)
 
     async def _finish_ack(self, channel: Any, job: Job, report: discord.Message) -> None:
         """The acknowledgement tells the end too: final state, exit code, duration, a link to the report."""

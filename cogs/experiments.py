@@ -254,6 +254,8 @@ class Experiments(AdjutantCog, name="Experiments"):
         await self.reply(ctx, self._cancel_text(result, key, self.command_prefix(ctx)))
 
     async def cancel_from_button(self, interaction: discord.Interaction, job_id: str) -> None:
+        if not self.serves(interaction.guild):
+            return  # not one of Adjutant's servers: nothing is answered
         if not await self.authorized(interaction.user):
             log.warning("refused cancel button for %s by %s (%d)", job_id, interaction.user, interaction.user.id)
             await interaction.response.send_message(refusal(self.settings), ephemeral=True)

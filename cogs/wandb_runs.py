@@ -25,7 +25,7 @@ from discord.ext import commands, tasks
 
 from adjutant import refuse_double_load, settings_for
 from adjutant._cog import NO_PINGS, AdjutantCog, channel_matches, find_channel
-from adjutant.cogs._announcer import Announcer
+from adjutant.cogs._announcer import Announcer, Refused
 from adjutant.render import code_safe, format_duration, plain, truncate
 from adjutant.run_render import leaderboard_embed, run_card_embed, runs_table_embed, summary_embed
 from adjutant.runs import (
@@ -66,6 +66,7 @@ class WandbRuns(AdjutantCog, name="Runs"):
         self._channel: discord.abc.Messageable | None = None
         self._greeted = False
         self._warned_no_channel = False
+        self._deliver_after = 0.0
 
     @property
     def project_label(self) -> str:
@@ -108,7 +109,7 @@ class WandbRuns(AdjutantCog, name="Runs"):
     @poll.before_loop
     async def _before_poll(self) -> None:
         await self.bot.wait_until_ready()
-        self._channel = find_channel(self.bot, self.settings.channel)
+        self._channel = find_channel(self.bot, self.settings)
 
     @poll.error
     async def _poll_died(self, error: BaseException) -> None:  # type: ignore[override]
@@ -116,7 +117,7 @@ class WandbRuns(AdjutantCog, name="Runs"):
 
     async def _greet(self) -> None:
         """The connect message: a summary of the project, once per start."""
-        channel = self._channel or find_channel(self.bot, self.settings.channel)
+        channel = self._channel or find_channel(self.bot, self.settings)
         if channel is None:
             self._greeted = True  # nowhere to greet; don't hold back announcements for it
             return
@@ -146,7 +147,7 @@ class WandbRuns(AdjutantCog, name="Runs"):
         """Empty the outbox into the channel (rate-limited; each announcement deleted once Discord took it)."""
         if not self._greeted:
             return
-        channel = self._channel = self._channel or find_channel(self.bot, self.settings.channel)
+        channel = self._channel = self._channel or find_channel(self.bot, self.settings)
         if channel is None:
             if not self._warned_no_channel:
                 log.error(
@@ -155,8 +156,16 @@ class WandbRuns(AdjutantCog, name="Runs"):
                 )
                 self._warned_no_channel = True
             return
+        if time.monotonic() < self._deliver_after:
+            return
         try:
             await self.announcer.deliver_pending(channel)
+        except Refused as error:
+            self.announcer.refusals += 1
+            delay = min(300.0, 5.0 * 2 ** (self.announcer.refusals - 1))
+            self._deliver_after = time.monotonic() + delay
+            if self.announcer.refusals == 1:
+                log.error("run announcements wait in the outbox: %s (retrying, backing off up to 5 min)", error)
         except Exception:
             log.exception("delivering run announcements failed; retrying")
 
@@ -324,6 +333,8 @@ class WandbRuns(AdjutantCog, name="Runs"):
         self, interaction: discord.Interaction, runs: str, metrics: str | None = None, log_scale: bool = False
     ) -> None:
         ctx: commands.Context[Any] = await commands.Context.from_interaction(interaction)  # type: ignore[type-var]
+        if not self.serves(interaction.guild):
+            return  # not one of Adjutant's servers: nothing is answered
         if not channel_matches(self.settings.channel, interaction.channel):
             await interaction.response.send_message(
                 f"I take commands in #{self.settings.channel} only.", ephemeral=True

@@ -160,6 +160,10 @@ class DiscordStandIn:
         #: (requests, seconds) per channel, like Discord's: message creates and edits have a window each.
         self.rate_limit: tuple[int, float] | None = None
         self.rate_limited = 0
+        self.stranger_guild_id: int | None = None
+        self.stranger_roles: list[dict[str, Any]] = []
+        #: Faults for the bot's message sends: (status, Discord error code, message), consumed one per send.
+        self.send_faults: list[tuple[int, int, str]] = []
         self.deduplicated = 0
         self._nonces: dict[tuple[int, str], int] = {}
         self._sends: dict[str, list[float]] = {}
@@ -207,6 +211,39 @@ class DiscordStandIn:
         await self.stop()
 
     # --- what tests call ------------------------------------------------------------------------
+    def add_stranger_guild(self) -> int:
+        """A second server that invited the bot (bots are public by default): its owner "stranger" creates a
+        #general and a role "ml-team" there, named like the team's. Call before the bot connects."""
+        guild_id = snowflake()
+        self.stranger_guild_id = guild_id
+        role = {"id": str(snowflake()), "name": "ml-team", "permissions": "0", "position": 1}
+        everyone = {"id": str(guild_id), "name": "@everyone", "permissions": str(EVERYONE_PERMS)}
+        self.stranger_roles = [everyone, role]
+        self.members["stranger"] = Member("stranger", roles=[int(role["id"])])
+        self.channels["stranger:general"] = {
+            "id": str(snowflake()),
+            "type": 0,
+            "name": "general",
+            "position": 0,
+            "permission_overwrites": [],
+            "guild_id": str(guild_id),
+        }
+        return guild_id
+
+    def lock_thread(self, thread_id: str) -> None:
+        """Moderators lock (archive) a thread: the bot's sends there get 403 Thread is locked."""
+        thread = next(c for c in self.channels.values() if c["id"] == thread_id)
+        thread["thread_metadata"] = {**thread.get("thread_metadata", {}), "locked": True, "archived": True}
+
+    def delete_channel(self, channel_id: str) -> None:
+        """A channel or thread is deleted: the bot's sends there get 404 Unknown Channel."""
+        for key, channel in list(self.channels.items()):
+            if channel["id"] == channel_id:
+                del self.channels[key]
+
+    def left_guilds(self) -> list[str]:
+        return [r.path.rsplit("/", 1)[-1] for r in self.rest("DELETE", "/users/@me/guilds/")]
+
     def channel_id(self, name: str) -> int:
         return int(self.channels[name]["id"])
 
@@ -221,6 +258,8 @@ class DiscordStandIn:
         return int(message["id"])
 
     def permissions_of(self, who: Member) -> int:
+        if who.name == "stranger":  # the owner of the stranger's server
+            return (1 << 53) - 1
         perms = EVERYONE_PERMS
         for role in self.roles.values():
             if int(role["id"]) in who.roles:
@@ -281,7 +320,7 @@ class DiscordStandIn:
             "token": token,
             "version": 1,
             "attachment_size_limit": 10 * 1024 * 1024,
-            "guild_id": str(self.guild_id),
+            "guild_id": channel.get("guild_id", str(self.guild_id)),
             "channel_id": channel["id"],
             "channel": channel,
             "member": member,
@@ -384,13 +423,15 @@ class DiscordStandIn:
         ready = {
             "v": 10,
             "user": self.bot_user.user(),
-            "guilds": [{"id": str(self.guild_id), "unavailable": True}],
+            "guilds": [{"id": str(g), "unavailable": True} for g in self._guild_ids()],
             "session_id": "session-" + str(snowflake()),
             "resume_gateway_url": self.gateway_url,
             "application": {"id": str(self.application_id), "flags": 0},
         }
         await self.dispatch("READY", ready)
         await self.dispatch("GUILD_CREATE", self._guild())
+        if self.stranger_guild_id is not None:
+            await self.dispatch("GUILD_CREATE", self._stranger_guild())
         self.connected.set()
 
     async def _resume(self, ws: web.WebSocketResponse, data: dict[str, Any]) -> None:
@@ -402,15 +443,38 @@ class DiscordStandIn:
         self._seq += 1
         await ws.send_str(json.dumps({"op": 0, "t": "RESUMED", "s": self._seq, "d": {}}))
 
+    def _guild_ids(self) -> list[int]:
+        return [self.guild_id] + ([self.stranger_guild_id] if self.stranger_guild_id is not None else [])
+
+    def _stranger_guild(self) -> dict[str, Any]:
+        guild = self._guild()
+        members = [self.bot_user, self.members["stranger"]]
+        guild.update(
+            id=str(self.stranger_guild_id),
+            name="Stranger's server",
+            owner_id=str(self.members["stranger"].id),
+            roles=self.stranger_roles,
+            channels=[
+                {k: v for k, v in c.items() if k != "guild_id"}
+                for c in self.channels.values()
+                if c.get("guild_id") == str(self.stranger_guild_id)
+            ],
+            members=[m.member() for m in members],
+            member_count=2,
+        )
+        return guild
+
     def _guild(self) -> dict[str, Any]:
-        members = [self.bot_user, *self.members.values()]
+        members = [self.bot_user, *(m for m in self.members.values() if m.name != "stranger")]
         return {
             "id": str(self.guild_id),
             "name": "Stand-in ML Lab",
             "owner_id": str(self.members["founder"].id),
             "roles": [self.everyone_role, *self.roles.values()],
             "channels": [
-                {k: v for k, v in c.items() if k != "guild_id"} for c in self.channels.values() if c["type"] != 11
+                {k: v for k, v in c.items() if k != "guild_id"}
+                for c in self.channels.values()
+                if c["type"] != 11 and c.get("guild_id", str(self.guild_id)) == str(self.guild_id)
             ],
             "threads": [],
             "members": [m.member() for m in members],
@@ -424,6 +488,10 @@ class DiscordStandIn:
             "preferred_locale": "en-US",
         }
 
+    def _guild_of(self, channel_id: int) -> str:
+        channel = next((c for c in self.channels.values() if c["id"] == str(channel_id)), None)
+        return (channel or {}).get("guild_id") or str(self.guild_id)
+
     def _message(
         self, channel_id: int, author: Member, content: str, extra: dict[str, Any] | None = None
     ) -> dict[str, Any]:
@@ -431,7 +499,7 @@ class DiscordStandIn:
             "id": str(snowflake()),
             "type": 0,
             "channel_id": str(channel_id),
-            "guild_id": str(self.guild_id),
+            "guild_id": self._guild_of(channel_id),
             "author": author.user(),
             "member": author.member(with_user=False),
             "content": content,
@@ -520,10 +588,16 @@ class DiscordStandIn:
         if path == "/gateway/bot":
             limit = {"total": 1000, "remaining": 1000, "reset_after": 0, "max_concurrency": 1}
             return json_response({"url": self.gateway_url, "shards": 1, "session_start_limit": limit})
+        if path.startswith("/users/@me/guilds/") and method == "DELETE":
+            return web.Response(status=204)
         if path == "/users/@me/guilds" and method == "GET":
             permissions = str(self.permissions_of(self.bot_user))
             guild = {"id": str(self.guild_id), "name": "Stand-in ML Lab", "icon": None, "owner": False}
-            return json_response([{**guild, "permissions": permissions, "features": []}])
+            listed = [{**guild, "permissions": permissions, "features": []}]
+            if self.stranger_guild_id is not None:
+                stranger = {"id": str(self.stranger_guild_id), "name": "Stranger's server", "icon": None}
+                listed.append({**stranger, "owner": False, "permissions": permissions, "features": []})
+            return json_response(listed)
         if parts[0] == "guilds" and len(parts) >= 2 and parts[1] == str(self.guild_id) and method == "GET":
             guild = self._guild()
             if len(parts) == 2:
@@ -667,6 +741,12 @@ class DiscordStandIn:
             limited = self._check_rate(channel_id)
             if limited is not None:
                 return limited
+            if self.send_faults:
+                status, code, text = self.send_faults.pop(0)
+                return json_response({"message": text, "code": code}, status=status)
+            channel = next(c for c in self.channels.values() if c["id"] == channel_id)
+            if (channel.get("thread_metadata") or {}).get("locked"):
+                return json_response({"message": "Thread is locked", "code": 50083}, status=403)
             return self._create_message(int(channel_id), record.json or {}, record, bucket)
         if len(parts) >= 4:
             message = self.messages.get(int(parts[3]))

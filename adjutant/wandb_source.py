@@ -103,10 +103,7 @@ class WandbSource:
         # $gte, not $gt: timestamps are whole seconds, so a run created in the watermark's second
         # could be missed; the runs seen again are de-duplicated by the caller's memory.
         clauses.append({"createdAt": {"$gte": to_wandb_filter_time(since or EPOCH)}})
-        try:
-            return self._list({"$or": clauses})
-        except ProjectNotFound:
-            return []  # the project appears with its first run
+        return self._list({"$or": clauses})  # ProjectNotFound: the watcher decides whether to believe it
 
     def recent(self, state: str | None, count: int) -> list[RunInfo]:
         return self._list({"state": state} if state else None, order="-created_at", limit=count)
@@ -136,16 +133,23 @@ class WandbSource:
         running = self.recent("running", 25) if counts.get("running") else []
         return Snapshot(counts, best[0] if best else None, running)
 
-    def find(self, key: str) -> RunInfo | None:
-        """A run by id, else by display name (the newest of that name)."""
+    def lookup(self, run_id: str) -> RunInfo | None:
+        """A run by its id; None when W&B says there is no such run."""
         api = self.api()
         api.flush()
+        try:
+            return to_run_info(api.run(f"{self.path}/{run_id}"), full=True)
+        except Exception as error:  # wandb raises CommError (or ValueError) for a missing run
+            if "Could not find" not in str(error) and "not found" not in str(error).lower():
+                raise
+        return None
+
+    def find(self, key: str) -> RunInfo | None:
+        """A run by id, else by display name (the newest of that name)."""
         if all(c.isalnum() or c in "-_" for c in key):
-            try:
-                return to_run_info(api.run(f"{self.path}/{key}"), full=True)
-            except Exception as error:  # wandb raises CommError (or ValueError) for a missing run
-                if "Could not find" not in str(error) and "not found" not in str(error).lower():
-                    raise
+            found = self.lookup(key)
+            if found is not None:
+                return found
         by_name = self._list({"displayName": key}, order="-created_at", limit=1)
         return by_name[0] if by_name else None
 

@@ -35,6 +35,13 @@ CATCH_UP = "catch-up"
 #: Events of a run launched by an Adjutant job that the job's own end report covers.
 JOB_REPORTED_EVENTS = frozenset({"finished", "crashed", "failed", "killed"})
 MAX_BACKOFF_SECONDS = 15 * 60
+#: A watched run is taken as deleted after W&B said it does not exist on this many polls in a row.
+DELETED_AFTER_POLLS = 2
+
+
+class PollContradiction(RuntimeError):
+    """W&B's answer contradicts what Adjutant knows (a vanished project, every watched run missing): the poll
+    counts as failed and nothing is forgotten."""
 
 
 def utcnow() -> dt.datetime:
@@ -95,6 +102,7 @@ class Watcher:
         self.health = PollHealth()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="adjutant-wandb")
         self._polled_once = False
+        self._misses: dict[str, int] = {}
         #: Summary metric names seen by polls (for autocomplete).
         self.metric_names: set[str] = set()
         #: The newest state of each running run seen by the polls (running runs come back every poll).
@@ -199,11 +207,48 @@ class Watcher:
             return 0
         watched = await asyncio.to_thread(self.store.watched, self.project_key)
         since = parse_wandb_time(await asyncio.to_thread(self.store.get_meta, self.project_key, "watermark"))
-        runs = await self.ask(self.source.changed_runs, watched, since)
+        try:
+            runs = await self.ask(self.source.changed_runs, watched, since)
+        except ProjectNotFound:
+            known = await asyncio.to_thread(self.store.count_runs, self.project_key)
+            if known:
+                raise PollContradiction(
+                    f"W&B answered that {self.project_label} does not exist, but it had {known} run(s); "
+                    "not believing it: the next poll decides"
+                ) from None
+            runs = []  # the project appears with its first run
+        runs, gone = await self._account_for_missing(runs, watched)
         context = None if self._polled_once else CATCH_UP
-        queued = await asyncio.to_thread(self._record_changes, runs, watched, since, utcnow(), context)
+        queued = await asyncio.to_thread(self._record_changes, runs, gone, since, utcnow(), context)
         self._polled_once = True
         return queued
+
+    async def _account_for_missing(self, runs: list[RunInfo], watched: list[str]) -> tuple[list[RunInfo], list[str]]:
+        """Watched runs missing from the answer: asked about one by one; a run counts as deleted only when W&B
+        says so for that run itself on two polls in a row. An answer that loses every watched run while W&B
+        still knows one of them is a failed poll."""
+        seen = {run.id for run in runs}
+        missing = [run_id for run_id in watched if run_id not in seen]
+        for run_id in list(self._misses):
+            if run_id not in missing:
+                del self._misses[run_id]
+        gone: list[str] = []
+        for run_id in missing:
+            found = await self.ask(self.source.lookup, run_id)
+            if found is not None:
+                if len(missing) == len(watched):
+                    raise PollContradiction(
+                        f"W&B's answer left out every watched run of {self.project_label}, yet it knows run "
+                        f"{run_id}: not believing it; the next poll decides"
+                    )
+                runs.append(found)  # left out of the listing, but there: take its own answer
+                self._misses.pop(run_id, None)
+                continue
+            self._misses[run_id] = self._misses.get(run_id, 0) + 1
+            if self._misses[run_id] >= DELETED_AFTER_POLLS:
+                gone.append(run_id)
+                del self._misses[run_id]
+        return runs, gone
 
     def _record_baseline(self, runs: list[RunInfo]) -> None:
         """First start on a project: remember every run silently (the connect message summarises them)."""
@@ -219,7 +264,7 @@ class Watcher:
         log.info("first start on %s: recorded %d existing runs silently", self.project_label, len(runs))
 
     def _record_changes(
-        self, runs: list[RunInfo], watched: list[str], since: dt.datetime | None, now: dt.datetime, context: str | None
+        self, runs: list[RunInfo], gone: list[str], since: dt.datetime | None, now: dt.datetime, context: str | None
     ) -> int:
         """(thread) Transitions since the last poll, recorded with their announcements in one transaction."""
         memories = self.store.memories(self.project_key, [r.id for r in runs])
@@ -248,11 +293,9 @@ class Watcher:
                     thread_id, reply_to = job if job is not None else (None, None)
                     self.store.enqueue(db, self.project_key, run.id, event, embed, context, reply_to, thread_id)
                     queued += 1
-            seen = {r.id for r in runs}
-            for run_id in watched:
-                if run_id not in seen:
-                    log.info("run %s vanished from %s (deleted?); no longer watching it", run_id, self.project_label)
-                    self.store.forget_watch(db, self.project_key, run_id)
+            for run_id in gone:
+                log.info("W&B says run %s of %s is gone (deleted); no longer watching it", run_id, self.project_label)
+                self.store.forget_watch(db, self.project_key, run_id)
             watermark = newest_created(runs, since)
             if watermark is not None and watermark != since:
                 self.store.set_meta(db, self.project_key, "watermark", watermark.isoformat())

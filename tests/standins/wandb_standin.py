@@ -196,8 +196,11 @@ def matches(run: FakeRun, query: dict[str, Any]) -> bool:
 class Fault:
     """What the next requests get instead of an answer."""
 
-    def __init__(self, kind: str, times: int, status: int = 500, seconds: float = 0.0) -> None:
+    def __init__(
+        self, kind: str, times: int, status: int = 500, seconds: float = 0.0, payload: dict[str, Any] | None = None
+    ) -> None:
         self.kind, self.times, self.status, self.seconds = kind, times, status, seconds
+        self.payload = payload
 
 
 class WandbStandIn:
@@ -341,6 +344,11 @@ class WandbStandIn:
         with self.lock:
             self.faults.append(Fault("garbage", times))
 
+    def answer(self, times: int, payload: dict[str, Any]) -> None:
+        """The next ``times`` requests get ``payload`` as their whole (HTTP 200) answer, e.g. ``{"data": None}``."""
+        with self.lock:
+            self.faults.append(Fault("answer", times, payload=payload))
+
     def clear_faults(self) -> None:
         with self.lock:
             self.faults.clear()
@@ -383,6 +391,8 @@ class WandbStandIn:
                 await asyncio.sleep(fault.seconds)
             if fault.kind == "garbage":
                 return web.Response(text="<html>502 Bad Gateway</html>", content_type="application/json")
+            if fault.kind == "answer":
+                return web.json_response(fault.payload)
         with self.lock:
             result = graphql.graphql_sync(
                 SCHEMA,

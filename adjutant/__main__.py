@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TextIO
 
 import discord
+from discord.ext import commands
 
 from adjutant._version import __version__
 from adjutant.settings import ConfigError, Settings, env_example, variables_help
@@ -123,6 +124,17 @@ def describe(settings: Settings) -> list[str]:
     ]
 
 
+def preflight(settings: Settings) -> None:
+    """Stop before connecting if the state folder is held by another Adjutant or its database is damaged."""
+    from adjutant.services import DATABASE_NAME
+    from adjutant.state import StateError, busy_message, check_database, lock_holder
+
+    holder = lock_holder(settings.state_dir)
+    if holder is not None:
+        raise StateError(busy_message(settings.state_dir, holder))
+    check_database(settings.state_dir / DATABASE_NAME)
+
+
 def run_check(settings: Settings, out: TextIO, config_problems: Sequence[str] = ()) -> int:
     """``--check``: report every problem with its fix in one run; exit code 0 when there is none.
 
@@ -132,6 +144,11 @@ def run_check(settings: Settings, out: TextIO, config_problems: Sequence[str] = 
 
     for problem in config_problems:
         say(f"problem: configuration: {problem}", out)
+    try:
+        preflight(settings)
+    except ConfigError as error:
+        config_problems = [*config_problems, str(error)]
+        say(f"problem: state folder: {error}", out)
     for line in describe(settings):
         say(f"  {line}", out)
     findings = asyncio.run(run_checks(settings))
@@ -225,9 +242,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         discord.VoiceClient.warn_dave = False
     for line in describe(settings):
         log.info("%s", line)
+    try:
+        preflight(settings)
+    except ConfigError as error:
+        say(f"configuration error: {error}", sys.stderr)
+        return EXIT_CONFIG
     bot = Adjutant(settings=settings, sync_commands=args.sync)
     try:
         asyncio.run(_serve(bot, settings.token.reveal()))
+    except commands.ExtensionFailed as error:
+        if not isinstance(error.original, ConfigError):
+            raise
+        say(f"configuration error: {error.original}", sys.stderr)
+        return EXIT_CONFIG
     except discord.PrivilegedIntentsRequired:
         say(INTENT_HELP, sys.stderr)
         return EXIT_INTENTS

@@ -17,6 +17,7 @@ from adjutant.jobs import Job, JobStore, child_environment
 from adjutant.launchers import Launcher, make_launcher
 from adjutant.scheduler import Scheduler
 from adjutant.settings import Settings
+from adjutant.state import StateLock, check_database
 from adjutant.store import Store
 from adjutant.wandb_source import WandbSource
 from adjutant.watcher import Watcher, WatchRules
@@ -35,14 +36,26 @@ class Services:
     runs: Store
     scheduler: Scheduler
     watcher: Watcher | None
+    lock: StateLock
     _users: int = field(default=0, repr=False)
 
     @classmethod
     async def open(cls, settings: Settings, *, secrets: Callable[[], tuple[str, ...]] = tuple) -> Services:
-        """Open the database and build the services. ``secrets()`` names values no job may see (the token)."""
+        """Lock the state folder, check and open the database, build the services.
+
+        ``secrets()`` names values no job may see (the token). Raises :class:`~adjutant.state.StateError`
+        when another Adjutant holds the folder or the database cannot be used.
+        """
         path = settings.state_dir / DATABASE_NAME
-        jobs = await asyncio.to_thread(JobStore, path)
-        runs = await asyncio.to_thread(Store, path)
+        lock = StateLock(settings.state_dir)
+        await asyncio.to_thread(lock.acquire)
+        try:
+            await asyncio.to_thread(check_database, path)
+            jobs = await asyncio.to_thread(JobStore, path)
+            runs = await asyncio.to_thread(Store, path)
+        except BaseException:
+            lock.release()
+            raise
 
         def environment(job: Job) -> dict[str, str]:
             return child_environment(
@@ -69,7 +82,7 @@ class Services:
                 metric=settings.metric,
             )
             watcher = Watcher(runs, source, rules, timeout=settings.wandb_timeout)
-        return cls(settings, jobs, runs, scheduler, watcher)
+        return cls(settings, jobs, runs, scheduler, watcher, lock)
 
     def acquire(self) -> None:
         self._users += 1
@@ -87,3 +100,4 @@ class Services:
             await self.watcher.close()
         await asyncio.to_thread(self.jobs.close)
         await asyncio.to_thread(self.runs.close)
+        self.lock.release()

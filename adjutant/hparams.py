@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import re
 import shlex
+import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,6 +24,53 @@ class HParamsError(ValueError):
 
 def _reject_constant(name: str) -> Any:
     raise HParamsError(f"{name} is not allowed: use a finite number or a string")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise HParamsError(f"{text} is too large for a number (it would be Infinity, which is not JSON)")
+    return value
+
+
+_INVISIBLE = {"Cc", "Cf", "Co", "Cn", "Cs", "Zl", "Zp"}
+
+
+def _bad_character(text: str) -> str | None:
+    """A description of the first invisible, control or invalid character of ``text`` (None if all are fine)."""
+    for index, char in enumerate(text):
+        category = unicodedata.category(char)
+        if category == "Cs":
+            return f"an invalid character (a lone surrogate, U+{ord(char):04X}) at position {index + 1}"
+        if category in _INVISIBLE:
+            name = unicodedata.name(char, "unnamed")
+            return f"an invisible or control character (U+{ord(char):04X} {name}) at position {index + 1}"
+    return None
+
+
+def check_text(value: Any, path: str = "") -> None:
+    """Refuse keys with invisible or control characters, and any string that cannot be encoded (lone surrogates).
+
+    A key ``lr\u200b`` would look like a second ``lr``; a lone surrogate cannot reach a script as UTF-8.
+    """
+    if isinstance(value, dict):
+        for position, (key, item) in enumerate(value.items(), 1):
+            problem = _bad_character(key)
+            where = f"{path}." if path else ""
+            if problem:
+                shown = key.encode("unicode_escape").decode("ascii")
+                raise HParamsError(f"key #{position} of {path or 'the object'} ({shown!r}) contains {problem}")
+            check_text(item, f"{where}{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            check_text(item, f"{path}[{index}]")
+    elif isinstance(value, str):
+        for index, char in enumerate(value):
+            if unicodedata.category(char) == "Cs":
+                raise HParamsError(
+                    f"the value of {path or 'the input'} contains an invalid character (a lone surrogate, "
+                    f"U+{ord(char):04X}) at position {index + 1}"
+                )
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -61,7 +110,9 @@ def strip_fence(text: str) -> str:
 
 def _loads(text: str) -> Any:
     try:
-        return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_no_duplicates)
+        return json.loads(
+            text, parse_constant=_reject_constant, parse_float=_finite_float, object_pairs_hook=_no_duplicates
+        )
     except json.JSONDecodeError as error:
         raise HParamsError(f"invalid JSON at line {error.lineno}, column {error.colno}: {error.msg}") from None
     except RecursionError:
@@ -71,7 +122,9 @@ def _loads(text: str) -> Any:
 def _scalar(text: str) -> Any:
     """A ``key=value`` value: a JSON scalar where it parses (0.1, true, null, "x"), else the string."""
     try:
-        value = json.loads(text, parse_constant=_reject_constant)
+        value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+    except HParamsError:
+        raise
     except (ValueError, RecursionError):
         return text
     return value
@@ -118,12 +171,14 @@ def parse_hyperparameters(text: str, *, max_chars: int = MAX_CHARS, allow_empty:
         raise HParamsError(f'the hyperparameters must be a JSON object like {{"epochs": 10}}, not {kind}')
     if depth(value) > MAX_DEPTH:
         raise HParamsError(f"the JSON is nested too deeply (at most {MAX_DEPTH} levels)")
+    check_text(value)
     return value
 
 
 def to_argument(params: Mapping[str, Any]) -> str:
-    """The one argument the experiment script receives: compact JSON, Unicode kept as is."""
-    return json.dumps(params, ensure_ascii=False, separators=(", ", ": "))
+    """The one argument the experiment script receives: compact, valid JSON (never NaN or Infinity), Unicode
+    kept as is. Raises ValueError for a non-finite number: every path into a script validates first."""
+    return json.dumps(params, ensure_ascii=False, separators=(", ", ": "), allow_nan=False)
 
 
 def validate(params: dict[str, Any], schema: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

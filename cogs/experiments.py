@@ -24,7 +24,15 @@ from adjutant._cog import NO_PINGS, AdjutantCog
 from adjutant.access import may_launch, refusal
 from adjutant.cogs._job_story import JobStory
 from adjutant.cogs._job_views import CancelButton, SweepConfirm
-from adjutant.hparams import HParamsError, diff, expand_sweep, parse_hyperparameters, sweep_size, validate
+from adjutant.hparams import (
+    HParamsError,
+    diff,
+    expand_sweep,
+    parse_hyperparameters,
+    sweep_size,
+    to_argument,
+    validate,
+)
 from adjutant.job_render import jobs_embed, sweep_preview
 from adjutant.jobs import ACTIVE, ENDED, Job, JobRequest, JobState, read_tail_bytes, tail_lines, utcnow
 from adjutant.render import MESSAGE_LIMIT, code_safe, truncate
@@ -100,7 +108,13 @@ class Experiments(AdjutantCog, name="Experiments"):
         return True
 
     def _prepare(self, params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-        return (params, {}) if self.schema is None else validate(params, self.schema)
+        """Schema defaults filled in and checked; what reaches the script is always valid JSON."""
+        prepared, defaults = (params, {}) if self.schema is None else validate(params, self.schema)
+        try:
+            to_argument(prepared)
+        except ValueError as error:
+            raise HParamsError(f"cannot be passed to the script as JSON: {error}") from None
+        return prepared, defaults
 
     def _request(self, params: dict[str, Any], ctx: commands.Context[Any], **extra: Any) -> JobRequest:
         assert self.settings.run_experiment_script is not None

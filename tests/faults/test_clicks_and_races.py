@@ -59,7 +59,7 @@ async def test_a_double_click_queues_a_sweep_once(start_adjutant, discord_standi
                 discord_standin.click(preview, button, author="admin"),
                 discord_standin.click(preview, button, author="admin"),
             )
-            await eventually(lambda: len(discord_standin.interaction_responses) == before + 2, timeout=10)
+            await eventually(lambda n=before: len(discord_standin.interaction_responses) == n + 2, timeout=10)
             answers = [r["data"].get("content", "") for r in discord_standin.interaction_responses[before:]]
             assert sum("Queued 3 experiment(s)" in a for a in answers) == 1, answers
             assert sum("already queued" in a for a in answers) == 1, answers

@@ -275,6 +275,8 @@ class JobStore(Database):
 
     def update(self, job_id: str, *, expect: Sequence[JobState] | None = None, **values: Any) -> bool:
         """Set columns of one job (only if its state is one of ``expect``); True if a row changed."""
+        if not values:
+            return False
         sets = ", ".join(f"{k}=?" for k in values)
         sql = f"UPDATE jobs SET {sets} WHERE id=?"  # noqa: S608 (column names are ours, values bound)
         args: list[Any] = [*values.values(), job_id]

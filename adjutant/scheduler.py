@@ -26,7 +26,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from adjutant.jobs import ACTIVE, Job, JobRequest, JobState, JobStore, JobUpdate, iso, utcnow
+from adjutant.jobs import ACTIVE, Job, JobRequest, JobState, JobStore, iso, utcnow
 from adjutant.launchers import Launcher, LaunchError
 
 log = logging.getLogger(__name__)
@@ -82,6 +82,7 @@ class Scheduler:
         self._again = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
+        self._requeued = False
         #: When the last pass finished (time.time()), and its error if it failed: for status displays.
         self.last_pass: float | None = None
         self.last_error: str | None = None
@@ -230,8 +231,19 @@ class Scheduler:
         if changed:
             self._changed.set()
 
+    def _requeue_unsubmitted(self) -> None:
+        """(thread, first pass of a process) Jobs a previous bot process marked starting but never handed to
+        its launcher (it died in between): back in the queue, in their place."""
+        for job in self.store.where((JobState.STARTING,)):
+            unsubmitted = job.supervisor_pid is None and job.external_id is None and job.backend == "local"
+            if unsubmitted and self.store.update(job.id, expect=(JobState.STARTING,), state=JobState.QUEUED):
+                log.info("job %s was being started when the bot stopped; queued again", job.id)
+
     def _reconcile(self) -> bool:
         """(thread) Ask each active job's launcher what changed; force cancels past their grace."""
+        if not self._requeued:
+            self._requeue_unsubmitted()
+            self._requeued = True
         now = utcnow()
         changed = False
         for job in self.store.where(ACTIVE):
@@ -280,7 +292,8 @@ class Scheduler:
                 job.id, expect=(JobState.STARTING,), state=JobState.FAILED, reason=str(error), ended_at=iso()
             )
             return
-        self.store.update(job.id, **JobUpdate.columns(update))
+        if update.columns():
+            self.store.update(job.id, **update.columns())
         log.info("job %s submitted to %s", job.id, launcher.name)
 
     # --- what to tell ---------------------------------------------------------------------------

@@ -92,8 +92,20 @@ class WandbSource:
         return out
 
     def all_runs(self) -> list[RunInfo]:
-        """Every run, without config/summary (cheap): the baseline of a first start."""
+        """Every run, without config/summary (cheap). Use :meth:`next_page` for large projects."""
         return self._list(None, full=False)
+
+    def next_page(self, after: tuple[dt.datetime, frozenset[str]] | None, size: int = PAGE_SIZE) -> list[RunInfo]:
+        """One page of every run, oldest first, without config/summary: the runs created at or after ``after``'s
+        moment that are not among its ids (keyset pagination). Each page is a new, small listing, so walking a
+        50,000-run project never holds more than one page (wandb's paginator keeps every run it has loaded)."""
+        filters: dict[str, Any] = {}
+        if after is not None:
+            filters = {"createdAt": {"$gte": to_wandb_filter_time(after[0])}}
+        page = self._list(filters, full=False, limit=size + (len(after[1]) if after else 0))
+        if after is not None:
+            page = [run for run in page if run.id not in after[1]]
+        return page[:size]
 
     def changed_runs(self, watch_ids: Sequence[str], since: dt.datetime | None) -> list[RunInfo]:
         """One query: runs running now, runs last seen running, and runs created since the watermark."""

@@ -103,6 +103,8 @@ class Watcher:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="adjutant-wandb")
         self._polled_once = False
         self._misses: dict[str, int] = {}
+        #: When the last poll ended (time.monotonic()).
+        self.last_poll_end = float("-inf")
         #: Summary metric names seen by polls (for autocomplete).
         self.metric_names: set[str] = set()
         #: The newest state of each running run seen by the polls (running runs come back every poll).
@@ -173,15 +175,18 @@ class Watcher:
         return None, embed, png
 
     # --- polling --------------------------------------------------------------------------------
-    def due(self) -> bool:
-        """False while backing off after failures."""
-        return time.monotonic() >= self.health.next_attempt
+    def due(self, interval: float) -> bool:
+        """False while backing off after failures, and until ``interval`` (less a tenth) has passed since the
+        last poll ended: after a slow poll, the loop's missed iterations must not become a burst of polls."""
+        now = time.monotonic()
+        return now >= self.health.next_attempt and now - self.last_poll_end >= interval * 0.9
 
     async def poll(self, interval: float) -> int | None:
         """One poll with health bookkeeping; returns how many announcements were queued (None: it failed)."""
         try:
             queued = await self.poll_once()
         except Exception as error:
+            self.last_poll_end = time.monotonic()
             delay = self.health.failed(error, interval)
             log.warning(
                 "W&B poll of %s failed (%d in a row): %s; next try in %.0fs",
@@ -191,6 +196,7 @@ class Watcher:
                 delay,
             )
             return None
+        self.last_poll_end = time.monotonic()
         self.health.succeeded()
         return queued
 
@@ -198,11 +204,7 @@ class Watcher:
         """Ask W&B, record transitions and their announcements. Returns how many were queued."""
         baseline = await asyncio.to_thread(self.store.get_meta, self.project_key, "baseline")
         if baseline is None:
-            try:
-                runs = await self.ask(self.source.all_runs)
-            except ProjectNotFound:
-                runs = []
-            await asyncio.to_thread(self._record_baseline, runs)
+            await self._baseline()
             self._polled_once = True
             return 0
         watched = await asyncio.to_thread(self.store.watched, self.project_key)
@@ -250,18 +252,44 @@ class Watcher:
                 del self._misses[run_id]
         return runs, gone
 
-    def _record_baseline(self, runs: list[RunInfo]) -> None:
-        """First start on a project: remember every run silently (the connect message summarises them)."""
+    async def _baseline(self) -> None:
+        """First start on a project: remember every run silently (the connect message summarises them), one page
+        at a time, so that memory holds one page, not the whole project. A crash half-way starts it again."""
+        after: tuple[dt.datetime, frozenset[str]] | None = None
+        watermark: dt.datetime | None = None
+        total = 0
+        while True:
+            try:
+                page = await self.ask(self.source.next_page, after)
+            except ProjectNotFound:
+                page = []
+            if not page:
+                break
+            await asyncio.to_thread(self._record_page, page)
+            total += len(page)
+            watermark = newest_created(page, watermark)
+            newest = max((r.created_at for r in page if r.created_at is not None), default=None)
+            if newest is None:  # W&B gave no creation times: nothing to page by
+                break
+            same_moment = frozenset(r.id for r in page if r.created_at == newest)
+            if after is not None and newest == after[0]:
+                same_moment |= after[1]
+            after = (newest, same_moment)
+        await asyncio.to_thread(self._finish_baseline, watermark)
+        log.info("first start on %s: recorded %d existing runs silently", self.project_label, total)
+
+    def _record_page(self, runs: list[RunInfo]) -> None:
         now = utcnow()
         with self.store.transaction() as db:
             for run in runs:
                 _, memory = transitions(None, run, now, self.rules.stall_after)
                 self.store.remember(db, self.project_key, run, memory)
-            watermark = newest_created(runs, None)
+
+    def _finish_baseline(self, watermark: dt.datetime | None) -> None:
+        with self.store.transaction() as db:
             if watermark is not None:
                 self.store.set_meta(db, self.project_key, "watermark", watermark.isoformat())
-            self.store.set_meta(db, self.project_key, "baseline", now.isoformat())
-        log.info("first start on %s: recorded %d existing runs silently", self.project_label, len(runs))
+            self.store.set_meta(db, self.project_key, "baseline", utcnow().isoformat())
 
     def _record_changes(
         self, runs: list[RunInfo], gone: list[str], since: dt.datetime | None, now: dt.datetime, context: str | None

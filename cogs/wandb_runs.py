@@ -95,7 +95,7 @@ class WandbRuns(AdjutantCog, name="Runs"):
     @tasks.loop(seconds=60)
     async def poll(self) -> None:
         """Ask W&B what changed; the watcher records it with its announcements."""
-        if not self.watcher.due():
+        if not self.watcher.due(self.settings.poll_seconds):
             return
         if not self._greeted:
             try:

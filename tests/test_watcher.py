@@ -81,7 +81,7 @@ async def test_failures_back_off_and_recover(wandb_standin: WandbStandIn, tmp_pa
     assert await watcher.poll(1.0) is None
     assert await watcher.poll(1.0) is None
     assert watcher.health.failures == 2 and watcher.health.last_error
-    assert not watcher.due()  # backing off: twice the interval
+    assert not watcher.due(0.0)  # backing off: twice the interval
     wandb_standin.clear_faults()
     watcher.health.next_attempt = 0
     assert await watcher.poll(1.0) == 0

@@ -275,11 +275,11 @@ async def test_wandb_calls_never_run_on_event_loop_thread(wandb_standin: WandbSt
     calls: list[str] = []
     async with commands.Bot("$", intents=discord.Intents.default()) as bot:
         cog = WandbRuns(bot, settings, await Services.open(settings))
-        for name in ("all_runs", "changed_runs", "snapshot"):
+        for name in ("next_page", "changed_runs", "snapshot"):
             original = getattr(cog.watcher.source, name)
 
-            def recording(*args, _original=original, **kwargs):
-                calls.append(threading.current_thread().name)
+            def recording(*args, _original=original, _name=name, **kwargs):
+                calls.append((_name, threading.current_thread().name))
                 return _original(*args, **kwargs)
 
             setattr(cog.watcher.source, name, recording)
@@ -287,5 +287,5 @@ async def test_wandb_calls_never_run_on_event_loop_thread(wandb_standin: WandbSt
         await cog.watcher.poll_once()
         await cog.watcher.poll_once()
         await cog.watcher.ask(cog.watcher.source.snapshot, "loss", "min")
-    assert len(calls) == 3
-    assert all(name.startswith("adjutant-wandb") for name in calls), calls
+    assert {name for name, _ in calls} == {"next_page", "changed_runs", "snapshot"}
+    assert all(thread.startswith("adjutant-wandb") for _, thread in calls), calls

@@ -194,8 +194,10 @@ class JobRequest:
     message_id: int | None
     backend: str = "local"
     sweep_id: str | None = None
-    #: True when no acknowledgement of its own will be sent (a sweep's jobs share the preview's).
+    #: True when no acknowledgement of its own will be sent.
     acked: bool = False
+    #: The message that acknowledges it, when it exists already (a sweep's preview).
+    ack_id: int | None = None
 
 
 class JobStore(Database):
@@ -221,8 +223,8 @@ class JobStore(Database):
                 ids.append(job_id)
                 db.execute(
                     "INSERT INTO jobs (id, state, params, script, requested_by_id, requested_by, channel_id,"
-                    " message_id, sweep_id, wandb_run_id, log_path, created_at, backend, acked)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " message_id, sweep_id, wandb_run_id, log_path, created_at, backend, acked, ack_id)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         job_id,
                         JobState.QUEUED,
@@ -238,6 +240,7 @@ class JobStore(Database):
                         iso(),
                         request.backend,
                         int(request.acked),
+                        request.ack_id,
                     ),
                 )
             rows = [db.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone() for job_id in ids]
@@ -257,6 +260,16 @@ class JobStore(Database):
 
     def unreported(self) -> list[Job]:
         rows = self.query_in("SELECT * FROM jobs WHERE reported=0 AND state IN ({marks}) ORDER BY seq", ENDED)
+        return [Job.from_row(r) for r in rows]
+
+    def acknowledge_sweep(self, sweep_id: str) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE jobs SET acked=1 WHERE sweep_id=?", (sweep_id,))
+
+    def unacknowledged_sweep_jobs(self) -> list[Job]:
+        rows = self.query(
+            "SELECT * FROM jobs WHERE acked=0 AND sweep_id IS NOT NULL AND ack_id IS NOT NULL ORDER BY seq"
+        )
         return [Job.from_row(r) for r in rows]
 
     def count_unreported(self) -> int:

@@ -125,6 +125,22 @@ class Scheduler:
         await asyncio.to_thread(self.store.update, job_id, **changes)
         self._changed.set()
 
+    async def sweep_acknowledged(self, sweep_id: str) -> None:
+        """A sweep's preview now says it was queued: its jobs' end reports may go out."""
+        await asyncio.to_thread(self.store.acknowledge_sweep, sweep_id)
+        self._changed.set()
+
+    async def unannounced_sweeps(self, older_than: dt.timedelta) -> dict[str, list[Job]]:
+        """Sweeps recorded more than ``older_than`` ago whose preview was never updated (the bot died between
+        recording them and answering the click): sweep id → its jobs."""
+        jobs = await asyncio.to_thread(self.store.unacknowledged_sweep_jobs)
+        now = utcnow()
+        found: dict[str, list[Job]] = {}
+        for job in jobs:
+            if job.sweep_id and now - job.created_at > older_than:
+                found.setdefault(job.sweep_id, []).append(job)
+        return found
+
     async def get(self, job_id: str) -> Job | None:
         return await asyncio.to_thread(self.store.get, job_id)
 

@@ -11,10 +11,12 @@ one task, one after the other, so the last edit of an acknowledgement is always 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,8 @@ ACK_ATTEMPTS = 3
 RUN_LOOKUP_SECONDS = 5.0
 #: After Discord refused a report everywhere, wait this long before trying again.
 REPORT_RETRY_SECONDS = 60.0
+#: A sweep's preview still unchanged this long after its jobs were recorded was left behind by a crash.
+SWEEP_PREVIEW_GRACE = dt.timedelta(seconds=10)
 
 
 class NowhereToReport(RuntimeError):
@@ -133,6 +137,22 @@ class JobStory:
         except discord.HTTPException as error:
             log.info("no thread for job %s (%s); replying instead", job.id, error)
             return None
+
+    # --- sweeps queued just before a crash --------------------------------------------------------
+    async def finish_previews(self, text: Callable[[list[Job]], str]) -> None:
+        """A sweep recorded while the bot died before updating its preview: the preview says which jobs it
+        queued now (after a restart), so that nobody queues it again by hand."""
+        if not self.bot.is_ready():
+            return
+        for sweep_id, jobs in (await self.scheduler.unannounced_sweeps(SWEEP_PREVIEW_GRACE)).items():
+            channel = self._channel(jobs[0])
+            if channel is not None and hasattr(channel, "get_partial_message") and jobs[0].ack_id:
+                content = truncate(text(jobs) + " (queued just before a restart)", MESSAGE_LIMIT)
+                try:
+                    await channel.get_partial_message(jobs[0].ack_id).edit(content=content, embed=None, view=None)
+                except discord.HTTPException as error:
+                    log.warning("could not update the preview of %s: %s", sweep_id, error)
+            await self.scheduler.sweep_acknowledged(sweep_id)
 
     # --- end reports ----------------------------------------------------------------------------
     async def send_reports(self) -> None:

@@ -45,11 +45,18 @@ class SweepConfirm(discord.ui.View):
     """Confirm / Cancel under a sweep preview. Only the requester may press them, and only while they may
     still launch (checked at the click); the first press wins, a second gets "already queued"."""
 
-    def __init__(self, requester_id: int, may_launch: RightsCheck, queue: QueueSweep) -> None:
+    def __init__(
+        self,
+        requester_id: int,
+        may_launch: RightsCheck,
+        queue: QueueSweep,
+        queued: Callable[[discord.Interaction, str], Awaitable[None]],
+    ) -> None:
         super().__init__(timeout=300)
         self.requester_id = requester_id
         self.may_launch = may_launch
         self.queue = queue
+        self.queued = queued
         self.message: discord.Message | None = None
         self.outcome: str | None = None  # set synchronously by the first press: "queued" or "dropped"
 
@@ -76,6 +83,7 @@ class SweepConfirm(discord.ui.View):
         self.stop()
         text = await self.queue(interaction)
         await interaction.response.edit_message(content=truncate(text, MESSAGE_LIMIT), view=None)
+        await self.queued(interaction, text)
 
     @discord.ui.button(label="Never mind", style=discord.ButtonStyle.secondary)
     async def abort(self, interaction: discord.Interaction, button: discord.ui.Button[Any]) -> None:

@@ -45,6 +45,12 @@ log = logging.getLogger(__name__)
 LOG_ATTACHMENT_LIMIT = 8 * 1024 * 1024  # below Discord's default 10 MiB per file
 
 
+def queued_text(jobs: list[Job]) -> str:
+    """What a sweep's preview says once its jobs are queued."""
+    ids = ", ".join(f"`{j.id}`" for j in jobs)
+    return f"Queued {len(jobs)} experiment(s) of sweep `{jobs[0].sweep_id}`: {ids}"
+
+
 class Experiments(AdjutantCog, name="Experiments"):
     """Launch, queue, cancel and follow training runs from chat."""
 
@@ -186,14 +192,18 @@ class Experiments(AdjutantCog, name="Experiments"):
             await interaction.response.send_message(refusal(self.settings), ephemeral=True)
             return False
 
-        async def queue(interaction: discord.Interaction) -> str:
-            sweep_id = "sweep-" + secrets.token_hex(3)
-            requests = [self._request(c, ctx, sweep_id=sweep_id, acked=True) for c in combos]
-            jobs = await self.scheduler.enqueue_many(requests)  # one transaction: all cells or none
-            ids = ", ".join(f"`{j.id}`" for j in jobs)
-            return f"Queued {len(jobs)} experiment(s) of sweep `{sweep_id}`: {ids}"
+        sweep_id = "sweep-" + secrets.token_hex(3)
 
-        view = SweepConfirm(ctx.author.id, may_launch_now, queue)
+        async def queue(interaction: discord.Interaction) -> str:
+            preview_id = interaction.message.id if interaction.message is not None else None
+            requests = [self._request(c, ctx, sweep_id=sweep_id, ack_id=preview_id) for c in combos]
+            jobs = await self.scheduler.enqueue_many(requests)  # one transaction: all cells or none
+            return queued_text(jobs)
+
+        async def queued(interaction: discord.Interaction, text: str) -> None:
+            await self.scheduler.sweep_acknowledged(sweep_id)  # the preview says so: reports may go out
+
+        view = SweepConfirm(ctx.author.id, may_launch_now, queue, queued)
         preview = sweep_preview(combos, cap=self.settings.max_sweep)
         view.message = await ctx.reply(
             embed=discord.Embed.from_dict(preview), view=view, allowed_mentions=NO_PINGS, mention_author=False
@@ -338,6 +348,7 @@ class Experiments(AdjutantCog, name="Experiments"):
         """Send what the scheduler has to tell: end reports, then live status edits (never under its lock)."""
         await self.scheduler.wait_for_change(1.0)
         try:
+            await self.story.finish_previews(queued_text)
             await self.story.send_reports()
             await self.story.refresh_status()
         except Exception:

@@ -82,6 +82,7 @@ async def test_kill_9_right_after_queue_them_queues_all_cells_or_none(
         },
     )
     outcomes = []
+    previews = []
     for round_ in range(4):
         bot = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "adjutant", cwd=tmp_path, env=env, stderr=subprocess.DEVNULL
@@ -97,12 +98,16 @@ async def test_kill_9_right_after_queue_them_queues_all_cells_or_none(
             await bot.wait()
         queued = len(sweep_jobs(database)) - before
         outcomes.append(queued)
+        previews.append(preview)
         assert queued in (0, 3), f"a sweep of 3 was cut to {queued} jobs by kill -9"
-    # And after a restart, what was queued runs (and nothing else appears).
+    # And after a restart, what was queued runs (and nothing else appears), and each preview whose sweep
+    # was queued says so (the click's own answer may have been lost with the process).
     bot = await asyncio.create_subprocess_exec(sys.executable, "-m", "adjutant", cwd=tmp_path, env=env)
     try:
         total = len(sweep_jobs(database))
         await eventually(lambda: len(list(out_dir.glob("*.json"))) == total, timeout=60)
+        told = [p for p, n in zip(previews, outcomes, strict=True) if n == 3]
+        await eventually(lambda: all((p.get("content") or "").startswith("Queued 3") for p in told), timeout=30)
     finally:
         bot.terminate()
         await bot.wait()

@@ -95,9 +95,11 @@ class Services:
     async def close_if_unused(self) -> None:
         if self._users > 0:
             return
-        await self.scheduler.close()
-        if self.watcher is not None:
-            await self.watcher.close()
-        await asyncio.to_thread(self.jobs.close)
-        await asyncio.to_thread(self.runs.close)
-        self.lock.release()
+        try:
+            await self.scheduler.close()
+            if self.watcher is not None:
+                await self.watcher.close()
+            await asyncio.to_thread(self.jobs.close)
+            await asyncio.to_thread(self.runs.close)
+        finally:
+            self.lock.release()

@@ -24,8 +24,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import discord  # noqa: E402
-from discord.ext import commands  # noqa: E402
 
 from adjutant.settings import Settings  # noqa: E402
 from tests.standins.wandb_standin import API_KEY, WandbStandIn  # noqa: E402
@@ -101,20 +99,20 @@ async def bench_size(size: int, repeat: int) -> dict[str, dict[str, float]]:
                 server.create_run(state="running", summary={"loss": 0.5})
             with tempfile.TemporaryDirectory() as state_dir:
                 env = {"WANDB_ENTITY": "team", "WANDB_PROJECT": "proj", "ADJUTANT_STATE_DIR": state_dir}
-                async with commands.Bot("$", intents=discord.Intents.default()) as bot:
-                    if kind == "adjutant":
-                        from adjutant.cogs.wandb_runs import WandbRuns
+                services = None
+                if kind == "adjutant":
+                    from adjutant.services import Services
 
-                        poller = WandbRuns(bot, Settings.from_env(env))
-                        await bot.add_cog(poller)
-                        await poller.poll_once()  # baseline
-                    else:
-                        poller = NaivePoller("team/proj")
-                    await poller.poll_once()  # warm: first incremental poll
-                    idle = [await measure(poller, server, change=False) for _ in range(repeat)]
-                    changed = [await measure(poller, server, change=True) for _ in range(repeat)]
-                    if kind == "adjutant":
-                        await bot.remove_cog("Runs")
+                    services = await Services.open(Settings.from_env(env))
+                    poller = services.watcher
+                    await poller.poll_once()  # baseline
+                else:
+                    poller = NaivePoller("team/proj")
+                await poller.poll_once()  # warm: first incremental poll
+                idle = [await measure(poller, server, change=False) for _ in range(repeat)]
+                changed = [await measure(poller, server, change=True) for _ in range(repeat)]
+                if services is not None:
+                    await services.close_if_unused()
         results[kind] = {
             "idle_requests": statistics.median(r[0] for r in idle),
             "changed_requests": statistics.median(r[0] for r in changed),

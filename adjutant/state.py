@@ -10,7 +10,6 @@ import contextlib
 import fcntl
 import os
 import sqlite3
-import time
 from pathlib import Path
 from typing import IO
 
@@ -30,25 +29,17 @@ class StateLock:
         self.folder = folder
         self._handle: IO[str] | None = None
 
-    def acquire(self, *, patience: float = 2.0) -> None:
-        """Take the lock, or raise :class:`StateError` naming the holder. A lock that this very process held
-        until a moment ago (an extension reloaded) may linger for an instant in a child being forked by
-        another thread, so the lock is tried for ``patience`` seconds before it counts as taken."""
+    def acquire(self) -> None:
+        """Take the lock, or raise :class:`StateError` naming the folder and the holder's pid."""
         self.folder.mkdir(parents=True, exist_ok=True)
         handle = (self.folder / LOCK_NAME).open("a+", encoding="utf-8")
-        deadline = time.monotonic() + patience
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() < deadline:
-                    time.sleep(0.05)
-                    continue
-                handle.seek(0)
-                holder = handle.read().strip() or "unknown"
-                handle.close()
-                raise StateError(busy_message(self.folder, holder)) from None
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            raise StateError(busy_message(self.folder, holder)) from None
         handle.seek(0)
         handle.truncate()
         handle.write(f"{os.getpid()}\n")

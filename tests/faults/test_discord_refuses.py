@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from tests.cogs.conftest import WANDB_ENV, titles
 from tests.cogs.test_experiments import acks, job_id_of, launch, launch_env, report, wait_report
 from tests.conftest import eventually
@@ -44,30 +46,23 @@ async def test_a_403_on_an_end_report_delays_it_and_loses_nothing(
     assert discord_standin.send_faults == []
 
 
-async def test_a_locked_thread_sends_the_report_to_the_channel(
-    start_adjutant, discord_standin: DiscordStandIn, out_dir
+@pytest.mark.parametrize("fault", ["locked", "deleted"])
+async def test_a_thread_that_refuses_sends_the_report_to_the_channel(
+    start_adjutant, discord_standin: DiscordStandIn, out_dir, fault: str
 ) -> None:
+    """A moderator locks, or deletes, the job's thread while it runs: the end report lands in the channel."""
     async with start_adjutant(launch_env()):
         job_id = await launch(discord_standin, '{"sleep": 2}')
         ack = next(m for m in acks(discord_standin) if job_id_of(m) == job_id)
         await eventually(lambda: any(t["id"] == ack["id"] for t in discord_standin.threads), timeout=10)
-        discord_standin.lock_thread(ack["id"])  # a moderator locks the job's thread while it runs
+        if fault == "locked":
+            discord_standin.lock_thread(ack["id"])
+        else:
+            discord_standin.delete_channel(ack["id"])
         done = await wait_report(discord_standin, job_id, timeout=30)
     assert done["channel_id"] == str(discord_standin.channel_id("general"))
-    assert "could not post in the job's thread" in done["content"] and "locked" in done["content"]
-    assert len(report(discord_standin, job_id)) == 1
-
-
-async def test_a_deleted_thread_sends_the_report_to_the_channel(
-    start_adjutant, discord_standin: DiscordStandIn, out_dir
-) -> None:
-    async with start_adjutant(launch_env()):
-        job_id = await launch(discord_standin, '{"sleep": 2}')
-        ack = next(m for m in acks(discord_standin) if job_id_of(m) == job_id)
-        await eventually(lambda: any(t["id"] == ack["id"] for t in discord_standin.threads), timeout=10)
-        discord_standin.delete_channel(ack["id"])
-        done = await wait_report(discord_standin, job_id, timeout=30)
-    assert done["channel_id"] == str(discord_standin.channel_id("general"))
+    if fault == "locked":
+        assert "could not post in the job's thread" in done["content"] and "locked" in done["content"]
     assert len(report(discord_standin, job_id)) == 1
 
 

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from adjutant.settings import Settings
-from adjutant.state import StateError
 from tests.conftest import eventually, subprocess_env
 from tests.standins.discord_standin import DiscordStandIn
 
@@ -58,7 +57,9 @@ async def test_a_second_adjutant_on_the_same_folder_refuses_to_start(
 
 
 async def test_two_bots_in_one_process_cannot_share_a_folder(tmp_path: Path) -> None:
+    # Imported here: loading the extension elsewhere in the run re-imports adjutant.* (new class objects).
     from adjutant.services import Services
+    from adjutant.state import StateError
 
     settings = Settings.from_env({"ADJUTANT_STATE_DIR": str(tmp_path / "state")})
     services = await Services.open(settings)

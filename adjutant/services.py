@@ -12,6 +12,7 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from adjutant.jobs import Job, JobStore, child_environment
 from adjutant.launchers import Launcher, make_launcher
@@ -26,6 +27,10 @@ log = logging.getLogger(__name__)
 
 DATABASE_NAME = "adjutant.sqlite3"
 
+#: The services of each bot and state folder in this process: single cogs loaded one by one into one bot
+#: share them (a second bot on the same folder is refused by the folder's lock).
+_shared: dict[tuple[int, Path], Services] = {}
+
 
 @dataclass
 class Services:
@@ -37,6 +42,7 @@ class Services:
     scheduler: Scheduler
     watcher: Watcher | None
     lock: StateLock
+    closed: bool = False
     _users: int = field(default=0, repr=False)
 
     @classmethod
@@ -84,6 +90,16 @@ class Services:
             watcher = Watcher(runs, source, rules, timeout=settings.wandb_timeout)
         return cls(settings, jobs, runs, scheduler, watcher, lock)
 
+    @classmethod
+    async def for_bot(cls, bot: object, settings: Settings, **options: Callable[[], tuple[str, ...]]) -> Services:
+        """The services of ``bot`` on ``settings.state_dir``: opened by the first cog loaded, shared after."""
+        key = (id(bot), settings.state_dir.resolve())
+        services = _shared.get(key)
+        if services is None or services.closed:
+            services = await cls.open(settings, **options)
+            _shared[key] = services
+        return services
+
     def acquire(self) -> None:
         self._users += 1
 
@@ -93,8 +109,12 @@ class Services:
         await self.close_if_unused()
 
     async def close_if_unused(self) -> None:
-        if self._users > 0:
+        if self._users > 0 or self.closed:
             return
+        self.closed = True
+        for key, services in list(_shared.items()):
+            if services is self:
+                del _shared[key]
         try:
             await self.scheduler.close()
             if self.watcher is not None:

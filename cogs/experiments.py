@@ -369,5 +369,8 @@ async def setup(bot: commands.Bot) -> None:
     """Load the experiment launching cog alone."""
     refuse_double_load(bot, __name__)
     settings = settings_for(bot)
-    services = await Services.open(settings, secrets=lambda: (getattr(bot.http, "token", None) or "",))
-    await bot.add_cog(Experiments(bot, settings, services))
+    services = await Services.for_bot(bot, settings, secrets=lambda: (getattr(bot.http, "token", None) or "",))
+    try:
+        await bot.add_cog(Experiments(bot, settings, services))
+    finally:
+        await services.close_if_unused()  # only if adding failed: a loaded cog holds them

@@ -376,5 +376,8 @@ async def setup(bot: commands.Bot) -> None:
     settings = settings_for(bot)
     if not settings.reporting_enabled:
         raise ConfigError("the W&B reporting cog needs WANDB_PROJECT (and usually WANDB_ENTITY) to be set")
-    services = await Services.open(settings)
-    await bot.add_cog(WandbRuns(bot, settings, services))
+    services = await Services.for_bot(bot, settings, secrets=lambda: (getattr(bot.http, "token", None) or "",))
+    try:
+        await bot.add_cog(WandbRuns(bot, settings, services))
+    finally:
+        await services.close_if_unused()  # only if adding failed: a loaded cog holds them

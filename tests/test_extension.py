@@ -64,10 +64,19 @@ async def test_single_cog_load_unload(env: None, extension: str, cog: str) -> No
 
 
 async def test_single_cogs_together(env: None) -> None:
+    """Single cogs loaded one by one into one bot share one set of services (and the state folder's lock)."""
     async with host_bot() as bot:
         await bot.load_extension("adjutant.cogs.greeting")
         await bot.load_extension("adjutant.cogs.experiments")
-        assert set(bot.cogs) == {"Greeting", "Experiments"}
+        await bot.load_extension("adjutant.cogs.wandb_runs")
+        assert set(bot.cogs) == {"Greeting", "Experiments", "Runs"}
+        assert bot.get_cog("Experiments").services is bot.get_cog("Runs").services
+        await bot.unload_extension("adjutant.cogs.wandb_runs")
+        assert not bot.get_cog("Experiments").services.closed, "still used by the Experiments cog"
+        await bot.unload_extension("adjutant.cogs.experiments")
+        await bot.unload_extension("adjutant.cogs.greeting")
+        await bot.load_extension("adjutant")  # the state folder is free again
+        assert set(bot.cogs) == {"Greeting", "Experiments", "Runs"}
 
 
 async def test_without_wandb_project_umbrella_skips_reporting(env: None, monkeypatch, caplog) -> None:

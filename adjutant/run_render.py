@@ -17,7 +17,7 @@ from adjutant.render import (
     plain,
     truncate,
 )
-from adjutant.runs import RunInfo
+from adjutant.runs import RunInfo, RunMemory, nonfinite_metrics
 
 COLOURS = {
     "started": 0x3498DB,
@@ -30,6 +30,9 @@ COLOURS = {
     "resumed": 0x3498DB,
     "pending": 0x95A5A6,
     "summary": 0x9B59B6,
+    "no-progress": 0xE67E22,
+    "progressing": 0x3498DB,
+    "nonfinite": 0xE74C3C,
 }
 ICONS = {
     "started": "▶️",
@@ -41,6 +44,9 @@ ICONS = {
     "stalled": "⏸️",
     "resumed": "⏯️",
     "pending": "⏳",
+    "no-progress": "⏸️",
+    "progressing": "▶️",
+    "nonfinite": "⚠️",
 }
 EVENT_WORDS = {
     "started": "started",
@@ -50,6 +56,8 @@ EVENT_WORDS = {
     "killed": "was killed",
     "stalled": "stalled",
     "resumed": "is alive again",
+    "no-progress": "makes no progress",
+    "progressing": "is progressing again",
 }
 MAX_METRICS = 6
 
@@ -81,15 +89,38 @@ def metrics_text(run: RunInfo, metric: str, limit: int = MAX_METRICS) -> str:
     return "\n".join(lines)
 
 
-def event_embed(run: RunInfo, event: str, *, project: str, metric: str, now: dt.datetime) -> dict[str, Any]:
-    """The announcement of one lifecycle event of ``run``."""
-    title = f"{ICONS.get(event, '•')} {truncate(run.name, 200)} {EVENT_WORDS.get(event, event)}"
+def event_embed(
+    run: RunInfo,
+    event: str,
+    *,
+    project: str,
+    metric: str,
+    now: dt.datetime,
+    memory: RunMemory | None = None,
+) -> dict[str, Any]:
+    """The announcement of one lifecycle event of ``run`` (``memory``: what was recorded with it)."""
+    kind, _, subject = event.partition(":")
+    words = EVENT_WORDS.get(kind, kind)
+    if kind == "nonfinite":
+        shown = nonfinite_metrics(run).get(subject, "not a finite number")
+        words = f"reports {truncate(subject, 100)} = {shown}"
+    title = f"{ICONS.get(kind, '•')} {truncate(run.name, 200)} {words}"
     lines = [f"Run `{code_safe(truncate(run.id, 64))}`" + (f" by {plain(truncate(run.user, 64))}" if run.user else "")]
     runtime = run.runtime_seconds()
+    if kind == "no-progress" and memory is not None and memory.step_since is not None:
+        where = f"step {memory.step:g}" if memory.step is not None else "its last step"
+        ago = format_duration((now - memory.step_since).total_seconds())
+        lines.append(
+            f"No progress since {where}, {ago} ago; its heartbeat is fresh (hung? a stuck data loader or NCCL?)."
+        )
+    elif kind == "progressing":
+        lines.append("It is making progress again.")
+    elif kind == "nonfinite":
+        lines.append(f"`{code_safe(truncate(subject, 100))}` is not a finite number any more; the run goes on.")
     if event in ("finished", "crashed", "failed", "killed"):
         step = run.step()
         lines.append(f"Ran for {format_duration(runtime)}" + (f", {step + 1} steps" if step is not None else ""))
-    elif event == "stalled" and run.heartbeat_at is not None:
+    elif event == "stalled" and run.heartbeat_at is not None:  # no heartbeat
         lines.append(
             f"No heartbeat for {format_duration((now - run.heartbeat_at).total_seconds())}; still marked running."
         )
@@ -98,7 +129,7 @@ def event_embed(run: RunInfo, event: str, *, project: str, metric: str, now: dt.
     embed: dict[str, Any] = {
         "title": title,
         "description": "\n".join(lines),
-        "color": COLOURS.get(event, 0x95A5A6),
+        "color": COLOURS.get(kind, 0x95A5A6),
         "footer": {"text": project},
         "fields": [],
     }

@@ -111,6 +111,45 @@ class RunMemory:
 
     state: str
     stalled: bool = False
+    #: The run's progress (``_step``, else ``_runtime``) when last seen, and since when it has had that value.
+    step: float | None = None
+    step_since: dt.datetime | None = None
+    #: True while a running run with a fresh heartbeat has made no progress for the stall time.
+    idle: bool = False
+    #: Metrics already announced as NaN or infinite for this run (each is told once per run).
+    nonfinite: frozenset[str] = frozenset()
+
+
+#: How W&B writes non-finite numbers in summaries when they are not floats.
+NONFINITE_TEXT = {
+    "nan": "NaN",
+    "infinity": "Infinity",
+    "-infinity": "-Infinity",
+    "inf": "Infinity",
+    "-inf": "-Infinity",
+}
+
+
+def nonfinite_metrics(run: RunInfo) -> dict[str, str]:
+    """Summary metrics whose value is NaN or ±Infinity (as a float or as W&B's text forms): name → value shown."""
+    found = {}
+    for key, value in run.summary.items():
+        if not isinstance(key, str) or key.startswith("_"):
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            found[key] = "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+        elif isinstance(value, str) and value.strip().lower() in NONFINITE_TEXT:
+            found[key] = NONFINITE_TEXT[value.strip().lower()]
+    return found
+
+
+def progress(run: RunInfo) -> float | None:
+    """How far a run has got: its ``_step``, else its ``_runtime`` (None if W&B reports neither)."""
+    for key in ("_step", "_runtime"):
+        value = numeric(run.summary.get(key))
+        if value is not None:
+            return value
+    return None
 
 
 def is_stalled(run: RunInfo, now: dt.datetime, stall_after: dt.timedelta) -> bool:
@@ -119,22 +158,42 @@ def is_stalled(run: RunInfo, now: dt.datetime, stall_after: dt.timedelta) -> boo
 
 
 def transitions(
-    previous: RunMemory | None, run: RunInfo, now: dt.datetime, stall_after: dt.timedelta
+    previous: RunMemory | None,
+    run: RunInfo,
+    now: dt.datetime,
+    stall_after: dt.timedelta,
+    *,
+    nan_alerts: bool = True,
 ) -> tuple[list[str], RunMemory]:
     """The events between what was recorded and what W&B says now, and the memory to record.
 
-    Events: started, finished, crashed, failed, killed, stalled, resumed (heartbeat back after a
-    stall). Each change of memory yields its events once, so recording the new memory in the same
-    transaction as the events makes them exactly-once.
+    Events: started, finished, crashed, failed, killed, stalled (no heartbeat), resumed (heartbeat back
+    after a stall), no-progress (heartbeat fresh, but ``_step`` or ``_runtime`` unchanged for
+    ``stall_after``), progressing (it moves again), nonfinite:<metric> (a summary metric became NaN or
+    ±Infinity; once per run and metric). Only what the poll already returned is read. Each change of
+    memory yields its events once, so recording the new memory in the same transaction as the events
+    makes them exactly-once.
     """
     stalled = is_stalled(run, now, stall_after)
-    memory = RunMemory(run.state, stalled)
     events: list[str] = []
+    step, step_since, idle, nonfinite = None, None, False, frozenset[str]()
+    if run.state == "running":
+        step = progress(run)
+        if step is not None:
+            same = previous is not None and previous.step == step and previous.step_since is not None
+            step_since = previous.step_since if same and previous is not None else now
+            idle = not stalled and step_since is not None and now - step_since > stall_after
+        bad = nonfinite_metrics(run)
+        already = previous.nonfinite if previous is not None else frozenset()
+        if nan_alerts:
+            events += [f"nonfinite:{name}" for name in sorted(set(bad) - already)]
+        nonfinite = already | frozenset(bad)
+    memory = RunMemory(run.state, stalled, step, step_since, idle, nonfinite)
     if previous is None or run.state != previous.state:
         if run.state == "running":
-            events.append("started")
+            events.insert(0, "started")
             if stalled:
-                events.append("stalled")
+                events.insert(1, "stalled")
         elif run.state in TERMINAL:
             events.append(run.state)
         return events, memory
@@ -143,6 +202,10 @@ def transitions(
             events.append("stalled")
         elif previous.stalled and not stalled:
             events.append("resumed")
+        if idle and not previous.idle:
+            events.append("no-progress")
+        elif previous.idle and not idle and step != previous.step:
+            events.append("progressing")
     return events, memory
 
 

@@ -86,6 +86,7 @@ class Services:
                 notify=settings.notify,
                 stall_after=dt.timedelta(minutes=settings.stall_minutes),
                 metric=settings.metric,
+                nan_alerts=settings.nan_alerts,
             )
             watcher = Watcher(runs, source, rules, timeout=settings.wandb_timeout)
         return cls(settings, jobs, runs, scheduler, watcher, lock)

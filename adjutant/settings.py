@@ -563,7 +563,8 @@ class Settings:
     )
     stall_minutes: float = setting(
         "ADJUTANT_STALL_MINUTES",
-        "a running run without a heartbeat for this many minutes is announced as stalled",
+        "a running run without a heartbeat, or whose step has not moved, for this many minutes (fractions "
+        "allowed: 0.2 = 12 s) is announced as stalled",
         parser=Number(minimum=0.1),
         group="W&B run reporting",
         default=30.0,
@@ -576,6 +577,13 @@ class Settings:
         default_factory=lambda: frozenset(RUN_EVENTS),
         default_text="all",
         example="all",
+    )
+    nan_alerts: bool = setting(
+        "ADJUTANT_NAN_ALERTS",
+        "on: a running run whose summary holds NaN or ±Infinity in a metric is announced (once per run and metric)",
+        parser=Flag(),
+        group="W&B run reporting",
+        default=True,
     )
     wandb_timeout: float = setting(
         "ADJUTANT_WANDB_TIMEOUT",

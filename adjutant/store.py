@@ -57,6 +57,8 @@ CREATE TABLE IF NOT EXISTS outbox (
 """
 
 WATCHED_STATES = ("running", "pending")
+#: Columns of the runs table added after the first release (older databases get them with these defaults).
+RUNS_MIGRATIONS = {"step": "REAL", "step_since": "TEXT", "idle": "INTEGER NOT NULL DEFAULT 0", "nonfinite": "TEXT"}
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,7 @@ class Store(Database):
     def __init__(self, path: Path) -> None:
         # The jobs table too: run events of launched jobs join the job's story.
         super().__init__(path, SCHEMA, JOBS_SCHEMA)
+        self.add_missing_columns("runs", RUNS_MIGRATIONS)
 
     # --- meta -----------------------------------------------------------------------------------
     def get_meta(self, project: str, key: str) -> str | None:
@@ -99,16 +102,30 @@ class Store(Database):
     # --- runs -----------------------------------------------------------------------------------
     def memories(self, project: str, run_ids: Iterable[str]) -> dict[str, RunMemory]:
         rows = self.query_in(
-            "SELECT run_id, state, stalled FROM runs WHERE project=? AND run_id IN ({marks})", run_ids, (project,)
+            "SELECT run_id, state, stalled, step, step_since, idle, nonfinite FROM runs"
+            " WHERE project=? AND run_id IN ({marks})",
+            run_ids,
+            (project,),
         )
-        return {r["run_id"]: RunMemory(r["state"], bool(r["stalled"])) for r in rows}
+        return {
+            r["run_id"]: RunMemory(
+                r["state"],
+                bool(r["stalled"]),
+                r["step"],
+                dt.datetime.fromisoformat(r["step_since"]) if r["step_since"] else None,
+                bool(r["idle"]),
+                frozenset(json.loads(r["nonfinite"])) if r["nonfinite"] else frozenset(),
+            )
+            for r in rows
+        }
 
     @staticmethod
     def remember(db: sqlite3.Connection, project: str, run: RunInfo, memory: RunMemory) -> None:
         db.execute(
-            "INSERT INTO runs (project, run_id, name, state, stalled, created_at, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (project, run_id) DO UPDATE SET "
-            "name=excluded.name, state=excluded.state, stalled=excluded.stalled, updated_at=excluded.updated_at",
+            "INSERT INTO runs (project, run_id, name, state, stalled, created_at, updated_at, step, step_since, idle,"
+            " nonfinite) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (project, run_id) DO UPDATE SET "
+            "name=excluded.name, state=excluded.state, stalled=excluded.stalled, updated_at=excluded.updated_at,"
+            " step=excluded.step, step_since=excluded.step_since, idle=excluded.idle, nonfinite=excluded.nonfinite",
             (
                 project,
                 run.id,
@@ -117,6 +134,10 @@ class Store(Database):
                 int(memory.stalled),
                 run.created_at.isoformat() if run.created_at else None,
                 _now(),
+                memory.step,
+                memory.step_since.isoformat() if memory.step_since else None,
+                int(memory.idle),
+                json.dumps(sorted(memory.nonfinite)) if memory.nonfinite else None,
             ),
         )
 

@@ -88,6 +88,13 @@ class WatchRules:
     notify: Collection[str]
     stall_after: dt.timedelta
     metric: str
+    nan_alerts: bool = True
+
+    def wants(self, event: str) -> bool:
+        """Is ``event`` announced? No progress counts as a stall, progressing again as resumed."""
+        if event.startswith("nonfinite:"):
+            return self.nan_alerts
+        return {"no-progress": "stalled", "progressing": "resumed"}.get(event, event) in self.notify
 
 
 class Watcher:
@@ -308,16 +315,20 @@ class Watcher:
         with self.store.transaction() as db:
             for run in ordered:
                 previous = memories.get(run.id)
-                events, memory = transitions(previous, run, now, self.rules.stall_after)
+                events, memory = transitions(
+                    previous, run, now, self.rules.stall_after, nan_alerts=self.rules.nan_alerts
+                )
                 if memory != previous:
                     self.store.remember(db, self.project_key, run, memory)
                 job = jobs.get(run.id)
                 for event in events:
-                    if event not in self.rules.notify:
+                    if not self.rules.wants(event):
                         continue
                     if job is not None and event in JOB_REPORTED_EVENTS:
                         continue  # one story per run: the job's end report tells how it ended
-                    embed = event_embed(run, event, project=self.project_label, metric=self.rules.metric, now=now)
+                    embed = event_embed(
+                        run, event, project=self.project_label, metric=self.rules.metric, now=now, memory=memory
+                    )
                     thread_id, reply_to = job if job is not None else (None, None)
                     self.store.enqueue(db, self.project_key, run.id, event, embed, context, reply_to, thread_id)
                     queued += 1

@@ -192,6 +192,7 @@ class Scheduler:
                 cancelled_by=by,
             )
             launcher = self.launcher(job.backend)
+            job = await self.get(job.id) or job  # its process group may have been recorded meanwhile
             try:
                 await asyncio.to_thread(launcher.cancel, job)
             except LaunchError as error:

@@ -82,21 +82,31 @@ class Supervisor:
         self.children: dict[int, dict[str, Any]] = {}  # pid → job info
         self.clients: dict[socket.socket, bytes] = {}  # connection → unread input
         self.watchers: dict[str, socket.socket] = {}  # job id → the connection that started it
-        self.pending: list[tuple[str, dict[str, Any]]] = []  # row updates not written yet
+        self.pending: list[tuple[str, str, list[Any]]] = []  # row updates not written yet: (job, sql, args)
         self.selector = selectors.DefaultSelector()
         self.idle_since = time.monotonic()
 
     # --- the database, never lost -------------------------------------------------------------
     def write(self, job_id: str, **values: Any) -> None:
-        self.pending.append((job_id, values))
+        sets = ", ".join(f"{key}=?" for key in values)
+        self.pending.append((job_id, f"UPDATE jobs SET {sets} WHERE id=?", [*values.values(), job_id]))  # noqa: S608
+        self.flush()
+
+    def write_started(self, job_id: str, pid: int) -> None:
+        """The script runs: its pid and group, and ``running``, unless a cancel came first (then the row keeps
+        ``cancelling``: one statement, so a cancel is never overwritten)."""
+        sql = (
+            "UPDATE jobs SET pid=?, pgid=?, started_at=?, supervisor_pid=?,"
+            " state=CASE WHEN state='starting' THEN 'running' ELSE state END WHERE id=?"
+        )
+        self.pending.append((job_id, sql, [pid, pid, _now(), os.getpid(), job_id]))
         self.flush()
 
     def flush(self) -> None:
         while self.pending:
-            job_id, values = self.pending[0]
-            sets = ", ".join(f"{key}=?" for key in values)
+            job_id, sql, args = self.pending[0]
             try:
-                self.db.execute(f"UPDATE jobs SET {sets} WHERE id=?", [*values.values(), job_id])  # noqa: S608
+                self.db.execute(sql, args)
             except sqlite3.Error as error:
                 self.note(f"cannot record job {job_id} yet ({error}); retrying")
                 return
@@ -154,9 +164,7 @@ class Supervisor:
             self.record_end(job_id, log_path, code, reason=reason)
             return {"ended": job_id, "code": code}
         self.children[child.pid] = {"job": job_id, "log": log, "log_path": log_path, "popen": child}
-        self.write(
-            job_id, state="running", pid=child.pid, pgid=child.pid, started_at=_now(), supervisor_pid=os.getpid()
-        )
+        self.write_started(job_id, child.pid)
         # A cancel may have been asked while the script was starting.
         with contextlib.suppress(sqlite3.Error):
             state = self.db.execute("SELECT state FROM jobs WHERE id=?", (job_id,)).fetchone()["state"]

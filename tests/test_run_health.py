@@ -67,9 +67,7 @@ def rules(minutes: float) -> WatchRules:
     return WatchRules(notify=frozenset(RUN_EVENTS), stall_after=dt.timedelta(minutes=minutes), metric="loss")
 
 
-async def test_a_hung_run_and_a_nan_are_told_once_across_a_restart(
-    wandb_standin: WandbStandIn, tmp_path: Path
-) -> None:
+async def test_a_hung_run_and_a_nan_are_told_once_across_a_restart(wandb_standin: WandbStandIn, tmp_path: Path) -> None:
     watcher = Watcher(Store(tmp_path / "db"), WandbSource("team", "proj", timeout=5), rules(0.02), timeout=5)
     await watcher.poll_once()  # baseline
     wandb_standin.create_run("hung", state="running", summary={"_step": 7, "loss": 0.5})

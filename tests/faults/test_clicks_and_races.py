@@ -133,3 +133,18 @@ async def test_a_stalled_w_and_b_never_delays_a_launch(
     assert answered < 3.0, f"the slash command was answered after {answered:.1f}s (Discord allows 3 s)"
     response = discord_standin.responses(interaction)[0]
     assert "Experiment" in response["embeds"][0]["title"]
+
+
+async def test_a_cancel_right_after_the_launch_is_never_lost(
+    start_adjutant, discord_standin: DiscordStandIn, out_dir
+) -> None:
+    """Cancels that race the job's start (the supervisor recording 'running' as the bot records 'cancelling')."""
+    async with start_adjutant(launch_env(ADJUTANT_MAX_CONCURRENT="8")):
+        ids = []
+        for _ in range(6):
+            job_id = await launch(discord_standin, '{"sleep": 60}')
+            await discord_standin.post(f"$cancel {job_id}")
+            ids.append(job_id)
+        for job_id in ids:
+            done = await wait_report(discord_standin, job_id, timeout=30)
+            assert done["embeds"][0]["title"].endswith(f"{job_id} cancelled"), done["embeds"][0]["title"]

@@ -108,7 +108,8 @@ class LocalLauncher(Launcher):
     def refresh(self, job: Job) -> JobUpdate | None:
         if process_alive(job.supervisor_pid, self.db_path):
             return None
-        if job.state == JobState.STARTING and job.supervisor_pid is None and utcnow() - job.created_at < STARTING_GRACE:
+        if job.supervisor_pid is None and utcnow() - job.created_at < STARTING_GRACE:
+            # Being handed to the supervisor (also when a cancel came first): its answer is on the way.
             return None
         code = supervisor.read_exit_file(job.log_path)
         if code is not None:  # it ended, but its row could not be written (a full disk); the side file kept it

@@ -8,6 +8,7 @@ scheduler lock.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -72,7 +73,8 @@ class Experiments(AdjutantCog, name="Experiments"):
     async def cog_load(self) -> None:
         self.services.acquire()
         if self.settings.hparams_schema is not None:
-            self.schema = json.loads(self.settings.hparams_schema.read_text(encoding="utf-8"))
+            text = await asyncio.to_thread(self.settings.hparams_schema.read_text, encoding="utf-8")
+            self.schema = json.loads(text)
         self.bot.add_dynamic_items(CancelButton)
         self.supervise.start()
         self.tell.start()
@@ -314,8 +316,6 @@ class Experiments(AdjutantCog, name="Experiments"):
         await self._send_log(ctx, job, lines)
 
     async def _send_log(self, ctx: commands.Context[Any], job: Job, lines: int) -> None:
-        import asyncio
-
         path = Path(job.log_path)
         tail, size = await asyncio.to_thread(tail_lines, path, lines)
         if size == 0:

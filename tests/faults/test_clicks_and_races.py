@@ -24,7 +24,14 @@ GRID = '$sweep {"lr": [0.1, 0.01, 0.001], "epochs": 1}'
 async def preview_of(discord: DiscordStandIn, author: str = "teammate") -> dict:
     count = len(discord.sent())
     await discord.post(GRID, author=author)
-    return await discord.wait_for_message(lambda m: bool(m["embeds"]), after=count, timeout=15)
+
+    def is_preview(message: dict) -> bool:
+        # The preview's buttons are Queue them / Never mind; a job's acknowledgement (which also has an
+        # embed, and may arrive meanwhile from an earlier sweep) only has its persistent Cancel button.
+        buttons = discord.buttons(message)
+        return bool(message["embeds"]) and bool(buttons) and not any(b.startswith("adjutant:") for b in buttons)
+
+    return await discord.wait_for_message(is_preview, after=count, timeout=15)
 
 
 def sweep_jobs(database: Path) -> list[tuple[str, str]]:

@@ -6,6 +6,7 @@ is installed on the host bot.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from collections.abc import Callable
@@ -14,7 +15,7 @@ from typing import Any, TypeVar
 import discord
 from discord.ext import commands
 
-from adjutant.render import MESSAGE_LIMIT, truncate
+from adjutant.render import MESSAGE_LIMIT, code_safe, plain, truncate
 from adjutant.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -22,6 +23,10 @@ T = TypeVar("T")
 
 #: Adjutant never pings: run names, job names and user input may contain @everyone or mentions.
 NO_PINGS = discord.AllowedMentions.none()
+
+
+#: What each alert button does, for refusals.
+BUTTON_ACTIONS = {"stop": "stop jobs", "rerun": "launch experiments", "mute": "mute alerts"}
 
 
 class WrongChannel(commands.CheckFailure):
@@ -119,6 +124,48 @@ class AdjutantCog(commands.Cog):
         if guild is not None:
             note_foreign_guild(guild, self.settings, len(self.bot.guilds))
         return False
+
+    async def authorized(self, user: discord.abc.User) -> bool:
+        """May ``user`` launch, cancel, set watch rules and mute alerts (ADJUTANT_LAUNCH_ROLES / _USERS)?"""
+        from adjutant.access import may_launch
+
+        try:
+            is_owner = await self.bot.is_owner(user)
+        except discord.HTTPException:
+            is_owner = False
+        return may_launch(user, self.settings, is_owner=is_owner)
+
+    async def button_allowed(self, interaction: discord.Interaction, what: str) -> bool:
+        """Checks for a persistent button: Adjutant's server, a member allowed to act; else an ephemeral refusal
+        (or, outside Adjutant's servers, nothing at all)."""
+        from adjutant.access import refusal
+
+        if not self.serves(interaction.guild):
+            return False
+        if not await self.authorized(interaction.user):
+            log.warning("refused %s button for %s (%d)", what, interaction.user, interaction.user.id)
+            await interaction.response.send_message(
+                refusal(self.settings, BUTTON_ACTIONS.get(what, what)), ephemeral=True
+            )
+            return False
+        return True
+
+    async def mute_alert(self, interaction: discord.Interaction, store: Any, alert_id: int) -> None:
+        """The alert card's "Mute 1 h": this run, this kind of alert."""
+        import datetime as dt
+
+        if not await self.button_allowed(interaction, "mute"):
+            return
+        alert = await asyncio.to_thread(store.alert, alert_id)
+        if alert is None or not alert.run_id:
+            await interaction.response.send_message("That alert is no longer known.", ephemeral=True)
+            return
+        until = await asyncio.to_thread(store.mute, alert, dt.datetime.now(dt.UTC))
+        await interaction.response.send_message(
+            f"🔕 {alert.kind} alerts of run `{code_safe(truncate(alert.run_id, 64))}` muted until"
+            f" <t:{int(until.timestamp())}:t> by {plain(truncate(str(interaction.user), 64))}.",
+            allowed_mentions=NO_PINGS,
+        )
 
     async def cog_check(self, ctx: commands.Context[Any]) -> bool:  # type: ignore[override]
         """Commands are taken only in Adjutant's server(s), in the configured channel (and threads under it)."""

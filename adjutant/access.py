@@ -36,16 +36,16 @@ def may_launch(user: Any, settings: Settings, *, is_owner: bool) -> bool:
     return bool(permissions is not None and (permissions.administrator or permissions.manage_guild))
 
 
-def refusal(settings: Settings) -> str:
-    """The reply to someone who may not launch."""
+def refusal(settings: Settings, action: str = "launch or cancel experiments") -> str:
+    """The reply to someone who may not launch (or do ``action``, which needs the same rights)."""
     if settings.launch_roles or settings.launch_users:
         who = []
         if settings.launch_roles:
             who.append("members with the role(s) " + ", ".join(settings.launch_roles))
         if settings.launch_users:
             who.append("listed users")
-        return f"You are not allowed to launch or cancel experiments here; only {' and '.join(who)} may."
+        return f"You are not allowed to {action} here; only {' and '.join(who)} may."
     return (
-        "You are not allowed to launch or cancel experiments here; only members with the Administrator or "
+        f"You are not allowed to {action} here; only members with the Administrator or "
         "Manage Server permission and the bot's owner may (set ADJUTANT_LAUNCH_ROLES to allow a team role)."
     )

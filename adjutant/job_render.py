@@ -204,3 +204,16 @@ def sweep_preview(combos: Sequence[Mapping[str, Any]], *, cap: int, shown: int =
             "color": 0x9B59B6,
         }
     )
+
+
+def log_alert_embed(job: Job, pattern: str, line: str) -> dict[str, Any]:
+    """A line of a job's log matched an alert pattern (told once per job and pattern)."""
+    return {
+        "title": truncate(f"🧾 Job {job.id} logged {pattern}", 256),
+        "description": (
+            f"```\n{code_safe(truncate(line, 1000))}\n```\n"
+            f"Matched `{code_safe(truncate(pattern, 200))}` (ADJUTANT_LOG_ALERTS); told once for this job."
+        ),
+        "color": 0xE74C3C,
+        "footer": {"text": f"job {job.id} · W&B run {job.wandb_run_id}"},
+    }

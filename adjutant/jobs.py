@@ -23,6 +23,16 @@ from pathlib import Path
 from typing import Any
 
 from adjutant._sqlite import Database
+from adjutant.alerts import (
+    ALERTS_SCHEMA,
+    JOBS_OUTBOX,
+    OUTBOX_MIGRATIONS,
+    OUTBOX_SCHEMA,
+    AlertKind,
+    enqueue_announcement,
+    muted,
+    record_alert,
+)
 from adjutant.hparams import to_argument
 
 
@@ -83,7 +93,15 @@ CREATE INDEX IF NOT EXISTS jobs_by_run ON jobs (wandb_run_id);
 """
 #: Columns added after the first release; databases made before get them with these defaults
 #: (``acked`` 1: an old job's acknowledgement is long gone or sent).
-JOBS_MIGRATIONS = {"acked": "INTEGER NOT NULL DEFAULT 1", "report_id": "INTEGER"}
+JOBS_MIGRATIONS = {
+    "acked": "INTEGER NOT NULL DEFAULT 1",
+    "report_id": "INTEGER",
+    # How far the log was read for log-pattern alerts, which patterns were told, and whether it is read to its end
+    # (an old job's log is not read again).
+    "log_offset": "INTEGER NOT NULL DEFAULT 0",
+    "log_told": "TEXT",
+    "log_done": "INTEGER NOT NULL DEFAULT 1",
+}
 
 
 def utcnow() -> dt.datetime:
@@ -156,6 +174,8 @@ class Job:
         data["reported"] = bool(data["reported"])
         data["acked"] = bool(data["acked"])
         data["state"] = JobState(data["state"])
+        for key in ("log_offset", "log_told", "log_done"):  # the log scan's bookkeeping, read by logs_to_scan()
+            data.pop(key, None)
         return cls(**data)
 
     def duration(self, now: dt.datetime | None = None) -> float | None:
@@ -204,8 +224,10 @@ class JobStore(Database):
     """The jobs table, in the database file the supervisors write to as well."""
 
     def __init__(self, path: Path) -> None:
-        super().__init__(path, JOBS_SCHEMA)
+        # The outbox and alerts too: log-pattern alerts are recorded with the log offset that found them.
+        super().__init__(path, JOBS_SCHEMA, OUTBOX_SCHEMA, ALERTS_SCHEMA)
         self.add_missing_columns("jobs", JOBS_MIGRATIONS)
+        self.add_missing_columns("outbox", OUTBOX_MIGRATIONS)
 
     def add(self, request: JobRequest, log_dir: Path) -> Job:
         """Record a queued job (before anything is spawned)."""
@@ -223,8 +245,8 @@ class JobStore(Database):
                 ids.append(job_id)
                 db.execute(
                     "INSERT INTO jobs (id, state, params, script, requested_by_id, requested_by, channel_id,"
-                    " message_id, sweep_id, wandb_run_id, log_path, created_at, backend, acked, ack_id)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " message_id, sweep_id, wandb_run_id, log_path, created_at, backend, acked, ack_id, log_done)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
                     (
                         job_id,
                         JobState.QUEUED,
@@ -271,6 +293,47 @@ class JobStore(Database):
             "SELECT * FROM jobs WHERE acked=0 AND sweep_id IS NOT NULL AND ack_id IS NOT NULL ORDER BY seq"
         )
         return [Job.from_row(r) for r in rows]
+
+    def logs_to_scan(self) -> list[tuple[Job, int, set[str]]]:
+        """Jobs whose log is still read for alerts: (job, offset read so far, patterns already told)."""
+        rows = self.query("SELECT * FROM jobs WHERE log_done=0 AND state != ? ORDER BY seq", (JobState.QUEUED,))
+        return [(Job.from_row(r), r["log_offset"], set(json.loads(r["log_told"] or "[]"))) for r in rows]
+
+    def record_log_scan(
+        self,
+        job: Job,
+        offset: int,
+        told: set[str],
+        found: Sequence[tuple[str, str, dict[str, Any]]],
+        *,
+        done: bool,
+        now: dt.datetime,
+    ) -> int:
+        """Record how far a job's log was read with the alerts it raised (pattern, line, embed), in one transaction:
+        each is told once. Returns how many were queued (a muted run's are not)."""
+        queued = 0
+        with self.transaction() as db:
+            for pattern, _line, embed in found:
+                if muted(db, JOBS_OUTBOX, job.wandb_run_id, AlertKind.LOG, now):
+                    continue
+                alert_id = record_alert(db, JOBS_OUTBOX, AlertKind.LOG, run_id=job.wandb_run_id, job_id=job.id, now=now)
+                enqueue_announcement(
+                    db,
+                    JOBS_OUTBOX,
+                    job.wandb_run_id,
+                    f"log:{pattern}",
+                    embed,
+                    None,
+                    job.message_id,
+                    job.thread_id,
+                    alert_id,
+                )
+                queued += 1
+            db.execute(
+                "UPDATE jobs SET log_offset=?, log_told=?, log_done=? WHERE id=?",
+                (offset, json.dumps(sorted(told)), int(done), job.id),
+            )
+        return queued
 
     def count_unreported(self) -> int:
         sql = "SELECT COUNT(*) FROM jobs WHERE reported=0 AND state IN ({marks})"

@@ -31,8 +31,11 @@ def render_chart(
     log_scale: bool = False,
     title: str | None = None,
     small: bool = False,
+    mark_step: float | None = None,
 ) -> bytes:
-    """One panel per metric, one line per run (``data[run label][metric]`` = [(step, value)]); PNG bytes."""
+    """One panel per metric, one line per run (``data[run label][metric]`` = [(step, value)]); PNG bytes.
+
+    ``mark_step``: the step an alert fired at, drawn as a dashed red line with the last point up to it marked."""
     from matplotlib.figure import Figure
 
     rows = max(1, len(metrics))
@@ -52,6 +55,12 @@ def render_chart(
                 xs, ys, label=label[:60], linewidth=1.4 if not small else 1.2, marker="o" if len(xs) == 1 else None
             )
             drawn += 1
+            if mark_step is not None:
+                before = [(x, y) for x, y in points if x <= mark_step and y == y]
+                if before:
+                    axis.scatter([before[-1][0]], [before[-1][1]], color="red", zorder=3, s=30)
+        if mark_step is not None and drawn:
+            axis.axvline(mark_step, color="red", linestyle="--", linewidth=1, label="alert")
         axis.set_ylabel(metric[:40])
         axis.set_xlabel("step")
         axis.grid(True, alpha=0.3)

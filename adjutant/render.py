@@ -125,3 +125,16 @@ def format_duration(seconds: float | None) -> str:
     if minutes:
         return f"{minutes}m {secs:02d}s"
     return f"{secs}s"
+
+
+def log_tail_block(lines: list[str], limit: int) -> str:
+    """The last lines of a log in a code block of at most ``limit`` characters (older lines dropped first)."""
+    kept: list[str] = []
+    size = len("```\n\n```")
+    for line in reversed(lines):
+        text = code_safe(truncate(line, 300))
+        if size + len(text) + 1 > limit:
+            break
+        kept.insert(0, text)
+        size += len(text) + 1
+    return "```\n" + "\n".join(kept) + "\n```"

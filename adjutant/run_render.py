@@ -7,6 +7,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from adjutant.alerts import WatchRule
 from adjutant.render import (
     EMBED_DESCRIPTION_LIMIT,
     EMBED_FIELD_VALUE_LIMIT,
@@ -33,6 +34,8 @@ COLOURS = {
     "no-progress": 0xE67E22,
     "progressing": 0x3498DB,
     "nonfinite": 0xE74C3C,
+    "rule": 0xE67E22,
+    "gpu-idle": 0xE67E22,
 }
 ICONS = {
     "started": "▶️",
@@ -47,6 +50,8 @@ ICONS = {
     "no-progress": "⏸️",
     "progressing": "▶️",
     "nonfinite": "⚠️",
+    "rule": "🔔",
+    "gpu-idle": "💤",
 }
 EVENT_WORDS = {
     "started": "started",
@@ -58,6 +63,7 @@ EVENT_WORDS = {
     "resumed": "is alive again",
     "no-progress": "makes no progress",
     "progressing": "is progressing again",
+    "gpu-idle": "leaves its GPUs idle",
 }
 MAX_METRICS = 6
 
@@ -97,13 +103,19 @@ def event_embed(
     metric: str,
     now: dt.datetime,
     memory: RunMemory | None = None,
+    rule: WatchRule | None = None,
 ) -> dict[str, Any]:
-    """The announcement of one lifecycle event of ``run`` (``memory``: what was recorded with it)."""
+    """The announcement of one lifecycle event of ``run`` (``memory``: what was recorded with it; ``rule``:
+    the watch rule a ``rule:<id>`` event is about)."""
     kind, _, subject = event.partition(":")
     words = EVENT_WORDS.get(kind, kind)
     if kind == "nonfinite":
         shown = nonfinite_metrics(run).get(subject, "not a finite number")
         words = f"reports {truncate(subject, 100)} = {shown}"
+    elif kind == "rule" and rule is not None:
+        value = run.metric(rule.metric)
+        shown = format_number(value) if value is not None else "?"
+        words = f"has {truncate(rule.metric, 100)} = {shown} {rule.op} {format_number(rule.value)}"
     title = f"{ICONS.get(kind, '•')} {truncate(run.name, 200)} {words}"
     lines = [f"Run `{code_safe(truncate(run.id, 64))}`" + (f" by {plain(truncate(run.user, 64))}" if run.user else "")]
     runtime = run.runtime_seconds()
@@ -117,6 +129,12 @@ def event_embed(
         lines.append("It is making progress again.")
     elif kind == "nonfinite":
         lines.append(f"`{code_safe(truncate(subject, 100))}` is not a finite number any more; the run goes on.")
+    elif kind == "rule" and rule is not None:
+        lines.append(
+            f"Watch rule #{rule.id} (`{code_safe(truncate(rule.describe(), 200))}`, set by"
+            f" {plain(truncate(rule.author, 64))}) fired; it fires again only after the value goes back and"
+            " crosses again."
+        )
     if event in ("finished", "crashed", "failed", "killed"):
         step = run.step()
         lines.append(f"Ran for {format_duration(runtime)}" + (f", {step + 1} steps" if step is not None else ""))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -63,6 +64,8 @@ class RunInfo:
     url: str | None = None
     config: Mapping[str, Any] = field(default_factory=dict)
     summary: Mapping[str, Any] = field(default_factory=dict)
+    #: The latest system metrics W&B holds for the run (``system.gpu.0.gpu`` …), from the same answer.
+    system: Mapping[str, Any] = field(default_factory=dict)
     tags: tuple[str, ...] = ()
     group: str | None = None
 
@@ -118,6 +121,31 @@ class RunMemory:
     idle: bool = False
     #: Metrics already announced as NaN or infinite for this run (each is told once per run).
     nonfinite: frozenset[str] = frozenset()
+    #: Since when every GPU of the run has reported utilisation under the idle threshold (None: not idle).
+    gpu_low_since: dt.datetime | None = None
+    #: True once that has lasted the GPU idle time (one alert per episode).
+    gpu_idle: bool = False
+
+
+@dataclass(frozen=True)
+class GpuIdleRule:
+    """ADJUTANT_GPU_IDLE_MINUTES / ADJUTANT_GPU_IDLE_PERCENT."""
+
+    after: dt.timedelta
+    percent: float = 5.0
+
+
+_GPU_UTILISATION = re.compile(r"^system\.gpu\.(\d+)\.gpu$")
+
+
+def gpu_utilisation(run: RunInfo) -> float | None:
+    """The busiest GPU's utilisation in percent from the run's latest system metrics (None: no GPU reported)."""
+    values = [
+        number
+        for key, value in run.system.items()
+        if isinstance(key, str) and _GPU_UTILISATION.match(key) and (number := numeric(value)) is not None
+    ]
+    return max(values) if values else None
 
 
 #: How W&B writes non-finite numbers in summaries when they are not floats.
@@ -164,19 +192,22 @@ def transitions(
     stall_after: dt.timedelta,
     *,
     nan_alerts: bool = True,
+    gpu_idle: GpuIdleRule | None = None,
 ) -> tuple[list[str], RunMemory]:
     """The events between what was recorded and what W&B says now, and the memory to record.
 
     Events: started, finished, crashed, failed, killed, stalled (no heartbeat), resumed (heartbeat back
     after a stall), no-progress (heartbeat fresh, but ``_step`` or ``_runtime`` unchanged for
     ``stall_after``), progressing (it moves again), nonfinite:<metric> (a summary metric became NaN or
-    ±Infinity; once per run and metric). Only what the poll already returned is read. Each change of
+    ±Infinity; once per run and metric), gpu-idle (every GPU under ``gpu_idle.percent`` for ``gpu_idle.after``;
+    once per episode). Only what the poll already returned is read. Each change of
     memory yields its events once, so recording the new memory in the same transaction as the events
     makes them exactly-once.
     """
     stalled = is_stalled(run, now, stall_after)
     events: list[str] = []
     step, step_since, idle, nonfinite = None, None, False, frozenset[str]()
+    gpu_low_since, gpu_was_idle = None, False
     if run.state == "running":
         step = progress(run)
         if step is not None:
@@ -188,7 +219,15 @@ def transitions(
         if nan_alerts:
             events += [f"nonfinite:{name}" for name in sorted(set(bad) - already)]
         nonfinite = already | frozenset(bad)
-    memory = RunMemory(run.state, stalled, step, step_since, idle, nonfinite)
+        utilisation = gpu_utilisation(run) if gpu_idle is not None else None
+        if gpu_idle is not None and utilisation is not None and utilisation < gpu_idle.percent:
+            low = previous.gpu_low_since if previous is not None else None
+            gpu_low_since = low or now
+            gpu_was_idle = bool(previous is not None and previous.gpu_idle)
+            if not gpu_was_idle and now - gpu_low_since >= gpu_idle.after:
+                events.append("gpu-idle")
+                gpu_was_idle = True
+    memory = RunMemory(run.state, stalled, step, step_since, idle, nonfinite, gpu_low_since, gpu_was_idle)
     if previous is None or run.state != previous.state:
         if run.state == "running":
             events.insert(0, "started")

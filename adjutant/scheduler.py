@@ -26,7 +26,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from adjutant.jobs import ACTIVE, Job, JobRequest, JobState, JobStore, iso, utcnow
+from adjutant.alerts import compile_patterns, scan_log
+from adjutant.job_render import log_alert_embed
+from adjutant.jobs import ACTIVE, ENDED, Job, JobRequest, JobState, JobStore, iso, utcnow
 from adjutant.launchers import Launcher, LaunchError
 
 log = logging.getLogger(__name__)
@@ -34,6 +36,8 @@ log = logging.getLogger(__name__)
 #: An ended job whose acknowledgement was never recorded (the bot died between recording the job and
 #: answering) is reported anyway after this long.
 ACK_WAIT = dt.timedelta(seconds=60)
+#: At most this much of one job's log is read for alert patterns per pass (the next pass reads on).
+LOG_SCAN_BYTES = 4 * 1024 * 1024
 
 
 class CancelOutcome(StrEnum):
@@ -66,8 +70,10 @@ class Scheduler:
         max_concurrent: int,
         cancel_grace_seconds: float,
         environment: Callable[[Job], Mapping[str, str]],
+        log_patterns: Sequence[str] = (),
     ) -> None:
         self.store = store
+        self.log_patterns = compile_patterns(log_patterns)
         self.log_dir = log_dir
         self.max_concurrent = max_concurrent
         self.cancel_grace_seconds = cancel_grace_seconds
@@ -240,6 +246,8 @@ class Scheduler:
                 loop = asyncio.get_running_loop()
                 changed = await loop.run_in_executor(self._executor, self._reconcile)
                 changed |= await loop.run_in_executor(self._executor, self._start_queued)
+                if self.log_patterns:
+                    changed |= await loop.run_in_executor(self._executor, self._scan_logs)
             except Exception as error:
                 self.last_error = f"{type(error).__name__}: {error}"
                 raise
@@ -287,6 +295,33 @@ class Scheduler:
                 self.store.update(job.id, killed_at=iso())
         # Ends recorded by the job's own supervisor (local jobs) change rows without this pass.
         return changed or self.store.count_unreported() > 0
+
+    def _scan_logs(self) -> bool:
+        """(thread) Read the new bytes of each job's log for alert patterns; record alerts with the offset."""
+        now = utcnow()
+        queued = 0
+        for job, offset, told in self.store.logs_to_scan():
+            ended = job.state in ENDED
+            try:
+                with open(job.log_path, "rb") as log_file:
+                    log_file.seek(offset)
+                    data = log_file.read(LOG_SCAN_BYTES)
+                    at_end = not log_file.read(1)
+            except FileNotFoundError:
+                data, at_end = b"", True
+            except OSError as error:
+                log.warning("cannot read the log of job %s for alerts: %s", job.id, error)
+                continue
+            if not data and not ended:
+                continue
+            found, used = scan_log(data, self.log_patterns, told, final=ended and at_end)
+            alerts = [(pattern, line, log_alert_embed(job, pattern, line)) for pattern, line in found]
+            told |= {pattern for pattern, _ in found}
+            done = ended and at_end
+            queued += self.store.record_log_scan(job, offset + used, told, alerts, done=done, now=now)
+        if queued:
+            log.info("%d log alert(s) to announce", queued)
+        return queued > 0
 
     def _start_queued(self) -> bool:
         """(thread) Start queued jobs, oldest first, while slots are free."""

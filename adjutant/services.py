@@ -16,6 +16,7 @@ from pathlib import Path
 
 from adjutant.jobs import Job, JobStore, child_environment
 from adjutant.launchers import Launcher, make_launcher
+from adjutant.runs import GpuIdleRule
 from adjutant.scheduler import Scheduler
 from adjutant.settings import Settings
 from adjutant.state import StateLock, check_database
@@ -78,6 +79,7 @@ class Services:
             max_concurrent=settings.max_concurrent,
             cancel_grace_seconds=settings.cancel_grace_seconds,
             environment=environment,
+            log_patterns=settings.log_alerts,
         )
         watcher = None
         if settings.project is not None:
@@ -87,6 +89,9 @@ class Services:
                 stall_after=dt.timedelta(minutes=settings.stall_minutes),
                 metric=settings.metric,
                 nan_alerts=settings.nan_alerts,
+                gpu_idle=None
+                if settings.gpu_idle_minutes is None
+                else GpuIdleRule(dt.timedelta(minutes=settings.gpu_idle_minutes), settings.gpu_idle_percent),
             )
             watcher = Watcher(runs, source, rules, timeout=settings.wandb_timeout)
         return cls(settings, jobs, runs, scheduler, watcher, lock)

@@ -17,6 +17,8 @@ from typing import Any, Literal
 
 import platformdirs
 
+from adjutant.alerts import DEFAULT_LOG_PATTERNS
+
 __all__ = [
     "SETTINGS",
     "WANDB_VARIABLES",
@@ -396,6 +398,36 @@ class ShellWords(Parser):
         return raw
 
 
+class LogPatterns(Parser):
+    """Regular expressions: comma-separated, or the path of a file with one per line (``#`` comments), or
+    ``none``."""
+
+    def from_text(self, name: str, raw: str) -> tuple[str, ...]:
+        value = raw.strip()
+        if value.lower() in ("", "none", "off"):
+            return ()
+        path = Path(value).expanduser()
+        if path.is_file():
+            try:
+                text = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeError) as error:
+                raise ConfigError(f"{name}: cannot read {value!r}: {error}") from None
+            patterns = tuple(line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#"))
+        else:
+            patterns = parse_list(value)
+        return self.check(name, patterns)
+
+    def check(self, name: str, value: Any) -> tuple[str, ...]:
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{name} must be a list of regular expressions (got {value!r})")
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as error:
+                raise ConfigError(f"{name}: {pattern!r} is not a regular expression ({error})") from None
+        return tuple(value)
+
+
 def check_state_dir(raw: str) -> Path:
     path = Path(raw).expanduser()
     if path.exists() and not path.is_dir():
@@ -585,6 +617,21 @@ class Settings:
         group="W&B run reporting",
         default=True,
     )
+    gpu_idle_minutes: float | None = setting(
+        "ADJUTANT_GPU_IDLE_MINUTES",
+        "a running run whose GPUs all report utilisation under ADJUTANT_GPU_IDLE_PERCENT for this many minutes"
+        " is announced (once per episode; read from the poll's own answer); unset: off",
+        parser=Number(minimum=0.1),
+        group="W&B run reporting",
+        default_text="unset (off)",
+    )
+    gpu_idle_percent: float = setting(
+        "ADJUTANT_GPU_IDLE_PERCENT",
+        "GPU utilisation (percent) under which a GPU counts as idle",
+        parser=Number(minimum=0.1, maximum=100),
+        group="W&B run reporting",
+        default=5.0,
+    )
     wandb_timeout: float = setting(
         "ADJUTANT_WANDB_TIMEOUT",
         "seconds one W&B request may take before it counts as failed (then retried with back-off)",
@@ -621,6 +668,16 @@ class Settings:
         parser=Number(minimum=0.1),
         group="Launching",
         default=30.0,
+    )
+    log_alerts: tuple[str, ...] = setting(
+        "ADJUTANT_LOG_ALERTS",
+        "regular expressions (comma-separated, or a file with one per line, or none): a line of a job's log"
+        " matching one is announced in the job's thread, once per job and pattern",
+        parser=LogPatterns(),
+        group="Launching",
+        default=DEFAULT_LOG_PATTERNS,
+        default_text="CUDA out of memory, NCCL.*[Tt]imeout, Traceback \\(most recent call last\\)",
+        example="",
     )
     max_sweep: int = setting(
         "ADJUTANT_MAX_SWEEP",

@@ -22,7 +22,20 @@ from pathlib import Path
 from typing import Any
 
 from adjutant._sqlite import Database
-from adjutant.jobs import JOBS_SCHEMA
+from adjutant.alerts import (
+    ALERTS_SCHEMA,
+    MAX_RULES,
+    OUTBOX_MIGRATIONS,
+    OUTBOX_SCHEMA,
+    Alert,
+    Op,
+    RuleSpec,
+    WatchRule,
+    alert_from_row,
+    enqueue_announcement,
+    mute,
+)
+from adjutant.jobs import JOBS_SCHEMA, Job
 from adjutant.runs import RunInfo, RunMemory
 
 SCHEMA = """
@@ -43,22 +56,27 @@ CREATE TABLE IF NOT EXISTS meta (
     value TEXT NOT NULL,
     PRIMARY KEY (project, key)
 );
-CREATE TABLE IF NOT EXISTS outbox (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    project TEXT NOT NULL,
-    run_id TEXT NOT NULL,
-    event TEXT NOT NULL,
-    payload TEXT NOT NULL,
-    context TEXT,
-    reply_to INTEGER,
-    thread_id INTEGER,
-    created_at TEXT NOT NULL
-);
 """
 
 WATCHED_STATES = ("running", "pending")
 #: Columns of the runs table added after the first release (older databases get them with these defaults).
-RUNS_MIGRATIONS = {"step": "REAL", "step_since": "TEXT", "idle": "INTEGER NOT NULL DEFAULT 0", "nonfinite": "TEXT"}
+RUNS_MIGRATIONS = {
+    "step": "REAL",
+    "step_since": "TEXT",
+    "idle": "INTEGER NOT NULL DEFAULT 0",
+    "nonfinite": "TEXT",
+    "gpu_low_since": "TEXT",
+    "gpu_idle": "INTEGER NOT NULL DEFAULT 0",
+}
+
+
+@dataclass(frozen=True)
+class JobLink:
+    """The Adjutant job behind a W&B run: where its story is told."""
+
+    job_id: str
+    thread_id: int | None
+    message_id: int | None
 
 
 @dataclass(frozen=True)
@@ -72,6 +90,7 @@ class OutboxItem:
     context: str | None
     reply_to: int | None = None
     thread_id: int | None = None
+    alert_id: int | None = None
 
 
 def _now() -> str:
@@ -83,8 +102,9 @@ class Store(Database):
 
     def __init__(self, path: Path) -> None:
         # The jobs table too: run events of launched jobs join the job's story.
-        super().__init__(path, SCHEMA, JOBS_SCHEMA)
+        super().__init__(path, SCHEMA, JOBS_SCHEMA, OUTBOX_SCHEMA, ALERTS_SCHEMA)
         self.add_missing_columns("runs", RUNS_MIGRATIONS)
+        self.add_missing_columns("outbox", OUTBOX_MIGRATIONS)
 
     # --- meta -----------------------------------------------------------------------------------
     def get_meta(self, project: str, key: str) -> str | None:
@@ -102,7 +122,7 @@ class Store(Database):
     # --- runs -----------------------------------------------------------------------------------
     def memories(self, project: str, run_ids: Iterable[str]) -> dict[str, RunMemory]:
         rows = self.query_in(
-            "SELECT run_id, state, stalled, step, step_since, idle, nonfinite FROM runs"
+            "SELECT run_id, state, stalled, step, step_since, idle, nonfinite, gpu_low_since, gpu_idle FROM runs"
             " WHERE project=? AND run_id IN ({marks})",
             run_ids,
             (project,),
@@ -115,6 +135,8 @@ class Store(Database):
                 dt.datetime.fromisoformat(r["step_since"]) if r["step_since"] else None,
                 bool(r["idle"]),
                 frozenset(json.loads(r["nonfinite"])) if r["nonfinite"] else frozenset(),
+                dt.datetime.fromisoformat(r["gpu_low_since"]) if r["gpu_low_since"] else None,
+                bool(r["gpu_idle"]),
             )
             for r in rows
         }
@@ -123,9 +145,11 @@ class Store(Database):
     def remember(db: sqlite3.Connection, project: str, run: RunInfo, memory: RunMemory) -> None:
         db.execute(
             "INSERT INTO runs (project, run_id, name, state, stalled, created_at, updated_at, step, step_since, idle,"
-            " nonfinite) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (project, run_id) DO UPDATE SET "
+            " nonfinite, gpu_low_since, gpu_idle) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (project, run_id) DO UPDATE SET "
             "name=excluded.name, state=excluded.state, stalled=excluded.stalled, updated_at=excluded.updated_at,"
-            " step=excluded.step, step_since=excluded.step_since, idle=excluded.idle, nonfinite=excluded.nonfinite",
+            " step=excluded.step, step_since=excluded.step_since, idle=excluded.idle, nonfinite=excluded.nonfinite,"
+            " gpu_low_since=excluded.gpu_low_since, gpu_idle=excluded.gpu_idle",
             (
                 project,
                 run.id,
@@ -138,6 +162,8 @@ class Store(Database):
                 memory.step_since.isoformat() if memory.step_since else None,
                 int(memory.idle),
                 json.dumps(sorted(memory.nonfinite)) if memory.nonfinite else None,
+                memory.gpu_low_since.isoformat() if memory.gpu_low_since else None,
+                int(memory.gpu_idle),
             ),
         )
 
@@ -169,39 +195,87 @@ class Store(Database):
         return int(self.query("SELECT COUNT(*) FROM runs WHERE project=?", (project,))[0][0])
 
     # --- outbox ---------------------------------------------------------------------------------
-    @staticmethod
-    def enqueue(
-        db: sqlite3.Connection,
-        project: str,
-        run_id: str,
-        event: str,
-        payload: dict[str, Any],
-        context: str | None,
-        reply_to: int | None = None,
-        thread_id: int | None = None,
-    ) -> None:
-        db.execute(
-            "INSERT INTO outbox (project, run_id, event, payload, context, reply_to, thread_id, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (project, run_id, event, json.dumps(payload), context, reply_to, thread_id, _now()),
-        )
+    enqueue = staticmethod(enqueue_announcement)
 
-    def job_messages(self, run_ids: Iterable[str]) -> dict[str, tuple[int | None, int | None]]:
-        """For runs launched by Adjutant jobs: run id → (the job's thread id, launch message id)."""
+    def job_messages(self, run_ids: Iterable[str]) -> dict[str, JobLink]:
+        """For runs launched by Adjutant jobs: run id → the job, its thread and launch message."""
         rows = self.query_in(
-            "SELECT wandb_run_id, thread_id, message_id FROM jobs WHERE wandb_run_id IN ({marks})", run_ids
+            "SELECT wandb_run_id, id, thread_id, message_id FROM jobs WHERE wandb_run_id IN ({marks})", run_ids
         )
-        return {r["wandb_run_id"]: (r["thread_id"], r["message_id"]) for r in rows}
+        return {r["wandb_run_id"]: JobLink(r["id"], r["thread_id"], r["message_id"]) for r in rows}
+
+    # --- watch rules and alerts -----------------------------------------------------------------
+    def add_rule(self, project: str, spec: RuleSpec, author_id: int, author: str) -> WatchRule | None:
+        """Store a rule; None when the project already has MAX_RULES."""
+        with self.transaction() as db:
+            count = db.execute("SELECT COUNT(*) FROM watch_rules WHERE project=?", (project,)).fetchone()[0]
+            if count >= MAX_RULES:
+                return None
+            cursor = db.execute(
+                "INSERT INTO watch_rules (project, metric, op, value, scope, author_id, author, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (project, spec.metric, str(spec.op), spec.value, spec.scope, author_id, author, _now()),
+            )
+        return WatchRule(spec.metric, spec.op, spec.value, spec.scope, int(cursor.lastrowid or 0), author_id, author)
+
+    def rules(self, project: str) -> list[WatchRule]:
+        rows = self.query("SELECT * FROM watch_rules WHERE project=? ORDER BY id", (project,))
+        return [
+            WatchRule(r["metric"], Op(r["op"]), r["value"], r["scope"], r["id"], r["author_id"], r["author"])
+            for r in rows
+        ]
+
+    def remove_rule(self, project: str, rule_id: int) -> WatchRule | None:
+        """Delete a rule and its hits; the rule removed, or None if the project has no such rule."""
+        found = [r for r in self.rules(project) if r.id == rule_id]
+        if not found:
+            return None
+        with self.transaction() as db:
+            db.execute("DELETE FROM watch_rules WHERE project=? AND id=?", (project, rule_id))
+            db.execute("DELETE FROM rule_hits WHERE rule_id=?", (rule_id,))
+        return found[0]
+
+    def rule_hits(self, run_ids: Iterable[str]) -> dict[str, set[int]]:
+        """run id → the rules it is currently past (fired, not yet re-armed)."""
+        hits: dict[str, set[int]] = {}
+        for r in self.query_in("SELECT rule_id, run_id FROM rule_hits WHERE run_id IN ({marks})", run_ids):
+            hits.setdefault(r["run_id"], set()).add(r["rule_id"])
+        return hits
+
+    @staticmethod
+    def set_rule_hits(db: sqlite3.Connection, run_id: str, fired: set[int], rearmed: set[int]) -> None:
+        db.executemany("INSERT OR IGNORE INTO rule_hits (rule_id, run_id) VALUES (?, ?)", [(i, run_id) for i in fired])
+        db.executemany("DELETE FROM rule_hits WHERE rule_id=? AND run_id=?", [(i, run_id) for i in rearmed])
+
+    def job(self, job_id: str) -> Job | None:
+        rows = self.query("SELECT * FROM jobs WHERE id=?", (job_id,))
+        return Job.from_row(rows[0]) if rows else None
+
+    def mute(self, alert: Alert, now: dt.datetime) -> dt.datetime:
+        """Mute the alert's run for its kind of alert (the card's "Mute 1 h"); returns until when."""
+        with self.transaction() as db:
+            return mute(db, alert, now)
+
+    def alert(self, alert_id: int) -> Alert | None:
+        rows = self.query("SELECT * FROM alerts WHERE id=?", (alert_id,))
+        return alert_from_row(rows[0]) if rows else None
 
     def pending(self, project: str, limit: int = 100) -> list[OutboxItem]:
         rows = self.query(
-            "SELECT id, run_id, event, payload, context, reply_to, thread_id FROM outbox"
+            "SELECT id, run_id, event, payload, context, reply_to, thread_id, alert_id FROM outbox"
             " WHERE project=? ORDER BY id LIMIT ?",
             (project, limit),
         )
         return [
             OutboxItem(
-                r["id"], r["run_id"], r["event"], json.loads(r["payload"]), r["context"], r["reply_to"], r["thread_id"]
+                r["id"],
+                r["run_id"],
+                r["event"],
+                json.loads(r["payload"]),
+                r["context"],
+                r["reply_to"],
+                r["thread_id"],
+                r["alert_id"],
             )
             for r in rows
         ]

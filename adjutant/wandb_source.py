@@ -197,9 +197,11 @@ def to_run_info(run: Any, *, full: bool) -> RunInfo:
     user = attrs.get("user") or {}
     config: dict[str, Any] = {}
     summary: dict[str, Any] = {}
+    system: dict[str, Any] = {}
     if full:
         config = _unwrap_config(attrs.get("config"))
         summary = _json_dict(attrs.get("summaryMetrics"))
+        system = _json_dict(attrs.get("systemMetrics"))
     return RunInfo(
         id=str(getattr(run, "id", attrs.get("name", ""))),
         name=str(attrs.get("displayName") or getattr(run, "name", "") or attrs.get("name", "")),
@@ -210,6 +212,7 @@ def to_run_info(run: Any, *, full: bool) -> RunInfo:
         url=_safe_url(run),
         config=config,
         summary=summary,
+        system=system,
         tags=tuple(str(t) for t in attrs.get("tags") or ()),
         group=attrs.get("group"),
     )

@@ -20,11 +20,22 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from adjutant.alerts import AlertKind, WatchRule, alert_kind, muted, record_alert, rule_events
 from adjutant.plots import render_chart
-from adjutant.render import code_safe, plain, truncate
+from adjutant.render import code_safe, format_duration, plain, truncate
 from adjutant.run_render import event_embed
-from adjutant.runs import RunInfo, RunState, parse_wandb_time, suggestions, transitions
-from adjutant.store import Store
+from adjutant.runs import (
+    GpuIdleRule,
+    RunInfo,
+    RunMemory,
+    RunState,
+    gpu_utilisation,
+    parse_wandb_time,
+    progress,
+    suggestions,
+    transitions,
+)
+from adjutant.store import JobLink, Store
 from adjutant.wandb_source import ProjectNotFound, WandbSource, newest_created
 
 log = logging.getLogger(__name__)
@@ -37,6 +48,18 @@ JOB_REPORTED_EVENTS = frozenset({"finished", "crashed", "failed", "killed"})
 MAX_BACKOFF_SECONDS = 15 * 60
 #: A watched run is taken as deleted after W&B said it does not exist on this many polls in a row.
 DELETED_AFTER_POLLS = 2
+
+
+def alert_metric(event: str, rule: WatchRule | None, ranking: str) -> str | None:
+    """The metric an alert's chart shows: the rule's, the non-finite one, else the ranking metric."""
+    kind, _, subject = event.partition(":")
+    if rule is not None:
+        return rule.metric
+    if kind == AlertKind.NONFINITE:
+        return subject
+    if kind == AlertKind.GPU_IDLE:
+        return None
+    return ranking
 
 
 class PollContradiction(RuntimeError):
@@ -89,11 +112,15 @@ class WatchRules:
     stall_after: dt.timedelta
     metric: str
     nan_alerts: bool = True
+    gpu_idle: GpuIdleRule | None = None
 
     def wants(self, event: str) -> bool:
-        """Is ``event`` announced? No progress counts as a stall, progressing again as resumed."""
+        """Is ``event`` announced? No progress counts as a stall, progressing again as resumed; rules and GPU
+        idle alerts are asked for by their own settings."""
         if event.startswith("nonfinite:"):
             return self.nan_alerts
+        if event.startswith(("rule:", "gpu-idle")):
+            return True
         return {"no-progress": "stalled", "progressing": "resumed"}.get(event, event) in self.notify
 
 
@@ -285,6 +312,51 @@ class Watcher:
         await asyncio.to_thread(self._finish_baseline, watermark)
         log.info("first start on %s: recorded %d existing runs silently", self.project_label, total)
 
+    def _announce(
+        self,
+        db: Any,
+        run: RunInfo,
+        event: str,
+        memory: RunMemory,
+        job: JobLink | None,
+        rules: list[WatchRule],
+        context: str | None,
+        now: dt.datetime,
+    ) -> int:
+        """Queue one event's announcement (an alert is recorded for its card's buttons unless it is muted)."""
+        kind = alert_kind(event)
+        rule = None
+        if kind is AlertKind.RULE:
+            rule = next((r for r in rules if f"rule:{r.id}" == event), None)
+        alert_id = None
+        if kind is not None:
+            if muted(db, self.project_key, run.id, kind, now):
+                log.info("%s of run %s is muted; not announced", event, run.id)
+                return 0
+            alert_id = record_alert(
+                db,
+                self.project_key,
+                kind,
+                run_id=run.id,
+                job_id=job.job_id if job is not None else None,
+                metric=alert_metric(event, rule, self.rules.metric),
+                step=progress(run),
+                params=None if job is not None else run.public_config(),
+                now=now,
+            )
+        embed = event_embed(
+            run, event, project=self.project_label, metric=self.rules.metric, now=now, memory=memory, rule=rule
+        )
+        if kind is AlertKind.GPU_IDLE and self.rules.gpu_idle is not None:
+            utilisation = gpu_utilisation(run)
+            embed["description"] += (
+                f"\nEvery GPU under {self.rules.gpu_idle.percent:g}% (busiest: {utilisation:g}%) for"
+                f" {format_duration((now - (memory.gpu_low_since or now)).total_seconds())}."
+            )
+        thread_id, reply_to = (job.thread_id, job.message_id) if job is not None else (None, None)
+        self.store.enqueue(db, self.project_key, run.id, event, embed, context, reply_to, thread_id, alert_id)
+        return 1
+
     def _record_page(self, runs: list[RunInfo]) -> None:
         now = utcnow()
         with self.store.transaction() as db:
@@ -302,8 +374,11 @@ class Watcher:
         self, runs: list[RunInfo], gone: list[str], since: dt.datetime | None, now: dt.datetime, context: str | None
     ) -> int:
         """(thread) Transitions since the last poll, recorded with their announcements in one transaction."""
-        memories = self.store.memories(self.project_key, [r.id for r in runs])
-        jobs = self.store.job_messages([r.id for r in runs])
+        ids = [r.id for r in runs]
+        memories = self.store.memories(self.project_key, ids)
+        jobs = self.store.job_messages(ids)
+        rules = self.store.rules(self.project_key)
+        hits = self.store.rule_hits(ids) if rules else {}
         for run in runs:
             self.metric_names.update(list(run.public_metrics())[:50])
             if run.state == RunState.RUNNING:
@@ -316,22 +391,27 @@ class Watcher:
             for run in ordered:
                 previous = memories.get(run.id)
                 events, memory = transitions(
-                    previous, run, now, self.rules.stall_after, nan_alerts=self.rules.nan_alerts
+                    previous,
+                    run,
+                    now,
+                    self.rules.stall_after,
+                    nan_alerts=self.rules.nan_alerts,
+                    gpu_idle=self.rules.gpu_idle,
                 )
                 if memory != previous:
                     self.store.remember(db, self.project_key, run, memory)
+                if rules and run.state == RunState.RUNNING:
+                    fired, hit, rearmed = rule_events(rules, run, hits.get(run.id, set()))
+                    events += fired
+                    if hit or rearmed:
+                        self.store.set_rule_hits(db, run.id, hit, rearmed)
                 job = jobs.get(run.id)
                 for event in events:
                     if not self.rules.wants(event):
                         continue
                     if job is not None and event in JOB_REPORTED_EVENTS:
                         continue  # one story per run: the job's end report tells how it ended
-                    embed = event_embed(
-                        run, event, project=self.project_label, metric=self.rules.metric, now=now, memory=memory
-                    )
-                    thread_id, reply_to = job if job is not None else (None, None)
-                    self.store.enqueue(db, self.project_key, run.id, event, embed, context, reply_to, thread_id)
-                    queued += 1
+                    queued += self._announce(db, run, event, memory, job, rules, context, now)
             for run_id in gone:
                 log.info("W&B says run %s of %s is gone (deleted); no longer watching it", run_id, self.project_label)
                 self.store.forget_watch(db, self.project_key, run_id)

@@ -7,15 +7,19 @@ import asyncio
 import io
 import itertools
 import logging
+from pathlib import Path
 from typing import Any
 
 import discord
 from discord.ext import commands
 
 from adjutant._cog import NO_PINGS
+from adjutant.cogs._alert_views import alert_view
+from adjutant.jobs import tail_lines
 from adjutant.plots import render_chart
 from adjutant.ratelimit import RateWindow
-from adjutant.render import pack_embeds
+from adjutant.render import MESSAGE_LIMIT, log_tail_block, pack_embeds, truncate
+from adjutant.store import OutboxItem, Store
 from adjutant.watcher import CATCH_UP, Watcher, describe_error
 
 log = logging.getLogger(__name__)
@@ -23,6 +27,8 @@ log = logging.getLogger(__name__)
 #: Announcements that carry a chart of the ranking metric when the backlog is at most CHART_BACKLOG.
 CHART_EVENTS = frozenset({"finished", "crashed", "stalled"})
 CHART_BACKLOG = 3
+#: The most characters of a job's log an alert card quotes.
+LOG_TAIL_LIMIT = 1900
 
 
 class Refused(RuntimeError):
@@ -42,12 +48,16 @@ def describe_refusal(error: discord.HTTPException) -> str:
 
 
 class Announcer:
-    """Sends the watcher's outbox: 10 embeds a message at most, at most 4 messages per 5 seconds."""
+    """Sends one outbox (a W&B project's, or the jobs' log alerts): 10 embeds a message at most, at most 4
+    messages per 5 seconds; an alert one at a time, as a card (mention, chart, log tail, buttons)."""
 
-    def __init__(self, bot: commands.Bot, watcher: Watcher, metric: str) -> None:
+    def __init__(
+        self, bot: commands.Bot, store: Store, project_key: str, metric: str, watcher: Watcher | None = None
+    ) -> None:
         self.bot = bot
         self.watcher = watcher
-        self.store = watcher.store
+        self.store = store
+        self.project_key = project_key
         self.metric = metric
         self.rate = RateWindow(4, 5.0)
         #: Set when the cog unloads: a delivery in flight finishes its bookkeeping, then stops.
@@ -59,14 +69,24 @@ class Announcer:
         """Send what the outbox holds, in order, rate-limited; returns how many announcements were sent."""
         sent = 0
         while True:
-            items = await asyncio.to_thread(self.store.pending, self.watcher.project_key, 50)
+            items = await asyncio.to_thread(self.store.pending, self.project_key, 50)
             if not items:
                 return sent
+            if items[0].alert_id is not None:
+                if self.stopping:
+                    return sent
+                await self._send_card(channel, items[0])
+                sent += 1
+                continue
             if items[0].reply_to is not None or items[0].thread_id is not None or len(items) <= CHART_BACKLOG:
                 # one at a time: a reply to a job's launch, or a quiet moment that can afford a chart
                 groups, batches = pack_embeds([items[0].payload]), [items[:1]]
             else:
-                plain_items = list(itertools.takewhile(lambda i: i.reply_to is None and i.thread_id is None, items))
+                plain_items = list(
+                    itertools.takewhile(
+                        lambda i: i.reply_to is None and i.thread_id is None and i.alert_id is None, items
+                    )
+                )
                 groups = pack_embeds([item.payload for item in plain_items])
                 batches, start = [], 0
                 for embeds in groups:
@@ -84,51 +104,119 @@ class Announcer:
                     if png is not None:
                         embeds = [{**embeds[0], "image": {"url": "attachment://chart.png"}}]
                         files = [discord.File(io.BytesIO(png), "chart.png")]
-                targets: list[tuple[Any, discord.MessageReference | None]] = []
-                if batch[0].thread_id is not None:
-                    thread = self.bot.get_channel(batch[0].thread_id)
-                    if isinstance(thread, discord.Thread):  # the job's thread holds its whole story
-                        targets.append((thread, None))
-                targets.append((channel, self._reference(channel, batch[0].reply_to)))
-                nonce = f"a{batch[0].id}-{batch[-1].id}"
-                refused = ""
-                for attempt, (target, reference) in enumerate(targets):
-                    note = content
-                    if attempt:  # the thread refused: say so where the announcement lands instead
-                        note = "\n".join(filter(None, [content, f"(I could not post in the job's thread: {refused})"]))
-                    await self.rate.acquire()
-                    try:
-                        await target.send(
-                            content=note,
-                            files=files,
-                            embeds=[discord.Embed.from_dict(e) for e in embeds],
-                            allowed_mentions=NO_PINGS,
-                            # Discord drops a resend with the same nonce (enforce_nonce) for a few minutes, so a
-                            # crash between Discord's answer and our bookkeeping does not post the batch twice.
-                            nonce=nonce if not attempt else f"{nonce}-c",
-                            reference=reference,  # type: ignore[arg-type]
-                        )
-                    except discord.HTTPException as error:
-                        if error.status == 429 or error.status >= 500:
-                            raise  # transient: the loop retries this batch next time
-                        refused = describe_refusal(error)
-                        log.warning("%s refused run announcements %s: %s", target, [i.id for i in batch], refused)
-                        if attempt + 1 < len(targets):
-                            continue  # fall back to the channel
-                        raise Refused(refused) from error  # kept in the outbox; the loop backs off
-                    break
+                await self._send(
+                    channel,
+                    batch[0].thread_id,
+                    batch[0].reply_to,
+                    f"a{batch[0].id}-{batch[-1].id}",
+                    [i.id for i in batch],
+                    content=content,
+                    files=files,
+                    embeds=[discord.Embed.from_dict(e) for e in embeds],
+                    allowed_mentions=NO_PINGS,
+                )
                 await asyncio.to_thread(self.store.delivered, [i.id for i in batch])
                 self.refusals = 0
                 sent += len(batch)
 
-    async def _event_chart(self, run_id: str) -> bytes | None:
-        """A small chart of the ranking metric for an announcement, if the run has its history (else None)."""
+    async def _send(
+        self,
+        channel: discord.abc.Messageable,
+        thread_id: int | None,
+        reply_to: int | None,
+        nonce: str,
+        ids: list[int],
+        **message: Any,
+    ) -> None:
+        """Send to the job's thread when there is one, else to the channel (replying to the launch); a thread that
+        refuses falls back to the channel, saying so. Transient errors propagate (the loop retries); a refusal
+        everywhere raises :class:`Refused` (the announcements stay in the outbox)."""
+        targets: list[tuple[Any, discord.MessageReference | None]] = []
+        if thread_id is not None:
+            thread = self.bot.get_channel(thread_id)
+            if isinstance(thread, discord.Thread):  # the job's thread holds its whole story
+                targets.append((thread, None))
+        targets.append((channel, self._reference(channel, reply_to)))
+        refused = ""
+        content = message.pop("content", None)
+        for attempt, (target, reference) in enumerate(targets):
+            note = content
+            if attempt:  # the thread refused: say so where the announcement lands instead
+                note = "\n".join(filter(None, [content, f"(I could not post in the job's thread: {refused})"]))
+            await self.rate.acquire()
+            try:
+                await target.send(
+                    content=truncate(note, MESSAGE_LIMIT) if note else None,
+                    # Discord drops a resend with the same nonce (enforce_nonce) for a few minutes, so a crash
+                    # between Discord's answer and our bookkeeping does not post the batch twice.
+                    nonce=nonce if not attempt else f"{nonce}-c",
+                    reference=reference,  # type: ignore[arg-type]
+                    **message,
+                )
+            except discord.HTTPException as error:
+                if error.status == 429 or error.status >= 500:
+                    raise  # transient: the loop retries this batch next time
+                refused = describe_refusal(error)
+                log.warning("%s refused announcements %s: %s", target, ids, refused)
+                if attempt + 1 < len(targets):
+                    for file in message.get("files") or ():
+                        file.reset()
+                    continue  # fall back to the channel
+                raise Refused(refused) from error  # kept in the outbox; the loop backs off
+            return
+
+    async def _send_card(self, channel: discord.abc.Messageable, item: OutboxItem) -> None:
+        """An alert as a card: what fired and why (the embed), the chart of the metric concerned with the trigger
+        marked, the job's log tail, the launcher mentioned (that user only), and Stop / Rerun / Mute 1 h."""
+        assert item.alert_id is not None
+        alert = await asyncio.to_thread(self.store.alert, item.alert_id)
+        job = await asyncio.to_thread(self.store.job, alert.job_id) if alert and alert.job_id else None
+        embed = dict(item.payload)
+        files = []
+        if alert is not None and alert.metric and alert.run_id:
+            png = await self._event_chart(alert.run_id, alert.metric, alert.step)
+            if png is not None:
+                embed["image"] = {"url": "attachment://chart.png"}
+                files = [discord.File(io.BytesIO(png), "chart.png")]
+        content, mentions = None, NO_PINGS
+        if job is not None:
+            content = f"<@{job.requested_by_id}>"
+            mentions = discord.AllowedMentions(
+                everyone=False, roles=False, replied_user=False, users=[discord.Object(job.requested_by_id)]
+            )
+            tail, _size = await asyncio.to_thread(tail_lines, Path(job.log_path), 40)
+            if tail:
+                content += "\n" + log_tail_block(tail, LOG_TAIL_LIMIT)
+        view = alert_view(alert, job) if alert is not None else None
+        thread_id = job.thread_id if job is not None and job.thread_id else item.thread_id
+        reply_to = job.message_id if job is not None and job.message_id else item.reply_to
+        await self._send(
+            channel,
+            thread_id,
+            reply_to,
+            f"a{item.id}",
+            [item.id],
+            content=content,
+            files=files,
+            embeds=[discord.Embed.from_dict(embed)],
+            allowed_mentions=mentions,
+            **({"view": view} if view is not None else {}),
+        )
+        await asyncio.to_thread(self.store.delivered, [item.id])
+        self.refusals = 0
+
+    async def _event_chart(self, run_id: str, metric: str | None = None, mark: float | None = None) -> bytes | None:
+        """A small chart of a metric (default: the ranking metric) for an announcement, if the run has its history
+        (else None); ``mark``: the step an alert fired at."""
+        if self.watcher is None:
+            return None
+        metric = metric or self.metric
         try:
-            points = await self.watcher.ask(self.watcher.source.history, run_id, self.metric, 500)
+            points = await self.watcher.ask(self.watcher.source.history, run_id, metric, 500)
             if len(points) < 2:
                 return None
-            data = {run_id: {self.metric: points}}
-            return await asyncio.to_thread(render_chart, data, [self.metric], small=True)
+            data = {run_id: {metric: points}}
+            return await asyncio.to_thread(render_chart, data, [metric], small=True, mark_step=mark)
         except Exception as error:  # a chart is a bonus: never hold an announcement back for it
             log.info("no chart for run %s: %s", run_id, describe_error(error))
             return None

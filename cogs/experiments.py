@@ -13,6 +13,7 @@ import io
 import json
 import logging
 import secrets
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,11 @@ from discord import app_commands
 from discord.ext import commands, tasks
 
 from adjutant import refuse_double_load, settings_for
-from adjutant._cog import NO_PINGS, AdjutantCog
-from adjutant.access import may_launch, refusal
+from adjutant._cog import NO_PINGS, AdjutantCog, find_channel
+from adjutant.access import refusal
+from adjutant.alerts import JOBS_OUTBOX
+from adjutant.cogs import _alert_views
+from adjutant.cogs._announcer import Announcer, Refused
 from adjutant.cogs._job_story import JobStory
 from adjutant.cogs._job_views import CancelButton, SweepConfirm
 from adjutant.hparams import (
@@ -34,7 +38,7 @@ from adjutant.hparams import (
     to_argument,
     validate,
 )
-from adjutant.job_render import jobs_embed, sweep_preview
+from adjutant.job_render import ack_embed, jobs_embed, sweep_preview
 from adjutant.jobs import ACTIVE, ENDED, Job, JobRequest, JobState, read_tail_bytes, tail_lines, utcnow
 from adjutant.render import MESSAGE_LIMIT, code_safe, truncate
 from adjutant.scheduler import CancelOutcome, CancelResult, Scheduler
@@ -60,6 +64,9 @@ class Experiments(AdjutantCog, name="Experiments"):
         self.services = services
         self.scheduler: Scheduler = services.scheduler
         self.story = JobStory(bot, settings, services.scheduler, services.watcher)
+        #: Alerts about jobs that W&B does not know about (log patterns) go out through their own outbox.
+        self.alerts = Announcer(bot, services.runs, JOBS_OUTBOX, settings.metric, services.watcher)
+        self._alerts_after = 0.0
         self.schema: dict[str, Any] | None = None
         if not settings.launch_roles and not settings.launch_users:
             # Without a launch list only Manage Server (or Administrator) may launch: say so to Discord too, so
@@ -76,23 +83,19 @@ class Experiments(AdjutantCog, name="Experiments"):
             text = await asyncio.to_thread(self.settings.hparams_schema.read_text, encoding="utf-8")
             self.schema = json.loads(text)
         self.bot.add_dynamic_items(CancelButton)
+        _alert_views.register(self.bot)
         self.supervise.start()
         self.tell.start()
 
     async def cog_unload(self) -> None:
+        self.alerts.stopping = True
         self.supervise.cancel()
         self.tell.cancel()
         self.bot.remove_dynamic_items(CancelButton)
+        _alert_views.unregister(self.bot, self)
         await self.services.release()
 
     # --- who may launch -------------------------------------------------------------------------
-    async def authorized(self, user: discord.abc.User) -> bool:
-        try:
-            is_owner = await self.bot.is_owner(user)
-        except discord.HTTPException:
-            is_owner = False
-        return may_launch(user, self.settings, is_owner=is_owner)
-
     async def _refuse(self, ctx: commands.Context[Any], action: str) -> None:
         log.warning(
             "refused %s by %s (%d) in #%s: %r",
@@ -290,6 +293,75 @@ class Experiments(AdjutantCog, name="Experiments"):
         text = self._cancel_text(result, job_id, self.command_prefix())
         await interaction.response.send_message(text, allowed_mentions=NO_PINGS)
 
+    # --- the alert card's buttons ---------------------------------------------------------------
+    async def alert_button(self, interaction: discord.Interaction, action: str, alert_id: int) -> None:
+        """Stop (cancel the alert's job), Rerun (its hyperparameters) or Mute 1 h; rights checked at the click."""
+        if action == "mute":
+            await self.mute_alert(interaction, self.services.runs, alert_id)
+            return
+        if not await self.button_allowed(interaction, action):
+            return
+        alert = await asyncio.to_thread(self.services.runs.alert, alert_id)
+        if alert is None:
+            await interaction.response.send_message("That alert is no longer known.", ephemeral=True)
+            return
+        job = await self.scheduler.get(alert.job_id) if alert.job_id else None
+        if action == "stop":
+            if job is None:
+                await interaction.response.send_message("Only jobs Adjutant launched can be stopped.", ephemeral=True)
+                return
+            result = await self.scheduler.cancel(job.id, str(interaction.user))
+            text = self._cancel_text(result, job.id, self.command_prefix())
+            await interaction.response.send_message(text, allowed_mentions=NO_PINGS)
+            return
+        await self._rerun_from_alert(interaction, job, alert.params)
+
+    async def _rerun_from_alert(
+        self, interaction: discord.Interaction, job: Job | None, params: dict[str, Any] | None
+    ) -> None:
+        if not self.settings.launching_enabled:
+            await interaction.response.send_message(
+                "Launching is off: this bot has no ADJUTANT_EXPERIMENT_SCRIPT.", ephemeral=True
+            )
+            return
+        base = job.params if job is not None else params
+        if base is None:
+            await interaction.response.send_message("No hyperparameters are known for this run.", ephemeral=True)
+            return
+        try:
+            prepared, defaults = self._prepare(parse_hyperparameters(json.dumps(base)))
+        except (HParamsError, ValueError) as error:
+            await interaction.response.send_message(f"Not launched: {error}", ephemeral=True)
+            return
+        assert self.settings.run_experiment_script is not None
+        request = JobRequest(
+            params=prepared,
+            script=str(self.settings.run_experiment_script),
+            requested_by_id=interaction.user.id,
+            requested_by=str(interaction.user),
+            channel_id=interaction.channel_id,
+            message_id=None,
+            backend=self.settings.launcher,
+        )
+        new_job = await self.scheduler.enqueue(request)
+        origin = f"job `{job.id}`" if job is not None else "the alert's run"
+        ahead = await self.scheduler.jobs_ahead(new_job)
+        embed = ack_embed(new_job, queued_ahead=ahead, defaults=defaults, prefix=self.command_prefix())
+        view = discord.ui.View(timeout=None)
+        view.add_item(CancelButton(new_job.id))
+        await interaction.response.send_message(
+            f"Rerun of {origin} with the same hyperparameters.",
+            embed=discord.Embed.from_dict(embed),
+            view=view,
+            allowed_mentions=NO_PINGS,
+        )
+        ack_id = None
+        try:
+            ack_id = (await interaction.original_response()).id
+        except discord.HTTPException as error:
+            log.warning("could not read back the rerun acknowledgement of %s: %s", new_job.id, error)
+        await self.scheduler.acknowledged(new_job.id, ack_id=ack_id, message_id=ack_id)
+
     # --- looking at jobs ------------------------------------------------------------------------
     @commands.hybrid_command(name="jobs", aliases=["queue"])  # type: ignore[arg-type]  # discord.py stubs reject hybrid commands in cogs
     async def jobs_command(self, ctx: commands.Context[Any]) -> None:
@@ -353,6 +425,24 @@ class Experiments(AdjutantCog, name="Experiments"):
             await self.story.refresh_status()
         except Exception:
             log.exception("telling about jobs failed; retrying")
+        await self._deliver_alerts()
+
+    async def _deliver_alerts(self) -> None:
+        """Log-pattern alerts, as cards in each job's thread (else the channel)."""
+        if time.monotonic() < self._alerts_after:
+            return
+        channel = find_channel(self.bot, self.settings)
+        if channel is None:
+            return
+        try:
+            await self.alerts.deliver_pending(channel)
+        except Refused as error:
+            self.alerts.refusals += 1
+            self._alerts_after = time.monotonic() + min(300.0, 5.0 * 2 ** (self.alerts.refusals - 1))
+            if self.alerts.refusals == 1:
+                log.error("log alerts wait in the outbox: %s (retrying, backing off up to 5 min)", error)
+        except Exception:
+            log.exception("delivering log alerts failed; retrying")
 
     @supervise.before_loop
     @tell.before_loop

@@ -25,6 +25,9 @@ from discord.ext import commands, tasks
 
 from adjutant import refuse_double_load, settings_for
 from adjutant._cog import NO_PINGS, AdjutantCog, channel_matches, find_channel
+from adjutant.access import refusal
+from adjutant.alerts import MAX_RULES, RuleError, parse_rule
+from adjutant.cogs import _alert_views
 from adjutant.cogs._announcer import Announcer, Refused
 from adjutant.render import code_safe, format_duration, plain, truncate
 from adjutant.run_render import leaderboard_embed, run_card_embed, runs_table_embed, summary_embed
@@ -62,7 +65,7 @@ class WandbRuns(AdjutantCog, name="Runs"):
         self.watcher: Watcher = services.watcher
         self.store = services.runs
         self.project_key = self.watcher.project_key
-        self.announcer = Announcer(bot, self.watcher, settings.metric)
+        self.announcer = Announcer(bot, self.store, self.project_key, settings.metric, self.watcher)
         self._channel: discord.abc.Messageable | None = None
         self._greeted = False
         self._warned_no_channel = False
@@ -75,6 +78,7 @@ class WandbRuns(AdjutantCog, name="Runs"):
     # --- lifecycle ------------------------------------------------------------------------------
     async def cog_load(self) -> None:
         self.services.acquire()
+        _alert_views.register(self.bot)
         self.poll.change_interval(seconds=self.settings.poll_seconds)
         self.poll.start()
         self.deliver.start()
@@ -89,6 +93,7 @@ class WandbRuns(AdjutantCog, name="Runs"):
             with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
                 await asyncio.wait_for(asyncio.shield(task), timeout=5)
         self.deliver.cancel()
+        _alert_views.unregister(self.bot, self)
         await self.services.release()
 
     # --- polling --------------------------------------------------------------------------------
@@ -346,6 +351,68 @@ class WandbRuns(AdjutantCog, name="Runs"):
             await interaction.response.send_message("Give 1 to 6 runs and at most 4 metrics.", ephemeral=True)
             return
         await self._send_plot(ctx, PlotQuery(run_keys, metric_names, log_scale))
+
+    # --- watch rules ----------------------------------------------------------------------------
+    @commands.hybrid_command(name="watch")  # type: ignore[arg-type]  # discord.py stubs reject hybrid commands in cogs
+    @app_commands.describe(rule="<metric> <op> <value> [run id | group:<name> | tag:<name> | all], e.g. val_loss > 2")
+    async def watch_command(self, ctx: commands.Context[Any], *, rule: str = "") -> None:
+        """Alert when a running run's metric crosses a value: $watch val_loss > 2 [run id, group:g, tag:t or all]."""
+        if not await self.authorized(ctx.author):
+            await self.reply(ctx, refusal(self.settings, "set watch rules"))
+            return
+        prefix = self.command_prefix(ctx)
+        try:
+            spec = parse_rule(rule)
+        except RuleError as error:
+            await self.reply(ctx, f"Not watched: {error}. Usage: `{prefix}watch val_loss > 2 [group:sweep-7]`")
+            return
+        stored = await asyncio.to_thread(self.store.add_rule, self.project_key, spec, ctx.author.id, str(ctx.author))
+        if stored is None:
+            await self.reply(ctx, f"Not watched: {plain(self.project_label)} already has {MAX_RULES} rules.")
+            return
+        await self.reply(
+            ctx,
+            f"Watching `{code_safe(stored.describe())}` as rule #{stored.id}: a running run is announced once when"
+            f" it crosses it, again only after going back. `{prefix}unwatch {stored.id}` removes it.",
+        )
+
+    @commands.hybrid_command(name="watches")  # type: ignore[arg-type]  # discord.py stubs reject hybrid commands in cogs
+    async def watches_command(self, ctx: commands.Context[Any]) -> None:
+        """List the watch rules with their ids."""
+        rules = await asyncio.to_thread(self.store.rules, self.project_key)
+        prefix = self.command_prefix(ctx)
+        if not rules:
+            await self.reply(ctx, f"No watch rules. Add one: `{prefix}watch val_loss > 2`.")
+            return
+        lines = [
+            f"#{r.id} `{code_safe(truncate(r.describe(), 200))}` by {plain(truncate(r.author, 40))}" for r in rules
+        ]
+        await self.reply(ctx, f"Watch rules of {plain(self.project_label)}:\n" + "\n".join(lines))
+
+    @commands.hybrid_command(name="unwatch")  # type: ignore[arg-type]  # discord.py stubs reject hybrid commands in cogs
+    @app_commands.describe(rule_id="the rule's id, from $watches")
+    async def unwatch_command(self, ctx: commands.Context[Any], rule_id: str) -> None:
+        """Remove a watch rule: $unwatch <id>."""
+        if not await self.authorized(ctx.author):
+            await self.reply(ctx, refusal(self.settings, "remove watch rules"))
+            return
+        key = rule_id.strip().lstrip("#")
+        removed = None
+        if key.isdecimal() and key.isascii() and len(key) < 19:
+            removed = await asyncio.to_thread(self.store.remove_rule, self.project_key, int(key))
+        if removed is None:
+            prefix = self.command_prefix(ctx)
+            await self.reply(ctx, f"No watch rule `{code_safe(truncate(rule_id, 32))}`. `{prefix}watches` lists them.")
+            return
+        await self.reply(ctx, f"Removed rule #{removed.id} (`{code_safe(removed.describe())}`).")
+
+    async def alert_button(self, interaction: discord.Interaction, action: str, alert_id: int) -> None:
+        """The alert card's buttons when experiment launching is not loaded: only Mute works."""
+        if action == "mute":
+            await self.mute_alert(interaction, self.store, alert_id)
+            return
+        if self.serves(interaction.guild):
+            await interaction.response.send_message("Experiment launching is not loaded.", ephemeral=True)
 
     @commands.hybrid_command(name="status")  # type: ignore[arg-type]  # discord.py stubs reject hybrid commands in cogs
     async def status_command(self, ctx: commands.Context[Any]) -> None:

@@ -269,6 +269,9 @@ def typed_values(tmp_path: Path, script: Path) -> dict[str, object]:
         "metric_goal": "max",
         "stall_minutes": 0.2,
         "nan_alerts": False,
+        "gpu_idle_minutes": 10.0,
+        "gpu_idle_percent": 3.0,
+        "log_alerts": ("OOM", r"loss=nan"),
         "notify": {"finished"},
         "wandb_timeout": 9,
         "run_experiment_script": script,
@@ -321,6 +324,9 @@ def test_every_setting_by_variable(tmp_path: Path, script: Path) -> None:
         "ADJUTANT_METRIC_GOAL": "max",
         "ADJUTANT_STALL_MINUTES": "0.2",
         "ADJUTANT_NAN_ALERTS": "off",
+        "ADJUTANT_GPU_IDLE_MINUTES": "10",
+        "ADJUTANT_GPU_IDLE_PERCENT": "3",
+        "ADJUTANT_LOG_ALERTS": "OOM,loss=nan",
         "ADJUTANT_NOTIFY": "finished",
         "ADJUTANT_WANDB_TIMEOUT": "9",
         "ADJUTANT_EXPERIMENT_SCRIPT": str(script),
@@ -375,3 +381,18 @@ def test_every_problem_at_once() -> None:
 def test_unknown_keyword_names_the_closest_setting() -> None:
     with pytest.raises(TypeError, match="did you mean 'max_concurrent'"):
         Settings.from_env({}, max_concurent=3)
+
+
+def test_log_alerts_from_a_file_none_or_bad_patterns(tmp_path: Path) -> None:
+    patterns = tmp_path / "patterns.txt"
+    patterns.write_text("# one per line\nCUDA out of memory\nloss=nan{1,3}\n\n")
+    assert Settings.from_env({"ADJUTANT_LOG_ALERTS": str(patterns)}).log_alerts == (
+        "CUDA out of memory",
+        "loss=nan{1,3}",
+    )
+    assert Settings.from_env({"ADJUTANT_LOG_ALERTS": "none"}).log_alerts == ()
+    assert "Traceback" in " ".join(Settings.from_env({}).log_alerts)
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({"ADJUTANT_LOG_ALERTS": "ok,broken(", "ADJUTANT_GPU_IDLE_PERCENT": "150"})
+    text = " ".join(caught.value.problems)
+    assert "'broken(' is not a regular expression" in text and "ADJUTANT_GPU_IDLE_PERCENT" in text

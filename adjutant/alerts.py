@@ -1,0 +1,369 @@
+"""Run health alerts, Discord-free: watch rules (``$watch val_loss > 2``), log patterns, mutes, and the alert
+records behind the alert card's buttons.
+
+Everything here is pure except the SQL helpers, which take an open transaction: an alert is recorded in the
+same transaction as the memory that caused it (a run's new state, a rule's hit, a log's new offset), so each
+episode is announced exactly once, across restarts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import re
+import sqlite3
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from adjutant.runs import RunInfo
+
+#: Announcements not yet delivered to Discord, in order (run events and alerts). Written in the same transaction
+#: as what caused them; deleted only after Discord accepted them.
+OUTBOX_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    project TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    event TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    context TEXT,
+    reply_to INTEGER,
+    thread_id INTEGER,
+    created_at TEXT NOT NULL
+);
+"""
+#: Outbox columns added after the first release.
+OUTBOX_MIGRATIONS = {"alert_id": "INTEGER"}
+
+ALERTS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS watch_rules (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    project TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    op TEXT NOT NULL,
+    value REAL NOT NULL,
+    scope TEXT NOT NULL,
+    author_id INTEGER NOT NULL,
+    author TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS rule_hits (
+    rule_id INTEGER NOT NULL,
+    run_id TEXT NOT NULL,
+    PRIMARY KEY (rule_id, run_id)
+);
+CREATE TABLE IF NOT EXISTS alerts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    project TEXT NOT NULL,
+    run_id TEXT,
+    job_id TEXT,
+    kind TEXT NOT NULL,
+    metric TEXT,
+    step REAL,
+    params TEXT,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS mutes (
+    project TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    until TEXT NOT NULL,
+    PRIMARY KEY (project, run_id, kind)
+);
+"""
+
+#: The outbox "project" of alerts about Adjutant's own jobs that W&B does not know about (log patterns).
+JOBS_OUTBOX = "adjutant:jobs"
+#: At most this many watch rules per project (each is checked on every poll).
+MAX_RULES = 50
+#: How long the alert card's "Mute 1 h" button mutes a run's alerts of one kind.
+MUTE_FOR = dt.timedelta(hours=1)
+#: Log patterns watched when ADJUTANT_LOG_ALERTS is not set.
+DEFAULT_LOG_PATTERNS = (r"CUDA out of memory", r"NCCL.*[Tt]imeout", r"Traceback \(most recent call last\)")
+
+
+class AlertKind(StrEnum):
+    """What an alert is about: the first part of an event name (``rule:3`` is a RULE alert)."""
+
+    STALLED = "stalled"
+    NO_PROGRESS = "no-progress"
+    NONFINITE = "nonfinite"
+    RULE = "rule"
+    GPU_IDLE = "gpu-idle"
+    LOG = "log"
+    CRASHED = "crashed"
+    FAILED = "failed"
+
+
+def alert_kind(event: str) -> AlertKind | None:
+    """The alert kind of a run event, or None when the event is news rather than an alert (started, finished)."""
+    try:
+        return AlertKind(event.partition(":")[0])
+    except ValueError:
+        return None
+
+
+class Op(StrEnum):
+    """The comparisons a watch rule can make."""
+
+    LT = "<"
+    LE = "<="
+    GT = ">"
+    GE = ">="
+
+    def holds(self, value: float, threshold: float) -> bool:
+        if self is Op.LT:
+            return value < threshold
+        if self is Op.LE:
+            return value <= threshold
+        if self is Op.GT:
+            return value > threshold
+        return value >= threshold
+
+
+class RuleError(ValueError):
+    """A rule that cannot be watched; the message says what is wrong, for the chat."""
+
+
+@dataclass(frozen=True)
+class RuleSpec:
+    """A parsed ``$watch`` rule, before it is stored."""
+
+    metric: str
+    op: Op
+    value: float
+    scope: str = "all"
+
+    def describe(self) -> str:
+        return f"{self.metric} {self.op} {self.value:g} ({describe_scope(self.scope)})"
+
+    def applies_to(self, run: RunInfo) -> bool:
+        """Does the rule's scope (``all``, ``group:<g>``, ``tag:<t>``, a run id or name) take in this run?"""
+        kind, _, name = self.scope.partition(":")
+        if self.scope == "all":
+            return True
+        if kind == "group" and name:
+            return run.group == name
+        if kind == "tag" and name:
+            return name in run.tags
+        key = name if kind == "run" and name else self.scope
+        return key in (run.id, run.name)
+
+
+@dataclass(frozen=True)
+class WatchRule(RuleSpec):
+    """A stored rule: ``id`` is what ``$unwatch`` takes."""
+
+    id: int = 0
+    author_id: int = 0
+    author: str = ""
+
+
+def describe_scope(scope: str) -> str:
+    kind, _, name = scope.partition(":")
+    if scope == "all":
+        return "all runs"
+    if kind in ("group", "tag") and name:
+        return f"{kind} {name}"
+    return f"run {name if kind == 'run' else scope}"
+
+
+_RULE = re.compile(r"^\s*(?P<metric>[^\s<>=]+)\s*(?P<op><=|>=|<|>)\s*(?P<value>\S+)(?:\s+(?P<scope>.*?))?\s*$")
+_BAD_CHARACTERS = re.compile(r"[\x00-\x1f\x7f`@]")
+
+
+def parse_rule(text: str) -> RuleSpec:
+    """``<metric> <op> <value> [scope]``, e.g. ``val_loss > 2`` or ``gpu_util < 10 group:sweep-7``."""
+    match = _RULE.match(text or "")
+    if match is None:
+        if not (text or "").strip():
+            raise RuleError("give a rule: <metric> <op> <value> [run id, group:<name>, tag:<name> or all]")
+        if not re.search(r"<|>", text):
+            raise RuleError("the comparison must be one of <, <=, >, >= (for example `val_loss > 2`)")
+        raise RuleError("a rule reads <metric> <op> <value> [scope], for example `val_loss > 2 group:sweep-7`")
+    metric, value_text, scope = match["metric"], match["value"], (match["scope"] or "all").strip()
+    if len(metric) > 100 or _BAD_CHARACTERS.search(metric):
+        raise RuleError("the metric name must be at most 100 characters, without control characters, ` or @")
+    try:
+        value = float(value_text)
+    except ValueError:
+        raise RuleError(f"the threshold must be a number, not {value_text[:40]!r}") from None
+    if not math.isfinite(value):
+        raise RuleError("the threshold must be a finite number (NaN and Infinity are told without a rule)")
+    if " " in scope:
+        raise RuleError("give one scope: a run id or name, group:<name>, tag:<name>, or all")
+    if len(scope) > 128 or _BAD_CHARACTERS.search(scope):
+        raise RuleError("the scope must be at most 128 characters, without control characters, ` or @")
+    kind, colon, name = scope.partition(":")
+    if colon and kind in ("group", "tag", "run") and not name:
+        raise RuleError(f"say which {kind}: {kind}:<name>")
+    return RuleSpec(metric, Op(match["op"]), value, "all" if scope.lower() == "all" else scope)
+
+
+def rule_events(rules: Sequence[WatchRule], run: RunInfo, hits: set[int]) -> tuple[list[str], set[int], set[int]]:
+    """For one running run: (events ``rule:<id>`` that fire now, rule ids hit now, rule ids re-armed now).
+
+    A rule fires when the run's summary value crosses it, and again only after the value has gone back
+    (re-armed) and crossed again. A run without the metric (or with a non-finite value) changes nothing.
+    """
+    events: list[str] = []
+    fired: set[int] = set()
+    rearmed: set[int] = set()
+    for rule in rules:
+        if not rule.applies_to(run):
+            continue
+        value = run.metric(rule.metric)
+        if value is None:
+            continue
+        crossed = rule.op.holds(value, rule.value)
+        if crossed and rule.id not in hits:
+            events.append(f"rule:{rule.id}")
+            fired.add(rule.id)
+        elif not crossed and rule.id in hits:
+            rearmed.add(rule.id)
+    return events, fired, rearmed
+
+
+# --- log patterns ------------------------------------------------------------------------------------
+def compile_patterns(patterns: Iterable[str]) -> list[re.Pattern[str]]:
+    """Compile ADJUTANT_LOG_ALERTS; raises ValueError naming the pattern that is not a regular expression."""
+    compiled = []
+    for pattern in patterns:
+        try:
+            compiled.append(re.compile(pattern))
+        except re.error as error:
+            raise ValueError(f"{pattern!r} is not a regular expression: {error}") from None
+    return compiled
+
+
+def scan_log(
+    data: bytes, patterns: Sequence[re.Pattern[str]], already: set[str], *, final: bool = False
+) -> tuple[list[tuple[str, str]], int]:
+    """New log bytes → ([(pattern, first matching line)] for patterns not yet told, bytes consumed).
+
+    Only whole lines are read (an unfinished last line waits for the next scan) unless ``final`` or the
+    line has grown past 64 KiB. A pattern is reported once, whatever the number of lines matching it.
+    """
+    end = len(data) if final else data.rfind(b"\n") + 1
+    if end == 0 and len(data) > 64 * 1024:
+        end = len(data)
+    found: list[tuple[str, str]] = []
+    told = set(already)
+    waiting = [p for p in patterns if p.pattern not in told]
+    if not waiting:
+        return found, end
+    for line in data[:end].decode("utf-8", "replace").splitlines():
+        for pattern in list(waiting):
+            if pattern.search(line):
+                found.append((pattern.pattern, line.strip()))
+                waiting.remove(pattern)
+        if not waiting:
+            break
+    return found, end
+
+
+# --- records -----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Alert:
+    """One alert as recorded: what the card's buttons act on."""
+
+    id: int
+    project: str
+    run_id: str | None
+    job_id: str | None
+    kind: AlertKind
+    metric: str | None
+    step: float | None
+    params: dict[str, Any] | None
+
+
+def _iso(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).isoformat(timespec="seconds")
+
+
+def record_alert(
+    db: sqlite3.Connection,
+    project: str,
+    kind: AlertKind,
+    *,
+    run_id: str | None,
+    job_id: str | None,
+    metric: str | None = None,
+    step: float | None = None,
+    params: Mapping[str, Any] | None = None,
+    now: dt.datetime,
+) -> int:
+    cursor = db.execute(
+        "INSERT INTO alerts (project, run_id, job_id, kind, metric, step, params, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            project,
+            run_id,
+            job_id,
+            str(kind),
+            metric,
+            step,
+            None if params is None else json.dumps(dict(params), default=str),
+            _iso(now),
+        ),
+    )
+    return int(cursor.lastrowid or 0)
+
+
+def enqueue_announcement(
+    db: sqlite3.Connection,
+    project: str,
+    run_id: str,
+    event: str,
+    payload: Mapping[str, Any],
+    context: str | None,
+    reply_to: int | None = None,
+    thread_id: int | None = None,
+    alert_id: int | None = None,
+) -> None:
+    """Queue one announcement (an embed dict) for delivery, in the caller's transaction."""
+    db.execute(
+        "INSERT INTO outbox (project, run_id, event, payload, context, reply_to, thread_id, alert_id, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (project, run_id, event, json.dumps(payload), context, reply_to, thread_id, alert_id, _iso(_utcnow())),
+    )
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def alert_from_row(row: sqlite3.Row) -> Alert:
+    return Alert(
+        row["id"],
+        row["project"],
+        row["run_id"],
+        row["job_id"],
+        AlertKind(row["kind"]),
+        row["metric"],
+        row["step"],
+        json.loads(row["params"]) if row["params"] else None,
+    )
+
+
+def muted(db: sqlite3.Connection, project: str, run_id: str | None, kind: AlertKind, now: dt.datetime) -> bool:
+    if run_id is None:
+        return False
+    row = db.execute(
+        "SELECT until FROM mutes WHERE project=? AND run_id=? AND kind=?", (project, run_id, str(kind))
+    ).fetchone()
+    return row is not None and dt.datetime.fromisoformat(row[0]) > now
+
+
+def mute(db: sqlite3.Connection, alert: Alert, now: dt.datetime) -> dt.datetime:
+    """Mute the alert's run for its kind of alert for an hour; returns until when."""
+    until = now + MUTE_FOR
+    db.execute(
+        "INSERT INTO mutes (project, run_id, kind, until) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT (project, run_id, kind) DO UPDATE SET until=excluded.until",
+        (alert.project, alert.run_id or "", str(alert.kind), _iso(until)),
+    )
+    return until

@@ -1,0 +1,77 @@
+"""The alert card's buttons: Stop, Rerun, Mute 1 h. Their custom ids carry the alert's id, so they work after a
+restart; what they act on (the job, the run, its hyperparameters) is read back from the alert's record."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+import discord
+
+from adjutant.alerts import Alert
+from adjutant.jobs import ACTIVE, Job
+
+log = logging.getLogger(__name__)
+
+ACTIONS = {"stop": "Stop", "rerun": "Rerun", "mute": "Mute 1 h"}
+STYLES = {
+    "stop": discord.ButtonStyle.danger,
+    "rerun": discord.ButtonStyle.primary,
+    "mute": discord.ButtonStyle.secondary,
+}
+#: The cogs that answer alert buttons, in the order asked (Stop and Rerun need Experiments).
+HANDLERS = ("Experiments", "Runs")
+
+
+class AlertButton(
+    discord.ui.DynamicItem[discord.ui.Button[Any]],
+    template=r"adjutant:alert:(?P<action>stop|rerun|mute):(?P<id>[0-9]{1,18})",
+):
+    """One of the alert card's buttons."""
+
+    def __init__(self, action: str, alert_id: int) -> None:
+        super().__init__(
+            discord.ui.Button(
+                label=ACTIONS[action], style=STYLES[action], custom_id=f"adjutant:alert:{action}:{alert_id}"
+            )
+        )
+        self.action = action
+        self.alert_id = alert_id
+
+    @classmethod
+    async def from_custom_id(  # type: ignore[override]
+        cls, interaction: discord.Interaction, item: discord.ui.Button[Any], match: re.Match[str]
+    ) -> AlertButton:
+        return cls(match["action"], int(match["id"]))
+
+    async def callback(self, interaction: discord.Interaction) -> None:  # type: ignore[override]
+        client: Any = interaction.client
+        for name in HANDLERS:
+            handler = getattr(client.get_cog(name), "alert_button", None)
+            if handler is not None:
+                await handler(interaction, self.action, self.alert_id)
+                return
+        await interaction.response.send_message("Adjutant is not loaded.", ephemeral=True)
+
+
+def alert_view(alert: Alert, job: Job | None) -> discord.ui.View:
+    """Stop (a job Adjutant launched that is still active), Rerun (a job's or a run's hyperparameters), Mute 1 h."""
+    view = discord.ui.View(timeout=None)
+    if job is not None and job.state in ACTIVE:
+        view.add_item(AlertButton("stop", alert.id))
+    if job is not None or alert.params is not None:
+        view.add_item(AlertButton("rerun", alert.id))
+    if alert.run_id:
+        view.add_item(AlertButton("mute", alert.id))
+    return view
+
+
+def register(bot: Any) -> None:
+    bot.add_dynamic_items(AlertButton)
+
+
+def unregister(bot: Any, leaving: object) -> None:
+    """Remove the buttons' handler when the last cog answering them unloads."""
+    if not any(bot.get_cog(name) not in (None, leaving) for name in HANDLERS):
+        bot.remove_dynamic_items(AlertButton)

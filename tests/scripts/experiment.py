@@ -2,7 +2,8 @@
 """A stand-in training script for the tests, steered by its own hyperparameters.
 
 Records what it received (argv, environment, pids) in $ADJUTANT_TEST_OUT/<job id>.json, then:
-"lines": print that many lines; "sleep": seconds to sleep; "ignore_term": ignore SIGTERM (and
+"lines": print that many lines; "print" and "times": print that text that many times; "sleep": seconds
+to sleep; "ignore_term": ignore SIGTERM (and
 start a grandchild that ignores it too); "exit": the exit code.
 """
 
@@ -36,6 +37,8 @@ os.replace(os.path.join(out, f"{job}.json.tmp"), os.path.join(out, f"{job}.json"
 print(f"training with {raw}", flush=True)
 for i in range(int(params.get("lines", 0))):
     print(f"step {i:08d} loss {1 / (i + 1):.6f} " + "x" * 80)
+for _ in range(int(params.get("times", 1 if "print" in params else 0))):
+    print(params["print"])
 sys.stdout.flush()
 deadline = time.time() + float(params.get("sleep", 0))
 while time.time() < deadline:

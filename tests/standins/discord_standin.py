@@ -154,6 +154,8 @@ class DiscordStandIn:
         self.versions: dict[int, list[dict[str, Any]]] = {}
         self.identifies: list[dict[str, Any]] = []
         self.interaction_responses: list[dict[str, Any]] = []
+        #: message id → the allowed_mentions the bot sent it with (who it may ping).
+        self.allowed_mentions: dict[int, Any] = {}
         self._interactions: dict[str, dict[str, Any]] = {}
         self.synced: dict[str, list[dict[str, Any]]] = {}
         self.threads: list[dict[str, Any]] = []
@@ -855,6 +857,7 @@ class DiscordStandIn:
         message = self._message(channel_id, self.bot_user, content, extra)
         message.pop("member")
         self.messages[int(message["id"])] = message
+        self.allowed_mentions[int(message["id"])] = body.get("allowed_mentions")
         if nonce is not None:
             self._nonces[(channel_id, str(nonce))] = int(message["id"])
         return json_response(message, headers=self._rate_headers(bucket))

@@ -104,6 +104,8 @@ class FakeRun:
     tags: list[str] = field(default_factory=list)
     group: str | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
+    #: The latest system metrics (``system.gpu.0.gpu`` …), as W&B's ``systemMetrics`` holds them.
+    system: dict[str, Any] = field(default_factory=dict)
     storage_id: str = field(default_factory=lambda: base64.b64encode(secrets.token_bytes(9)).decode())
 
     def field_value(self, key: str) -> Any:
@@ -312,11 +314,12 @@ class WandbStandIn:
         ]
 
     def update_run(self, name: str, *, project: str | None = None, **changes: Any) -> None:
-        """Change ``state``, ``heartbeat_at``, ``summary`` (merged), ``config`` (merged), ``display_name``."""
+        """Change ``state``, ``heartbeat_at``, ``summary``/``config``/``system`` (merged), ``display_name``,
+        ``group``."""
         with self.lock:
             run = self.runs(project)[name]
             for key, value in changes.items():
-                if key in ("summary", "config"):
+                if key in ("summary", "config", "system"):
                     getattr(run, key).update(value)
                 else:
                     setattr(run, key, value)
@@ -544,7 +547,7 @@ def _run_node(run: FakeRun, project_id: str) -> dict[str, Any]:
         "user": {"name": run.user, "username": run.user},
         "config": json.dumps({k: {"value": v, "desc": None} for k, v in run.config.items()}),
         "summaryMetrics": json.dumps(run.summary),
-        "systemMetrics": "{}",
+        "systemMetrics": json.dumps(run.system),
         "historyKeys": {
             "lastStep": len(run.history) - 1,
             "keys": {k: {"typeCounts": [{"type": "number", "count": len(run.history)}]} for k in keys},

@@ -1,0 +1,252 @@
+"""Run health alerts on their own: watch rules, GPU idle, mutes and log patterns, each told once per episode,
+re-armed correctly, across restarts; no bot (the real wandb client against the W&B stand-in, real SQLite)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import re
+from pathlib import Path
+
+import pytest
+
+from adjutant.alerts import JOBS_OUTBOX, Op, RuleError, RuleSpec, WatchRule, parse_rule, rule_events, scan_log
+from adjutant.jobs import JobState, JobStore, JobUpdate
+from adjutant.runs import GpuIdleRule, RunInfo, transitions
+from adjutant.scheduler import Scheduler
+from adjutant.settings import RUN_EVENTS
+from adjutant.store import Store
+from adjutant.wandb_source import WandbSource
+from adjutant.watcher import Watcher, WatchRules
+from tests.standins.wandb_standin import WandbStandIn
+from tests.test_scheduler import FakeLauncher, request, settle
+
+NOW = dt.datetime(2026, 11, 30, 12, 0, tzinfo=dt.UTC)
+STALL = dt.timedelta(minutes=30)
+
+
+# --- parsing rules ---------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("val_loss > 2", RuleSpec("val_loss", Op.GT, 2.0)),
+        ("val_loss>2", RuleSpec("val_loss", Op.GT, 2.0)),
+        ("gpu_util < 10 group:sweep-7", RuleSpec("gpu_util", Op.LT, 10.0, "group:sweep-7")),
+        ("train/acc >= 0.99 tag:baseline", RuleSpec("train/acc", Op.GE, 0.99, "tag:baseline")),
+        ("loss <= -1e-3 abc123", RuleSpec("loss", Op.LE, -0.001, "abc123")),
+        ("loss > 1 ALL", RuleSpec("loss", Op.GT, 1.0, "all")),
+    ],
+)
+def test_rules_parse(text: str, expected: RuleSpec) -> None:
+    assert parse_rule(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "give a rule"),
+        ("val_loss = 2", "one of <, <=, >, >="),
+        ("val_loss > two", "must be a number, not 'two'"),
+        ("val_loss > nan", "finite number"),
+        ("val_loss > inf", "finite number"),
+        ("val_loss > 2 group:a group:b", "give one scope"),
+        ("val_loss > 2 group:", "say which group"),
+        ("@everyone > 2", "without control characters, ` or @"),
+        ("loss > 2 " + "x" * 200, "at most 128 characters"),
+    ],
+)
+def test_bad_rules_say_what_is_wrong(text: str, message: str) -> None:
+    with pytest.raises(RuleError, match=re.escape(message)):
+        parse_rule(text)
+
+
+def run(run_id: str = "r", *, group: str | None = None, tags: tuple[str, ...] = (), **summary: object) -> RunInfo:
+    return RunInfo(id=run_id, name=f"name-{run_id}", state="running", summary=summary, group=group, tags=tags)
+
+
+def test_a_rule_fires_once_per_crossing_and_rearms_when_the_value_goes_back() -> None:
+    rule = WatchRule("loss", Op.GT, 2.0, "all", id=7)
+    hits: set[int] = set()
+    told = []
+    for value in (1.0, 2.5, 3.0, 1.5, 1.0, 2.1, None, 2.2):
+        summary = {} if value is None else {"loss": value}
+        events, fired, rearmed = rule_events([rule], run(**summary), hits)
+        hits = (hits | fired) - rearmed
+        told += events
+    assert told == ["rule:7", "rule:7"], "crossed at 2.5, back at 1.5, crossed again at 2.1; a missing value is no news"
+
+
+def test_rule_scopes() -> None:
+    by_group = WatchRule("loss", Op.GT, 0, "group:sweep-7", id=1)
+    by_tag = WatchRule("loss", Op.GT, 0, "tag:big", id=2)
+    by_run = WatchRule("loss", Op.GT, 0, "abc", id=3)
+    rules = [by_group, by_tag, by_run]
+    assert rule_events(rules, run("abc", loss=1), set())[0] == ["rule:3"]
+    assert rule_events(rules, run("x", group="sweep-7", tags=("big",), loss=1), set())[0] == ["rule:1", "rule:2"]
+    assert rule_events(rules, run("x", group="sweep-8", loss=1), set())[0] == []
+
+
+# --- GPU idle --------------------------------------------------------------------------------------
+def test_gpu_idle_is_told_once_per_episode() -> None:
+    rule = GpuIdleRule(dt.timedelta(minutes=10), percent=5)
+    memory = None
+    told = []
+    # (minutes, utilisation of GPU 0, of GPU 1): idle only when every GPU is under 5 %
+    timeline = [
+        (0, 90, 90),
+        (1, 2, 1),
+        (5, 3, 80),
+        (6, 1, 0),
+        (12, 2, 2),
+        (17, 0, 0),
+        (18, 70, 0),
+        (19, 1, 1),
+        (30, 1, 1),
+    ]
+    for minutes, first, second in timeline:
+        at = NOW + dt.timedelta(minutes=minutes)
+        system = {"system.gpu.0.gpu": first, "system.gpu.1.gpu": second, "system.cpu": 100}
+        info = RunInfo(id="r", name="n", state="running", heartbeat_at=at, summary={"_step": minutes}, system=system)
+        events, memory = transitions(memory, info, at, STALL, gpu_idle=rule)
+        told += [(minutes, e) for e in events if e == "gpu-idle"]
+    assert told == [(17, "gpu-idle"), (30, "gpu-idle")], "idle from 6 to 18, then from 19 on"
+    no_gpu = RunInfo(id="r", name="n", state="running", heartbeat_at=NOW, system={"system.cpu": 0})
+    assert transitions(None, no_gpu, NOW, STALL, gpu_idle=rule)[1].gpu_low_since is None
+
+
+# --- the watcher -----------------------------------------------------------------------------------
+def watcher_on(path: Path, **options: object) -> Watcher:
+    rules = WatchRules(notify=frozenset(RUN_EVENTS), stall_after=STALL, metric="loss", **options)  # type: ignore[arg-type]
+    return Watcher(Store(path), WandbSource("team", "proj", timeout=5), rules, timeout=5)
+
+
+def told(watcher: Watcher) -> list[tuple[str, str]]:
+    return [(i.run_id, i.event) for i in watcher.store.pending(watcher.project_key, 1000) if i.event != "started"]
+
+
+async def test_rules_fire_once_rearm_survive_a_restart_and_cost_no_request(
+    wandb_standin: WandbStandIn, tmp_path: Path
+) -> None:
+    database = tmp_path / "db"
+    watcher = watcher_on(database)
+    await watcher.poll_once()  # baseline
+    rule = watcher.store.add_rule(watcher.project_key, parse_rule("val_loss > 2"), 1, "admin")
+    scoped = watcher.store.add_rule(watcher.project_key, parse_rule("acc < 0.1 group:g"), 1, "admin")
+    assert rule is not None and scoped is not None
+    wandb_standin.create_run("a", state="running", summary={"val_loss": 1.0, "acc": 0.05})
+    wandb_standin.create_run("b", state="running", summary={"val_loss": 3.0, "acc": 0.05})
+    wandb_standin.update_run("b", group="g")
+    await watcher.poll_once()
+    assert told(watcher) == [("b", f"rule:{rule.id}"), ("b", f"rule:{scoped.id}")]
+    wandb_standin.reset_counts()
+    for _ in range(3):
+        await watcher.poll_once()
+    assert wandb_standin.counts["__total__"] == 3, "rules read only what the poll returns: one request per poll"
+    await watcher.close()
+
+    again = watcher_on(database)  # a restart while run b is still past the rule: nothing repeats
+    await again.poll_once()
+    assert len(told(again)) == 2
+    wandb_standin.update_run("b", summary={"val_loss": 1.5})  # back under: re-armed, nothing said
+    await again.poll_once()
+    wandb_standin.update_run("b", summary={"val_loss": 2.5})  # crosses again: told again
+    await again.poll_once()
+    assert told(again)[2:] == [("b", f"rule:{rule.id}")]
+    card = again.store.pending(again.project_key, 100)[-1]
+    assert card.alert_id is not None and "val_loss = 2.5 > 2" in card.payload["title"]
+    alert = again.store.alert(card.alert_id)
+    assert alert is not None and alert.metric == "val_loss" and alert.run_id == "b"
+    assert again.store.remove_rule(again.project_key, rule.id) is not None
+    wandb_standin.update_run("b", summary={"val_loss": 1.0})
+    await again.poll_once()
+    wandb_standin.update_run("b", summary={"val_loss": 9.0})
+    await again.poll_once()
+    assert len(told(again)) == 3, "a removed rule fires no more"
+    await again.close()
+
+
+async def test_a_muted_run_kind_is_not_told_until_the_mute_ends(wandb_standin: WandbStandIn, tmp_path: Path) -> None:
+    watcher = watcher_on(tmp_path / "db", gpu_idle=GpuIdleRule(dt.timedelta(seconds=0), 5))
+    await watcher.poll_once()
+    wandb_standin.create_run("a", state="running", summary={"loss": 1.0})
+    await watcher.poll_once()
+    wandb_standin.update_run("a", system={"system.gpu.0.gpu": 1})
+    await watcher.poll_once()
+    await watcher.poll_once()
+    assert told(watcher) == [("a", "gpu-idle")], "once per episode"
+    first = watcher.store.pending(watcher.project_key, 100)[-1]
+    assert first.alert_id is not None and "Every GPU under 5%" in first.payload["description"]
+    alert = watcher.store.alert(first.alert_id)
+    assert alert is not None
+    watcher.store.mute(alert, dt.datetime.now(dt.UTC))
+    wandb_standin.update_run("a", system={"system.gpu.0.gpu": 90})  # busy again, then idle again: muted
+    await watcher.poll_once()
+    wandb_standin.update_run("a", system={"system.gpu.0.gpu": 0})
+    await watcher.poll_once()
+    wandb_standin.update_run("a", summary={"loss": float("nan")})  # another kind: not muted
+    await watcher.poll_once()
+    assert told(watcher) == [("a", "gpu-idle"), ("a", "nonfinite:loss")]
+    await watcher.close()
+
+
+# --- log patterns ----------------------------------------------------------------------------------
+def test_scan_log_reads_whole_lines_and_tells_each_pattern_once() -> None:
+    patterns = [re.compile(r"CUDA out of memory"), re.compile(r"NCCL.*[Tt]imeout")]
+    data = b"epoch 1\n" + b"RuntimeError: CUDA out of memory. Tried\n" * 10_000 + b"NCCL watchdog tim"
+    found, used = scan_log(data, patterns, set())
+    assert found == [("CUDA out of memory", "RuntimeError: CUDA out of memory. Tried")]
+    assert used == len(data) - len(b"NCCL watchdog tim"), "the unfinished line waits"
+    found, used = scan_log(b"NCCL watchdog timeout\n", patterns, {"CUDA out of memory"})
+    assert found == [("NCCL.*[Tt]imeout", "NCCL watchdog timeout")]
+    assert scan_log(b"no newline at the end: NCCL Timeout", patterns, set(), final=True)[0][0][0] == "NCCL.*[Tt]imeout"
+
+
+async def test_a_pattern_printed_10000_times_is_one_alert_across_restarts(tmp_path: Path) -> None:
+    store = JobStore(tmp_path / "adjutant.sqlite3")
+    runs = Store(tmp_path / "adjutant.sqlite3")
+    launcher = FakeLauncher()
+    patterns = ("CUDA out of memory", r"Traceback \(most recent call last\)")
+
+    def scheduler() -> Scheduler:
+        return Scheduler(
+            store,
+            lambda backend: launcher,
+            log_dir=tmp_path / "logs",
+            max_concurrent=1,
+            cancel_grace_seconds=30,
+            environment=lambda job: {},
+            log_patterns=patterns,
+        )
+
+    first = scheduler()
+    job = await first.enqueue(request())
+    await settle(first)
+    log_path = Path(job.log_path)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log_file:
+        log_file.write(b"step 1\n" + b"torch.OutOfMemoryError: CUDA out of memory.\n" * 10_000)
+    await first.run_pass()
+    await first.run_pass()
+    await first.close()
+    second = scheduler()  # a restart reads on from where the first stopped
+    with log_path.open("ab") as log_file:
+        log_file.write(b"CUDA out of memory again\nTraceback (most recent call last):\n  File x\n")
+    await second.run_pass()
+    launcher.states[job.id] = JobUpdate(state=JobState.FAILED, exit_code=1)
+    with log_path.open("ab") as log_file:
+        log_file.write(b"Traceback (most recent call last):")
+    await second.run_pass()
+    await second.run_pass()
+    items = runs.pending(JOBS_OUTBOX, 100)
+    assert [i.event for i in items] == [
+        "log:CUDA out of memory",
+        r"log:Traceback \(most recent call last\)",
+    ]
+    assert "CUDA out of memory." in items[0].payload["description"]
+    assert all(i.alert_id is not None and i.reply_to == 20 for i in items)
+    alert = runs.alert(items[0].alert_id or 0)
+    assert alert is not None and alert.job_id == job.id and alert.run_id == job.wandb_run_id
+    assert store.logs_to_scan() == [], "an ended job's log is read to its end, then no more"
+    await second.close()
+    await asyncio.to_thread(store.close)
+    runs.close()

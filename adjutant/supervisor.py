@@ -154,6 +154,7 @@ class Supervisor:
                 env=env,
                 start_new_session=True,  # its own session and process group: cancel signals the group
                 close_fds=True,
+                preexec_fn=_default_signals,
             )
         except OSError as error:
             reason = f"could not start {script}: {error.strerror or error}"
@@ -271,7 +272,7 @@ class Supervisor:
         os.set_blocking(wake_write, False)
         signal.set_wakeup_fd(wake_write)
         signal.signal(signal.SIGCHLD, lambda *_: None)
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        for sig in IGNORED_SIGNALS:
             signal.signal(sig, signal.SIG_IGN)  # jobs run on; the bot cancels them through their groups
         self.selector.register(server, selectors.EVENT_READ, "server")
         self.selector.register(wake_read, selectors.EVENT_READ, "signal")
@@ -290,6 +291,17 @@ class Supervisor:
                 self.idle_since = time.monotonic()
             elif time.monotonic() - self.idle_since > IDLE_EXIT:
                 return
+
+
+#: The signals the supervisor ignores; ignored dispositions survive exec, so each job gets them back.
+IGNORED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+def _default_signals() -> None:
+    """(in the job's process, before exec) SIGTERM, SIGINT and SIGHUP as a script expects them: a cancel's
+    SIGTERM must stop it, not wait for the SIGKILL after the grace period."""
+    for sig in IGNORED_SIGNALS:
+        signal.signal(sig, signal.SIG_DFL)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -250,6 +250,21 @@ async def test_cancel_kills_stubborn_script_and_grandchild(start_adjutant, disco
     await eventually(lambda: not pid_alive(got["pid"]) and not pid_alive(got["grandchild"]), timeout=10)
 
 
+async def test_cancel_stops_a_script_by_sigterm_well_before_the_grace_period(
+    start_adjutant, discord_standin, out_dir
+) -> None:
+    """The supervisor ignores SIGTERM; a job must not inherit that (ignored signals survive exec)."""
+    async with start_adjutant(launch_env(ADJUTANT_CANCEL_GRACE_SECONDS="120")):
+        job_id = await launch(discord_standin, '{"sleep": 600}')
+        await eventually(lambda: (out_dir / f"{job_id}.json").exists(), timeout=15)
+        status = Path(f"/proc/{received(out_dir, job_id)['pid']}/status").read_text()
+        ignored = int(re.search(r"SigIgn:\s*([0-9a-f]+)", status)[1], 16)  # type: ignore[index]
+        assert not ignored & (1 << (signal.SIGTERM - 1) | 1 << (signal.SIGINT - 1) | 1 << (signal.SIGHUP - 1))
+        await discord_standin.post(f"$cancel {job_id}")
+        done = await wait_report(discord_standin, job_id, timeout=20)
+    assert fields(done)["Exit code"] == "signal 15", "SIGTERM did it, not the SIGKILL 120 s later"
+
+
 async def test_cancel_queued_job_and_refusals(start_adjutant, discord_standin, out_dir) -> None:
     async with start_adjutant(launch_env()):
         first = await launch(discord_standin, '{"sleep": 600}')

@@ -157,3 +157,18 @@ async def test_card_buttons_work_after_a_restart_and_the_card_is_not_sent_again(
                 break
             await asyncio.sleep(0.1)
         assert await ended()
+
+
+async def test_a_card_refused_then_failing_is_sent_once_later(
+    start_adjutant, discord_standin: DiscordStandIn, wandb_standin: WandbStandIn, out_dir, monkeypatch
+) -> None:
+    monkeypatch.delenv("WANDB_SERVICE")  # out_dir's fake one would capture this process's wandb client
+    async with start_adjutant({**WANDB_ENV, **launch_env()}):
+        await discord_standin.wait_for_message(lambda m: bool(m["embeds"]), timeout=20)  # connect summary
+        assert "as rule #1" in await say(discord_standin, "$watch loss > 5")
+        discord_standin.send_faults = [(503, 0, "Service Unavailable"), (403, 50013, "Missing Permissions")] * 2
+        wandb_standin.create_run("r1", state="running", summary={"loss": 9.0})
+        await eventually(lambda: bool(cards(discord_standin, "loss = 9 > 5")), timeout=40)
+        await asyncio.sleep(2)
+        assert discord_standin.send_faults == [], "every fault was met"
+        assert len(cards(discord_standin, "loss = 9 > 5")) == 1, "sent once, nothing lost"

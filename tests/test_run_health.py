@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -93,3 +95,55 @@ async def test_a_hung_run_and_a_nan_are_told_once_across_a_restart(wandb_standin
     assert "No progress since step 7" in hung.payload["description"]
     assert next(i for i in items if i.event == "nonfinite:loss").payload["title"].endswith("reports loss = NaN")
     await again.close()
+
+
+TRAINER = Path(__file__).resolve().parent / "scripts" / "wandb_trainer.py"
+
+
+async def test_a_real_wandb_trainer_nan_then_hung_then_moving_is_told_once_each_across_a_restart(
+    wandb_standin: WandbStandIn, tmp_path: Path
+) -> None:
+    """The real wandb client in a training process: it logs a NaN loss, then hangs with its heartbeat going,
+    then moves again and finishes. Each is told once; a restart of the watcher in the middle repeats nothing.
+    wandb-core sends a heartbeat every 15 s while nothing is logged, so the stall time here is 24 s."""
+    mark = tmp_path / "hanging"
+    env = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}
+    env.update(TRAINER_MARK=str(mark), WANDB_SILENT="true", WANDB_ENTITY="team", WANDB_PROJECT="proj")
+    params = '{"steps": 3, "nan": true, "hang": 90, "wait_go": true, "after": 2, "linger": 60}'
+    database = tmp_path / "db"
+    watcher = Watcher(Store(database), WandbSource("team", "proj", timeout=10), rules(0.4), timeout=10)
+    await watcher.poll_once()  # baseline
+    trainer = await asyncio.create_subprocess_exec(sys.executable, str(TRAINER), params, env=env)
+    try:
+
+        async def poll_until(watcher: Watcher, event: str, timeout: float = 60) -> list[str]:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout
+            while True:
+                await watcher.poll_once()
+                events = [i.event for i in watcher.store.pending(watcher.project_key, 100)]
+                if event in events or loop.time() > deadline:
+                    return events
+                await asyncio.sleep(0.5)
+
+        events = await poll_until(watcher, "no-progress")
+        assert mark.exists(), "the trainer is hanging"
+        assert events == ["started", "nonfinite:loss", "no-progress"], events
+        await watcher.close()
+        watcher = Watcher(Store(database), WandbSource("team", "proj", timeout=10), rules(0.4), timeout=10)
+        for _ in range(3):  # restarted while the run still hangs, heartbeat fresh: nothing new, no "stalled"
+            await watcher.poll_once()
+            await asyncio.sleep(0.5)
+        assert [i.event for i in watcher.store.pending(watcher.project_key, 100)] == events
+        (tmp_path / "hanging.go").touch()
+        events = await poll_until(watcher, "progressing")
+        assert events[-1] == "progressing" and "finished" not in events, events
+        (tmp_path / "hanging.done").touch()
+        events = await poll_until(watcher, "finished")
+        assert events == ["started", "nonfinite:loss", "no-progress", "progressing", "finished"], events
+        assert await asyncio.wait_for(trainer.wait(), 60) == 0
+    finally:
+        if trainer.returncode is None:
+            trainer.kill()
+            await trainer.wait()
+        await watcher.close()

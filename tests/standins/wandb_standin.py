@@ -37,6 +37,21 @@ SCHEMA = graphql.build_schema(
       project(name: String, entityName: String): Project
       serverInfo: ServerInfo
     }
+    type Mutation {
+      upsertBucket(input: UpsertBucketInput!): UpsertBucketPayload
+      createRunFiles(input: CreateRunFilesInput!): CreateRunFilesPayload
+    }
+    input UpsertBucketInput {
+      id: String name: String groupName: String modelName: String entityName: String description: String
+      displayName: String notes: String config: JSONString commit: String host: String debug: Boolean
+      jobProgram: String jobRepo: String jobType: String state: String sweep: String tags: [String!]
+      summaryMetrics: JSONString
+    }
+    type UpsertBucketPayload { bucket: Run inserted: Boolean }
+    input CreateRunFilesInput { entityName: String! projectName: String! runName: String! files: [String!]! }
+    type CreateRunFilesPayload { runID: ID! uploadHeaders: [String!]! files: [RunFileUpload!]! }
+    type RunFileUpload { name: String! uploadUrl: String }
+    type Entity { id: ID! name: String! }
     type ServerInfo { features: [Feature!]! }
     type Feature { name: String! isEnabled: Boolean! }
     type User {
@@ -50,7 +65,7 @@ SCHEMA = graphql.build_schema(
     type ApiKeyEdge { node: ApiKey }
     type ApiKey { id: ID! name: String description: String }
     type Project {
-      id: ID! internalId: ID! name: String! entityName: String readOnly: Boolean
+      id: ID! internalId: ID! name: String! entityName: String readOnly: Boolean entity: Entity
       runCount(filters: JSONString): Int!
       runs(filters: JSONString, after: String, first: Int, order: String): RunConnection
       run(name: String!): Run
@@ -67,6 +82,7 @@ SCHEMA = graphql.build_schema(
       sampledHistory(specs: [JSONString!]!): [JSON]
       history(samples: Int, minStep: Int64, maxStep: Int64): [String!]!
       parquetHistory(liveKeys: [String!]!): ParquetHistory
+      project: Project
     }
     type ParquetHistory { parquetUrls: [String!]! liveData: [JSON!]! }
     """
@@ -252,6 +268,8 @@ class WandbStandIn:
         self._loop = loop
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/graphql", self._graphql)
+        app.router.add_post("/files/{entity}/{project}/{run}/file_stream", self._file_stream)
+        app.router.add_put("/upload/{tail:.*}", self._upload)
         app.router.add_route("*", "/{tail:.*}", self._not_found)
         self._runner = web.AppRunner(app, access_log=None)
         loop.run_until_complete(self._runner.setup())
@@ -375,6 +393,37 @@ class WandbStandIn:
                 return fault
         return None
 
+    async def _upload(self, request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(status=200)
+
+    async def _file_stream(self, request: web.Request) -> web.Response:
+        """The trainer's stream: history rows, the summary, system metrics, and at the end ``complete`` with
+        the exit code. Each post is a heartbeat. Python's JSON writes NaN/Infinity as bare tokens; so does the SDK."""
+        body = json.loads(await request.read())
+        key = (request.match_info["entity"], request.match_info["project"])
+        with self.lock:
+            self.counts["file_stream"] += 1
+            run = self.projects.get(key, {}).get(request.match_info["run"])
+            if run is None:
+                return web.json_response({"error": "run not found"}, status=404)
+            files = body.get("files") or {}
+            for line in (files.get("wandb-history.jsonl") or {}).get("content") or []:
+                row = json.loads(line)
+                run.history.append(row)
+                run.summary.update(
+                    {k: v for k, v in row.items() if not k.startswith("_") or k in ("_step", "_runtime")}
+                )
+            for line in (files.get("wandb-summary.json") or {}).get("content") or []:
+                run.summary.update(json.loads(line))
+            for line in (files.get("wandb-events.jsonl") or {}).get("content") or []:
+                run.system.update({k: v for k, v in json.loads(line).items() if k.startswith("system.")})
+            if run.state == "running":
+                run.heartbeat_at = self.now()
+            if body.get("complete"):
+                run.state = "finished" if body.get("exitcode") == 0 else "failed"
+        return web.json_response({"exitcode": None, "limits": {}})
+
     async def _graphql(self, request: web.Request) -> web.Response:
         body = await request.json()
         query = body.get("query", "")
@@ -435,6 +484,46 @@ class _Root:
     def serverInfo(self, info: Any) -> dict[str, Any]:
         return {"features": []}
 
+    # --- the trainer's write path (wandb.init / log / finish) -----------------------------------------
+    def upsertBucket(self, info: Any, input: dict[str, Any]) -> dict[str, Any]:
+        server = self.server
+        key = (input.get("entityName") or server.entity, input.get("modelName") or server.default_project)
+        runs = server.projects.setdefault(key, {})
+        name = input.get("name") or f"run{len(runs):06d}"
+        inserted = name not in runs
+        if inserted:
+            runs[name] = FakeRun(
+                name=name,
+                display_name=input.get("displayName") or name,
+                state="running",
+                created_at=server.now(),
+                heartbeat_at=server.now(),
+                user=server.entity,
+            )
+        run = runs[name]
+        if input.get("config"):
+            config = json.loads(input["config"])
+            run.config.update(
+                {k: v.get("value") if isinstance(v, dict) else v for k, v in config.items() if k != "_wandb"}
+            )
+        if input.get("displayName"):
+            run.display_name = input["displayName"]
+        if input.get("groupName"):
+            run.group = input["groupName"]
+        if input.get("tags") is not None:
+            run.tags = list(input["tags"])
+        if input.get("summaryMetrics"):
+            run.summary.update(json.loads(input["summaryMetrics"]))
+        return {"bucket": _run_node(run, _Project(server, key)), "inserted": inserted}
+
+    def createRunFiles(self, info: Any, input: dict[str, Any]) -> dict[str, Any]:
+        base = f"{self.server.base_url}/upload/{input['entityName']}/{input['projectName']}/{input['runName']}"
+        return {
+            "runID": input["runName"],
+            "uploadHeaders": [],
+            "files": [{"name": name, "uploadUrl": f"{base}/{name}"} for name in input["files"]],
+        }
+
     def project(self, info: Any, name: str | None = None, entityName: str | None = None) -> _Project | None:
         key = (entityName or self.server.entity, name or "")
         if key not in self.server.projects:
@@ -450,6 +539,7 @@ class _Project:
         self.internalId = str(abs(hash(key)) % 100000 + 1)  # projectId is read as an int
         self.entityName, self.name = key
         self.readOnly = False
+        self.entity = {"id": base64.b64encode(f"Entity:{key[0]}".encode()).decode(), "name": key[0]}
 
     def _filtered(self, filters: str | None, order: str | None = None) -> list[FakeRun]:
         query = json.loads(filters) if filters else {}
@@ -480,7 +570,7 @@ class _Project:
             start = names.index(after) + 1 if after in names else len(ordered)
         first = first or 50
         page = ordered[start : start + first]
-        edges = [{"node": _run_node(r, self.internalId), "cursor": r.name} for r in page]
+        edges = [{"node": _run_node(r, self), "cursor": r.name} for r in page]
         return {
             "edges": edges,
             "pageInfo": {
@@ -494,10 +584,10 @@ class _Project:
 
     def run(self, info: Any, name: str) -> dict[str, Any] | None:
         found = self.server.projects[self.key].get(name)
-        return None if found is None else _run_node(found, self.internalId)
+        return None if found is None else _run_node(found, self)
 
 
-def _run_node(run: FakeRun, project_id: str) -> dict[str, Any]:
+def _run_node(run: FakeRun, project: _Project) -> dict[str, Any]:
     def sampled_history(info: Any, specs: list[str]) -> list[list[dict[str, Any]]]:
         out = []
         for raw in specs:
@@ -541,7 +631,7 @@ def _run_node(run: FakeRun, project_id: str) -> dict[str, Any]:
         "description": None,
         "notes": None,
         "historyLineCount": len(run.history),
-        "projectId": project_id,
+        "projectId": project.internalId,
         "createdAt": wandb_time(run.created_at.replace(tzinfo=dt.UTC)),
         "heartbeatAt": wandb_time(run.heartbeat_at.replace(tzinfo=dt.UTC)),
         "user": {"name": run.user, "username": run.user},
@@ -555,4 +645,5 @@ def _run_node(run: FakeRun, project_id: str) -> dict[str, Any]:
         "sampledHistory": sampled_history,
         "history": history,
         "parquetHistory": lambda info, liveKeys: {"parquetUrls": [], "liveData": []},
+        "project": project,
     }

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import secrets
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -15,6 +16,7 @@ from typing import Any, TypeVar
 import discord
 from discord.ext import commands
 
+from adjutant.projects import ProjectRoute
 from adjutant.render import MESSAGE_LIMIT, code_safe, plain, truncate
 from adjutant.settings import Settings
 
@@ -79,18 +81,20 @@ def channel_matches(setting: str | int, channel: Any) -> bool:
     return False
 
 
-def find_channel(bot: commands.Bot, settings: Settings) -> discord.abc.Messageable | None:
-    """The configured channel in Adjutant's own server(s), or None."""
+def find_channel(
+    bot: commands.Bot, settings: Settings, channel: str | int | None = None
+) -> discord.abc.Messageable | None:
+    """A configured channel (default: the first project's) in Adjutant's own server(s), or None."""
     from adjutant.access import guild_allowed
 
-    setting = settings.channel
+    setting = settings.routes[0].channel if channel is None else channel
     guilds = [g for g in bot.guilds if guild_allowed(g.id, settings, len(bot.guilds))]
     if isinstance(setting, int):
-        channel = bot.get_channel(setting)
-        guild = getattr(channel, "guild", None)
+        found = bot.get_channel(setting)
+        guild = getattr(found, "guild", None)
         if guild is None or guild not in guilds:
             return None
-        return channel if isinstance(channel, discord.abc.Messageable) else None
+        return found if isinstance(found, discord.abc.Messageable) else None
     matches = [
         c
         for guild in guilds
@@ -108,12 +112,40 @@ def find_channel(bot: commands.Bot, settings: Settings) -> discord.abc.Messageab
     return matches[0] if matches else None
 
 
+PROJECT_WORD = re.compile(r"(?:^|\s)project:(\S+)")
+
+
+def take_project_word(ctx: commands.Context[Any]) -> None:
+    """``project:<name>`` anywhere in a ``$`` command's arguments asks about another project: taken out of the
+    text before the arguments are parsed, and kept as ``ctx.adjutant_project``."""
+    view = ctx.view
+    if ctx.interaction is not None or view is None or getattr(ctx, "adjutant_project", None) is not None:
+        return
+    rest = view.buffer[view.index :]
+    match = PROJECT_WORD.search(rest)
+    if match is None:
+        return
+    ctx.adjutant_project = match[1]  # type: ignore[attr-defined]
+    cleaned = rest[: match.start()] + rest[match.end() :]
+    view.buffer = view.buffer[: view.index] + cleaned
+    view.end = len(view.buffer)
+
+
 class AdjutantCog(commands.Cog):
     """Base of Adjutant's cogs: listens only in the configured channel, never leaks a traceback."""
 
     def __init__(self, bot: commands.Bot, settings: Settings) -> None:
         self.bot = bot
         self.settings = settings
+        #: The channels Adjutant serves and what each holds (ADJUTANT_CONFIG, or the one-project variables).
+        self.routes: tuple[ProjectRoute, ...] = settings.routes
+
+    def route_for(self, channel: Any) -> ProjectRoute | None:
+        """The route of a channel (a thread counts as its parent), or None if Adjutant does not serve it."""
+        return next((route for route in self.routes if channel_matches(route.channel, channel)), None)
+
+    def channels_text(self) -> str:
+        return ", ".join(route.channel_label() for route in self.routes)
 
     def serves(self, guild: Any) -> bool:
         """True if ``guild`` is one of Adjutant's servers (see :func:`adjutant.access.guild_allowed`)."""
@@ -125,15 +157,19 @@ class AdjutantCog(commands.Cog):
             note_foreign_guild(guild, self.settings, len(self.bot.guilds))
         return False
 
-    async def authorized(self, user: discord.abc.User) -> bool:
-        """May ``user`` launch, cancel, set watch rules and mute alerts (ADJUTANT_LAUNCH_ROLES / _USERS)?"""
+    def rule_for(self, channel: Any) -> ProjectRoute:
+        """The launch rule in a channel: its route's (ADJUTANT_CONFIG), else the first (the global rule)."""
+        return self.route_for(channel) or self.routes[0]
+
+    async def authorized(self, user: discord.abc.User, channel: Any = None) -> bool:
+        """May ``user`` launch, cancel, set watch rules and mute alerts in ``channel`` (its launch rule)?"""
         from adjutant.access import may_launch
 
         try:
             is_owner = await self.bot.is_owner(user)
         except discord.HTTPException:
             is_owner = False
-        return may_launch(user, self.settings, is_owner=is_owner)
+        return may_launch(user, self.rule_for(channel), is_owner=is_owner)
 
     async def button_allowed(self, interaction: discord.Interaction, what: str) -> bool:
         """Checks for a persistent button: Adjutant's server, a member allowed to act; else an ephemeral refusal
@@ -142,10 +178,10 @@ class AdjutantCog(commands.Cog):
 
         if not self.serves(interaction.guild):
             return False
-        if not await self.authorized(interaction.user):
+        if not await self.authorized(interaction.user, interaction.channel):
             log.warning("refused %s button for %s (%d)", what, interaction.user, interaction.user.id)
             await interaction.response.send_message(
-                refusal(self.settings, BUTTON_ACTIONS.get(what, what)), ephemeral=True
+                refusal(self.rule_for(interaction.channel), BUTTON_ACTIONS.get(what, what)), ephemeral=True
             )
             return False
         return True
@@ -171,8 +207,9 @@ class AdjutantCog(commands.Cog):
         """Commands are taken only in Adjutant's server(s), in the configured channel (and threads under it)."""
         if not self.serves(ctx.guild):
             raise WrongGuild(f"not one of Adjutant's servers ({ctx.guild})")
-        if not channel_matches(self.settings.channel, ctx.channel):
-            raise WrongChannel(f"not in Adjutant's channel ({self.settings.channel})")
+        if self.route_for(ctx.channel) is None:
+            raise WrongChannel(f"not in Adjutant's channels ({self.channels_text()})")
+        take_project_word(ctx)
         return True
 
     async def cog_command_error(self, ctx: commands.Context[Any], error: Exception) -> None:  # type: ignore[override]
@@ -183,7 +220,7 @@ class AdjutantCog(commands.Cog):
         if isinstance(error, WrongChannel):
             log.debug("ignored %s from #%s: %s", ctx.invoked_with, ctx.channel, error)
             if ctx.interaction is not None:  # a slash command must be answered; only its author sees this
-                await ctx.send(f"I take commands in #{self.settings.channel} only.", ephemeral=True)
+                await ctx.send(f"I take commands in {self.channels_text()} only.", ephemeral=True)
             return
         if isinstance(error, commands.UserInputError):
             usage = f"{ctx.clean_prefix}{ctx.command.qualified_name} {ctx.command.signature}" if ctx.command else ""

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 from adjutant.settings import Settings
+
+
+class LaunchRule(Protocol):
+    """Who may launch: the global settings, or one channel's route (ADJUTANT_CONFIG)."""
+
+    @property
+    def launch_roles(self) -> Sequence[str]: ...
+
+    @property
+    def launch_users(self) -> Sequence[int]: ...
 
 
 def guild_allowed(guild_id: int | None, settings: Settings, guilds_joined: int) -> bool:
@@ -17,7 +28,7 @@ def guild_allowed(guild_id: int | None, settings: Settings, guilds_joined: int) 
     return guilds_joined <= 1
 
 
-def may_launch(user: Any, settings: Settings, *, is_owner: bool) -> bool:
+def may_launch(user: Any, settings: LaunchRule, *, is_owner: bool) -> bool:
     """ADJUTANT_LAUNCH_ROLES/USERS when set; otherwise Administrator, Manage Server, or the bot's owner.
 
     ``user`` is a discord Member (roles and guild permissions known) or a plain User (a DM: only
@@ -36,7 +47,7 @@ def may_launch(user: Any, settings: Settings, *, is_owner: bool) -> bool:
     return bool(permissions is not None and (permissions.administrator or permissions.manage_guild))
 
 
-def refusal(settings: Settings, action: str = "launch or cancel experiments") -> str:
+def refusal(settings: LaunchRule, action: str = "launch or cancel experiments") -> str:
     """The reply to someone who may not launch (or do ``action``, which needs the same rights)."""
     if settings.launch_roles or settings.launch_users:
         who = []

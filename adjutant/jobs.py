@@ -101,6 +101,8 @@ JOBS_MIGRATIONS = {
     "log_offset": "INTEGER NOT NULL DEFAULT 0",
     "log_told": "TEXT",
     "log_done": "INTEGER NOT NULL DEFAULT 1",
+    "project": "TEXT",
+    "entity": "TEXT",
 }
 
 
@@ -163,6 +165,9 @@ class Job:
     acked: bool
     report_id: int | None
     params_text: str
+    #: The W&B project (and entity) of the channel it was launched in: its run lands there.
+    project: str | None = None
+    entity: str | None = None
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Job:
@@ -218,6 +223,9 @@ class JobRequest:
     acked: bool = False
     #: The message that acknowledges it, when it exists already (a sweep's preview).
     ack_id: int | None = None
+    #: The W&B project and entity its run must land in (the launching channel's).
+    project: str | None = None
+    entity: str | None = None
 
 
 class JobStore(Database):
@@ -245,8 +253,8 @@ class JobStore(Database):
                 ids.append(job_id)
                 db.execute(
                     "INSERT INTO jobs (id, state, params, script, requested_by_id, requested_by, channel_id,"
-                    " message_id, sweep_id, wandb_run_id, log_path, created_at, backend, acked, ack_id, log_done)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
+                    " message_id, sweep_id, wandb_run_id, log_path, created_at, backend, acked, ack_id, log_done,"
+                    " project, entity) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)",
                     (
                         job_id,
                         JobState.QUEUED,
@@ -263,6 +271,8 @@ class JobStore(Database):
                         request.backend,
                         int(request.acked),
                         request.ack_id,
+                        request.project,
+                        request.entity,
                     ),
                 )
             rows = [db.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone() for job_id in ids]
@@ -380,6 +390,10 @@ def child_environment(
     drop = {"DISCORD_TOKEN", "WANDB_SERVICE"}
     secrets_set = {s for s in secrets_to_drop if s}
     env = {k: v for k, v in environ.items() if k not in drop and v not in secrets_set and not k.startswith("_WANDB")}
+    if job.project:  # the run lands in the project of the channel it was launched in
+        env["WANDB_PROJECT"] = job.project
+        if job.entity or entity:
+            env["WANDB_ENTITY"] = job.entity or entity or ""
     if project and not env.get("WANDB_PROJECT"):  # the run lands in the project Adjutant reports on
         env["WANDB_PROJECT"] = project
     if entity and not env.get("WANDB_ENTITY"):

@@ -41,7 +41,8 @@ class Services:
     jobs: JobStore
     runs: Store
     scheduler: Scheduler
-    watcher: Watcher | None
+    #: One watcher per W&B project of the routes, by project key (``entity/project``).
+    watchers: dict[str, Watcher]
     lock: StateLock
     closed: bool = False
     _users: int = field(default=0, repr=False)
@@ -81,20 +82,36 @@ class Services:
             environment=environment,
             log_patterns=settings.log_alerts,
         )
-        watcher = None
-        if settings.project is not None:
-            source = WandbSource(settings.entity, settings.project, timeout=settings.wandb_timeout)
+        watchers: dict[str, Watcher] = {}
+        for route in settings.routes:
+            if route.project is None or route.project_key is None:
+                continue
+            if route.project_key in watchers:
+                watchers[route.project_key].destinations += (f"{route.project_key}>{route.channel}",)
+                continue
+            source = WandbSource(route.entity, route.project, timeout=settings.wandb_timeout)
             rules = WatchRules(
                 notify=settings.notify,
                 stall_after=dt.timedelta(minutes=settings.stall_minutes),
-                metric=settings.metric,
+                metric=route.metric,
                 nan_alerts=settings.nan_alerts,
                 gpu_idle=None
                 if settings.gpu_idle_minutes is None
                 else GpuIdleRule(dt.timedelta(minutes=settings.gpu_idle_minutes), settings.gpu_idle_percent),
             )
-            watcher = Watcher(runs, source, rules, timeout=settings.wandb_timeout)
-        return cls(settings, jobs, runs, scheduler, watcher, lock)
+            watchers[route.project_key] = Watcher(runs, source, rules, timeout=settings.wandb_timeout)
+        return cls(settings, jobs, runs, scheduler, watchers, lock)
+
+    @property
+    def watcher(self) -> Watcher | None:
+        """The first project's watcher (the only one with the one-project variables)."""
+        return next(iter(self.watchers.values()), None)
+
+    def watcher_of(self, project: str | None, entity: str | None) -> Watcher | None:
+        """The watcher of a job's project (the first project's for a job recorded before projects)."""
+        if project is None:
+            return self.watcher
+        return self.watchers.get(f"{entity or ''}/{project}")
 
     @classmethod
     async def for_bot(cls, bot: object, settings: Settings, **options: Callable[[], tuple[str, ...]]) -> Services:
@@ -123,8 +140,8 @@ class Services:
                 del _shared[key]
         try:
             await self.scheduler.close()
-            if self.watcher is not None:
-                await self.watcher.close()
+            for watcher in self.watchers.values():
+                await watcher.close()
             await asyncio.to_thread(self.jobs.close)
             await asyncio.to_thread(self.runs.close)
         finally:

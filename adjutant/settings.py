@@ -18,6 +18,7 @@ from typing import Any, Literal
 import platformdirs
 
 from adjutant.alerts import DEFAULT_LOG_PATTERNS
+from adjutant.projects import ProjectRoute, ProjectsFile, ProjectsFileError, load_projects_file, routes_from
 
 __all__ = [
     "SETTINGS",
@@ -428,6 +429,28 @@ class LogPatterns(Parser):
         return tuple(value)
 
 
+class ProjectsFileParser(Parser):
+    def from_text(self, name: str, raw: str) -> ProjectsFile:
+        path = Path(raw).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"{name}: no file {raw!r}; name the TOML file with the [[projects]] tables")
+        try:
+            return load_projects_file(path.resolve(), check_script)
+        except ProjectsFileError as error:
+            raise ConfigError(*str(error).splitlines()) from None
+
+    def check(self, name: str, value: Any) -> ProjectsFile:
+        if isinstance(value, ProjectsFile):
+            return value
+        if isinstance(value, os.PathLike):
+            return self.from_text(name, os.fspath(value))
+        raise ConfigError(f"{name} must be the path of a projects file (got {value!r})")
+
+
+#: The variables that mean "one project" and so cannot be set together with ADJUTANT_CONFIG.
+ONE_PROJECT_SHORTCUT = ("WANDB_PROJECT", "ADJUTANT_CHANNEL", "ADJUTANT_EXPERIMENT_SCRIPT")
+
+
 def check_state_dir(raw: str) -> Path:
     path = Path(raw).expanduser()
     if path.exists() and not path.is_dir():
@@ -502,6 +525,14 @@ class Settings:
         parser=TokenParser(),
         group="Discord",
         default_text="required standalone",
+    )
+    config: ProjectsFile | None = setting(
+        "ADJUTANT_CONFIG",
+        "a TOML file with one [[projects]] table per W&B project and channel (see README); instead of"
+        " WANDB_PROJECT, ADJUTANT_CHANNEL and ADJUTANT_EXPERIMENT_SCRIPT",
+        parser=ProjectsFileParser(),
+        group="Discord",
+        default_text="unset (one project: the variables below)",
     )
     channel: str | int = setting(
         "ADJUTANT_CHANNEL",
@@ -722,12 +753,28 @@ class Settings:
     @property
     def reporting_enabled(self) -> bool:
         """Run reporting needs a W&B project (the entity may come from the W&B key's default)."""
-        return self.project is not None
+        return any(route.project is not None for route in self.routes)
+
+    @property
+    def routes(self) -> tuple[ProjectRoute, ...]:
+        """Each channel Adjutant serves and its project, script and launch rule (ADJUTANT_CONFIG, else the
+        one-project variables)."""
+        return routes_from(
+            self.config,
+            channel=self.channel,
+            project=self.project,
+            entity=self.entity,
+            experiment_script=self.run_experiment_script,
+            launch_roles=self.launch_roles,
+            launch_users=self.launch_users,
+            metric=self.metric,
+            metric_goal=self.metric_goal,
+        )
 
     @property
     def launching_enabled(self) -> bool:
-        """Launching needs an experiment script."""
-        return self.run_experiment_script is not None
+        """Launching needs an experiment script (in at least one channel)."""
+        return any(route.experiment_script is not None for route in self.routes)
 
     @classmethod
     def keywords(cls) -> frozenset[str]:
@@ -766,6 +813,21 @@ class Settings:
                 values[spec.keyword] = spec.parser.from_text(spec.env, raw.strip() if spec.parser.strip else raw)
             except ConfigError as error:
                 problems.extend(error.problems)
+        config_given = keywords.get("config") is not None or bool((env.get("ADJUTANT_CONFIG") or "").strip())
+        if config_given:
+            by_keyword = {"WANDB_PROJECT": "project", "ADJUTANT_CHANNEL": "channel"}
+            by_keyword["ADJUTANT_EXPERIMENT_SCRIPT"] = "run_experiment_script"
+            both = [
+                name
+                for name in ONE_PROJECT_SHORTCUT
+                if (env.get(name) or "").strip() or keywords.get(by_keyword[name]) is not None
+            ]
+            if both:
+                problems.append(
+                    f"ADJUTANT_CONFIG and {', '.join(both)} are both set: the projects file replaces the one-project"
+                    f" variables; move them into a [[projects]] table or unset ADJUTANT_CONFIG"
+                )
+                values.pop("config", None)
         return cls(**values), problems
 
     def problems(self, env: Mapping[str, str], *, netrc_path: Path | None = None) -> list[str]:

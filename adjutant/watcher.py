@@ -133,6 +133,9 @@ class Watcher:
         self.rules = rules
         self.timeout = timeout
         self.project_key = f"{source.entity or ''}/{source.project}"
+        #: The outboxes its announcements go to: the project's first channel's (named by the project key), then
+        #: one per further channel watching the project (``key>channel``).
+        self.destinations: tuple[str, ...] = (self.project_key,)
         self.health = PollHealth()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="adjutant-wandb")
         self._polled_once = False
@@ -353,9 +356,14 @@ class Watcher:
                 f"\nEvery GPU under {self.rules.gpu_idle.percent:g}% (busiest: {utilisation:g}%) for"
                 f" {format_duration((now - (memory.gpu_low_since or now)).total_seconds())}."
             )
-        thread_id, reply_to = (job.thread_id, job.message_id) if job is not None else (None, None)
-        self.store.enqueue(db, self.project_key, run.id, event, embed, context, reply_to, thread_id, alert_id)
-        return 1
+        if job is not None:  # a job's story is told once, in its thread (or under its launch)
+            self.store.enqueue(
+                db, self.project_key, run.id, event, embed, context, job.message_id, job.thread_id, alert_id
+            )
+            return 1
+        for destination in self.destinations:
+            self.store.enqueue(db, destination, run.id, event, embed, context, None, None, alert_id)
+        return len(self.destinations)
 
     def _record_page(self, runs: list[RunInfo]) -> None:
         now = utcnow()

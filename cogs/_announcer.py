@@ -188,6 +188,10 @@ class Announcer:
             if tail:
                 content += "\n" + log_tail_block(tail, LOG_TAIL_LIMIT)
         view = alert_view(alert, job) if alert is not None else None
+        if job is not None and job.channel_id is not None:  # a job's card goes where the job was launched
+            launched_in = self.bot.get_channel(job.channel_id)
+            if isinstance(launched_in, discord.abc.Messageable):
+                channel = launched_in
         thread_id = job.thread_id if job is not None and job.thread_id else item.thread_id
         reply_to = job.message_id if job is not None and job.message_id else item.reply_to
         await self._send(

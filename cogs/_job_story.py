@@ -56,11 +56,18 @@ def _transient(error: discord.HTTPException) -> bool:
 class JobStory:
     """Sends and edits the messages of jobs."""
 
-    def __init__(self, bot: commands.Bot, settings: Settings, scheduler: Scheduler, watcher: Watcher | None) -> None:
+    def __init__(
+        self,
+        bot: commands.Bot,
+        settings: Settings,
+        scheduler: Scheduler,
+        watcher_of: Callable[[Job], Watcher | None],
+    ) -> None:
         self.bot = bot
         self.settings = settings
         self.scheduler = scheduler
-        self.watcher = watcher
+        #: The watcher of a job's W&B project (None when it has none).
+        self.watcher_of = watcher_of
         self._status_refreshed = 0.0
         self._last_status: dict[str, str] = {}
         self._retry_after: dict[str, float] = {}
@@ -193,7 +200,7 @@ class JobStory:
     async def _report(self, job: Job) -> None:
         channel = self._channel(job)
         if channel is None:
-            raise NowhereToReport(f"channel {self.settings.channel!r} not found")
+            raise NowhereToReport(f"channel {job.channel_id} of job {job.id} not found")
         run, run_url = await self._run_of(job)
         tail, _ = await asyncio.to_thread(tail_lines, Path(job.log_path), 15)
         embed = discord.Embed.from_dict(
@@ -202,7 +209,7 @@ class JobStory:
                 log_tail=tail,
                 run=run,
                 run_url=run_url,
-                metric=self.settings.metric,
+                metric=self._metric(job),
                 now=utcnow(),
                 prefix=self.prefix,
             )
@@ -255,22 +262,28 @@ class JobStory:
 
     async def _run_of(self, job: Job) -> tuple[RunInfo | None, str | None]:
         """The job's W&B run and its link, only if W&B knows the run (never fails the report)."""
-        if self.watcher is None:
+        watcher = self.watcher_of(job)
+        if watcher is None:
             return None, None
         try:
-            run = await asyncio.wait_for(self.watcher.find(job.wandb_run_id), RUN_LOOKUP_SECONDS)
+            run = await asyncio.wait_for(watcher.find(job.wandb_run_id), RUN_LOOKUP_SECONDS)
         except Exception as error:
             log.info("W&B run %s of job %s not available: %s", job.wandb_run_id, job.id, describe_error(error))
             run = None
         if run is not None:
             return run, run.url or self._url(job)
-        known = await self.watcher.knows(job.wandb_run_id)
+        known = await watcher.knows(job.wandb_run_id)
         return None, self._url(job) if known else None
 
     def _url(self, job: Job) -> str | None:
+        entity = job.entity or self.settings.entity
         return wandb_run_url(
-            os.environ.get("WANDB_BASE_URL"), self.settings.entity, self.settings.project, job.wandb_run_id
+            os.environ.get("WANDB_BASE_URL"), entity, job.project or self.settings.project, job.wandb_run_id
         )
+
+    def _metric(self, job: Job) -> str:
+        watcher = self.watcher_of(job)
+        return watcher.rules.metric if watcher is not None else self.settings.metric
 
     # --- live status ----------------------------------------------------------------------------
     async def refresh_status(self) -> None:
@@ -279,13 +292,14 @@ class JobStory:
         if not self.bot.is_ready() or now - self._status_refreshed < max(10.0, self.settings.poll_seconds):
             return
         self._status_refreshed = now
-        latest = self.watcher.latest if self.watcher is not None else {}
         for job in await self.scheduler.jobs_in((JobState.RUNNING,)):
+            watcher = self.watcher_of(job)
+            latest = watcher.latest if watcher is not None else {}
             channel = self.bot.get_channel(job.channel_id) if job.channel_id else None
             if job.ack_id is None or not isinstance(channel, discord.TextChannel | discord.Thread):
                 continue
             embed = status_embed(
-                job, run=latest.get(job.wandb_run_id), metric=self.settings.metric, now=utcnow(), prefix=self.prefix
+                job, run=latest.get(job.wandb_run_id), metric=self._metric(job), now=utcnow(), prefix=self.prefix
             )
             key = json.dumps(embed, sort_keys=True, default=str)
             if self._last_status.get(job.id) == key:

@@ -63,12 +63,14 @@ class Experiments(AdjutantCog, name="Experiments"):
         super().__init__(bot, settings)
         self.services = services
         self.scheduler: Scheduler = services.scheduler
-        self.story = JobStory(bot, settings, services.scheduler, services.watcher)
+        self.story = JobStory(
+            bot, settings, services.scheduler, lambda job: services.watcher_of(job.project, job.entity)
+        )
         #: Alerts about jobs that W&B does not know about (log patterns) go out through their own outbox.
         self.alerts = Announcer(bot, services.runs, JOBS_OUTBOX, settings.metric, services.watcher)
         self._alerts_after = 0.0
         self.schema: dict[str, Any] | None = None
-        if not settings.launch_roles and not settings.launch_users:
+        if not any(route.launch_roles or route.launch_users for route in settings.routes):
             # Without a launch list only Manage Server (or Administrator) may launch: say so to Discord too, so
             # the slash forms are hidden from others by default (the server can still change it).
             launch_commands: list[Any] = [self.experiment, self.sweep, self.rerun, self.cancel]
@@ -105,15 +107,24 @@ class Experiments(AdjutantCog, name="Experiments"):
             ctx.channel,
             truncate(ctx.message.content, 300),
         )
-        await self.reply(ctx, refusal(self.settings))
+        await self.reply(ctx, refusal(self.rule_for(ctx.channel)))
+
+    def launching_off(self, channel: Any) -> str | None:
+        """Why launching is off in ``channel`` (and where it is on), or None when it is on there."""
+        route = self.rule_for(channel)
+        if route.experiment_script is not None:
+            return None
+        elsewhere = [r.channel_label() for r in self.routes if r.experiment_script is not None]
+        if elsewhere:
+            return f"Launching is off in this channel; it is on in {', '.join(elsewhere)}."
+        return "Launching is off: this bot has no ADJUTANT_EXPERIMENT_SCRIPT (run_experiment_script)."
 
     async def _launch_precheck(self, ctx: commands.Context[Any], action: str) -> bool:
-        if not self.settings.launching_enabled:
-            await self.reply(
-                ctx, "Launching is off: this bot has no ADJUTANT_EXPERIMENT_SCRIPT (run_experiment_script)."
-            )
+        off = self.launching_off(ctx.channel)
+        if off is not None:
+            await self.reply(ctx, off)
             return False
-        if not await self.authorized(ctx.author):
+        if not await self.authorized(ctx.author, ctx.channel):
             await self._refuse(ctx, action)
             return False
         return True
@@ -128,15 +139,26 @@ class Experiments(AdjutantCog, name="Experiments"):
         return prepared, defaults
 
     def _request(self, params: dict[str, Any], ctx: commands.Context[Any], **extra: Any) -> JobRequest:
-        assert self.settings.run_experiment_script is not None
+        return self._request_in(
+            ctx.channel, params, ctx.author, ctx.message.id if ctx.interaction is None else None, **extra
+        )
+
+    def _request_in(
+        self, channel: Any, params: dict[str, Any], author: Any, message_id: int | None, **extra: Any
+    ) -> JobRequest:
+        """A launch in ``channel``: its script, its project (the run lands where the channel looks)."""
+        route = self.rule_for(channel)
+        assert route.experiment_script is not None
         return JobRequest(
             params=params,
-            script=str(self.settings.run_experiment_script),
-            requested_by_id=ctx.author.id,
-            requested_by=str(ctx.author),
-            channel_id=ctx.channel.id,
-            message_id=ctx.message.id if ctx.interaction is None else None,
+            script=str(route.experiment_script),
+            requested_by_id=author.id,
+            requested_by=str(author),
+            channel_id=channel.id,
+            message_id=message_id,
             backend=self.settings.launcher,
+            project=route.project,
+            entity=route.entity,
             **extra,
         )
 
@@ -191,10 +213,10 @@ class Experiments(AdjutantCog, name="Experiments"):
             return
 
         async def may_launch_now(interaction: discord.Interaction) -> bool:
-            if await self.authorized(interaction.user):
+            if await self.authorized(interaction.user, interaction.channel):
                 return True
             log.warning("refused sweep confirmation by %s (%d): rights gone", interaction.user, interaction.user.id)
-            await interaction.response.send_message(refusal(self.settings), ephemeral=True)
+            await interaction.response.send_message(refusal(self.rule_for(interaction.channel)), ephemeral=True)
             return False
 
         sweep_id = "sweep-" + secrets.token_hex(3)
@@ -230,7 +252,8 @@ class Experiments(AdjutantCog, name="Experiments"):
         if job is not None:
             base, origin = job.params, f"job `{job.id}`"
         else:
-            watcher = self.services.watcher
+            route = self.rule_for(ctx.channel)
+            watcher = self.services.watchers.get(route.project_key or "") or self.services.watcher
             if watcher is None:
                 await self.reply(ctx, f"No job `{code_safe(truncate(source, 64))}` (and W&B reporting is off).")
                 return
@@ -275,7 +298,7 @@ class Experiments(AdjutantCog, name="Experiments"):
     @app_commands.autocomplete(job_id=complete_active_job)
     async def cancel(self, ctx: commands.Context[Any], job_id: str) -> None:
         """Cancel a queued or running job: $cancel <job id>."""
-        if not await self.authorized(ctx.author):
+        if not await self.authorized(ctx.author, ctx.channel):
             await self._refuse(ctx, "cancel")
             return
         key = job_id.strip().lower()
@@ -285,9 +308,9 @@ class Experiments(AdjutantCog, name="Experiments"):
     async def cancel_from_button(self, interaction: discord.Interaction, job_id: str) -> None:
         if not self.serves(interaction.guild):
             return  # not one of Adjutant's servers: nothing is answered
-        if not await self.authorized(interaction.user):
+        if not await self.authorized(interaction.user, interaction.channel):
             log.warning("refused cancel button for %s by %s (%d)", job_id, interaction.user, interaction.user.id)
-            await interaction.response.send_message(refusal(self.settings), ephemeral=True)
+            await interaction.response.send_message(refusal(self.rule_for(interaction.channel)), ephemeral=True)
             return
         result = await self.scheduler.cancel(job_id, str(interaction.user))
         text = self._cancel_text(result, job_id, self.command_prefix())
@@ -319,10 +342,9 @@ class Experiments(AdjutantCog, name="Experiments"):
     async def _rerun_from_alert(
         self, interaction: discord.Interaction, job: Job | None, params: dict[str, Any] | None
     ) -> None:
-        if not self.settings.launching_enabled:
-            await interaction.response.send_message(
-                "Launching is off: this bot has no ADJUTANT_EXPERIMENT_SCRIPT.", ephemeral=True
-            )
+        off = self.launching_off(interaction.channel)
+        if off is not None:
+            await interaction.response.send_message(off, ephemeral=True)
             return
         base = job.params if job is not None else params
         if base is None:
@@ -333,16 +355,7 @@ class Experiments(AdjutantCog, name="Experiments"):
         except (HParamsError, ValueError) as error:
             await interaction.response.send_message(f"Not launched: {error}", ephemeral=True)
             return
-        assert self.settings.run_experiment_script is not None
-        request = JobRequest(
-            params=prepared,
-            script=str(self.settings.run_experiment_script),
-            requested_by_id=interaction.user.id,
-            requested_by=str(interaction.user),
-            channel_id=interaction.channel_id,
-            message_id=None,
-            backend=self.settings.launcher,
-        )
+        request = self._request_in(interaction.channel, prepared, interaction.user, None)
         new_job = await self.scheduler.enqueue(request)
         origin = f"job `{job.id}`" if job is not None else "the alert's run"
         ahead = await self.scheduler.jobs_ahead(new_job)

@@ -17,6 +17,7 @@ import datetime as dt
 import io
 import logging
 import time
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import discord
@@ -24,11 +25,12 @@ from discord import app_commands
 from discord.ext import commands, tasks
 
 from adjutant import refuse_double_load, settings_for
-from adjutant._cog import NO_PINGS, AdjutantCog, channel_matches, find_channel
+from adjutant._cog import NO_PINGS, AdjutantCog, find_channel
 from adjutant.access import refusal
 from adjutant.alerts import MAX_RULES, RuleError, parse_rule
 from adjutant.cogs import _alert_views
 from adjutant.cogs._announcer import Announcer, Refused
+from adjutant.projects import ProjectRoute
 from adjutant.render import code_safe, format_duration, plain, truncate
 from adjutant.run_render import leaderboard_embed, run_card_embed, runs_table_embed, summary_embed
 from adjutant.runs import (
@@ -55,38 +57,103 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+@dataclass
+class Outlet:
+    """One outbox of a project and the channel it is delivered to."""
+
+    route: ProjectRoute
+    announcer: Announcer
+    after: float = 0.0  # time.monotonic() before which it is not tried again (after a refusal)
+    warned_no_channel: bool = False
+
+
+@dataclass
+class Feed:
+    """One W&B project: its watcher, the channels that watch it, and its own poll task."""
+
+    watcher: Watcher
+    outlets: list[Outlet] = field(default_factory=list)
+    greeted: bool = False
+    task: asyncio.Task[None] | None = None
+
+    @property
+    def route(self) -> ProjectRoute:
+        return self.outlets[0].route
+
+
 class WandbRuns(AdjutantCog, name="Runs"):
-    """Reports on the runs of a W&B project and answers questions about them."""
+    """Reports on the runs of W&B projects and answers questions about them."""
 
     def __init__(self, bot: commands.Bot, settings: Settings, services: Services) -> None:
         super().__init__(bot, settings)
-        assert services.watcher is not None
+        assert services.watchers
         self.services = services
-        self.watcher: Watcher = services.watcher
         self.store = services.runs
-        self.project_key = self.watcher.project_key
-        self.announcer = Announcer(bot, self.store, self.project_key, settings.metric, self.watcher)
-        self._channel: discord.abc.Messageable | None = None
-        self._greeted = False
-        self._warned_no_channel = False
-        self._deliver_after = 0.0
+        self.feeds: dict[str, Feed] = {}
+        for route in self.routes:
+            if route.project_key is None:
+                continue
+            watcher = services.watchers[route.project_key]
+            feed = self.feeds.setdefault(route.project_key, Feed(watcher))
+            destination = watcher.destinations[len(feed.outlets)]
+            feed.outlets.append(Outlet(route, Announcer(bot, self.store, destination, route.metric, watcher)))
+
+    # --- which project ----------------------------------------------------------------------------
+    def feed_of_route(self, route: ProjectRoute | None) -> Feed | None:
+        return None if route is None or route.project_key is None else self.feeds.get(route.project_key)
+
+    async def feed_for(self, ctx: commands.Context[Any], name: str | None = None) -> Feed | None:
+        """The project a command is about: ``project:<name>`` (one the member can see), else the channel's own.
+        Replies and returns None when there is none."""
+        name = name or getattr(ctx, "adjutant_project", None)
+        if not name:
+            feed = self.feed_of_route(self.route_for(ctx.channel))
+            if feed is None:
+                await self.reply(
+                    ctx, f"No W&B project is reported in this channel. Add `project:<name>`: {self.project_names()}."
+                )
+            return feed
+        for feed in self.feeds.values():
+            route = feed.route
+            named = name in (route.project, route.project_label, route.project_key)
+            if named and any(self._can_see(ctx.author, outlet.route) for outlet in feed.outlets):
+                return feed
+        await self.reply(
+            ctx, f"No project `{code_safe(truncate(name, 100))}` that you can see: {self.project_names()}."
+        )
+        return None
+
+    def project_names(self) -> str:
+        return ", ".join(f"`{code_safe(feed.route.project or '')}`" for feed in self.feeds.values())
+
+    def _can_see(self, member: Any, route: ProjectRoute) -> bool:
+        channel = find_channel(self.bot, self.settings, route.channel)
+        permissions = getattr(channel, "permissions_for", None)
+        if permissions is None or not isinstance(member, discord.Member):
+            return False
+        return bool(permissions(member).view_channel)
 
     @property
-    def project_label(self) -> str:
-        return self.watcher.project_label
+    def watcher(self) -> Watcher:
+        """The first project's watcher."""
+        return next(iter(self.feeds.values())).watcher
 
     # --- lifecycle ------------------------------------------------------------------------------
     async def cog_load(self) -> None:
         self.services.acquire()
         _alert_views.register(self.bot)
-        self.poll.change_interval(seconds=self.settings.poll_seconds)
         self.poll.start()
         self.deliver.start()
 
     async def cog_unload(self) -> None:
         self.poll.cancel()
+        for feed in self.feeds.values():
+            if feed.task is not None:
+                feed.task.cancel()
         # Let a delivery in flight finish its bookkeeping, so a clean restart repeats nothing.
-        self.announcer.stopping = True
+        for feed in self.feeds.values():
+            for outlet in feed.outlets:
+                outlet.announcer.stopping = True
         task = self.deliver.get_task()
         self.deliver.stop()
         if task is not None and not task.done():
@@ -97,79 +164,91 @@ class WandbRuns(AdjutantCog, name="Runs"):
         await self.services.release()
 
     # --- polling --------------------------------------------------------------------------------
-    @tasks.loop(seconds=60)
+    @tasks.loop(seconds=1)
     async def poll(self) -> None:
-        """Ask W&B what changed; the watcher records it with its announcements."""
-        if not self.watcher.due(self.settings.poll_seconds):
-            return
-        if not self._greeted:
+        """Start each project's poll when it is due, each in its own task: a slow project delays no other."""
+        for feed in self.feeds.values():
+            if feed.task is not None and not feed.task.done():
+                continue
+            if not feed.watcher.due(self.settings.poll_seconds):
+                continue
+            feed.task = asyncio.create_task(self._poll(feed), name=f"adjutant-poll-{feed.watcher.project_key}")
+
+    async def _poll(self, feed: Feed) -> None:
+        """Ask W&B what changed in one project; its watcher records it with its announcements."""
+        if not feed.greeted:
             try:
-                await self._greet()
+                await self._greet(feed)
             except Exception as error:
-                self.watcher.health.failed(error, self.settings.poll_seconds)
-                log.warning("connect summary of %s failed: %s", self.project_label, describe_error(error))
+                feed.watcher.health.failed(error, self.settings.poll_seconds)
+                feed.watcher.last_poll_end = time.monotonic()
+                log.warning("connect summary of %s failed: %s", feed.watcher.project_label, describe_error(error))
                 return
-        await self.watcher.poll(self.settings.poll_seconds)
+        await feed.watcher.poll(self.settings.poll_seconds)
 
     @poll.before_loop
     async def _before_poll(self) -> None:
         await self.bot.wait_until_ready()
-        self._channel = find_channel(self.bot, self.settings)
 
     @poll.error
     async def _poll_died(self, error: BaseException) -> None:  # type: ignore[override]
         log.critical("the W&B poll loop stopped; run reporting is off until the cog is reloaded", exc_info=error)
 
-    async def _greet(self) -> None:
-        """The connect message: a summary of the project, once per start."""
-        channel = self._channel or find_channel(self.bot, self.settings)
-        if channel is None:
-            self._greeted = True  # nowhere to greet; don't hold back announcements for it
+    async def _greet(self, feed: Feed) -> None:
+        """The connect message: a summary of the project in each of its channels, once per start."""
+        channels = [find_channel(self.bot, self.settings, outlet.route.channel) for outlet in feed.outlets]
+        if not any(channels):
+            feed.greeted = True  # nowhere to greet; don't hold back announcements for it
             return
+        route = feed.route
+        watcher = feed.watcher
         try:
-            snapshot = await self.watcher.ask(
-                self.watcher.source.snapshot, self.settings.metric, self.settings.metric_goal
-            )
+            snapshot = await watcher.ask(watcher.source.snapshot, route.metric, route.metric_goal)
         except ProjectNotFound:
             embed = summary_embed(
-                project=self.project_label, counts=None, best=None, running=[], metric="", goal="", missing=True
+                project=watcher.project_label, counts=None, best=None, running=[], metric="", goal="", missing=True
             )
         else:
             embed = summary_embed(
-                project=self.project_label,
+                project=watcher.project_label,
                 counts=snapshot.counts,
                 best=snapshot.best,
                 running=snapshot.running,
-                metric=self.settings.metric,
-                goal=self.settings.metric_goal,
+                metric=route.metric,
+                goal=route.metric_goal,
             )
-        await channel.send(embed=discord.Embed.from_dict(embed), allowed_mentions=NO_PINGS)
-        self._greeted = True
+        for channel in channels:
+            if channel is not None:
+                await channel.send(embed=discord.Embed.from_dict(embed), allowed_mentions=NO_PINGS)
+        feed.greeted = True
 
     # --- delivery -------------------------------------------------------------------------------
     @tasks.loop(seconds=1)
     async def deliver(self) -> None:
-        """Empty the outbox into the channel (rate-limited; each announcement deleted once Discord took it)."""
-        if not self._greeted:
-            return
-        channel = self._channel = self._channel or find_channel(self.bot, self.settings)
+        """Empty each outbox into its channel (rate-limited; each announcement deleted once Discord took it);
+        a channel that refuses backs off alone."""
+        outlets = [outlet for feed in self.feeds.values() if feed.greeted for outlet in feed.outlets]
+        await asyncio.gather(*(self._deliver(outlet) for outlet in outlets))
+
+    async def _deliver(self, outlet: Outlet) -> None:
+        channel = find_channel(self.bot, self.settings, outlet.route.channel)
         if channel is None:
-            if not self._warned_no_channel:
+            if not outlet.warned_no_channel:
                 log.error(
                     "channel %r not found (or not writable): run announcements wait in the database until it is",
-                    self.settings.channel,
+                    outlet.route.channel,
                 )
-                self._warned_no_channel = True
+                outlet.warned_no_channel = True
             return
-        if time.monotonic() < self._deliver_after:
+        if time.monotonic() < outlet.after:
             return
+        announcer = outlet.announcer
         try:
-            await self.announcer.deliver_pending(channel)
+            await announcer.deliver_pending(channel)
         except Refused as error:
-            self.announcer.refusals += 1
-            delay = min(300.0, 5.0 * 2 ** (self.announcer.refusals - 1))
-            self._deliver_after = time.monotonic() + delay
-            if self.announcer.refusals == 1:
+            announcer.refusals += 1
+            outlet.after = time.monotonic() + min(300.0, 5.0 * 2 ** (announcer.refusals - 1))
+            if announcer.refusals == 1:
                 log.error("run announcements wait in the outbox: %s (retrying, backing off up to 5 min)", error)
         except Exception:
             log.exception("delivering run announcements failed; retrying")
@@ -183,16 +262,19 @@ class WandbRuns(AdjutantCog, name="Runs"):
         log.critical("the announcement loop stopped", exc_info=error)
 
     # --- commands -------------------------------------------------------------------------------
-    async def _ask(self, ctx: commands.Context[Any], fn: Any, *args: Any) -> tuple[bool, Any]:
-        return await self.ask_wandb(ctx, self.watcher, fn, *args)
+    async def _ask(self, ctx: commands.Context[Any], w: Watcher, fn: Any, *args: Any) -> tuple[bool, Any]:
+        return await self.ask_wandb(ctx, w, fn, *args)
+
+    def _interaction_feed(self, interaction: discord.Interaction) -> Feed:
+        return self.feed_of_route(self.route_for(interaction.channel)) or next(iter(self.feeds.values()))
 
     async def _send_embed(self, ctx: commands.Context[Any], embed: dict[str, Any]) -> None:
         await ctx.send(embed=discord.Embed.from_dict(embed), allowed_mentions=NO_PINGS)
 
     # --- autocomplete (from what Adjutant already knows: no W&B call per keystroke) ---------------
     async def complete_run(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
-        assert self.store is not None
-        known = await self.watcher.known_names(2000)
+        w = self._interaction_feed(interaction).watcher
+        known = await w.known_names(2000)
         text = current.lower()
         choices = []
         for run_id, name in known:
@@ -206,7 +288,8 @@ class WandbRuns(AdjutantCog, name="Runs"):
         return [app_commands.Choice(name=s, value=s) for s in (*STATES, "all") if current.lower() in s]
 
     async def complete_metric(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
-        names = sorted({self.settings.metric, *self.watcher.metric_names})
+        feed = self._interaction_feed(interaction)
+        names = sorted({feed.route.metric, *feed.watcher.metric_names})
         return [app_commands.Choice(name=n[:100], value=n[:100]) for n in names if current.lower() in n.lower()][:25]
 
     @commands.hybrid_command(name="runs")  # type: ignore[arg-type]  # discord.py stubs reject hybrid commands in cogs
@@ -216,20 +299,22 @@ class WandbRuns(AdjutantCog, name="Runs"):
         self, ctx: commands.Context[Any], state: str | None = None, count: int | None = None
     ) -> None:
         """List recent runs: $runs [state] [n], e.g. $runs running 5."""
+        feed = await self.feed_for(ctx)
+        if feed is None:
+            return
+        w, route = feed.watcher, feed.route
         words = [w for w in (state, None if count is None else str(count)) if w]
         try:
             query = parse_runs_args(words)
         except ValueError as error:
             await self.reply(ctx, f"{error}. Usage: `{self.command_prefix(ctx)}runs [state] [n]`")
             return
-        ok, runs = await self._ask(ctx, self.watcher.source.recent, query.state, query.count)
+        ok, runs = await self._ask(ctx, w, w.source.recent, query.state, query.count)
         if not ok or runs is None:
             return
         await self._send_embed(
             ctx,
-            runs_table_embed(
-                runs, project=self.project_label, state=query.state, metric=self.settings.metric, now=utcnow()
-            ),
+            runs_table_embed(runs, project=w.project_label, state=query.state, metric=route.metric, now=utcnow()),
         )
 
     @commands.hybrid_command(name="run")  # type: ignore[arg-type]  # discord.py stubs reject hybrid commands in cogs
@@ -237,22 +322,26 @@ class WandbRuns(AdjutantCog, name="Runs"):
     @app_commands.autocomplete(run=complete_run)
     async def run_command(self, ctx: commands.Context[Any], *, run: str) -> None:
         """Show one run's status card: $run <run id or name>."""
+        feed = await self.feed_for(ctx)
+        if feed is None:
+            return
+        w, route = feed.watcher, feed.route
         key = run.strip()
         if not key or len(key) > 128:
             await self.reply(ctx, "Give a run id or name of at most 128 characters.")
             return
-        ok, found = await self._ask(ctx, self.watcher.source.find, key)
+        ok, found = await self._ask(ctx, w, w.source.find, key)
         if not ok:
             return
         if found is not None:
-            card = run_card_embed(found, project=self.project_label, metric=self.settings.metric, now=utcnow())
+            card = run_card_embed(found, project=w.project_label, metric=route.metric, now=utcnow())
             await self._send_embed(ctx, card)
             return
         assert self.store is not None
-        known = await self.watcher.known_names()
+        known = await w.known_names()
         close = suggestions(key, [name for pair in known for name in pair])
         hint = f" Did you mean {', '.join(f'`{code_safe(c)}`' for c in close)}?" if close else ""
-        await self.reply(ctx, f"No run `{code_safe(truncate(key, 128))}` in {plain(self.project_label)}.{hint}")
+        await self.reply(ctx, f"No run `{code_safe(truncate(key, 128))}` in {plain(w.project_label)}.{hint}")
 
     @commands.hybrid_command(name="best")  # type: ignore[arg-type]  # discord.py stubs reject hybrid commands in cogs
     @app_commands.describe(
@@ -269,24 +358,28 @@ class WandbRuns(AdjutantCog, name="Runs"):
         count: int | None = None,
     ) -> None:
         """Leaderboard by a summary metric: $best [metric] [min|max] [n]."""
+        feed = await self.feed_for(ctx)
+        if feed is None:
+            return
+        w, route = feed.watcher, feed.route
         words = [w for w in (metric, goal, None if count is None else str(count)) if w]
         try:
-            query = parse_best_args(words, self.settings.metric, self.settings.metric_goal)
+            query = parse_best_args(words, route.metric, route.metric_goal)
         except ValueError as error:
             await self.reply(ctx, f"{error}. Usage: `{self.command_prefix(ctx)}best [metric] [min|max] [n]`")
             return
-        ok, runs = await self._ask(ctx, self.watcher.source.best, query.metric, query.goal, query.count)
+        ok, runs = await self._ask(ctx, w, w.source.best, query.metric, query.goal, query.count)
         if not ok or runs is None:
             return
         if runs:
-            embed = leaderboard_embed(runs, project=self.project_label, metric=query.metric, goal=query.goal)
+            embed = leaderboard_embed(runs, project=w.project_label, metric=query.metric, goal=query.goal)
             await self._send_embed(ctx, embed)
             return
-        ok, names = await self._ask(ctx, self.watcher.source.metric_names)
+        ok, names = await self._ask(ctx, w, w.source.metric_names)
         if not ok or names is None:
             return
         close = suggestions(query.metric, names)
-        text = f"No run of {plain(self.project_label)} has a `{code_safe(truncate(query.metric, 100))}` metric."
+        text = f"No run of {plain(w.project_label)} has a `{code_safe(truncate(query.metric, 100))}` metric."
         if close:
             text += f" Did you mean {', '.join(f'`{code_safe(c)}`' for c in close)}?"
         elif names:
@@ -294,12 +387,11 @@ class WandbRuns(AdjutantCog, name="Runs"):
         await self.reply(ctx, text)
 
     # --- plots ----------------------------------------------------------------------------------
-    async def _send_plot(self, ctx: commands.Context[Any], query: PlotQuery) -> None:
+    async def _send_plot(self, ctx: commands.Context[Any], feed: Feed, query: PlotQuery) -> None:
+        w, route = feed.watcher, feed.route
         try:
             async with ctx.typing():  # defers a slash command before the W&B calls and the rendering
-                problem, embed, png = await self.watcher.chart(
-                    query.runs, query.metrics or (self.settings.metric,), query.log_scale
-                )
+                problem, embed, png = await w.chart(query.runs, query.metrics or (route.metric,), query.log_scale)
         except Exception as error:
             log.warning("plot failed: %s", describe_error(error))
             await self.reply(ctx, f"W&B did not answer: {describe_error(error)}. Try again in a minute.")
@@ -316,8 +408,11 @@ class WandbRuns(AdjutantCog, name="Runs"):
     @commands.command(name="plot")
     async def plot_command(self, ctx: commands.Context[Any], *words: str) -> None:
         """Chart metrics of runs: $plot <run> [run ...] [metric ...] [log], e.g. $plot run-a run-b loss."""
-        assert self.store is not None
-        known = {name for pair in await self.watcher.known_names() for name in pair}
+        feed = await self.feed_for(ctx)
+        if feed is None:
+            return
+        w = feed.watcher
+        known = {name for pair in await w.known_names() for name in pair}
         try:
             query = parse_plot_words(words, known)
         except ValueError as error:
@@ -325,7 +420,7 @@ class WandbRuns(AdjutantCog, name="Runs"):
                 ctx, f"{error}. Usage: `{self.command_prefix(ctx)}plot <run> [run ...] [metric ...] [log]`"
             )
             return
-        await self._send_plot(ctx, query)
+        await self._send_plot(ctx, feed, query)
 
     @app_commands.command(name="plot", description="Chart metrics of one or several runs")
     @app_commands.describe(
@@ -340,35 +435,43 @@ class WandbRuns(AdjutantCog, name="Runs"):
         ctx: commands.Context[Any] = await commands.Context.from_interaction(interaction)  # type: ignore[type-var]
         if not self.serves(interaction.guild):
             return  # not one of Adjutant's servers: nothing is answered
-        if not channel_matches(self.settings.channel, interaction.channel):
-            await interaction.response.send_message(
-                f"I take commands in #{self.settings.channel} only.", ephemeral=True
-            )
+        route = self.route_for(interaction.channel)
+        if route is None:
+            await interaction.response.send_message(f"I take commands in {self.channels_text()} only.", ephemeral=True)
+            return
+        feed = self.feed_of_route(route)
+        if feed is None:
+            text = f"No W&B project is reported in this channel; it is reported in {self.channels_text()}."
+            await interaction.response.send_message(text, ephemeral=True)
             return
         run_keys = tuple(dict.fromkeys(runs.replace(",", " ").split()))
         metric_names = tuple(dict.fromkeys((metrics or "").replace(",", " ").split()))
         if not run_keys or len(run_keys) > 6 or len(metric_names) > 4:
             await interaction.response.send_message("Give 1 to 6 runs and at most 4 metrics.", ephemeral=True)
             return
-        await self._send_plot(ctx, PlotQuery(run_keys, metric_names, log_scale))
+        await self._send_plot(ctx, feed, PlotQuery(run_keys, metric_names, log_scale))
 
     # --- watch rules ----------------------------------------------------------------------------
     @commands.hybrid_command(name="watch")  # type: ignore[arg-type]  # discord.py stubs reject hybrid commands in cogs
     @app_commands.describe(rule="<metric> <op> <value> [run id | group:<name> | tag:<name> | all], e.g. val_loss > 2")
     async def watch_command(self, ctx: commands.Context[Any], *, rule: str = "") -> None:
         """Alert when a running run's metric crosses a value: $watch val_loss > 2 [run id, group:g, tag:t or all]."""
-        if not await self.authorized(ctx.author):
-            await self.reply(ctx, refusal(self.settings, "set watch rules"))
+        if not await self.authorized(ctx.author, ctx.channel):
+            await self.reply(ctx, refusal(self.rule_for(ctx.channel), "set watch rules"))
             return
+        feed = await self.feed_for(ctx)
+        if feed is None:
+            return
+        w = feed.watcher
         prefix = self.command_prefix(ctx)
         try:
             spec = parse_rule(rule)
         except RuleError as error:
             await self.reply(ctx, f"Not watched: {error}. Usage: `{prefix}watch val_loss > 2 [group:sweep-7]`")
             return
-        stored = await asyncio.to_thread(self.store.add_rule, self.project_key, spec, ctx.author.id, str(ctx.author))
+        stored = await asyncio.to_thread(self.store.add_rule, w.project_key, spec, ctx.author.id, str(ctx.author))
         if stored is None:
-            await self.reply(ctx, f"Not watched: {plain(self.project_label)} already has {MAX_RULES} rules.")
+            await self.reply(ctx, f"Not watched: {plain(w.project_label)} already has {MAX_RULES} rules.")
             return
         await self.reply(
             ctx,
@@ -379,7 +482,11 @@ class WandbRuns(AdjutantCog, name="Runs"):
     @commands.hybrid_command(name="watches")  # type: ignore[arg-type]  # discord.py stubs reject hybrid commands in cogs
     async def watches_command(self, ctx: commands.Context[Any]) -> None:
         """List the watch rules with their ids."""
-        rules = await asyncio.to_thread(self.store.rules, self.project_key)
+        feed = await self.feed_for(ctx)
+        if feed is None:
+            return
+        w = feed.watcher
+        rules = await asyncio.to_thread(self.store.rules, w.project_key)
         prefix = self.command_prefix(ctx)
         if not rules:
             await self.reply(ctx, f"No watch rules. Add one: `{prefix}watch val_loss > 2`.")
@@ -387,19 +494,23 @@ class WandbRuns(AdjutantCog, name="Runs"):
         lines = [
             f"#{r.id} `{code_safe(truncate(r.describe(), 200))}` by {plain(truncate(r.author, 40))}" for r in rules
         ]
-        await self.reply(ctx, f"Watch rules of {plain(self.project_label)}:\n" + "\n".join(lines))
+        await self.reply(ctx, f"Watch rules of {plain(w.project_label)}:\n" + "\n".join(lines))
 
     @commands.hybrid_command(name="unwatch")  # type: ignore[arg-type]  # discord.py stubs reject hybrid commands in cogs
     @app_commands.describe(rule_id="the rule's id, from $watches")
     async def unwatch_command(self, ctx: commands.Context[Any], rule_id: str) -> None:
         """Remove a watch rule: $unwatch <id>."""
-        if not await self.authorized(ctx.author):
-            await self.reply(ctx, refusal(self.settings, "remove watch rules"))
+        if not await self.authorized(ctx.author, ctx.channel):
+            await self.reply(ctx, refusal(self.rule_for(ctx.channel), "remove watch rules"))
             return
+        feed = await self.feed_for(ctx)
+        if feed is None:
+            return
+        w = feed.watcher
         key = rule_id.strip().lstrip("#")
         removed = None
         if key.isdecimal() and key.isascii() and len(key) < 19:
-            removed = await asyncio.to_thread(self.store.remove_rule, self.project_key, int(key))
+            removed = await asyncio.to_thread(self.store.remove_rule, w.project_key, int(key))
         if removed is None:
             prefix = self.command_prefix(ctx)
             await self.reply(ctx, f"No watch rule `{code_safe(truncate(rule_id, 32))}`. `{prefix}watches` lists them.")
@@ -417,11 +528,14 @@ class WandbRuns(AdjutantCog, name="Runs"):
     @commands.hybrid_command(name="status")  # type: ignore[arg-type]  # discord.py stubs reject hybrid commands in cogs
     async def status_command(self, ctx: commands.Context[Any]) -> None:
         """Show how run reporting is doing: last successful W&B poll, last error, backlog."""
-        assert self.store is not None
-        watched = await asyncio.to_thread(self.store.watched, self.project_key)
-        backlog = await asyncio.to_thread(self.store.pending_count, self.project_key)
-        health = self.watcher.health
-        lines = [f"Reporting on **{plain(self.project_label)}** every {self.settings.poll_seconds:g}s."]
+        feed = await self.feed_for(ctx)
+        if feed is None:
+            return
+        w = feed.watcher
+        watched = await asyncio.to_thread(self.store.watched, w.project_key)
+        backlog = await asyncio.to_thread(self.store.pending_count, w.project_key)
+        health = w.health
+        lines = [f"Reporting on **{plain(w.project_label)}** every {self.settings.poll_seconds:g}s."]
         if health.last_success is None:
             lines.append("No successful W&B poll yet.")
         else:

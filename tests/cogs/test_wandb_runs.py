@@ -128,7 +128,7 @@ async def test_first_start_on_2000_runs_does_not_flood(start_adjutant, discord_s
         message = await discord_standin.wait_for_message(is_summary, timeout=30)
         await asyncio.sleep(3)
         cog = bot.get_cog("Runs")
-        assert await asyncio.to_thread(cog.store.count_runs, cog.project_key) == 2000
+        assert await asyncio.to_thread(cog.store.count_runs, cog.watcher.project_key) == 2000
     assert "**2,000 runs**" in message["embeds"][0]["description"]
     assert len(discord_standin.sent()) == 1
 

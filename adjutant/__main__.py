@@ -88,6 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--log-file", type=Path, default=None, metavar="PATH", help="also log to this file")
     parser.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="the projects file (TOML, one [[projects]] table per W&B project and channel); same as ADJUTANT_CONFIG",
+    )
+    parser.add_argument(
         "--env-example",
         action="store_true",
         help="print a commented .env with every variable (what .env.example holds) and exit",
@@ -113,15 +120,16 @@ def load_env_file(path: Path | None) -> Path | None:
 
 def describe(settings: Settings) -> list[str]:
     """What this configuration will do, one line each (no secrets)."""
-    project = f"{settings.entity or '(default entity)'}/{settings.project}" if settings.project else None
-    return [
-        f"channel: {settings.channel}",
-        f"prefix: {settings.prefix}",
-        f"W&B reporting: {project} every {settings.poll_seconds:g}s" if project else "W&B reporting: off",
-        f"ranking metric: {settings.metric} ({settings.metric_goal})",
-        f"launching: {settings.run_experiment_script}" if settings.launching_enabled else "launching: off",
-        f"state folder: {settings.state_dir}",
-    ]
+    lines = []
+    for route in settings.routes:
+        project = f"{route.entity or '(default entity)'}/{route.project}" if route.project else None
+        reporting = f"{project} every {settings.poll_seconds:g}s" if project else "off"
+        launching = route.experiment_script or "off"
+        lines.append(
+            f"channel: {route.channel}; W&B reporting: {reporting}; ranking metric: {route.metric}"
+            f" ({route.metric_goal}); launching: {launching}"
+        )
+    return [*lines, f"prefix: {settings.prefix}", f"state folder: {settings.state_dir}"]
 
 
 def preflight(settings: Settings) -> None:
@@ -211,6 +219,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     try:
         load_env_file(args.env_file)
+        if args.config is not None:
+            os.environ["ADJUTANT_CONFIG"] = str(args.config)
         if args.check:
             settings, problems = Settings.from_env_checked(os.environ)
             return run_check(settings, out, problems)

@@ -90,7 +90,7 @@ async def check_discord(settings: Settings, *, timeout: float = CHECK_TIMEOUT) -
                     "application → Bot → Public Bot → off → Save Changes",
                 )
             )
-        findings.append(await asyncio.wait_for(_check_channel(client, settings), timeout))
+        findings.extend(await asyncio.wait_for(_check_channel(client, settings), timeout))
         findings.append(Finding("invite url", True, invite_url(app.id)))
     except discord.HTTPException as error:
         findings.append(
@@ -103,57 +103,67 @@ async def check_discord(settings: Settings, *, timeout: float = CHECK_TIMEOUT) -
     return findings
 
 
-async def _check_channel(client: discord.Client, settings: Settings) -> Finding:
+async def _check_channel(client: discord.Client, settings: Settings) -> list[Finding]:
+    """Every configured channel found in Adjutant's server(s) and writable."""
     assert client.user is not None
     joined = [guild async for guild in client.fetch_guilds(limit=200)]
     if not joined:
-        return Finding(
-            "channel", False, "the bot is in no server yet: invite it (python -m adjutant --invite-url prints the link)"
-        )
+        return [
+            Finding(
+                "channel",
+                False,
+                "the bot is in no server yet: invite it (python -m adjutant --invite-url prints the link)",
+            )
+        ]
     if len(joined) > 1 and not settings.guild_ids:
         names = ", ".join(f"{g.name} ({g.id})" for g in joined[:5])
-        return Finding(
-            "servers",
-            False,
-            f"the bot is in {len(joined)} servers ({names}) and ADJUTANT_GUILD_ID is not set: Adjutant answers in none "
-            "of them until ADJUTANT_GUILD_ID names the team's server (copy its id: right-click the server → Copy "
-            "Server ID)",
-        )
+        return [
+            Finding(
+                "servers",
+                False,
+                f"the bot is in {len(joined)} servers ({names}) and ADJUTANT_GUILD_ID is not set: Adjutant answers in "
+                "none of them until ADJUTANT_GUILD_ID names the team's server (copy its id: right-click the server → "
+                "Copy Server ID)",
+            )
+        ]
     guilds = [g for g in joined if not settings.guild_ids or g.id in settings.guild_ids]
     if not guilds:
-        return Finding("servers", False, f"the bot is not in ADJUTANT_GUILD_ID's server(s) {settings.guild_ids}")
+        return [Finding("servers", False, f"the bot is not in ADJUTANT_GUILD_ID's server(s) {settings.guild_ids}")]
+    channels = []
     for partial in guilds:
         guild = await client.fetch_guild(partial.id)
-        for channel in await guild.fetch_channels():
-            matches = (
-                channel.id == settings.channel
-                if isinstance(settings.channel, int)
-                else channel.name == settings.channel
+        me = await guild.fetch_member(client.user.id)
+        channels += [(guild, me, c) for c in await guild.fetch_channels() if isinstance(c, discord.TextChannel)]
+    findings = []
+    where = "the [[projects]] table's channel" if settings.config is not None else "ADJUTANT_CHANNEL"
+    for route in settings.routes:
+        findings.append(_channel_finding(route.channel, channels, guilds, where))
+    return findings
+
+
+def _channel_finding(setting: str | int, channels: list[Any], guilds: list[Any], where: str) -> Finding:
+    for guild, me, channel in channels:
+        if not (channel.id == setting if isinstance(setting, int) else channel.name == setting):
+            continue
+        permissions = channel.permissions_for(me)
+        needed = {
+            "View Channel": permissions.view_channel,
+            "Send Messages": permissions.send_messages,
+            "Embed Links": permissions.embed_links,
+            "Attach Files": permissions.attach_files,
+        }
+        missing = [name for name, granted in needed.items() if not granted]
+        if missing:
+            return Finding(
+                "channel",
+                False,
+                f"#{channel.name} in {guild.name} found, but the bot lacks: {', '.join(missing)} "
+                "(Server Settings → Roles, or the channel's permissions)",
             )
-            if not matches or not isinstance(channel, discord.TextChannel):
-                continue
-            me = await guild.fetch_member(client.user.id)
-            permissions = channel.permissions_for(me)
-            needed = {
-                "View Channel": permissions.view_channel,
-                "Send Messages": permissions.send_messages,
-                "Embed Links": permissions.embed_links,
-                "Attach Files": permissions.attach_files,
-            }
-            missing = [name for name, granted in needed.items() if not granted]
-            if missing:
-                return Finding(
-                    "channel",
-                    False,
-                    f"#{channel.name} in {guild.name} found, but the bot lacks: {', '.join(missing)} "
-                    "(Server Settings → Roles, or the channel's permissions)",
-                )
-            return Finding("channel", True, f"#{channel.name} in {guild.name} is writable")
+        return Finding("channel", True, f"#{channel.name} in {guild.name} is writable")
     names = ", ".join(g.name for g in guilds[:5])
     return Finding(
-        "channel",
-        False,
-        f"no text channel {settings.channel!r} in the bot's servers ({names}); set ADJUTANT_CHANNEL to an existing one",
+        "channel", False, f"no text channel {setting!r} in the bot's servers ({names}); set {where} to an existing one"
     )
 
 
@@ -181,35 +191,44 @@ def check_wandb(settings: Settings, environ: Mapping[str, str], *, timeout: floa
             )
         ]
     findings = [Finding("w&b key", True, f"accepted for {getattr(viewer, 'username', None) or 'your user'}")]
-    path = f"{settings.entity}/{settings.project}" if settings.entity else settings.project
-    try:
-        count = len(api.runs(path, per_page=1))
-    except ValueError:
-        findings.append(
-            Finding("w&b project", True, f"{path} has no runs yet (W&B creates it with the first run); fine")
-        )
-    except Exception as error:
-        findings.append(Finding("w&b project", False, f"{path} not reachable ({_short(error)})"))
-    else:
-        findings.append(Finding("w&b project", True, f"{path}: {count} run(s)"))
+    seen = set()
+    for route in settings.routes:
+        if route.project is None or route.project_label in seen:
+            continue
+        seen.add(route.project_label)
+        path = route.project_label
+        try:
+            count = len(api.runs(path, per_page=1))
+        except ValueError:
+            findings.append(
+                Finding("w&b project", True, f"{path} has no runs yet (W&B creates it with the first run); fine")
+            )
+        except Exception as error:
+            findings.append(Finding("w&b project", False, f"{path} not reachable ({_short(error)})"))
+        else:
+            findings.append(Finding("w&b project", True, f"{path}: {count} run(s)"))
     return findings
 
 
 def check_script(settings: Settings) -> list[Finding]:
-    """The experiment script exists and can be run (settings already refused a non-executable one)."""
-    if settings.run_experiment_script is None:
+    """Each experiment script exists and can be run (settings already refused a non-executable one)."""
+    scripts = list(dict.fromkeys(r.experiment_script for r in settings.routes if r.experiment_script is not None))
+    if not scripts:
         return [Finding("experiment script", True, "launching is off (ADJUTANT_EXPERIMENT_SCRIPT not set)")]
-    script = settings.run_experiment_script
-    first = script.read_bytes()[:2] if script.is_file() else b""
-    if first != b"#!":
-        return [
-            Finding(
-                "experiment script",
-                False,
-                f"{script} has no shebang line (e.g. #!/usr/bin/env bash) on its first line: it cannot be executed",
+    findings = []
+    for script in scripts:
+        first = script.read_bytes()[:2] if script.is_file() else b""
+        if first != b"#!":
+            findings.append(
+                Finding(
+                    "experiment script",
+                    False,
+                    f"{script} has no shebang line (e.g. #!/usr/bin/env bash) on its first line: it cannot be executed",
+                )
             )
-        ]
-    return [Finding("experiment script", True, f"{script} is executable")]
+        else:
+            findings.append(Finding("experiment script", True, f"{script} is executable"))
+    return findings
 
 
 async def run_checks(settings: Settings, environ: Mapping[str, str] | None = None) -> list[Finding]:

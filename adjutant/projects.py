@@ -14,6 +14,7 @@ metric = "val_loss"                # optional; metric_goal likewise
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import tomllib
@@ -136,7 +137,7 @@ def _check_table(
     entry: dict[str, Any] = {}
     for key, value in table.items():
         if key not in KEYS:
-            close = [k for k in KEYS if k.split("_")[0] in key or key in k]
+            close = difflib.get_close_matches(str(key), list(KEYS), n=1)
             hint = f" (did you mean {close[0]}?)" if close else f"; known keys: {', '.join(KEYS)}"
             problems.append((key, f"unknown key {key!r}{hint}"))
             continue

@@ -66,6 +66,13 @@ CREATE TABLE IF NOT EXISTS alerts (
     params TEXT,
     created_at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS subscriptions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    user_id INTEGER NOT NULL,
+    project TEXT NOT NULL,
+    events TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS mutes (
     project TEXT NOT NULL,
     run_id TEXT NOT NULL,

@@ -217,3 +217,25 @@ def log_alert_embed(job: Job, pattern: str, line: str) -> dict[str, Any]:
         "color": 0xE74C3C,
         "footer": {"text": f"job {job.id} · W&B run {job.wandb_run_id}"},
     }
+
+
+def queue_done_embed(jobs: Sequence[Job]) -> dict[str, Any]:
+    """The member's last queued or running job ended: one line per job, and the count by outcome."""
+    by_state: dict[str, list[Job]] = {}
+    for job in jobs:
+        by_state.setdefault(str(job.state), []).append(job)
+    parts = []
+    for state in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.LOST):
+        ended = by_state.get(state, [])
+        if ended:
+            ids = "" if state == JobState.SUCCEEDED else f" ({', '.join(j.id for j in ended[:5])})"
+            parts.append(f"{len(ended)} {state}{ids}")
+    lines = [f"{STATE_LOOK.get(j.state, ('•', 0))[0]} `{j.id}` {j.state}" for j in jobs[:20]]
+    if len(jobs) > 20:
+        lines.append(f"… and {len(jobs) - 20} more")
+    failed = any(j.state != JobState.SUCCEEDED for j in jobs)
+    return {
+        "title": truncate(f"Your queue is done: {len(jobs)} jobs: {', '.join(parts)}", 256),
+        "description": "\n".join(lines),
+        "color": 0xE67E22 if failed else 0x2ECC71,
+    }

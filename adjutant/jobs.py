@@ -16,12 +16,13 @@ import os
 import secrets
 import signal
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from adjutant import subscriptions
 from adjutant._sqlite import Database
 from adjutant.alerts import (
     ALERTS_SCHEMA,
@@ -34,6 +35,7 @@ from adjutant.alerts import (
     record_alert,
 )
 from adjutant.hparams import to_argument
+from adjutant.subscriptions import CHANNEL_PREFIX, DM_PREFIX
 
 
 class JobState(StrEnum):
@@ -103,7 +105,13 @@ JOBS_MIGRATIONS = {
     "log_done": "INTEGER NOT NULL DEFAULT 1",
     "project": "TEXT",
     "entity": "TEXT",
+    # Whether the job was counted in a "your queue is done" message (old jobs: yes, never again).
+    "queue_told": "INTEGER NOT NULL DEFAULT 1",
 }
+
+
+#: Renders "your queue is done" for the jobs it covers (pure; job_render.queue_done_embed).
+QueueEmbed = Callable[[list["Job"]], dict[str, Any]]
 
 
 def utcnow() -> dt.datetime:
@@ -179,7 +187,7 @@ class Job:
         data["reported"] = bool(data["reported"])
         data["acked"] = bool(data["acked"])
         data["state"] = JobState(data["state"])
-        for key in ("log_offset", "log_told", "log_done"):  # the log scan's bookkeeping, read by logs_to_scan()
+        for key in ("log_offset", "log_told", "log_done", "queue_told"):  # bookkeeping, read where it is used
             data.pop(key, None)
         return cls(**data)
 
@@ -254,7 +262,7 @@ class JobStore(Database):
                 db.execute(
                     "INSERT INTO jobs (id, state, params, script, requested_by_id, requested_by, channel_id,"
                     " message_id, sweep_id, wandb_run_id, log_path, created_at, backend, acked, ack_id, log_done,"
-                    " project, entity) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)",
+                    " project, entity, queue_told) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, 0)",
                     (
                         job_id,
                         JobState.QUEUED,
@@ -344,6 +352,44 @@ class JobStore(Database):
                 (offset, json.dumps(sorted(told)), int(done), job.id),
             )
         return queued
+
+    def mark_reported(
+        self, job: Job, report_id: int | None, end_embed: dict[str, Any], queue_embed: QueueEmbed
+    ) -> None:
+        """The end report was accepted: never report this job again. In the same transaction, the requester's
+        direct message if they subscribed to ``mine``, and, when this was the last of their queued or running jobs
+        and there were several, "your queue is done" (by DM for ``mine``, else a mention in the job's channel)."""
+        user = job.requested_by_id
+        with self.transaction() as db:
+            changed = db.execute(
+                "UPDATE jobs SET reported=1, report_id=? WHERE id=? AND reported=0", (report_id, job.id)
+            ).rowcount
+            if not changed:
+                return
+            mine = subscriptions.wants_mine(db, user)
+            if mine:
+                enqueue_announcement(db, f"{DM_PREFIX}{user}", job.wandb_run_id, "job-end", end_embed, None)
+            waiting = db.execute(
+                "SELECT COUNT(*) FROM jobs WHERE requested_by_id=? AND (state IN (?, ?, ?, ?) OR reported=0)",
+                (user, JobState.QUEUED, *ACTIVE),
+            ).fetchone()[0]
+            if waiting:
+                return
+            rows = db.execute(
+                "SELECT * FROM jobs WHERE requested_by_id=? AND queue_told=0 ORDER BY seq", (user,)
+            ).fetchall()
+            done = [Job.from_row(r) for r in rows]
+            db.execute("UPDATE jobs SET queue_told=1 WHERE requested_by_id=? AND queue_told=0", (user,))
+            if len(done) < 2:
+                return  # one job: its end report says it all
+            payload = queue_embed(done)
+            if mine:
+                enqueue_announcement(db, f"{DM_PREFIX}{user}", job.wandb_run_id, "queue-done", payload, None)
+            elif job.channel_id is not None:
+                payload = {**payload, "_mention": user}
+                enqueue_announcement(
+                    db, f"{CHANNEL_PREFIX}{job.channel_id}", job.wandb_run_id, "queue-done", payload, None
+                )
 
     def count_unreported(self) -> int:
         sql = "SELECT COUNT(*) FROM jobs WHERE reported=0 AND state IN ({marks})"

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from adjutant.alerts import compile_patterns, scan_log
-from adjutant.job_render import log_alert_embed
+from adjutant.job_render import log_alert_embed, queue_done_embed
 from adjutant.jobs import ACTIVE, ENDED, Job, JobRequest, JobState, JobStore, iso, utcnow
 from adjutant.launchers import Launcher, LaunchError
 
@@ -363,9 +363,13 @@ class Scheduler:
         now = utcnow()
         return [job for job in jobs if job.acked or now - job.created_at > ACK_WAIT]
 
-    async def reported(self, job_id: str, report_id: int | None) -> None:
-        """The end report was accepted (``report_id`` its message): never report this job again."""
-        await asyncio.to_thread(self.store.update, job_id, reported=1, report_id=report_id)
+    async def reported(self, job_id: str, report_id: int | None, embed: dict[str, Any] | None = None) -> None:
+        """The end report (``embed``) was accepted (``report_id`` its message): never report this job again; the
+        requester's copy and "your queue is done" are queued with it (see :meth:`JobStore.mark_reported`)."""
+        job = await self.get(job_id)
+        if job is None:
+            return
+        await asyncio.to_thread(self.store.mark_reported, job, report_id, embed or {}, queue_done_embed)
 
     async def close(self) -> None:
         """Stop waking; wait for a pass in flight so its bookkeeping completes."""

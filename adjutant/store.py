@@ -280,6 +280,15 @@ class Store(Database):
             for r in rows
         ]
 
+    def pending_destinations(self, prefixes: tuple[str, ...]) -> list[str]:
+        """Outbox destinations (``project`` column) starting with one of ``prefixes`` that hold announcements."""
+        clauses = " OR ".join("project LIKE ?" for _ in prefixes)
+        rows = self.query(
+            f"SELECT DISTINCT project FROM outbox WHERE {clauses}",  # noqa: S608 (placeholders only)
+            [p.replace("%", "") + "%" for p in prefixes],
+        )
+        return [r["project"] for r in rows]
+
     def pending_count(self, project: str) -> int:
         return int(self.query("SELECT COUNT(*) FROM outbox WHERE project=?", (project,))[0][0])
 

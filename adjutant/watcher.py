@@ -15,11 +15,12 @@ import asyncio
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from adjutant import subscriptions
 from adjutant.alerts import AlertKind, WatchRule, alert_kind, muted, record_alert, rule_events
 from adjutant.plots import render_chart
 from adjutant.render import code_safe, format_duration, plain, truncate
@@ -36,6 +37,7 @@ from adjutant.runs import (
     transitions,
 )
 from adjutant.store import JobLink, Store
+from adjutant.subscriptions import DM_PREFIX, Subscription
 from adjutant.wandb_source import ProjectNotFound, WandbSource, newest_created
 
 log = logging.getLogger(__name__)
@@ -325,8 +327,10 @@ class Watcher:
         rules: list[WatchRule],
         context: str | None,
         now: dt.datetime,
+        subscribers: Sequence[Subscription] = (),
     ) -> int:
-        """Queue one event's announcement (an alert is recorded for its card's buttons unless it is muted)."""
+        """Queue one event's announcement (an alert is recorded for its card's buttons unless it is muted), and a
+        direct message to each member subscribed to it."""
         kind = alert_kind(event)
         rule = None
         if kind is AlertKind.RULE:
@@ -356,6 +360,9 @@ class Watcher:
                 f"\nEvery GPU under {self.rules.gpu_idle.percent:g}% (busiest: {utilisation:g}%) for"
                 f" {format_duration((now - (memory.gpu_low_since or now)).total_seconds())}."
             )
+        for subscriber in subscribers:
+            if subscriber.wants(event):
+                self.store.enqueue(db, f"{DM_PREFIX}{subscriber.user_id}", run.id, event, embed, None)
         if job is not None:  # a job's story is told once, in its thread (or under its launch)
             self.store.enqueue(
                 db, self.project_key, run.id, event, embed, context, job.message_id, job.thread_id, alert_id
@@ -396,6 +403,7 @@ class Watcher:
         queued = 0
         ordered = sorted(runs, key=lambda r: (r.created_at or now, r.id))
         with self.store.transaction() as db:
+            subscribers = subscriptions.of_project(db, self.project_key)
             for run in ordered:
                 previous = memories.get(run.id)
                 events, memory = transitions(
@@ -419,7 +427,7 @@ class Watcher:
                         continue
                     if job is not None and event in JOB_REPORTED_EVENTS:
                         continue  # one story per run: the job's end report tells how it ended
-                    queued += self._announce(db, run, event, memory, job, rules, context, now)
+                    queued += self._announce(db, run, event, memory, job, rules, context, now, subscribers)
             for run_id in gone:
                 log.info("W&B says run %s of %s is gone (deleted); no longer watching it", run_id, self.project_label)
                 self.store.forget_watch(db, self.project_key, run_id)

@@ -7,6 +7,7 @@ import asyncio
 import io
 import itertools
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from adjutant.plots import render_chart
 from adjutant.ratelimit import RateWindow
 from adjutant.render import MESSAGE_LIMIT, log_tail_block, pack_embeds, truncate
 from adjutant.store import OutboxItem, Store
+from adjutant.subscriptions import CHANNEL_PREFIX, DM_PREFIX
 from adjutant.watcher import CATCH_UP, Watcher, describe_error
 
 log = logging.getLogger(__name__)
@@ -33,6 +35,11 @@ LOG_TAIL_LIMIT = 1900
 
 class Refused(RuntimeError):
     """Discord refused a send for good (permission, unknown channel): the announcements stay in the outbox."""
+
+    def __init__(self, text: str, code: int = 0) -> None:
+        super().__init__(text)
+        #: Discord's error code (50007: the member does not take direct messages).
+        self.code = code
 
 
 def describe_refusal(error: discord.HTTPException) -> str:
@@ -76,6 +83,12 @@ class Announcer:
                 if self.stopping:
                     return sent
                 await self._send_card(channel, items[0])
+                sent += 1
+                continue
+            if "_mention" in items[0].payload:  # a note for one member ("your queue is done"): pings that member only
+                if self.stopping:
+                    return sent
+                await self._send_note(channel, items[0])
                 sent += 1
                 continue
             if items[0].reply_to is not None or items[0].thread_id is not None or len(items) <= CHART_BACKLOG:
@@ -162,8 +175,25 @@ class Announcer:
                     for file in message.get("files") or ():
                         file.reset()
                     continue  # fall back to the channel
-                raise Refused(refused) from error  # kept in the outbox; the loop backs off
+                raise Refused(refused, error.code) from error  # kept in the outbox; the loop backs off
             return
+
+    async def _send_note(self, channel: discord.abc.Messageable, item: OutboxItem) -> None:
+        embed = dict(item.payload)
+        user = int(embed.pop("_mention"))
+        mentions = discord.AllowedMentions(everyone=False, roles=False, users=[discord.Object(user)])
+        await self._send(
+            channel,
+            None,
+            None,
+            f"a{item.id}",
+            [item.id],
+            content=f"<@{user}>",
+            embeds=[discord.Embed.from_dict(embed)],
+            allowed_mentions=mentions,
+        )
+        await asyncio.to_thread(self.store.delivered, [item.id])
+        self.refusals = 0
 
     async def _send_card(self, channel: discord.abc.Messageable, item: OutboxItem) -> None:
         """An alert as a card: what fired and why (the embed), the chart of the metric concerned with the trigger
@@ -233,3 +263,60 @@ class Announcer:
         return discord.MessageReference(
             message_id=message_id, channel_id=channel.id, guild_id=channel.guild.id, fail_if_not_exists=False
         )
+
+
+class Inbox:
+    """Direct messages (``dm:<user id>``) and notes to a channel (``channel:<id>``) from the outbox, each destination
+    with its own announcer and rate window. A member who does not take direct messages (Discord 50007) keeps their
+    subscription; the message is dropped, logged once per member, and nobody else waits for it."""
+
+    def __init__(self, bot: commands.Bot, store: Store) -> None:
+        self.bot = bot
+        self.store = store
+        self.announcers: dict[str, Announcer] = {}
+        self.after: dict[str, float] = {}
+        self._closed_dms: set[int] = set()
+
+    async def deliver(self) -> None:
+        destinations = await asyncio.to_thread(self.store.pending_destinations, (DM_PREFIX, CHANNEL_PREFIX))
+        await asyncio.gather(*(self._deliver(destination) for destination in destinations))
+
+    async def _deliver(self, destination: str) -> None:
+        if time.monotonic() < self.after.get(destination, 0.0):
+            return
+        announcer = self.announcers.setdefault(destination, Announcer(self.bot, self.store, destination, "loss"))
+        try:
+            target = await self._target(destination)
+            if target is None:
+                return
+            await announcer.deliver_pending(target)
+        except Refused as error:
+            if error.code == 50007 and destination.startswith(DM_PREFIX):
+                user = int(destination.removeprefix(DM_PREFIX))
+                if user not in self._closed_dms:
+                    self._closed_dms.add(user)
+                    log.warning("member %d does not take direct messages (%s); their subscriptions stay", user, error)
+                dropped = await asyncio.to_thread(self.store.pending, destination, 1000)
+                await asyncio.to_thread(self.store.delivered, [item.id for item in dropped])
+                return
+            announcer.refusals += 1
+            self.after[destination] = time.monotonic() + min(300.0, 5.0 * 2 ** (announcer.refusals - 1))
+            log.warning("messages to %s wait in the outbox: %s", destination, error)
+        except Exception:
+            log.exception("delivering messages to %s failed; retrying", destination)
+
+    async def _target(self, destination: str) -> discord.abc.Messageable | None:
+        if destination.startswith(CHANNEL_PREFIX):
+            channel = self.bot.get_channel(int(destination.removeprefix(CHANNEL_PREFIX)))
+            return channel if isinstance(channel, discord.abc.Messageable) else None
+        user_id = int(destination.removeprefix(DM_PREFIX))
+        user = self.bot.get_user(user_id)
+        if user is None:
+            try:
+                user = await self.bot.fetch_user(user_id)
+            except discord.NotFound:
+                log.warning("member %d is gone: dropping their direct messages", user_id)
+                dropped = await asyncio.to_thread(self.store.pending, destination, 1000)
+                await asyncio.to_thread(self.store.delivered, [item.id for item in dropped])
+                return None
+        return user.dm_channel or await user.create_dm()

@@ -203,17 +203,10 @@ class JobStory:
             raise NowhereToReport(f"channel {job.channel_id} of job {job.id} not found")
         run, run_url = await self._run_of(job)
         tail, _ = await asyncio.to_thread(tail_lines, Path(job.log_path), 15)
-        embed = discord.Embed.from_dict(
-            end_embed(
-                job,
-                log_tail=tail,
-                run=run,
-                run_url=run_url,
-                metric=self._metric(job),
-                now=utcnow(),
-                prefix=self.prefix,
-            )
+        report = end_embed(
+            job, log_tail=tail, run=run, run_url=run_url, metric=self._metric(job), now=utcnow(), prefix=self.prefix
         )
+        embed = discord.Embed.from_dict(report)
         thread = await self._thread(job)
         message: discord.Message | None = None
         note = None
@@ -245,7 +238,7 @@ class JobStory:
             )
         assert message is not None
         await self._finish_ack(channel, job, message)
-        await self.scheduler.reported(job.id, message.id)
+        await self.scheduler.reported(job.id, message.id, report)
         self._last_status.pop(job.id, None)
         self._retry_after.pop(job.id, None)
         self._failures.pop(job.id, None)

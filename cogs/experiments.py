@@ -26,7 +26,7 @@ from adjutant._cog import NO_PINGS, AdjutantCog, find_channel
 from adjutant.access import refusal
 from adjutant.alerts import JOBS_OUTBOX
 from adjutant.cogs import _alert_views
-from adjutant.cogs._announcer import Announcer, Refused
+from adjutant.cogs._announcer import Announcer, Inbox, Refused
 from adjutant.cogs._job_story import JobStory
 from adjutant.cogs._job_views import CancelButton, SweepConfirm
 from adjutant.hparams import (
@@ -69,6 +69,8 @@ class Experiments(AdjutantCog, name="Experiments"):
         #: Alerts about jobs that W&B does not know about (log patterns) go out through their own outbox.
         self.alerts = Announcer(bot, services.runs, JOBS_OUTBOX, settings.metric, services.watcher)
         self._alerts_after = 0.0
+        #: Direct messages and notes for one member, when the Runs cog (which delivers them too) is not loaded.
+        self.inbox = Inbox(bot, services.runs)
         self.schema: dict[str, Any] | None = None
         if not any(route.launch_roles or route.launch_users for route in settings.routes):
             # Without a launch list only Manage Server (or Administrator) may launch: say so to Discord too, so
@@ -439,6 +441,11 @@ class Experiments(AdjutantCog, name="Experiments"):
         except Exception:
             log.exception("telling about jobs failed; retrying")
         await self._deliver_alerts()
+        if self.bot.get_cog("Runs") is None:
+            try:
+                await self.inbox.deliver()
+            except Exception:
+                log.exception("delivering direct messages failed; retrying")
 
     async def _deliver_alerts(self) -> None:
         """Log-pattern alerts, as cards in each job's thread (else the channel)."""

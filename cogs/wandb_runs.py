@@ -24,12 +24,12 @@ import discord
 from discord import app_commands
 from discord.ext import commands, tasks
 
-from adjutant import refuse_double_load, settings_for
+from adjutant import refuse_double_load, settings_for, subscriptions
 from adjutant._cog import NO_PINGS, AdjutantCog, find_channel
 from adjutant.access import refusal
 from adjutant.alerts import MAX_RULES, RuleError, parse_rule
 from adjutant.cogs import _alert_views
-from adjutant.cogs._announcer import Announcer, Refused
+from adjutant.cogs._announcer import Announcer, Inbox, Refused
 from adjutant.projects import ProjectRoute
 from adjutant.render import code_safe, format_duration, plain, truncate
 from adjutant.run_render import leaderboard_embed, run_card_embed, runs_table_embed, summary_embed
@@ -97,6 +97,8 @@ class WandbRuns(AdjutantCog, name="Runs"):
             feed = self.feeds.setdefault(route.project_key, Feed(watcher))
             destination = watcher.destinations[len(feed.outlets)]
             feed.outlets.append(Outlet(route, Announcer(bot, self.store, destination, route.metric, watcher)))
+        #: Direct messages to subscribers and notes for one member.
+        self.inbox = Inbox(bot, self.store)
 
     # --- which project ----------------------------------------------------------------------------
     def feed_of_route(self, route: ProjectRoute | None) -> Feed | None:
@@ -122,6 +124,9 @@ class WandbRuns(AdjutantCog, name="Runs"):
             ctx, f"No project `{code_safe(truncate(name, 100))}` that you can see: {self.project_names()}."
         )
         return None
+
+    def _is_project(self, name: str) -> bool:
+        return any(name in (f.route.project, f.route.project_label, f.route.project_key) for f in self.feeds.values())
 
     def project_names(self) -> str:
         return ", ".join(f"`{code_safe(feed.route.project or '')}`" for feed in self.feeds.values())
@@ -228,7 +233,13 @@ class WandbRuns(AdjutantCog, name="Runs"):
         """Empty each outbox into its channel (rate-limited; each announcement deleted once Discord took it);
         a channel that refuses backs off alone."""
         outlets = [outlet for feed in self.feeds.values() if feed.greeted for outlet in feed.outlets]
-        await asyncio.gather(*(self._deliver(outlet) for outlet in outlets))
+        await asyncio.gather(*(self._deliver(outlet) for outlet in outlets), self._deliver_inbox())
+
+    async def _deliver_inbox(self) -> None:
+        try:
+            await self.inbox.deliver()
+        except Exception:
+            log.exception("delivering direct messages failed; retrying")
 
     async def _deliver(self, outlet: Outlet) -> None:
         channel = find_channel(self.bot, self.settings, outlet.route.channel)
@@ -516,6 +527,85 @@ class WandbRuns(AdjutantCog, name="Runs"):
             await self.reply(ctx, f"No watch rule `{code_safe(truncate(rule_id, 32))}`. `{prefix}watches` lists them.")
             return
         await self.reply(ctx, f"Removed rule #{removed.id} (`{code_safe(removed.describe())}`).")
+
+    # --- subscriptions ----------------------------------------------------------------------------
+    @commands.hybrid_command(name="subscribe")  # type: ignore[arg-type]  # discord.py stubs reject hybrid commands in cogs
+    @app_commands.describe(what="[project] [events: started finished crashed failed killed stalled alerts mine all]")
+    async def subscribe_command(self, ctx: commands.Context[Any], *, what: str = "") -> None:
+        """Get a direct message for a project's events: $subscribe [project] [events...], or $subscribe mine."""
+        words = what.split()
+        prefix = self.command_prefix(ctx)
+        name = getattr(ctx, "adjutant_project", None)
+        if (
+            words
+            and words[0].lower() not in (*subscriptions.EVENTS, "all")
+            and (self._is_project(words[0]) or len(words) > 1)
+        ):
+            name, words = words[0], words[1:]
+        try:
+            events = subscriptions.parse_events(words) or subscriptions.DEFAULT_EVENTS
+        except ValueError as error:
+            await self.reply(ctx, f"Not subscribed: {error}. Usage: `{prefix}subscribe [project] [events...]`")
+            return
+        project = ""
+        if events != ("mine",) or name:
+            feed = await self.feed_for(ctx, name)
+            if feed is None:
+                return
+            if not any(self._can_see(ctx.author, outlet.route) for outlet in feed.outlets):
+                await self.reply(ctx, "Not subscribed: you cannot see that project's channel.")
+                return
+            project = feed.watcher.project_key
+
+        def store() -> int | None:
+            with self.store.transaction() as db:
+                return subscriptions.add(db, ctx.author.id, project, events)
+
+        added = await asyncio.to_thread(store)
+        if added is None:
+            limit = subscriptions.MAX_SUBSCRIPTIONS
+            await self.reply(ctx, f"Not subscribed: you have {limit} subscriptions already (`{prefix}unsubscribe`).")
+            return
+        what_for = f"`{code_safe(project)}`: " if project else ""
+        await self.reply(
+            ctx,
+            f"Subscription #{added}: I will send you a direct message for {what_for}{', '.join(events)}. Allow direct"
+            f" messages from this server's members to receive them. `{prefix}unsubscribe {added}` stops it.",
+        )
+
+    @commands.hybrid_command(name="subscriptions")  # type: ignore[arg-type]  # discord.py stubs reject hybrid commands in cogs
+    async def subscriptions_command(self, ctx: commands.Context[Any]) -> None:
+        """List your subscriptions with their ids."""
+
+        def load() -> list[subscriptions.Subscription]:
+            with self.store.transaction() as db:
+                return subscriptions.of_user(db, ctx.author.id)
+
+        found = await asyncio.to_thread(load)
+        if not found:
+            await self.reply(ctx, f"You have no subscriptions. `{self.command_prefix(ctx)}subscribe` adds one.")
+            return
+        lines = [f"#{s.id} `{code_safe(s.project or 'your jobs')}`: {', '.join(s.events)}" for s in found]
+        await self.reply(ctx, "Your subscriptions:\n" + "\n".join(lines))
+
+    @commands.hybrid_command(name="unsubscribe")  # type: ignore[arg-type]  # discord.py stubs reject hybrid commands in cogs
+    @app_commands.describe(which="a subscription id, or all")
+    async def unsubscribe_command(self, ctx: commands.Context[Any], which: str = "all") -> None:
+        """Stop a subscription: $unsubscribe <id>, or $unsubscribe all."""
+        key = which.strip().lstrip("#").lower()
+        if key != "all" and not (key.isdecimal() and key.isascii() and len(key) < 19):
+            await self.reply(ctx, f"Give a subscription id or `all` (`{self.command_prefix(ctx)}subscriptions`).")
+            return
+
+        def remove() -> int:
+            with self.store.transaction() as db:
+                return subscriptions.remove(db, ctx.author.id, None if key == "all" else int(key))
+
+        removed = await asyncio.to_thread(remove)
+        if not removed:
+            await self.reply(ctx, f"No subscription `{code_safe(truncate(which, 20))}` of yours.")
+            return
+        await self.reply(ctx, f"Removed {removed} subscription(s).")
 
     async def alert_button(self, interaction: discord.Interaction, action: str, alert_id: int) -> None:
         """The alert card's buttons when experiment launching is not loaded: only Mute works."""

@@ -156,6 +156,9 @@ class DiscordStandIn:
         self.interaction_responses: list[dict[str, Any]] = []
         #: message id → the allowed_mentions the bot sent it with (who it may ping).
         self.allowed_mentions: dict[int, Any] = {}
+        #: Direct-message channels the bot opened, by recipient user id; members whose DMs are closed (50007).
+        self.dm_channels: dict[str, dict[str, Any]] = {}
+        self.dms_closed: set[str] = set()
         self._interactions: dict[str, dict[str, Any]] = {}
         self.synced: dict[str, list[dict[str, Any]]] = {}
         self.threads: list[dict[str, Any]] = []
@@ -348,6 +351,11 @@ class DiscordStandIn:
         versions = self.versions.get(int(message["id"]))
         return versions[0] if versions else message
 
+    def dms(self, name: str) -> list[dict[str, Any]]:
+        """Direct messages the bot sent to a member, oldest first."""
+        dm = self.dm_channels.get(str(self.member(name).id))
+        return [] if dm is None else [m for m in self.messages.values() if m["channel_id"] == dm["id"]]
+
     def sent(self, channel: str | None = None) -> list[dict[str, Any]]:
         """Messages the bot created (in ``channel`` if given), oldest first."""
         cid = None if channel is None else str(self.channel_id(channel))
@@ -518,6 +526,8 @@ class DiscordStandIn:
             "flags": 0,
         }
         message.update(extra or {})
+        if any(dm["id"] == str(channel_id) for dm in self.dm_channels.values()):
+            del message["guild_id"]  # a direct message belongs to no server
         return message
 
     # --- REST -----------------------------------------------------------------------------------
@@ -583,6 +593,20 @@ class DiscordStandIn:
                 for c in record.json or []
             ]
             return json_response(self.synced[scope])
+        if path == "/users/@me/channels" and method == "POST":
+            recipient = str((record.json or {}).get("recipient_id"))
+            who = next((m for m in self.members.values() if str(m.id) == recipient), None)
+            if who is None:
+                return json_response({"message": "Unknown User", "code": 10013}, status=404)
+            dm = self.dm_channels.setdefault(
+                recipient, {"id": str(snowflake()), "type": 1, "recipients": [who.user()], "last_message_id": None}
+            )
+            return json_response(dm)
+        if parts[0] == "users" and len(parts) == 2 and parts[1] != "@me" and method == "GET":
+            who = next((m for m in self.members.values() if str(m.id) == parts[1]), None)
+            if who is None:
+                return json_response({"message": "Unknown User", "code": 10013}, status=404)
+            return json_response(who.user())
         if path == "/users/@me" and method == "GET":
             return json_response(self.bot_user.user())
         if path == "/oauth2/applications/@me" and method == "GET":
@@ -732,6 +756,12 @@ class DiscordStandIn:
 
     async def _channel_route(self, method: str, parts: list[str], record: Request) -> web.Response:
         channel_id = parts[1]
+        dm_of = next((user for user, dm in self.dm_channels.items() if dm["id"] == channel_id), None)
+        if dm_of is not None and len(parts) == 3 and parts[2] == "messages" and method == "POST":
+            closed = {str(self.members[name].id) for name in self.dms_closed}
+            if dm_of in closed:
+                return json_response({"message": "Cannot send messages to this user", "code": 50007}, status=403)
+            return self._create_message(int(channel_id), record.json or {}, record, f"channel-{channel_id}")
         if not any(c["id"] == channel_id for c in self.channels.values()):
             return json_response({"message": "Unknown Channel", "code": 10003}, status=404)
         bucket = f"channel-{channel_id}"

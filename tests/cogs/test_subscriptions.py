@@ -1,0 +1,91 @@
+"""Personal subscriptions end to end: direct messages for a project's events, exactly once across a restart, a member
+with closed DMs blocking nobody, and "your queue is done" (by DM for `mine`, else a mention in the channel)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from tests.cogs.conftest import WANDB_ENV
+from tests.cogs.test_alert_cards import say
+from tests.cogs.test_experiments import launch, launch_env, wait_report
+from tests.conftest import eventually
+from tests.standins.discord_standin import DiscordStandIn
+from tests.standins.wandb_standin import WandbStandIn
+
+
+def dm_titles(discord: DiscordStandIn, name: str) -> list[str]:
+    return [e.get("title", "") for m in discord.dms(name) for e in m["embeds"]]
+
+
+async def test_subscribers_get_each_event_once_across_a_restart_and_closed_dms_block_nobody(
+    start_adjutant, discord_standin: DiscordStandIn, wandb_standin: WandbStandIn, out_dir, monkeypatch
+) -> None:
+    monkeypatch.delenv("WANDB_SERVICE")  # out_dir's fake one would capture this process's wandb client
+    discord_standin.dms_closed.add("member")
+    async with start_adjutant(WANDB_ENV):
+        await discord_standin.wait_for_message(lambda m: bool(m["embeds"]), timeout=20)  # connect summary
+        assert "Subscription #1" in await say(discord_standin, "$subscribe finished crashed", "member")
+        assert "Subscription #2" in await say(discord_standin, "$subscribe proj finished", "teammate")
+        assert "Not subscribed: 'finishd' is not an event" in await say(discord_standin, "$subscribe finishd")
+        assert "No project `other`" in await say(discord_standin, "$subscribe other finished")
+        assert "#2 `team/proj`: finished" in await say(discord_standin, "$subscriptions", "teammate")
+        wandb_standin.create_run("r1", display_name="sub-run", state="running")
+        await eventually(lambda: any("sub-run started" in t for t in _channel_titles(discord_standin)), timeout=20)
+        wandb_standin.update_run("r1", state="finished")
+        await eventually(
+            lambda: any("sub-run finished" in t for t in dm_titles(discord_standin, "teammate")), timeout=20
+        )
+        assert dm_titles(discord_standin, "member") == [], "closed DMs: nothing delivered, nothing blocked"
+        assert not any("started" in t for t in dm_titles(discord_standin, "teammate")), "only the events asked for"
+    async with start_adjutant(WANDB_ENV):
+        await asyncio.sleep(3)
+        wandb_standin.create_run("r2", display_name="second-run", state="crashed")
+        await eventually(lambda: any("second-run" in t for t in _channel_titles(discord_standin)), timeout=20)
+        await asyncio.sleep(2)
+        titles = dm_titles(discord_standin, "teammate")
+        assert sum("sub-run finished" in t for t in titles) == 1, "exactly once, across the restart"
+        assert not any("second-run" in t for t in titles), "crashed was not asked for"
+        assert "Removed 1 subscription(s)" in await say(discord_standin, "$unsubscribe 2", "teammate")
+        assert "No subscription `2`" in await say(discord_standin, "$unsubscribe 2", "teammate")
+
+
+def _channel_titles(discord: DiscordStandIn) -> list[str]:
+    return [e.get("title", "") for m in discord.sent("general") for e in m["embeds"]]
+
+
+async def test_your_queue_is_done_by_dm_for_mine_else_in_the_channel(
+    start_adjutant, discord_standin: DiscordStandIn, wandb_standin: WandbStandIn, out_dir, monkeypatch
+) -> None:
+    monkeypatch.delenv("WANDB_SERVICE")
+    env = {**WANDB_ENV, **launch_env(ADJUTANT_LAUNCH_ROLES="ml-team,Admin", ADJUTANT_MAX_CONCURRENT="2")}
+    async with start_adjutant(env):
+        await discord_standin.wait_for_message(lambda m: bool(m["embeds"]), timeout=20)
+        assert "Subscription #1" in await say(discord_standin, "$subscribe mine", "admin")
+        mine = [await launch(discord_standin, '{"sleep": 1}'), await launch(discord_standin, '{"exit": 3}')]
+        theirs = [
+            await launch(discord_standin, '{"sleep": 1}', author="teammate"),
+            await launch(discord_standin, '{"sleep": 1}', author="teammate"),
+        ]
+        for job_id in mine + theirs:
+            await wait_report(discord_standin, job_id)
+        await eventually(
+            lambda: any("Your queue is done" in t for t in dm_titles(discord_standin, "admin")), timeout=20
+        )
+        titles = dm_titles(discord_standin, "admin")
+        done = next(t for t in titles if "Your queue is done" in t)
+        assert "2 jobs: 1 succeeded, 1 failed" in done and mine[1] in done
+        assert (
+            sum(f"Experiment {mine[0]} " in t for t in titles) == 1
+            and sum(f"Experiment {mine[1]} " in t for t in titles) == 1
+        )
+        teammate = discord_standin.member("teammate")
+
+        def note() -> dict | None:
+            return next((m for m in discord_standin.sent("general") if m["content"] == f"<@{teammate.id}>"), None)
+
+        await eventually(lambda: note() is not None, timeout=20)
+        message = note()
+        assert message is not None and "Your queue is done: 2 jobs: 2 succeeded" in message["embeds"][0]["title"]
+        mentions = discord_standin.allowed_mentions[int(message["id"])]
+        assert mentions["parse"] == [] and [str(u) for u in mentions["users"]] == [str(teammate.id)]
+        assert discord_standin.dms("teammate") == [], "no subscription: no DM"

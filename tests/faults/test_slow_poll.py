@@ -31,3 +31,34 @@ async def test_a_slow_poll_causes_no_burst_of_polls(
         later = wandb_standin.counts["Runs"]
     assert right_after <= 1, f"{right_after} polls within 0.8 s of a slow one: a catch-up burst"
     assert 1 <= later - right_after <= 3, "and polling goes on at its interval"
+
+
+async def test_a_hung_project_delays_no_other_project(
+    start_adjutant, discord_standin: DiscordStandIn, wandb_standin: WandbStandIn, tmp_path
+) -> None:
+    """Two projects; W&B hangs on every request about one of them for 12 s: the other's events still arrive within a
+    few poll intervals."""
+    wandb_standin.projects[("team", "vision")] = {}
+    config = tmp_path / "adjutant.toml"
+    config.write_text(
+        '[[projects]]\nproject = "proj"\nentity = "team"\nchannel = "general"\n\n'
+        '[[projects]]\nproject = "vision"\nentity = "team"\nchannel = "experiments"\n'
+    )
+    env = {"ADJUTANT_CONFIG": str(config), "ADJUTANT_CHANNEL": "", "ADJUTANT_POLL_SECONDS": "1"}
+    async with start_adjutant(env) as bot:
+        feeds = bot.get_cog("Runs").feeds
+        await eventually(lambda: all(f.watcher.health.last_success for f in feeds.values()), timeout=30)
+        wandb_standin.hang(50, seconds=12.0, project="vision")
+        await asyncio.sleep(1.5)  # vision's poll is now stuck in its request
+        wandb_standin.create_run("p1", display_name="still-told", state="running")
+        started = time.monotonic()
+
+        def told() -> bool:
+            return any(
+                "still-told started" in e.get("title", "") for m in discord_standin.sent("general") for e in m["embeds"]
+            )
+
+        await eventually(told, timeout=15)
+        assert time.monotonic() - started < 8, "proj's announcement did not wait for vision's hung request"
+        assert feeds["team/vision"].task is not None and not feeds["team/vision"].task.done(), "vision is still hung"
+        wandb_standin.clear_faults()

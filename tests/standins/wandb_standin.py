@@ -215,10 +215,18 @@ class Fault:
     """What the next requests get instead of an answer."""
 
     def __init__(
-        self, kind: str, times: int, status: int = 500, seconds: float = 0.0, payload: dict[str, Any] | None = None
+        self,
+        kind: str,
+        times: int,
+        status: int = 500,
+        seconds: float = 0.0,
+        payload: dict[str, Any] | None = None,
+        project: str | None = None,
     ) -> None:
         self.kind, self.times, self.status, self.seconds = kind, times, status, seconds
         self.payload = payload
+        #: Only requests naming this project (in their variables) meet the fault.
+        self.project = project
 
 
 class WandbStandIn:
@@ -357,9 +365,10 @@ class WandbStandIn:
         with self.lock:
             self.faults.append(Fault("status", times, status=status))
 
-    def hang(self, times: int, seconds: float) -> None:
+    def hang(self, times: int, seconds: float, *, project: str | None = None) -> None:
+        """The next ``times`` requests (about ``project`` only, if given) answer after ``seconds``."""
         with self.lock:
-            self.faults.append(Fault("hang", times, seconds=seconds))
+            self.faults.append(Fault("hang", times, seconds=seconds, project=project))
 
     def garbage(self, times: int) -> None:
         with self.lock:
@@ -382,12 +391,11 @@ class WandbStandIn:
     async def _not_found(self, request: web.Request) -> web.Response:
         return web.Response(status=404, text="not found")
 
-    def _take_fault(self) -> Fault | None:
+    def _take_fault(self, variables: dict[str, Any] | None = None) -> Fault | None:
         with self.lock:
-            while self.faults:
-                fault = self.faults[0]
-                if fault.times <= 0:
-                    self.faults.pop(0)
+            self.faults = [f for f in self.faults if f.times > 0]
+            for fault in self.faults:
+                if fault.project is not None and (variables or {}).get("project") != fault.project:
                     continue
                 fault.times -= 1
                 return fault
@@ -435,7 +443,7 @@ class WandbStandIn:
         expected = "Basic " + base64.b64encode(f"api:{API_KEY}".encode()).decode()
         if auth != expected:
             return web.json_response({"errors": [{"message": "user is not logged in"}]}, status=401)
-        fault = self._take_fault()
+        fault = self._take_fault(body.get("variables"))
         if fault is not None:
             if fault.kind == "status":
                 return web.json_response({"errors": [{"message": "stand-in fault"}]}, status=fault.status)

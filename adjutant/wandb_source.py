@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,10 @@ log = logging.getLogger(__name__)
 
 PAGE_SIZE = 1000
 EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+
+
+#: Serialises ``wandb.Api()`` construction across the projects' W&B threads.
+_API_CREATION = threading.Lock()
 
 
 class ProjectNotFound(LookupError):
@@ -61,7 +66,8 @@ class WandbSource:
             import wandb
 
             overrides = {"entity": self.entity} if self.entity else {}
-            self._api = wandb.Api(timeout=int(max(1, self.timeout)), overrides=overrides)
+            with _API_CREATION:  # one project's thread at a time: wandb starts its shared service on first use
+                self._api = wandb.Api(timeout=int(max(1, self.timeout)), overrides=overrides)
             if self.entity is None:
                 self.entity = self._api.default_entity
         return self._api

@@ -32,3 +32,11 @@ def embeds(discord: DiscordStandIn) -> list[dict[str, Any]]:
 
 def titles(discord: DiscordStandIn) -> list[str]:
     return [e.get("title", "") for e in embeds(discord)]
+
+
+async def reporting_ready(bot: Any, timeout: float = 30) -> None:
+    """Wait until every project's first poll (its silent baseline) is done: a run created after this is news."""
+    from tests.conftest import eventually
+
+    feeds = bot.get_cog("Runs").feeds.values()
+    await eventually(lambda: all(f.watcher.health.last_success is not None for f in feeds), timeout=timeout)

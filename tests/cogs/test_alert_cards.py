@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import re
 
-from tests.cogs.conftest import WANDB_ENV
+from tests.cogs.conftest import WANDB_ENV, reporting_ready
 from tests.cogs.test_experiments import acks, launch, launch_env
 from tests.conftest import eventually
 from tests.standins.discord_standin import DiscordStandIn
@@ -96,7 +96,7 @@ async def test_watch_rules_from_chat_and_their_card(
     monkeypatch.delenv("WANDB_SERVICE")  # out_dir's fake one would capture this process's wandb client
     env = {**WANDB_ENV, **launch_env()}
     async with start_adjutant(env) as bot:
-        await discord_standin.wait_for_message(lambda m: bool(m["embeds"]), timeout=20)  # connect summary
+        await reporting_ready(bot)
         replies = [
             await say(discord_standin, text, author)
             for text, author in [
@@ -163,8 +163,8 @@ async def test_a_card_refused_then_failing_is_sent_once_later(
     start_adjutant, discord_standin: DiscordStandIn, wandb_standin: WandbStandIn, out_dir, monkeypatch
 ) -> None:
     monkeypatch.delenv("WANDB_SERVICE")  # out_dir's fake one would capture this process's wandb client
-    async with start_adjutant({**WANDB_ENV, **launch_env()}):
-        await discord_standin.wait_for_message(lambda m: bool(m["embeds"]), timeout=20)  # connect summary
+    async with start_adjutant({**WANDB_ENV, **launch_env()}) as bot:
+        await reporting_ready(bot)
         assert "as rule #1" in await say(discord_standin, "$watch loss > 5")
         discord_standin.send_faults = [(503, 0, "Service Unavailable"), (403, 50013, "Missing Permissions")] * 2
         wandb_standin.create_run("r1", state="running", summary={"loss": 9.0})
@@ -172,3 +172,4 @@ async def test_a_card_refused_then_failing_is_sent_once_later(
         await asyncio.sleep(2)
         assert discord_standin.send_faults == [], "every fault was met"
         assert len(cards(discord_standin, "loss = 9 > 5")) == 1, "sent once, nothing lost"
+        assert len(cards(discord_standin, "started")) == 1, "and the announcement before it too"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from tests.cogs.conftest import reporting_ready
 from tests.cogs.test_alert_cards import say
 from tests.cogs.test_experiments import SCRIPT, job_id_of, wait_report
 from tests.conftest import eventually
@@ -14,6 +15,9 @@ from tests.standins.wandb_standin import WandbStandIn
 
 
 def projects_file(tmp_path: Path) -> Path:
+    vision_script = tmp_path / "vision.sh"  # the vision channel's own script: marks its runs, then trains
+    vision_script.write_text(f'#!/bin/sh\nexport ADJUTANT_TEST_SCRIPT=vision\nexec "{SCRIPT}" "$1"\n')
+    vision_script.chmod(0o755)
     path = tmp_path / "adjutant.toml"
     path.write_text(
         f"""
@@ -27,7 +31,7 @@ experiment_script = "{SCRIPT}"
 project = "vision"
 entity = "team"
 channel = "experiments"
-experiment_script = "{SCRIPT}"
+experiment_script = "vision.sh"
 metric = "acc"
 metric_goal = "max"
 
@@ -51,13 +55,14 @@ async def test_each_project_speaks_in_its_own_channels_and_commands_default_to_t
     wandb_standin.projects[("team", "vision")] = {}
     wandb_standin.create_run("old-vision", state="finished", project="vision", summary={"acc": 0.5})
     env = {"ADJUTANT_CONFIG": str(projects_file(tmp_path)), "ADJUTANT_POLL_SECONDS": "1", "ADJUTANT_CHANNEL": ""}
-    async with start_adjutant(env):
+    async with start_adjutant(env) as bot:
         await eventually(
             lambda: all(titles_in(discord_standin, c) for c in ("general", "experiments", "random")), timeout=30
         )
         assert "team/proj" in titles_in(discord_standin, "general")[0]
         assert "team/vision" in titles_in(discord_standin, "experiments")[0]
         assert "team/vision" in titles_in(discord_standin, "random")[0], "a second channel watching the project"
+        await reporting_ready(bot)
 
         wandb_standin.create_run("p1", display_name="proj-run", state="running")
         wandb_standin.create_run("v1", display_name="vision-run", state="running", project="vision")
@@ -85,7 +90,7 @@ async def test_each_project_speaks_in_its_own_channels_and_commands_default_to_t
         assert "No project `nope`" in await say_in(discord_standin, "$runs project:nope", "experiments")
 
         # launching in each channel runs its script with its own project in the job's environment
-        for channel, project in (("general", "proj"), ("experiments", "vision")):
+        for channel, project, script in (("general", "proj", None), ("experiments", "vision", "vision")):
             count = len(discord_standin.sent())
             await discord_standin.post('$experiment {"epochs": 1}', channel=channel)
             ack = await discord_standin.wait_for_message(
@@ -97,6 +102,7 @@ async def test_each_project_speaks_in_its_own_channels_and_commands_default_to_t
             await wait_report(discord_standin, job_id)
             received = json.loads((out_dir / f"{job_id}.json").read_text())
             assert received["env"]["WANDB_PROJECT"] == project and received["env"]["WANDB_ENTITY"] == "team"
+            assert received["env"].get("ADJUTANT_TEST_SCRIPT") == script, "the channel's own script ran"
         off = await say_in(discord_standin, '$experiment {"epochs": 1}', "random")
         assert "Launching is off in this channel; it is on in #general, #experiments" in off
 

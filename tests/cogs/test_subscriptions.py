@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.cogs.conftest import WANDB_ENV
+from tests.cogs.conftest import WANDB_ENV, reporting_ready
 from tests.cogs.test_alert_cards import say
 from tests.cogs.test_experiments import launch, launch_env, wait_report
 from tests.conftest import eventually
@@ -22,8 +22,8 @@ async def test_subscribers_get_each_event_once_across_a_restart_and_closed_dms_b
 ) -> None:
     monkeypatch.delenv("WANDB_SERVICE")  # out_dir's fake one would capture this process's wandb client
     discord_standin.dms_closed.add("member")
-    async with start_adjutant(WANDB_ENV):
-        await discord_standin.wait_for_message(lambda m: bool(m["embeds"]), timeout=20)  # connect summary
+    async with start_adjutant(WANDB_ENV) as bot:
+        await reporting_ready(bot)
         assert "Subscription #1" in await say(discord_standin, "$subscribe finished crashed", "member")
         assert "Subscription #2" in await say(discord_standin, "$subscribe proj finished", "teammate")
         assert "Not subscribed: 'finishd' is not an event" in await say(discord_standin, "$subscribe finishd")

@@ -231,12 +231,29 @@ def check_script(settings: Settings) -> list[Finding]:
     return findings
 
 
+def check_ray(settings: Settings) -> list[Finding]:
+    """(blocking) With ADJUTANT_LAUNCHER=ray: Ray's job client installed and the Jobs API answering."""
+    if settings.launcher != "ray":
+        return []
+    from adjutant.launchers import LaunchError
+    from adjutant.launchers.ray import RayLauncher
+
+    launcher = RayLauncher(settings, "")
+    launcher.timeout = min(settings.ray_timeout, CHECK_TIMEOUT)
+    try:
+        jobs = launcher._call(launcher.client().list_jobs)
+    except (LaunchError, RuntimeError) as error:
+        return [Finding("ray", False, f"{error}; start the head (ray start --head) or fix ADJUTANT_RAY_ADDRESS")]
+    return [Finding("ray", True, f"Ray at {settings.ray_address} answers ({len(jobs)} job(s) known)")]
+
+
 async def run_checks(settings: Settings, environ: Mapping[str, str] | None = None) -> list[Finding]:
     """All checks; Discord and W&B in parallel, each bounded by its own timeout."""
     env: Mapping[str, str] = os.environ if environ is None else environ
     discord_task = asyncio.create_task(check_discord(settings))
     wandb_findings = await asyncio.to_thread(check_wandb, settings, env)
-    return [*await discord_task, *wandb_findings, *check_script(settings)]
+    ray_findings = await asyncio.to_thread(check_ray, settings)
+    return [*await discord_task, *wandb_findings, *check_script(settings), *ray_findings]
 
 
 def _short(error: Any) -> str:

@@ -260,7 +260,8 @@ class Scheduler:
         """(thread, first pass of a process) Jobs a previous bot process marked starting but never handed to
         its launcher (it died in between): back in the queue, in their place."""
         for job in self.store.where((JobState.STARTING,)):
-            unsubmitted = job.supervisor_pid is None and job.external_id is None and job.backend == "local"
+            # A Ray job may have been submitted just before the crash: its submission looks Ray up first.
+            unsubmitted = job.supervisor_pid is None and job.external_id is None and job.backend in ("local", "ray")
             if unsubmitted and self.store.update(job.id, expect=(JobState.STARTING,), state=JobState.QUEUED):
                 log.info("job %s was being started when the bot stopped; queued again", job.id)
 

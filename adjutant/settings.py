@@ -7,6 +7,8 @@ tests) to :meth:`Settings.from_env` when ``setup()`` or ``main()`` runs, never a
 from __future__ import annotations
 
 import difflib
+import importlib.util
+import json
 import os
 import re
 import shlex
@@ -429,6 +431,22 @@ class LogPatterns(Parser):
         return tuple(value)
 
 
+class JsonObject(Parser):
+    def from_text(self, name: str, raw: str) -> dict[str, Any]:
+        try:
+            value = json.loads(raw)
+        except ValueError as error:
+            raise ConfigError(f'{name} must be a JSON object, e.g. {name}=\'{{"pip": ["torch"]}}\' ({error})') from None
+        return self.check(name, value)
+
+    def check(self, name: str, value: Any) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{name} must be a JSON object (got {type(value).__name__})")
+        if "env_vars" in value and not isinstance(value["env_vars"], dict):
+            raise ConfigError(f"{name}: env_vars must be an object of names to values")
+        return dict(value)
+
+
 class ProjectsFileParser(Parser):
     def from_text(self, name: str, raw: str) -> ProjectsFile:
         path = Path(raw).expanduser()
@@ -475,7 +493,7 @@ class SettingSpec:
     example: str
 
 
-GROUPS = ("Discord", "W&B run reporting", "Launching", "Slurm")
+GROUPS = ("Discord", "W&B run reporting", "Launching", "Slurm", "Ray")
 
 
 def setting(
@@ -723,10 +741,10 @@ class Settings:
         parser=PathParser(lambda raw: check_schema_file(raw)),
         group="Launching",
     )
-    launcher: Literal["local", "slurm"] = setting(
+    launcher: Literal["local", "slurm", "ray"] = setting(
         "ADJUTANT_LAUNCHER",
-        "where jobs run: local (this machine) or slurm (sbatch from this machine)",
-        parser=Choice("local", "slurm"),
+        "where jobs run: local (this machine), slurm (sbatch from this machine) or ray (a Ray cluster's Jobs API)",
+        parser=Choice("local", "slurm", "ray"),
         group="Launching",
         default="local",
     )
@@ -748,6 +766,35 @@ class Settings:
         parser=Number(minimum=1),
         group="Slurm",
         default=30.0,
+    )
+    ray_address: str = setting(
+        "ADJUTANT_RAY_ADDRESS",
+        "the Ray dashboard's address (its Jobs API), for ADJUTANT_LAUNCHER=ray",
+        parser=Text(single_word=True),
+        group="Ray",
+        default="http://127.0.0.1:8265",
+    )
+    ray_num_gpus: float | None = setting(
+        "ADJUTANT_RAY_NUM_GPUS", "GPUs reserved for each job's entrypoint", parser=Number(minimum=0), group="Ray"
+    )
+    ray_num_cpus: float | None = setting(
+        "ADJUTANT_RAY_NUM_CPUS", "CPUs reserved for each job's entrypoint", parser=Number(minimum=0), group="Ray"
+    )
+    ray_runtime_env: dict[str, Any] = setting(
+        "ADJUTANT_RAY_RUNTIME_ENV",
+        'JSON object merged into each job\'s runtime_env (e.g. {"pip": ["torch"]}); the job\'s environment'
+        " variables are added to its env_vars",
+        parser=JsonObject(),
+        group="Ray",
+        default_factory=dict,
+        default_text="{}",
+    )
+    ray_timeout: float = setting(
+        "ADJUTANT_RAY_TIMEOUT",
+        "seconds one call to Ray may take before Ray counts as unreachable",
+        parser=Number(minimum=1),
+        group="Ray",
+        default=20.0,
     )
 
     @property
@@ -813,6 +860,8 @@ class Settings:
                 values[spec.keyword] = spec.parser.from_text(spec.env, raw.strip() if spec.parser.strip else raw)
             except ConfigError as error:
                 problems.extend(error.problems)
+        if values.get("launcher") == "ray" and importlib.util.find_spec("ray") is None:
+            problems.append("ADJUTANT_LAUNCHER=ray needs Ray's job client: pip install 'adjutant-discord[ray]'")
         config_given = keywords.get("config") is not None or bool((env.get("ADJUTANT_CONFIG") or "").strip())
         if config_given:
             by_keyword = {"WANDB_PROJECT": "project", "ADJUTANT_CHANNEL": "channel"}

@@ -289,6 +289,8 @@ class Experiments(AdjutantCog, name="Experiments"):
         if result.outcome == CancelOutcome.STOPPING:
             if job.backend == "slurm":
                 return f"Stopping job `{job.id}`: scancel sent to Slurm job {job.external_id}."
+            if job.backend == "ray":
+                return f"Stopping job `{job.id}`: Ray was asked to stop it (SIGTERM, then SIGKILL from Ray)."
             grace = self.settings.cancel_grace_seconds
             return f"Stopping job `{job.id}`: SIGTERM sent, SIGKILL in {grace:g}s if it is still running."
         if result.outcome == CancelOutcome.ALREADY_CANCELLING:

@@ -286,6 +286,11 @@ def typed_values(tmp_path: Path, script: Path) -> dict[str, object]:
         "slurm_gres": "gpu:2",
         "slurm_args": "--mem=1G",
         "slurm_timeout": 7,
+        "ray_address": "http://10.0.0.5:8265",
+        "ray_num_gpus": 1.0,
+        "ray_num_cpus": 4.0,
+        "ray_runtime_env": {"pip": ["torch"]},
+        "ray_timeout": 9.0,
     }
 
 
@@ -343,6 +348,11 @@ def test_every_setting_by_variable(tmp_path: Path, script: Path) -> None:
         "ADJUTANT_SLURM_GRES": "gpu:2",
         "ADJUTANT_SLURM_ARGS": "--mem=1G",
         "ADJUTANT_SLURM_TIMEOUT": "7",
+        "ADJUTANT_RAY_ADDRESS": "http://10.0.0.5:8265",
+        "ADJUTANT_RAY_NUM_GPUS": "1",
+        "ADJUTANT_RAY_NUM_CPUS": "4",
+        "ADJUTANT_RAY_RUNTIME_ENV": '{"pip": ["torch"]}',
+        "ADJUTANT_RAY_TIMEOUT": "9",
     }
     (tmp_path / "schema.json").write_text('{"type": "object"}')
     (tmp_path / "projects.toml").write_text('[[projects]]\nproject = "vision"\nchannel = "vision-runs"\n')

@@ -52,7 +52,7 @@ class Launcher(ABC):
 
 
 def make_launcher(name: str, settings: Settings, db_path: str) -> Launcher:
-    """The launcher called ``name`` (``local`` or ``slurm``)."""
+    """The launcher called ``name`` (``local``, ``slurm`` or ``ray``)."""
     if name == "local":
         from adjutant.launchers.local import LocalLauncher
 
@@ -61,4 +61,8 @@ def make_launcher(name: str, settings: Settings, db_path: str) -> Launcher:
         from adjutant.launchers.slurm import SlurmLauncher
 
         return SlurmLauncher(settings, db_path)
+    if name == "ray":
+        from adjutant.launchers.ray import RayLauncher
+
+        return RayLauncher(settings, db_path)
     raise LaunchError(f"unknown launcher {name!r}")

@@ -239,3 +239,17 @@ def queue_done_embed(jobs: Sequence[Job]) -> dict[str, Any]:
         "description": "\n".join(lines),
         "color": 0xE67E22 if failed else 0x2ECC71,
     }
+
+
+def retry_embed(job: Job, why: str, *, retries: int) -> dict[str, Any]:
+    """A job runs again: which attempt, and why (said in its thread)."""
+    return {
+        "title": truncate(f"🔁 Job {job.id}: attempt {job.attempt + 1} of {retries + 1}", 256),
+        "description": truncate(
+            f"Attempt {job.attempt} {why}. It runs again as the same job and the same W&B run"
+            f" (`{job.wandb_run_id}`, resumed). ADJUTANT_RETRIES={retries}.",
+            4096,
+        ),
+        "color": 0xF39C12,
+        "footer": {"text": f"job {job.id}"},
+    }

@@ -53,7 +53,14 @@ class JobState(StrEnum):
 
 #: A launcher is following these jobs.
 ACTIVE: tuple[JobState, ...] = (JobState.STARTING, JobState.RUNNING, JobState.CANCELLING)
-#: The terminal states: a job in one of them never changes again.
+#: A retry: the next attempt, back in the queue, guarded by the attempt number (a second decision changes nothing).
+RETRY_SQL = (
+    "UPDATE jobs SET state='queued', attempt=attempt+1, retried_because=?, pid=NULL, pgid=NULL, supervisor_pid=NULL,"
+    " external_id=NULL, external_state=NULL, exit_code=NULL, started_at=NULL, ended_at=NULL, reason=NULL,"
+    " killed_at=NULL WHERE id=? AND attempt=? AND reported=0 AND state IN ('starting', 'running', 'failed', 'lost')"
+)
+#: The terminal states: a job in one of them never changes again (except a failure that ADJUTANT_RETRY_ON_EXIT
+#: retries, before its end is reported).
 ENDED: tuple[JobState, ...] = (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.LOST)
 
 JOBS_SCHEMA = """
@@ -107,6 +114,9 @@ JOBS_MIGRATIONS = {
     "entity": "TEXT",
     # Whether the job was counted in a "your queue is done" message (old jobs: yes, never again).
     "queue_told": "INTEGER NOT NULL DEFAULT 1",
+    # Which attempt runs now (1, then 2 after a retry …), and why the last retry happened.
+    "attempt": "INTEGER NOT NULL DEFAULT 1",
+    "retried_because": "TEXT",
 }
 
 
@@ -176,6 +186,9 @@ class Job:
     #: The W&B project (and entity) of the channel it was launched in: its run lands there.
     project: str | None = None
     entity: str | None = None
+    #: Its attempt (a retry runs the same job again: same id, same W&B run) and why it was retried.
+    attempt: int = 1
+    retried_because: str | None = None
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Job:
@@ -390,6 +403,17 @@ class JobStore(Database):
                 enqueue_announcement(
                     db, f"{CHANNEL_PREFIX}{job.channel_id}", job.wandb_run_id, "queue-done", payload, None
                 )
+
+    def retry(self, job: Job, reason: str, note: dict[str, Any], now: dt.datetime) -> bool:
+        """Queue ``job`` again as its next attempt instead of recording its end, with a note for its thread, in
+        one transaction guarded by the attempt number: a decision made twice (a restart) changes nothing."""
+        with self.transaction() as db:
+            changed = db.execute(RETRY_SQL, (reason, job.id, job.attempt)).rowcount
+            if changed:
+                enqueue_announcement(
+                    db, JOBS_OUTBOX, job.wandb_run_id, "retry", note, None, job.message_id, job.thread_id
+                )
+        return bool(changed)
 
     def count_unreported(self) -> int:
         sql = "SELECT COUNT(*) FROM jobs WHERE reported=0 AND state IN ({marks})"

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from adjutant.alerts import compile_patterns, scan_log
-from adjutant.job_render import log_alert_embed, queue_done_embed
+from adjutant.job_render import log_alert_embed, queue_done_embed, retry_embed
 from adjutant.jobs import ACTIVE, ENDED, Job, JobRequest, JobState, JobStore, iso, utcnow
 from adjutant.launchers import Launcher, LaunchError
 
@@ -38,6 +38,36 @@ log = logging.getLogger(__name__)
 ACK_WAIT = dt.timedelta(seconds=60)
 #: At most this much of one job's log is read for alert patterns per pass (the next pass reads on).
 LOG_SCAN_BYTES = 4 * 1024 * 1024
+
+
+#: Slurm states that say the node, not the script, failed: the job is retried within ADJUTANT_RETRIES.
+LOST_ON_SLURM = ("NODE_FAIL", "PREEMPTED", "BOOT_FAIL")
+
+
+def retry_reason(
+    job: Job,
+    state: JobState | None,
+    exit_code: int | None,
+    external_state: str | None,
+    reason: str | None,
+    *,
+    retries: int,
+    retry_on_exit: Sequence[int],
+) -> str | None:
+    """Why an ending job is run again (a new attempt of the same job), or None when its end stands.
+
+    Lost jobs (their supervisor or node gone; Slurm NODE_FAIL, PREEMPTED, BOOT_FAIL) are retried; a script's own
+    failure only when its exit code is listed in ADJUTANT_RETRY_ON_EXIT; never a cancelled job, never more than
+    ``retries`` times."""
+    if job.attempt > retries or job.state == JobState.CANCELLING or job.cancel_requested_at is not None:
+        return None
+    if state == JobState.LOST:
+        return f"lost ({reason or 'its backend no longer knows it'})"
+    if state == JobState.FAILED and (external_state or "").split(" ")[0] in LOST_ON_SLURM:
+        return f"Slurm says {external_state}"
+    if state == JobState.FAILED and exit_code is not None and exit_code in retry_on_exit:
+        return f"exit code {exit_code} (ADJUTANT_RETRY_ON_EXIT)"
+    return None
 
 
 class CancelOutcome(StrEnum):
@@ -71,8 +101,12 @@ class Scheduler:
         cancel_grace_seconds: float,
         environment: Callable[[Job], Mapping[str, str]],
         log_patterns: Sequence[str] = (),
+        retries: int = 0,
+        retry_on_exit: Sequence[int] = (),
     ) -> None:
         self.store = store
+        self.retries = retries
+        self.retry_on_exit = tuple(retry_on_exit)
         self.log_patterns = compile_patterns(log_patterns)
         self.log_dir = log_dir
         self.max_concurrent = max_concurrent
@@ -279,6 +313,21 @@ class Scheduler:
             except LaunchError as error:
                 log.warning("cannot check job %s: %s", job.id, error)
                 continue
+            if update is not None and update.state in (JobState.LOST, JobState.FAILED):
+                why = retry_reason(
+                    job,
+                    update.state,
+                    update.exit_code,
+                    update.external_state or job.external_state,
+                    update.reason,
+                    retries=self.retries,
+                    retry_on_exit=self.retry_on_exit,
+                )
+                if why is not None:
+                    if update.state == JobState.LOST:
+                        launcher.escalate(job)  # leave nothing of the lost attempt behind
+                    changed |= self._retry(job, why, now)
+                    continue
             if update is not None and self.store.update(job.id, expect=ACTIVE, **update.columns()):
                 changed = True
                 if update.state == JobState.LOST:
@@ -295,7 +344,28 @@ class Scheduler:
                 launcher.escalate(job)
                 self.store.update(job.id, killed_at=iso())
         # Ends recorded by the job's own supervisor (local jobs) change rows without this pass.
+        if self.retry_on_exit:
+            for job in self.store.unreported():
+                why = retry_reason(
+                    job,
+                    JobState(job.state),
+                    job.exit_code,
+                    job.external_state,
+                    job.reason,
+                    retries=self.retries,
+                    retry_on_exit=self.retry_on_exit,
+                )
+                if why is not None:
+                    changed |= self._retry(job, why, now)
         return changed or self.store.count_unreported() > 0
+
+    def _retry(self, job: Job, why: str, now: dt.datetime) -> bool:
+        """(thread) The decision and its note, recorded together before anything is submitted again."""
+        note = retry_embed(job, why, retries=self.retries)
+        if self.store.retry(job, why, note, now):
+            log.warning("job %s: attempt %d %s; queued again as attempt %d", job.id, job.attempt, why, job.attempt + 1)
+            return True
+        return False
 
     def _scan_logs(self) -> bool:
         """(thread) Read the new bytes of each job's log for alert patterns; record alerts with the offset."""
@@ -362,7 +432,20 @@ class Scheduler:
         """Ended jobs not reported yet whose acknowledgement exists (or will never come)."""
         jobs = await asyncio.to_thread(self.store.unreported)
         now = utcnow()
-        return [job for job in jobs if job.acked or now - job.created_at > ACK_WAIT]
+        return [job for job in jobs if (job.acked or now - job.created_at > ACK_WAIT) and not self._will_retry(job)]
+
+    def _will_retry(self, job: Job) -> bool:
+        """A failure that the next pass turns into a new attempt is not reported."""
+        reason = retry_reason(
+            job,
+            JobState(job.state),
+            job.exit_code,
+            job.external_state,
+            job.reason,
+            retries=self.retries,
+            retry_on_exit=self.retry_on_exit,
+        )
+        return reason is not None and job.state == JobState.FAILED
 
     async def reported(self, job_id: str, report_id: int | None, embed: dict[str, Any] | None = None) -> None:
         """The end report (``embed``) was accepted (``report_id`` its message): never report this job again; the

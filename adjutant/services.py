@@ -81,6 +81,8 @@ class Services:
             cancel_grace_seconds=settings.cancel_grace_seconds,
             environment=environment,
             log_patterns=settings.log_alerts,
+            retries=settings.retries,
+            retry_on_exit=settings.retry_on_exit,
         )
         watchers: dict[str, Watcher] = {}
         for route in settings.routes:

@@ -431,6 +431,26 @@ class LogPatterns(Parser):
         return tuple(value)
 
 
+class ExitCodes(Parser):
+    def from_text(self, name: str, raw: str) -> tuple[int, ...]:
+        codes = []
+        for word in parse_list(raw):
+            try:
+                codes.append(int(word))
+            except ValueError:
+                raise ConfigError(f"{name} must list exit codes, e.g. {name}=137,143 (got {word!r})") from None
+        return self.check(name, tuple(codes))
+
+    def check(self, name: str, value: Any) -> tuple[int, ...]:
+        if not isinstance(value, list | tuple) or not all(
+            isinstance(v, int) and not isinstance(v, bool) for v in value
+        ):
+            raise ConfigError(f"{name} must be a list of exit codes (got {value!r})")
+        if any(not -255 <= v <= 255 for v in value):
+            raise ConfigError(f"{name}: exit codes are between -255 and 255 (got {value!r})")
+        return tuple(value)
+
+
 class JsonObject(Parser):
     def from_text(self, name: str, raw: str) -> dict[str, Any]:
         try:
@@ -727,6 +747,22 @@ class Settings:
         default=DEFAULT_LOG_PATTERNS,
         default_text="CUDA out of memory, NCCL.*[Tt]imeout, Traceback \\(most recent call last\\)",
         example="",
+    )
+    retries: int = setting(
+        "ADJUTANT_RETRIES",
+        "how many times a job lost by its backend (supervisor or node gone, Slurm NODE_FAIL or PREEMPTED) is"
+        " submitted again, as a new attempt of the same job and W&B run",
+        parser=Number(minimum=0, maximum=10, whole=True),
+        group="Launching",
+        default=1,
+    )
+    retry_on_exit: tuple[int, ...] = setting(
+        "ADJUTANT_RETRY_ON_EXIT",
+        "comma-separated exit codes after which a failed job is retried too (within ADJUTANT_RETRIES)",
+        parser=ExitCodes(),
+        group="Launching",
+        default=(),
+        default_text="unset (a script's own failure is not retried)",
     )
     max_sweep: int = setting(
         "ADJUTANT_MAX_SWEEP",

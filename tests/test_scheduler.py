@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import sqlite3
 import threading
 from pathlib import Path
@@ -10,10 +11,12 @@ from typing import Any
 
 import pytest
 
+from adjutant.alerts import JOBS_OUTBOX
 from adjutant.jobs import Job, JobRequest, JobState, JobStore, JobUpdate, iso
 from adjutant.launchers import Launcher, LaunchError
 from adjutant.scheduler import CancelOutcome, Scheduler
 from adjutant.settings import Settings
+from adjutant.store import Store
 
 
 class FakeLauncher(Launcher):
@@ -238,3 +241,64 @@ def test_an_old_database_gets_the_new_columns(tmp_path: Path) -> None:
     old = store.get("jold001")
     assert old is not None and old.acked and old.report_id is None and old.state == JobState.SUCCEEDED
     store.close()
+
+
+async def test_a_lost_job_is_retried_once_and_the_decision_is_made_once(store, launcher, tmp_path) -> None:
+    scheduler = Scheduler(
+        store,
+        lambda backend: launcher,
+        log_dir=tmp_path / "logs",
+        max_concurrent=2,
+        cancel_grace_seconds=30,
+        environment=lambda job: {"ADJUTANT_JOB_ID": job.id},
+        retries=1,
+    )
+    job = await scheduler.enqueue(request())
+    await settle(scheduler)
+    running = await scheduler.get(job.id)
+    assert running is not None and running.state == JobState.RUNNING
+    launcher.states[job.id] = JobUpdate(state=JobState.LOST, reason="node died", ended_at=iso())
+    await scheduler.run_pass()
+    await settle(scheduler)
+    again = await scheduler.get(job.id)
+    assert again is not None and again.attempt == 2 and again.state == JobState.RUNNING
+    assert launcher.submitted == [job.id, job.id] and launcher.escalated == [job.id]
+    assert not await asyncio.to_thread(store.retry, running, "again", {}, iso_now()), "attempt 1 is decided already"
+    runs = Store(tmp_path / "adjutant.sqlite3")
+    assert [i.event for i in runs.pending(JOBS_OUTBOX, 10)] == ["retry"], "one note for one retry"
+    runs.close()
+    launcher.states[job.id] = JobUpdate(state=JobState.LOST, reason="node died again", ended_at=iso())
+    await scheduler.run_pass()
+    final = await scheduler.get(job.id)
+    assert final is not None and final.state == JobState.LOST and final.attempt == 2, "at most ADJUTANT_RETRIES"
+    await scheduler.close()
+
+
+async def test_exit_codes_listed_are_retried_and_others_are_not(store, launcher, tmp_path) -> None:
+    scheduler = Scheduler(
+        store,
+        lambda backend: launcher,
+        log_dir=tmp_path / "logs",
+        max_concurrent=2,
+        cancel_grace_seconds=30,
+        environment=lambda job: {},
+        retries=1,
+        retry_on_exit=(137,),
+    )
+    oom, bug = await scheduler.enqueue(request(1)), await scheduler.enqueue(request(2))
+    await settle(scheduler)
+    launcher.states[oom.id] = JobUpdate(state=JobState.FAILED, exit_code=137, ended_at=iso())
+    launcher.states[bug.id] = JobUpdate(state=JobState.FAILED, exit_code=1, ended_at=iso())
+    await scheduler.run_pass()
+    await settle(scheduler)
+    retried, failed = await scheduler.get(oom.id), await scheduler.get(bug.id)
+    assert retried is not None and retried.attempt == 2 and "exit code 137" in (retried.retried_because or "")
+    assert failed is not None and failed.state == JobState.FAILED and failed.attempt == 1
+    for job in (oom, bug):
+        await scheduler.acknowledged(job.id, ack_id=None)
+    assert [j.id for j in await scheduler.reports_due()] == [bug.id], "a retried job is not reported"
+    await scheduler.close()
+
+
+def iso_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)

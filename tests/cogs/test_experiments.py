@@ -380,7 +380,7 @@ async def test_launching_off_without_script(start_adjutant, discord_standin, out
 
 
 async def test_vanished_supervisor_is_reported_lost(start_adjutant, discord_standin, out_dir) -> None:
-    async with start_adjutant(launch_env()) as bot:
+    async with start_adjutant(launch_env(ADJUTANT_RETRIES="0")) as bot:
         job_id = await launch(discord_standin, '{"sleep": 600}')
         await eventually(lambda: (out_dir / f"{job_id}.json").exists(), timeout=15)
         store = bot.get_cog("Experiments").services.jobs
@@ -390,6 +390,37 @@ async def test_vanished_supervisor_is_reported_lost(start_adjutant, discord_stan
     assert done["embeds"][0]["title"] == f"❓ Experiment {job_id} lost"
     assert "supervisor process" in fields(done)["Why"]
     await eventually(lambda: not pid_alive(received(out_dir, job_id)["pid"]), timeout=10)
+
+
+async def test_a_lost_job_is_retried_once_as_the_same_job_and_run(start_adjutant, discord_standin, out_dir) -> None:
+    """ADJUTANT_RETRIES=1 (the default): the supervisor is SIGKILLed during attempt 1; attempt 2 runs the same job
+    with the same W&B run id and succeeds; the thread says so once; a second loss is final."""
+    async with start_adjutant(launch_env()) as bot:
+        job_id = await launch(discord_standin, '{"sleep": 600}')
+        await eventually(lambda: (out_dir / f"{job_id}.json").exists(), timeout=15)
+        first = received(out_dir, job_id)
+        (out_dir / f"{job_id}.json").unlink()
+        store = bot.get_cog("Experiments").services.jobs
+        job = await asyncio.to_thread(store.get, job_id)
+        os.kill(job.supervisor_pid, signal.SIGKILL)
+        await eventually(lambda: (out_dir / f"{job_id}.json").exists(), timeout=20)  # attempt 2 started
+        second = received(out_dir, job_id)
+        assert (
+            second["env"]["WANDB_RUN_ID"] == first["env"]["WANDB_RUN_ID"] and second["env"]["WANDB_RESUME"] == "allow"
+        )
+        assert second["pid"] != first["pid"]
+        retried = await asyncio.to_thread(store.get, job_id)
+        assert retried.attempt == 2 and "lost" in (retried.retried_because or "")
+        await eventually(lambda: any("attempt 2 of 2" in t for t in _all_titles(discord_standin)), timeout=15)
+        os.kill(retried.supervisor_pid, signal.SIGKILL)  # attempt 2 lost too: no third attempt
+        done = await wait_report(discord_standin, job_id, timeout=20)
+    assert done["embeds"][0]["title"] == f"❓ Experiment {job_id} lost"
+    assert sum("attempt 2 of 2" in t for t in _all_titles(discord_standin)) == 1
+    await eventually(lambda: not pid_alive(first["pid"]) and not pid_alive(second["pid"]), timeout=10)
+
+
+def _all_titles(discord: DiscordStandIn) -> list[str]:
+    return [e.get("title", "") for m in discord.sent() for e in m["embeds"]]
 
 
 async def test_bot_killed_during_job_reports_end_once_after_restart(tmp_path: Path, out_dir: Path) -> None:

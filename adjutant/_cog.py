@@ -28,7 +28,13 @@ NO_PINGS = discord.AllowedMentions.none()
 
 
 #: What each alert button does, for refusals.
-BUTTON_ACTIONS = {"stop": "stop jobs", "rerun": "launch experiments", "mute": "mute alerts"}
+BUTTON_ACTIONS = {
+    "stop": "stop jobs",
+    "rerun": "launch experiments",
+    "mute": "mute alerts",
+    "resume": "resume sweeps",
+    "drop": "drop sweeps",
+}
 
 
 class WrongChannel(commands.CheckFailure):

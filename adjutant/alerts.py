@@ -103,6 +103,7 @@ class AlertKind(StrEnum):
     LOG = "log"
     CRASHED = "crashed"
     FAILED = "failed"
+    SWEEP_HELD = "sweep-held"
 
 
 def alert_kind(event: str) -> AlertKind | None:

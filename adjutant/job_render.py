@@ -253,3 +253,19 @@ def retry_embed(job: Job, why: str, *, retries: int) -> dict[str, Any]:
         "color": 0xF39C12,
         "footer": {"text": f"job {job.id}"},
     }
+
+
+def sweep_held_embed(jobs: Sequence[Job], exit_code: int | None, line: str) -> dict[str, Any]:
+    """Two cells of a sweep failed the same way: its queued cells wait for Resume or Drop ({held} is filled in)."""
+    sweep = jobs[0].sweep_id or "?"
+    cells = ", ".join(f"`{j.id}`" for j in jobs[:5])
+    shown = f"```\n{code_safe(truncate(line, 500))}\n```" if line else "(no output)"
+    return {
+        "title": truncate(f"⏸️ Sweep {sweep} held: {len(jobs)} cells failed the same way", 256),
+        "description": (
+            f"{cells} ended with exit code {exit_code}, and the same last line:\n{shown}\n"
+            "{held} queued cell(s) wait: **Resume** starts them, **Drop** cancels them."
+        ),
+        "color": 0xE74C3C,
+        "footer": {"text": f"sweep {sweep}"},
+    }

@@ -99,6 +99,12 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state);
 CREATE INDEX IF NOT EXISTS jobs_by_run ON jobs (wandb_run_id);
+CREATE TABLE IF NOT EXISTS sweep_holds (
+    sweep_id TEXT PRIMARY KEY,
+    signature TEXT NOT NULL,
+    state TEXT NOT NULL,
+    decided_at TEXT NOT NULL
+);
 """
 #: Columns added after the first release; databases made before get them with these defaults
 #: (``acked`` 1: an old job's acknowledgement is long gone or sent).
@@ -117,6 +123,8 @@ JOBS_MIGRATIONS = {
     # Which attempt runs now (1, then 2 after a retry …), and why the last retry happened.
     "attempt": "INTEGER NOT NULL DEFAULT 1",
     "retried_because": "TEXT",
+    # A queued cell of a sweep held after two cells failed the same way (it waits for Resume or Drop).
+    "held": "INTEGER NOT NULL DEFAULT 0",
 }
 
 
@@ -200,7 +208,7 @@ class Job:
         data["reported"] = bool(data["reported"])
         data["acked"] = bool(data["acked"])
         data["state"] = JobState(data["state"])
-        for key in ("log_offset", "log_told", "log_done", "queue_told"):  # bookkeeping, read where it is used
+        for key in ("log_offset", "log_told", "log_done", "queue_told", "held"):  # bookkeeping, read where used
             data.pop(key, None)
         return cls(**data)
 
@@ -415,6 +423,59 @@ class JobStore(Database):
                 )
         return bool(changed)
 
+    def startable(self, limit: int) -> list[Job]:
+        """Queued jobs that may start (not held), oldest first."""
+        rows = self.query("SELECT * FROM jobs WHERE state=? AND held=0 ORDER BY seq LIMIT ?", (JobState.QUEUED, limit))
+        return [Job.from_row(r) for r in rows]
+
+    def failed_cells_of_undecided_sweeps(self) -> list[Job]:
+        """Failed cells of sweeps that still have queued cells and no hold decision yet."""
+        rows = self.query(
+            "SELECT * FROM jobs WHERE state=? AND sweep_id IS NOT NULL"
+            " AND sweep_id NOT IN (SELECT sweep_id FROM sweep_holds)"
+            " AND sweep_id IN (SELECT sweep_id FROM jobs WHERE state=?) ORDER BY seq",
+            (JobState.FAILED, JobState.QUEUED),
+        )
+        return [Job.from_row(r) for r in rows]
+
+    def hold_sweep(self, job: Job, signature: str, card: dict[str, Any], now: dt.datetime) -> int:
+        """Hold a sweep's queued cells, with the card that asks Resume / Drop, in one transaction; decided once per
+        sweep (a second decision, after a restart, changes nothing). Returns how many cells were held."""
+        with self.transaction() as db:
+            inserted = db.execute(
+                "INSERT OR IGNORE INTO sweep_holds (sweep_id, signature, state, decided_at) VALUES (?, ?, 'held', ?)",
+                (job.sweep_id, signature, iso(now)),
+            ).rowcount
+            if not inserted:
+                return 0
+            held = db.execute(
+                "UPDATE jobs SET held=1 WHERE sweep_id=? AND state=?", (job.sweep_id, JobState.QUEUED)
+            ).rowcount
+            alert_id = record_alert(
+                db, JOBS_OUTBOX, AlertKind.SWEEP_HELD, run_id=job.wandb_run_id, job_id=job.id, now=now
+            )
+            card = {**card, "description": card["description"].replace("{held}", str(held))}
+            enqueue_announcement(
+                db, JOBS_OUTBOX, job.wandb_run_id, "sweep-held", card, None, job.message_id, job.thread_id, alert_id
+            )
+            return held
+
+    def decide_sweep(self, sweep_id: str, decision: str, by: str, now: dt.datetime) -> tuple[str, int]:
+        """Resume (``resumed``) or drop (``dropped``) a held sweep: (the sweep's state before, cells changed)."""
+        with self.transaction() as db:
+            row = db.execute("SELECT state FROM sweep_holds WHERE sweep_id=?", (sweep_id,)).fetchone()
+            if row is None or row[0] != "held":
+                return (row[0] if row else "unknown"), 0
+            db.execute("UPDATE sweep_holds SET state=?, decided_at=? WHERE sweep_id=?", (decision, iso(now), sweep_id))
+            if decision == "resumed":
+                changed = db.execute("UPDATE jobs SET held=0 WHERE sweep_id=? AND held=1", (sweep_id,)).rowcount
+            else:
+                changed = db.execute(
+                    "UPDATE jobs SET state=?, ended_at=?, cancelled_by=?, held=0 WHERE sweep_id=? AND state=?",
+                    (JobState.CANCELLED, iso(now), by, sweep_id, JobState.QUEUED),
+                ).rowcount
+            return "held", changed
+
     def count_unreported(self) -> int:
         sql = "SELECT COUNT(*) FROM jobs WHERE reported=0 AND state IN ({marks})"
         return int(self.query_in(sql, ENDED)[0][0])
@@ -537,3 +598,10 @@ def read_tail_bytes(path: Path, max_bytes: int) -> tuple[bytes, int]:
     with path.open("rb") as handle:
         handle.seek(max(0, size - max_bytes))
         return handle.read(), size
+
+
+def last_output_line(path: Path) -> str:
+    """The last line the script itself wrote to its log (Adjutant's own ``[adjutant …]`` lines skipped)."""
+    lines, _ = tail_lines(path, 20, max_bytes=16 * 1024)
+    output = [line.strip() for line in lines if line.strip() and not line.startswith("[adjutant ")]
+    return output[-1][:300] if output else ""

@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from adjutant.alerts import compile_patterns, scan_log
-from adjutant.job_render import log_alert_embed, queue_done_embed, retry_embed
-from adjutant.jobs import ACTIVE, ENDED, Job, JobRequest, JobState, JobStore, iso, utcnow
+from adjutant.job_render import log_alert_embed, queue_done_embed, retry_embed, sweep_held_embed
+from adjutant.jobs import ACTIVE, ENDED, Job, JobRequest, JobState, JobStore, iso, last_output_line, utcnow
 from adjutant.launchers import Launcher, LaunchError
 
 log = logging.getLogger(__name__)
@@ -279,6 +279,7 @@ class Scheduler:
             try:
                 loop = asyncio.get_running_loop()
                 changed = await loop.run_in_executor(self._executor, self._reconcile)
+                changed |= await loop.run_in_executor(self._executor, self._hold_failing_sweeps)
                 changed |= await loop.run_in_executor(self._executor, self._start_queued)
                 if self.log_patterns:
                     changed |= await loop.run_in_executor(self._executor, self._scan_logs)
@@ -394,11 +395,40 @@ class Scheduler:
             log.info("%d log alert(s) to announce", queued)
         return queued > 0
 
+    def _hold_failing_sweeps(self) -> bool:
+        """(thread) Two cells of a sweep failed the same way (exit code and last line of output): hold its queued
+        cells, once, and ask Resume / Drop; the rest of the sweep would most likely fail the same way."""
+        by_sweep: dict[str, dict[tuple[int | None, str], list[Job]]] = {}
+        for job in self.store.failed_cells_of_undecided_sweeps():
+            assert job.sweep_id is not None
+            key = (job.exit_code, last_output_line(Path(job.log_path)))
+            by_sweep.setdefault(job.sweep_id, {}).setdefault(key, []).append(job)
+        held_any = False
+        for groups in by_sweep.values():
+            same = next(((key, jobs) for key, jobs in groups.items() if len(jobs) >= 2), None)
+            if same is None:
+                continue
+            (code, line), jobs = same
+            card = sweep_held_embed(jobs, code, line)
+            held = self.store.hold_sweep(jobs[-1], f"{code}\n{line}", card, utcnow())
+            if held:
+                log.warning(
+                    "sweep %s held: %d cells failed with exit %s and %r", jobs[0].sweep_id, len(jobs), code, line
+                )
+                held_any = True
+        return held_any
+
+    async def decide_sweep(self, sweep_id: str, decision: str, by: str) -> tuple[str, int]:
+        """Resume or drop a held sweep (``resumed`` / ``dropped``): (its state before, cells changed)."""
+        result = await asyncio.to_thread(self.store.decide_sweep, sweep_id, decision, by, utcnow())
+        self.wake()
+        return result
+
     def _start_queued(self) -> bool:
         """(thread) Start queued jobs, oldest first, while slots are free."""
         free = self.max_concurrent - self.store.count(ACTIVE)
         started = False
-        for job in self.store.where((JobState.QUEUED,), max(free, 0)):
+        for job in self.store.startable(max(free, 0)):
             if self.store.update(job.id, expect=(JobState.QUEUED,), state=JobState.STARTING):
                 self._submit(job)
                 started = True

@@ -9,16 +9,18 @@ from typing import Any
 
 import discord
 
-from adjutant.alerts import Alert
+from adjutant.alerts import Alert, AlertKind
 from adjutant.jobs import ACTIVE, Job
 
 log = logging.getLogger(__name__)
 
-ACTIONS = {"stop": "Stop", "rerun": "Rerun", "mute": "Mute 1 h"}
+ACTIONS = {"stop": "Stop", "rerun": "Rerun", "mute": "Mute 1 h", "resume": "Resume sweep", "drop": "Drop sweep"}
 STYLES = {
     "stop": discord.ButtonStyle.danger,
     "rerun": discord.ButtonStyle.primary,
     "mute": discord.ButtonStyle.secondary,
+    "resume": discord.ButtonStyle.primary,
+    "drop": discord.ButtonStyle.danger,
 }
 #: The cogs that answer alert buttons, in the order asked (Stop and Rerun need Experiments).
 HANDLERS = ("Experiments", "Runs")
@@ -26,7 +28,7 @@ HANDLERS = ("Experiments", "Runs")
 
 class AlertButton(
     discord.ui.DynamicItem[discord.ui.Button[Any]],
-    template=r"adjutant:alert:(?P<action>stop|rerun|mute):(?P<id>[0-9]{1,18})",
+    template=r"adjutant:alert:(?P<action>stop|rerun|mute|resume|drop):(?P<id>[0-9]{1,18})",
 ):
     """One of the alert card's buttons."""
 
@@ -58,6 +60,10 @@ class AlertButton(
 def alert_view(alert: Alert, job: Job | None) -> discord.ui.View:
     """Stop (a job Adjutant launched that is still active), Rerun (a job's or a run's hyperparameters), Mute 1 h."""
     view = discord.ui.View(timeout=None)
+    if alert.kind == AlertKind.SWEEP_HELD:  # the sweep's queued cells wait for one of these
+        view.add_item(AlertButton("resume", alert.id))
+        view.add_item(AlertButton("drop", alert.id))
+        return view
     if job is not None and job.state in ACTIVE:
         view.add_item(AlertButton("stop", alert.id))
     if job is not None or alert.params is not None:

@@ -40,7 +40,7 @@ from adjutant.hparams import (
 )
 from adjutant.job_render import ack_embed, jobs_embed, sweep_preview
 from adjutant.jobs import ACTIVE, ENDED, Job, JobRequest, JobState, read_tail_bytes, tail_lines, utcnow
-from adjutant.render import MESSAGE_LIMIT, code_safe, truncate
+from adjutant.render import MESSAGE_LIMIT, code_safe, plain, truncate
 from adjutant.scheduler import CancelOutcome, CancelResult, Scheduler
 from adjutant.services import Services
 from adjutant.settings import Settings
@@ -333,6 +333,9 @@ class Experiments(AdjutantCog, name="Experiments"):
             await interaction.response.send_message("That alert is no longer known.", ephemeral=True)
             return
         job = await self.scheduler.get(alert.job_id) if alert.job_id else None
+        if action in ("resume", "drop"):
+            await self._decide_sweep(interaction, job, action)
+            return
         if action == "stop":
             if job is None:
                 await interaction.response.send_message("Only jobs Adjutant launched can be stopped.", ephemeral=True)
@@ -342,6 +345,20 @@ class Experiments(AdjutantCog, name="Experiments"):
             await interaction.response.send_message(text, allowed_mentions=NO_PINGS)
             return
         await self._rerun_from_alert(interaction, job, alert.params)
+
+    async def _decide_sweep(self, interaction: discord.Interaction, job: Job | None, action: str) -> None:
+        if job is None or job.sweep_id is None:
+            await interaction.response.send_message("That sweep is no longer known.", ephemeral=True)
+            return
+        decision = "resumed" if action == "resume" else "dropped"
+        before, changed = await self.scheduler.decide_sweep(job.sweep_id, decision, str(interaction.user))
+        if before != "held":
+            await interaction.response.send_message(f"Sweep `{job.sweep_id}` was already {before}.", ephemeral=True)
+            return
+        who = plain(truncate(str(interaction.user), 64))
+        verb = "started again" if decision == "resumed" else "cancelled"
+        text = f"Sweep `{job.sweep_id}` {decision} by {who}: {changed} queued cell(s) {verb}."
+        await interaction.response.send_message(text, allowed_mentions=NO_PINGS)
 
     async def _rerun_from_alert(
         self, interaction: discord.Interaction, job: Job | None, params: dict[str, Any] | None

@@ -302,3 +302,27 @@ async def test_exit_codes_listed_are_retried_and_others_are_not(store, launcher,
 
 def iso_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+async def test_a_held_sweep_starts_again_on_resume_and_is_decided_once(store, launcher, tmp_path) -> None:
+    scheduler = make(store, launcher, tmp_path, slots=2)
+    jobs = await scheduler.enqueue_many([request(i, sweep_id="sweep-abc") for i in range(5)])
+    await settle(scheduler)
+    for job in jobs[:2]:
+        Path(job.log_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(job.log_path).write_text("epoch 1\nValueError: bad shape\n[adjutant 2026] job ended: exit code 1\n")
+        launcher.states[job.id] = JobUpdate(state=JobState.FAILED, exit_code=1, ended_at=iso())
+    await scheduler.run_pass()
+    await settle(scheduler)
+    assert len(launcher.submitted) == 2, "the three queued cells are held"
+    assert (
+        await asyncio.to_thread(store.hold_sweep, jobs[0], "1\nValueError: bad shape", {"description": ""}, iso_now())
+        == 0
+    )
+    assert await scheduler.decide_sweep("sweep-abc", "resumed", "admin") == ("held", 3)
+    await settle(scheduler)
+    await scheduler.run_pass()
+    await settle(scheduler)
+    assert len(launcher.submitted) == 4, "resumed: they start into the free slots"
+    assert await scheduler.decide_sweep("sweep-abc", "dropped", "admin") == ("resumed", 0)
+    await scheduler.close()

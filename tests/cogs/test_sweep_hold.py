@@ -1,0 +1,45 @@
+"""A sweep whose cells fail the same way stops: after two cells fail with the same exit code and the same last line,
+its queued cells are held and one card asks Resume / Drop (rights checked at the click)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from tests.cogs.test_alert_cards import answer_to, button, cards
+from tests.cogs.test_experiments import launch_env
+from tests.conftest import eventually
+from tests.standins.discord_standin import DiscordStandIn
+
+GRID = '$sweep {"exit": [3], "n": [1, 2, 3, 4, 5, 6]}'
+
+
+async def test_two_identical_failures_hold_the_sweep_until_drop(
+    start_adjutant, discord_standin: DiscordStandIn, out_dir
+) -> None:
+    async with start_adjutant(launch_env(ADJUTANT_MAX_CONCURRENT="2")) as bot:
+        count = len(discord_standin.sent())
+        await discord_standin.post(GRID, author="admin")
+        preview = await discord_standin.wait_for_message(
+            lambda m: bool(m["embeds"]) and bool(discord_standin.buttons(m)), after=count, timeout=15
+        )
+        await discord_standin.click(preview, discord_standin.buttons(preview)[0], author="admin")
+        await eventually(lambda: bool(cards(discord_standin, "held: 2 cells failed the same way")), timeout=30)
+        card = cards(discord_standin, "held: 2 cells failed the same way")[0]
+        assert "something went wrong: exiting with 3" in card["embeds"][0]["description"]
+        await asyncio.sleep(2)
+        started = len(list(out_dir.iterdir()))
+        assert started <= 3, "the queued cells wait (one may have started between the two failures)"
+        scheduler = bot.get_cog("Experiments").scheduler
+        sweep_id = (await scheduler.recent(1))[0].sweep_id
+
+        refused = await answer_to(discord_standin, card, button(discord_standin, card, "drop"), "teammate")
+        assert refused["flags"] & 64 and "not allowed to drop sweeps" in refused["content"]
+        dropped = await answer_to(discord_standin, card, button(discord_standin, card, "drop"), "admin")
+        assert f"Sweep `{sweep_id}` dropped by admin: {6 - started} queued cell(s) cancelled" in dropped["content"]
+        again = await answer_to(discord_standin, card, button(discord_standin, card, "resume"), "admin")
+        assert "was already dropped" in again["content"]
+        await asyncio.sleep(2)
+        assert len(list(out_dir.iterdir())) == started, "no cell started after the hold"
+        jobs = await scheduler.recent(10)
+    assert sorted(j.state for j in jobs).count("cancelled") == 6 - started
+    assert len(cards(discord_standin, "failed the same way")) == 1, "one card for the sweep"

@@ -96,7 +96,11 @@ async def test_launch_runs_script_with_exact_json(
         assert shown == {**params, "name": params["name"].replace("`", "\u02cb")}, "backticks cannot break the block"
         done = await wait_report(discord_standin, job_id)
         cog = bot.get_cog("Experiments")
-        job = await asyncio.to_thread(cog.services.jobs.get, job_id)
+        for _ in range(200):  # the report is marked sent right after Discord accepted it (and the ack was edited)
+            job = await asyncio.to_thread(cog.services.jobs.get, job_id)
+            if job.reported:
+                break
+            await asyncio.sleep(0.05)
     assert done["embeds"][0]["title"] == f"✅ Experiment {job_id} succeeded"
     assert fields(done)["Exit code"] == "0"
     assert done["channel_id"] == ack["id"], "the report is in the job's thread (started from the acknowledgement)"

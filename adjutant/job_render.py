@@ -269,3 +269,13 @@ def sweep_held_embed(jobs: Sequence[Job], exit_code: int | None, line: str) -> d
         "color": 0xE74C3C,
         "footer": {"text": f"sweep {sweep}"},
     }
+
+
+def canary_released_embed(canary: Job, why: str) -> dict[str, Any]:
+    """A sweep's canary trains: the other cells start ({waiting} is filled in)."""
+    return {
+        "title": truncate(f"🐤 Sweep {canary.sweep_id}: canary {canary.id} {why}", 256),
+        "description": "Starting the other {waiting} cell(s).",
+        "color": 0x2ECC71,
+        "footer": {"text": f"sweep {canary.sweep_id}"},
+    }

@@ -270,8 +270,9 @@ class JobStore(Database):
         """Record a queued job (before anything is spawned)."""
         return self.add_many([request], log_dir)[0]
 
-    def add_many(self, requests: Sequence[JobRequest], log_dir: Path) -> list[Job]:
-        """Record queued jobs in one transaction: all of them or, after a crash, none."""
+    def add_many(self, requests: Sequence[JobRequest], log_dir: Path, *, canary: bool = False) -> list[Job]:
+        """Record queued jobs in one transaction: all of them or, after a crash, none. ``canary``: a sweep whose
+        first cell runs alone; the others are held until it has shown it trains (see Scheduler)."""
         ids = []
         with self.transaction() as db:
             for request in requests:
@@ -304,8 +305,67 @@ class JobStore(Database):
                         request.entity,
                     ),
                 )
+            sweep_id = requests[0].sweep_id if requests else None
+            if canary and sweep_id and len(ids) > 1:
+                db.execute(
+                    "INSERT INTO sweep_holds (sweep_id, signature, state, decided_at) VALUES (?, '', 'canary', ?)",
+                    (sweep_id, iso()),
+                )
+                db.executemany("UPDATE jobs SET held=1 WHERE id=?", [(job_id,) for job_id in ids[1:]])
             rows = [db.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone() for job_id in ids]
         return [Job.from_row(row) for row in rows]
+
+    def canary_sweeps(self) -> list[Job]:
+        """The canary (first cell) of each sweep whose other cells wait for it."""
+        rows = self.query(
+            "SELECT * FROM jobs WHERE seq IN (SELECT MIN(seq) FROM jobs WHERE sweep_id IN"
+            " (SELECT sweep_id FROM sweep_holds WHERE state='canary') GROUP BY sweep_id)"
+        )
+        return [Job.from_row(r) for r in rows]
+
+    def release_canary(self, canary: Job, note: dict[str, Any]) -> int:
+        """The canary trains: start the sweep's other cells (decided once, with its note). How many were waiting."""
+        with self.transaction() as db:
+            if not db.execute(
+                "UPDATE sweep_holds SET state='released', decided_at=? WHERE sweep_id=? AND state='canary'",
+                (iso(), canary.sweep_id),
+            ).rowcount:
+                return 0
+            waiting = db.execute("UPDATE jobs SET held=0 WHERE sweep_id=? AND held=1", (canary.sweep_id,)).rowcount
+            note = {**note, "description": note["description"].replace("{waiting}", str(waiting))}
+            enqueue_announcement(
+                db, JOBS_OUTBOX, canary.wandb_run_id, "canary", note, None, canary.message_id, canary.thread_id
+            )
+            return waiting
+
+    def canary_failed(self, canary: Job, card: dict[str, Any], now: dt.datetime) -> bool:
+        """The canary failed: the other cells stay held, and one card asks Launch all anyway / Drop."""
+        with self.transaction() as db:
+            if not db.execute(
+                "UPDATE sweep_holds SET state='held', signature='canary', decided_at=?"
+                " WHERE sweep_id=? AND state='canary'",
+                (iso(now), canary.sweep_id),
+            ).rowcount:
+                return False
+            waiting = db.execute(
+                "SELECT COUNT(*) FROM jobs WHERE sweep_id=? AND held=1", (canary.sweep_id,)
+            ).fetchone()[0]
+            alert_id = record_alert(
+                db, JOBS_OUTBOX, AlertKind.SWEEP_HELD, run_id=canary.wandb_run_id, job_id=canary.id, now=now
+            )
+            card = {**card, "description": card["description"].replace("{held}", str(waiting))}
+            enqueue_announcement(
+                db,
+                JOBS_OUTBOX,
+                canary.wandb_run_id,
+                "sweep-held",
+                card,
+                None,
+                canary.message_id,
+                canary.thread_id,
+                alert_id,
+            )
+            return True
 
     def get(self, job_id: str) -> Job | None:
         rows = self.query("SELECT * FROM jobs WHERE id=?", (job_id,))
@@ -432,7 +492,7 @@ class JobStore(Database):
         """Failed cells of sweeps that still have queued cells and no hold decision yet."""
         rows = self.query(
             "SELECT * FROM jobs WHERE state=? AND sweep_id IS NOT NULL"
-            " AND sweep_id NOT IN (SELECT sweep_id FROM sweep_holds)"
+            " AND sweep_id NOT IN (SELECT sweep_id FROM sweep_holds WHERE state != 'released')"
             " AND sweep_id IN (SELECT sweep_id FROM jobs WHERE state=?) ORDER BY seq",
             (JobState.FAILED, JobState.QUEUED),
         )
@@ -446,6 +506,12 @@ class JobStore(Database):
                 "INSERT OR IGNORE INTO sweep_holds (sweep_id, signature, state, decided_at) VALUES (?, ?, 'held', ?)",
                 (job.sweep_id, signature, iso(now)),
             ).rowcount
+            if not inserted:  # a sweep whose canary was released may still be held once
+                inserted = db.execute(
+                    "UPDATE sweep_holds SET state='held', signature=?, decided_at=?"
+                    " WHERE sweep_id=? AND state='released'",
+                    (signature, iso(now), job.sweep_id),
+                ).rowcount
             if not inserted:
                 return 0
             held = db.execute(

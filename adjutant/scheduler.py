@@ -27,9 +27,26 @@ from pathlib import Path
 from typing import Any
 
 from adjutant.alerts import compile_patterns, scan_log
-from adjutant.job_render import log_alert_embed, queue_done_embed, retry_embed, sweep_held_embed
-from adjutant.jobs import ACTIVE, ENDED, Job, JobRequest, JobState, JobStore, iso, last_output_line, utcnow
+from adjutant.job_render import (
+    canary_released_embed,
+    log_alert_embed,
+    queue_done_embed,
+    retry_embed,
+    sweep_held_embed,
+)
+from adjutant.jobs import (
+    ACTIVE,
+    ENDED,
+    Job,
+    JobRequest,
+    JobState,
+    JobStore,
+    iso,
+    last_output_line,
+    utcnow,
+)
 from adjutant.launchers import Launcher, LaunchError
+from adjutant.render import truncate
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +120,14 @@ class Scheduler:
         log_patterns: Sequence[str] = (),
         retries: int = 0,
         retry_on_exit: Sequence[int] = (),
+        canary_steps: int = 10,
+        canary_minutes: float = 5.0,
     ) -> None:
         self.store = store
+        self.canary_steps = canary_steps
+        self.canary_minutes = canary_minutes
+        #: A running job's progress (its W&B run's step, from what the watcher's polls saw), or None.
+        self.progress_of: Callable[[Job], float | None] = lambda job: None
         self.retries = retries
         self.retry_on_exit = tuple(retry_on_exit)
         self.log_patterns = compile_patterns(log_patterns)
@@ -144,9 +167,10 @@ class Scheduler:
         self.wake()
         return job
 
-    async def enqueue_many(self, requests: Sequence[JobRequest]) -> list[Job]:
-        """Record several queued jobs in one transaction (a sweep: all or none), then wake the scheduler."""
-        jobs = await asyncio.to_thread(self.store.add_many, list(requests), self.log_dir)
+    async def enqueue_many(self, requests: Sequence[JobRequest], *, canary: bool = False) -> list[Job]:
+        """Record several queued jobs in one transaction (a sweep: all or none), then wake the scheduler.
+        ``canary``: the first runs alone until it reaches ``canary_steps`` or runs ``canary_minutes``."""
+        jobs = await asyncio.to_thread(self.store.add_many, list(requests), self.log_dir, canary=canary)
         log.info("%d jobs queued: %s", len(jobs), ", ".join(j.id for j in jobs))
         self.wake()
         return jobs
@@ -279,6 +303,7 @@ class Scheduler:
             try:
                 loop = asyncio.get_running_loop()
                 changed = await loop.run_in_executor(self._executor, self._reconcile)
+                changed |= await loop.run_in_executor(self._executor, self._watch_canaries)
                 changed |= await loop.run_in_executor(self._executor, self._hold_failing_sweeps)
                 changed |= await loop.run_in_executor(self._executor, self._start_queued)
                 if self.log_patterns:
@@ -417,6 +442,32 @@ class Scheduler:
                 )
                 held_any = True
         return held_any
+
+    def _watch_canaries(self) -> bool:
+        """(thread) A sweep's canary that trains (step ``canary_steps`` in W&B, or ``canary_minutes`` running, or
+        done) releases the other cells; one that fails keeps them held and asks what to do."""
+        now = utcnow()
+        changed = False
+        for canary in self.store.canary_sweeps():
+            if canary.state in (JobState.FAILED, JobState.LOST, JobState.CANCELLED):
+                card = sweep_held_embed([canary], canary.exit_code, last_output_line(Path(canary.log_path)))
+                card["title"] = truncate(f"⏸️ Sweep {canary.sweep_id}: its canary {canary.id} {canary.state}", 256)
+                changed |= self.store.canary_failed(canary, card, now)
+                continue
+            step = self.progress_of(canary) if canary.state == JobState.RUNNING else None
+            running = (now - canary.started_at).total_seconds() / 60 if canary.started_at else 0.0
+            if canary.state == JobState.SUCCEEDED:
+                why = "succeeded"
+            elif step is not None and step >= self.canary_steps:
+                why = f"reached step {step:g}"
+            elif canary.state == JobState.RUNNING and running >= self.canary_minutes:
+                why = f"has run {running:.1f} min without failing"
+            else:
+                continue
+            if self.store.release_canary(canary, canary_released_embed(canary, why)):
+                log.info("sweep %s: canary %s %s; starting the other cells", canary.sweep_id, canary.id, why)
+                changed = True
+        return changed
 
     async def decide_sweep(self, sweep_id: str, decision: str, by: str) -> tuple[str, int]:
         """Resume or drop a held sweep (``resumed`` / ``dropped``): (its state before, cells changed)."""

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from adjutant.jobs import Job, JobStore, child_environment
 from adjutant.launchers import Launcher, make_launcher
-from adjutant.runs import GpuIdleRule
+from adjutant.runs import GpuIdleRule, progress
 from adjutant.scheduler import Scheduler
 from adjutant.settings import Settings
 from adjutant.state import StateLock, check_database
@@ -83,6 +83,8 @@ class Services:
             log_patterns=settings.log_alerts,
             retries=settings.retries,
             retry_on_exit=settings.retry_on_exit,
+            canary_steps=settings.canary_steps,
+            canary_minutes=settings.canary_minutes,
         )
         watchers: dict[str, Watcher] = {}
         for route in settings.routes:
@@ -102,7 +104,15 @@ class Services:
                 else GpuIdleRule(dt.timedelta(minutes=settings.gpu_idle_minutes), settings.gpu_idle_percent),
             )
             watchers[route.project_key] = Watcher(runs, source, rules, timeout=settings.wandb_timeout)
-        return cls(settings, jobs, runs, scheduler, watchers, lock)
+        services = cls(settings, jobs, runs, scheduler, watchers, lock)
+        scheduler.progress_of = services.progress_of
+        return services
+
+    def progress_of(self, job: Job) -> float | None:
+        """A running job's W&B step, as its project's last poll saw it (no W&B request)."""
+        watcher = self.watcher_of(job.project, job.entity)
+        run = watcher.latest.get(job.wandb_run_id) if watcher is not None else None
+        return None if run is None else progress(run)
 
     @property
     def watcher(self) -> Watcher | None:

@@ -764,6 +764,21 @@ class Settings:
         default=(),
         default_text="unset (a script's own failure is not retried)",
     )
+    canary_steps: int = setting(
+        "ADJUTANT_CANARY_STEPS",
+        "a $sweep runs one cell first (its canary) and starts the others once the canary's W&B run reaches this step"
+        " (or ADJUTANT_CANARY_MINUTES pass, or it succeeds); 0: no canary ($sweep --no-canary for one sweep)",
+        parser=Number(minimum=0, whole=True),
+        group="Launching",
+        default=10,
+    )
+    canary_minutes: float = setting(
+        "ADJUTANT_CANARY_MINUTES",
+        "minutes a sweep's canary must run without failing before the other cells start",
+        parser=Number(minimum=0.01),
+        group="Launching",
+        default=5.0,
+    )
     max_sweep: int = setting(
         "ADJUTANT_MAX_SWEEP",
         "the most jobs one $sweep may queue",

@@ -199,9 +199,12 @@ class Experiments(AdjutantCog, name="Experiments"):
     @commands.hybrid_command(name="sweep")  # type: ignore[arg-type]  # discord.py stubs reject hybrid commands in cogs
     @app_commands.describe(grid='a JSON object whose lists are the values to try, e.g. {"lr": [0.1, 0.01]}')
     async def sweep(self, ctx: commands.Context[Any], *, grid: str = "") -> None:
-        """Queue one experiment per combination: $sweep {"lr": [0.1, 0.01], "batch_size": [32, 64]}."""
+        """Queue one experiment per combination: $sweep [--no-canary] {"lr": [0.1, 0.01], "batch_size": [32, 64]}."""
         if not await self._launch_precheck(ctx, "sweep"):
             return
+        canary = self.settings.canary_steps > 0
+        if grid.strip().startswith("--no-canary"):
+            grid, canary = grid.strip().removeprefix("--no-canary"), False
         try:
             parsed = parse_hyperparameters(grid)
             size = sweep_size(parsed)
@@ -226,8 +229,14 @@ class Experiments(AdjutantCog, name="Experiments"):
         async def queue(interaction: discord.Interaction) -> str:
             preview_id = interaction.message.id if interaction.message is not None else None
             requests = [self._request(c, ctx, sweep_id=sweep_id, ack_id=preview_id) for c in combos]
-            jobs = await self.scheduler.enqueue_many(requests)  # one transaction: all cells or none
-            return queued_text(jobs)
+            jobs = await self.scheduler.enqueue_many(requests, canary=canary)  # one transaction: all or none
+            text = queued_text(jobs)
+            if canary and len(jobs) > 1:
+                text += (
+                    f"\n`{jobs[0].id}` runs first (the canary); the others start once it reaches step"
+                    f" {self.settings.canary_steps} or runs {self.settings.canary_minutes:g} min without failing."
+                )
+            return text
 
         async def queued(interaction: discord.Interaction, text: str) -> None:
             await self.scheduler.sweep_acknowledged(sweep_id)  # the preview says so: reports may go out

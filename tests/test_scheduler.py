@@ -326,3 +326,25 @@ async def test_a_held_sweep_starts_again_on_resume_and_is_decided_once(store, la
     assert len(launcher.submitted) == 4, "resumed: they start into the free slots"
     assert await scheduler.decide_sweep("sweep-abc", "dropped", "admin") == ("resumed", 0)
     await scheduler.close()
+
+
+async def test_a_canary_releases_its_sweep_at_its_step_and_only_once(store, launcher, tmp_path) -> None:
+    scheduler = make(store, launcher, tmp_path, slots=4)
+    steps: dict[str, float] = {}
+    scheduler.progress_of = lambda job: steps.get(job.id)
+    jobs = await scheduler.enqueue_many([request(i, sweep_id="sweep-can") for i in range(3)], canary=True)
+    await settle(scheduler)
+    assert launcher.submitted == [jobs[0].id], "the canary runs alone"
+    steps[jobs[0].id] = 9
+    await scheduler.run_pass()
+    assert len(launcher.submitted) == 1, "step 9 < 10"
+    steps[jobs[0].id] = 10
+    await scheduler.run_pass()
+    await settle(scheduler)
+    assert sorted(launcher.submitted) == sorted(j.id for j in jobs), "released at step 10"
+    await scheduler.run_pass()
+    runs = Store(tmp_path / "adjutant.sqlite3")
+    notes = [i.payload["title"] for i in runs.pending(JOBS_OUTBOX, 10)]
+    runs.close()
+    assert notes == [f"🐤 Sweep sweep-can: canary {jobs[0].id} reached step 10"], "told once"
+    await scheduler.close()

@@ -1,5 +1,6 @@
-"""A sweep whose cells fail the same way stops: after two cells fail with the same exit code and the same last line,
-its queued cells are held and one card asks Resume / Drop (rights checked at the click)."""
+"""Sweeps that stop burning GPUs: a canary cell runs first (the others start once it trains, or wait for a decision
+when it fails), and after two cells fail with the same exit code and the same last line, the queued cells are held
+and one card asks Resume / Drop (rights checked at the click)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from tests.cogs.test_experiments import launch_env
 from tests.conftest import eventually
 from tests.standins.discord_standin import DiscordStandIn
 
-GRID = '$sweep {"exit": [3], "n": [1, 2, 3, 4, 5, 6]}'
+GRID = '$sweep --no-canary {"exit": [3], "n": [1, 2, 3, 4, 5, 6]}'
 
 
 async def test_two_identical_failures_hold_the_sweep_until_drop(
@@ -43,3 +44,45 @@ async def test_two_identical_failures_hold_the_sweep_until_drop(
         jobs = await scheduler.recent(10)
     assert sorted(j.state for j in jobs).count("cancelled") == 6 - started
     assert len(cards(discord_standin, "failed the same way")) == 1, "one card for the sweep"
+
+
+async def queue_sweep(discord: DiscordStandIn, grid: str) -> None:
+    count = len(discord.sent())
+    await discord.post(grid, author="admin")
+    preview = await discord.wait_for_message(
+        lambda m: bool(m["embeds"]) and bool(discord.buttons(m)), after=count, timeout=15
+    )
+    await discord.click(preview, discord.buttons(preview)[0], author="admin")
+
+
+async def test_a_failing_canary_starts_no_other_cell_until_launch_all_anyway(
+    start_adjutant, discord_standin: DiscordStandIn, out_dir
+) -> None:
+    async with start_adjutant(launch_env(ADJUTANT_MAX_CONCURRENT="3")):
+        await queue_sweep(discord_standin, '$sweep {"exit": [3], "n": [1, 2, 3]}')
+        await eventually(lambda: bool(cards(discord_standin, "its canary")), timeout=30)
+        card = cards(discord_standin, "its canary")[0]
+        assert "failed" in card["embeds"][0]["title"] and "2 queued cell(s) wait" in card["embeds"][0]["description"]
+        await asyncio.sleep(2)
+        assert len(list(out_dir.iterdir())) == 1, "only the canary ran"
+        resumed = await answer_to(discord_standin, card, button(discord_standin, card, "resume"), "admin")
+        assert "resumed by admin: 2 queued cell(s) started again" in resumed["content"]
+        await eventually(lambda: len(list(out_dir.iterdir())) == 3, timeout=20)
+
+
+async def test_a_canary_that_trains_releases_the_other_cells(
+    start_adjutant, discord_standin: DiscordStandIn, out_dir
+) -> None:
+    env = launch_env(ADJUTANT_MAX_CONCURRENT="3", ADJUTANT_CANARY_MINUTES="0.03")  # 1.8 s without failing
+    async with start_adjutant(env) as bot:
+        await queue_sweep(discord_standin, '$sweep {"sleep": [5], "n": [1, 2, 3]}')
+        await eventually(lambda: len(list(out_dir.iterdir())) == 1, timeout=20)
+        await eventually(lambda: len(list(out_dir.iterdir())) == 3, timeout=20)
+        jobs = await bot.get_cog("Experiments").scheduler.recent(3)
+        canary = min(jobs, key=lambda j: j.seq)
+        assert canary.state == "running", "the others started while the canary still ran"
+        assert any(f"canary {canary.id} has run" in t for t in _titles(discord_standin))
+
+
+def _titles(discord: DiscordStandIn) -> list[str]:
+    return [e.get("title", "") for m in discord.sent() for e in m["embeds"]]

@@ -279,3 +279,22 @@ def canary_released_embed(canary: Job, why: str) -> dict[str, Any]:
         "color": 0x2ECC71,
         "footer": {"text": f"sweep {canary.sweep_id}"},
     }
+
+
+def remedy_embed(job: Job, slurm_state: str, option: str, old: str, new: str | None) -> dict[str, Any]:
+    """Slurm ended a job for lack of time or memory: it runs once more with more (``new``), or, the second time,
+    it does not (``new`` None)."""
+    if new is None:
+        return {
+            "title": truncate(f"🛑 Job {job.id}: {slurm_state} again", 256),
+            "description": f"It already ran once more with `{option}={old}`. Not submitting it again.",
+            "color": 0xE74C3C,
+            "footer": {"text": f"job {job.id}"},
+        }
+    return {
+        "title": truncate(f"🩹 Job {job.id}: {slurm_state}; running again with more", 256),
+        "description": f"`{option}` {old} → {new} (1.5 times, within the partition's limit):"
+        f" attempt {job.attempt + 1}.",
+        "color": 0xF39C12,
+        "footer": {"text": f"job {job.id}"},
+    }

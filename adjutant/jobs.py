@@ -17,7 +17,7 @@ import secrets
 import signal
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -125,6 +125,10 @@ JOBS_MIGRATIONS = {
     "retried_because": "TEXT",
     # A queued cell of a sweep held after two cells failed the same way (it waits for Resume or Drop).
     "held": "INTEGER NOT NULL DEFAULT 0",
+    # Backend options changed for this job by a remediation (Slurm: {"time": "2", "mem": "1536M"}), and which
+    # remediations were made (each at most once).
+    "overrides": "TEXT",
+    "remedied": "TEXT",
 }
 
 
@@ -197,6 +201,9 @@ class Job:
     #: Its attempt (a retry runs the same job again: same id, same W&B run) and why it was retried.
     attempt: int = 1
     retried_because: str | None = None
+    #: Backend options a remediation changed (Slurm ``time``, ``mem``), and the remediations made.
+    overrides: dict[str, str] = field(default_factory=dict)
+    remedied: tuple[str, ...] = ()
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Job:
@@ -208,6 +215,8 @@ class Job:
         data["reported"] = bool(data["reported"])
         data["acked"] = bool(data["acked"])
         data["state"] = JobState(data["state"])
+        data["overrides"] = json.loads(data.get("overrides") or "{}")
+        data["remedied"] = tuple(json.loads(data.get("remedied") or "[]"))
         for key in ("log_offset", "log_told", "log_done", "queue_told", "held"):  # bookkeeping, read where used
             data.pop(key, None)
         return cls(**data)
@@ -541,6 +550,34 @@ class JobStore(Database):
                     (JobState.CANCELLED, iso(now), by, sweep_id, JobState.QUEUED),
                 ).rowcount
             return "held", changed
+
+    def remediate(self, job: Job, key: str, value: str, why: str, note: dict[str, Any]) -> bool:
+        """Submit ``job`` again with one backend option changed (``key`` = ``value``), once per kind of remediation:
+        the decision, the new option and the note for its thread in one transaction guarded by the attempt."""
+        overrides = json.dumps({**job.overrides, key: value})
+        remedied = json.dumps(sorted({*job.remedied, key}))
+        with self.transaction() as db:
+            changed = db.execute(RETRY_SQL, (why, job.id, job.attempt)).rowcount
+            if changed:
+                db.execute("UPDATE jobs SET overrides=?, remedied=? WHERE id=?", (overrides, remedied, job.id))
+                enqueue_announcement(
+                    db, JOBS_OUTBOX, job.wandb_run_id, "remedy", note, None, job.message_id, job.thread_id
+                )
+        return bool(changed)
+
+    def end_with_note(self, job: Job, columns: dict[str, Any], note: dict[str, Any]) -> bool:
+        """Record a job's end (``columns``) with a note for its thread, in one transaction."""
+        sets = ", ".join(f"{k}=?" for k in columns)
+        with self.transaction() as db:
+            changed = db.execute(
+                f"UPDATE jobs SET {sets} WHERE id=? AND state IN (?, ?, ?)",  # noqa: S608 (column names are ours)
+                (*columns.values(), job.id, *ACTIVE),
+            ).rowcount
+            if changed:
+                enqueue_announcement(
+                    db, JOBS_OUTBOX, job.wandb_run_id, "remedy", note, None, job.message_id, job.thread_id
+                )
+        return bool(changed)
 
     def count_unreported(self) -> int:
         sql = "SELECT COUNT(*) FROM jobs WHERE reported=0 AND state IN ({marks})"

@@ -31,6 +31,7 @@ from adjutant.job_render import (
     canary_released_embed,
     log_alert_embed,
     queue_done_embed,
+    remedy_embed,
     retry_embed,
     sweep_held_embed,
 )
@@ -41,6 +42,7 @@ from adjutant.jobs import (
     JobRequest,
     JobState,
     JobStore,
+    JobUpdate,
     iso,
     last_output_line,
     utcnow,
@@ -57,6 +59,8 @@ ACK_WAIT = dt.timedelta(seconds=60)
 LOG_SCAN_BYTES = 4 * 1024 * 1024
 
 
+#: Slurm end states remedied once by 1.5 times the resource (the sbatch option changed).
+REMEDIES = {"TIMEOUT": "time", "OUT_OF_MEMORY": "mem"}
 #: Slurm states that say the node, not the script, failed: the job is retried within ADJUTANT_RETRIES.
 LOST_ON_SLURM = ("NODE_FAIL", "PREEMPTED", "BOOT_FAIL")
 
@@ -339,6 +343,9 @@ class Scheduler:
             except LaunchError as error:
                 log.warning("cannot check job %s: %s", job.id, error)
                 continue
+            if update is not None and update.state == JobState.FAILED and self._remedy(job, launcher, update, now):
+                changed = True
+                continue
             if update is not None and update.state in (JobState.LOST, JobState.FAILED):
                 why = retry_reason(
                     job,
@@ -384,6 +391,32 @@ class Scheduler:
                 if why is not None:
                     changed |= self._retry(job, why, now)
         return changed or self.store.count_unreported() > 0
+
+    def _remedy(self, job: Job, launcher: Launcher, update: JobUpdate, now: dt.datetime) -> bool:
+        """(thread) A job that ran out of time or memory on Slurm runs once more with 1.5 times as much (said in its
+        thread); a second identical failure ends it, with a note that says so. True when handled here."""
+        slurm_state = (update.external_state or job.external_state or "").split(" ")[0]
+        kind = REMEDIES.get(slurm_state)
+        remedy = getattr(launcher, "remediation", None)
+        if kind is None or remedy is None or job.state == JobState.CANCELLING:
+            return False
+        option = f"--{kind}"
+        if kind in job.remedied:
+            note = remedy_embed(job, slurm_state, option, job.overrides.get(kind, "?"), None)
+            return self.store.end_with_note(job, update.columns(), note)
+        try:
+            grown = remedy(job, kind)
+        except LaunchError as error:
+            log.warning("cannot remedy job %s (%s): %s", job.id, slurm_state, error)
+            return False
+        if grown is None:
+            return False
+        old, new = grown
+        note = remedy_embed(job, slurm_state, option, old, new)
+        if self.store.remediate(job, kind, new, f"Slurm {slurm_state}: {option} {old} → {new}", note):
+            log.warning("job %s: Slurm %s; submitting again with %s=%s (was %s)", job.id, slurm_state, option, new, old)
+            return True
+        return False
 
     def _retry(self, job: Job, why: str, now: dt.datetime) -> bool:
         """(thread) The decision and its note, recorded together before anything is submitted again."""

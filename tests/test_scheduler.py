@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 import sqlite3
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -347,4 +348,90 @@ async def test_a_canary_releases_its_sweep_at_its_step_and_only_once(store, laun
     notes = [i.payload["title"] for i in runs.pending(JOBS_OUTBOX, 10)]
     runs.close()
     assert notes == [f"🐤 Sweep sweep-can: canary {jobs[0].id} reached step 10"], "told once"
+    await scheduler.close()
+
+
+def test_slurm_durations_memory_and_growth() -> None:
+    from adjutant.launchers.slurm import grow_time, parse_memory_mb, parse_minutes, parse_scontrol
+
+    assert [parse_minutes(t) for t in ("1", "1:30", "01:00:00", "2-00", "1-02:03", "1-00:00:30", "UNLIMITED")] == [
+        1,
+        1.5,
+        60,
+        2880,
+        1563,
+        1440.5,
+        None,
+    ]
+    assert grow_time(1, None) == ("1", "2") and grow_time(60, 80) == ("60", "80") and grow_time(60, 60) is None
+    # a job Slurm ended OUT_OF_MEMORY, as `scontrol show job -o` records it
+    recorded = (
+        "JobId=41 JobName=adjutant-j4k2mnp UserId=root(0) JobState=OUT_OF_MEMORY Reason=OutOfMemory ExitCode=0:125"
+        " RunTime=00:00:07 TimeLimit=00:10:00 Partition=debug NumCPUs=1 MinMemoryNode=1536M TRES=cpu=1,mem=1536M"
+    )
+    fields = parse_scontrol(recorded)
+    assert fields["JobState"] == "OUT_OF_MEMORY" and parse_memory_mb(fields["MinMemoryNode"]) == 1536
+    assert [parse_memory_mb(t) for t in ("2G", "512", "1.5G", "junk")] == [2048, 512, 1536, None]
+
+
+def test_sbatch_takes_a_remediation_last(tmp_path) -> None:
+    from adjutant.launchers.slurm import SlurmLauncher
+
+    settings = Settings.from_env({"ADJUTANT_SLURM_TIME": "1", "ADJUTANT_SLURM_ARGS": "--mem=1G"})
+    store = JobStore(tmp_path / "adjutant.sqlite3")
+    job = store.add(request(), tmp_path)
+    store.close()
+    argv = SlurmLauncher(settings, "").sbatch_argv(replace(job, overrides={"time": "2", "mem": "1536M"}))
+    assert "--time=1" not in argv and argv.index("--mem=1536M") > argv.index("--mem=1G") and "--time=2" in argv
+
+
+async def test_out_of_memory_on_slurm_runs_once_more_with_half_again_the_memory(store, tmp_path) -> None:
+    """The test cluster cannot enforce memory (no cgroups), so Slurm's own recorded answers for an OUT_OF_MEMORY job
+    stand in for it: the scheduler submits the job once more with 1.5 times the --mem, and a second OOM ends it."""
+    import subprocess as sp
+
+    from adjutant.launchers.slurm import SlurmLauncher
+
+    recorded = {
+        "job": "JobId=41 JobName=adjutant-x JobState=OUT_OF_MEMORY Reason=OutOfMemory ExitCode=0:125"
+        " StartTime=2026-11-30T10:00:00 EndTime=2026-11-30T10:00:07 TimeLimit=00:10:00 Partition=debug"
+        " MinMemoryNode=1536M",
+        "partition": "PartitionName=debug MaxTime=INFINITE State=UP",
+    }
+    submitted: list[list[str]] = []
+
+    class RecordedSlurm(SlurmLauncher):
+        def _run(self, argv: list[str], env: dict[str, str] | None = None) -> sp.CompletedProcess[str]:
+            if argv[0] == "sbatch":
+                submitted.append(argv)
+                return sp.CompletedProcess(argv, 0, f"{40 + len(submitted)}\n", "")
+            return sp.CompletedProcess(argv, 0, recorded["partition" if "partition" in argv else "job"] + "\n", "")
+
+    launcher = RecordedSlurm(Settings.from_env({"ADJUTANT_SLURM_ARGS": "--mem=1536M"}), "")
+    scheduler = Scheduler(
+        store,
+        lambda backend: launcher,
+        log_dir=tmp_path / "logs",
+        max_concurrent=1,
+        cancel_grace_seconds=30,
+        environment=lambda job: {},
+        retries=0,
+    )
+    job = await scheduler.enqueue(replace(request(), backend="slurm"))
+    await settle(scheduler)
+    await scheduler.run_pass()  # attempt 1 ended OUT_OF_MEMORY: remedied
+    await settle(scheduler)
+    again = await scheduler.get(job.id)
+    assert again is not None and again.attempt == 2 and again.overrides == {"mem": "2304M"}
+    assert "--mem=2304M" in submitted[-1] and submitted[-1].index("--mem=2304M") > submitted[-1].index("--mem=1536M")
+    await scheduler.run_pass()  # attempt 2 ended OUT_OF_MEMORY too: the end stands
+    final = await scheduler.get(job.id)
+    assert final is not None and final.state == JobState.FAILED and final.attempt == 2 and len(submitted) == 2
+    runs = Store(tmp_path / "adjutant.sqlite3")
+    titles = [i.payload["title"] for i in runs.pending(JOBS_OUTBOX, 10)]
+    runs.close()
+    assert titles == [
+        f"🩹 Job {job.id}: OUT_OF_MEMORY; running again with more",
+        f"🛑 Job {job.id}: OUT_OF_MEMORY again",
+    ]
     await scheduler.close()

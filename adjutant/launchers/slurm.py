@@ -9,6 +9,8 @@ never through a shell; the job's environment is passed explicitly to ``sbatch`` 
 from __future__ import annotations
 
 import datetime as dt
+import math
+import re
 import shlex
 import subprocess
 from pathlib import Path
@@ -54,6 +56,49 @@ def parse_scontrol(line: str) -> dict[str, str]:
         if sep and key not in fields:
             fields[key] = value
     return fields
+
+
+def parse_minutes(text: str) -> float | None:
+    """A Slurm duration (``MM``, ``MM:SS``, ``HH:MM:SS``, ``D-HH``, ``D-HH:MM``, ``D-HH:MM:SS``) in minutes; None for
+    UNLIMITED, INFINITE or nonsense."""
+    text = text.strip()
+    if not text or text.upper() in ("UNLIMITED", "INFINITE", "NONE"):
+        return None
+    days, _, rest = text.rpartition("-")
+    try:
+        parts = [int(p) for p in rest.split(":")]
+        day_count = int(days) if days else 0
+    except ValueError:
+        return None
+    if days:  # D-HH[:MM[:SS]]
+        hours, minutes, seconds = [*parts, 0, 0][:3]
+    elif len(parts) == 1:
+        hours, minutes, seconds = 0, parts[0], 0
+    elif len(parts) == 2:
+        hours, minutes, seconds = 0, parts[0], parts[1]
+    else:
+        hours, minutes, seconds = parts[:3]
+    return day_count * 1440 + hours * 60 + minutes + seconds / 60
+
+
+def grow_time(current: float, maximum: float | None) -> tuple[str, str] | None:
+    """The time limit times 1.5 in whole minutes, within ``maximum``: (old, new) for ``--time``, or None."""
+    new = math.ceil(current * 1.5)
+    if maximum is not None:
+        new = min(new, math.floor(maximum))
+    if new <= current:
+        return None
+    return f"{math.ceil(current)}", f"{new}"
+
+
+def parse_memory_mb(text: str) -> int | None:
+    """Slurm memory (``1536M``, ``2G``, ``1T``, plain megabytes) in megabytes."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([KMGT]?)", text.strip().upper())
+    if match is None:
+        return None
+    scale = {"K": 1 / 1024, "": 1, "M": 1, "G": 1024, "T": 1024 * 1024}[match[2]]
+    value = float(match[1]) * scale
+    return math.ceil(value) if value > 0 else None
 
 
 def exit_code(raw: str | None, state: str) -> int | None:
@@ -119,12 +164,40 @@ class SlurmLauncher(Launcher):
         ]
         if self.settings.slurm_partition:
             argv.append(f"--partition={self.settings.slurm_partition}")
-        if self.settings.slurm_time:
+        if self.settings.slurm_time and "time" not in job.overrides:
             argv.append(f"--time={self.settings.slurm_time}")
         if self.settings.slurm_gres:
             argv.append(f"--gres={self.settings.slurm_gres}")
         argv += shlex.split(self.settings.slurm_args or "")
+        # A remediation's options come last: sbatch takes the last of a repeated option.
+        argv += [f"--{key}={value}" for key, value in sorted(job.overrides.items()) if key in ("time", "mem")]
         return [*argv, job.script, job.params_text]  # the exact JSON text recorded at launch
+
+    def remediation(self, job: Job, kind: str) -> tuple[str, str] | None:
+        """For a job that ended TIMEOUT (``kind`` = ``time``) or OUT_OF_MEMORY (``mem``): (old, new) value of the
+        sbatch option, times 1.5 (time within the partition's MaxTime), or None when it cannot grow."""
+        if not job.external_id:
+            return None
+        result = self._run(["scontrol", "show", "job", "-o", job.external_id])
+        fields = (
+            parse_scontrol(result.stdout.strip().splitlines()[0]) if result.returncode == 0 and result.stdout else {}
+        )
+        if kind == "time":
+            current = parse_minutes(fields.get("TimeLimit", ""))
+            if current is None:
+                return None
+            maximum = None
+            partition = fields.get("Partition")
+            if partition:
+                shown = self._run(["scontrol", "show", "partition", "-o", partition])
+                maximum = (
+                    parse_minutes(parse_scontrol(shown.stdout.strip()).get("MaxTime", "")) if shown.stdout else None
+                )
+            return grow_time(current, maximum)
+        memory = parse_memory_mb(fields.get("MinMemoryNode") or fields.get("MinMemoryCPU") or "")
+        if memory is None:
+            return None
+        return f"{memory}M", f"{math.ceil(memory * 1.5)}M"
 
     def submit(self, job: Job, env: dict[str, str]) -> JobUpdate:
         Path(job.log_path).parent.mkdir(parents=True, exist_ok=True)  # a missing output folder fails the job

@@ -162,3 +162,19 @@ async def test_controller_down_is_reported_and_bot_keeps_working(
     assert "not reachable" in fields(done)["Why"] or "Unable to contact" in fields(done)["Why"]
     assert hello["content"] == "Hello!"
     assert acks(discord_standin)
+
+
+@pytest.mark.timeout(420)
+async def test_a_timeout_runs_once_more_with_half_again_the_time(
+    slurm, start_adjutant, discord_standin, out_dir
+) -> None:
+    """--time=1 and a script that needs 75 s: Slurm ends it TIMEOUT; it runs once more with --time=2 and succeeds;
+    the job's thread says so with the old and new value."""
+    async with start_adjutant(slurm_env(ADJUTANT_SLURM_TIME="1", ADJUTANT_RETRIES="0")) as bot:
+        job_id = await launch(discord_standin, '{"sleep": 75}')
+        done = await wait_report(discord_standin, job_id, timeout=360)
+        job = await bot.get_cog("Experiments").scheduler.get(job_id)
+    assert done["embeds"][0]["title"] == f"✅ Experiment {job_id} succeeded"
+    assert job is not None and job.attempt == 2 and job.overrides == {"time": "2"} and job.remedied == ("time",)
+    notes = [e for m in discord_standin.sent() for e in m["embeds"] if "running again with more" in e.get("title", "")]
+    assert len(notes) == 1 and "TIMEOUT" in notes[0]["title"] and "`--time` 1 → 2" in notes[0]["description"]

@@ -32,6 +32,7 @@ BUTTON_ACTIONS = {
     "stop": "stop jobs",
     "rerun": "launch experiments",
     "mute": "mute alerts",
+    "canary": "retry canaries",
     "resume": "resume sweeps",
     "drop": "drop sweeps",
 }

@@ -104,6 +104,7 @@ class AlertKind(StrEnum):
     CRASHED = "crashed"
     FAILED = "failed"
     SWEEP_HELD = "sweep-held"
+    CANARY_FAILED = "canary-failed"
 
 
 def alert_kind(event: str) -> AlertKind | None:

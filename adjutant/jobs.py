@@ -360,7 +360,7 @@ class JobStore(Database):
                 "SELECT COUNT(*) FROM jobs WHERE sweep_id=? AND held=1", (canary.sweep_id,)
             ).fetchone()[0]
             alert_id = record_alert(
-                db, JOBS_OUTBOX, AlertKind.SWEEP_HELD, run_id=canary.wandb_run_id, job_id=canary.id, now=now
+                db, JOBS_OUTBOX, AlertKind.CANARY_FAILED, run_id=canary.wandb_run_id, job_id=canary.id, now=now
             )
             card = {**card, "description": card["description"].replace("{held}", str(waiting))}
             enqueue_announcement(
@@ -534,6 +534,24 @@ class JobStore(Database):
                 db, JOBS_OUTBOX, job.wandb_run_id, "sweep-held", card, None, job.message_id, job.thread_id, alert_id
             )
             return held
+
+    def retry_canary(self, canary: Job, now: dt.datetime) -> bool:
+        """Run a failed canary again (its next attempt) and hold the sweep behind it again, in one transaction."""
+        with self.transaction() as db:
+            if not db.execute(
+                "UPDATE sweep_holds SET state='canary', decided_at=? WHERE sweep_id=? AND state='held'"
+                " AND signature='canary'",
+                (iso(now), canary.sweep_id),
+            ).rowcount:
+                return False
+            db.execute(
+                "UPDATE jobs SET state='queued', attempt=attempt+1, retried_because='Retry canary', reported=0,"
+                " report_id=NULL, pid=NULL, pgid=NULL, supervisor_pid=NULL, external_id=NULL, external_state=NULL,"
+                " exit_code=NULL, started_at=NULL, ended_at=NULL, reason=NULL, killed_at=NULL, cancelled_by=NULL,"
+                " cancel_requested_at=NULL WHERE id=?",
+                (canary.id,),
+            )
+            return True
 
     def decide_sweep(self, sweep_id: str, decision: str, by: str, now: dt.datetime) -> tuple[str, int]:
         """Resume (``resumed``) or drop (``dropped``) a held sweep: (the sweep's state before, cells changed)."""

@@ -502,6 +502,12 @@ class Scheduler:
                 changed = True
         return changed
 
+    async def retry_canary(self, canary: Job) -> bool:
+        """The canary card's "Retry canary": its next attempt runs alone again (False: not waiting for that)."""
+        done = await asyncio.to_thread(self.store.retry_canary, canary, utcnow())
+        self.wake()
+        return done
+
     async def decide_sweep(self, sweep_id: str, decision: str, by: str) -> tuple[str, int]:
         """Resume or drop a held sweep (``resumed`` / ``dropped``): (its state before, cells changed)."""
         result = await asyncio.to_thread(self.store.decide_sweep, sweep_id, decision, by, utcnow())

@@ -14,11 +14,19 @@ from adjutant.jobs import ACTIVE, Job
 
 log = logging.getLogger(__name__)
 
-ACTIONS = {"stop": "Stop", "rerun": "Rerun", "mute": "Mute 1 h", "resume": "Resume sweep", "drop": "Drop sweep"}
+ACTIONS = {
+    "stop": "Stop",
+    "rerun": "Rerun",
+    "mute": "Mute 1 h",
+    "canary": "Retry canary",
+    "resume": "Resume sweep",
+    "drop": "Drop sweep",
+}
 STYLES = {
     "stop": discord.ButtonStyle.danger,
     "rerun": discord.ButtonStyle.primary,
     "mute": discord.ButtonStyle.secondary,
+    "canary": discord.ButtonStyle.primary,
     "resume": discord.ButtonStyle.primary,
     "drop": discord.ButtonStyle.danger,
 }
@@ -28,7 +36,7 @@ HANDLERS = ("Experiments", "Runs")
 
 class AlertButton(
     discord.ui.DynamicItem[discord.ui.Button[Any]],
-    template=r"adjutant:alert:(?P<action>stop|rerun|mute|resume|drop):(?P<id>[0-9]{1,18})",
+    template=r"adjutant:alert:(?P<action>stop|rerun|mute|canary|resume|drop):(?P<id>[0-9]{1,18})",
 ):
     """One of the alert card's buttons."""
 
@@ -60,7 +68,9 @@ class AlertButton(
 def alert_view(alert: Alert, job: Job | None) -> discord.ui.View:
     """Stop (a job Adjutant launched that is still active), Rerun (a job's or a run's hyperparameters), Mute 1 h."""
     view = discord.ui.View(timeout=None)
-    if alert.kind == AlertKind.SWEEP_HELD:  # the sweep's queued cells wait for one of these
+    if alert.kind in (AlertKind.SWEEP_HELD, AlertKind.CANARY_FAILED):  # the sweep's queued cells wait for one
+        if alert.kind == AlertKind.CANARY_FAILED:
+            view.add_item(AlertButton("canary", alert.id))
         view.add_item(AlertButton("resume", alert.id))
         view.add_item(AlertButton("drop", alert.id))
         return view

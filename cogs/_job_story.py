@@ -49,6 +49,11 @@ class NowhereToReport(RuntimeError):
     """No channel to report in yet (not visible, or not found); the report waits."""
 
 
+def report_nonce(job: Job) -> str:
+    """The end report's nonce: Discord drops a resend of the same report, never a later attempt's own report."""
+    return f"job-{job.id}" if job.attempt == 1 else f"job-{job.id}-{job.attempt}"
+
+
 def _transient(error: discord.HTTPException) -> bool:
     return error.status >= 500 or error.status == 429
 
@@ -212,7 +217,7 @@ class JobStory:
         note = None
         if thread is not None:
             try:
-                message = await thread.send(embed=embed, allowed_mentions=NO_PINGS, nonce=f"job-{job.id}")
+                message = await thread.send(embed=embed, allowed_mentions=NO_PINGS, nonce=report_nonce(job))
             except discord.HTTPException as error:
                 if _transient(error):
                     raise
@@ -234,7 +239,7 @@ class JobStory:
                 embed=embed,
                 reference=reference,
                 allowed_mentions=NO_PINGS,
-                nonce=f"job-{job.id}",  # type: ignore[arg-type]
+                nonce=report_nonce(job),  # type: ignore[arg-type]
             )
         assert message is not None
         await self._finish_ack(channel, job, message)

@@ -345,6 +345,14 @@ class Experiments(AdjutantCog, name="Experiments"):
         if action in ("resume", "drop"):
             await self._decide_sweep(interaction, job, action)
             return
+        if action == "canary":
+            if job is None or not await self.scheduler.retry_canary(job):
+                await interaction.response.send_message("That canary is not waiting for a retry.", ephemeral=True)
+                return
+            who = plain(truncate(str(interaction.user), 64))
+            text = f"Canary `{job.id}` of sweep `{job.sweep_id}` runs again (attempt {job.attempt + 1}), by {who}."
+            await interaction.response.send_message(text, allowed_mentions=NO_PINGS)
+            return
         if action == "stop":
             if job is None:
                 await interaction.response.send_message("Only jobs Adjutant launched can be stopped.", ephemeral=True)

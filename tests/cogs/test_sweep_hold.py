@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 
 from tests.cogs.test_alert_cards import answer_to, button, cards
-from tests.cogs.test_experiments import launch_env
+from tests.cogs.test_experiments import launch_env, report
 from tests.conftest import eventually
 from tests.standins.discord_standin import DiscordStandIn
 
@@ -65,6 +65,18 @@ async def test_a_failing_canary_starts_no_other_cell_until_launch_all_anyway(
         assert "failed" in card["embeds"][0]["title"] and "2 queued cell(s) wait" in card["embeds"][0]["description"]
         await asyncio.sleep(2)
         assert len(list(out_dir.iterdir())) == 1, "only the canary ran"
+        refused = await answer_to(discord_standin, card, button(discord_standin, card, "canary"), "teammate")
+        assert refused["flags"] & 64 and "not allowed to retry canaries" in refused["content"]
+        retried = await answer_to(discord_standin, card, button(discord_standin, card, "canary"), "admin")
+        assert "runs again (attempt 2)" in retried["content"]
+        await eventually(lambda: len(cards(discord_standin, "its canary")) == 2, timeout=30)  # it failed again
+        again = await answer_to(discord_standin, card, button(discord_standin, card, "canary"), "admin")
+        assert "not waiting for a retry" not in again["content"], "the new failure may be retried again"
+        await eventually(lambda: len(cards(discord_standin, "its canary")) == 3, timeout=30)
+        assert len(list(out_dir.iterdir())) == 1, "still only the canary ran"
+        canary_id = card["embeds"][0]["title"].split("its canary ")[1].split()[0]
+        assert len(report(discord_standin, canary_id)) == 3, "each attempt of the canary has its own end report"
+        card = cards(discord_standin, "its canary")[-1]
         resumed = await answer_to(discord_standin, card, button(discord_standin, card, "resume"), "admin")
         assert "resumed by admin: 2 queued cell(s) started again" in resumed["content"]
         await eventually(lambda: len(list(out_dir.iterdir())) == 3, timeout=20)

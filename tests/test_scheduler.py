@@ -435,3 +435,12 @@ async def test_out_of_memory_on_slurm_runs_once_more_with_half_again_the_memory(
         f"🛑 Job {job.id}: OUT_OF_MEMORY again",
     ]
     await scheduler.close()
+
+
+def test_ray_messages_that_mean_the_node_died_make_a_lost_job() -> None:
+    from adjutant.launchers.ray import lost_on_ray
+
+    assert lost_on_ray("Unexpected error occurred: The actor died because its node has died. Node Id: 1a2b")
+    assert lost_on_ray("Job supervisor actor died: the raylet on node 10.0.0.3 is dead")
+    assert not lost_on_ray("Job entrypoint command failed with exit code 3, last available logs: ...")
+    assert not lost_on_ray("Job was stopped by the user")

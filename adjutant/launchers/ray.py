@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 import shlex
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -130,6 +131,8 @@ class RayLauncher(Launcher):
             reason = None
             if state == JobState.CANCELLED and job.state != JobState.CANCELLING:
                 state, reason = JobState.FAILED, "stopped on Ray, not by Adjutant"
+            elif state == JobState.FAILED and lost_on_ray(details.message or ""):
+                state, reason = JobState.LOST, f"Ray: {(details.message or '').splitlines()[0][:300]}"
             elif state == JobState.FAILED and code is None:
                 reason = f"Ray says: {(details.message or 'failed').splitlines()[0][:300]}"
             return JobUpdate(
@@ -179,6 +182,15 @@ class RayLauncher(Launcher):
                     log_file.write(data[have : have + LOG_CHUNK])
         except OSError as error:
             log.warning("cannot keep the log of Ray job %s: %s", job.id, error)
+
+
+#: How Ray's job messages say that the job's node or its supervisor died (not the script): a lost job.
+_LOST_ON_RAY = re.compile(r"(node|raylet)\b.*\b(died|dead|lost|failed)|job supervisor actor .*died|actor died", re.I)
+
+
+def lost_on_ray(message: str) -> bool:
+    """Did Ray end the job because its node (or the job's supervisor actor) died? Then it is lost, not failed."""
+    return bool(_LOST_ON_RAY.search(message)) and "exit code" not in message.lower()
 
 
 def _ray_time(millis: Any) -> str | None:

@@ -379,15 +379,7 @@ class Scheduler:
         # Ends recorded by the job's own supervisor (local jobs) change rows without this pass.
         if self.retry_on_exit:
             for job in self.store.unreported():
-                why = retry_reason(
-                    job,
-                    JobState(job.state),
-                    job.exit_code,
-                    job.external_state,
-                    job.reason,
-                    retries=self.retries,
-                    retry_on_exit=self.retry_on_exit,
-                )
+                why = self._recorded_retry_reason(job)
                 if why is not None:
                     changed |= self._retry(job, why, now)
         return changed or self.store.count_unreported() > 0
@@ -556,7 +548,11 @@ class Scheduler:
 
     def _will_retry(self, job: Job) -> bool:
         """A failure that the next pass turns into a new attempt is not reported."""
-        reason = retry_reason(
+        return job.state == JobState.FAILED and self._recorded_retry_reason(job) is not None
+
+    def _recorded_retry_reason(self, job: Job) -> str | None:
+        """:func:`retry_reason` for an end already recorded in the job's row (by its supervisor)."""
+        return retry_reason(
             job,
             JobState(job.state),
             job.exit_code,
@@ -565,7 +561,6 @@ class Scheduler:
             retries=self.retries,
             retry_on_exit=self.retry_on_exit,
         )
-        return reason is not None and job.state == JobState.FAILED
 
     async def reported(self, job_id: str, report_id: int | None, embed: dict[str, Any] | None = None) -> None:
         """The end report (``embed``) was accepted (``report_id`` its message): never report this job again; the

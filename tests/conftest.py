@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -103,3 +104,14 @@ async def eventually(condition: Callable[[], bool], *, timeout: float = 10.0, ev
         if loop.time() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         await asyncio.sleep(every)
+
+
+async def start_standalone(standin: DiscordStandIn, env: dict[str, str], cwd: Path) -> asyncio.subprocess.Process:
+    """``python -m adjutant`` as its own process, connected to the stand-in (the caller stops or kills it)."""
+    standin.connected.clear()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "adjutant", cwd=cwd, env=env,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    await asyncio.wait_for(standin.connected.wait(), 30)
+    return process

@@ -19,7 +19,7 @@ from adjutant.store import Store
 from adjutant.wandb_source import WandbSource
 from adjutant.watcher import Watcher, WatchRules
 from tests.standins.wandb_standin import WandbStandIn
-from tests.test_scheduler import FakeLauncher, request, settle
+from tests.test_scheduler import FakeLauncher, make, request, settle
 
 NOW = dt.datetime(2026, 11, 30, 12, 0, tzinfo=dt.UTC)
 STALL = dt.timedelta(minutes=30)
@@ -208,15 +208,7 @@ async def test_a_pattern_printed_10000_times_is_one_alert_across_restarts(tmp_pa
     patterns = ("CUDA out of memory", r"Traceback \(most recent call last\)")
 
     def scheduler() -> Scheduler:
-        return Scheduler(
-            store,
-            lambda backend: launcher,
-            log_dir=tmp_path / "logs",
-            max_concurrent=1,
-            cancel_grace_seconds=30,
-            environment=lambda job: {},
-            log_patterns=patterns,
-        )
+        return make(store, launcher, tmp_path, slots=1, log_patterns=patterns)
 
     first = scheduler()
     job = await first.enqueue(request())

@@ -64,7 +64,9 @@ def store(tmp_path: Path) -> JobStore:
     store.close()
 
 
-def make(store: JobStore, launcher: FakeLauncher, tmp_path: Path, *, slots: int = 2, grace: float = 30) -> Scheduler:
+def make(
+    store: JobStore, launcher: FakeLauncher, tmp_path: Path, *, slots: int = 2, grace: float = 30, **options: Any
+) -> Scheduler:
     return Scheduler(
         store,
         lambda backend: launcher,
@@ -72,6 +74,7 @@ def make(store: JobStore, launcher: FakeLauncher, tmp_path: Path, *, slots: int 
         max_concurrent=slots,
         cancel_grace_seconds=grace,
         environment=lambda job: {"ADJUTANT_JOB_ID": job.id},
+        **options,
     )
 
 
@@ -245,15 +248,7 @@ def test_an_old_database_gets_the_new_columns(tmp_path: Path) -> None:
 
 
 async def test_a_lost_job_is_retried_once_and_the_decision_is_made_once(store, launcher, tmp_path) -> None:
-    scheduler = Scheduler(
-        store,
-        lambda backend: launcher,
-        log_dir=tmp_path / "logs",
-        max_concurrent=2,
-        cancel_grace_seconds=30,
-        environment=lambda job: {"ADJUTANT_JOB_ID": job.id},
-        retries=1,
-    )
+    scheduler = make(store, launcher, tmp_path, retries=1)
     job = await scheduler.enqueue(request())
     await settle(scheduler)
     running = await scheduler.get(job.id)
@@ -276,16 +271,7 @@ async def test_a_lost_job_is_retried_once_and_the_decision_is_made_once(store, l
 
 
 async def test_exit_codes_listed_are_retried_and_others_are_not(store, launcher, tmp_path) -> None:
-    scheduler = Scheduler(
-        store,
-        lambda backend: launcher,
-        log_dir=tmp_path / "logs",
-        max_concurrent=2,
-        cancel_grace_seconds=30,
-        environment=lambda job: {},
-        retries=1,
-        retry_on_exit=(137,),
-    )
+    scheduler = make(store, launcher, tmp_path, retries=1, retry_on_exit=(137,))
     oom, bug = await scheduler.enqueue(request(1)), await scheduler.enqueue(request(2))
     await settle(scheduler)
     launcher.states[oom.id] = JobUpdate(state=JobState.FAILED, exit_code=137, ended_at=iso())
@@ -408,15 +394,7 @@ async def test_out_of_memory_on_slurm_runs_once_more_with_half_again_the_memory(
             return sp.CompletedProcess(argv, 0, recorded["partition" if "partition" in argv else "job"] + "\n", "")
 
     launcher = RecordedSlurm(Settings.from_env({"ADJUTANT_SLURM_ARGS": "--mem=1536M"}), "")
-    scheduler = Scheduler(
-        store,
-        lambda backend: launcher,
-        log_dir=tmp_path / "logs",
-        max_concurrent=1,
-        cancel_grace_seconds=30,
-        environment=lambda job: {},
-        retries=0,
-    )
+    scheduler = make(store, launcher, tmp_path, slots=1, retries=0)  # type: ignore[arg-type]  # a Slurm launcher
     job = await scheduler.enqueue(replace(request(), backend="slurm"))
     await settle(scheduler)
     await scheduler.run_pass()  # attempt 1 ended OUT_OF_MEMORY: remedied

@@ -8,14 +8,13 @@ import os
 import re
 import signal
 import sqlite3
-import sys
 from pathlib import Path
 
 import pytest
 
 from adjutant.hparams import to_argument
 from tests.cogs.conftest import TOKEN
-from tests.conftest import eventually, subprocess_env
+from tests.conftest import eventually, start_standalone, subprocess_env
 from tests.standins.discord_standin import DiscordStandIn
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "experiment.py"
@@ -442,13 +441,7 @@ async def test_bot_killed_during_job_reports_end_once_after_restart(tmp_path: Pa
         )
 
         async def start_bot() -> asyncio.subprocess.Process:
-            standin.connected.clear()
-            process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "adjutant", cwd=tmp_path, env=env,
-                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-            )  # fmt: skip
-            await asyncio.wait_for(standin.connected.wait(), 30)
-            return process
+            return await start_standalone(standin, env, tmp_path)
 
         bot = await start_bot()
         try:

@@ -8,12 +8,11 @@ import asyncio
 import os
 import signal
 import sqlite3
-import sys
 from pathlib import Path
 
 from tests.cogs.conftest import TOKEN
 from tests.cogs.test_experiments import SCRIPT, launch, pid_alive, received, report, wait_report
-from tests.conftest import eventually, subprocess_env
+from tests.conftest import eventually, start_standalone, subprocess_env
 from tests.standins.discord_standin import DiscordStandIn
 
 
@@ -32,13 +31,7 @@ async def test_kill_9_between_a_failure_and_its_retry_still_retries_exactly_once
         )
 
         async def start_bot() -> asyncio.subprocess.Process:
-            standin.connected.clear()
-            process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "adjutant", cwd=tmp_path, env=env,
-                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-            )  # fmt: skip
-            await asyncio.wait_for(standin.connected.wait(), 30)
-            return process
+            return await start_standalone(standin, env, tmp_path)
 
         def row() -> tuple[str, int, int | None]:
             with sqlite3.connect(database, timeout=30) as db:

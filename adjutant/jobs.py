@@ -585,11 +585,15 @@ class JobStore(Database):
 
     def end_with_note(self, job: Job, columns: dict[str, Any], note: dict[str, Any]) -> bool:
         """Record a job's end (``columns``) with a note for its thread, in one transaction."""
-        sets = ", ".join(f"{k}=?" for k in columns)
+        values = dict(columns)
+        state = values.pop("state", JobState.FAILED)
+        sets = "".join(f", {k}=?" for k in values)
         with self.transaction() as db:
             changed = db.execute(
-                f"UPDATE jobs SET {sets} WHERE id=? AND state IN (?, ?, ?)",  # noqa: S608 (column names are ours)
-                (*columns.values(), job.id, *ACTIVE),
+                "UPDATE jobs SET state=CASE WHEN state='cancelling' THEN 'cancelled' ELSE ? END"  # noqa: S608 (our columns)
+                + sets
+                + " WHERE id=? AND state IN ('starting', 'running', 'cancelling')",
+                (state, *values.values(), job.id),
             ).rowcount
             if changed:
                 enqueue_announcement(
@@ -610,6 +614,26 @@ class JobStore(Database):
             args = (before_seq,)
         marks = ",".join("?" * len(states))
         return int(self.query(sql.format(marks=marks), (*states, *args))[0][0])
+
+    def record_news(self, job_id: str, update: JobUpdate) -> bool:
+        """A launcher's news about an active job, read from a snapshot that a cancel may have overtaken: while the row
+        says ``cancelling``, "running" news keeps it cancelling, and an end other than success is ``cancelled`` (with
+        the row's own reason). The row decides, in the same statement."""
+        values = update.columns()
+        state = values.pop("state", None)
+        reason = values.pop("reason", None)
+        sets = "".join(f", {k}=?" for k in values)
+        sql = (
+            "UPDATE jobs SET state=CASE WHEN ? IS NULL THEN state WHEN state='cancelling' THEN CASE"  # noqa: S608 (ours)
+            " WHEN ? IN ('starting', 'running') THEN 'cancelling' WHEN ? IN ('failed', 'lost') THEN 'cancelled'"
+            " ELSE ? END ELSE ? END,"
+            " reason=CASE WHEN state='cancelling' OR ? IS NULL THEN reason ELSE ? END"
+            + sets
+            + " WHERE id=? AND state IN ('starting', 'running', 'cancelling')"
+        )
+        with self.transaction() as db:
+            args = (state, state, state, state, state, reason, reason, *values.values(), job_id)
+            return db.execute(sql, args).rowcount > 0
 
     def update(self, job_id: str, *, expect: Sequence[JobState] | None = None, **values: Any) -> bool:
         """Set columns of one job (only if its state is one of ``expect``); True if a row changed."""

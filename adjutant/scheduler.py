@@ -359,9 +359,11 @@ class Scheduler:
                 if why is not None:
                     if update.state == JobState.LOST:
                         launcher.escalate(job)  # leave nothing of the lost attempt behind
-                    changed |= self._retry(job, why, now)
-                    continue
-            if update is not None and self.store.update(job.id, expect=ACTIVE, **update.columns()):
+                    if self._retry(job, why, now):
+                        changed = True
+                        continue
+                    # not retried (a cancel came meanwhile): the end is recorded below
+            if update is not None and self.store.record_news(job.id, update):
                 changed = True
                 if update.state == JobState.LOST:
                     log.warning("job %s lost: %s", job.id, update.reason)

@@ -422,3 +422,19 @@ def test_ray_messages_that_mean_the_node_died_make_a_lost_job() -> None:
     assert lost_on_ray("Job supervisor actor died: the raylet on node 10.0.0.3 is dead")
     assert not lost_on_ray("Job entrypoint command failed with exit code 3, last available logs: ...")
     assert not lost_on_ray("Job was stopped by the user")
+
+
+async def test_a_cancel_that_overtakes_a_launchers_news_wins(store, launcher, tmp_path) -> None:
+    """The pass read the job before a cancel and brings "running", then "failed (stopped elsewhere)": the row says
+    cancelling, so it stays cancelling, then ends cancelled."""
+    scheduler = make(store, launcher, tmp_path)
+    job = await scheduler.enqueue(request())
+    await settle(scheduler)
+    assert store.update(job.id, state=JobState.CANCELLING, cancel_requested_at=iso(), cancelled_by="admin")
+    assert store.record_news(job.id, JobUpdate(state=JobState.RUNNING, started_at=iso()))
+    assert (store.get(job.id) or job).state == JobState.CANCELLING
+    assert store.record_news(job.id, JobUpdate(state=JobState.FAILED, reason="stopped elsewhere", ended_at=iso()))
+    ended = store.get(job.id)
+    assert ended is not None and ended.state == JobState.CANCELLED and ended.reason is None
+    assert not store.record_news(job.id, JobUpdate(state=JobState.RUNNING)), "an ended job takes no news"
+    await scheduler.close()

@@ -129,7 +129,9 @@ class RayLauncher(Launcher):
             self._copy_log(job)  # the last lines
             code = details.driver_exit_code
             reason = None
-            if state == JobState.CANCELLED and job.state != JobState.CANCELLING:
+            if job.state == JobState.CANCELLING and state != JobState.SUCCEEDED:
+                state = JobState.CANCELLED  # Ray says FAILED when the script died of the stop's SIGTERM first
+            elif state == JobState.CANCELLED and job.state != JobState.CANCELLING:
                 state, reason = JobState.FAILED, "stopped on Ray, not by Adjutant"
             elif state == JobState.FAILED and lost_on_ray(details.message or ""):
                 state, reason = JobState.LOST, f"Ray: {(details.message or '').splitlines()[0][:300]}"

@@ -76,13 +76,18 @@ async def setup(bot: commands.Bot) -> None:
     refuse_double_load(bot, "adjutant")
     from adjutant.cogs.experiments import Experiments
     from adjutant.cogs.greeting import Greeting
+    from adjutant.cogs.usage import Usage
     from adjutant.cogs.wandb_runs import WandbRuns
     from adjutant.grouping import add_cogs
     from adjutant.services import Services
 
     settings = settings_for(bot)
     services = await Services.open(settings, secrets=lambda: (getattr(bot.http, "token", None) or "",))
-    cogs: list[commands.Cog] = [Greeting(bot, settings), Experiments(bot, settings, services)]
+    cogs: list[commands.Cog] = [
+        Greeting(bot, settings),
+        Experiments(bot, settings, services),
+        Usage(bot, settings, services),
+    ]
     if settings.reporting_enabled:
         cogs.append(WandbRuns(bot, settings, services))
     else:

@@ -178,6 +178,31 @@ class AdjutantCog(commands.Cog):
             is_owner = False
         return may_launch(user, self.rule_for(channel), is_owner=is_owner)
 
+    async def audit(
+        self, action: str, user: Any, channel: Any = None, *, target: str | None = None, detail: str | None = None
+    ) -> None:
+        """Record who did (or was refused) what, where: the audit trail ($audit) and a log line. A failure to record
+        (a full disk) is logged, never shown to the member."""
+        from adjutant.approvals import Action
+
+        services = getattr(self, "services", None)
+        if services is None:
+            return
+        guild = getattr(channel, "guild", None)
+        try:
+            await asyncio.to_thread(
+                services.approvals.record,
+                Action(action),
+                getattr(user, "id", None),
+                str(user),
+                guild_id=getattr(guild, "id", None),
+                channel_id=getattr(channel, "id", None),
+                target=target,
+                detail=None if detail is None else truncate(detail, 500),
+            )
+        except Exception:
+            log.exception("could not record an audit entry (%s by %s)", action, user)
+
     async def button_allowed(self, interaction: discord.Interaction, what: str) -> bool:
         """Checks for a persistent button: Adjutant's server, a member allowed to act; else an ephemeral refusal
         (or, outside Adjutant's servers, nothing at all)."""
@@ -187,6 +212,7 @@ class AdjutantCog(commands.Cog):
             return False
         if not await self.authorized(interaction.user, interaction.channel):
             log.warning("refused %s button for %s (%d)", what, interaction.user, interaction.user.id)
+            await self.audit("refused", interaction.user, interaction.channel, detail=f"{what} button")
             await interaction.response.send_message(
                 refusal(self.rule_for(interaction.channel), BUTTON_ACTIONS.get(what, what)), ephemeral=True
             )
@@ -204,6 +230,7 @@ class AdjutantCog(commands.Cog):
             await interaction.response.send_message("That alert is no longer known.", ephemeral=True)
             return
         until = await asyncio.to_thread(store.mute, alert, dt.datetime.now(dt.UTC))
+        await self.audit("muted", interaction.user, interaction.channel, target=alert.run_id, detail=str(alert.kind))
         await interaction.response.send_message(
             f"🔕 {alert.kind} alerts of run `{code_safe(truncate(alert.run_id, 64))}` muted until"
             f" <t:{int(until.timestamp())}:t> by {plain(truncate(str(interaction.user), 64))}.",

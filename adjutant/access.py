@@ -60,3 +60,37 @@ def refusal(settings: LaunchRule, action: str = "launch or cancel experiments") 
         f"You are not allowed to {action} here; only members with the Administrator or "
         "Manage Server permission and the bot's owner may (set ADJUTANT_LAUNCH_ROLES to allow a team role)."
     )
+
+
+def _has_role(user: Any, names_or_ids: Sequence[str]) -> bool:
+    allowed = set(names_or_ids)
+    return any(role.name in allowed or str(role.id) in allowed for role in getattr(user, "roles", None) or [])
+
+
+def _manages(user: Any) -> bool:
+    permissions = getattr(user, "guild_permissions", None)
+    return bool(permissions is not None and (permissions.administrator or permissions.manage_guild))
+
+
+def may_request(user: Any, settings: Settings) -> bool:
+    """ADJUTANT_REQUEST_ROLES: may ask for launches that an approver then approves."""
+    return bool(settings.request_roles) and _has_role(user, settings.request_roles)
+
+
+def may_approve(user: Any, settings: Settings, *, is_owner: bool) -> bool:
+    """ADJUTANT_APPROVER_ROLES when set; otherwise Administrator, Manage Server, or the bot's owner."""
+    if is_owner:
+        return True
+    if settings.approver_roles:
+        return _has_role(user, settings.approver_roles)
+    return _manages(user)
+
+
+def quota_exempt(user: Any) -> bool:
+    """Members with Administrator or Manage Server have no GPU-hour quota."""
+    return _manages(user)
+
+
+def is_admin(user: Any) -> bool:
+    """Who may read the audit trail: Administrator or Manage Server."""
+    return _manages(user)

@@ -247,13 +247,30 @@ def check_ray(settings: Settings) -> list[Finding]:
     return [Finding("ray", True, f"Ray at {settings.ray_address} answers ({len(jobs)} job(s) known)")]
 
 
+def check_gpus(settings: Settings) -> list[Finding]:
+    """(blocking) With ADJUTANT_GPUS=auto: NVML answers and sees at least one GPU."""
+    if settings.gpus != "auto":
+        return []
+    from adjutant.nvml import NvmlUnavailable, read_gpus
+
+    try:
+        readings = read_gpus()
+    except NvmlUnavailable as error:
+        return [Finding("gpus", False, str(error))]
+    if not readings:
+        return [Finding("gpus", False, "NVML sees no GPU on this machine; list the GPU ids or unset ADJUTANT_GPUS")]
+    names = ", ".join(f"{r.index}: {r.name}" for r in readings)
+    return [Finding("gpus", True, f"{len(readings)} GPU(s): {names}")]
+
+
 async def run_checks(settings: Settings, environ: Mapping[str, str] | None = None) -> list[Finding]:
     """All checks; Discord and W&B in parallel, each bounded by its own timeout."""
     env: Mapping[str, str] = os.environ if environ is None else environ
     discord_task = asyncio.create_task(check_discord(settings))
     wandb_findings = await asyncio.to_thread(check_wandb, settings, env)
     ray_findings = await asyncio.to_thread(check_ray, settings)
-    return [*await discord_task, *wandb_findings, *check_script(settings), *ray_findings]
+    gpu_findings = await asyncio.to_thread(check_gpus, settings)
+    return [*await discord_task, *wandb_findings, *check_script(settings), *ray_findings, *gpu_findings]
 
 
 def _short(error: Any) -> str:

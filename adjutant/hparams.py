@@ -9,6 +9,7 @@ import re
 import shlex
 import unicodedata
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 MAX_CHARS = 4000
@@ -244,3 +245,67 @@ def diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
         elif old[key] != new[key]:
             lines.append(f"~ {key}: {json.dumps(old[key])} → {json.dumps(new[key])}")
     return lines
+
+
+@dataclass(frozen=True)
+class LaunchOptions:
+    """Options written before a launch's hyperparameters: ``--gpus N``, ``--time 2h``, ``--no-canary``."""
+
+    gpus: int | None = None
+    time_limit: float | None = None  # seconds
+    canary: bool = True
+
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> float:
+    """``90`` (minutes), ``90m``, ``2h``, ``1.5h``, ``1d``, ``600s`` → seconds (at least 1 s, at most 30 days)."""
+    match = _DURATION.match(text.strip().lower())
+    if match is None:
+        raise HParamsError(f"--time takes a duration like 90m, 2h or 1d (got {truncate_word(text)!r})")
+    seconds = float(match[1]) * _UNIT_SECONDS[match[2]]
+    if not 1 <= seconds <= 30 * 86400:
+        raise HParamsError("--time must be between 1 second and 30 days")
+    return seconds
+
+
+def truncate_word(text: str) -> str:
+    return text if len(text) <= 20 else text[:19] + "…"
+
+
+def take_launch_options(text: str, *, sweep: bool = False) -> tuple[LaunchOptions, str]:
+    """Split leading ``--gpus N``, ``--time D`` (and for a sweep ``--no-canary``) off ``text``; the rest is the
+    hyperparameters. A ``--`` word that is none of these is refused, naming the ones there are."""
+    gpus: int | None = None
+    limit: float | None = None
+    canary = True
+    rest = text.lstrip()
+    known = "--gpus N, --time D" + (", --no-canary" if sweep else "")
+    while rest.startswith("--"):
+        word, tail = _next_word(rest)
+        word, _, glued = word.partition("=")
+        if word == "--no-canary" and sweep:
+            canary, rest = False, tail.lstrip()
+            continue
+        if word not in ("--gpus", "--time"):
+            raise HParamsError(f"unknown option {truncate_word(word)!r}; the options are {known}")
+        value = glued
+        if not value:
+            value, tail = _next_word(tail.lstrip())
+        if not value:
+            raise HParamsError(f"{word} needs a value, e.g. {word} {'2' if word == '--gpus' else '2h'}")
+        if word == "--gpus":
+            if not value.isdigit() or int(value) > 64:
+                raise HParamsError(f"--gpus takes a whole number from 0 to 64 (got {truncate_word(value)!r})")
+            gpus = int(value)
+        else:
+            limit = parse_duration(value)
+        rest = tail.lstrip()
+    return LaunchOptions(gpus, limit, canary), rest
+
+
+def _next_word(text: str) -> tuple[str, str]:
+    parts = re.split(r"\s+", text, maxsplit=1)
+    return parts[0], parts[1] if len(parts) > 1 else ""

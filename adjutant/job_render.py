@@ -49,6 +49,11 @@ def ack_embed(job: Job, *, queued_ahead: int, prefix: str, defaults: Mapping[str
         {"name": "W&B run id", "value": f"`{job.wandb_run_id}`", "inline": True},
         {"name": "Hyperparameters", "value": params_block(job.params), "inline": False},
     ]
+    if job.gpus or job.time_limit:
+        asks = [f"{job.gpus} GPU(s)"] if job.gpus else []
+        if job.time_limit:
+            asks.append(f"time limit {format_duration(job.time_limit)}")
+        fields.insert(3, {"name": "Resources", "value": ", ".join(asks), "inline": True})
     if defaults:
         fields.append({"name": "Defaults filled in", "value": params_block(defaults, 500), "inline": False})
     return fit_embed(
@@ -82,6 +87,8 @@ def status_embed(job: Job, *, run: RunInfo | None, metric: str, now: dt.datetime
     if job.external_id:
         where = f"{job.backend} job {job.external_id}" + (f": {job.external_state}" if job.external_state else "")
         fields.append({"name": "Scheduler", "value": plain(truncate(where, 200)), "inline": False})
+    if job.gpu_ids:
+        fields.append({"name": "GPUs", "value": ", ".join(str(g) for g in job.gpu_ids), "inline": True})
     fields.append({"name": "Hyperparameters", "value": params_block(job.params, 800), "inline": False})
     embed: dict[str, Any] = {
         "title": f"▶️ Experiment {job.id}: running",

@@ -57,7 +57,8 @@ ACTIVE: tuple[JobState, ...] = (JobState.STARTING, JobState.RUNNING, JobState.CA
 RETRY_SQL = (
     "UPDATE jobs SET state='queued', attempt=attempt+1, retried_because=?, pid=NULL, pgid=NULL, supervisor_pid=NULL,"
     " external_id=NULL, external_state=NULL, exit_code=NULL, started_at=NULL, ended_at=NULL, reason=NULL,"
-    " killed_at=NULL WHERE id=? AND attempt=? AND reported=0 AND state IN ('starting', 'running', 'failed', 'lost')"
+    " killed_at=NULL, gpu_ids=NULL"
+    " WHERE id=? AND attempt=? AND reported=0 AND state IN ('starting', 'running', 'failed', 'lost')"
 )
 #: The terminal states: a job in one of them never changes again (except a failure that ADJUTANT_RETRY_ON_EXIT
 #: retries, before its end is reported).
@@ -129,6 +130,12 @@ JOBS_MIGRATIONS = {
     # remediations were made (each at most once).
     "overrides": "TEXT",
     "remedied": "TEXT",
+    # GPUs asked for, the ids handed out while it runs (local jobs with ADJUTANT_GPUS), its time limit (seconds), and
+    # the GPUs its backend says it got (Slurm's AllocTRES), for usage.
+    "gpus": "INTEGER NOT NULL DEFAULT 0",
+    "gpu_ids": "TEXT",
+    "time_limit": "REAL",
+    "gpus_allocated": "INTEGER",
 }
 
 
@@ -204,6 +211,17 @@ class Job:
     #: Backend options a remediation changed (Slurm ``time``, ``mem``), and the remediations made.
     overrides: dict[str, str] = field(default_factory=dict)
     remedied: tuple[str, ...] = ()
+    #: GPUs asked for; the ids it holds while active (local jobs with ADJUTANT_GPUS); its time limit in seconds.
+    gpus: int = 0
+    gpu_ids: tuple[int, ...] = ()
+    time_limit: float | None = None
+    #: GPUs its backend says it was given (Slurm), when known.
+    gpus_allocated: int | None = None
+
+    @property
+    def gpus_used(self) -> int:
+        """GPUs counted for usage: what the backend allocated when known, else what it asked for."""
+        return self.gpus_allocated if self.gpus_allocated is not None else self.gpus
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Job:
@@ -217,6 +235,7 @@ class Job:
         data["state"] = JobState(data["state"])
         data["overrides"] = json.loads(data.get("overrides") or "{}")
         data["remedied"] = tuple(json.loads(data.get("remedied") or "[]"))
+        data["gpu_ids"] = tuple(int(i) for i in (data.get("gpu_ids") or "").split(",") if i)
         for key in ("log_offset", "log_told", "log_done", "queue_told", "held"):  # bookkeeping, read where used
             data.pop(key, None)
         return cls(**data)
@@ -240,6 +259,7 @@ class JobUpdate:
     supervisor_pid: int | None = None
     external_id: str | None = None
     external_state: str | None = None
+    gpus_allocated: int | None = None
 
     def columns(self) -> dict[str, Any]:
         return {key: value for key, value in asdict(self).items() if value is not None}
@@ -264,6 +284,9 @@ class JobRequest:
     #: The W&B project and entity its run must land in (the launching channel's).
     project: str | None = None
     entity: str | None = None
+    #: GPUs it asks for, and its time limit in seconds (None: none).
+    gpus: int = 0
+    time_limit: float | None = None
 
 
 class JobStore(Database):
@@ -282,47 +305,57 @@ class JobStore(Database):
     def add_many(self, requests: Sequence[JobRequest], log_dir: Path, *, canary: bool = False) -> list[Job]:
         """Record queued jobs in one transaction: all of them or, after a crash, none. ``canary``: a sweep whose
         first cell runs alone; the others are held until it has shown it trains (see Scheduler)."""
-        ids = []
         with self.transaction() as db:
-            for request in requests:
-                for _ in range(10):
-                    job_id = new_job_id()
-                    if job_id not in ids and db.execute("SELECT 1 FROM jobs WHERE id=?", (job_id,)).fetchone() is None:
-                        break
-                ids.append(job_id)
-                db.execute(
-                    "INSERT INTO jobs (id, state, params, script, requested_by_id, requested_by, channel_id,"
-                    " message_id, sweep_id, wandb_run_id, log_path, created_at, backend, acked, ack_id, log_done,"
-                    " project, entity, queue_told) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, 0)",
-                    (
-                        job_id,
-                        JobState.QUEUED,
-                        to_argument(request.params),
-                        request.script,
-                        request.requested_by_id,
-                        request.requested_by,
-                        request.channel_id,
-                        request.message_id,
-                        request.sweep_id,
-                        new_wandb_run_id(),
-                        str(log_dir / f"{job_id}.log"),
-                        iso(),
-                        request.backend,
-                        int(request.acked),
-                        request.ack_id,
-                        request.project,
-                        request.entity,
-                    ),
-                )
-            sweep_id = requests[0].sweep_id if requests else None
-            if canary and sweep_id and len(ids) > 1:
-                db.execute(
-                    "INSERT INTO sweep_holds (sweep_id, signature, state, decided_at) VALUES (?, '', 'canary', ?)",
-                    (sweep_id, iso()),
-                )
-                db.executemany("UPDATE jobs SET held=1 WHERE id=?", [(job_id,) for job_id in ids[1:]])
-            rows = [db.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone() for job_id in ids]
+            rows = self._insert(db, requests, log_dir, canary=canary)
         return [Job.from_row(row) for row in rows]
+
+    @staticmethod
+    def _insert(
+        db: sqlite3.Connection, requests: Sequence[JobRequest], log_dir: Path, *, canary: bool = False
+    ) -> list[sqlite3.Row]:
+        """(inside a transaction) Insert queued jobs; their rows."""
+        ids: list[str] = []
+        for request in requests:
+            for _ in range(10):
+                job_id = new_job_id()
+                if job_id not in ids and db.execute("SELECT 1 FROM jobs WHERE id=?", (job_id,)).fetchone() is None:
+                    break
+            ids.append(job_id)
+            db.execute(
+                "INSERT INTO jobs (id, state, params, script, requested_by_id, requested_by, channel_id,"
+                " message_id, sweep_id, wandb_run_id, log_path, created_at, backend, acked, ack_id, log_done,"
+                " project, entity, queue_told, gpus, time_limit)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, 0, ?, ?)",
+                (
+                    job_id,
+                    JobState.QUEUED,
+                    to_argument(request.params),
+                    request.script,
+                    request.requested_by_id,
+                    request.requested_by,
+                    request.channel_id,
+                    request.message_id,
+                    request.sweep_id,
+                    new_wandb_run_id(),
+                    str(log_dir / f"{job_id}.log"),
+                    iso(),
+                    request.backend,
+                    int(request.acked),
+                    request.ack_id,
+                    request.project,
+                    request.entity,
+                    request.gpus,
+                    request.time_limit,
+                ),
+            )
+        sweep_id = requests[0].sweep_id if requests else None
+        if canary and sweep_id and len(ids) > 1:
+            db.execute(
+                "INSERT INTO sweep_holds (sweep_id, signature, state, decided_at) VALUES (?, '', 'canary', ?)",
+                (sweep_id, iso()),
+            )
+            db.executemany("UPDATE jobs SET held=1 WHERE id=?", [(job_id,) for job_id in ids[1:]])
+        return [db.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone() for job_id in ids]
 
     def canary_sweeps(self) -> list[Job]:
         """The canary (first cell) of each sweep whose other cells wait for it."""
@@ -496,6 +529,23 @@ class JobStore(Database):
         """Queued jobs that may start (not held), oldest first."""
         rows = self.query("SELECT * FROM jobs WHERE state=? AND held=0 ORDER BY seq LIMIT ?", (JobState.QUEUED, limit))
         return [Job.from_row(r) for r in rows]
+
+    def start(self, job_id: str, gpu_ids: Sequence[int] = ()) -> bool:
+        """A queued job is starting, holding ``gpu_ids`` (one statement: a GPU is never handed out twice, and the
+        assignment survives a restart; it is freed when the job leaves the active states)."""
+        ids = ",".join(str(i) for i in gpu_ids) or None
+        with self.transaction() as db:
+            sql = "UPDATE jobs SET state=?, gpu_ids=? WHERE id=? AND state=?"
+            return db.execute(sql, (JobState.STARTING, ids, job_id, JobState.QUEUED)).rowcount > 0
+
+    def uses(self, since: dt.datetime, member_id: int | None = None) -> list[Job]:
+        """Jobs that ran at some time after ``since`` (still running, or ended after it), for usage and quotas."""
+        sql = "SELECT * FROM jobs WHERE started_at IS NOT NULL AND (ended_at IS NULL OR ended_at >= ?)"
+        args: list[Any] = [iso(since)]
+        if member_id is not None:
+            sql += " AND requested_by_id=?"
+            args.append(member_id)
+        return [Job.from_row(r) for r in self.query(sql + " ORDER BY seq", args)]
 
     def failed_cells_of_undecided_sweeps(self) -> list[Job]:
         """Failed cells of sweeps that still have queued cells and no hold decision yet."""

@@ -73,3 +73,20 @@ def render_chart(
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     return buffer.getvalue()
+
+
+def render_bars(labels: Sequence[str], values: Sequence[float], *, title: str, unit: str) -> bytes:
+    """A small horizontal bar chart (largest on top); PNG bytes."""
+    from matplotlib.figure import Figure
+
+    pairs = sorted(zip(labels, values, strict=True), key=lambda kv: kv[1])[-12:]
+    height = 1.0 + 0.35 * max(1, len(pairs))
+    figure = Figure(figsize=(6.0, height), dpi=100, layout="constrained")
+    axis = figure.subplots()
+    axis.barh([label[:30] for label, _ in pairs], [value for _, value in pairs], color="#3498db")
+    axis.set_xlabel(unit)
+    axis.grid(True, axis="x", alpha=0.3)
+    figure.suptitle(title[:120], fontsize="medium")
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()

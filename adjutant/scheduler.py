@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import logging
 import time
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from adjutant.alerts import compile_patterns, scan_log
+from adjutant.gpus import Holding, Waiting, plan
 from adjutant.job_render import (
     canary_released_embed,
     log_alert_embed,
@@ -91,6 +93,14 @@ def retry_reason(
     return None
 
 
+def _limit_end(job: Job, now: float) -> float | None:
+    """When a running job's time limit ends it (None: no limit)."""
+    if job.time_limit is None:
+        return None
+    started = job.started_at.timestamp() if job.started_at is not None else now
+    return started + job.time_limit
+
+
 class CancelOutcome(StrEnum):
     """What a cancel request did."""
 
@@ -126,8 +136,14 @@ class Scheduler:
         retry_on_exit: Sequence[int] = (),
         canary_steps: int = 10,
         canary_minutes: float = 5.0,
+        gpus: Sequence[int] | None = None,
+        gpus_busy: Callable[[set[int]], set[int]] | None = None,
     ) -> None:
         self.store = store
+        #: The GPU ids local jobs are given (ADJUTANT_GPUS), or None: jobs are counted, not GPUs.
+        self.gpus: tuple[int, ...] | None = None if gpus is None else tuple(gpus)
+        #: (blocking) Which GPUs, of those Adjutant did not hand out, someone else is using now (``auto``).
+        self.gpus_busy = gpus_busy
         self.canary_steps = canary_steps
         self.canary_minutes = canary_minutes
         #: A running job's progress (its W&B run's step, from what the watcher's polls saw), or None.
@@ -369,6 +385,10 @@ class Scheduler:
                     log.warning("job %s lost: %s", job.id, update.reason)
                     launcher.escalate(job)  # leave nothing of it behind
                 continue
+            if self._past_limit(job, now):
+                self._stop_at_limit(job, launcher)
+                changed = True
+                continue
             if (
                 job.state == JobState.CANCELLING
                 and job.cancel_requested_at is not None
@@ -385,6 +405,34 @@ class Scheduler:
                 if why is not None:
                     changed |= self._retry(job, why, now)
         return changed or self.store.count_unreported() > 0
+
+    @staticmethod
+    def _past_limit(job: Job, now: dt.datetime) -> bool:
+        return (
+            job.state in (JobState.STARTING, JobState.RUNNING)
+            and job.time_limit is not None
+            and job.started_at is not None
+            and (now - job.started_at).total_seconds() > job.time_limit
+        )
+
+    def _stop_at_limit(self, job: Job, launcher: Launcher) -> None:
+        """(thread) A job past its time limit is cancelled (the grace period applies), and says why."""
+        limit = f"{job.time_limit / 60:g} min" if job.time_limit is not None else "?"
+        stopped = self.store.update(
+            job.id,
+            expect=(JobState.STARTING, JobState.RUNNING),
+            state=JobState.CANCELLING,
+            cancel_requested_at=iso(),
+            cancelled_by="its time limit",
+            reason=f"stopped at its time limit ({limit})",
+        )
+        if not stopped:
+            return
+        log.warning("job %s reached its time limit (%s): stopping it", job.id, limit)
+        try:
+            launcher.cancel(self.store.get(job.id) or job)
+        except LaunchError as error:
+            log.warning("cannot stop job %s at its time limit yet: %s", job.id, error)
 
     def _remedy(self, job: Job, launcher: Launcher, update: JobUpdate, now: dt.datetime) -> bool:
         """(thread) A job that ran out of time or memory on Slurm runs once more with 1.5 times as much (said in its
@@ -509,20 +557,56 @@ class Scheduler:
         return result
 
     def _start_queued(self) -> bool:
-        """(thread) Start queued jobs, oldest first, while slots are free."""
-        free = self.max_concurrent - self.store.count(ACTIVE)
-        started = False
-        for job in self.store.startable(max(free, 0)):
-            if self.store.update(job.id, expect=(JobState.QUEUED,), state=JobState.STARTING):
-                self._submit(job)
-                started = True
-        return started
+        """(thread) Start queued jobs, oldest first, while slots (and, with ADJUTANT_GPUS, GPUs) are free."""
+        active = self.store.where(ACTIVE)
+        slots = max(self.max_concurrent - len(active), 0)
+        if self.gpus is None:
+            started = False
+            for job in self.store.startable(slots):
+                if self.store.start(job.id):
+                    self._submit(job)
+                    started = True
+            return started
+        return self._start_on_gpus(active, slots)
+
+    def gpu_holders(self, active: Sequence[Job]) -> dict[int, Job]:
+        """GPU id → the active local job holding it."""
+        return {gpu: job for job in active if job.backend == "local" for gpu in job.gpu_ids}
+
+    def _start_on_gpus(self, active: Sequence[Job], slots: int) -> bool:
+        """(thread) :func:`adjutant.gpus.plan` over the queue: GPUs handed out in the same statement as the start."""
+        assert self.gpus is not None
+        held = self.gpu_holders(active)
+        busy = self.gpus_busy(set(held)) if self.gpus_busy is not None else set()
+        free = [gpu for gpu in self.gpus if gpu not in held and gpu not in busy]
+        queue = self.store.startable(1000)
+        by_id = {job.id: job for job in queue}
+        for job in queue:
+            if job.backend == "local" and job.gpus > len(self.gpus):  # ADJUTANT_GPUS shrank since it was queued
+                reason = f"it asks for {job.gpus} GPUs; this machine gives out {len(self.gpus)} (ADJUTANT_GPUS)"
+                self.store.update(
+                    job.id, expect=(JobState.QUEUED,), state=JobState.FAILED, reason=reason, ended_at=iso()
+                )
+                del by_id[job.id]
+        now = time.time()
+        waiting = [Waiting(j.id, j.gpus if j.backend == "local" else 0, j.time_limit) for j in by_id.values()]
+        running = [Holding(len(j.gpu_ids), _limit_end(j, now)) for j in active if j.backend == "local" and j.gpu_ids]
+        starts = plan(waiting, free, running, now, slots=slots).starts
+        for job_id, gpu_ids in starts:
+            if self.store.start(job_id, gpu_ids):
+                self._submit(dataclasses.replace(by_id[job_id], state=JobState.STARTING, gpu_ids=gpu_ids))
+        return bool(starts)
 
     def _submit(self, job: Job) -> None:
         """(thread) Hand a starting job to its launcher with the job's own environment."""
         launcher = self.launcher(job.backend)
+        env = dict(self._environment(job))
+        if self.gpus is not None and job.backend == "local":
+            visible = ",".join(str(gpu) for gpu in job.gpu_ids)  # "" for a job that asked for none: it sees none
+            env["CUDA_VISIBLE_DEVICES"] = visible
+            env["ADJUTANT_GPUS"] = visible
         try:
-            update = launcher.submit(job, dict(self._environment(job)))
+            update = launcher.submit(job, env)
         except LaunchError as error:
             log.error("job %s could not start: %s", job.id, error)
             self.store.update(

@@ -14,11 +14,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from adjutant.approvals import ApprovalStore
+from adjutant.gpus import WEEK, QuotaState, UsageReport, Use, frees_at, quota_state, usage
 from adjutant.jobs import Job, JobStore, child_environment
 from adjutant.launchers import Launcher, make_launcher
+from adjutant.nvml import GpuReading, NvmlUnavailable, busy_elsewhere, read_gpus
 from adjutant.runs import GpuIdleRule, progress
 from adjutant.scheduler import Scheduler
-from adjutant.settings import Settings
+from adjutant.settings import ConfigError, Settings
 from adjutant.state import StateLock, check_database
 from adjutant.store import Store
 from adjutant.wandb_source import WandbSource
@@ -33,6 +36,40 @@ DATABASE_NAME = "adjutant.sqlite3"
 _shared: dict[tuple[int, Path], Services] = {}
 
 
+def uses_of(jobs: list[Job]) -> list[Use]:
+    """Jobs that ran, as usage: who, which project, GPUs counted (allocated when the backend said), when."""
+    return [
+        Use(j.requested_by_id, j.requested_by, j.project or "(default project)", j.gpus_used, j.started_at, j.ended_at)
+        for j in jobs
+        if j.started_at is not None
+    ]
+
+
+def gpu_pool(settings: Settings) -> tuple[tuple[int, ...] | None, Callable[[set[int]], set[int]] | None]:
+    """(blocking) The GPU ids jobs are given, and with ``auto`` how to tell which ones others use now.
+
+    Raises :class:`ConfigError` when ``auto`` finds no NVML or no GPU: said at startup, not at the first launch."""
+    if settings.gpus is None:
+        return None, None
+    if settings.gpus != "auto":
+        return tuple(settings.gpus), None
+    try:
+        readings = read_gpus()
+    except NvmlUnavailable as error:
+        raise ConfigError(f"ADJUTANT_GPUS=auto: {error}") from None
+    if not readings:
+        raise ConfigError("ADJUTANT_GPUS=auto: NVML sees no GPU on this machine; list the GPU ids or unset it")
+
+    def busy(ours: set[int]) -> set[int]:
+        try:
+            return busy_elsewhere(read_gpus(), ours, settings.gpu_busy_mb)
+        except NvmlUnavailable as error:
+            log.warning("cannot tell which GPUs others use (%s); counting them free", error)
+            return set()
+
+    return tuple(r.index for r in readings), busy
+
+
 @dataclass
 class Services:
     """The scheduler, the watcher (when a W&B project is set) and the stores behind them."""
@@ -44,6 +81,8 @@ class Services:
     #: One watcher per W&B project of the routes, by project key (``entity/project``).
     watchers: dict[str, Watcher]
     lock: StateLock
+    #: Launch requests waiting for an approver, and the audit trail.
+    approvals: ApprovalStore
     closed: bool = False
     _users: int = field(default=0, repr=False)
 
@@ -73,11 +112,19 @@ class Services:
         def launcher_for(backend: str) -> Launcher:
             return make_launcher(backend, settings, str(path))
 
+        try:
+            gpus, gpus_busy = await asyncio.to_thread(gpu_pool, settings)
+            approvals = await asyncio.to_thread(ApprovalStore, path)
+        except BaseException:
+            lock.release()
+            raise
         scheduler = Scheduler(
             jobs,
             launcher_for,
             log_dir=settings.state_dir / "logs",
-            max_concurrent=settings.max_concurrent,
+            max_concurrent=settings.max_concurrent or (len(gpus) if gpus else 1),
+            gpus=gpus,
+            gpus_busy=gpus_busy,
             cancel_grace_seconds=settings.cancel_grace_seconds,
             environment=environment,
             log_patterns=settings.log_alerts,
@@ -104,9 +151,34 @@ class Services:
                 else GpuIdleRule(dt.timedelta(minutes=settings.gpu_idle_minutes), settings.gpu_idle_percent),
             )
             watchers[route.project_key] = Watcher(runs, source, rules, timeout=settings.wandb_timeout)
-        services = cls(settings, jobs, runs, scheduler, watchers, lock)
+        services = cls(settings, jobs, runs, scheduler, watchers, lock, approvals)
         scheduler.progress_of = services.progress_of
         return services
+
+    def gpu_readings(self) -> list[GpuReading] | None:
+        """(blocking) NVML's readings with ADJUTANT_GPUS=auto, else None (also when NVML stopped answering)."""
+        if self.settings.gpus != "auto":
+            return None
+        try:
+            return read_gpus()
+        except NvmlUnavailable as error:
+            log.warning("no GPU readings: %s", error)
+            return None
+
+    def usage(self, since: dt.datetime, until: dt.datetime, member_id: int | None = None) -> UsageReport:
+        """(blocking) Jobs, job-hours and GPU-hours per member and project between ``since`` and ``until``."""
+        return usage(uses_of(self.jobs.uses(since, member_id)), since, until)
+
+    def quota_of(self, member_id: int, now: dt.datetime | None = None) -> tuple[QuotaState, dt.datetime] | None:
+        """(blocking) A member's rolling 7-day GPU-hours against ADJUTANT_GPU_HOURS_PER_WEEK, and when it frees up
+        (now, unless it is used up); None without a quota."""
+        quota = self.settings.gpu_hours_per_week
+        if quota is None:
+            return None
+        now = now or dt.datetime.now(dt.UTC)
+        uses = uses_of(self.jobs.uses(now - WEEK, member_id))
+        state = quota_state(uses, quota, now)
+        return state, frees_at(uses, quota, now) if state.exceeded else now
 
     def progress_of(self, job: Job) -> float | None:
         """A running job's W&B step, as its project's last poll saw it (no W&B request)."""
@@ -156,5 +228,6 @@ class Services:
                 await watcher.close()
             await asyncio.to_thread(self.jobs.close)
             await asyncio.to_thread(self.runs.close)
+            await asyncio.to_thread(self.approvals.close)
         finally:
             self.lock.release()

@@ -451,6 +451,33 @@ class ExitCodes(Parser):
         return tuple(value)
 
 
+class GpuIds(Parser):
+    """ADJUTANT_GPUS: GPU ids (``0,1,2,3``) or ``auto`` (every GPU NVML sees, read when Adjutant starts)."""
+
+    def from_text(self, name: str, raw: str) -> tuple[int, ...] | str:
+        if raw.strip().lower() == "auto":
+            return "auto"
+        ids = []
+        for word in parse_list(raw):
+            if not word.isdigit():
+                raise ConfigError(f"{name} must list GPU ids like {name}=0,1,2,3, or be auto (got {word!r})")
+            ids.append(int(word))
+        return self.check(name, tuple(ids))
+
+    def check(self, name: str, value: Any) -> tuple[int, ...] | str:
+        if value == "auto":
+            return "auto"
+        if not isinstance(value, list | tuple) or not all(
+            isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 1024 for v in value
+        ):
+            raise ConfigError(f"{name} must be a list of GPU ids (whole numbers from 0) or 'auto' (got {value!r})")
+        if not value:
+            raise ConfigError(f"{name} lists no GPU; leave it unset for no GPU scheduling")
+        if len(set(value)) != len(value):
+            raise ConfigError(f"{name} lists a GPU twice (got {value!r})")
+        return tuple(value)
+
+
 class JsonObject(Parser):
     def from_text(self, name: str, raw: str) -> dict[str, Any]:
         try:
@@ -513,7 +540,7 @@ class SettingSpec:
     example: str
 
 
-GROUPS = ("Discord", "W&B run reporting", "Launching", "Slurm", "Ray")
+GROUPS = ("Discord", "W&B run reporting", "Launching", "GPUs and usage", "Slurm", "Ray")
 
 
 def setting(
@@ -724,12 +751,21 @@ class Settings:
         default_text="a per-user data folder (~/.local/share/adjutant)",
         example="",
     )
-    max_concurrent: int = setting(
+    max_concurrent: int | None = setting(
         "ADJUTANT_MAX_CONCURRENT",
         "jobs that may run at once; more wait in a queue",
         parser=Number(minimum=1, maximum=64, whole=True),
         group="Launching",
-        default=1,
+        default_text="1; with ADJUTANT_GPUS, one per GPU",
+        example="",
+    )
+    time_limit: float | None = setting(
+        "ADJUTANT_TIME_LIMIT",
+        "minutes a job may run before it is stopped (one job: $experiment --time 2h); with ADJUTANT_GPUS, a job"
+        " with a limit may start ahead of a larger waiting job when it ends before that one could start",
+        parser=Number(minimum=0.1),
+        group="Launching",
+        default_text="unset (no limit)",
     )
     cancel_grace_seconds: float = setting(
         "ADJUTANT_CANCEL_GRACE_SECONDS",
@@ -818,6 +854,65 @@ class Settings:
         group="Slurm",
         default=30.0,
     )
+    gpus: tuple[int, ...] | Literal["auto"] | None = setting(
+        "ADJUTANT_GPUS",
+        "the GPUs local jobs get (CUDA_VISIBLE_DEVICES), as ids (0,1,2,3) or auto (all that NVML sees: install"
+        " adjutant-discord[gpu]); each job gets its own, and waits until enough are free",
+        parser=GpuIds(),
+        group="GPUs and usage",
+        default_text="unset (jobs are counted, not GPUs)",
+    )
+    gpus_per_job: int | None = setting(
+        "ADJUTANT_GPUS_PER_JOB",
+        "GPUs a launch asks for unless it says --gpus N",
+        parser=Number(minimum=0, maximum=64, whole=True),
+        group="GPUs and usage",
+        default_text="1 with ADJUTANT_GPUS, else 0",
+    )
+    gpu_busy_mb: int = setting(
+        "ADJUTANT_GPU_BUSY_MB",
+        "with ADJUTANT_GPUS=auto: a GPU on which processes outside Adjutant use more memory (MiB) counts as busy",
+        parser=Number(minimum=1, whole=True),
+        group="GPUs and usage",
+        default=1024,
+    )
+    gpu_hours_per_week: float | None = setting(
+        "ADJUTANT_GPU_HOURS_PER_WEEK",
+        "each member's GPU-hours over the last 7 days: a warning at 80 %, launches refused at 100 %"
+        " (Administrator and Manage Server are exempt)",
+        parser=Number(minimum=0.01),
+        group="GPUs and usage",
+        default_text="unset (no quota)",
+    )
+    approver_roles: tuple[str, ...] = setting(
+        "ADJUTANT_APPROVER_ROLES",
+        "comma-separated role names or ids whose members approve or reject launch requests (never their own)",
+        parser=Names(),
+        group="GPUs and usage",
+        default=(),
+        default_text="unset (Administrator, Manage Server)",
+    )
+    approval_gpus: int | None = setting(
+        "ADJUTANT_APPROVAL_GPUS",
+        "a job asking for more GPUs than this waits for an approver",
+        parser=Number(minimum=0, whole=True),
+        group="GPUs and usage",
+        default_text="unset (no approval by GPUs)",
+    )
+    approval_jobs: int | None = setting(
+        "ADJUTANT_APPROVAL_JOBS",
+        "a $sweep with more cells than this waits for an approver",
+        parser=Number(minimum=0, whole=True),
+        group="GPUs and usage",
+        default_text="unset (no approval by size)",
+    )
+    request_roles: tuple[str, ...] = setting(
+        "ADJUTANT_REQUEST_ROLES",
+        "comma-separated role names or ids whose members may request launches; each request waits for an approver",
+        parser=Names(),
+        group="GPUs and usage",
+        default=(),
+    )
     ray_address: str = setting(
         "ADJUTANT_RAY_ADDRESS",
         "the Ray dashboard's address (its Jobs API), for ADJUTANT_LAUNCHER=ray",
@@ -847,6 +942,13 @@ class Settings:
         group="Ray",
         default=20.0,
     )
+
+    @property
+    def job_gpus(self) -> int:
+        """GPUs a launch asks for when it does not say (ADJUTANT_GPUS_PER_JOB; 1 once ADJUTANT_GPUS is set)."""
+        if self.gpus_per_job is not None:
+            return self.gpus_per_job
+        return 1 if self.gpus is not None else 0
 
     @property
     def reporting_enabled(self) -> bool:

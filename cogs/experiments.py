@@ -23,18 +23,23 @@ from discord.ext import commands, tasks
 
 from adjutant import refuse_double_load, settings_for
 from adjutant._cog import NO_PINGS, AdjutantCog, find_channel
-from adjutant.access import refusal
+from adjutant.access import may_approve, may_request, quota_exempt, refusal
+from adjutant.admission import Admission, Request, Verdict, admit
 from adjutant.alerts import JOBS_OUTBOX
+from adjutant.approvals import Approval, ApprovalState
 from adjutant.cogs import _alert_views
 from adjutant.cogs._announcer import Announcer, Inbox, Refused
+from adjutant.cogs._approval_views import ApprovalButton, approval_view
 from adjutant.cogs._job_story import JobStory
 from adjutant.cogs._job_views import CancelButton, SweepConfirm
 from adjutant.hparams import (
     HParamsError,
+    LaunchOptions,
     diff,
     expand_sweep,
     parse_hyperparameters,
     sweep_size,
+    take_launch_options,
     to_argument,
     validate,
 )
@@ -44,6 +49,7 @@ from adjutant.render import MESSAGE_LIMIT, code_safe, plain, truncate
 from adjutant.scheduler import CancelOutcome, CancelResult, Scheduler
 from adjutant.services import Services
 from adjutant.settings import Settings
+from adjutant.usage_render import approval_card
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +92,7 @@ class Experiments(AdjutantCog, name="Experiments"):
         if self.settings.hparams_schema is not None:
             text = await asyncio.to_thread(self.settings.hparams_schema.read_text, encoding="utf-8")
             self.schema = json.loads(text)
-        self.bot.add_dynamic_items(CancelButton)
+        self.bot.add_dynamic_items(CancelButton, ApprovalButton)
         _alert_views.register(self.bot)
         self.supervise.start()
         self.tell.start()
@@ -95,7 +101,7 @@ class Experiments(AdjutantCog, name="Experiments"):
         self.alerts.stopping = True
         self.supervise.cancel()
         self.tell.cancel()
-        self.bot.remove_dynamic_items(CancelButton)
+        self.bot.remove_dynamic_items(CancelButton, ApprovalButton)
         _alert_views.unregister(self.bot, self)
         await self.services.release()
 
@@ -109,6 +115,7 @@ class Experiments(AdjutantCog, name="Experiments"):
             ctx.channel,
             truncate(ctx.message.content, 300),
         )
+        await self.audit("refused", ctx.author, ctx.channel, detail=f"{action}: {truncate(ctx.message.content, 200)}")
         await self.reply(ctx, refusal(self.rule_for(ctx.channel)))
 
     def launching_off(self, channel: Any) -> str | None:
@@ -126,10 +133,163 @@ class Experiments(AdjutantCog, name="Experiments"):
         if off is not None:
             await self.reply(ctx, off)
             return False
-        if not await self.authorized(ctx.author, ctx.channel):
+        if not await self.authorized(ctx.author, ctx.channel) and not may_request(ctx.author, self.settings):
             await self._refuse(ctx, action)
             return False
         return True
+
+    # --- GPUs, quota, approval ------------------------------------------------------------------
+    def _options(
+        self, ctx: commands.Context[Any], gpus: int | None, text: str, *, sweep: bool = False
+    ) -> tuple[LaunchOptions, str]:
+        """``--gpus N`` / ``--time D`` (and a sweep's ``--no-canary``) before the hyperparameters, or the slash
+        command's ``gpus`` option; the defaults (ADJUTANT_GPUS_PER_JOB, ADJUTANT_TIME_LIMIT) filled in."""
+        if gpus is not None and ctx.interaction is None:
+            raise HParamsError(f"write the number of GPUs as --gpus {gpus} (a bare number is not a hyperparameter)")
+        options, rest = take_launch_options(text, sweep=sweep)
+        if gpus is not None:
+            if not 0 <= gpus <= 64:
+                raise HParamsError("gpus must be between 0 and 64")
+            options = LaunchOptions(gpus, options.time_limit, options.canary)
+        limit = options.time_limit
+        if limit is None and self.settings.time_limit is not None:
+            limit = self.settings.time_limit * 60
+        count = options.gpus if options.gpus is not None else self.settings.job_gpus
+        return LaunchOptions(count, limit, options.canary), rest
+
+    async def _admit(self, user: Any, channel: Any, gpus: int, cells: int) -> Admission:
+        """Launch now, wait for an approver, or refuse (see :func:`adjutant.admission.admit`)."""
+        quota = None
+        if self.settings.gpu_hours_per_week is not None and not quota_exempt(user):
+            quota = await asyncio.to_thread(self.services.quota_of, user.id)
+        pool = self.scheduler.gpus
+        facts = Request(
+            gpus=gpus,
+            cells=cells,
+            may_launch=await self.authorized(user, channel),
+            may_request=may_request(user, self.settings),
+            pool_size=len(pool) if pool is not None and self.settings.launcher == "local" else None,
+            quota=quota[0] if quota else None,
+            quota_frees_at=quota[1] if quota else None,
+        )
+        return admit(facts, approval_gpus=self.settings.approval_gpus, approval_jobs=self.settings.approval_jobs)
+
+    async def _refused(self, ctx: commands.Context[Any], admission: Admission, action: str) -> None:
+        await self.audit("refused", ctx.author, ctx.channel, detail=f"{action}: {admission.text}")
+        await self.reply(ctx, admission.text)
+
+    async def _ask_approval(
+        self,
+        ctx: commands.Context[Any],
+        kind: str,
+        requests: list[JobRequest],
+        gpus: int,
+        admission: Admission,
+        *,
+        canary: bool = False,
+    ) -> None:
+        """Record the request (no job yet) and post its card with Approve / Reject."""
+        approval = await asyncio.to_thread(
+            self.services.approvals.add, kind, requests, gpus=gpus, why=admission.text, canary=canary
+        )
+        await self.audit(
+            "request", ctx.author, ctx.channel, target=f"#{approval.id}", detail=f"{kind}, {len(requests)} job(s)"
+        )
+        text = f"Request #{approval.id} waits for an approver: nothing runs until one approves it."
+        if admission.warning:
+            text += "\n" + admission.warning
+        card = await ctx.reply(
+            text,
+            embed=discord.Embed.from_dict(approval_card(approval)),
+            view=approval_view(approval.id),
+            allowed_mentions=NO_PINGS,
+            mention_author=False,
+        )
+        await asyncio.to_thread(self.services.approvals.set_card, approval.id, card.id)
+
+    async def approval_button(self, interaction: discord.Interaction, action: str, approval_id: int) -> None:
+        """Approve (queue the request's jobs) or Reject: approvers only, never the requester; once."""
+        if not self.serves(interaction.guild):
+            return
+        approval = await asyncio.to_thread(self.services.approvals.get, approval_id)
+        if approval is None:
+            await interaction.response.send_message("That request is no longer known.", ephemeral=True)
+            return
+        user = interaction.user
+        if user.id == approval.requested_by_id:
+            await self.audit("refused", user, interaction.channel, target=f"#{approval_id}", detail=f"{action} own")
+            await interaction.response.send_message(
+                "You cannot approve or reject your own request; another approver must.", ephemeral=True
+            )
+            return
+        try:
+            is_owner = await self.bot.is_owner(user)
+        except discord.HTTPException:
+            is_owner = False
+        if not may_approve(user, self.settings, is_owner=is_owner):
+            await self.audit("refused", user, interaction.channel, target=f"#{approval_id}", detail=action)
+            who = (
+                "members with the role(s) " + ", ".join(self.settings.approver_roles)
+                if self.settings.approver_roles
+                else "members with the Administrator or Manage Server permission"
+            )
+            await interaction.response.send_message(f"Only {who} may decide launch requests.", ephemeral=True)
+            return
+        decision = await asyncio.to_thread(
+            self.services.approvals.decide, approval_id, action == "approve", user.id, str(user), self.scheduler.log_dir
+        )
+        if decision is None:
+            await interaction.response.send_message("That request is no longer known.", ephemeral=True)
+            return
+        done = decision.approval
+        if not decision.changed:
+            by = plain(truncate(done.decided_by or "?", 64))
+            await interaction.response.send_message(
+                f"Request #{done.id} was already {done.state} by {by}.", ephemeral=True
+            )
+            return
+        self.scheduler.wake()
+        await self.audit(
+            "approve" if done.state == ApprovalState.APPROVED else "reject",
+            user,
+            interaction.channel,
+            target=f"#{done.id}",
+            detail=", ".join(j.id for j in decision.jobs) or None,
+        )
+        await interaction.response.edit_message(embed=discord.Embed.from_dict(approval_card(done)), view=None)
+        await self._tell_requester(interaction, done, decision.jobs)
+
+    async def _tell_requester(self, interaction: discord.Interaction, approval: Approval, jobs: list[Job]) -> None:
+        """The outcome, mentioning the requester (only them); an approved request's message acknowledges its jobs."""
+        who = plain(truncate(str(interaction.user), 64))
+        mention = discord.AllowedMentions(users=[discord.Object(approval.requested_by_id)], everyone=False, roles=False)
+        head = f"<@{approval.requested_by_id}>, your request #{approval.id} was {approval.state} by {who}"
+        channel: Any = interaction.channel
+        message = None
+        try:
+            if approval.state == ApprovalState.REJECTED:
+                await channel.send(head + "; nothing was launched.", allowed_mentions=mention)
+                return
+            if approval.kind == "experiment" and len(jobs) == 1:
+                job = jobs[0]
+                ahead = await self.scheduler.jobs_ahead(job)
+                embed = ack_embed(job, queued_ahead=ahead, prefix=self.command_prefix())
+                view = discord.ui.View(timeout=None)
+                view.add_item(CancelButton(job.id))
+                message = await channel.send(
+                    head + ".", embed=discord.Embed.from_dict(embed), view=view, allowed_mentions=mention
+                )
+            else:
+                message = await channel.send(
+                    truncate(head + ". " + queued_text(jobs), MESSAGE_LIMIT), allowed_mentions=mention
+                )
+        except discord.HTTPException as error:
+            log.warning("could not tell the outcome of request #%d: %s", approval.id, error)
+        finally:
+            if approval.state == ApprovalState.APPROVED:
+                ack_id = message.id if message is not None else None
+                for job in jobs:
+                    await self.scheduler.acknowledged(job.id, ack_id=ack_id, message_id=job.message_id or ack_id)
 
     def _prepare(self, params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         """Schema defaults filled in and checked; what reaches the script is always valid JSON."""
@@ -183,29 +343,47 @@ class Experiments(AdjutantCog, name="Experiments"):
 
     # --- launching ------------------------------------------------------------------------------
     @commands.hybrid_command(name="experiment")  # type: ignore[arg-type]  # discord.py stubs reject hybrid commands in cogs
-    @app_commands.describe(hyperparameters='a JSON object like {"epochs": 10}, or pairs like epochs=10 lr=0.001')
-    async def experiment(self, ctx: commands.Context[Any], *, hyperparameters: str = "") -> None:
-        """Launch the experiment script: $experiment {"epochs": 10} or $experiment epochs=10 lr=0.001."""
+    @app_commands.describe(
+        hyperparameters='a JSON object like {"epochs": 10}, or pairs like epochs=10 lr=0.001',
+        gpus="GPUs for the job (default ADJUTANT_GPUS_PER_JOB)",
+    )
+    async def experiment(
+        self, ctx: commands.Context[Any], gpus: int | None = None, *, hyperparameters: str = ""
+    ) -> None:
+        """Launch the experiment script: $experiment [--gpus N] [--time 2h] {"epochs": 10} (or epochs=10 lr=0.001)."""
         if not await self._launch_precheck(ctx, "launch"):
             return
         try:
-            params, defaults = self._prepare(parse_hyperparameters(hyperparameters))
+            options, text = self._options(ctx, gpus, hyperparameters)
+            params, defaults = self._prepare(parse_hyperparameters(text))
         except HParamsError as error:
             await self.reply(ctx, f"Not launched: {error}")
             return
-        job = await self.scheduler.enqueue(self._request(params, ctx))
-        await self.story.acknowledge(ctx, job, defaults, prefix=self.command_prefix(ctx))
+        assert options.gpus is not None
+        admission = await self._admit(ctx.author, ctx.channel, options.gpus, 1)
+        if admission.verdict == Verdict.REFUSED:
+            await self._refused(ctx, admission, "launch")
+            return
+        request = self._request(params, ctx, gpus=options.gpus, time_limit=options.time_limit)
+        if admission.verdict == Verdict.APPROVAL:
+            await self._ask_approval(ctx, "experiment", [request], options.gpus, admission)
+            return
+        job = await self.scheduler.enqueue(request)
+        await self.audit("launch", ctx.author, ctx.channel, target=job.id, detail=job.params_text)
+        await self.story.acknowledge(ctx, job, defaults, prefix=self.command_prefix(ctx), extra=admission.warning or "")
 
     @commands.hybrid_command(name="sweep")  # type: ignore[arg-type]  # discord.py stubs reject hybrid commands in cogs
-    @app_commands.describe(grid='a JSON object whose lists are the values to try, e.g. {"lr": [0.1, 0.01]}')
-    async def sweep(self, ctx: commands.Context[Any], *, grid: str = "") -> None:
-        """Queue one experiment per combination: $sweep [--no-canary] {"lr": [0.1, 0.01], "batch_size": [32, 64]}."""
+    @app_commands.describe(
+        grid='a JSON object whose lists are the values to try, e.g. {"lr": [0.1, 0.01]}',
+        gpus="GPUs for each job (default ADJUTANT_GPUS_PER_JOB)",
+    )
+    async def sweep(self, ctx: commands.Context[Any], gpus: int | None = None, *, grid: str = "") -> None:
+        """Queue one experiment per combination: $sweep [--gpus N] [--no-canary] {"lr": [0.1, 0.01], "bs": [32, 64]}."""
         if not await self._launch_precheck(ctx, "sweep"):
             return
-        canary = self.settings.canary_steps > 0
-        if grid.strip().startswith("--no-canary"):
-            grid, canary = grid.strip().removeprefix("--no-canary"), False
         try:
+            options, grid = self._options(ctx, gpus, grid, sweep=True)
+            canary = self.settings.canary_steps > 0 and options.canary
             parsed = parse_hyperparameters(grid)
             size = sweep_size(parsed)
             if size > self.settings.max_sweep:
@@ -216,6 +394,17 @@ class Experiments(AdjutantCog, name="Experiments"):
         except HParamsError as error:
             await self.reply(ctx, f"Not queued: {error}")
             return
+        per_job = options.gpus or 0
+        admission = await self._admit(ctx.author, ctx.channel, per_job, len(combos))
+        if admission.verdict == Verdict.REFUSED:
+            await self._refused(ctx, admission, "sweep")
+            return
+        sweep_id = "sweep-" + secrets.token_hex(3)
+        extra: dict[str, Any] = {"sweep_id": sweep_id, "gpus": per_job, "time_limit": options.time_limit}
+        if admission.verdict == Verdict.APPROVAL:
+            requests = [self._request(c, ctx, **extra) for c in combos]
+            await self._ask_approval(ctx, "sweep", requests, per_job, admission, canary=canary)
+            return
 
         async def may_launch_now(interaction: discord.Interaction) -> bool:
             if await self.authorized(interaction.user, interaction.channel):
@@ -224,12 +413,13 @@ class Experiments(AdjutantCog, name="Experiments"):
             await interaction.response.send_message(refusal(self.rule_for(interaction.channel)), ephemeral=True)
             return False
 
-        sweep_id = "sweep-" + secrets.token_hex(3)
-
         async def queue(interaction: discord.Interaction) -> str:
             preview_id = interaction.message.id if interaction.message is not None else None
-            requests = [self._request(c, ctx, sweep_id=sweep_id, ack_id=preview_id) for c in combos]
+            requests = [self._request(c, ctx, ack_id=preview_id, **extra) for c in combos]
             jobs = await self.scheduler.enqueue_many(requests, canary=canary)  # one transaction: all or none
+            await self.audit(
+                "launch", interaction.user, interaction.channel, target=sweep_id, detail=f"{len(jobs)} jobs"
+            )
             text = queued_text(jobs)
             if canary and len(jobs) > 1:
                 text += (
@@ -244,7 +434,11 @@ class Experiments(AdjutantCog, name="Experiments"):
         view = SweepConfirm(ctx.author.id, may_launch_now, queue, queued)
         preview = sweep_preview(combos, cap=self.settings.max_sweep)
         view.message = await ctx.reply(
-            embed=discord.Embed.from_dict(preview), view=view, allowed_mentions=NO_PINGS, mention_author=False
+            admission.warning,
+            embed=discord.Embed.from_dict(preview),
+            view=view,
+            allowed_mentions=NO_PINGS,
+            mention_author=False,
         )
 
     @commands.hybrid_command(name="rerun")  # type: ignore[arg-type]  # discord.py stubs reject hybrid commands in cogs
@@ -255,6 +449,7 @@ class Experiments(AdjutantCog, name="Experiments"):
         if not await self._launch_precheck(ctx, "rerun"):
             return
         try:
+            asked, overrides = take_launch_options(overrides)
             changes = parse_hyperparameters(overrides, allow_empty=True)
         except HParamsError as error:
             await self.reply(ctx, f"Not launched: {error}")
@@ -283,7 +478,22 @@ class Experiments(AdjutantCog, name="Experiments"):
         lines = diff(base, params)
         changed = "\n".join(lines) if lines else "(no changes)"
         note = f"Rerun of {origin}:\n```diff\n{code_safe(truncate(changed, 1500))}\n```"
-        new_job = await self.scheduler.enqueue(self._request(params, ctx))
+        gpus = asked.gpus if asked.gpus is not None else job.gpus if job is not None else self.settings.job_gpus
+        limit = asked.time_limit or (job.time_limit if job is not None else None)
+        if limit is None and self.settings.time_limit is not None:
+            limit = self.settings.time_limit * 60
+        admission = await self._admit(ctx.author, ctx.channel, gpus, 1)
+        if admission.verdict == Verdict.REFUSED:
+            await self._refused(ctx, admission, "rerun")
+            return
+        request = self._request(params, ctx, gpus=gpus, time_limit=limit)
+        if admission.verdict == Verdict.APPROVAL:
+            await self._ask_approval(ctx, "experiment", [request], gpus, admission)
+            return
+        new_job = await self.scheduler.enqueue(request)
+        await self.audit("launch", ctx.author, ctx.channel, target=new_job.id, detail=f"rerun of {origin}")
+        if admission.warning:
+            note += "\n" + admission.warning
         await self.story.acknowledge(ctx, new_job, defaults, prefix=self.command_prefix(ctx), extra=note)
 
     # --- cancelling -----------------------------------------------------------------------------
@@ -316,6 +526,7 @@ class Experiments(AdjutantCog, name="Experiments"):
             return
         key = job_id.strip().lower()
         result = await self.scheduler.cancel(key, str(ctx.author))
+        await self.audit("cancel", ctx.author, ctx.channel, target=key[:32], detail=result.outcome.value)
         await self.reply(ctx, self._cancel_text(result, key, self.command_prefix(ctx)))
 
     async def cancel_from_button(self, interaction: discord.Interaction, job_id: str) -> None:
@@ -323,9 +534,11 @@ class Experiments(AdjutantCog, name="Experiments"):
             return  # not one of Adjutant's servers: nothing is answered
         if not await self.authorized(interaction.user, interaction.channel):
             log.warning("refused cancel button for %s by %s (%d)", job_id, interaction.user, interaction.user.id)
+            await self.audit("refused", interaction.user, interaction.channel, target=job_id, detail="cancel button")
             await interaction.response.send_message(refusal(self.rule_for(interaction.channel)), ephemeral=True)
             return
         result = await self.scheduler.cancel(job_id, str(interaction.user))
+        await self.audit("cancel", interaction.user, interaction.channel, target=job_id, detail=result.outcome.value)
         text = self._cancel_text(result, job_id, self.command_prefix())
         await interaction.response.send_message(text, allowed_mentions=NO_PINGS)
 
@@ -358,6 +571,7 @@ class Experiments(AdjutantCog, name="Experiments"):
                 await interaction.response.send_message("Only jobs Adjutant launched can be stopped.", ephemeral=True)
                 return
             result = await self.scheduler.cancel(job.id, str(interaction.user))
+            await self.audit("cancel", interaction.user, interaction.channel, target=job.id, detail="alert card")
             text = self._cancel_text(result, job.id, self.command_prefix())
             await interaction.response.send_message(text, allowed_mentions=NO_PINGS)
             return
@@ -369,6 +583,7 @@ class Experiments(AdjutantCog, name="Experiments"):
             return
         decision = "resumed" if action == "resume" else "dropped"
         before, changed = await self.scheduler.decide_sweep(job.sweep_id, decision, str(interaction.user))
+        await self.audit("sweep decided", interaction.user, interaction.channel, target=job.sweep_id, detail=decision)
         if before != "held":
             await interaction.response.send_message(f"Sweep `{job.sweep_id}` was already {before}.", ephemeral=True)
             return
@@ -393,8 +608,18 @@ class Experiments(AdjutantCog, name="Experiments"):
         except (HParamsError, ValueError) as error:
             await interaction.response.send_message(f"Not launched: {error}", ephemeral=True)
             return
-        request = self._request_in(interaction.channel, prepared, interaction.user, None)
+        gpus = job.gpus if job is not None else self.settings.job_gpus
+        admission = await self._admit(interaction.user, interaction.channel, gpus, 1)
+        if admission.verdict != Verdict.LAUNCH:
+            text = (
+                admission.text if admission.verdict == Verdict.REFUSED else "This rerun needs an approver: use $rerun."
+            )
+            await interaction.response.send_message(text, ephemeral=True)
+            return
+        limit = job.time_limit if job is not None else None
+        request = self._request_in(interaction.channel, prepared, interaction.user, None, gpus=gpus, time_limit=limit)
         new_job = await self.scheduler.enqueue(request)
+        await self.audit("launch", interaction.user, interaction.channel, target=new_job.id, detail="rerun from alert")
         origin = f"job `{job.id}`" if job is not None else "the alert's run"
         ahead = await self.scheduler.jobs_ahead(new_job)
         embed = ack_embed(new_job, queued_ahead=ahead, defaults=defaults, prefix=self.command_prefix())

@@ -469,6 +469,7 @@ class WandbRuns(AdjutantCog, name="Runs"):
         """Alert when a running run's metric crosses a value: $watch val_loss > 2 [run id, group:g, tag:t or all]."""
         if not await self.authorized(ctx.author, ctx.channel):
             await self.reply(ctx, refusal(self.rule_for(ctx.channel), "set watch rules"))
+            await self.audit("refused", ctx.author, ctx.channel, detail=truncate(ctx.message.content, 200))
             return
         feed = await self.feed_for(ctx)
         if feed is None:
@@ -484,6 +485,7 @@ class WandbRuns(AdjutantCog, name="Runs"):
         if stored is None:
             await self.reply(ctx, f"Not watched: {plain(w.project_label)} already has {MAX_RULES} rules.")
             return
+        await self.audit("rule added", ctx.author, ctx.channel, target=f"#{stored.id}", detail=stored.describe())
         await self.reply(
             ctx,
             f"Watching `{code_safe(stored.describe())}` as rule #{stored.id}: a running run is announced once when"
@@ -513,6 +515,7 @@ class WandbRuns(AdjutantCog, name="Runs"):
         """Remove a watch rule: $unwatch <id>."""
         if not await self.authorized(ctx.author, ctx.channel):
             await self.reply(ctx, refusal(self.rule_for(ctx.channel), "remove watch rules"))
+            await self.audit("refused", ctx.author, ctx.channel, detail=truncate(ctx.message.content, 200))
             return
         feed = await self.feed_for(ctx)
         if feed is None:
@@ -526,6 +529,7 @@ class WandbRuns(AdjutantCog, name="Runs"):
             prefix = self.command_prefix(ctx)
             await self.reply(ctx, f"No watch rule `{code_safe(truncate(rule_id, 32))}`. `{prefix}watches` lists them.")
             return
+        await self.audit("rule removed", ctx.author, ctx.channel, target=f"#{removed.id}", detail=removed.describe())
         await self.reply(ctx, f"Removed rule #{removed.id} (`{code_safe(removed.describe())}`).")
 
     # --- subscriptions ----------------------------------------------------------------------------
@@ -566,6 +570,7 @@ class WandbRuns(AdjutantCog, name="Runs"):
             limit = subscriptions.MAX_SUBSCRIPTIONS
             await self.reply(ctx, f"Not subscribed: you have {limit} subscriptions already (`{prefix}unsubscribe`).")
             return
+        await self.audit("subscribed", ctx.author, ctx.channel, target=f"#{added}", detail=", ".join(events))
         what_for = f"`{code_safe(project)}`: " if project else ""
         await self.reply(
             ctx,
@@ -605,6 +610,7 @@ class WandbRuns(AdjutantCog, name="Runs"):
         if not removed:
             await self.reply(ctx, f"No subscription `{code_safe(truncate(which, 20))}` of yours.")
             return
+        await self.audit("unsubscribed", ctx.author, ctx.channel, target=which, detail=f"{removed} removed")
         await self.reply(ctx, f"Removed {removed} subscription(s).")
 
     async def alert_button(self, interaction: discord.Interaction, action: str, alert_id: int) -> None:

@@ -11,7 +11,7 @@ from discord.ext import commands
 
 import adjutant
 
-ALL_COGS = {"Greeting", "Experiments", "Runs"}
+ALL_COGS = {"Greeting", "Experiments", "Runs", "Usage"}
 
 
 @pytest.fixture
@@ -53,6 +53,7 @@ async def test_umbrella_load_unload(env: None) -> None:
         ("adjutant.cogs.greeting", "Greeting"),
         ("adjutant.cogs.experiments", "Experiments"),
         ("adjutant.cogs.wandb_runs", "Runs"),
+        ("adjutant.cogs.usage", "Usage"),
     ],
 )
 async def test_single_cog_load_unload(env: None, extension: str, cog: str) -> None:
@@ -69,21 +70,23 @@ async def test_single_cogs_together(env: None) -> None:
         await bot.load_extension("adjutant.cogs.greeting")
         await bot.load_extension("adjutant.cogs.experiments")
         await bot.load_extension("adjutant.cogs.wandb_runs")
-        assert set(bot.cogs) == {"Greeting", "Experiments", "Runs"}
-        assert bot.get_cog("Experiments").services is bot.get_cog("Runs").services
+        await bot.load_extension("adjutant.cogs.usage")
+        assert set(bot.cogs) == {"Greeting", "Experiments", "Runs", "Usage"}
+        assert bot.get_cog("Experiments").services is bot.get_cog("Runs").services is bot.get_cog("Usage").services
+        await bot.unload_extension("adjutant.cogs.usage")
         await bot.unload_extension("adjutant.cogs.wandb_runs")
         assert not bot.get_cog("Experiments").services.closed, "still used by the Experiments cog"
         await bot.unload_extension("adjutant.cogs.experiments")
         await bot.unload_extension("adjutant.cogs.greeting")
         await bot.load_extension("adjutant")  # the state folder is free again
-        assert set(bot.cogs) == {"Greeting", "Experiments", "Runs"}
+        assert set(bot.cogs) == {"Greeting", "Experiments", "Runs", "Usage"}
 
 
 async def test_without_wandb_project_umbrella_skips_reporting(env: None, monkeypatch, caplog) -> None:
     monkeypatch.delenv("WANDB_PROJECT")
     async with host_bot() as bot:
         await bot.load_extension("adjutant")
-        assert set(bot.cogs) == {"Greeting", "Experiments"}
+        assert set(bot.cogs) == {"Greeting", "Experiments", "Usage"}
     assert "WANDB_PROJECT is not set" in caplog.text
 
 

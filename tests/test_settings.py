@@ -41,7 +41,9 @@ def test_defaults() -> None:
     assert (s.metric, s.metric_goal) == ("loss", "min")
     assert s.prefix == "$"
     assert s.stall_minutes == 30
-    assert (s.max_concurrent, s.cancel_grace_seconds, s.hparams_schema, s.max_sweep) == (1, 30, None, 16)
+    # unset: 1 job at a time, or one per GPU with ADJUTANT_GPUS (the scheduler's slots; see test_gpus.py)
+    assert (s.max_concurrent, s.cancel_grace_seconds, s.hparams_schema, s.max_sweep) == (None, 30, None, 16)
+    assert (s.gpus, s.job_gpus, s.gpu_hours_per_week, s.time_limit) == (None, 0, None, None)
     assert s.notify == {"started", "finished", "crashed", "failed", "killed", "stalled", "resumed"}
     assert Settings.from_env({"ADJUTANT_NOTIFY": "none"}).notify == frozenset()
 
@@ -277,7 +279,16 @@ def typed_values(tmp_path: Path, script: Path) -> dict[str, object]:
         "run_experiment_script": script,
         "state_dir": tmp_path / "state",
         "max_concurrent": 4,
+        "time_limit": 90.0,
         "cancel_grace_seconds": 2.5,
+        "gpus": (0, 1, 2, 3),
+        "gpus_per_job": 2,
+        "gpu_busy_mb": 2048,
+        "gpu_hours_per_week": 40.0,
+        "approver_roles": ("leads",),
+        "approval_gpus": 2,
+        "approval_jobs": 8,
+        "request_roles": ("students",),
         "max_sweep": 3,
         "retries": 2,
         "canary_steps": 50,
@@ -343,7 +354,16 @@ def test_every_setting_by_variable(tmp_path: Path, script: Path) -> None:
         "ADJUTANT_EXPERIMENT_SCRIPT": str(script),
         "ADJUTANT_STATE_DIR": str(tmp_path / "state"),
         "ADJUTANT_MAX_CONCURRENT": "4",
+        "ADJUTANT_TIME_LIMIT": "90",
         "ADJUTANT_CANCEL_GRACE_SECONDS": "2.5",
+        "ADJUTANT_GPUS": "0,1,2,3",
+        "ADJUTANT_GPUS_PER_JOB": "2",
+        "ADJUTANT_GPU_BUSY_MB": "2048",
+        "ADJUTANT_GPU_HOURS_PER_WEEK": "40",
+        "ADJUTANT_APPROVER_ROLES": "leads",
+        "ADJUTANT_APPROVAL_GPUS": "2",
+        "ADJUTANT_APPROVAL_JOBS": "8",
+        "ADJUTANT_REQUEST_ROLES": "students",
         "ADJUTANT_MAX_SWEEP": "3",
         "ADJUTANT_RETRIES": "2",
         "ADJUTANT_CANARY_STEPS": "50",

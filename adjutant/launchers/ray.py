@@ -95,7 +95,9 @@ class RayLauncher(Launcher):
             runtime_env = dict(self.settings.ray_runtime_env)
             runtime_env["env_vars"] = {**runtime_env.get("env_vars", {}), **env}
             options: dict[str, Any] = {}
-            if self.settings.ray_num_gpus is not None:
+            if job.gpus:  # the launch's own --gpus N
+                options["entrypoint_num_gpus"] = job.gpus
+            elif self.settings.ray_num_gpus is not None:
                 options["entrypoint_num_gpus"] = self.settings.ray_num_gpus
             if self.settings.ray_num_cpus is not None:
                 options["entrypoint_num_cpus"] = self.settings.ray_num_cpus

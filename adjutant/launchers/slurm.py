@@ -47,6 +47,15 @@ STATE_MAP: dict[str, JobState] = {
 }
 
 
+def allocated_gpus(tres: str) -> int | None:
+    """GPUs in Slurm's AllocTRES (``cpu=2,mem=1G,node=1,gres/gpu=2``); None when it names none."""
+    for item in tres.split(","):
+        key, _, value = item.partition("=")
+        if key == "gres/gpu" and value.isdigit():
+            return int(value)
+    return None
+
+
 def parse_scontrol(line: str) -> dict[str, str]:
     """``scontrol show job -o`` prints one line of ``Key=Value`` pairs (values may not contain spaces,
     except the last ones like Command; good enough for the keys used here)."""
@@ -168,6 +177,10 @@ class SlurmLauncher(Launcher):
             argv.append(f"--time={self.settings.slurm_time}")
         if self.settings.slurm_gres:
             argv.append(f"--gres={self.settings.slurm_gres}")
+        if job.gpus:  # the launch's own --gpus N wins over ADJUTANT_SLURM_GRES (sbatch takes the last)
+            argv.append(f"--gres=gpu:{job.gpus}")
+        if job.time_limit is not None and "time" not in job.overrides:
+            argv.append(f"--time={max(1, math.ceil(job.time_limit / 60))}")
         argv += shlex.split(self.settings.slurm_args or "")
         # A remediation's options come last: sbatch takes the last of a repeated option.
         argv += [f"--{key}={value}" for key, value in sorted(job.overrides.items()) if key in ("time", "mem")]
@@ -221,10 +234,13 @@ class SlurmLauncher(Launcher):
                 "exit": fields.get("ExitCode", ""),
                 "start": fields.get("StartTime", ""),
                 "end": fields.get("EndTime", ""),
+                "tres": fields.get("AllocTRES", ""),
             }
         if "Invalid job id" not in (result.stderr + result.stdout):
             raise LaunchError(f"Slurm controller not reachable: {(result.stderr or result.stdout).strip()[:200]}")
-        result = self._run(["sacct", "-c", "-j", slurm_id, "-n", "-P", "-o", "JobID,State,ExitCode,Start,End"])
+        result = self._run(
+            ["sacct", "-c", "-j", slurm_id, "-n", "-P", "-o", "JobID,State,ExitCode,Start,End,AllocTRES"]
+        )
         for line in result.stdout.splitlines():
             parts = line.split("|")
             if len(parts) >= 5 and parts[0] == slurm_id:
@@ -234,6 +250,7 @@ class SlurmLauncher(Launcher):
                     "exit": parts[2],
                     "start": parts[3],
                     "end": parts[4],
+                    "tres": parts[5] if len(parts) > 5 else "",
                 }
         return None
 
@@ -254,14 +271,18 @@ class SlurmLauncher(Launcher):
             return JobUpdate(
                 state=state,
                 exit_code=exit_code(record["exit"], slurm_state),
-                ended_at=iso(),
+                ended_at=slurm_time(record["end"]) or iso(),  # usage counts Slurm's own elapsed time
                 started_at=slurm_time(record["start"]),
                 reason=reason,
                 external_state=external_state,
+                gpus_allocated=allocated_gpus(record.get("tres", "")),
             )
         if state == JobState.RUNNING and job.state == JobState.STARTING:
             return JobUpdate(
-                state=state, started_at=slurm_time(record["start"]) or iso(), external_state=external_state
+                state=state,
+                started_at=slurm_time(record["start"]) or iso(),
+                external_state=external_state,
+                gpus_allocated=allocated_gpus(record.get("tres", "")),
             )
         return JobUpdate(external_state=external_state) if external_state else None
 

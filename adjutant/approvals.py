@@ -1,0 +1,273 @@
+"""Launch requests that wait for an approver, and the audit trail of who did what (SQLite; Discord-free).
+
+A request above ADJUTANT_APPROVAL_GPUS / ADJUTANT_APPROVAL_JOBS (or any request of a member who may only
+request) is recorded with the jobs it would queue; nothing is queued until an approver approves it. The
+decision and the jobs it queues are one transaction, so two approvers clicking at once queue them once, and
+the card works after a restart (its buttons carry the request's id).
+
+Blocking (SQLite): callers run these methods in a thread.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from adjutant._sqlite import Database
+from adjutant.jobs import JOBS_MIGRATIONS, JOBS_SCHEMA, Job, JobRequest, JobStore, iso, parse_iso
+
+log = logging.getLogger(__name__)
+
+APPROVALS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS approvals (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    state TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    requested_by_id INTEGER NOT NULL,
+    requested_by TEXT NOT NULL,
+    channel_id INTEGER,
+    card_id INTEGER,
+    requests TEXT NOT NULL,
+    canary INTEGER NOT NULL DEFAULT 0,
+    gpus INTEGER NOT NULL,
+    cells INTEGER NOT NULL,
+    why TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    decided_by_id INTEGER,
+    decided_by TEXT,
+    decided_at TEXT,
+    job_ids TEXT
+);
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    at TEXT NOT NULL,
+    actor_id INTEGER,
+    actor TEXT NOT NULL,
+    guild_id INTEGER,
+    channel_id INTEGER,
+    action TEXT NOT NULL,
+    target TEXT,
+    detail TEXT
+);
+CREATE INDEX IF NOT EXISTS audit_by_actor ON audit (actor_id, seq);
+"""
+
+
+class ApprovalState(StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
+class Action(StrEnum):
+    """What an audit entry records."""
+
+    LAUNCH = "launch"
+    REQUEST = "request"
+    APPROVE = "approve"
+    REJECT = "reject"
+    CANCEL = "cancel"
+    REFUSED = "refused"
+    RULE_ADDED = "rule added"
+    RULE_REMOVED = "rule removed"
+    SUBSCRIBED = "subscribed"
+    UNSUBSCRIBED = "unsubscribed"
+    MUTED = "muted"
+    SWEEP_DECIDED = "sweep decided"
+
+
+@dataclass(frozen=True)
+class Approval:
+    id: int
+    state: ApprovalState
+    kind: str  # "experiment" or "sweep"
+    requested_by_id: int
+    requested_by: str
+    channel_id: int | None
+    card_id: int | None
+    requests: list[JobRequest]
+    canary: bool
+    gpus: int  # GPUs per job
+    cells: int
+    why: str
+    created_at: dt.datetime
+    decided_by: str | None
+    decided_at: dt.datetime | None
+    job_ids: tuple[str, ...]
+
+    @property
+    def gpu_cost(self) -> int:
+        """GPUs the whole request would use (per job, times the jobs)."""
+        return self.gpus * self.cells
+
+    @classmethod
+    def from_row(cls, row: Any) -> Approval:
+        return cls(
+            id=row["id"],
+            state=ApprovalState(row["state"]),
+            kind=row["kind"],
+            requested_by_id=row["requested_by_id"],
+            requested_by=row["requested_by"],
+            channel_id=row["channel_id"],
+            card_id=row["card_id"],
+            requests=[JobRequest(**r) for r in json.loads(row["requests"])],
+            canary=bool(row["canary"]),
+            gpus=row["gpus"],
+            cells=row["cells"],
+            why=row["why"],
+            created_at=parse_iso(row["created_at"]) or dt.datetime.now(dt.UTC),
+            decided_by=row["decided_by"],
+            decided_at=parse_iso(row["decided_at"]),
+            job_ids=tuple(json.loads(row["job_ids"] or "[]")),
+        )
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What a click on Approve / Reject did: ``approval`` as it is now, ``changed`` False when it was decided
+    already (by someone else, or by a second click), and the jobs an approval queued."""
+
+    approval: Approval
+    changed: bool
+    jobs: list[Job]
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    seq: int
+    at: dt.datetime
+    actor_id: int | None
+    actor: str
+    guild_id: int | None
+    channel_id: int | None
+    action: str
+    target: str | None
+    detail: str | None
+
+
+class ApprovalStore(Database):
+    """Approvals and the audit trail, in Adjutant's database file (the jobs table is written in the same
+    transaction as an approval)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, JOBS_SCHEMA, APPROVALS_SCHEMA)
+        self.add_missing_columns("jobs", JOBS_MIGRATIONS)
+
+    # --- approvals --------------------------------------------------------------------------------
+    def add(self, kind: str, requests: Sequence[JobRequest], *, gpus: int, why: str, canary: bool = False) -> Approval:
+        """Record a request waiting for an approver (no job exists yet)."""
+        first = requests[0]
+        data = json.dumps([asdict(r) for r in requests])
+        with self.transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO approvals (state, kind, requested_by_id, requested_by, channel_id, requests, canary, gpus,"
+                " cells, why, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    ApprovalState.PENDING,
+                    kind,
+                    first.requested_by_id,
+                    first.requested_by,
+                    first.channel_id,
+                    data,
+                    int(canary),
+                    gpus,
+                    len(requests),
+                    why,
+                    iso(),
+                ),
+            )
+            row = db.execute("SELECT * FROM approvals WHERE id=?", (cursor.lastrowid,)).fetchone()
+        return Approval.from_row(row)
+
+    def set_card(self, approval_id: int, card_id: int) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE approvals SET card_id=? WHERE id=?", (card_id, approval_id))
+
+    def get(self, approval_id: int) -> Approval | None:
+        rows = self.query("SELECT * FROM approvals WHERE id=?", (approval_id,))
+        return Approval.from_row(rows[0]) if rows else None
+
+    def pending(self) -> list[Approval]:
+        rows = self.query("SELECT * FROM approvals WHERE state=? ORDER BY id", (ApprovalState.PENDING,))
+        return [Approval.from_row(r) for r in rows]
+
+    def decide(self, approval_id: int, approve: bool, by_id: int, by: str, log_dir: Path) -> Decision | None:
+        """Approve (queue its jobs) or reject a pending request, once: the state change and the jobs in one
+        transaction. None when there is no such request."""
+        with self.transaction() as db:
+            row = db.execute("SELECT * FROM approvals WHERE id=?", (approval_id,)).fetchone()
+            if row is None:
+                return None
+            approval = Approval.from_row(row)
+            if approval.state != ApprovalState.PENDING:
+                return Decision(approval, False, [])
+            jobs_rows = []
+            if approve:
+                jobs_rows = JobStore._insert(db, approval.requests, log_dir, canary=approval.canary)
+            state = ApprovalState.APPROVED if approve else ApprovalState.REJECTED
+            ids = [r["id"] for r in jobs_rows]
+            db.execute(
+                "UPDATE approvals SET state=?, decided_by_id=?, decided_by=?, decided_at=?, job_ids=?"
+                " WHERE id=? AND state=?",
+                (state, by_id, by, iso(), json.dumps(ids), approval_id, ApprovalState.PENDING),
+            )
+            row = db.execute("SELECT * FROM approvals WHERE id=?", (approval_id,)).fetchone()
+        return Decision(Approval.from_row(row), True, [Job.from_row(r) for r in jobs_rows])
+
+    # --- audit --------------------------------------------------------------------------------------
+    def record(
+        self,
+        action: Action,
+        actor_id: int | None,
+        actor: str,
+        *,
+        guild_id: int | None = None,
+        channel_id: int | None = None,
+        target: str | None = None,
+        detail: str | None = None,
+    ) -> None:
+        """One entry of the audit trail, and its log line."""
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO audit (at, actor_id, actor, guild_id, channel_id, action, target, detail)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (iso(), actor_id, actor, guild_id, channel_id, action.value, target, detail),
+            )
+        log.info(
+            "audit: %s by %s (%s) in channel %s: %s %s",
+            action.value,
+            actor,
+            actor_id,
+            channel_id,
+            target or "",
+            detail or "",
+        )
+
+    def entries(self, limit: int = 20, actor_id: int | None = None) -> list[AuditEntry]:
+        """The newest ``limit`` entries (of one member), newest first."""
+        sql = "SELECT * FROM audit"
+        args: list[Any] = []
+        if actor_id is not None:
+            sql += " WHERE actor_id=?"
+            args.append(actor_id)
+        rows = self.query(sql + " ORDER BY seq DESC LIMIT ?", [*args, limit])
+        return [
+            AuditEntry(
+                seq=r["seq"],
+                at=parse_iso(r["at"]) or dt.datetime.now(dt.UTC),
+                actor_id=r["actor_id"],
+                actor=r["actor"],
+                guild_id=r["guild_id"],
+                channel_id=r["channel_id"],
+                action=r["action"],
+                target=r["target"],
+                detail=r["detail"],
+            )
+            for r in rows
+        ]

@@ -1,0 +1,46 @@
+"""The approval card's buttons: Approve and Reject. Their custom ids carry the request's id, so the card works
+after a restart; who may press them is checked at the click (approvers only, never the requester)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import discord
+
+
+class ApprovalButton(
+    discord.ui.DynamicItem[discord.ui.Button[Any]],
+    template=r"adjutant:approval:(?P<action>approve|reject):(?P<id>[0-9]{1,18})",
+):
+    """Approve or Reject under an approval card."""
+
+    def __init__(self, action: str, approval_id: int) -> None:
+        style = discord.ButtonStyle.success if action == "approve" else discord.ButtonStyle.danger
+        super().__init__(
+            discord.ui.Button(
+                label=action.capitalize(), style=style, custom_id=f"adjutant:approval:{action}:{approval_id}"
+            )
+        )
+        self.action = action
+        self.approval_id = approval_id
+
+    @classmethod
+    async def from_custom_id(  # type: ignore[override]
+        cls, interaction: discord.Interaction, item: discord.ui.Button[Any], match: re.Match[str]
+    ) -> ApprovalButton:
+        return cls(match["action"], int(match["id"]))
+
+    async def callback(self, interaction: discord.Interaction) -> None:  # type: ignore[override]
+        handler = getattr(interaction.client.get_cog("Experiments"), "approval_button", None)  # type: ignore[attr-defined]
+        if handler is None:
+            await interaction.response.send_message("Experiment launching is not loaded.", ephemeral=True)
+            return
+        await handler(interaction, self.action, self.approval_id)
+
+
+def approval_view(approval_id: int) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    view.add_item(ApprovalButton("approve", approval_id))
+    view.add_item(ApprovalButton("reject", approval_id))
+    return view

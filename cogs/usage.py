@@ -74,13 +74,13 @@ class Usage(AdjutantCog, name="Usage"):
         embed = gpus_embed(lines, free=free, queued=len(queued), note=note)
         await ctx.send(embed=discord.Embed.from_dict(embed), allowed_mentions=NO_PINGS)
 
-    @commands.hybrid_command(name="usage")  # type: ignore[arg-type]  # discord.py stubs reject hybrid commands in cogs
+    @commands.hybrid_command(name="usage", ignore_extra=False)  # type: ignore[arg-type]  # discord.py stubs reject hybrid commands in cogs
     @app_commands.describe(period="day, week (default) or month", member="only this member")
     async def usage(
         self,
         ctx: commands.Context[Any],
         period: Literal["day", "week", "month"] | None = None,
-        member: discord.Member | None = None,
+        member: discord.User | None = None,
     ) -> None:
         """Jobs, job-hours and GPU-hours per member and project: $usage [day|week|month] [@member]."""
         span = period or "week"
@@ -110,10 +110,10 @@ class Usage(AdjutantCog, name="Usage"):
             allowed_mentions=NO_PINGS,
         )
 
-    @commands.hybrid_command(name="audit")  # type: ignore[arg-type]  # discord.py stubs reject hybrid commands in cogs
+    @commands.hybrid_command(name="audit", ignore_extra=False)  # type: ignore[arg-type]  # discord.py stubs reject hybrid commands in cogs
     @app_commands.describe(count=f"how many entries, 1 to {AUDIT_MAX} (default 15)", member="only this member")
     async def audit_command(
-        self, ctx: commands.Context[Any], count: int | None = None, member: discord.Member | None = None
+        self, ctx: commands.Context[Any], count: int | None = None, member: discord.User | None = None
     ) -> None:
         """Who launched, cancelled, approved, rejected or was refused what (administrators): $audit [n] [@member]."""
         try:

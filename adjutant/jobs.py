@@ -530,6 +530,11 @@ class JobStore(Database):
         rows = self.query("SELECT * FROM jobs WHERE state=? AND held=0 ORDER BY seq LIMIT ?", (JobState.QUEUED, limit))
         return [Job.from_row(r) for r in rows]
 
+    def has_startable_without_gpus(self) -> bool:
+        """A queued job that needs no GPU of this machine (it asked for none, or runs on Slurm or Ray)."""
+        sql = "SELECT 1 FROM jobs WHERE state=? AND held=0 AND (gpus=0 OR backend!='local') LIMIT 1"
+        return bool(self.query(sql, (JobState.QUEUED,)))
+
     def start(self, job_id: str, gpu_ids: Sequence[int] = ()) -> bool:
         """A queued job is starting, holding ``gpu_ids`` (one statement: a GPU is never handed out twice, and the
         assignment survives a restart; it is freed when the job leaves the active states)."""

@@ -579,6 +579,8 @@ class Scheduler:
         held = self.gpu_holders(active)
         busy = self.gpus_busy(set(held)) if self.gpus_busy is not None else set()
         free = [gpu for gpu in self.gpus if gpu not in held and gpu not in busy]
+        if slots == 0 or (not free and not self.store.has_startable_without_gpus()):
+            return False  # a full machine: nothing to plan (the common case of a long queue)
         queue = self.store.startable(1000)
         by_id = {job.id: job for job in queue}
         for job in queue:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import copy
 import datetime as dt
+import os
+import signal
 import sqlite3
 from pathlib import Path
 
@@ -198,3 +200,29 @@ async def test_approval_cards(start_adjutant, discord_standin: DiscordStandIn, o
     with sqlite3.connect(db_path) as db:
         logged = db.execute("SELECT action, actor FROM audit WHERE action='refused' ORDER BY seq DESC").fetchone()
     assert logged == ("refused", "member")
+
+
+async def test_a_lost_job_frees_its_gpus_and_a_cancelled_one_too(
+    start_adjutant, discord_standin: DiscordStandIn, out_dir
+) -> None:
+    """kill -9 of the supervisor running a job that holds both GPUs: the job is lost, the waiting job gets them;
+    then a cancel frees them for the next one."""
+    async with start_adjutant(launch_env(ADJUTANT_GPUS="0,1", ADJUTANT_RETRIES="0")) as bot:
+        first = await launch(discord_standin, '--gpus 2 {"sleep": 600}')
+        second = await launch(discord_standin, '--gpus 2 {"sleep": 600}')
+        third = await launch(discord_standin, '--gpus 1 {"sleep": 0}')
+        await eventually(lambda: (out_dir / f"{first}.json").exists(), timeout=15)
+        await asyncio.sleep(1)
+        assert not (out_dir / f"{second}.json").exists() and not (out_dir / f"{third}.json").exists()
+        store = bot.get_cog("Experiments").services.jobs
+        job = await asyncio.to_thread(store.get, first)
+        os.kill(job.supervisor_pid, signal.SIGKILL)
+        lost = await wait_report(discord_standin, first, timeout=20)
+        assert lost["embeds"][0]["title"] == f"❓ Experiment {first} lost"
+        await eventually(lambda: (out_dir / f"{second}.json").exists(), timeout=15)
+        assert visible(out_dir, second) == {0, 1}
+        assert not (out_dir / f"{third}.json").exists(), "the 1-GPU job waits its turn"
+        await discord_standin.post(f"$cancel {second}")
+        await wait_report(discord_standin, second, timeout=20)
+        await wait_report(discord_standin, third, timeout=20)
+        assert len(visible(out_dir, third)) == 1

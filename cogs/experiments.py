@@ -143,9 +143,8 @@ class Experiments(AdjutantCog, name="Experiments"):
         self, ctx: commands.Context[Any], gpus: int | None, text: str, *, sweep: bool = False
     ) -> tuple[LaunchOptions, str]:
         """``--gpus N`` / ``--time D`` (and a sweep's ``--no-canary``) before the hyperparameters, or the slash
-        command's ``gpus`` option; the defaults (ADJUTANT_GPUS_PER_JOB, ADJUTANT_TIME_LIMIT) filled in."""
-        if gpus is not None and ctx.interaction is None:
-            raise HParamsError(f"write the number of GPUs as --gpus {gpus} (a bare number is not a hyperparameter)")
+        command's ``gpus`` option (a keyword-only parameter after the text: the ``$`` form never fills it, its text
+        takes the rest of the message); the defaults (ADJUTANT_GPUS_PER_JOB, ADJUTANT_TIME_LIMIT) filled in."""
         options, rest = take_launch_options(text, sweep=sweep)
         if gpus is not None:
             if not 0 <= gpus <= 64:
@@ -348,7 +347,7 @@ class Experiments(AdjutantCog, name="Experiments"):
         gpus="GPUs for the job (default ADJUTANT_GPUS_PER_JOB)",
     )
     async def experiment(
-        self, ctx: commands.Context[Any], gpus: int | None = None, *, hyperparameters: str = ""
+        self, ctx: commands.Context[Any], *, hyperparameters: str = "", gpus: int | None = None
     ) -> None:
         """Launch the experiment script: $experiment [--gpus N] [--time 2h] {"epochs": 10} (or epochs=10 lr=0.001)."""
         if not await self._launch_precheck(ctx, "launch"):
@@ -377,7 +376,7 @@ class Experiments(AdjutantCog, name="Experiments"):
         grid='a JSON object whose lists are the values to try, e.g. {"lr": [0.1, 0.01]}',
         gpus="GPUs for each job (default ADJUTANT_GPUS_PER_JOB)",
     )
-    async def sweep(self, ctx: commands.Context[Any], gpus: int | None = None, *, grid: str = "") -> None:
+    async def sweep(self, ctx: commands.Context[Any], *, grid: str = "", gpus: int | None = None) -> None:
         """Queue one experiment per combination: $sweep [--gpus N] [--no-canary] {"lr": [0.1, 0.01], "bs": [32, 64]}."""
         if not await self._launch_precheck(ctx, "sweep"):
             return
@@ -442,14 +441,24 @@ class Experiments(AdjutantCog, name="Experiments"):
         )
 
     @commands.hybrid_command(name="rerun")  # type: ignore[arg-type]  # discord.py stubs reject hybrid commands in cogs
-    @app_commands.describe(source="a job id or a W&B run id", overrides="changes, e.g. lr=0.01 or a JSON object")
+    @app_commands.describe(
+        source="a job id or a W&B run id",
+        overrides="changes, e.g. lr=0.01 or a JSON object",
+        gpus="GPUs for the new job (default: the source job's)",
+    )
     @app_commands.autocomplete(source=complete_job)
-    async def rerun(self, ctx: commands.Context[Any], source: str, *, overrides: str = "") -> None:
-        """Launch again with a job's (or W&B run's) hyperparameters and overrides: $rerun j4k2m9x lr=0.01."""
+    async def rerun(
+        self, ctx: commands.Context[Any], source: str, *, overrides: str = "", gpus: int | None = None
+    ) -> None:
+        """Launch again with a job's (or W&B run's) hyperparameters and overrides: $rerun j4k2m9x [--gpus N] lr=0.01."""
         if not await self._launch_precheck(ctx, "rerun"):
             return
         try:
             asked, overrides = take_launch_options(overrides)
+            if gpus is not None:
+                if not 0 <= gpus <= 64:
+                    raise HParamsError("gpus must be between 0 and 64")
+                asked = LaunchOptions(gpus, asked.time_limit, asked.canary)
             changes = parse_hyperparameters(overrides, allow_empty=True)
         except HParamsError as error:
             await self.reply(ctx, f"Not launched: {error}")

@@ -18,7 +18,7 @@ from adjutant.approvals import Action, ApprovalState, ApprovalStore
 from adjutant.gpus import Holding, QuotaState, Use, Waiting, frees_at, hours_within, plan, quota_state, usage
 from adjutant.jobs import ACTIVE, Job, JobRequest, JobState, JobStore, JobUpdate, iso
 from adjutant.nvml import GpuProcess, GpuReading, NvmlUnavailable, busy_elsewhere, read_gpus
-from adjutant.settings import ConfigError, Settings
+from adjutant.settings import Settings
 from adjutant.usage_render import approval_card, gpu_lines, usage_embed
 from tests.test_scheduler import FakeLauncher, make, settle
 
@@ -403,8 +403,10 @@ def test_nvml_on_a_machine_without_a_driver_says_so() -> None:
 
 
 async def test_auto_without_nvml_fails_at_startup_and_in_check(tmp_path) -> None:
+    # imported here: loading the extension elsewhere in the run makes discord.py re-import adjutant's modules
     from adjutant.doctor import check_gpus
     from adjutant.services import Services
+    from adjutant.settings import ConfigError, Settings
 
     settings = Settings.from_env({"ADJUTANT_STATE_DIR": str(tmp_path / "state"), "ADJUTANT_GPUS": "auto"})
     with pytest.raises(ConfigError, match="ADJUTANT_GPUS=auto: NVML did not start"):

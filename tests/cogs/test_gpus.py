@@ -56,8 +56,6 @@ async def test_jobs_get_their_own_gpus_and_wait_for_enough(
 
         refused = await say(discord_standin, '$experiment --gpus 4 {"sleep": 0}')
         assert refused == "Not launched: it asks for 4 GPUs per job; this machine has 3 (ADJUTANT_GPUS)."
-        bare = await say(discord_standin, '$experiment 2 {"sleep": 0}')
-        assert "write the number of GPUs as --gpus 2" in bare
         bad = await say(discord_standin, '$experiment --gpus many {"sleep": 0}')
         assert "--gpus takes a whole number from 0 to 64 (got 'many')" in bad
 
@@ -105,9 +103,7 @@ async def test_quota_warns_then_refuses_and_admins_are_exempt(
     start_adjutant, discord_standin: DiscordStandIn, out_dir
 ) -> None:
     teammate = discord_standin.member("teammate")
-    env = launch_env(
-        ADJUTANT_GPUS="0,1", ADJUTANT_GPU_HOURS_PER_WEEK="10", ADJUTANT_LAUNCH_ROLES="ml-team,Admin"
-    )
+    env = launch_env(ADJUTANT_GPUS="0,1", ADJUTANT_GPU_HOURS_PER_WEEK="10", ADJUTANT_LAUNCH_ROLES="ml-team,Admin")
     async with start_adjutant(env) as bot:
         db = state_db(bot)
         await asyncio.to_thread(record_use, db, teammate.id, "teammate", 2, 4.25)  # 8.5 GPU-hours
@@ -174,9 +170,10 @@ async def test_approval_cards(start_adjutant, discord_standin: DiscordStandIn, o
         await discord_standin.post('$sweep --gpus 2 {"sleep": [0, 1]}', author="manager")
         sweep_card = await discord_standin.wait_for_message(lambda m: bool(m["embeds"]), after=count, timeout=10)
         fields = {f["name"]: f["value"] for f in sweep_card["embeds"][0]["fields"]}
-        assert fields["Cost"] == "2 GPU(s) per job, 4 in all" and "above 1 (ADJUTANT\\_APPROVAL\\_GPUS)" in fields[
-            "Why it waits"
-        ]
+        assert (
+            fields["Cost"] == "2 GPU(s) per job, 4 in all"
+            and "above 1 (ADJUTANT\\_APPROVAL\\_GPUS)" in fields["Why it waits"]
+        )
         rejected = await answer_to(discord_standin, sweep_card, "adjutant:approval:reject:2", "admin")
         assert rejected["embeds"][0]["title"] == "🚫 Rejected: sweep request #2"
         await discord_standin.wait_for_message(lambda m: "request #2 was rejected by admin" in m["content"])
@@ -226,3 +223,58 @@ async def test_a_lost_job_frees_its_gpus_and_a_cancelled_one_too(
         await wait_report(discord_standin, second, timeout=20)
         await wait_report(discord_standin, third, timeout=20)
         assert len(visible(out_dir, third)) == 1
+
+
+async def test_the_slash_command_takes_gpus(start_adjutant, discord_standin: DiscordStandIn, out_dir) -> None:
+    from tests.cogs.test_slash import answer
+
+    async with start_adjutant(launch_env(ADJUTANT_GPUS="0,1,2")):
+        interaction = await discord_standin.slash("experiment", {"hyperparameters": '{"sleep": 0}', "gpus": 3})
+        launched = await answer(discord_standin, interaction)
+        job_id = launched["embeds"][0]["title"].split()[2].rstrip(":")
+        await eventually(lambda: (out_dir / f"{job_id}.json").exists(), timeout=15)
+        assert visible(out_dir, job_id) == {0, 1, 2}
+        interaction = await discord_standin.slash("experiment", {"hyperparameters": '{"sleep": 0}', "gpus": 9})
+        refused = await answer(discord_standin, interaction)
+        assert "this machine has 3" in refused["content"]
+        # $rerun keeps the source's GPUs unless told: --gpus 1
+        count = len(acks(discord_standin))
+        await discord_standin.post(f"$rerun {job_id} --gpus 1 sleep=1")
+        await eventually(lambda: len(acks(discord_standin)) > count, timeout=10)
+        rerun = job_id_of(acks(discord_standin)[count])
+        await eventually(lambda: (out_dir / f"{rerun}.json").exists(), timeout=15)
+        assert len(visible(out_dir, rerun)) == 1
+        assert received(out_dir, rerun)["argv"] == [to_argument({"sleep": 1})]
+
+
+async def test_auto_without_a_driver_stops_startup_with_the_reason(discord_standin: DiscordStandIn, tmp_path) -> None:
+    """ADJUTANT_GPUS=auto on this machine (no NVIDIA driver): python -m adjutant exits 2 with the reason, and
+    --check names it too."""
+    import subprocess
+    import sys
+
+    from tests.conftest import subprocess_env
+
+    env = subprocess_env(
+        discord_standin, {"ADJUTANT_STATE_DIR": str(tmp_path / "state"), "HOME": str(tmp_path), "ADJUTANT_GPUS": "auto"}
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "adjutant", cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    _, err = await asyncio.wait_for(process.communicate(), 60)
+    text = err.decode()
+    assert process.returncode == 2, text
+    assert "configuration error: ADJUTANT_GPUS=auto: NVML did not start" in text and "no NVIDIA driver" in text
+    assert "Traceback" not in text
+    check = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "adjutant",
+        "--check",
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    out, _ = await asyncio.wait_for(check.communicate(), 60)
+    assert check.returncode != 0 and "no NVIDIA driver" in out.decode()

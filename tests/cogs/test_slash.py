@@ -102,7 +102,8 @@ async def test_sync_on_request_with_default_permissions(start_adjutant, discord_
         await discord_standin.post("$sync", author="owner")
         synced = await discord_standin.wait_for_message(after=count, timeout=10)
     names = {c["name"]: c for c in discord_standin.synced[guild]}
-    assert set(names) == {"hello", "experiment", "sweep", "rerun", "cancel", "jobs", "logs"}  # no W&B: no run commands
+    # no W&B: no run commands
+    assert set(names) == {"hello", "experiment", "sweep", "rerun", "cancel", "jobs", "logs", "gpus", "usage", "audit"}
     assert str(names["experiment"]["default_member_permissions"]) == str(1 << 5), "Manage Server by default"
     assert names["hello"]["default_member_permissions"] is None
     assert "global" not in discord_standin.synced, "a guild sync, not a global one"

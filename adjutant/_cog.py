@@ -311,3 +311,18 @@ class AdjutantCog(commands.Cog):
         except discord.HTTPException:
             log.exception("could not reply in #%s", ctx.channel)
             return None
+
+
+async def add_with_services(bot: commands.Bot, extension: str, make: Callable[..., commands.Cog]) -> None:
+    """``setup()`` of a single cog extension that uses the services: ``make(bot, settings, services)``. The services
+    are opened by the first such cog loaded and shared after; closed again if adding the cog fails."""
+    from adjutant import refuse_double_load, settings_for
+    from adjutant.services import Services
+
+    refuse_double_load(bot, extension)
+    settings = settings_for(bot)
+    services = await Services.for_bot(bot, settings, secrets=lambda: (getattr(bot.http, "token", None) or "",))
+    try:
+        await bot.add_cog(make(bot, settings, services))
+    finally:
+        await services.close_if_unused()  # only if adding failed: a loaded cog holds them

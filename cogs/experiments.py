@@ -21,8 +21,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands, tasks
 
-from adjutant import refuse_double_load, settings_for
-from adjutant._cog import NO_PINGS, AdjutantCog, find_channel
+from adjutant._cog import NO_PINGS, AdjutantCog, add_with_services, find_channel
 from adjutant.access import may_approve, may_request, quota_exempt, refusal
 from adjutant.admission import Admission, Request, Verdict, admit
 from adjutant.alerts import JOBS_OUTBOX
@@ -747,10 +746,4 @@ class Experiments(AdjutantCog, name="Experiments"):
 
 async def setup(bot: commands.Bot) -> None:
     """Load the experiment launching cog alone."""
-    refuse_double_load(bot, __name__)
-    settings = settings_for(bot)
-    services = await Services.for_bot(bot, settings, secrets=lambda: (getattr(bot.http, "token", None) or "",))
-    try:
-        await bot.add_cog(Experiments(bot, settings, services))
-    finally:
-        await services.close_if_unused()  # only if adding failed: a loaded cog holds them
+    await add_with_services(bot, __name__, Experiments)

@@ -17,8 +17,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from adjutant import refuse_double_load, settings_for
-from adjutant._cog import NO_PINGS, AdjutantCog
+from adjutant._cog import NO_PINGS, AdjutantCog, add_with_services
 from adjutant.access import is_admin
 from adjutant.jobs import ACTIVE, JobState, utcnow
 from adjutant.plots import render_bars
@@ -135,10 +134,4 @@ class Usage(AdjutantCog, name="Usage"):
 
 async def setup(bot: commands.Bot) -> None:
     """Load the usage cog alone ($gpus, $usage, $audit)."""
-    refuse_double_load(bot, __name__)
-    settings = settings_for(bot)
-    services = await Services.for_bot(bot, settings, secrets=lambda: (getattr(bot.http, "token", None) or "",))
-    try:
-        await bot.add_cog(Usage(bot, settings, services))
-    finally:
-        await services.close_if_unused()
+    await add_with_services(bot, __name__, Usage)

@@ -25,7 +25,7 @@ from discord import app_commands
 from discord.ext import commands, tasks
 
 from adjutant import refuse_double_load, settings_for, subscriptions
-from adjutant._cog import NO_PINGS, AdjutantCog, find_channel
+from adjutant._cog import NO_PINGS, AdjutantCog, add_with_services, find_channel
 from adjutant.access import refusal
 from adjutant.alerts import MAX_RULES, RuleError, parse_rule
 from adjutant.cogs import _alert_views
@@ -650,11 +650,6 @@ class WandbRuns(AdjutantCog, name="Runs"):
 async def setup(bot: commands.Bot) -> None:
     """Load the W&B reporting cog alone; it needs WANDB_PROJECT."""
     refuse_double_load(bot, __name__)
-    settings = settings_for(bot)
-    if not settings.reporting_enabled:
+    if not settings_for(bot).reporting_enabled:
         raise ConfigError("the W&B reporting cog needs WANDB_PROJECT (and usually WANDB_ENTITY) to be set")
-    services = await Services.for_bot(bot, settings, secrets=lambda: (getattr(bot.http, "token", None) or "",))
-    try:
-        await bot.add_cog(WandbRuns(bot, settings, services))
-    finally:
-        await services.close_if_unused()  # only if adding failed: a loaded cog holds them
+    await add_with_services(bot, __name__, WandbRuns)

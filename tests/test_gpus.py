@@ -4,6 +4,7 @@ no driver here, and recorded readings) and the Slurm mapping."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import random
@@ -20,7 +21,7 @@ from adjutant.jobs import ACTIVE, Job, JobRequest, JobState, JobStore, JobUpdate
 from adjutant.nvml import GpuProcess, GpuReading, NvmlUnavailable, busy_elsewhere, read_gpus
 from adjutant.settings import Settings
 from adjutant.usage_render import approval_card, gpu_lines, usage_embed
-from tests.test_scheduler import FakeLauncher, make, settle
+from tests.test_scheduler import FakeLauncher, make, request, settle
 
 NOW = 1_000_000.0
 
@@ -137,17 +138,7 @@ class RecordingLauncher(FakeLauncher):
 
 
 def gpu_request(gpus: int, limit: float | None = None, n: int = 0) -> JobRequest:
-    return JobRequest(
-        params={"n": n},
-        script="/bin/true",
-        requested_by_id=1,
-        requested_by="admin",
-        channel_id=10,
-        message_id=20,
-        backend="local",
-        gpus=gpus,
-        time_limit=limit,
-    )
+    return dataclasses.replace(request(n), backend="local", gpus=gpus, time_limit=limit)
 
 
 @pytest.fixture

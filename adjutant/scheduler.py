@@ -239,10 +239,15 @@ class Scheduler:
 
         def count() -> int:
             queued_before = self.store.count((JobState.QUEUED,), before_seq=job.seq)
-            active = self.store.count(ACTIVE)
-            if queued_before + active < self.max_concurrent:
+            active = self.store.where(ACTIVE)
+            if self.gpus is not None and job.backend == "local":
+                free = len(self.gpus) - len(self.gpu_holders(active))
+                if queued_before == 0 and job.gpus <= free and len(active) < self.max_concurrent:
+                    return 0
+                return queued_before + len(active)
+            if queued_before + len(active) < self.max_concurrent:
                 return 0
-            return queued_before + active
+            return queued_before + len(active)
 
         return await asyncio.to_thread(count)
 

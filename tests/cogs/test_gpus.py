@@ -43,6 +43,8 @@ async def test_jobs_get_their_own_gpus_and_wait_for_enough(
         assert not (out_dir / f"{c}.json").exists()
         ack = next(m for m in acks(discord_standin) if job_id_of(m) == a)
         assert "2 GPU(s)" in str(discord_standin.first_version(ack)["embeds"][0]["fields"])
+        waiting = discord_standin.first_version(next(m for m in acks(discord_standin) if job_id_of(m) == c))
+        assert waiting["embeds"][0]["title"] == f"🧪 Experiment {c}: queued; 2 job(s) ahead", "it waits for GPUs"
 
         gpus = await say_embed(discord_standin, "$gpus")
         assert gpus["title"] == "🖥️ GPUs: 0 of 3 free · 1 job(s) queued"

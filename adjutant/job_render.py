@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from adjutant.jobs import Job, JobState
-from adjutant.render import code_safe, fit_embed, format_duration, format_number, plain, truncate
+from adjutant.render import code_safe, fit_embed, format_duration, format_number, paged_embeds, plain, truncate
 from adjutant.runs import RunInfo
 
 STATE_LOOK: dict[str, tuple[str, int]] = {
@@ -181,12 +181,7 @@ def jobs_embed(
     """``$jobs``: running, queued and recently ended jobs."""
 
     def line(job: Job) -> str:
-        icon, _ = STATE_LOOK.get(job.state, ("•", 0))
-        params = truncate(json.dumps(job.params, ensure_ascii=False), 60)
-        when = format_duration(job.duration(now)) if job.started_at else "-"
-        return (
-            f"{icon} `{job.id}` {job.state} · {when} · {plain(truncate(job.requested_by, 32))} · `{code_safe(params)}`"
-        )
+        return _job_line(job, now)
 
     fields = []
     for title, group in (("Running", active), ("Queued", queued), ("Recently ended", recent)):
@@ -196,6 +191,28 @@ def jobs_embed(
     if not fields:
         embed["description"] = f'No jobs yet. Launch one with `{prefix}experiment {{"epochs": 1}}`.'
     return fit_embed(embed)
+
+
+def jobs_pages(
+    active: Sequence[Job], queued: Sequence[Job], recent: Sequence[Job], now: dt.datetime, *, prefix: str
+) -> list[dict[str, Any]]:
+    """``$jobs`` as pages when one embed cannot hold every running and queued job (nothing is cut)."""
+    whole = jobs_embed(active, queued, recent, now, prefix=prefix)
+    if all(not f["value"].endswith("…") for f in whole.get("fields", [])) and len(queued) + len(active) <= 20:
+        return [whole]
+    lines = []
+    for title, group in (("Running", active), ("Queued", queued), ("Recently ended", recent)):
+        if group:
+            lines.append(f"**{title} ({len(group)})**")
+            lines += [_job_line(job, now) for job in group]
+    return paged_embeds({"title": "Experiments", "color": 0x3498DB}, lines, per_page=15)
+
+
+def _job_line(job: Job, now: dt.datetime) -> str:
+    icon, _ = STATE_LOOK.get(job.state, ("•", 0))
+    params = truncate(json.dumps(job.params, ensure_ascii=False), 60)
+    when = format_duration(job.duration(now)) if job.started_at else "-"
+    return f"{icon} `{job.id}` {job.state} · {when} · {plain(truncate(job.requested_by, 32))} · `{code_safe(params)}`"
 
 
 def sweep_preview(combos: Sequence[Mapping[str, Any]], *, cap: int, shown: int = 5) -> dict[str, Any]:

@@ -138,3 +138,38 @@ def log_tail_block(lines: list[str], limit: int) -> str:
         kept.insert(0, text)
         size += len(text) + 1
     return "```\n" + "\n".join(kept) + "\n```"
+
+
+def page_lines(lines: list[str], *, per_page: int, budget: int = EMBED_DESCRIPTION_LIMIT - 200) -> list[list[str]]:
+    """``lines`` in pages of at most ``per_page`` lines and ``budget`` characters each (a longer line is cut):
+    a long answer is paged, never cut."""
+    pages: list[list[str]] = []
+    page: list[str] = []
+    size = 0
+    for raw in lines:
+        line = truncate(raw, budget)
+        if page and (len(page) >= per_page or size + len(line) + 1 > budget):
+            pages.append(page)
+            page, size = [], 0
+        page.append(line)
+        size += len(line) + 1
+    if page or not pages:
+        pages.append(page)
+    return pages
+
+
+def paged_embeds(
+    embed: dict[str, Any], lines: list[str], *, per_page: int, head: str = "", code: bool = False
+) -> list[dict[str, Any]]:
+    """One embed per page of ``lines`` (``head`` first on each, e.g. a table header), "page i of n" in the footer
+    when there is more than one."""
+    pages = page_lines(lines, per_page=per_page, budget=EMBED_DESCRIPTION_LIMIT - 200 - len(head))
+    out = []
+    for number, page in enumerate(pages, 1):
+        body = "\n".join(([head] if head else []) + page)
+        one = {**embed, "description": f"```\n{body}\n```" if code else body}
+        if len(pages) > 1:
+            footer = (embed.get("footer") or {}).get("text")
+            one["footer"] = {"text": f"page {number} of {len(pages)}" + (f" · {footer}" if footer else "")}
+        out.append(fit_embed(one))
+    return out

@@ -15,6 +15,7 @@ from adjutant.render import (
     fit_embed,
     format_duration,
     format_number,
+    paged_embeds,
     plain,
     truncate,
 )
@@ -237,6 +238,18 @@ def runs_table_embed(
         )
     body = truncate("\n".join(lines), EMBED_DESCRIPTION_LIMIT - 8)
     return fit_embed({"title": title, "description": f"```\n{body}\n```", "color": COLOURS["summary"]})
+
+
+def runs_table_pages(
+    runs: Sequence[RunInfo], *, project: str, state: str | None, metric: str, now: dt.datetime, per_page: int = 10
+) -> list[dict[str, Any]]:
+    """``$runs`` as pages of ``per_page`` rows (the header on each): nothing is cut."""
+    whole = runs_table_embed(runs, project=project, state=state, metric=metric, now=now)
+    if len(runs) <= per_page:
+        return [whole]
+    rows = whole["description"].removeprefix("```\n").removesuffix("\n```").split("\n")
+    base = {k: v for k, v in whole.items() if k != "description"}
+    return paged_embeds(base, rows[1:], per_page=per_page, head=rows[0], code=True)
 
 
 def run_card_embed(run: RunInfo, *, project: str, metric: str, now: dt.datetime) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from adjutant.approvals import Approval, ApprovalState, AuditEntry
 from adjutant.gpus import QuotaState, UsageReport
 from adjutant.jobs import Job
 from adjutant.nvml import GpuReading
-from adjutant.render import code_safe, fit_embed, format_duration, plain, truncate
+from adjutant.render import code_safe, fit_embed, format_duration, paged_embeds, plain, truncate
 
 
 def gpu_lines(
@@ -165,3 +165,15 @@ def audit_embed(entries: Sequence[AuditEntry], *, member: str | None = None) -> 
     return fit_embed(
         {"title": title, "description": truncate("\n".join(lines) or "Nothing recorded yet.", 4000), "color": 0x7F8C8D}
     )
+
+
+def audit_pages(
+    entries: Sequence[AuditEntry], *, member: str | None = None, per_page: int = 15
+) -> list[dict[str, Any]]:
+    """``$audit`` as pages of ``per_page`` entries."""
+    whole = audit_embed(entries, member=member)
+    if len(entries) <= per_page:
+        return [whole]
+    lines = [line for entry in entries for line in audit_embed([entry])["description"].splitlines()]
+    base = {k: v for k, v in whole.items() if k != "description"}
+    return paged_embeds(base, lines, per_page=per_page)

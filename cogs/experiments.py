@@ -31,6 +31,7 @@ from adjutant.cogs._announcer import Announcer, Inbox, Refused
 from adjutant.cogs._approval_views import ApprovalButton, approval_view
 from adjutant.cogs._job_story import JobStory
 from adjutant.cogs._job_views import CancelButton, SweepConfirm
+from adjutant.cogs._pager import send_pages
 from adjutant.hparams import (
     HParamsError,
     LaunchOptions,
@@ -42,7 +43,7 @@ from adjutant.hparams import (
     to_argument,
     validate,
 )
-from adjutant.job_render import ack_embed, jobs_embed, sweep_preview
+from adjutant.job_render import ack_embed, jobs_pages, sweep_preview
 from adjutant.jobs import ACTIVE, ENDED, Job, JobRequest, JobState, read_tail_bytes, tail_lines, utcnow
 from adjutant.render import MESSAGE_LIMIT, code_safe, plain, truncate
 from adjutant.scheduler import CancelOutcome, CancelResult, Scheduler
@@ -651,10 +652,9 @@ class Experiments(AdjutantCog, name="Experiments"):
     async def jobs_command(self, ctx: commands.Context[Any]) -> None:
         """List running, queued and recently ended experiments."""
         active = await self.scheduler.jobs_in(ACTIVE)
-        queued = await self.scheduler.jobs_in((JobState.QUEUED,), 15)
+        queued = await self.scheduler.jobs_in((JobState.QUEUED,), 500)
         recent = [j for j in await self.scheduler.recent(30) if j.state in ENDED][:5]
-        embed = jobs_embed(active, queued, recent, utcnow(), prefix=self.command_prefix(ctx))
-        await ctx.send(embed=discord.Embed.from_dict(embed), allowed_mentions=NO_PINGS)
+        await send_pages(ctx, jobs_pages(active, queued, recent, utcnow(), prefix=self.command_prefix(ctx)))
 
     @commands.hybrid_command(name="logs")  # type: ignore[arg-type]  # discord.py stubs reject hybrid commands in cogs
     @app_commands.describe(job_id="the job", lines="how many lines from the end, 1 to 1000 (default 20)")

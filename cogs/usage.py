@@ -19,16 +19,17 @@ from discord.ext import commands
 
 from adjutant._cog import NO_PINGS, AdjutantCog, add_with_services
 from adjutant.access import is_admin
+from adjutant.cogs._pager import send_pages
 from adjutant.jobs import ACTIVE, JobState, utcnow
 from adjutant.plots import render_bars
 from adjutant.services import Services
 from adjutant.settings import Settings
-from adjutant.usage_render import audit_embed, gpu_lines, gpus_embed, usage_embed
+from adjutant.usage_render import audit_pages, gpu_lines, gpus_embed, usage_embed
 
 log = logging.getLogger(__name__)
 
 PERIODS = {"day": dt.timedelta(days=1), "week": dt.timedelta(days=7), "month": dt.timedelta(days=30)}
-AUDIT_MAX = 25
+AUDIT_MAX = 200
 
 
 class Usage(AdjutantCog, name="Usage"):
@@ -128,8 +129,7 @@ class Usage(AdjutantCog, name="Usage"):
             await self.reply(ctx, f"The number of entries must be between 1 and {AUDIT_MAX}.")
             return
         entries = await asyncio.to_thread(self.services.approvals.entries, n, member.id if member else None)
-        embed = audit_embed(entries, member=str(member) if member else None)
-        await ctx.send(embed=discord.Embed.from_dict(embed), allowed_mentions=NO_PINGS)
+        await send_pages(ctx, audit_pages(entries, member=str(member) if member else None))
 
 
 async def setup(bot: commands.Bot) -> None:

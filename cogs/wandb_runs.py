@@ -30,9 +30,10 @@ from adjutant.access import refusal
 from adjutant.alerts import MAX_RULES, RuleError, parse_rule
 from adjutant.cogs import _alert_views
 from adjutant.cogs._announcer import Announcer, Inbox, Refused
+from adjutant.cogs._pager import send_pages
 from adjutant.projects import ProjectRoute
-from adjutant.render import code_safe, format_duration, plain, truncate
-from adjutant.run_render import leaderboard_embed, run_card_embed, runs_table_embed, summary_embed
+from adjutant.render import code_safe, format_duration, paged_embeds, plain, truncate
+from adjutant.run_render import leaderboard_embed, run_card_embed, runs_table_pages, summary_embed
 from adjutant.runs import (
     STATES,
     PlotQuery,
@@ -323,10 +324,8 @@ class WandbRuns(AdjutantCog, name="Runs"):
         ok, runs = await self._ask(ctx, w, w.source.recent, query.state, query.count)
         if not ok or runs is None:
             return
-        await self._send_embed(
-            ctx,
-            runs_table_embed(runs, project=w.project_label, state=query.state, metric=route.metric, now=utcnow()),
-        )
+        pages = runs_table_pages(runs, project=w.project_label, state=query.state, metric=route.metric, now=utcnow())
+        await send_pages(ctx, pages)
 
     @commands.hybrid_command(name="run")  # type: ignore[arg-type]  # discord.py stubs reject hybrid commands in cogs
     @app_commands.describe(run="run id or display name")
@@ -507,7 +506,8 @@ class WandbRuns(AdjutantCog, name="Runs"):
         lines = [
             f"#{r.id} `{code_safe(truncate(r.describe(), 200))}` by {plain(truncate(r.author, 40))}" for r in rules
         ]
-        await self.reply(ctx, f"Watch rules of {plain(w.project_label)}:\n" + "\n".join(lines))
+        title = f"Watch rules of {w.project_label}"
+        await send_pages(ctx, paged_embeds({"title": truncate(title, 256), "color": 0x3498DB}, lines, per_page=15))
 
     @commands.hybrid_command(name="unwatch")  # type: ignore[arg-type]  # discord.py stubs reject hybrid commands in cogs
     @app_commands.describe(rule_id="the rule's id, from $watches")

@@ -139,3 +139,77 @@ def test_format_duration() -> None:
     assert format_duration(42) == "42s"
     assert format_duration(3 * 3600 + 120) == "3h 02m"
     assert format_duration(2 * 86400 + 3600) == "2d 01h"
+
+
+def test_long_answers_are_paged_never_cut() -> None:
+    from adjutant.render import page_lines, paged_embeds
+
+    lines = [f"line {i} " + "x" * (i % 300) for i in range(400)]
+    pages = page_lines(lines, per_page=15, budget=3000)
+    assert [line for page in pages for line in page] == lines
+    assert all(len(page) <= 15 and sum(len(x) + 1 for x in page) <= 3000 for page in pages)
+    embeds = paged_embeds({"title": "t"}, lines, per_page=15, head="HEAD", code=True)
+    assert len(embeds) == len(page_lines(lines, per_page=15, budget=4096 - 200 - 4))
+    for number, embed in enumerate(embeds, 1):
+        assert_valid(embed)
+        assert (
+            embed["description"].startswith("```\nHEAD\n")
+            and embed["footer"]["text"] == f"page {number} of {len(embeds)}"
+        )
+
+
+def test_jobs_and_audit_pages_hold_every_entry() -> None:
+    import datetime as dt
+
+    from adjutant.approvals import AuditEntry
+    from adjutant.job_render import jobs_pages
+    from adjutant.jobs import Job, JobState
+    from adjutant.usage_render import audit_pages
+
+    def job(i: int, state: JobState) -> Job:
+        return Job(
+            seq=i,
+            id=f"j{i:06d}",
+            state=state,
+            params={"i": i, "pad": "p" * 50},
+            script="s",
+            requested_by_id=1,
+            requested_by="admin",
+            channel_id=None,
+            message_id=None,
+            ack_id=None,
+            sweep_id=None,
+            wandb_run_id="w",
+            log_path="l",
+            supervisor_pid=None,
+            pid=None,
+            pgid=None,
+            exit_code=None,
+            reason=None,
+            created_at=NOW,
+            started_at=None,
+            ended_at=None,
+            cancel_requested_at=None,
+            cancelled_by=None,
+            killed_at=None,
+            reported=False,
+            backend="local",
+            external_id=None,
+            external_state=None,
+            thread_id=None,
+            acked=True,
+            report_id=None,
+            params_text="{}",
+        )
+
+    queued = [job(i, JobState.QUEUED) for i in range(60)]
+    pages = jobs_pages([job(100, JobState.RUNNING)], queued, [], NOW, prefix="$")
+    text = "\n".join(p["description"] for p in pages)
+    assert all(f"`j{i:06d}`" in text for i in range(60)) and "`j000100`" in text
+    assert len(pages) > 1 and all(assert_valid(p) is None for p in pages)
+    entries = [
+        AuditEntry(i, NOW - dt.timedelta(minutes=i), 1, "admin", None, 5, "launch", f"j{i:06d}", "{}")
+        for i in range(40)
+    ]
+    audit = audit_pages(entries)
+    assert len(audit) == 3 and sum(len(p["description"].splitlines()) for p in audit) == 40

@@ -31,12 +31,15 @@ from adjutant.alerts import MAX_RULES, RuleError, parse_rule
 from adjutant.cogs import _alert_views
 from adjutant.cogs._announcer import Announcer, Inbox, Refused
 from adjutant.cogs._pager import send_pages
+from adjutant.compare import MAX_RUNS as MAX_COMPARE
+from adjutant.compare import compare, compare_embed
 from adjutant.projects import ProjectRoute
 from adjutant.render import code_safe, format_duration, paged_embeds, plain, truncate
 from adjutant.run_render import leaderboard_embed, run_card_embed, runs_table_pages, summary_embed
 from adjutant.runs import (
     STATES,
     PlotQuery,
+    RunInfo,
     parse_best_args,
     parse_plot_words,
     parse_runs_args,
@@ -395,6 +398,58 @@ class WandbRuns(AdjutantCog, name="Runs"):
         elif names:
             text += f" Metrics seen: {', '.join(f'`{code_safe(n)}`' for n in names[:20])}."
         await self.reply(ctx, text)
+
+    # --- comparing runs ---------------------------------------------------------------------------
+    @commands.hybrid_command(name="compare")  # type: ignore[arg-type]  # discord.py stubs reject hybrid commands in cogs
+    @app_commands.describe(runs="2 to 5 run ids, names or job ids, separated by spaces; metric:<name> for the chart")
+    async def compare_command(self, ctx: commands.Context[Any], *, runs: str = "") -> None:
+        """Compare runs side by side: $compare <run> <run> [run ...] [metric:<name>] (ids, names or job ids)."""
+        feed = await self.feed_for(ctx)
+        if feed is None:
+            return
+        w, route = feed.watcher, feed.route
+        usage = f"Usage: `{self.command_prefix(ctx)}compare <run> <run> [run ...] [metric:<name>]`"
+        metric = route.metric
+        keys: list[str] = []
+        for word in runs.replace(",", " ").split():
+            if word.startswith("metric:") and word[7:]:
+                metric = word[7:]
+            else:
+                keys.append(word)
+        keys = list(dict.fromkeys(keys))
+        if not 2 <= len(keys) <= MAX_COMPARE or any(len(k) > 128 for k in keys):
+            await self.reply(ctx, f"Give 2 to {MAX_COMPARE} runs (ids, names or job ids). {usage}")
+            return
+        found: list[RunInfo] = []
+        async with ctx.typing():  # defers a slash command before the W&B calls
+            for key in keys:
+                job = await asyncio.to_thread(self.services.jobs.get, key.lower())
+                ok, run = await self._ask(ctx, w, w.source.find, job.wandb_run_id if job is not None else key)
+                if not ok:
+                    return
+                if run is None:
+                    known = await w.known_names()
+                    close = suggestions(key, [name for pair in known for name in pair])
+                    hint = f" Did you mean {', '.join(f'`{code_safe(c)}`' for c in close)}?" if close else ""
+                    what = f"job `{job.id}`'s W&B run" if job is not None else f"run `{code_safe(truncate(key, 128))}`"
+                    await self.reply(ctx, f"No {what} in {plain(w.project_label)}.{hint}")
+                    return
+                found.append(run)
+            embed = compare_embed(compare(found, metric), project=w.project_label, metric=metric)
+            try:
+                problem, _, png = await w.chart(tuple(r.id for r in found), (metric,), False)
+            except Exception as error:
+                problem, png = f"no chart: W&B did not answer ({describe_error(error)})", None
+        if png is None:
+            embed["footer"] = {"text": truncate(problem or "no chart", 2048)}
+            await self._send_embed(ctx, embed)
+            return
+        embed["image"] = {"url": "attachment://compare.png"}
+        await ctx.send(
+            embed=discord.Embed.from_dict(embed),
+            file=discord.File(io.BytesIO(png), "compare.png"),
+            allowed_mentions=NO_PINGS,
+        )
 
     # --- plots ----------------------------------------------------------------------------------
     async def _send_plot(self, ctx: commands.Context[Any], feed: Feed, query: PlotQuery) -> None:

@@ -213,3 +213,18 @@ def test_jobs_and_audit_pages_hold_every_entry() -> None:
     ]
     audit = audit_pages(entries)
     assert len(audit) == 3 and sum(len(p["description"].splitlines()) for p in audit) == 40
+
+
+def test_compare_flattens_nested_keys_and_counts_equal_ones() -> None:
+    from adjutant.compare import compare, compare_embed, flatten
+
+    assert flatten({"a": {"b": 1, "c": {"d": [1, 2]}}, "e": {}}) == {"a.b": 1, "a.c.d": [1, 2], "e": {}}
+    runs = [
+        RunInfo("r1", "one", "finished", config={"opt": {"lr": 0.1}, "x": 1}, summary={"loss": 2.0, "acc": 0.5}),
+        RunInfo("r2", "two", "crashed", config={"opt": {"lr": 0.2}, "x": 1, "y": 3}, summary={"loss": 1.5}),
+    ]
+    comparison = compare(runs, "loss")
+    assert comparison.differing == [("opt.lr", [0.1, 0.2]), ("y", [None, 3])] and comparison.equal == 1
+    assert comparison.metrics[0] == ("loss", [2.0, 1.5], [0.0, -0.5])
+    assert comparison.metrics[1] == ("acc", [0.5, None], [0.0, None])
+    assert_valid(compare_embed(comparison, project="p", metric="loss"))

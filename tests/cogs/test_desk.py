@@ -3,6 +3,9 @@ Real discord.py against the Discord stand-in; the real wandb client against the 
 
 from __future__ import annotations
 
+import asyncio
+
+from adjutant.jobs import JobRequest
 from tests.cogs.conftest import WANDB_ENV, reporting_ready
 from tests.cogs.test_alert_cards import answer_to
 from tests.standins.discord_standin import DiscordStandIn
@@ -44,3 +47,48 @@ async def test_long_answers_are_paged_and_only_the_asker_turns_pages(
         assert "run-00" in turned["embeds"][0]["description"], "the oldest run is on the last page, not cut"
         small = await ask(discord_standin, "$runs 5")
         assert "footer" not in small["embeds"][0] and not discord_standin.buttons(small)
+
+
+async def test_compare_shows_exactly_the_differing_keys_the_deltas_and_a_chart(
+    start_adjutant, discord_standin: DiscordStandIn, wandb_standin: WandbStandIn
+) -> None:
+    from tests.cogs.test_plots import not_blank, png_of
+
+    base = {"optimizer": {"name": "adam", "lr": 0.001, "betas": [0.9, 0.999]}, "epochs": 10, "seed": 1, "data": "v2"}
+    other = {**base, "optimizer": {**base["optimizer"], "lr": 0.01}, "seed": 2}
+    wandb_standin.create_run("cmpa", display_name="alpha", state="finished", config=base)
+    wandb_standin.create_run("cmpb", display_name="beta", state="finished", config=other)
+    wandb_standin.log("cmpa", [{"loss": 1.0 - i / 10, "acc": 0.5 + i / 100} for i in range(8)])
+    wandb_standin.log("cmpb", [{"loss": 1.0 - i / 20, "acc": 0.5 + i / 50} for i in range(8)])
+    async with start_adjutant(WANDB_ENV) as bot:
+        await reporting_ready(bot)
+        answer = await ask(discord_standin, "$compare alpha cmpb")
+        embed = answer["embeds"][0]
+        fields = {f["name"]: f["value"] for f in embed["fields"]}
+        differing = fields["Config that differs (2 key(s); 4 equal in all)"]
+        rows = differing.strip("`\n").splitlines()
+        assert [row.split()[0] for row in rows] == ["key", "optimizer.lr", "seed"]
+        assert rows[1].split()[1:] == ["0.001", "0.01"] and rows[2].split()[1:] == ["1", "2"]
+        metrics = fields["Summary metrics (deltas against A)"].strip("`\n").splitlines()
+        loss = next(row for row in metrics if row.startswith("loss"))
+        assert loss.split() == ["loss", "0.3", "0.65", "(+0.35)"]
+        acc = next(row for row in metrics if row.startswith("acc"))
+        assert acc.split() == ["acc", "0.57", "0.64", "(+0.07)"]
+        assert metrics[1].startswith("loss"), "the ranking metric first"
+        assert fields["Runs"].startswith("**A** [alpha](") and "(`cmpb`) · finished" in fields["Runs"]
+        assert embed["image"]["url"] == "attachment://compare.png"
+        image = png_of(discord_standin, "compare.png")
+        assert image.format == "PNG" and not_blank(image)
+
+        acc_chart = await ask(discord_standin, "$compare alpha beta metric:acc")
+        assert acc_chart["embeds"][0]["footer"]["text"] == "chart: acc"
+        jobs = bot.get_cog("Runs").services.jobs
+        request = JobRequest({"optimizer": "adam"}, "/bin/true", 1, "admin", None, None)
+        job = await asyncio.to_thread(jobs.add, request, jobs.path.parent / "logs")
+        await asyncio.to_thread(jobs.update, job.id, wandb_run_id="cmpa")
+        by_job = await ask(discord_standin, f"$compare {job.id} beta")
+        assert by_job["embeds"][0]["fields"][0]["value"].startswith("**A** [alpha](")
+        one = await ask(discord_standin, "$compare alpha")
+        assert "Give 2 to 5 runs" in one["content"]
+        missing = await ask(discord_standin, "$compare alpha gamma")
+        assert missing["content"].startswith("No run `gamma` in team/proj.")

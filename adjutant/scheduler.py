@@ -169,6 +169,10 @@ class Scheduler:
         #: When the last pass finished (time.time()), and its error if it failed: for status displays.
         self.last_pass: float | None = None
         self.last_error: str | None = None
+        #: Per backend: the error of the last check that could not reach it (cleared when one does), and when it
+        #: last answered (time.time()), for the status card.
+        self.backend_errors: dict[str, str] = {}
+        self.backend_answered: dict[str, float] = {}
 
     # --- launchers ------------------------------------------------------------------------------
     def launcher(self, backend: str) -> Launcher:
@@ -363,7 +367,10 @@ class Scheduler:
                 update = launcher.refresh(job)
             except LaunchError as error:
                 log.warning("cannot check job %s: %s", job.id, error)
+                self.backend_errors[job.backend] = str(error)
                 continue
+            self.backend_errors.pop(job.backend, None)
+            self.backend_answered[job.backend] = time.time()
             if update is not None and update.state == JobState.FAILED and self._remedy(job, launcher, update, now):
                 changed = True
                 continue

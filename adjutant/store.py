@@ -59,6 +59,8 @@ CREATE TABLE IF NOT EXISTS meta (
 """
 
 WATCHED_STATES = ("running", "pending")
+#: The meta table's "project" under which the status cards are kept.
+STATUS_CARDS = "adjutant:status-cards"
 #: Columns of the runs table added after the first release (older databases get them with these defaults).
 RUNS_MIGRATIONS = {
     "step": "REAL",
@@ -120,6 +122,20 @@ class Store(Database):
         )
 
     # --- runs -----------------------------------------------------------------------------------
+    # --- status cards ($status pin): one per channel, edited in place -------------------------------------------
+    def status_cards(self) -> dict[int, dict[str, Any]]:
+        """Channel id → its card (message id, and what and when it last showed)."""
+        rows = self.query("SELECT key, value FROM meta WHERE project=?", (STATUS_CARDS,))
+        return {int(r["key"]): json.loads(r["value"]) for r in rows}
+
+    def set_status_card(self, channel_id: int, card: dict[str, Any]) -> None:
+        with self.transaction() as db:
+            self.set_meta(db, STATUS_CARDS, str(channel_id), json.dumps(card))
+
+    def drop_status_card(self, channel_id: int) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM meta WHERE project=? AND key=?", (STATUS_CARDS, str(channel_id)))
+
     def memories(self, project: str, run_ids: Iterable[str]) -> dict[str, RunMemory]:
         rows = self.query_in(
             "SELECT run_id, state, stalled, step, step_since, idle, nonfinite, gpu_low_since, gpu_idle FROM runs"

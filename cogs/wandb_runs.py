@@ -31,8 +31,10 @@ from adjutant.alerts import MAX_RULES, RuleError, parse_rule
 from adjutant.cogs import _alert_views
 from adjutant.cogs._announcer import Announcer, Inbox, Refused
 from adjutant.cogs._pager import send_pages
+from adjutant.cogs._status_card import StatusCards
 from adjutant.compare import MAX_RUNS as MAX_COMPARE
 from adjutant.compare import compare, compare_embed
+from adjutant.jobs import ACTIVE, JobState
 from adjutant.projects import ProjectRoute
 from adjutant.render import code_safe, format_duration, paged_embeds, plain, truncate
 from adjutant.run_render import leaderboard_embed, run_card_embed, runs_table_pages, summary_embed
@@ -47,6 +49,7 @@ from adjutant.runs import (
 )
 from adjutant.services import Services
 from adjutant.settings import ConfigError, Settings
+from adjutant.status import Part, Snapshot
 from adjutant.wandb_source import ProjectNotFound
 from adjutant.watcher import Watcher, describe_error
 
@@ -103,6 +106,7 @@ class WandbRuns(AdjutantCog, name="Runs"):
             feed.outlets.append(Outlet(route, Announcer(bot, self.store, destination, route.metric, watcher)))
         #: Direct messages to subscribers and notes for one member.
         self.inbox = Inbox(bot, self.store)
+        self.cards = StatusCards(bot, self.store, self._status_snapshot, self.command_prefix())
 
     # --- which project ----------------------------------------------------------------------------
     def feed_of_route(self, route: ProjectRoute | None) -> Feed | None:
@@ -153,8 +157,10 @@ class WandbRuns(AdjutantCog, name="Runs"):
         _alert_views.register(self.bot)
         self.poll.start()
         self.deliver.start()
+        self.status_cards.start()
 
     async def cog_unload(self) -> None:
+        self.status_cards.cancel()
         self.poll.cancel()
         for feed in self.feeds.values():
             if feed.task is not None:
@@ -676,9 +682,50 @@ class WandbRuns(AdjutantCog, name="Runs"):
         if self.serves(interaction.guild):
             await interaction.response.send_message("Experiment launching is not loaded.", ephemeral=True)
 
-    @commands.hybrid_command(name="status")  # type: ignore[arg-type]  # discord.py stubs reject hybrid commands in cogs
-    async def status_command(self, ctx: commands.Context[Any]) -> None:
-        """Show how run reporting is doing: last successful W&B poll, last error, backlog."""
+    @tasks.loop(seconds=10)
+    async def status_cards(self) -> None:
+        """Keep the pinned status cards true (each edited at most once a minute, only when something changed)."""
+        try:
+            await self.cards.refresh()
+        except Exception:
+            log.exception("refreshing the status cards failed; retrying")
+
+    @status_cards.before_loop
+    async def _before_status_cards(self) -> None:
+        await self.bot.wait_until_ready()
+
+    async def _status_snapshot(self) -> Snapshot:
+        """What the status card shows: each project's polls, the scheduler, the cluster, the queue, the GPUs."""
+        parts = []
+        for feed in self.feeds.values():
+            health = feed.watcher.health
+            error = health.last_error if health.failures else None
+            parts.append(Part(f"W&B {feed.watcher.project_label}", not health.failures, health.last_success, error))
+        scheduler = self.services.scheduler
+        parts.append(Part("scheduler", scheduler.last_error is None, scheduler.last_pass, scheduler.last_error))
+        for backend, name in (("slurm", "Slurm"), ("ray", "Ray")):
+            error = scheduler.backend_errors.get(backend)
+            answered = scheduler.backend_answered.get(backend)
+            if error is not None or answered is not None:
+                parts.append(Part(name, error is None, answered, error))
+        active = await scheduler.jobs_in(ACTIVE)
+        queued = await asyncio.to_thread(self.services.jobs.count, (JobState.QUEUED,))
+        free = total = None
+        if scheduler.gpus is not None:
+            total = len(scheduler.gpus)
+            free = total - len(scheduler.gpu_holders(active))
+        return Snapshot(tuple(parts), queued=queued, running=len(active), gpus_free=free, gpus_total=total)
+
+    @commands.hybrid_command(name="status", ignore_extra=False)  # type: ignore[arg-type]  # discord.py stubs reject hybrid commands in cogs
+    @app_commands.describe(pin="pin: post a status card here, kept up to date in place")
+    async def status_command(self, ctx: commands.Context[Any], pin: Literal["pin"] | None = None) -> None:
+        """Show how run reporting is doing; $status pin posts a status card here that is kept up to date."""
+        if pin == "pin":
+            if not await self.authorized(ctx.author, ctx.channel):
+                await self.reply(ctx, refusal(self.rule_for(ctx.channel), "pin the status card"))
+                return
+            await self.reply(ctx, await self.cards.pin(ctx.channel))
+            return
         feed = await self.feed_for(ctx)
         if feed is None:
             return

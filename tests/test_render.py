@@ -228,3 +228,24 @@ def test_compare_flattens_nested_keys_and_counts_equal_ones() -> None:
     assert comparison.metrics[0] == ("loss", [2.0, 1.5], [0.0, -0.5])
     assert comparison.metrics[1] == ("acc", [0.5, None], [0.0, None])
     assert_valid(compare_embed(comparison, project="p", metric="loss"))
+
+
+def test_the_status_card_is_edited_at_most_once_a_minute_and_only_on_a_change() -> None:
+    from adjutant.status import Part, Snapshot, edit_due, status_card
+
+    ok = Snapshot((Part("W&B p", True, 1000.0), Part("scheduler", True, 1001.0)), queued=2, running=1)
+    later = Snapshot((Part("W&B p", True, 1060.0), Part("scheduler", True, 1061.0)), queued=2, running=1)
+    down = Snapshot((Part("W&B p", False, 1000.0, "HTTP 503"), Part("scheduler", True, 1061.0)), queued=2, running=1)
+    seen = {"last_signature": ok.signature(), "last_stamps": ok.stamps()}
+    assert not edit_due(down, now=1030.0, last_edit=1000.0, **seen), "at most once a minute"
+    assert edit_due(down, now=1061.0, last_edit=1000.0, **seen), "a change, a minute later"
+    assert not edit_due(later, now=1100.0, last_edit=1000.0, **seen), "newer timestamps alone wait"
+    assert edit_due(later, now=1700.0, last_edit=1000.0, **seen), "...ten minutes"
+    assert not edit_due(ok, now=5000.0, last_edit=1000.0, **seen), "nothing changed at all"
+    green, red = status_card(ok, prefix="$"), status_card(down, prefix="$")
+    assert green["title"] == "🟢 Adjutant: all good" and "<t:1000:R>" in green["description"]
+    assert red["title"] == "🔴 Adjutant: W&B p not answering" and "HTTP 503" in red["description"]
+    assert "**1** running · **2** queued" in green["description"]
+    gpus = Snapshot(ok.parts, queued=0, running=0, gpus_free=3, gpus_total=4)
+    assert "**3** of 4 GPUs free" in status_card(gpus, prefix="$")["description"]
+    assert gpus.signature() != ok.signature()

@@ -8,8 +8,16 @@ import asyncio
 from adjutant.jobs import JobRequest
 from tests.cogs.conftest import WANDB_ENV, reporting_ready
 from tests.cogs.test_alert_cards import answer_to
+from tests.conftest import eventually
 from tests.standins.discord_standin import DiscordStandIn
 from tests.standins.wandb_standin import WandbStandIn
+
+
+async def say(discord: DiscordStandIn, text: str, author: str = "admin") -> dict:
+    """Post a command; its text answer."""
+    count = len(discord.sent())
+    await discord.post(text, author=author)
+    return await discord.wait_for_message(lambda m: bool(m["content"]), after=count, timeout=20)
 
 
 async def ask(discord: DiscordStandIn, text: str, author: str = "admin") -> dict:
@@ -92,3 +100,57 @@ async def test_compare_shows_exactly_the_differing_keys_the_deltas_and_a_chart(
         assert "Give 2 to 5 runs" in one["content"]
         missing = await ask(discord_standin, "$compare alpha gamma")
         assert missing["content"].startswith("No run `gamma` in team/proj.")
+
+
+async def test_the_status_card_is_edited_never_reposted_across_a_wandb_outage(
+    start_adjutant, discord_standin: DiscordStandIn, wandb_standin: WandbStandIn, monkeypatch
+) -> None:
+    import adjutant.status
+
+    monkeypatch.setattr(adjutant.status, "EDIT_SECONDS", 1.0)  # the test's minute (the rule itself: test_render)
+    wandb_standin.create_run("s1", display_name="steady", state="running")
+    async with start_adjutant(WANDB_ENV) as bot:
+        await reporting_ready(bot)
+        answer = await say(discord_standin, "$status pin")
+        assert "Status card posted and pinned" in answer["content"]
+        card = next(m for m in discord_standin.sent() if m["embeds"] and "Adjutant:" in m["embeds"][0]["title"])
+        channel = card["channel_id"]
+        assert discord_standin.pins[channel] == [int(card["id"])]
+        assert card["embeds"][0]["title"] == "🟢 Adjutant: all good"
+        assert "**W&B team/proj** · last success <t:" in card["embeds"][0]["description"]
+        count = len(discord_standin.sent())
+
+        wandb_standin.fail(10_000, status=503)  # W&B down
+        await eventually(lambda: card["embeds"][0]["title"].startswith("🔴"), timeout=40)
+        assert card["embeds"][0]["title"] == "🔴 Adjutant: W&B team/proj not answering"
+        assert "\n  `WandbApi" in card["embeds"][0]["description"], "the error, as W&B's client said it"
+        with wandb_standin.lock:
+            wandb_standin.faults.clear()  # W&B back
+        await eventually(lambda: card["embeds"][0]["title"] == "🟢 Adjutant: all good", timeout=60)
+        again = await say(discord_standin, "$status pin")
+        assert "already there" in again["content"]
+    cards = [m for m in discord_standin.sent() if m["embeds"] and "Adjutant:" in m["embeds"][0].get("title", "")]
+    assert [m["id"] for m in cards] == [card["id"]], "one card, edited in place"
+    assert len(discord_standin.versions[int(card["id"])]) >= 2, "edited (red, then green)"
+    assert len(discord_standin.sent()) == count + 1, "nothing posted but the answer to the second $status pin"
+
+    async with start_adjutant(WANDB_ENV) as bot:  # a restart edits the same card
+        await reporting_ready(bot)
+        edits = len(discord_standin.versions[int(card["id"])])
+        discord_standin.deny_pins = True
+        await bot.get_cog("Runs").cards.refresh()
+        assert "Adjutant:" in card["embeds"][0]["title"] and len(discord_standin.versions[int(card["id"])]) >= edits
+    cards = [m for m in discord_standin.sent() if m["embeds"] and "Adjutant:" in m["embeds"][0].get("title", "")]
+    assert len(cards) == 1
+
+
+async def test_a_status_card_that_cannot_be_pinned_says_so(
+    start_adjutant, discord_standin: DiscordStandIn, wandb_standin: WandbStandIn
+) -> None:
+    discord_standin.deny_pins = True
+    async with start_adjutant(WANDB_ENV) as bot:
+        await reporting_ready(bot)
+        answer = await say(discord_standin, "$status pin", author="admin")
+        assert "I could not pin it (I need the Pin Messages or Manage Messages permission here)" in answer["content"]
+        refused = await say(discord_standin, "$status pin", author="member")
+        assert "not allowed to pin the status card" in refused["content"]

@@ -154,6 +154,9 @@ class DiscordStandIn:
         self.versions: dict[int, list[dict[str, Any]]] = {}
         self.identifies: list[dict[str, Any]] = []
         self.interaction_responses: list[dict[str, Any]] = []
+        #: channel id → messages pinned there (PUT /channels/{c}/messages/pins/{m}); deny_pins: the bot may not pin.
+        self.pins: dict[str, list[int]] = {}
+        self.deny_pins = False
         #: message id → the allowed_mentions the bot sent it with (who it may ping).
         self.allowed_mentions: dict[int, Any] = {}
         #: Direct-message channels the bot opened, by recipient user id; members whose DMs are closed (50007).
@@ -769,6 +772,13 @@ class DiscordStandIn:
             return web.Response(status=204)
         if parts[2] != "messages":
             return json_response({"message": "404: Not Found", "code": 0}, status=404)
+        if len(parts) == 5 and parts[3] == "pins" and method == "PUT":  # discord.py 2.6+: /messages/pins/{m}
+            if self.deny_pins:
+                return json_response({"message": "Missing Permissions", "code": 50013}, status=403)
+            if int(parts[4]) not in self.messages:
+                return json_response({"message": "Unknown Message", "code": 10008}, status=404)
+            self.pins.setdefault(channel_id, []).append(int(parts[4]))
+            return web.Response(status=204)
         if len(parts) == 3 and method == "POST":
             limited = self._check_rate(channel_id)
             if limited is not None:

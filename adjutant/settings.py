@@ -478,6 +478,33 @@ class GpuIds(Parser):
         return tuple(value)
 
 
+class DigestParser(Parser):
+    """ADJUTANT_DIGEST: ``daily 09:00``, ``weekly mon 09:00`` or ``off``."""
+
+    def from_text(self, name: str, raw: str) -> Any:
+        from adjutant.digest import parse_schedule
+
+        if raw.strip().lower() in ("off", "none", "no"):
+            return None
+        try:
+            return parse_schedule(raw)
+        except ValueError as error:
+            raise ConfigError(f"{name}: {error}") from None
+
+
+class TimeZoneName(Parser):
+    """ADJUTANT_TIMEZONE: an IANA zone name (Europe/Paris), checked against the zone database."""
+
+    def from_text(self, name: str, raw: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(raw.strip())
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(f"{name} must be a time zone name like Europe/Paris or UTC (got {raw!r})") from None
+        return raw.strip()
+
+
 class JsonObject(Parser):
     def from_text(self, name: str, raw: str) -> dict[str, Any]:
         try:
@@ -727,6 +754,21 @@ class Settings:
         parser=Number(minimum=0.1, maximum=100),
         group="W&B run reporting",
         default=5.0,
+    )
+    digest: Any = setting(
+        "ADJUTANT_DIGEST",
+        "one summary per period in each project's channel: daily HH:MM or weekly mon HH:MM (in ADJUTANT_TIMEZONE);"
+        " a period missed while the bot was down is posted when it is back, marked late",
+        parser=DigestParser(),
+        group="W&B run reporting",
+        default_text="unset (no digest)",
+    )
+    timezone: str = setting(
+        "ADJUTANT_TIMEZONE",
+        "the time zone of ADJUTANT_DIGEST's time (e.g. Europe/Paris)",
+        parser=TimeZoneName(),
+        group="W&B run reporting",
+        default="UTC",
     )
     wandb_timeout: float = setting(
         "ADJUTANT_WANDB_TIMEOUT",

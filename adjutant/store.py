@@ -122,6 +122,14 @@ class Store(Database):
         )
 
     # --- runs -----------------------------------------------------------------------------------
+    def stalled_between(self, project: str, start: dt.datetime, end: dt.datetime) -> list[str]:
+        """Names of runs marked stalled whose record changed between ``start`` and ``end`` (for digests)."""
+        rows = self.query(
+            "SELECT name FROM runs WHERE project=? AND stalled=1 AND updated_at >= ? AND updated_at < ? ORDER BY name",
+            (project, start.isoformat(), end.isoformat()),
+        )
+        return [r["name"] for r in rows]
+
     # --- status cards ($status pin): one per channel, edited in place -------------------------------------------
     def status_cards(self) -> dict[int, dict[str, Any]]:
         """Channel id → its card (message id, and what and when it last showed)."""

@@ -19,9 +19,12 @@ from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
 
 from adjutant import subscriptions
 from adjutant.alerts import AlertKind, WatchRule, alert_kind, muted, record_alert, rule_events
+from adjutant.digest import LATE_AFTER, Digest, Schedule, digest_embed, moments, period_runs
+from adjutant.gpus import UsageReport
 from adjutant.plots import render_chart
 from adjutant.render import code_safe, format_duration, plain, truncate
 from adjutant.run_render import event_embed
@@ -138,6 +141,8 @@ class Watcher:
         #: The outboxes its announcements go to: the project's first channel's (named by the project key), then
         #: one per further channel watching the project (``key>channel``).
         self.destinations: tuple[str, ...] = (self.project_key,)
+        #: When this watcher (this bot process) started: a digest due before it is posted late.
+        self.started_at = utcnow()
         self.health = PollHealth()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="adjutant-wandb")
         self._polled_once = False
@@ -171,6 +176,63 @@ class Watcher:
 
     async def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+    # --- digests --------------------------------------------------------------------------------
+    async def make_digests(
+        self,
+        schedule: Schedule,
+        zone: ZoneInfo,
+        now: dt.datetime,
+        *,
+        metric: str,
+        goal: str,
+        usage: Callable[[dt.datetime, dt.datetime], UsageReport],
+    ) -> int:
+        """Record each digest due for this project (periods closed since the digest was turned on, not recorded
+        yet), each with its announcements in one transaction: exactly once per period. Returns how many."""
+        since = await asyncio.to_thread(self._digest_since, now)
+        made = 0
+        for moment in moments(schedule, zone, since, now):
+            key = f"digest:{moment.isoformat()}"
+            if await asyncio.to_thread(self.store.get_meta, self.project_key, key) is not None:
+                continue
+            start = moment - schedule.length
+            runs = period_runs(await self.ask(self.source.recent, None, 500), start, moment)
+            top = await self.ask(self.source.best, metric, goal, 50)
+            previous = next((r for r in top if r.created_at is not None and r.created_at < start), None)
+            stalled = await asyncio.to_thread(self.store.stalled_between, self.project_key, start, moment)
+            report = await asyncio.to_thread(usage, start, moment)
+            late = moment < self.started_at or now - moment > LATE_AFTER  # the bot was down (or W&B) at the moment
+            digest = Digest(self.project_label, start, moment, late, runs, metric, goal, previous, stalled, report)
+            embed = digest_embed(digest)
+            if await asyncio.to_thread(self._record_digest, key, embed, moment):
+                made += 1
+                log.info("digest of %s for %s recorded%s", self.project_label, moment, " (late)" if digest.late else "")
+        return made
+
+    def _digest_since(self, now: dt.datetime) -> dt.datetime:
+        """(thread) When digests were turned on for this project (periods before are not told)."""
+        with self.store.transaction() as db:
+            row = db.execute(
+                "SELECT value FROM meta WHERE project=? AND key='digest_since'", (self.project_key,)
+            ).fetchone()
+            if row is not None:
+                return dt.datetime.fromisoformat(row["value"])
+            self.store.set_meta(db, self.project_key, "digest_since", now.isoformat())
+            return now
+
+    def _record_digest(self, key: str, embed: dict[str, Any], moment: dt.datetime) -> bool:
+        """(thread) The period's record and its announcement to each of the project's channels, together, once."""
+        with self.store.transaction() as db:
+            inserted = db.execute(
+                "INSERT OR IGNORE INTO meta (project, key, value) VALUES (?, ?, ?)",
+                (self.project_key, key, utcnow().isoformat()),
+            ).rowcount
+            if not inserted:
+                return False
+            for destination in self.destinations:
+                self.store.enqueue(db, destination, f"digest-{moment:%Y%m%dT%H%M}", "digest", embed, None)
+            return True
 
     # --- charts ---------------------------------------------------------------------------------
     async def chart(

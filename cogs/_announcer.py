@@ -17,7 +17,7 @@ from discord.ext import commands
 from adjutant._cog import NO_PINGS
 from adjutant.cogs._alert_views import alert_view
 from adjutant.jobs import tail_lines
-from adjutant.plots import render_chart
+from adjutant.plots import render_bars, render_chart
 from adjutant.ratelimit import RateWindow
 from adjutant.render import MESSAGE_LIMIT, log_tail_block, pack_embeds, truncate
 from adjutant.store import OutboxItem, Store
@@ -91,13 +91,17 @@ class Announcer:
                 await self._send_note(channel, items[0])
                 sent += 1
                 continue
-            if items[0].reply_to is not None or items[0].thread_id is not None or len(items) <= CHART_BACKLOG:
+            alone = items[0].event == "digest" or items[0].reply_to is not None or items[0].thread_id is not None
+            if alone or len(items) <= CHART_BACKLOG:
                 # one at a time: a reply to a job's launch, or a quiet moment that can afford a chart
                 groups, batches = pack_embeds([items[0].payload]), [items[:1]]
             else:
                 plain_items = list(
                     itertools.takewhile(
-                        lambda i: i.reply_to is None and i.thread_id is None and i.alert_id is None, items
+                        lambda i: (
+                            i.reply_to is None and i.thread_id is None and i.alert_id is None and i.event != "digest"
+                        ),
+                        items,
                     )
                 )
                 groups = pack_embeds([item.payload for item in plain_items])
@@ -112,7 +116,19 @@ class Announcer:
                 if self.stopping:
                     return sent
                 files = []
-                if len(batch) == 1 and batch[0].event in CHART_EVENTS:
+                if len(batch) == 1 and batch[0].event == "digest" and "_bars" in embeds[0]:
+                    bars = embeds[0]["_bars"]
+                    embeds = [{k: v for k, v in embeds[0].items() if k != "_bars"}]
+                    try:
+                        bars_png = await asyncio.to_thread(
+                            render_bars, bars["labels"], bars["values"], title=bars["title"], unit=bars["unit"]
+                        )
+                    except Exception as error:  # a chart is a bonus: never hold the digest back for it
+                        log.warning("no chart for a digest: %s", error)
+                    else:
+                        embeds = [{**embeds[0], "image": {"url": "attachment://digest.png"}}]
+                        files = [discord.File(io.BytesIO(bars_png), "digest.png")]
+                elif len(batch) == 1 and batch[0].event in CHART_EVENTS:
                     png = await self._event_chart(batch[0].run_id)
                     if png is not None:
                         embeds = [{**embeds[0], "image": {"url": "attachment://chart.png"}}]

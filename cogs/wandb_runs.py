@@ -19,6 +19,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 import discord
 from discord import app_commands
@@ -158,9 +159,12 @@ class WandbRuns(AdjutantCog, name="Runs"):
         self.poll.start()
         self.deliver.start()
         self.status_cards.start()
+        if self.settings.digest is not None:
+            self.digests.start()
 
     async def cog_unload(self) -> None:
         self.status_cards.cancel()
+        self.digests.cancel()
         self.poll.cancel()
         for feed in self.feeds.values():
             if feed.task is not None:
@@ -690,7 +694,28 @@ class WandbRuns(AdjutantCog, name="Runs"):
         except Exception:
             log.exception("refreshing the status cards failed; retrying")
 
+    @tasks.loop(seconds=30)
+    async def digests(self) -> None:
+        """Record each project's digests as they fall due (ADJUTANT_DIGEST); the deliver loop sends them."""
+        zone = ZoneInfo(self.settings.timezone)
+        for feed in self.feeds.values():
+            route = feed.route
+            try:
+                await feed.watcher.make_digests(
+                    self.settings.digest,
+                    zone,
+                    utcnow(),
+                    metric=route.metric,
+                    goal=route.metric_goal,
+                    usage=self.services.usage,
+                )
+            except Exception as error:
+                log.warning(
+                    "digest of %s not made yet (retrying): %s", feed.watcher.project_label, describe_error(error)
+                )
+
     @status_cards.before_loop
+    @digests.before_loop
     async def _before_status_cards(self) -> None:
         await self.bot.wait_until_ready()
 

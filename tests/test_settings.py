@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from adjutant.digest import parse_schedule
 from adjutant.settings import (
     SETTINGS,
     WANDB_VARIABLES,
@@ -276,6 +277,8 @@ def typed_values(tmp_path: Path, script: Path) -> dict[str, object]:
         "log_alerts": ("OOM", r"loss=nan"),
         "notify": {"finished"},
         "wandb_timeout": 9,
+        "digest": "weekly mon 09:30",
+        "timezone": "Europe/Paris",
         "run_experiment_script": script,
         "state_dir": tmp_path / "state",
         "max_concurrent": 4,
@@ -321,6 +324,7 @@ def test_every_setting_by_keyword_with_a_typed_value(tmp_path: Path, script: Pat
         "notify": frozenset({"finished"}),
         "run_experiment_script": script.resolve(),
         "hparams_schema": (tmp_path / "schema.json").resolve(),
+        "digest": parse_schedule("weekly mon 09:30"),
     }
     for keyword, value in expected.items():
         assert getattr(s, keyword) == value, keyword
@@ -351,6 +355,8 @@ def test_every_setting_by_variable(tmp_path: Path, script: Path) -> None:
         "ADJUTANT_LOG_ALERTS": "OOM,loss=nan",
         "ADJUTANT_NOTIFY": "finished",
         "ADJUTANT_WANDB_TIMEOUT": "9",
+        "ADJUTANT_DIGEST": "weekly mon 09:30",
+        "ADJUTANT_TIMEZONE": "Europe/Paris",
         "ADJUTANT_EXPERIMENT_SCRIPT": str(script),
         "ADJUTANT_STATE_DIR": str(tmp_path / "state"),
         "ADJUTANT_MAX_CONCURRENT": "4",

@@ -154,3 +154,56 @@ async def test_a_status_card_that_cannot_be_pinned_says_so(
         assert "I could not pin it (I need the Pin Messages or Manage Messages permission here)" in answer["content"]
         refused = await say(discord_standin, "$status pin", author="member")
         assert "not allowed to pin the status card" in refused["content"]
+
+
+def digests(discord: DiscordStandIn) -> list[dict]:
+    return [m for m in discord.sent() if m["embeds"] and m["embeds"][0].get("title", "").startswith("📰 Digest")]
+
+
+async def test_a_digest_due_while_the_bot_is_down_is_posted_once_after_restart(
+    start_adjutant, discord_standin: DiscordStandIn, wandb_standin: WandbStandIn
+) -> None:
+    import datetime as dt
+
+    from tests.cogs.test_gpus import record_use
+    from tests.cogs.test_plots import png_of
+
+    now = dt.datetime.now(dt.UTC)
+    moment = (now + dt.timedelta(seconds=75)).replace(second=0, microsecond=0)
+    env = {**WANDB_ENV, "ADJUTANT_DIGEST": f"daily {moment:%H:%M}"}
+    wandb_standin.create_run(
+        "old",
+        display_name="old-best",
+        state="finished",
+        summary={"loss": 0.5},
+        created_at=wandb_standin.now() - dt.timedelta(days=3),
+    )
+    wandb_standin.create_run("d1", display_name="good", state="finished", summary={"loss": 0.3})
+    wandb_standin.create_run("d2", display_name="better", state="finished", summary={"loss": 0.2})
+    wandb_standin.create_run("d3", display_name="broken", state="crashed", summary={})
+    async with start_adjutant(env) as bot:  # digests are on from now
+        await reporting_ready(bot)
+        await eventually(lambda: bot.get_cog("Runs").digests.current_loop >= 1, timeout=40)
+        await asyncio.to_thread(record_use, bot.get_cog("Runs").services.jobs.path, 42, "alice", 2, 1.5)
+    assert digests(discord_standin) == []
+    await asyncio.sleep(max(0.0, (moment - dt.datetime.now(dt.UTC)).total_seconds()) + 1)  # down at the moment
+
+    async with start_adjutant(env) as bot:
+        await eventually(lambda: bool(digests(discord_standin)), timeout=60)
+        digest = digests(discord_standin)[0]
+        embed = digest["embeds"][0]
+        fields = {f["name"]: f["value"] for f in embed["fields"]}
+        assert embed["title"] == "📰 Digest of team/proj (late)"
+        assert fields["Runs"] == "3: 2 finished, 1 crashed"
+        assert fields["🏆 New best run"] == "better (`d2`): loss 0.2, better by 0.3 than old-best"
+        assert fields["💥 Crashed or failed"] == "broken (crashed)"
+        assert fields["Jobs by member"].startswith("**alice** · 1 job(s) · 3.0 GPU-h")
+        assert embed["image"]["url"] == "attachment://digest.png"
+        assert png_of(discord_standin, "digest.png").format == "PNG"
+        loops = bot.get_cog("Runs").digests.current_loop
+        await eventually(lambda: bot.get_cog("Runs").digests.current_loop >= loops + 1, timeout=40)
+    async with start_adjutant(env) as bot:  # restarted right after posting: not again
+        await reporting_ready(bot)
+        await eventually(lambda: bot.get_cog("Runs").digests.current_loop >= 1, timeout=40)
+        await asyncio.sleep(2)
+    assert len(digests(discord_standin)) == 1

@@ -25,6 +25,7 @@ from discord.ext import commands
 
 from adjutant._cog import NO_PINGS, find_channel
 from adjutant.cogs._job_views import CancelButton
+from adjutant.cogs._launch_form import edit_view
 from adjutant.job_render import ack_embed, end_embed, final_ack_embed, status_embed, wandb_run_url
 from adjutant.jobs import Job, JobState, tail_lines, utcnow
 from adjutant.render import MESSAGE_LIMIT, truncate
@@ -217,7 +218,9 @@ class JobStory:
         note = None
         if thread is not None:
             try:
-                message = await thread.send(embed=embed, allowed_mentions=NO_PINGS, nonce=report_nonce(job))
+                message = await thread.send(
+                    embed=embed, view=self._edit_view(job), allowed_mentions=NO_PINGS, nonce=report_nonce(job)
+                )
             except discord.HTTPException as error:
                 if _transient(error):
                     raise
@@ -237,6 +240,7 @@ class JobStory:
             message = await channel.send(
                 content=note,
                 embed=embed,
+                view=self._edit_view(job),  # type: ignore[arg-type]
                 reference=reference,
                 allowed_mentions=NO_PINGS,
                 nonce=report_nonce(job),  # type: ignore[arg-type]
@@ -247,6 +251,13 @@ class JobStory:
         self._last_status.pop(job.id, None)
         self._retry_after.pop(job.id, None)
         self._failures.pop(job.id, None)
+
+    @staticmethod
+    def _edit_view(job: Job) -> discord.ui.View:
+        """The end report's "Rerun with edits" (a job id always fits the button's custom id)."""
+        view = edit_view("job", job.id)
+        assert view is not None
+        return view
 
     async def _finish_ack(self, channel: Any, job: Job, report: discord.Message) -> None:
         """The acknowledgement tells the end too: final state, exit code, duration, a link to the report."""

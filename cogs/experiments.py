@@ -12,6 +12,7 @@ import asyncio
 import io
 import json
 import logging
+import re
 import secrets
 import time
 from pathlib import Path
@@ -31,7 +32,9 @@ from adjutant.cogs._announcer import Announcer, Inbox, Refused
 from adjutant.cogs._approval_views import ApprovalButton, approval_view
 from adjutant.cogs._job_story import JobStory
 from adjutant.cogs._job_views import CancelButton, SweepConfirm
+from adjutant.cogs._launch_form import EditAgain, EditButton, LaunchForm
 from adjutant.cogs._pager import send_pages
+from adjutant.forms import apply_form, form_keys
 from adjutant.hparams import (
     HParamsError,
     LaunchOptions,
@@ -78,6 +81,8 @@ class Experiments(AdjutantCog, name="Experiments"):
         #: Direct messages and notes for one member, when the Runs cog (which delivers them too) is not loaded.
         self.inbox = Inbox(bot, services.runs)
         self.schema: dict[str, Any] | None = None
+        #: Right-click → Apps → Rerun on an end report or a run card.
+        self.rerun_menu = app_commands.ContextMenu(name="Rerun", callback=self._rerun_menu)
         if not any(route.launch_roles or route.launch_users for route in settings.routes):
             # Without a launch list only Manage Server (or Administrator) may launch: say so to Discord too, so
             # the slash forms are hidden from others by default (the server can still change it).
@@ -85,6 +90,7 @@ class Experiments(AdjutantCog, name="Experiments"):
             for command in launch_commands:
                 if command.app_command is not None:
                     command.app_command.default_permissions = discord.Permissions(manage_guild=True)
+            self.rerun_menu.default_permissions = discord.Permissions(manage_guild=True)
 
     # --- lifecycle ------------------------------------------------------------------------------
     async def cog_load(self) -> None:
@@ -92,7 +98,8 @@ class Experiments(AdjutantCog, name="Experiments"):
         if self.settings.hparams_schema is not None:
             text = await asyncio.to_thread(self.settings.hparams_schema.read_text, encoding="utf-8")
             self.schema = json.loads(text)
-        self.bot.add_dynamic_items(CancelButton, ApprovalButton)
+        self.bot.add_dynamic_items(CancelButton, ApprovalButton, EditButton)
+        self.bot.tree.add_command(self.rerun_menu)
         _alert_views.register(self.bot)
         self.supervise.start()
         self.tell.start()
@@ -101,7 +108,8 @@ class Experiments(AdjutantCog, name="Experiments"):
         self.alerts.stopping = True
         self.supervise.cancel()
         self.tell.cancel()
-        self.bot.remove_dynamic_items(CancelButton, ApprovalButton)
+        self.bot.remove_dynamic_items(CancelButton, ApprovalButton, EditButton)
+        self.bot.tree.remove_command(self.rerun_menu.name, type=self.rerun_menu.type)
         _alert_views.unregister(self.bot, self)
         await self.services.release()
 
@@ -179,7 +187,7 @@ class Experiments(AdjutantCog, name="Experiments"):
 
     async def _ask_approval(
         self,
-        ctx: commands.Context[Any],
+        ctx: commands.Context[Any] | discord.Interaction,
         kind: str,
         requests: list[JobRequest],
         gpus: int,
@@ -187,24 +195,28 @@ class Experiments(AdjutantCog, name="Experiments"):
         *,
         canary: bool = False,
     ) -> None:
-        """Record the request (no job yet) and post its card with Approve / Reject."""
+        """Record the request (no job yet) and post its card with Approve / Reject (a reply to the command, or the
+        answer to a form)."""
         approval = await asyncio.to_thread(
             self.services.approvals.add, kind, requests, gpus=gpus, why=admission.text, canary=canary
         )
-        await self.audit(
-            "request", ctx.author, ctx.channel, target=f"#{approval.id}", detail=f"{kind}, {len(requests)} job(s)"
-        )
+        user = ctx.author if isinstance(ctx, commands.Context) else ctx.user
+        detail = f"{kind}, {len(requests)} job(s)"
+        await self.audit("request", user, ctx.channel, target=f"#{approval.id}", detail=detail)
         text = f"Request #{approval.id} waits for an approver: nothing runs until one approves it."
         if admission.warning:
             text += "\n" + admission.warning
-        card = await ctx.reply(
-            text,
-            embed=discord.Embed.from_dict(approval_card(approval)),
-            view=approval_view(approval.id),
-            allowed_mentions=NO_PINGS,
-            mention_author=False,
-        )
-        await asyncio.to_thread(self.services.approvals.set_card, approval.id, card.id)
+        card = {
+            "embed": discord.Embed.from_dict(approval_card(approval)),
+            "view": approval_view(approval.id),
+            "allowed_mentions": NO_PINGS,
+        }
+        if isinstance(ctx, commands.Context):
+            message = await ctx.reply(text, mention_author=False, **card)
+        else:
+            await ctx.response.send_message(text, **card)
+            message = await ctx.original_response()
+        await asyncio.to_thread(self.services.approvals.set_card, approval.id, message.id)
 
     async def approval_button(self, interaction: discord.Interaction, action: str, approval_id: int) -> None:
         """Approve (queue the request's jobs) or Reject: approvers only, never the requester; once."""
@@ -350,6 +362,9 @@ class Experiments(AdjutantCog, name="Experiments"):
         self, ctx: commands.Context[Any], *, hyperparameters: str = "", gpus: int | None = None
     ) -> None:
         """Launch the experiment script: $experiment [--gpus N] [--time 2h] {"epochs": 10} (or epochs=10 lr=0.001)."""
+        if ctx.interaction is not None and not hyperparameters.strip():  # /experiment alone: the launch form
+            await self.open_form(ctx.interaction, "new", None)
+            return
         if not await self._launch_precheck(ctx, "launch"):
             return
         try:
@@ -630,22 +645,156 @@ class Experiments(AdjutantCog, name="Experiments"):
         new_job = await self.scheduler.enqueue(request)
         await self.audit("launch", interaction.user, interaction.channel, target=new_job.id, detail="rerun from alert")
         origin = f"job `{job.id}`" if job is not None else "the alert's run"
-        ahead = await self.scheduler.jobs_ahead(new_job)
-        embed = ack_embed(new_job, queued_ahead=ahead, defaults=defaults, prefix=self.command_prefix())
+        await self._ack_interaction(interaction, new_job, defaults, f"Rerun of {origin} with the same hyperparameters.")
+
+    async def _ack_interaction(
+        self, interaction: discord.Interaction, job: Job, defaults: dict[str, Any], note: str
+    ) -> None:
+        """Answer a launch made from a button or a form: the acknowledgement (with Cancel) is the answer itself."""
+        ahead = await self.scheduler.jobs_ahead(job)
+        embed = ack_embed(job, queued_ahead=ahead, defaults=defaults, prefix=self.command_prefix())
         view = discord.ui.View(timeout=None)
-        view.add_item(CancelButton(new_job.id))
+        view.add_item(CancelButton(job.id))
         await interaction.response.send_message(
-            f"Rerun of {origin} with the same hyperparameters.",
-            embed=discord.Embed.from_dict(embed),
-            view=view,
-            allowed_mentions=NO_PINGS,
+            truncate(note, MESSAGE_LIMIT), embed=discord.Embed.from_dict(embed), view=view, allowed_mentions=NO_PINGS
         )
         ack_id = None
         try:
             ack_id = (await interaction.original_response()).id
         except discord.HTTPException as error:
-            log.warning("could not read back the rerun acknowledgement of %s: %s", new_job.id, error)
-        await self.scheduler.acknowledged(new_job.id, ack_id=ack_id, message_id=ack_id)
+            log.warning("could not read back the acknowledgement of %s: %s", job.id, error)
+        await self.scheduler.acknowledged(job.id, ack_id=ack_id, message_id=ack_id)
+
+    # --- launch forms -------------------------------------------------------------------------------
+    async def open_form(self, interaction: discord.Interaction, kind: str, source_id: str | None) -> None:
+        """Open the launch form (a modal) prefilled from a job, a W&B run, or (``new``) the member's last job."""
+        if not self.serves(interaction.guild):
+            return
+        off = self.launching_off(interaction.channel)
+        if off is not None:
+            await interaction.response.send_message(off, ephemeral=True)
+            return
+        user = interaction.user
+        if not await self.authorized(user, interaction.channel) and not may_request(user, self.settings):
+            await self.audit("refused", user, interaction.channel, detail="launch form")
+            await interaction.response.send_message(refusal(self.rule_for(interaction.channel)), ephemeral=True)
+            return
+        source = await self._form_source(interaction, kind, source_id)
+        if source is None:
+            return
+        params, origin, gpus, limit = source
+        history = [job.params for job in await self.scheduler.recent(50)]
+        keys = form_keys(params, history, self.schema)
+        title = "Launch an experiment" if kind == "new" else f"Rerun {origin.replace('`', '')} with edits"
+        await interaction.response.send_modal(self._form(title, params, keys, origin, gpus, limit))
+
+    def _form(
+        self,
+        title: str,
+        source: dict[str, Any],
+        keys: list[str],
+        origin: str,
+        gpus: int,
+        limit: float | None,
+        typed: tuple[dict[str, str], str] | None = None,
+    ) -> LaunchForm:
+        async def submit(interaction: discord.Interaction, fields: dict[str, str], paragraph: str) -> None:
+            try:
+                params = apply_form(source, keys, fields, paragraph)
+                prepared, defaults = self._prepare(params)
+            except HParamsError as error:
+                again = EditAgain(
+                    interaction.user.id,
+                    lambda: self._form(title, source, keys, origin, gpus, limit, (fields, paragraph)),
+                )
+                typed_fields = "".join(f"{code_safe(k)}: {code_safe(v)}\n" for k, v in fields.items())
+                recap = f"```\n{typed_fields}{code_safe(truncate(paragraph, 1400))}\n```"
+                text = f"Not launched: {error}\nWhat you typed (Edit again reopens the form with it):\n{recap}"
+                await interaction.response.send_message(truncate(text, MESSAGE_LIMIT), view=again, ephemeral=True)
+                return
+            await self._launch_form(interaction, source, prepared, defaults, origin, gpus, limit)
+
+        return LaunchForm(title, source, keys, submit, typed)
+
+    async def _form_source(
+        self, interaction: discord.Interaction, kind: str, source_id: str | None
+    ) -> tuple[dict[str, Any], str, int, float | None] | None:
+        """(hyperparameters, where from, GPUs, time limit) of a form's source; None when answered already."""
+        default_limit = None if self.settings.time_limit is None else self.settings.time_limit * 60
+        if kind == "job" and source_id is not None:
+            job = await self.scheduler.get(source_id)
+            if job is None:
+                await interaction.response.send_message("That job is no longer known.", ephemeral=True)
+                return None
+            return dict(job.params), f"job `{job.id}`", job.gpus, job.time_limit
+        if kind == "run" and source_id is not None:
+            route = self.rule_for(interaction.channel)
+            watcher = self.services.watcher_of(route.project, route.entity)
+            run = None if watcher is None else watcher.latest.get(source_id)
+            if run is None and watcher is not None:
+                try:  # the form must open within Discord's 3 seconds: W&B gets two
+                    run = await asyncio.wait_for(watcher.find(source_id), 2.0)
+                except Exception as error:
+                    log.info("no run %s for a form: %s", source_id, error)
+                    text = f"W&B did not answer in time; try again, or `{self.command_prefix()}rerun {source_id}`."
+                    await interaction.response.send_message(text, ephemeral=True)
+                    return None
+            if run is None:
+                await interaction.response.send_message(f"No W&B run `{code_safe(source_id)}`.", ephemeral=True)
+                return None
+            return dict(run.public_config()), f"W&B run `{run.id}`", self.settings.job_gpus, default_limit
+        channel_id = getattr(interaction.channel, "id", None)
+        mine = [j for j in await self.scheduler.recent(50) if j.requested_by_id == interaction.user.id]
+        last = next((j for j in mine if j.channel_id == channel_id), None)
+        if last is not None:
+            return dict(last.params), f"your last job `{last.id}`", last.gpus, last.time_limit
+        return {}, "an empty form", self.settings.job_gpus, default_limit
+
+    async def _launch_form(
+        self,
+        interaction: discord.Interaction,
+        source: dict[str, Any],
+        params: dict[str, Any],
+        defaults: dict[str, Any],
+        origin: str,
+        gpus: int,
+        limit: float | None,
+    ) -> None:
+        """A valid form: the diff against its source, then the usual rules (access, quota, approval)."""
+        admission = await self._admit(interaction.user, interaction.channel, gpus, 1)
+        if admission.verdict == Verdict.REFUSED:
+            await self.audit("refused", interaction.user, interaction.channel, detail=f"form: {admission.text}")
+            text = admission.text if admission.text != "not allowed" else refusal(self.rule_for(interaction.channel))
+            await interaction.response.send_message(text, ephemeral=True)
+            return
+        changed = "\n".join(diff(source, params)) or "(no changes)"
+        note = f"From {origin}:\n```diff\n{code_safe(truncate(changed, 1500))}\n```"
+        request = self._request_in(interaction.channel, params, interaction.user, None, gpus=gpus, time_limit=limit)
+        if admission.verdict == Verdict.APPROVAL:
+            await self._ask_approval(interaction, "experiment", [request], gpus, admission)
+            return
+        job = await self.scheduler.enqueue(request)
+        await self.audit("launch", interaction.user, interaction.channel, target=job.id, detail=f"form, from {origin}")
+        if admission.warning:
+            note += "\n" + admission.warning
+        await self._ack_interaction(interaction, job, defaults, note)
+
+    async def _rerun_menu(self, interaction: discord.Interaction, message: discord.Message) -> None:
+        """Right-click → Apps → Rerun on an end report or a run card: its launch form."""
+        for row in message.components:
+            for item in getattr(row, "children", []):
+                found = re.fullmatch(r"adjutant:edit:(job|run):(.+)", getattr(item, "custom_id", None) or "")
+                if found:
+                    await self.open_form(interaction, found[1], found[2])
+                    return
+        title = message.embeds[0].title if message.embeds else ""
+        job = re.search(r"Experiment (j[a-z0-9]{6})\b", title or "")
+        if job is not None:
+            await self.open_form(interaction, "job", job[1])
+            return
+        await interaction.response.send_message(
+            "Rerun works on an experiment's end report or a run card.", ephemeral=True
+        )
 
     # --- looking at jobs ------------------------------------------------------------------------
     @commands.hybrid_command(name="jobs", aliases=["queue"])  # type: ignore[arg-type]  # discord.py stubs reject hybrid commands in cogs

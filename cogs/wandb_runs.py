@@ -31,6 +31,7 @@ from adjutant.access import refusal
 from adjutant.alerts import MAX_RULES, RuleError, parse_rule
 from adjutant.cogs import _alert_views
 from adjutant.cogs._announcer import Announcer, Inbox, Refused
+from adjutant.cogs._launch_form import edit_view
 from adjutant.cogs._pager import send_pages
 from adjutant.cogs._status_card import StatusCards
 from adjutant.compare import MAX_RUNS as MAX_COMPARE
@@ -358,7 +359,9 @@ class WandbRuns(AdjutantCog, name="Runs"):
             return
         if found is not None:
             card = run_card_embed(found, project=w.project_label, metric=route.metric, now=utcnow())
-            await self._send_embed(ctx, card)
+            launching = self.rule_for(ctx.channel).experiment_script is not None
+            view = edit_view("run", found.id) if launching else None
+            await ctx.send(embed=discord.Embed.from_dict(card), view=view, allowed_mentions=NO_PINGS)  # type: ignore[arg-type]
             return
         assert self.store is not None
         known = await w.known_names()

@@ -207,3 +207,114 @@ async def test_a_digest_due_while_the_bot_is_down_is_posted_once_after_restart(
         await eventually(lambda: bot.get_cog("Runs").digests.current_loop >= 1, timeout=40)
         await asyncio.sleep(2)
     assert len(digests(discord_standin)) == 1
+
+
+def modal_of(discord: DiscordStandIn, interaction_id: str) -> dict:
+    response = next(r for r in discord.interaction_responses if r["interaction_id"] == interaction_id)
+    assert response["type"] == 9, response
+    return response["data"]
+
+
+async def opened(discord: DiscordStandIn, interaction_id: str) -> dict:
+    await eventually(lambda: any(r["interaction_id"] == interaction_id for r in discord.interaction_responses))
+    return modal_of(discord, interaction_id)
+
+
+def inputs(modal: dict) -> dict[str, dict]:
+    """label → the text input (custom id, prefilled value)."""
+    return {c["label"]: c for row in modal["components"] for c in row["components"]}
+
+
+async def test_launch_forms(start_adjutant, discord_standin: DiscordStandIn, out_dir) -> None:
+    from adjutant.hparams import to_argument
+    from tests.cogs.test_experiments import acks, job_id_of, launch, launch_env, received, wait_report
+
+    source = {"lr": 0.01, "epochs": 2, "optimizer": {"name": "adam"}, "sleep": 0}
+    async with start_adjutant(launch_env()):
+        first = await launch(discord_standin, to_argument(source))
+        report = await wait_report(discord_standin, first)
+        assert discord_standin.buttons(report) == [f"adjutant:edit:job:{first}"]
+
+        refused = await answer_to(discord_standin, report, f"adjutant:edit:job:{first}", "member")
+        assert refused["flags"] & 64 and "not allowed to launch" in refused["content"]
+
+        modal = await opened(discord_standin, await discord_standin.click(report, f"adjutant:edit:job:{first}"))
+        assert modal["title"] == f"Rerun job {first} with edits"
+        fields = inputs(modal)
+        assert list(fields) == ["lr", "epochs", "sleep", "All hyperparameters (JSON)"]
+        assert fields["lr"]["value"] == "0.01" and fields["epochs"]["value"] == "2"
+        assert json_of(fields["All hyperparameters (JSON)"]["value"]) == source
+
+        # one field changed: the new job's JSON differs from the source only there
+        count = len(acks(discord_standin))
+        await discord_standin.submit_modal(modal, {fields["lr"]["custom_id"]: "0.02"})
+        await eventually(lambda: len(acks(discord_standin)) > count, timeout=10)
+        ack = acks(discord_standin)[count]
+        second = job_id_of(ack)
+        assert ack["content"] == f"From job `{first}`:\n```diff\n~ lr: 0.01 → 0.02\n```", "the diff against the source"
+        await eventually(lambda: (out_dir / f"{second}.json").exists(), timeout=15)
+        assert received(out_dir, second)["argv"] == [to_argument({**source, "lr": 0.02})]
+
+        # an invalid value launches nothing and keeps what was typed
+        before = len(acks(discord_standin))
+
+        async def open_again() -> dict:  # each submit comes from a form opened for it (Discord's rule)
+            return await opened(discord_standin, await discord_standin.click(report, f"adjutant:edit:job:{first}"))
+
+        bad = await discord_standin.submit_modal(await open_again(), {fields["epochs"]["custom_id"]: "ten"})
+        await eventually(lambda: any(r["interaction_id"] == bad for r in discord_standin.interaction_responses))
+        answer = next(r for r in discord_standin.interaction_responses if r["interaction_id"] == bad)["data"]
+        assert answer["flags"] & 64
+        assert "Not launched: the field epochs holds 'ten', which is not a number" in answer["content"]
+        assert "epochs: ten" in answer["content"]
+        await asyncio.sleep(1)
+        assert len(acks(discord_standin)) == before
+        ephemeral = next(m for m in discord_standin.responses(bad))
+        again_id = discord_standin.buttons(ephemeral)[0]
+        reopened = await opened(discord_standin, await discord_standin.click(ephemeral, again_id))
+        assert inputs(reopened)["epochs"]["value"] == "ten", "the form comes back as it was typed"
+        broken_json = await discord_standin.submit_modal(
+            await open_again(), {fields["All hyperparameters (JSON)"]["custom_id"]: '{"lr": 0.01,}'}
+        )
+        await eventually(lambda: any(r["interaction_id"] == broken_json for r in discord_standin.interaction_responses))
+        answer = next(r for r in discord_standin.interaction_responses if r["interaction_id"] == broken_json)["data"]
+        assert "Not launched: invalid JSON at line 1, column 13" in answer["content"]
+        assert len(acks(discord_standin)) == before
+
+        # right-click → Apps → Rerun on the end report; /experiment alone
+        menu = await opened(discord_standin, await discord_standin.message_command("Rerun", report))
+        assert menu["title"] == f"Rerun job {first} with edits"
+        fresh = await opened(discord_standin, await discord_standin.slash("experiment"))
+        assert fresh["title"] == "Launch an experiment"
+        assert json_of(inputs(fresh)["All hyperparameters (JSON)"]["value"])["lr"] == 0.02, "the member's last job"
+
+
+def json_of(text: str) -> dict:
+    import json
+
+    return json.loads(text)
+
+
+async def test_a_form_launch_follows_the_approval_rule(
+    start_adjutant, discord_standin: DiscordStandIn, out_dir
+) -> None:
+    from tests.cogs.test_experiments import launch_env, wait_report
+
+    env = launch_env(ADJUTANT_GPUS="0,1", ADJUTANT_APPROVAL_GPUS="1")
+    async with start_adjutant(env) as bot:
+        count = len(discord_standin.sent())
+        await discord_standin.post('$experiment --gpus 2 {"sleep": 0}')
+        card = await discord_standin.wait_for_message(lambda m: bool(m["embeds"]), after=count, timeout=10)
+        await answer_to(discord_standin, card, "adjutant:approval:approve:1", "manager")
+        jobs = bot.get_cog("Experiments").services.jobs
+        await eventually(lambda: bool(jobs.recent(1)), timeout=10)
+        job_id = jobs.recent(1)[0].id
+        report = await wait_report(discord_standin, job_id, timeout=30)
+        modal = await opened(discord_standin, await discord_standin.click(report, f"adjutant:edit:job:{job_id}"))
+        submitted = await discord_standin.submit_modal(modal, {})
+        await eventually(lambda: bool(discord_standin.responses(submitted)), timeout=10)
+        answer = discord_standin.responses(submitted)[0]
+        assert answer["content"].startswith("Request #2 waits for an approver")
+        assert answer["embeds"][0]["title"] == "🛂 Approval needed: experiment request #2"
+        assert discord_standin.buttons(answer) == ["adjutant:approval:approve:2", "adjutant:approval:reject:2"]
+        assert len(jobs.recent(10)) == 1, "nothing queued before the approval"

@@ -282,6 +282,42 @@ class DiscordStandIn:
         data = {"custom_id": custom_id, "component_type": 2}
         return await self._interact(3, data, author, channel, message=message)
 
+    async def submit_modal(
+        self, modal: dict[str, Any], values: dict[str, str], *, author: str = "admin", channel: str = "general"
+    ) -> str:
+        """A member submits a modal the bot opened (``modal``: the data of its type 9 response), each text input
+        holding ``values[custom_id]`` (else what the bot prefilled); returns the interaction id."""
+        rows = []
+        for row in modal.get("components", []):
+            inputs = row["components"] if row.get("type") == 1 else [row.get("component", {})]
+            rows.append(
+                {
+                    "type": 1,
+                    "components": [
+                        {
+                            "type": 4,
+                            "custom_id": c["custom_id"],
+                            "value": values.get(c["custom_id"], c.get("value", "")),
+                        }
+                        for c in inputs
+                    ],
+                }
+            )
+        data = {"custom_id": modal["custom_id"], "components": rows}
+        return await self._interact(5, data, author, self.channels[channel])
+
+    async def message_command(self, name: str, message: dict[str, Any], *, author: str = "admin") -> str:
+        """A member right-clicks ``message`` → Apps → ``name`` (a message context menu command)."""
+        channel = next(c for c in self.channels.values() if c["id"] == message["channel_id"])
+        data = {
+            "id": str(snowflake()),
+            "name": name,
+            "type": 3,
+            "target_id": message["id"],
+            "resolved": {"messages": {message["id"]: message}},
+        }
+        return await self._interact(2, data, author, channel)
+
     async def slash(
         self, name: str, options: dict[str, Any] | None = None, *, author: str = "admin", channel: str = "general"
     ) -> str:
@@ -645,7 +681,8 @@ class DiscordStandIn:
         return json_response({"message": "404: Not Found", "code": 0}, status=404)
 
     def _interaction_callback(self, interaction_id: str, body: dict[str, Any], record: Request) -> web.Response:
-        """Types: 4 message, 5 deferred message ("thinking…"), 6 deferred update, 7 update, 8 autocomplete."""
+        """Types: 4 message, 5 deferred message ("thinking…"), 6 deferred update, 7 update, 8 autocomplete, 9 modal
+        (recorded in ``interaction_responses``; its submit comes from :meth:`submit_modal`)."""
         kind = body.get("type")
         data = body.get("data") or {}
         self.interaction_responses.append({"interaction_id": interaction_id, "type": kind, "data": data})

@@ -244,8 +244,10 @@ async def test_command_group_fits_into_a_host_with_sync_status_run(env: None, mo
         assert {"status", "plot"} <= names
         assert bot.get_command("adj status").cog is bot.get_cog("Runs")
         # Slash: one /adj group whose subcommands are Adjutant's, nothing else added at the top level.
-        top = {c.name for c in bot.tree.get_commands()}
+        top = {c.name for c in bot.tree.get_commands(type=discord.AppCommandType.chat_input)}
         assert top == {"adj"}, top
+        # the one message command (right-click → Apps → Rerun) cannot live in a group
+        assert {c.name for c in bot.tree.get_commands(type=discord.AppCommandType.message)} == {"Rerun"}
         slash = bot.tree.get_command("adj")
         assert {"experiment", "runs", "plot", "status"} <= {c.name for c in slash.commands}
         await bot.unload_extension("adjutant")

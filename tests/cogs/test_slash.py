@@ -103,7 +103,20 @@ async def test_sync_on_request_with_default_permissions(start_adjutant, discord_
         synced = await discord_standin.wait_for_message(after=count, timeout=10)
     names = {c["name"]: c for c in discord_standin.synced[guild]}
     # no W&B: no run commands
-    assert set(names) == {"hello", "experiment", "sweep", "rerun", "cancel", "jobs", "logs", "gpus", "usage", "audit"}
+    assert set(names) == {
+        "hello",
+        "experiment",
+        "sweep",
+        "rerun",
+        "cancel",
+        "jobs",
+        "logs",
+        "gpus",
+        "usage",
+        "audit",
+        "Rerun",
+    }
+    assert names["Rerun"]["type"] == 3, "a message context menu"
     assert str(names["experiment"]["default_member_permissions"]) == str(1 << 5), "Manage Server by default"
     assert names["hello"]["default_member_permissions"] is None
     assert "global" not in discord_standin.synced, "a guild sync, not a global one"

@@ -628,6 +628,7 @@ class DiscordStandIn:
                     "application_id": str(self.application_id),
                     "version": "1",
                     "type": c.get("type", 1),
+                    "description": c.get("description", ""),  # Discord answers "" for context menus
                 }
                 for c in record.json or []
             ]

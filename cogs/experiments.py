@@ -15,6 +15,7 @@ import logging
 import re
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -184,6 +185,28 @@ class Experiments(AdjutantCog, name="Experiments"):
     async def _refused(self, ctx: commands.Context[Any], admission: Admission, action: str) -> None:
         await self.audit("refused", ctx.author, ctx.channel, detail=f"{action}: {admission.text}")
         await self.reply(ctx, admission.text)
+
+    async def _launch_one(
+        self,
+        where: commands.Context[Any] | discord.Interaction,
+        request: JobRequest,
+        admission: Admission,
+        *,
+        detail: str,
+        note: str,
+        ack: Callable[[Job, str], Awaitable[None]],
+    ) -> None:
+        """After the admission said launch or ask: the approval card, or the job recorded (audited) and acknowledged
+        with ``note`` (and the quota warning)."""
+        if admission.verdict == Verdict.APPROVAL:
+            await self._ask_approval(where, "experiment", [request], request.gpus, admission)
+            return
+        job = await self.scheduler.enqueue(request)
+        user = where.author if isinstance(where, commands.Context) else where.user
+        await self.audit("launch", user, where.channel, target=job.id, detail=detail)
+        if admission.warning:
+            note = f"{note}\n{admission.warning}".strip()
+        await ack(job, note)
 
     async def _ask_approval(
         self,
@@ -379,12 +402,11 @@ class Experiments(AdjutantCog, name="Experiments"):
             await self._refused(ctx, admission, "launch")
             return
         request = self._request(params, ctx, gpus=options.gpus, time_limit=options.time_limit)
-        if admission.verdict == Verdict.APPROVAL:
-            await self._ask_approval(ctx, "experiment", [request], options.gpus, admission)
-            return
-        job = await self.scheduler.enqueue(request)
-        await self.audit("launch", ctx.author, ctx.channel, target=job.id, detail=job.params_text)
-        await self.story.acknowledge(ctx, job, defaults, prefix=self.command_prefix(ctx), extra=admission.warning or "")
+
+        async def ack(job: Job, note: str) -> None:
+            await self.story.acknowledge(ctx, job, defaults, prefix=self.command_prefix(ctx), extra=note)
+
+        await self._launch_one(ctx, request, admission, detail=to_argument(params), note="", ack=ack)
 
     @commands.hybrid_command(name="sweep")  # type: ignore[arg-type]  # discord.py stubs reject hybrid commands in cogs
     @app_commands.describe(
@@ -511,14 +533,11 @@ class Experiments(AdjutantCog, name="Experiments"):
             await self._refused(ctx, admission, "rerun")
             return
         request = self._request(params, ctx, gpus=gpus, time_limit=limit)
-        if admission.verdict == Verdict.APPROVAL:
-            await self._ask_approval(ctx, "experiment", [request], gpus, admission)
-            return
-        new_job = await self.scheduler.enqueue(request)
-        await self.audit("launch", ctx.author, ctx.channel, target=new_job.id, detail=f"rerun of {origin}")
-        if admission.warning:
-            note += "\n" + admission.warning
-        await self.story.acknowledge(ctx, new_job, defaults, prefix=self.command_prefix(ctx), extra=note)
+
+        async def ack(job: Job, text: str) -> None:
+            await self.story.acknowledge(ctx, job, defaults, prefix=self.command_prefix(ctx), extra=text)
+
+        await self._launch_one(ctx, request, admission, detail=f"rerun of {origin}", note=note, ack=ack)
 
     # --- cancelling -----------------------------------------------------------------------------
     def _cancel_text(self, result: CancelResult, job_id: str, prefix: str) -> str:
@@ -770,14 +789,11 @@ class Experiments(AdjutantCog, name="Experiments"):
         changed = "\n".join(diff(source, params)) or "(no changes)"
         note = f"From {origin}:\n```diff\n{code_safe(truncate(changed, 1500))}\n```"
         request = self._request_in(interaction.channel, params, interaction.user, None, gpus=gpus, time_limit=limit)
-        if admission.verdict == Verdict.APPROVAL:
-            await self._ask_approval(interaction, "experiment", [request], gpus, admission)
-            return
-        job = await self.scheduler.enqueue(request)
-        await self.audit("launch", interaction.user, interaction.channel, target=job.id, detail=f"form, from {origin}")
-        if admission.warning:
-            note += "\n" + admission.warning
-        await self._ack_interaction(interaction, job, defaults, note)
+
+        async def ack(job: Job, text: str) -> None:
+            await self._ack_interaction(interaction, job, defaults, text)
+
+        await self._launch_one(interaction, request, admission, detail=f"form, from {origin}", note=note, ack=ack)
 
     async def _rerun_menu(self, interaction: discord.Interaction, message: discord.Message) -> None:
         """Right-click → Apps → Rerun on an end report or a run card: its launch form."""

@@ -103,9 +103,13 @@ async def test_watch_rules_from_chat_and_their_card(
                 ("$watch val_loss > 2", "teammate"),
                 ("$watch val_loss = 2", "admin"),
                 ("$watch val_loss > 2", "admin"),
-                ("$watches", "admin"),
             ]
         ]
+        count = len(discord_standin.sent())
+        await discord_standin.post("$watches")
+        listed = await discord_standin.wait_for_message(lambda m: bool(m["embeds"]), after=count, timeout=10)
+        replies.append(listed["embeds"][0]["description"])
+        assert listed["embeds"][0]["title"] == "Watch rules of team/proj"
         assert "not allowed to set watch rules" in replies[0]
         assert "Not watched: the comparison must be one of <, <=, >, >=" in replies[1]
         assert "Watching `val_loss > 2 (all runs)` as rule #1" in replies[2]

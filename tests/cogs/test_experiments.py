@@ -310,11 +310,14 @@ async def test_logs_small_and_huge(start_adjutant, discord_standin, out_dir) -> 
         huge = await launch(discord_standin, '{"lines": 110000}')  # ≈ 10 MB of log
         await wait_report(discord_standin, huge, timeout=60)
         count = len(discord_standin.sent())
+        # (the "your queue is done" note for the two jobs may come in between: the answers are waited for by content)
         await discord_standin.post(f"$logs {small} 3")
-        short = await discord_standin.wait_for_message(after=count, timeout=10)
+        short = await discord_standin.wait_for_message(lambda m: m["content"].startswith("Last "), after=count)
         count = len(discord_standin.sent())
         await discord_standin.post(f"$logs {huge} 500")
-        attached = await discord_standin.wait_for_message(after=count, timeout=20)
+        attached = await discord_standin.wait_for_message(
+            lambda m: m["content"].startswith("The log of"), after=count, timeout=20
+        )
     assert "step 00000004" in short["content"] and short["content"].startswith("Last 3 line(s)")
     assert len(short["content"]) <= 2000
     assert len(attached["attachments"]) == 1

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from adjutant.digest import parse_schedule
 from adjutant.settings import (
     SETTINGS,
     WANDB_VARIABLES,
@@ -313,6 +312,9 @@ def typed_values(tmp_path: Path, script: Path) -> dict[str, object]:
 
 
 def test_every_setting_by_keyword_with_a_typed_value(tmp_path: Path, script: Path) -> None:
+    # imported here: loading the extension elsewhere in the run makes discord.py re-import adjutant's modules
+    from adjutant.digest import parse_schedule
+
     values = typed_values(tmp_path, script)
     # config (a projects file) replaces project, channel and script: it has its own tests (test_projects.py)
     assert set(values) | {"config"} == Settings.keywords(), "add the new setting to typed_values()"

@@ -62,8 +62,8 @@ async def test_compare_shows_exactly_the_differing_keys_the_deltas_and_a_chart(
 ) -> None:
     from tests.cogs.test_plots import not_blank, png_of
 
-    base = {"optimizer": {"name": "adam", "lr": 0.001, "betas": [0.9, 0.999]}, "epochs": 10, "seed": 1, "data": "v2"}
-    other = {**base, "optimizer": {**base["optimizer"], "lr": 0.01}, "seed": 2}
+    base = {"optimizer": {"name": "adam", "lr": 0.001, "betas": [0.9, 0.999]}, "epochs": 10, "data": {"version": "v2"}}
+    other = {**base, "optimizer": {**base["optimizer"], "lr": 0.01}, "data": {"version": "v3"}}  # two nested keys
     wandb_standin.create_run("cmpa", display_name="alpha", state="finished", config=base)
     wandb_standin.create_run("cmpb", display_name="beta", state="finished", config=other)
     wandb_standin.log("cmpa", [{"loss": 1.0 - i / 10, "acc": 0.5 + i / 100} for i in range(8)])
@@ -73,10 +73,10 @@ async def test_compare_shows_exactly_the_differing_keys_the_deltas_and_a_chart(
         answer = await ask(discord_standin, "$compare alpha cmpb")
         embed = answer["embeds"][0]
         fields = {f["name"]: f["value"] for f in embed["fields"]}
-        differing = fields["Config that differs (2 key(s); 4 equal in all)"]
+        differing = fields["Config that differs (2 key(s); 3 equal in all)"]
         rows = differing.strip("`\n").splitlines()
-        assert [row.split()[0] for row in rows] == ["key", "optimizer.lr", "seed"]
-        assert rows[1].split()[1:] == ["0.001", "0.01"] and rows[2].split()[1:] == ["1", "2"]
+        assert [row.split()[0] for row in rows] == ["key", "data.version", "optimizer.lr"]
+        assert rows[1].split()[1:] == ["v2", "v3"] and rows[2].split()[1:] == ["0.001", "0.01"]
         metrics = fields["Summary metrics (deltas against A)"].strip("`\n").splitlines()
         loss = next(row for row in metrics if row.startswith("loss"))
         assert loss.split() == ["loss", "0.3", "0.65", "(+0.35)"]
@@ -169,8 +169,7 @@ async def test_a_digest_due_while_the_bot_is_down_is_posted_once_after_restart(
     from tests.cogs.test_plots import png_of
 
     now = dt.datetime.now(dt.UTC)
-    moment = (now + dt.timedelta(seconds=75)).replace(second=0, microsecond=0)
-    env = {**WANDB_ENV, "ADJUTANT_DIGEST": f"daily {moment:%H:%M}"}
+    far = now + dt.timedelta(hours=12)
     wandb_standin.create_run(
         "old",
         display_name="old-best",
@@ -181,12 +180,15 @@ async def test_a_digest_due_while_the_bot_is_down_is_posted_once_after_restart(
     wandb_standin.create_run("d1", display_name="good", state="finished", summary={"loss": 0.3})
     wandb_standin.create_run("d2", display_name="better", state="finished", summary={"loss": 0.2})
     wandb_standin.create_run("d3", display_name="broken", state="crashed", summary={})
-    async with start_adjutant(env) as bot:  # digests are on from now
+    async with start_adjutant({**WANDB_ENV, "ADJUTANT_DIGEST": f"daily {far:%H:%M}"}) as bot:  # digests on from now
         await reporting_ready(bot)
         await eventually(lambda: bot.get_cog("Runs").digests.current_loop >= 1, timeout=40)
         await asyncio.to_thread(record_use, bot.get_cog("Runs").services.jobs.path, 42, "alice", 2, 1.5)
     assert digests(discord_standin) == []
-    await asyncio.sleep(max(0.0, (moment - dt.datetime.now(dt.UTC)).total_seconds()) + 1)  # down at the moment
+    # the schedule's next moment passes while the bot is down (the baseline above is the project's, not the time's)
+    moment = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=65)).replace(second=0, microsecond=0)
+    env = {**WANDB_ENV, "ADJUTANT_DIGEST": f"daily {moment:%H:%M}"}
+    await asyncio.sleep(max(0.0, (moment - dt.datetime.now(dt.UTC)).total_seconds()) + 1)
 
     async with start_adjutant(env) as bot:
         await eventually(lambda: bool(digests(discord_standin)), timeout=60)
@@ -318,3 +320,19 @@ async def test_a_form_launch_follows_the_approval_rule(
         assert answer["embeds"][0]["title"] == "🛂 Approval needed: experiment request #2"
         assert discord_standin.buttons(answer) == ["adjutant:approval:approve:2", "adjutant:approval:reject:2"]
         assert len(jobs.recent(10)) == 1, "nothing queued before the approval"
+
+
+async def test_a_run_cards_rerun_with_edits_opens_a_form_from_its_config(
+    start_adjutant, discord_standin: DiscordStandIn, wandb_standin: WandbStandIn, out_dir
+) -> None:
+    from tests.cogs.test_experiments import launch_env
+
+    wandb_standin.create_run("rc1", display_name="card-run", state="finished", config={"lr": 0.1, "layers": 4})
+    async with start_adjutant({**WANDB_ENV, **launch_env()}) as bot:
+        await reporting_ready(bot)
+        card = await ask(discord_standin, "$run rc1")
+        assert card["embeds"][0]["title"] == "card-run"
+        assert discord_standin.buttons(card) == ["adjutant:edit:run:rc1"]
+        modal = await opened(discord_standin, await discord_standin.click(card, "adjutant:edit:run:rc1"))
+        assert modal["title"] == "Rerun W&B run rc1 with edits"
+        assert json_of(inputs(modal)["All hyperparameters (JSON)"]["value"]) == {"lr": 0.1, "layers": 4}

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from adjutant.jobs import JobRequest
 from tests.cogs.conftest import WANDB_ENV, reporting_ready
 from tests.cogs.test_alert_cards import answer_to
@@ -102,6 +104,7 @@ async def test_compare_shows_exactly_the_differing_keys_the_deltas_and_a_chart(
         assert missing["content"].startswith("No run `gamma` in team/proj.")
 
 
+@pytest.mark.timeout(240)  # real time: W&B down, then back, then a restart
 async def test_the_status_card_is_edited_never_reposted_across_a_wandb_outage(
     start_adjutant, discord_standin: DiscordStandIn, wandb_standin: WandbStandIn, monkeypatch
 ) -> None:
@@ -160,6 +163,7 @@ def digests(discord: DiscordStandIn) -> list[dict]:
     return [m for m in discord.sent() if m["embeds"] and m["embeds"][0].get("title", "").startswith("📰 Digest")]
 
 
+@pytest.mark.timeout(300)  # real time: the schedule's moment (a minute boundary) passes while the bot is down
 async def test_a_digest_due_while_the_bot_is_down_is_posted_once_after_restart(
     start_adjutant, discord_standin: DiscordStandIn, wandb_standin: WandbStandIn
 ) -> None:
@@ -186,7 +190,7 @@ async def test_a_digest_due_while_the_bot_is_down_is_posted_once_after_restart(
         await asyncio.to_thread(record_use, bot.get_cog("Runs").services.jobs.path, 42, "alice", 2, 1.5)
     assert digests(discord_standin) == []
     # the schedule's next moment passes while the bot is down (the baseline above is the project's, not the time's)
-    moment = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=65)).replace(second=0, microsecond=0)
+    moment = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=65)).replace(second=0, microsecond=0)  # 5 to 65 s
     env = {**WANDB_ENV, "ADJUTANT_DIGEST": f"daily {moment:%H:%M}"}
     await asyncio.sleep(max(0.0, (moment - dt.datetime.now(dt.UTC)).total_seconds()) + 1)
 

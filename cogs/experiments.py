@@ -12,10 +12,8 @@ import asyncio
 import io
 import json
 import logging
-import re
 import secrets
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,18 +22,18 @@ from discord import app_commands
 from discord.ext import commands, tasks
 
 from adjutant._cog import NO_PINGS, AdjutantCog, add_with_services, find_channel
-from adjutant.access import may_approve, may_request, quota_exempt, refusal
-from adjutant.admission import Admission, Request, Verdict, admit
+from adjutant.access import refusal
+from adjutant.admission import Verdict
 from adjutant.alerts import JOBS_OUTBOX
-from adjutant.approvals import Approval, ApprovalState
 from adjutant.cogs import _alert_views
+from adjutant.cogs._alert_flow import AlertFlow
 from adjutant.cogs._announcer import Announcer, Inbox, Refused
-from adjutant.cogs._approval_views import ApprovalButton, approval_view
+from adjutant.cogs._approval_views import ApprovalButton
 from adjutant.cogs._job_story import JobStory
 from adjutant.cogs._job_views import CancelButton, SweepConfirm
-from adjutant.cogs._launch_form import EditAgain, EditButton, LaunchForm
+from adjutant.cogs._launch_base import queued_text
+from adjutant.cogs._launch_form import EditButton
 from adjutant.cogs._pager import send_pages
-from adjutant.forms import apply_form, form_keys
 from adjutant.hparams import (
     HParamsError,
     LaunchOptions,
@@ -45,28 +43,20 @@ from adjutant.hparams import (
     sweep_size,
     take_launch_options,
     to_argument,
-    validate,
 )
-from adjutant.job_render import ack_embed, jobs_pages, sweep_preview
-from adjutant.jobs import ACTIVE, ENDED, Job, JobRequest, JobState, read_tail_bytes, tail_lines, utcnow
-from adjutant.render import MESSAGE_LIMIT, code_safe, plain, truncate
-from adjutant.scheduler import CancelOutcome, CancelResult, Scheduler
+from adjutant.job_render import jobs_pages, sweep_preview
+from adjutant.jobs import ACTIVE, ENDED, Job, JobState, read_tail_bytes, tail_lines, utcnow
+from adjutant.render import MESSAGE_LIMIT, code_safe, truncate
+from adjutant.scheduler import Scheduler
 from adjutant.services import Services
 from adjutant.settings import Settings
-from adjutant.usage_render import approval_card
 
 log = logging.getLogger(__name__)
 
 LOG_ATTACHMENT_LIMIT = 8 * 1024 * 1024  # below Discord's default 10 MiB per file
 
 
-def queued_text(jobs: list[Job]) -> str:
-    """What a sweep's preview says once its jobs are queued."""
-    ids = ", ".join(f"`{j.id}`" for j in jobs)
-    return f"Queued {len(jobs)} experiment(s) of sweep `{jobs[0].sweep_id}`: {ids}"
-
-
-class Experiments(AdjutantCog, name="Experiments"):
+class Experiments(AlertFlow, AdjutantCog, name="Experiments"):
     """Launch, queue, cancel and follow training runs from chat."""
 
     def __init__(self, bot: commands.Bot, settings: Settings, services: Services) -> None:
@@ -113,250 +103,6 @@ class Experiments(AdjutantCog, name="Experiments"):
         self.bot.tree.remove_command(self.rerun_menu.name, type=self.rerun_menu.type)
         _alert_views.unregister(self.bot, self)
         await self.services.release()
-
-    # --- who may launch -------------------------------------------------------------------------
-    async def _refuse(self, ctx: commands.Context[Any], action: str) -> None:
-        log.warning(
-            "refused %s by %s (%d) in #%s: %r",
-            action,
-            ctx.author,
-            ctx.author.id,
-            ctx.channel,
-            truncate(ctx.message.content, 300),
-        )
-        await self.audit("refused", ctx.author, ctx.channel, detail=f"{action}: {truncate(ctx.message.content, 200)}")
-        await self.reply(ctx, refusal(self.rule_for(ctx.channel)))
-
-    def launching_off(self, channel: Any) -> str | None:
-        """Why launching is off in ``channel`` (and where it is on), or None when it is on there."""
-        route = self.rule_for(channel)
-        if route.experiment_script is not None:
-            return None
-        elsewhere = [r.channel_label() for r in self.routes if r.experiment_script is not None]
-        if elsewhere:
-            return f"Launching is off in this channel; it is on in {', '.join(elsewhere)}."
-        return "Launching is off: this bot has no ADJUTANT_EXPERIMENT_SCRIPT (run_experiment_script)."
-
-    async def _launch_precheck(self, ctx: commands.Context[Any], action: str) -> bool:
-        off = self.launching_off(ctx.channel)
-        if off is not None:
-            await self.reply(ctx, off)
-            return False
-        if not await self.authorized(ctx.author, ctx.channel) and not may_request(ctx.author, self.settings):
-            await self._refuse(ctx, action)
-            return False
-        return True
-
-    # --- GPUs, quota, approval ------------------------------------------------------------------
-    def _options(
-        self, ctx: commands.Context[Any], gpus: int | None, text: str, *, sweep: bool = False
-    ) -> tuple[LaunchOptions, str]:
-        """``--gpus N`` / ``--time D`` (and a sweep's ``--no-canary``) before the hyperparameters, or the slash
-        command's ``gpus`` option (a keyword-only parameter after the text: the ``$`` form never fills it, its text
-        takes the rest of the message); the defaults (ADJUTANT_GPUS_PER_JOB, ADJUTANT_TIME_LIMIT) filled in."""
-        options, rest = take_launch_options(text, sweep=sweep)
-        if gpus is not None:
-            if not 0 <= gpus <= 64:
-                raise HParamsError("gpus must be between 0 and 64")
-            options = LaunchOptions(gpus, options.time_limit, options.canary)
-        limit = options.time_limit
-        if limit is None and self.settings.time_limit is not None:
-            limit = self.settings.time_limit * 60
-        count = options.gpus if options.gpus is not None else self.settings.job_gpus
-        return LaunchOptions(count, limit, options.canary), rest
-
-    async def _admit(self, user: Any, channel: Any, gpus: int, cells: int) -> Admission:
-        """Launch now, wait for an approver, or refuse (see :func:`adjutant.admission.admit`)."""
-        quota = None
-        if self.settings.gpu_hours_per_week is not None and not quota_exempt(user):
-            quota = await asyncio.to_thread(self.services.quota_of, user.id)
-        pool = self.scheduler.gpus
-        facts = Request(
-            gpus=gpus,
-            cells=cells,
-            may_launch=await self.authorized(user, channel),
-            may_request=may_request(user, self.settings),
-            pool_size=len(pool) if pool is not None and self.settings.launcher == "local" else None,
-            quota=quota[0] if quota else None,
-            quota_frees_at=quota[1] if quota else None,
-        )
-        return admit(facts, approval_gpus=self.settings.approval_gpus, approval_jobs=self.settings.approval_jobs)
-
-    async def _refused(self, ctx: commands.Context[Any], admission: Admission, action: str) -> None:
-        await self.audit("refused", ctx.author, ctx.channel, detail=f"{action}: {admission.text}")
-        await self.reply(ctx, admission.text)
-
-    async def _launch_one(
-        self,
-        where: commands.Context[Any] | discord.Interaction,
-        request: JobRequest,
-        admission: Admission,
-        *,
-        detail: str,
-        note: str,
-        ack: Callable[[Job, str], Awaitable[None]],
-    ) -> None:
-        """After the admission said launch or ask: the approval card, or the job recorded (audited) and acknowledged
-        with ``note`` (and the quota warning)."""
-        if admission.verdict == Verdict.APPROVAL:
-            await self._ask_approval(where, "experiment", [request], request.gpus, admission)
-            return
-        job = await self.scheduler.enqueue(request)
-        user = where.author if isinstance(where, commands.Context) else where.user
-        await self.audit("launch", user, where.channel, target=job.id, detail=detail)
-        if admission.warning:
-            note = f"{note}\n{admission.warning}".strip()
-        await ack(job, note)
-
-    async def _ask_approval(
-        self,
-        ctx: commands.Context[Any] | discord.Interaction,
-        kind: str,
-        requests: list[JobRequest],
-        gpus: int,
-        admission: Admission,
-        *,
-        canary: bool = False,
-    ) -> None:
-        """Record the request (no job yet) and post its card with Approve / Reject (a reply to the command, or the
-        answer to a form)."""
-        approval = await asyncio.to_thread(
-            self.services.approvals.add, kind, requests, gpus=gpus, why=admission.text, canary=canary
-        )
-        user = ctx.author if isinstance(ctx, commands.Context) else ctx.user
-        detail = f"{kind}, {len(requests)} job(s)"
-        await self.audit("request", user, ctx.channel, target=f"#{approval.id}", detail=detail)
-        text = f"Request #{approval.id} waits for an approver: nothing runs until one approves it."
-        if admission.warning:
-            text += "\n" + admission.warning
-        card = {
-            "embed": discord.Embed.from_dict(approval_card(approval)),
-            "view": approval_view(approval.id),
-            "allowed_mentions": NO_PINGS,
-        }
-        if isinstance(ctx, commands.Context):
-            message = await ctx.reply(text, mention_author=False, **card)
-        else:
-            await ctx.response.send_message(text, **card)
-            message = await ctx.original_response()
-        await asyncio.to_thread(self.services.approvals.set_card, approval.id, message.id)
-
-    async def approval_button(self, interaction: discord.Interaction, action: str, approval_id: int) -> None:
-        """Approve (queue the request's jobs) or Reject: approvers only, never the requester; once."""
-        if not self.serves(interaction.guild):
-            return
-        approval = await asyncio.to_thread(self.services.approvals.get, approval_id)
-        if approval is None:
-            await interaction.response.send_message("That request is no longer known.", ephemeral=True)
-            return
-        user = interaction.user
-        if user.id == approval.requested_by_id:
-            await self.audit("refused", user, interaction.channel, target=f"#{approval_id}", detail=f"{action} own")
-            await interaction.response.send_message(
-                "You cannot approve or reject your own request; another approver must.", ephemeral=True
-            )
-            return
-        try:
-            is_owner = await self.bot.is_owner(user)
-        except discord.HTTPException:
-            is_owner = False
-        if not may_approve(user, self.settings, is_owner=is_owner):
-            await self.audit("refused", user, interaction.channel, target=f"#{approval_id}", detail=action)
-            who = (
-                "members with the role(s) " + ", ".join(self.settings.approver_roles)
-                if self.settings.approver_roles
-                else "members with the Administrator or Manage Server permission"
-            )
-            await interaction.response.send_message(f"Only {who} may decide launch requests.", ephemeral=True)
-            return
-        decision = await asyncio.to_thread(
-            self.services.approvals.decide, approval_id, action == "approve", user.id, str(user), self.scheduler.log_dir
-        )
-        if decision is None:
-            await interaction.response.send_message("That request is no longer known.", ephemeral=True)
-            return
-        done = decision.approval
-        if not decision.changed:
-            by = plain(truncate(done.decided_by or "?", 64))
-            await interaction.response.send_message(
-                f"Request #{done.id} was already {done.state} by {by}.", ephemeral=True
-            )
-            return
-        self.scheduler.wake()
-        await self.audit(
-            "approve" if done.state == ApprovalState.APPROVED else "reject",
-            user,
-            interaction.channel,
-            target=f"#{done.id}",
-            detail=", ".join(j.id for j in decision.jobs) or None,
-        )
-        await interaction.response.edit_message(embed=discord.Embed.from_dict(approval_card(done)), view=None)
-        await self._tell_requester(interaction, done, decision.jobs)
-
-    async def _tell_requester(self, interaction: discord.Interaction, approval: Approval, jobs: list[Job]) -> None:
-        """The outcome, mentioning the requester (only them); an approved request's message acknowledges its jobs."""
-        who = plain(truncate(str(interaction.user), 64))
-        mention = discord.AllowedMentions(users=[discord.Object(approval.requested_by_id)], everyone=False, roles=False)
-        head = f"<@{approval.requested_by_id}>, your request #{approval.id} was {approval.state} by {who}"
-        channel: Any = interaction.channel
-        message = None
-        try:
-            if approval.state == ApprovalState.REJECTED:
-                await channel.send(head + "; nothing was launched.", allowed_mentions=mention)
-                return
-            if approval.kind == "experiment" and len(jobs) == 1:
-                job = jobs[0]
-                ahead = await self.scheduler.jobs_ahead(job)
-                embed = ack_embed(job, queued_ahead=ahead, prefix=self.command_prefix())
-                view = discord.ui.View(timeout=None)
-                view.add_item(CancelButton(job.id))
-                message = await channel.send(
-                    head + ".", embed=discord.Embed.from_dict(embed), view=view, allowed_mentions=mention
-                )
-            else:
-                message = await channel.send(
-                    truncate(head + ". " + queued_text(jobs), MESSAGE_LIMIT), allowed_mentions=mention
-                )
-        except discord.HTTPException as error:
-            log.warning("could not tell the outcome of request #%d: %s", approval.id, error)
-        finally:
-            if approval.state == ApprovalState.APPROVED:
-                ack_id = message.id if message is not None else None
-                for job in jobs:
-                    await self.scheduler.acknowledged(job.id, ack_id=ack_id, message_id=job.message_id or ack_id)
-
-    def _prepare(self, params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Schema defaults filled in and checked; what reaches the script is always valid JSON."""
-        prepared, defaults = (params, {}) if self.schema is None else validate(params, self.schema)
-        try:
-            to_argument(prepared)
-        except ValueError as error:
-            raise HParamsError(f"cannot be passed to the script as JSON: {error}") from None
-        return prepared, defaults
-
-    def _request(self, params: dict[str, Any], ctx: commands.Context[Any], **extra: Any) -> JobRequest:
-        return self._request_in(
-            ctx.channel, params, ctx.author, ctx.message.id if ctx.interaction is None else None, **extra
-        )
-
-    def _request_in(
-        self, channel: Any, params: dict[str, Any], author: Any, message_id: int | None, **extra: Any
-    ) -> JobRequest:
-        """A launch in ``channel``: its script, its project (the run lands where the channel looks)."""
-        route = self.rule_for(channel)
-        assert route.experiment_script is not None
-        return JobRequest(
-            params=params,
-            script=str(route.experiment_script),
-            requested_by_id=author.id,
-            requested_by=str(author),
-            channel_id=channel.id,
-            message_id=message_id,
-            backend=self.settings.launcher,
-            project=route.project,
-            entity=route.entity,
-            **extra,
-        )
 
     # --- autocomplete ---------------------------------------------------------------------------
     async def _complete(self, current: str, states: tuple[str, ...] | None) -> list[app_commands.Choice[str]]:
@@ -540,25 +286,6 @@ class Experiments(AdjutantCog, name="Experiments"):
         await self._launch_one(ctx, request, admission, detail=f"rerun of {origin}", note=note, ack=ack)
 
     # --- cancelling -----------------------------------------------------------------------------
-    def _cancel_text(self, result: CancelResult, job_id: str, prefix: str) -> str:
-        job = result.job
-        if result.outcome == CancelOutcome.UNKNOWN or job is None:
-            return f"No job `{code_safe(truncate(job_id, 32))}`. `{prefix}jobs` lists them."
-        if result.outcome == CancelOutcome.DEQUEUED:
-            return f"Removed job `{job.id}` from the queue."
-        if result.outcome == CancelOutcome.NOT_YET:
-            return f"Could not cancel job `{job.id}` yet: {result.detail}. I will keep trying."
-        if result.outcome == CancelOutcome.STOPPING:
-            if job.backend == "slurm":
-                return f"Stopping job `{job.id}`: scancel sent to Slurm job {job.external_id}."
-            if job.backend == "ray":
-                return f"Stopping job `{job.id}`: Ray was asked to stop it (SIGTERM, then SIGKILL from Ray)."
-            grace = self.settings.cancel_grace_seconds
-            return f"Stopping job `{job.id}`: SIGTERM sent, SIGKILL in {grace:g}s if it is still running."
-        if result.outcome == CancelOutcome.ALREADY_CANCELLING:
-            return f"Job `{job.id}` is already being cancelled."
-        return f"Job `{job.id}` already ended ({job.state})."
-
     @commands.hybrid_command(name="cancel")  # type: ignore[arg-type]  # discord.py stubs reject hybrid commands in cogs
     @app_commands.describe(job_id="the job to cancel")
     @app_commands.autocomplete(job_id=complete_active_job)
@@ -584,233 +311,6 @@ class Experiments(AdjutantCog, name="Experiments"):
         await self.audit("cancel", interaction.user, interaction.channel, target=job_id, detail=result.outcome.value)
         text = self._cancel_text(result, job_id, self.command_prefix())
         await interaction.response.send_message(text, allowed_mentions=NO_PINGS)
-
-    # --- the alert card's buttons ---------------------------------------------------------------
-    async def alert_button(self, interaction: discord.Interaction, action: str, alert_id: int) -> None:
-        """Stop (cancel the alert's job), Rerun (its hyperparameters) or Mute 1 h; rights checked at the click."""
-        if action == "mute":
-            await self.mute_alert(interaction, self.services.runs, alert_id)
-            return
-        if not await self.button_allowed(interaction, action):
-            return
-        alert = await asyncio.to_thread(self.services.runs.alert, alert_id)
-        if alert is None:
-            await interaction.response.send_message("That alert is no longer known.", ephemeral=True)
-            return
-        job = await self.scheduler.get(alert.job_id) if alert.job_id else None
-        if action in ("resume", "drop"):
-            await self._decide_sweep(interaction, job, action)
-            return
-        if action == "canary":
-            if job is None or not await self.scheduler.retry_canary(job):
-                await interaction.response.send_message("That canary is not waiting for a retry.", ephemeral=True)
-                return
-            who = plain(truncate(str(interaction.user), 64))
-            text = f"Canary `{job.id}` of sweep `{job.sweep_id}` runs again (attempt {job.attempt + 1}), by {who}."
-            await interaction.response.send_message(text, allowed_mentions=NO_PINGS)
-            return
-        if action == "stop":
-            if job is None:
-                await interaction.response.send_message("Only jobs Adjutant launched can be stopped.", ephemeral=True)
-                return
-            result = await self.scheduler.cancel(job.id, str(interaction.user))
-            await self.audit("cancel", interaction.user, interaction.channel, target=job.id, detail="alert card")
-            text = self._cancel_text(result, job.id, self.command_prefix())
-            await interaction.response.send_message(text, allowed_mentions=NO_PINGS)
-            return
-        await self._rerun_from_alert(interaction, job, alert.params)
-
-    async def _decide_sweep(self, interaction: discord.Interaction, job: Job | None, action: str) -> None:
-        if job is None or job.sweep_id is None:
-            await interaction.response.send_message("That sweep is no longer known.", ephemeral=True)
-            return
-        decision = "resumed" if action == "resume" else "dropped"
-        before, changed = await self.scheduler.decide_sweep(job.sweep_id, decision, str(interaction.user))
-        await self.audit("sweep decided", interaction.user, interaction.channel, target=job.sweep_id, detail=decision)
-        if before != "held":
-            await interaction.response.send_message(f"Sweep `{job.sweep_id}` was already {before}.", ephemeral=True)
-            return
-        who = plain(truncate(str(interaction.user), 64))
-        verb = "started again" if decision == "resumed" else "cancelled"
-        text = f"Sweep `{job.sweep_id}` {decision} by {who}: {changed} queued cell(s) {verb}."
-        await interaction.response.send_message(text, allowed_mentions=NO_PINGS)
-
-    async def _rerun_from_alert(
-        self, interaction: discord.Interaction, job: Job | None, params: dict[str, Any] | None
-    ) -> None:
-        off = self.launching_off(interaction.channel)
-        if off is not None:
-            await interaction.response.send_message(off, ephemeral=True)
-            return
-        base = job.params if job is not None else params
-        if base is None:
-            await interaction.response.send_message("No hyperparameters are known for this run.", ephemeral=True)
-            return
-        try:
-            prepared, defaults = self._prepare(parse_hyperparameters(json.dumps(base)))
-        except (HParamsError, ValueError) as error:
-            await interaction.response.send_message(f"Not launched: {error}", ephemeral=True)
-            return
-        gpus = job.gpus if job is not None else self.settings.job_gpus
-        admission = await self._admit(interaction.user, interaction.channel, gpus, 1)
-        if admission.verdict != Verdict.LAUNCH:
-            text = (
-                admission.text if admission.verdict == Verdict.REFUSED else "This rerun needs an approver: use $rerun."
-            )
-            await interaction.response.send_message(text, ephemeral=True)
-            return
-        limit = job.time_limit if job is not None else None
-        request = self._request_in(interaction.channel, prepared, interaction.user, None, gpus=gpus, time_limit=limit)
-        new_job = await self.scheduler.enqueue(request)
-        await self.audit("launch", interaction.user, interaction.channel, target=new_job.id, detail="rerun from alert")
-        origin = f"job `{job.id}`" if job is not None else "the alert's run"
-        await self._ack_interaction(interaction, new_job, defaults, f"Rerun of {origin} with the same hyperparameters.")
-
-    async def _ack_interaction(
-        self, interaction: discord.Interaction, job: Job, defaults: dict[str, Any], note: str
-    ) -> None:
-        """Answer a launch made from a button or a form: the acknowledgement (with Cancel) is the answer itself."""
-        ahead = await self.scheduler.jobs_ahead(job)
-        embed = ack_embed(job, queued_ahead=ahead, defaults=defaults, prefix=self.command_prefix())
-        view = discord.ui.View(timeout=None)
-        view.add_item(CancelButton(job.id))
-        await interaction.response.send_message(
-            truncate(note, MESSAGE_LIMIT), embed=discord.Embed.from_dict(embed), view=view, allowed_mentions=NO_PINGS
-        )
-        ack_id = None
-        try:
-            ack_id = (await interaction.original_response()).id
-        except discord.HTTPException as error:
-            log.warning("could not read back the acknowledgement of %s: %s", job.id, error)
-        await self.scheduler.acknowledged(job.id, ack_id=ack_id, message_id=ack_id)
-
-    # --- launch forms -------------------------------------------------------------------------------
-    async def open_form(self, interaction: discord.Interaction, kind: str, source_id: str | None) -> None:
-        """Open the launch form (a modal) prefilled from a job, a W&B run, or (``new``) the member's last job."""
-        if not self.serves(interaction.guild):
-            return
-        off = self.launching_off(interaction.channel)
-        if off is not None:
-            await interaction.response.send_message(off, ephemeral=True)
-            return
-        user = interaction.user
-        if not await self.authorized(user, interaction.channel) and not may_request(user, self.settings):
-            await self.audit("refused", user, interaction.channel, detail="launch form")
-            await interaction.response.send_message(refusal(self.rule_for(interaction.channel)), ephemeral=True)
-            return
-        source = await self._form_source(interaction, kind, source_id)
-        if source is None:
-            return
-        params, origin, gpus, limit = source
-        history = [job.params for job in await self.scheduler.recent(50)]
-        keys = form_keys(params, history, self.schema)
-        title = "Launch an experiment" if kind == "new" else f"Rerun {origin.replace('`', '')} with edits"
-        await interaction.response.send_modal(self._form(title, params, keys, origin, gpus, limit))
-
-    def _form(
-        self,
-        title: str,
-        source: dict[str, Any],
-        keys: list[str],
-        origin: str,
-        gpus: int,
-        limit: float | None,
-        typed: tuple[dict[str, str], str] | None = None,
-    ) -> LaunchForm:
-        async def submit(interaction: discord.Interaction, fields: dict[str, str], paragraph: str) -> None:
-            try:
-                params = apply_form(source, keys, fields, paragraph)
-                prepared, defaults = self._prepare(params)
-            except HParamsError as error:
-                again = EditAgain(
-                    interaction.user.id,
-                    lambda: self._form(title, source, keys, origin, gpus, limit, (fields, paragraph)),
-                )
-                typed_fields = "".join(f"{code_safe(k)}: {code_safe(v)}\n" for k, v in fields.items())
-                recap = f"```\n{typed_fields}{code_safe(truncate(paragraph, 1400))}\n```"
-                text = f"Not launched: {error}\nWhat you typed (Edit again reopens the form with it):\n{recap}"
-                await interaction.response.send_message(truncate(text, MESSAGE_LIMIT), view=again, ephemeral=True)
-                return
-            await self._launch_form(interaction, source, prepared, defaults, origin, gpus, limit)
-
-        return LaunchForm(title, source, keys, submit, typed)
-
-    async def _form_source(
-        self, interaction: discord.Interaction, kind: str, source_id: str | None
-    ) -> tuple[dict[str, Any], str, int, float | None] | None:
-        """(hyperparameters, where from, GPUs, time limit) of a form's source; None when answered already."""
-        default_limit = None if self.settings.time_limit is None else self.settings.time_limit * 60
-        if kind == "job" and source_id is not None:
-            job = await self.scheduler.get(source_id)
-            if job is None:
-                await interaction.response.send_message("That job is no longer known.", ephemeral=True)
-                return None
-            return dict(job.params), f"job `{job.id}`", job.gpus, job.time_limit
-        if kind == "run" and source_id is not None:
-            route = self.rule_for(interaction.channel)
-            watcher = self.services.watcher_of(route.project, route.entity)
-            run = None if watcher is None else watcher.latest.get(source_id)
-            if run is None and watcher is not None:
-                try:  # the form must open within Discord's 3 seconds: W&B gets two
-                    run = await asyncio.wait_for(watcher.find(source_id), 2.0)
-                except Exception as error:
-                    log.info("no run %s for a form: %s", source_id, error)
-                    text = f"W&B did not answer in time; try again, or `{self.command_prefix()}rerun {source_id}`."
-                    await interaction.response.send_message(text, ephemeral=True)
-                    return None
-            if run is None:
-                await interaction.response.send_message(f"No W&B run `{code_safe(source_id)}`.", ephemeral=True)
-                return None
-            return dict(run.public_config()), f"W&B run `{run.id}`", self.settings.job_gpus, default_limit
-        channel_id = getattr(interaction.channel, "id", None)
-        mine = [j for j in await self.scheduler.recent(50) if j.requested_by_id == interaction.user.id]
-        last = next((j for j in mine if j.channel_id == channel_id), None)
-        if last is not None:
-            return dict(last.params), f"your last job `{last.id}`", last.gpus, last.time_limit
-        return {}, "an empty form", self.settings.job_gpus, default_limit
-
-    async def _launch_form(
-        self,
-        interaction: discord.Interaction,
-        source: dict[str, Any],
-        params: dict[str, Any],
-        defaults: dict[str, Any],
-        origin: str,
-        gpus: int,
-        limit: float | None,
-    ) -> None:
-        """A valid form: the diff against its source, then the usual rules (access, quota, approval)."""
-        admission = await self._admit(interaction.user, interaction.channel, gpus, 1)
-        if admission.verdict == Verdict.REFUSED:
-            await self.audit("refused", interaction.user, interaction.channel, detail=f"form: {admission.text}")
-            text = admission.text if admission.text != "not allowed" else refusal(self.rule_for(interaction.channel))
-            await interaction.response.send_message(text, ephemeral=True)
-            return
-        changed = "\n".join(diff(source, params)) or "(no changes)"
-        note = f"From {origin}:\n```diff\n{code_safe(truncate(changed, 1500))}\n```"
-        request = self._request_in(interaction.channel, params, interaction.user, None, gpus=gpus, time_limit=limit)
-
-        async def ack(job: Job, text: str) -> None:
-            await self._ack_interaction(interaction, job, defaults, text)
-
-        await self._launch_one(interaction, request, admission, detail=f"form, from {origin}", note=note, ack=ack)
-
-    async def _rerun_menu(self, interaction: discord.Interaction, message: discord.Message) -> None:
-        """Right-click → Apps → Rerun on an end report or a run card: its launch form."""
-        for row in message.components:
-            for item in getattr(row, "children", []):
-                found = re.fullmatch(r"adjutant:edit:(job|run):(.+)", getattr(item, "custom_id", None) or "")
-                if found:
-                    await self.open_form(interaction, found[1], found[2])
-                    return
-        title = message.embeds[0].title if message.embeds else ""
-        job = re.search(r"Experiment (j[a-z0-9]{6})\b", title or "")
-        if job is not None:
-            await self.open_form(interaction, "job", job[1])
-            return
-        await interaction.response.send_message(
-            "Rerun works on an experiment's end report or a run card.", ephemeral=True
-        )
 
     # --- looking at jobs ------------------------------------------------------------------------
     @commands.hybrid_command(name="jobs", aliases=["queue"])  # type: ignore[arg-type]  # discord.py stubs reject hybrid commands in cogs

@@ -248,6 +248,12 @@ class Watcher:
                 hint = f" Did you mean {', '.join(f'`{code_safe(c)}`' for c in close)}?" if close else ""
                 return f"No run `{code_safe(truncate(key, 100))}` in {plain(self.project_label)}.{hint}", None, None
             runs.append(run)
+        return await self.chart_of(runs, metrics, log_scale)
+
+    async def chart_of(
+        self, runs: Sequence[RunInfo], metrics: tuple[str, ...], log_scale: bool
+    ) -> tuple[str | None, dict[str, Any] | None, bytes | None]:
+        """:meth:`chart` for runs already found (one history request per run and metric, nothing looked up again)."""
         data: dict[str, dict[str, list[tuple[float, float]]]] = {}
         for run in runs:
             label = f"{run.name} ({run.id})"

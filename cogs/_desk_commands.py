@@ -80,7 +80,7 @@ class DeskCommands(RuleCommands):
                 found.append(run)
             embed = compare_embed(compare(found, metric), project=w.project_label, metric=metric)
             try:
-                problem, _, png = await w.chart(tuple(r.id for r in found), (metric,), False)
+                problem, _, png = await w.chart_of(found, (metric,), False)  # the runs found above
             except Exception as error:
                 problem, png = f"no chart: W&B did not answer ({describe_error(error)})", None
         if png is None:

@@ -72,7 +72,10 @@ async def test_compare_shows_exactly_the_differing_keys_the_deltas_and_a_chart(
     wandb_standin.log("cmpb", [{"loss": 1.0 - i / 20, "acc": 0.5 + i / 50} for i in range(8)])
     async with start_adjutant(WANDB_ENV) as bot:
         await reporting_ready(bot)
+        wandb_standin.reset_counts()
         answer = await ask(discord_standin, "$compare alpha cmpb")
+        # each run is looked up once: the chart reuses what $compare found (it looked them up again before: 5 Run)
+        assert wandb_standin.counts["Run"] == 3 and wandb_standin.counts["RunSampledHistory"] == 2, wandb_standin.counts
         embed = answer["embeds"][0]
         fields = {f["name"]: f["value"] for f in embed["fields"]}
         differing = fields["Config that differs (2 key(s); 3 equal in all)"]

@@ -27,6 +27,20 @@ INVITE_PERMISSIONS = discord.Permissions(
     add_reactions=True,
     create_public_threads=True,
     send_messages_in_threads=True,
+    pin_messages=True,
+)
+
+#: What Adjutant does in a configured channel, the permission it needs for it, and what breaks without it.
+CHANNEL_NEEDS: tuple[tuple[str, str, str], ...] = (
+    ("view_channel", "View Channel", "it cannot see the channel's commands"),
+    ("send_messages", "Send Messages", "it cannot answer or report"),
+    ("embed_links", "Embed Links", "reports and cards show nothing"),
+    ("attach_files", "Attach Files", "charts and long logs are not sent"),
+    ("read_message_history", "Read Message History", "replies to commands fail"),
+    ("add_reactions", "Add Reactions", "reactions on commands fail"),
+    ("create_public_threads", "Create Public Threads", "a job gets no thread"),
+    ("send_messages_in_threads", "Send Messages in Threads", "a job's thread stays empty"),
+    ("pin_messages", "Pin Messages", "$status pin cannot pin the status card"),
 )
 
 
@@ -146,19 +160,18 @@ def _channel_finding(setting: str | int, channels: list[Any], guilds: list[Any],
         if not (channel.id == setting if isinstance(setting, int) else channel.name == setting):
             continue
         permissions = channel.permissions_for(me)
-        needed = {
-            "View Channel": permissions.view_channel,
-            "Send Messages": permissions.send_messages,
-            "Embed Links": permissions.embed_links,
-            "Attach Files": permissions.attach_files,
-        }
-        missing = [name for name, granted in needed.items() if not granted]
+        missing = [
+            f"{label} ({why})"
+            for attribute, label, why in CHANNEL_NEEDS
+            if not (getattr(permissions, attribute) or (attribute == "pin_messages" and permissions.manage_messages))
+        ]
         if missing:
             return Finding(
                 "channel",
                 False,
-                f"#{channel.name} in {guild.name} found, but the bot lacks: {', '.join(missing)} "
-                "(Server Settings → Roles, or the channel's permissions)",
+                f"#{channel.name} in {guild.name} found, but the bot lacks: {'; '.join(missing)}. Fix: Server Settings"
+                f" → Roles → the bot's role, or #{channel.name} → Edit Channel → Permissions, and allow them (an"
+                " invite from `python -m adjutant --invite-url` asks for all of them)",
             )
         return Finding("channel", True, f"#{channel.name} in {guild.name} is writable")
     names = ", ".join(g.name for g in guilds[:5])

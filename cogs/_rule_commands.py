@@ -28,7 +28,7 @@ class RuleCommands(RunsBase):
     @commands.hybrid_command(name="watch")  # type: ignore[arg-type]  # discord.py stubs reject hybrid commands in cogs
     @app_commands.describe(rule="<metric> <op> <value> [run id | group:<name> | tag:<name> | all], e.g. val_loss > 2")
     async def watch_command(self, ctx: commands.Context[Any], *, rule: str = "") -> None:
-        """Alert when a running run's metric crosses a value: $watch val_loss > 2 [run id, group:g, tag:t or all]."""
+        """Alert when a running run's metric crosses a value: $watch val_loss > 2 [run id|group:g|tag:t|all]."""
         if not await self.authorized(ctx.author, ctx.channel):
             await self.reply(ctx, refusal(self.rule_for(ctx.channel), "set watch rules"))
             await self.audit("refused", ctx.author, ctx.channel, detail=truncate(ctx.message.content, 200))

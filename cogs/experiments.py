@@ -130,7 +130,10 @@ class Experiments(AlertFlow, AdjutantCog, name="Experiments"):
     async def experiment(
         self, ctx: commands.Context[Any], *, hyperparameters: str = "", gpus: int | None = None
     ) -> None:
-        """Launch the experiment script: $experiment [--gpus N] [--time 2h] {"epochs": 10} (or epochs=10 lr=0.001)."""
+        """Launch the experiment script with hyperparameters: $experiment {"epochs": 10} or epochs=10 lr=0.001.
+
+        Options before the hyperparameters: --gpus N, --time 2h.
+        """
         if ctx.interaction is not None and not hyperparameters.strip():  # /experiment alone: the launch form
             await self.open_form(ctx.interaction, "new", None)
             return
@@ -160,7 +163,10 @@ class Experiments(AlertFlow, AdjutantCog, name="Experiments"):
         gpus="GPUs for each job (default ADJUTANT_GPUS_PER_JOB)",
     )
     async def sweep(self, ctx: commands.Context[Any], *, grid: str = "", gpus: int | None = None) -> None:
-        """Queue one experiment per combination: $sweep [--gpus N] [--no-canary] {"lr": [0.1, 0.01], "bs": [32, 64]}."""
+        """Queue one experiment per combination: $sweep {"lr": [0.1, 0.01], "bs": [32, 64]}.
+
+        Options before the grid: --gpus N, --time 2h, --no-canary.
+        """
         if not await self._launch_precheck(ctx, "sweep"):
             return
         try:
@@ -233,7 +239,10 @@ class Experiments(AlertFlow, AdjutantCog, name="Experiments"):
     async def rerun(
         self, ctx: commands.Context[Any], source: str, *, overrides: str = "", gpus: int | None = None
     ) -> None:
-        """Launch again with a job's (or W&B run's) hyperparameters and overrides: $rerun j4k2m9x [--gpus N] lr=0.01."""
+        """Launch again with a job's or W&B run's hyperparameters and changes: $rerun j4k2m9x lr=0.01.
+
+        Options before the changes: --gpus N, --time 2h.
+        """
         if not await self._launch_precheck(ctx, "rerun"):
             return
         try:

@@ -115,7 +115,10 @@ class Usage(AdjutantCog, name="Usage"):
     async def audit_command(
         self, ctx: commands.Context[Any], count: int | None = None, member: discord.User | None = None
     ) -> None:
-        """Who launched, cancelled, approved, rejected or was refused what (administrators): $audit [n] [@member]."""
+        """Who launched, cancelled, approved, rejected or was refused what: $audit [n] [@member].
+
+        Administrators only.
+        """
         try:
             owner = await self.bot.is_owner(ctx.author)
         except discord.HTTPException:

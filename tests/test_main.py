@@ -7,9 +7,12 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import parse_qs, urlparse
 
+import discord
 import pytest
 
+from adjutant.doctor import CHANNEL_NEEDS
 from adjutant.settings import SETTINGS, WANDB_VARIABLES
 from tests.conftest import subprocess_env
 from tests.standins.discord_standin import DiscordStandIn
@@ -168,6 +171,9 @@ async def test_invite_url(tmp_path: Path) -> None:
     assert code == 0, out
     assert out.strip().startswith("https://discord.com/oauth2/authorize?client_id=")
     assert str(standin.application_id) in out
+    granted = discord.Permissions(int(parse_qs(urlparse(out.strip()).query)["permissions"][0]))
+    for attribute, _, _ in CHANNEL_NEEDS:  # every permission Adjutant uses in a channel is asked for
+        assert getattr(granted, attribute), attribute
 
 
 def test_check_script_not_executable(tmp_path: Path) -> None:

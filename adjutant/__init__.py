@@ -48,7 +48,7 @@ def settings_for(bot: commands.Bot) -> Settings:
     makes discord.py re-import every ``adjutant.*`` module, so the bot's class may predate ours.
     """
     if any(cls.__module__ == "adjutant.bot" and cls.__qualname__ == "Adjutant" for cls in type(bot).__mro__):
-        return bot.settings  # type: ignore[attr-defined,no-any-return]
+        return bot.settings  # type: ignore[attr-defined]
     return Settings.from_env(os.environ)
 
 

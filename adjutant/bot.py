@@ -102,7 +102,7 @@ class Adjutant(commands.Bot):
         if self.sync_commands:  # setup_hook runs after login, so the application id is known
             await sync_tree(self, self.settings.guild_ids)
 
-    def run(self, token: str | None = None, **kwargs: Any) -> None:  # type: ignore[override]
+    def run(self, token: str | None = None, **kwargs: Any) -> None:
         """Log in and run until stopped. ``token`` defaults to DISCORD_TOKEN from the settings."""
         if token is None:
             if self.settings.token is None:

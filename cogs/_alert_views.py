@@ -55,7 +55,7 @@ class AlertButton(
     ) -> AlertButton:
         return cls(match["action"], int(match["id"]))
 
-    async def callback(self, interaction: discord.Interaction) -> None:  # type: ignore[override]
+    async def callback(self, interaction: discord.Interaction) -> None:
         client: Any = interaction.client
         for name in HANDLERS:
             handler = getattr(client.get_cog(name), "alert_button", None)

@@ -179,7 +179,7 @@ class Announcer:
                     # Discord drops a resend with the same nonce (enforce_nonce) for a few minutes, so a crash
                     # between Discord's answer and our bookkeeping does not post the batch twice.
                     nonce=nonce if not attempt else f"{nonce}-c",
-                    reference=reference,  # type: ignore[arg-type]
+                    reference=reference,
                     **message,
                 )
             except discord.HTTPException as error:

@@ -31,7 +31,7 @@ class ApprovalButton(
     ) -> ApprovalButton:
         return cls(match["action"], int(match["id"]))
 
-    async def callback(self, interaction: discord.Interaction) -> None:  # type: ignore[override]
+    async def callback(self, interaction: discord.Interaction) -> None:
         handler = getattr(interaction.client.get_cog("Experiments"), "approval_button", None)  # type: ignore[attr-defined]
         if handler is None:
             await interaction.response.send_message("Experiment launching is not loaded.", ephemeral=True)

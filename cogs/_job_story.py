@@ -240,10 +240,10 @@ class JobStory:
             message = await channel.send(
                 content=note,
                 embed=embed,
-                view=self._edit_view(job),  # type: ignore[arg-type]
+                view=self._edit_view(job),
                 reference=reference,
                 allowed_mentions=NO_PINGS,
-                nonce=report_nonce(job),  # type: ignore[arg-type]
+                nonce=report_nonce(job),
             )
         assert message is not None
         await self._finish_ack(channel, job, message)

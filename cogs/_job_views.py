@@ -32,7 +32,7 @@ class CancelButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"ad
     ) -> CancelButton:
         return cls(match["job"])
 
-    async def callback(self, interaction: discord.Interaction) -> None:  # type: ignore[override]
+    async def callback(self, interaction: discord.Interaction) -> None:
         cog = interaction.client.get_cog("Experiments")  # type: ignore[attr-defined]
         cancel = getattr(cog, "cancel_from_button", None)
         if cancel is None:

@@ -54,7 +54,7 @@ class LaunchForm(discord.ui.Modal):
         )
         self.add_item(self.paragraph)
 
-    async def on_submit(self, interaction: discord.Interaction) -> None:  # type: ignore[override]
+    async def on_submit(self, interaction: discord.Interaction) -> None:
         fields = {key: item.value or "" for key, item in self.inputs.items()}
         await self.submit(interaction, fields, self.paragraph.value or "")
 
@@ -82,7 +82,7 @@ class EditButton(
     ) -> EditButton:
         return cls(match["kind"], match["id"])
 
-    async def callback(self, interaction: discord.Interaction) -> None:  # type: ignore[override]
+    async def callback(self, interaction: discord.Interaction) -> None:
         handler = getattr(interaction.client.get_cog("Experiments"), "open_form", None)  # type: ignore[attr-defined]
         if handler is None:
             await interaction.response.send_message("Experiment launching is not loaded.", ephemeral=True)

@@ -97,10 +97,6 @@ class WandbSource:
             raise
         return out
 
-    def all_runs(self) -> list[RunInfo]:
-        """Every run, without config/summary (cheap). Use :meth:`next_page` for large projects."""
-        return self._list(None, full=False)
-
     def next_page(self, after: tuple[dt.datetime, frozenset[str]] | None, size: int = PAGE_SIZE) -> list[RunInfo]:
         """One page of every run, oldest first, without config/summary: the runs created at or after ``after``'s
         moment that are not among its ids (keyset pagination). Each page is a new, small listing, so walking a

@@ -877,6 +877,15 @@ class Settings:
         group="Launching",
         default="local",
     )
+    job_env: tuple[str, ...] = setting(
+        "ADJUTANT_JOB_ENV",
+        "comma-separated names of more variables of the bot's environment that Slurm and Ray jobs get (e.g."
+        " HF_HOME,WANDB_API_KEY); they get only their job ids, W&B run variables and these",
+        parser=Names(),
+        group="Launching",
+        default=(),
+        default_text="unset (none)",
+    )
     slurm_partition: str | None = setting(
         "ADJUTANT_SLURM_PARTITION", "sbatch --partition", parser=Text(single_word=True), group="Slurm"
     )

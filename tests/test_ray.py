@@ -1,24 +1,39 @@
 """Runs the Ray launcher's tests (tests/ray) against a real Ray head inside a network namespace that has only
 loopback: `unshare -n`, then `ip link set lo up`. Ray binds the machine's own network address even when told
-127.0.0.1 (see the notes on Ray Jobs); in the namespace nothing can leave 127.0.0.1."""
+127.0.0.1 (see the notes on Ray Jobs); in the namespace nothing can leave 127.0.0.1.
+
+Also here, without a Ray head: what the launcher says when no Ray answers (one "Ray not reachable at …", never
+the prefix twice)."""
 
 from __future__ import annotations
 
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
+from adjutant.jobs import Job, JobStore
+from adjutant.launchers import LaunchError
+from adjutant.settings import Settings
+
 ROOT = Path(__file__).resolve().parent.parent
+#: tests/faults/test_job_env.py runs this one itself (each Ray test file runs once, in one namespace).
+RUN_ELSEWHERE = ("tests/ray/test_job_env.py",)
 
 
-def test_the_ray_launcher_against_a_real_ray_head_on_loopback_only() -> None:
+def run_ray_tests(*pytest_args: str) -> int:
+    """Run ``pytest *pytest_args`` in a fresh loopback-only network namespace; the number of tests that passed
+    (the run fails the calling test if anything failed or was skipped)."""
     assert shutil.which("unshare") and shutil.which("ip"), "util-linux (unshare) and iproute2 (ip) are needed"
-    command = 'ip link set lo up && exec "$0" -m pytest tests/ray -q -p no:cacheprovider --timeout 300 -x'
+    command = 'ip link set lo up && exec "$0" -m pytest "$@" -q -p no:cacheprovider --timeout 300 -x'
     result = subprocess.run(
-        ["unshare", "-n", "--", "bash", "-c", command, sys.executable],
+        ["unshare", "-n", "--", "bash", "-c", command, sys.executable, *pytest_args],
         cwd=ROOT,
         env={**os.environ, "ADJUTANT_RAY_NETNS": "1"},
         capture_output=True,
@@ -28,4 +43,73 @@ def test_the_ray_launcher_against_a_real_ray_head_on_loopback_only() -> None:
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-6000:]
     counted = re.search(r"(\d+) passed", output)
-    assert counted is not None and int(counted[1]) >= 5 and " skipped" not in output, output[-2000:]
+    assert counted is not None and " skipped" not in output, output[-2000:]
+    return int(counted[1])
+
+
+def test_the_ray_launcher_against_a_real_ray_head_on_loopback_only() -> None:
+    ignored = [f"--ignore={path}" for path in RUN_ELSEWHERE]
+    assert run_ray_tests("tests/ray", *ignored) >= 5
+
+
+# --- no Ray answers: the message says so once ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def job(tmp_path: Path) -> Job:
+    from tests.test_scheduler import request
+
+    store = JobStore(tmp_path / "adjutant.sqlite3")
+    try:
+        added = store.add(request(), tmp_path)
+    finally:
+        store.close()
+    return Job(**{**added.__dict__, "external_id": added.id, "backend": "ray"})
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A loopback port that accepts connections (the kernel's backlog) and never answers."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    yield listener.getsockname()[1]
+    listener.close()  # resets what waits in the backlog: the launcher's stuck thread ends
+
+
+def closed_port() -> int:
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()  # nothing listens there now
+    return port
+
+
+def launch_errors(address: str, job: Job) -> list[str]:
+    from adjutant.launchers.ray import RayLauncher
+
+    messages = []
+    for call in (lambda launcher: launcher.submit(job, {}), lambda launcher: launcher.refresh(job)):
+        launcher = RayLauncher(Settings.from_env({"ADJUTANT_RAY_ADDRESS": address, "ADJUTANT_RAY_TIMEOUT": "2"}), "")
+        with pytest.raises(LaunchError) as raised:
+            call(launcher)
+        messages.append(str(raised.value))
+    launcher = RayLauncher(Settings.from_env({"ADJUTANT_RAY_ADDRESS": address, "ADJUTANT_RAY_TIMEOUT": "2"}), "")
+    with pytest.raises(LaunchError) as raised:
+        launcher.cancel(job)
+    messages.append(str(raised.value))
+    return messages
+
+
+def test_a_closed_port_is_said_once(job: Job) -> None:
+    address = f"http://127.0.0.1:{closed_port()}"
+    for message in launch_errors(address, job):
+        assert message.startswith(f"Ray not reachable at {address}: "), message
+        assert message.count("Ray not reachable") == 1 and message.count(address) <= 2, message
+        assert "Failed to connect" in message or "onnect" in message, message
+
+
+def test_a_head_that_never_answers_is_said_once(job: Job, silent_port: int) -> None:
+    address = f"http://127.0.0.1:{silent_port}"
+    for message in launch_errors(address, job):
+        assert message == f"Ray not reachable at {address}: no answer within 2s", message

@@ -4,15 +4,49 @@ A launcher is synchronous (it runs subprocesses or talks to a scheduler) and is 
 thread. The job's row in SQLite is the truth; a launcher turns a queued job into a running one and
 tells what changed since. To add a backend (Kubernetes Jobs, Ray Jobs, ...), write one module with
 a :class:`Launcher` subclass and register it in :func:`make_launcher`.
+
+A job on this machine gets the bot's environment without its secrets of Discord and wandb (its script needs PATH,
+HOME and the rest to run here). A job on another machine (Slurm, Ray) gets only :func:`job_environment`: its ids, its
+W&B run variables and the variables named in ``ADJUTANT_JOB_ENV``. Ray keeps that environment in each job's record,
+readable by anyone who reaches its Jobs API; Slurm keeps it with the job on its controller.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 
 from adjutant.jobs import Job, JobUpdate
 from adjutant.settings import Settings
+
+#: What a job on another machine needs from Adjutant: its id, and the W&B run and project it reports to.
+JOB_VARIABLES = (
+    "ADJUTANT_JOB_ID",
+    "WANDB_RUN_ID",
+    "WANDB_RESUME",
+    "WANDB_RUN_GROUP",
+    "WANDB_TAGS",
+    "WANDB_ENTITY",
+    "WANDB_PROJECT",
+    "WANDB_BASE_URL",
+)
+#: The GPUs Adjutant handed a job itself; only then are they the job's (a cluster sets its own).
+GPU_VARIABLES = ("CUDA_VISIBLE_DEVICES", "ADJUTANT_GPUS")
+#: Never passed to a job, even when named: the bot's Discord token and its wandb-core socket.
+NEVER_PASSED = frozenset({"DISCORD_TOKEN", "WANDB_SERVICE"})
+
+
+def job_environment(env: Mapping[str, str], job: Job, named: Iterable[str] = ()) -> dict[str, str]:
+    """(pure) The part of a job's environment ``env`` that may leave this machine: :data:`JOB_VARIABLES`, the GPU
+    variables when Adjutant handed the job its GPUs, and the variables ``named`` (``ADJUTANT_JOB_ENV``). Nothing
+    else: not PATH, not HOME, not ``WANDB_API_KEY`` unless named, never :data:`NEVER_PASSED` or wandb's ``_WANDB*``.
+    """
+    names = [*JOB_VARIABLES, *(GPU_VARIABLES if job.gpu_ids else ()), *named]
+    return {
+        name: env[name]
+        for name in dict.fromkeys(names)
+        if name in env and name not in NEVER_PASSED and not name.startswith("_WANDB")
+    }
 
 
 class LaunchError(RuntimeError):

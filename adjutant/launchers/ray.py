@@ -5,6 +5,10 @@ the id (a bot that died between submitting and recording comes back to the same 
 script runs where it is (no working directory is uploaded); the entrypoint is a shell line built with
 ``shlex.join``, so the script receives the JSON byte for byte as its one argument. Every call has a deadline and
 runs in this launcher's own threads (the scheduler calls it from its worker thread, never the event loop).
+
+The job's ``runtime_env.env_vars`` hold only :func:`~adjutant.launchers.job_environment` (Ray keeps them in the job's
+record, and anyone who reaches the Jobs API reads them back). A :class:`LaunchError` is already a sentence for the
+chat: it is passed on as it is, never wrapped in a second prefix.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from adjutant.jobs import ENDED, Job, JobState, JobUpdate, iso
-from adjutant.launchers import Launcher, LaunchError
+from adjutant.launchers import Launcher, LaunchError, job_environment
 from adjutant.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -75,6 +79,8 @@ class RayLauncher(Launcher):
                 raise LaunchError(INSTALL_HINT) from None
             try:
                 self._client = self._call(JobSubmissionClient, self.address)
+            except LaunchError:
+                raise
             except RuntimeError as error:
                 raise LaunchError(f"Ray not reachable at {self.address}: {_short(error)}") from None
         return self._client
@@ -84,6 +90,8 @@ class RayLauncher(Launcher):
         client = self.client()
         try:
             return self._call(client.get_job_info, submission_id)
+        except LaunchError:
+            raise
         except RuntimeError as error:
             if "does not exist" in str(error):
                 return None
@@ -93,7 +101,8 @@ class RayLauncher(Launcher):
     def submit(self, job: Job, env: dict[str, str]) -> JobUpdate:
         if self.info(job.id) is None:  # never twice: the job id is Ray's submission id
             runtime_env = dict(self.settings.ray_runtime_env)
-            runtime_env["env_vars"] = {**runtime_env.get("env_vars", {}), **env}
+            allowed = job_environment(env, job, self.settings.job_env)  # never the bot's whole environment
+            runtime_env["env_vars"] = {**runtime_env.get("env_vars", {}), **allowed}
             options: dict[str, Any] = {}
             if job.gpus:  # the launch's own --gpus N
                 options["entrypoint_num_gpus"] = job.gpus
@@ -111,6 +120,8 @@ class RayLauncher(Launcher):
                     metadata={"adjutant_job": job.id, "requested_by": job.requested_by[:100]},
                     **options,
                 )
+            except LaunchError:
+                raise
             except RuntimeError as error:
                 raise LaunchError(f"Ray refused the job: {_short(error)}") from None
             log.info("job %s submitted to Ray at %s", job.id, self.address)
@@ -157,6 +168,8 @@ class RayLauncher(Launcher):
         client = self.client()
         try:
             self._call(client.stop_job, job.external_id)
+        except LaunchError:
+            raise
         except RuntimeError as error:
             raise LaunchError(f"Ray could not stop job {job.external_id}: {_short(error)}") from None
 
@@ -173,7 +186,7 @@ class RayLauncher(Launcher):
         client = self.client()
         try:
             text = self._call(client.get_job_logs, job.external_id)
-        except (RuntimeError, LaunchError) as error:
+        except RuntimeError as error:  # LaunchError too
             log.info("no log of Ray job %s yet: %s", job.id, error)
             return
         data = text.encode("utf-8", "replace")

@@ -2,8 +2,11 @@
 
 Slurm is the source of truth: every recorded Slurm job is looked up again after a restart. Every
 command runs with a timeout (a dead controller makes them hang for many seconds), as an argv list,
-never through a shell; the job's environment is passed explicitly to ``sbatch`` (whose default
-``--export=ALL`` exports exactly that environment).
+never through a shell. ``sbatch`` runs with the job's environment as a local job would get it, and
+``--export=<names>`` (always given, after ``ADJUTANT_SLURM_ARGS``) sends the job only the names of
+:func:`~adjutant.launchers.job_environment`: Slurm then starts the job in the user's login environment on the node,
+plus those variables and its own ``SLURM_*`` (never sbatch's default ``--export=ALL``, which would carry the whole
+environment, secrets included).
 """
 
 from __future__ import annotations
@@ -13,10 +16,11 @@ import math
 import re
 import shlex
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 
 from adjutant.jobs import ENDED, Job, JobState, JobUpdate, iso
-from adjutant.launchers import Launcher, LaunchError
+from adjutant.launchers import Launcher, LaunchError, job_environment
 
 #: Slurm job states → Adjutant job states (None: still active, no change of Adjutant state).
 STATE_MAP: dict[str, JobState] = {
@@ -160,7 +164,14 @@ class SlurmLauncher(Launcher):
                 f"Slurm controller not reachable: {argv[0]} did not answer in {self.settings.slurm_timeout:g}s"
             ) from None
 
-    def sbatch_argv(self, job: Job) -> list[str]:
+    def export_option(self, job: Job, env: Mapping[str, str]) -> str:
+        """``--export=`` with the names of the job's allow-listed variables (their values reach sbatch through its
+        own environment, so a comma in a value cannot split the list); ``NONE`` when there are none."""
+        names = sorted(job_environment(env, job, self.settings.job_env))
+        return f"--export={','.join(names) or 'NONE'}"
+
+    def sbatch_argv(self, job: Job, env: Mapping[str, str] | None = None) -> list[str]:
+        """sbatch's argv for ``job``, whose environment is ``env`` (only its allow-listed names are exported)."""
         log = Path(job.log_path)
         argv = [
             "sbatch",
@@ -182,6 +193,7 @@ class SlurmLauncher(Launcher):
         if job.time_limit is not None and "time" not in job.overrides:
             argv.append(f"--time={max(1, math.ceil(job.time_limit / 60))}")
         argv += shlex.split(self.settings.slurm_args or "")
+        argv.append(self.export_option(job, env or {}))  # after ADJUTANT_SLURM_ARGS: sbatch takes the last --export
         # A remediation's options come last: sbatch takes the last of a repeated option.
         argv += [f"--{key}={value}" for key, value in sorted(job.overrides.items()) if key in ("time", "mem")]
         return [*argv, job.script, job.params_text]  # the exact JSON text recorded at launch
@@ -214,7 +226,7 @@ class SlurmLauncher(Launcher):
 
     def submit(self, job: Job, env: dict[str, str]) -> JobUpdate:
         Path(job.log_path).parent.mkdir(parents=True, exist_ok=True)  # a missing output folder fails the job
-        result = self._run(self.sbatch_argv(job), env=env)
+        result = self._run(self.sbatch_argv(job, env), env=env)
         if result.returncode != 0:
             message = (result.stderr or result.stdout).strip().splitlines()
             raise LaunchError(f"sbatch refused the job: {message[-1] if message else f'exit {result.returncode}'}")

@@ -12,11 +12,14 @@ from pathlib import Path
 import pytest
 
 from adjutant.hparams import to_argument
+from adjutant.launchers import JOB_VARIABLES
 from tests.cogs.conftest import TOKEN
 from tests.cogs.test_experiments import SCRIPT, acks, fields, launch, received, wait_report
 from tests.conftest import eventually
 
 CLUSTER = Path(__file__).resolve().parent.parent / "slurm" / "cluster.sh"
+#: Where tests/slurm/cluster.sh keeps the cluster (its StateSaveLocation is state/ under it).
+SLURM_DIR = Path(os.environ.get("ADJUTANT_SLURM_DIR", "/var/tmp/adjutant-slurm"))
 
 
 def cluster(command: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -53,6 +56,7 @@ def slurm_env(**extra: str) -> dict[str, str]:
         "ADJUTANT_LAUNCHER": "slurm",
         "ADJUTANT_SLURM_TIMEOUT": "15",
         "ADJUTANT_SLURM_ARGS": "--cpus-per-task=1",
+        "ADJUTANT_JOB_ENV": "ADJUTANT_TEST_OUT",  # where the test script records what it got
         **extra,
     }
 
@@ -77,6 +81,40 @@ async def test_slurm_launch_runs_and_completes(slurm, start_adjutant, discord_st
     assert "DISCORD_TOKEN" not in env and TOKEN not in env.values() and "WANDB_SERVICE" not in env
     assert env["ADJUTANT_JOB_ID"] == job_id and env["WANDB_RUN_ID"] == running.wandb_run_id
     assert env["SLURM_JOB_ID"] == running.external_id
+
+
+async def test_a_slurm_job_gets_only_the_allow_list_and_slurm_keeps_no_secret(
+    slurm, start_adjutant, discord_standin, out_dir, monkeypatch
+) -> None:
+    """The bot's environment holds an AWS key and a W&B key: sbatch exports only the allow-list by name, the job
+    gets that (plus its login environment and Slurm's own variables), and the environment Slurm saved with the job
+    on its controller holds no secret."""
+    aws_key, wandb_key = "aws-secret-planted-wJalrXUtnFEMI", "wandb-key-planted-0123456789abcdef0123"
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", aws_key)
+    monkeypatch.setenv("WANDB_API_KEY", wandb_key)
+    monkeypatch.setenv("HF_HOME", "/data/hf-cache")
+    monkeypatch.setenv("WANDB_TAGS", "team-a,team-b")  # a comma inside a value must not split --export's list
+    async with start_adjutant(slurm_env(ADJUTANT_JOB_ENV="ADJUTANT_TEST_OUT,HF_HOME")) as bot:
+        job_id = await launch(discord_standin, '{"sleep": 4}')
+        store = bot.get_cog("Experiments").services.jobs
+        await eventually(lambda: (out_dir / f"{job_id}.json").exists(), timeout=30)
+        slurm_id = store.get(job_id).external_id
+        saved = list(SLURM_DIR.glob(f"state/hash.*/job.{slurm_id}/environment"))
+        kept = saved[0].read_bytes().decode(errors="replace") if saved else None
+        done = await wait_report(discord_standin, job_id, timeout=60)
+    assert done["embeds"][0]["title"] == f"✅ Experiment {job_id} succeeded"
+    env = received(out_dir, job_id)["env"]
+    exported = env.get("SLURM_EXPORT_ENV", "(unset: sbatch exported ALL)").split(",")
+    assert set(exported) - set(JOB_VARIABLES) == {"ADJUTANT_TEST_OUT", "HF_HOME"}, exported
+    assert {"ADJUTANT_JOB_ID", "WANDB_RUN_ID", "WANDB_TAGS"} <= set(exported)
+    assert env["HF_HOME"] == "/data/hf-cache" and env["ADJUTANT_JOB_ID"] == job_id
+    assert env["WANDB_TAGS"] == f"team-a,team-b,adjutant,job-{job_id}"
+    for secret in (aws_key, wandb_key, TOKEN):
+        assert secret not in env.values()
+    assert "AWS_SECRET_ACCESS_KEY" not in env and "WANDB_API_KEY" not in env and "DISCORD_TOKEN" not in env
+    assert kept is not None, "Slurm saved the running job's environment"
+    assert "HF_HOME=/data/hf-cache" in kept and f"ADJUTANT_JOB_ID={job_id}" in kept
+    assert aws_key not in kept and wandb_key not in kept and TOKEN not in kept
 
 
 async def test_slurm_failure_reports_exit_code_and_log(slurm, start_adjutant, discord_standin, out_dir) -> None:

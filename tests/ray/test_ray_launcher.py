@@ -21,6 +21,7 @@ def ray_env(address: str, **extra: str) -> dict[str, str]:
         "ADJUTANT_LAUNCHER": "ray",
         "ADJUTANT_RAY_ADDRESS": address,
         "ADJUTANT_CANCEL_GRACE_SECONDS": "10",
+        "ADJUTANT_JOB_ENV": "ADJUTANT_TEST_OUT",  # where the test script records what it got
         **extra,
     }
 
@@ -95,6 +96,7 @@ async def test_a_ray_head_that_is_down_gives_a_clear_error_and_the_bot_keeps_wor
     async with start_adjutant(ray_env("http://127.0.0.1:9", ADJUTANT_RAY_TIMEOUT="5")):
         job_id = await launch(discord_standin, '{"epochs": 1}')
         done = await wait_report(discord_standin, job_id, timeout=60)
-        assert "Ray not reachable at http://127.0.0.1:9" in json.dumps(done["embeds"][0])
+        said = json.dumps(done["embeds"][0])
+        assert "Ray not reachable at http://127.0.0.1:9" in said and said.count("Ray not reachable") == 1, said
         assert "hello" in (await say(discord_standin, "$hello")).lower()
     await asyncio.sleep(0)

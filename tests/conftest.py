@@ -21,6 +21,19 @@ from tests.standins.wandb_standin import API_KEY, WandbStandIn
 SITE_DIR = Path(__file__).parent / "standins" / "site"
 
 
+@pytest.fixture(autouse=True)
+def discord_refused_nothing_unprovoked() -> Iterator[None]:
+    """Every test: the Discord stand-ins it used refused nothing the test did not provoke. Discord refuses what
+    the stand-in refuses, so an unprovoked refusal is a request the product would see fail in production.
+    A test provokes refusals through the world (``send_faults``, ``withhold``…) or ``expect_refusals()``."""
+    DiscordStandIn.live.clear()
+    yield
+    standins, DiscordStandIn.live[:] = list(DiscordStandIn.live), []
+    refused = [str(r) for standin in standins for r in standin.unexpected_refusals()]
+    if refused:
+        pytest.fail("Discord (the stand-in) refused requests the test did not provoke:\n  " + "\n  ".join(refused))
+
+
 @pytest.fixture
 async def discord_standin(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[DiscordStandIn]:
     """A running Discord stand-in, with discord.py in this process pointed at it."""

@@ -19,13 +19,17 @@ import itertools
 import json
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from aiohttp import WSMsgType, web
 
+from tests.standins import discord_rules as rules
+from tests.standins.discord_rules import Refusal
+
 DISCORD_EPOCH_MS = 1420070400000
+PROVOKED = web.ResponseKey("provoked", bool)
 _counter = itertools.count()
 
 # Permission bits (Discord's documented values).
@@ -40,6 +44,7 @@ EVERYONE_PERMS = (
     | (1 << 16)  # read message history
     | (1 << 35)  # create public threads
     | (1 << 38)  # send messages in threads
+    | (1 << 51)  # pin messages
 )
 
 
@@ -105,12 +110,44 @@ class Request:
     files: dict[str, bytes] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
     at: float = field(default_factory=time.monotonic)
+    invalid_json: bool = False
+
+
+@dataclass
+class Refused:
+    """A request the stand-in refused as Discord would: what was asked, and Discord's answer."""
+
+    method: str
+    path: str
+    status: int
+    code: int
+    message: str
+    errors: dict[str, Any] = field(default_factory=dict)
+    #: The test's world caused it (a fault it injected, a permission it withheld, a thread it locked).
+    provoked: bool = False
+    #: Inside ``expect_refusals()``.
+    expected: bool = False
+
+    def __str__(self) -> str:
+        errors = f" {json.dumps(self.errors)}" if self.errors else ""
+        return f"{self.method} {self.path} → {self.status} {self.code} {self.message}{errors}"
 
 
 class DiscordStandIn:
-    """The stand-in server. ``async with DiscordStandIn() as discord: ...``."""
+    """The stand-in server. ``async with DiscordStandIn() as discord: ...``.
+
+    It refuses what Discord refuses (:mod:`tests.standins.discord_rules`): invalid bodies (400 50035), missing
+    channel permissions (403 50013), a second or late interaction callback. Every refusal is kept in
+    :attr:`refusals`; the suite fails a test during which a refusal happened that the test neither provoked
+    through the world (``send_faults``, :meth:`withhold`, ``deny_pins``, :meth:`lock_thread`, …) nor declared
+    with :meth:`expect_refusals`.
+    """
+
+    #: Every stand-in created since the suite's check last looked (tests/conftest.py).
+    live: ClassVar[list[DiscordStandIn]] = []
 
     def __init__(self, *, token: str = "test-token.standin", allow_message_content: bool = True) -> None:
+        DiscordStandIn.live.append(self)
         self.token = token
         self.allow_message_content = allow_message_content
         self.guild_id = snowflake()
@@ -129,6 +166,16 @@ class DiscordStandIn:
                 "permissions": str(perms),
                 "position": 1,
             }
+        # The bot's managed role, as Discord creates it from the invite: what Adjutant needs, pinning included.
+        self.bot_role: dict[str, Any] = {
+            "id": str(snowflake()),
+            "name": "Adjutant",
+            "permissions": str(rules.BOT_ROLE_PERMISSIONS),
+            "position": 1,
+            "managed": True,
+            "tags": {"bot_id": str(self.bot_user.id)},
+        }
+        self.bot_user.roles.append(int(self.bot_role["id"]))
         self.members: dict[str, Member] = {
             "founder": Member("founder"),  # guild owner
             "owner": Member("owner"),  # owner of the bot's application
@@ -149,6 +196,13 @@ class DiscordStandIn:
                 "guild_id": str(self.guild_id),
             }
         self.requests: list[Request] = []
+        #: Requests refused as Discord would refuse them (see the class docstring).
+        self.refusals: list[Refused] = []
+        self._expecting: list[tuple[set[int], list[Refused]]] = []
+        self._withheld = False  # the test withheld a permission: 50013 refusals are its doing
+        self._deleted: set[str] = set()
+        #: Seconds an interaction may wait for its first callback (Discord: 3).
+        self.interaction_deadline = rules.INTERACTION_DEADLINE
         self.messages: dict[int, dict[str, Any]] = {}
         #: Earlier versions of edited messages, oldest first (message id → versions before each edit).
         self.versions: dict[int, list[dict[str, Any]]] = {}
@@ -176,6 +230,7 @@ class DiscordStandIn:
         self._nonces: dict[tuple[int, str], int] = {}
         self._sends: dict[str, list[float]] = {}
         self._sockets: set[web.WebSocketResponse] = set()
+        self._announcements: set[asyncio.Task[None]] = set()
         self._seq = 0
         self._events: list[tuple[int, dict[str, Any]]] = []
         self._changed = asyncio.Condition()
@@ -219,12 +274,72 @@ class DiscordStandIn:
         await self.stop()
 
     # --- what tests call ------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def expect_refusals(self, *codes: int) -> Iterator[list[Refused]]:
+        """Declare that the test provokes refusals while the block runs (only these Discord error ``codes``
+        if any are given). Yields the list of the refusals that happen inside the block."""
+        seen: list[Refused] = []
+        entry = (set(codes), seen)
+        self._expecting.append(entry)
+        try:
+            yield seen
+        finally:
+            self._expecting.remove(entry)
+
+    def unexpected_refusals(self) -> list[Refused]:
+        """Refusals the test neither provoked through the world nor declared."""
+        return [r for r in self.refusals if not (r.provoked or r.expected)]
+
+    def withhold(self, channel: str, *permissions: str | int) -> None:
+        """The bot loses ``permissions`` (names from ``discord_rules.PERMISSIONS`` or bits) in ``channel``:
+        a member overwrite denies them, as a moderator would set it; a connected bot gets CHANNEL_UPDATE."""
+        bits = 0
+        for permission in permissions:
+            bits |= rules.PERMISSIONS[permission] if isinstance(permission, str) else permission
+        target = self.channels[channel]
+        overwrites = target.setdefault("permission_overwrites", [])
+        mine = next((o for o in overwrites if o["id"] == str(self.bot_user.id)), None)
+        if mine is None:
+            mine = {"id": str(self.bot_user.id), "type": 1, "allow": "0", "deny": "0"}
+            overwrites.append(mine)
+        mine["deny"] = str(int(mine["deny"]) | bits)
+        mine["allow"] = str(int(mine["allow"]) & ~bits)
+        self._withheld = True
+        self._announce("CHANNEL_UPDATE", {**target, "guild_id": target.get("guild_id") or str(self.guild_id)})
+
+    def _announce(self, event: str, data: dict[str, Any]) -> None:
+        """Dispatch a gateway event from synchronous test code (now if a loop runs, with the bot connected)."""
+        if not self._sockets:
+            return  # the bot reads the world from GUILD_CREATE when it connects
+        with contextlib.suppress(RuntimeError):  # no running loop
+            task = asyncio.get_running_loop().create_task(self.dispatch(event, data))
+            self._announcements.add(task)
+            task.add_done_callback(self._announcements.discard)
+
+    def permissions_in(self, who: Member, channel: dict[str, Any]) -> int:
+        """``who``'s permissions in ``channel`` (a thread takes its parent's overwrites), as Discord computes them."""
+        if channel.get("type") in (10, 11, 12):
+            channel = next((c for c in self.channels.values() if c["id"] == channel.get("parent_id")), channel)
+        guild_id = channel.get("guild_id") or str(self.guild_id)
+        if self.stranger_guild_id is not None and guild_id == str(self.stranger_guild_id):
+            owner, roles = str(self.members["stranger"].id), self.stranger_roles
+        else:
+            owner, roles = str(self.members["founder"].id), [self.everyone_role, *self.roles.values(), self.bot_role]
+        return rules.compute_permissions(
+            member_id=str(who.id),
+            member_roles={str(r) for r in who.roles},
+            guild_id=guild_id,
+            owner_id=owner,
+            roles=roles,
+            overwrites=channel.get("permission_overwrites") or [],
+        )
+
     def add_stranger_guild(self) -> int:
         """A second server that invited the bot (bots are public by default): its owner "stranger" creates a
         #general and a role "ml-team" there, named like the team's. Call before the bot connects."""
         guild_id = snowflake()
         self.stranger_guild_id = guild_id
-        role = {"id": str(snowflake()), "name": "ml-team", "permissions": "0", "position": 1}
+        role: dict[str, Any] = {"id": str(snowflake()), "name": "ml-team", "permissions": "0", "position": 1}
         everyone = {"id": str(guild_id), "name": "@everyone", "permissions": str(EVERYONE_PERMS)}
         self.stranger_roles = [everyone, role]
         self.members["stranger"] = Member("stranger", roles=[int(role["id"])])
@@ -245,6 +360,7 @@ class DiscordStandIn:
 
     def delete_channel(self, channel_id: str) -> None:
         """A channel or thread is deleted: the bot's sends there get 404 Unknown Channel."""
+        self._deleted.add(str(channel_id))
         for key, channel in list(self.channels.items()):
             if channel["id"] == channel_id:
                 del self.channels[key]
@@ -266,15 +382,10 @@ class DiscordStandIn:
         return int(message["id"])
 
     def permissions_of(self, who: Member) -> int:
+        """``who``'s server-wide permissions (no channel overwrites)."""
         if who.name == "stranger":  # the owner of the stranger's server
             return (1 << 53) - 1
-        perms = EVERYONE_PERMS
-        for role in self.roles.values():
-            if int(role["id"]) in who.roles:
-                perms |= int(role["permissions"])
-        if perms & ADMINISTRATOR or who is self.members["founder"]:
-            perms = (1 << 53) - 1
-        return perms
+        return self.permissions_in(who, {"guild_id": str(self.guild_id), "permission_overwrites": []})
 
     async def click(self, message: dict[str, Any], custom_id: str, *, author: str = "admin") -> str:
         """A member presses a button of ``message``; returns the interaction id."""
@@ -356,7 +467,7 @@ class DiscordStandIn:
         token = "itoken-" + interaction_id
         self._interactions[token] = {"id": interaction_id, "channel_id": int(channel["id"])}
         member = who.member()
-        member["permissions"] = str(self.permissions_of(who))
+        member["permissions"] = str(self.permissions_in(who, channel))
         interaction = {
             "id": interaction_id,
             "application_id": str(self.application_id),
@@ -368,7 +479,7 @@ class DiscordStandIn:
             "channel_id": channel["id"],
             "channel": channel,
             "member": member,
-            "app_permissions": str(self.permissions_of(self.bot_user)),
+            "app_permissions": str(self.permissions_in(self.bot_user, channel)),
             "locale": "en-US",
             "guild_locale": "en-US",
             "entitlements": [],
@@ -378,7 +489,9 @@ class DiscordStandIn:
         }
         if message is not None:
             interaction["message"] = message
+        self._interactions[token]["type"] = kind
         await self.dispatch("INTERACTION_CREATE", interaction)
+        self._interactions[token]["at"] = time.monotonic()  # Discord's 3 s start when the bot is told
         return interaction_id
 
     def buttons(self, message: dict[str, Any]) -> list[str]:
@@ -583,13 +696,19 @@ class DiscordStandIn:
         headers = {k: v for k, v in request.headers.items() if k.lower() != "authorization"}
         record = Request(request.method, "/" + request.match_info["tail"], headers=headers)
         if request.content_type == "application/json" and request.can_read_body:
-            record.json = await request.json()
+            try:
+                record.json = json.loads(await request.read())
+            except ValueError:
+                record.invalid_json = True
         elif request.content_type.startswith("multipart/"):
             reader = await request.multipart()
             async for part in reader:
                 data = await part.read()  # type: ignore[union-attr]
                 if part.name == "payload_json":  # type: ignore[union-attr]
-                    record.json = json.loads(data)
+                    try:
+                        record.json = json.loads(data)
+                    except ValueError:
+                        record.invalid_json = True
                 else:
                     record.files[part.filename or part.name or "file"] = bytes(data)  # type: ignore[union-attr]
         self.requests.append(record)
@@ -605,21 +724,67 @@ class DiscordStandIn:
     async def _rest(self, request: web.Request) -> web.Response:
         record = await self._record(request)
         try:
-            return await self._route(request, record)
+            if record.invalid_json:
+                response = self._refuse(rules.invalid_json())
+            else:
+                response = await self._route(request, record)
+            if response.status >= 400 and response.status != 429:  # a 429 says "later", not "no"
+                self._note_refusal(record, response)
+            return response
         finally:
             await self._notify()
+
+    def _refuse(self, refusal: Refusal | None, *, provoked: bool = False) -> web.Response:
+        """Discord's answer to a refused request; ``provoked``: the test's world made Discord refuse it."""
+        assert refusal is not None
+        response = json_response(refusal.body(), status=refusal.status)
+        response[PROVOKED] = provoked
+        return response
+
+    def _note_refusal(self, record: Request, response: web.Response) -> None:
+        try:
+            body = json.loads(bytes(response.body or b"{}"))  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            body = {}
+        refused = Refused(
+            record.method,
+            record.path,
+            response.status,
+            int(body.get("code") or 0),
+            str(body.get("message") or ""),
+            body.get("errors") or {},
+            provoked=response.get(PROVOKED, False),
+        )
+        for codes, seen in self._expecting:
+            if not codes or refused.code in codes:
+                refused.expected = True
+                seen.append(refused)
+        self.refusals.append(refused)
+
+    def _missing_permissions(self, channel: dict[str, Any] | None, *needed: int) -> web.Response | None:
+        """403 50013 unless the bot holds every permission in ``needed`` (each an int; a tuple: any one)."""
+        if channel is None or channel.get("type") == 1:  # direct messages have no permissions
+            return None
+        have = self.permissions_in(self.bot_user, channel)
+        if all(have & bits for bits in needed):
+            return None
+        return self._refuse(rules.missing_permissions(), provoked=self._withheld)
 
     async def _route(self, request: web.Request, record: Request) -> web.Response:
         path, method = record.path, record.method
         interaction = path.startswith("/interactions/") or path.startswith("/webhooks/")
         if not interaction and request.headers.get("Authorization") != f"Bot {self.token}":
-            return json_response({"message": "401: Unauthorized", "code": 0}, status=401)
+            # Only a test hands the bot a wrong token.
+            return self._refuse(Refusal(401, 0, "401: Unauthorized"), provoked=True)
         parts = path.strip("/").split("/")
         if parts[0] == "interactions" and len(parts) >= 4 and parts[3] == "callback":
             return self._interaction_callback(parts[1], record.json or {}, record)
         if parts[0] == "webhooks":
             return self._webhook(method, parts, record)
         if parts[0] == "applications" and parts[-1] == "commands" and method == "PUT":
+            refusal = rules.bulk_overwrite(record.json)
+            if refusal is not None:
+                return self._refuse(refusal)
             scope = parts[3] if len(parts) == 5 else "global"
             self.synced[scope] = [
                 {
@@ -659,7 +824,7 @@ class DiscordStandIn:
         if path == "/users/@me/guilds" and method == "GET":
             permissions = str(self.permissions_of(self.bot_user))
             guild = {"id": str(self.guild_id), "name": "Stand-in ML Lab", "icon": None, "owner": False}
-            listed = [{**guild, "permissions": permissions, "features": []}]
+            listed: list[dict[str, Any]] = [{**guild, "permissions": permissions, "features": []}]
             if self.stranger_guild_id is not None:
                 stranger = {"id": str(self.stranger_guild_id), "name": "Stranger's server", "icon": None}
                 listed.append({**stranger, "owner": False, "permissions": permissions, "features": []})
@@ -692,7 +857,12 @@ class DiscordStandIn:
             return json_response({"message": "Unknown interaction", "code": 10062}, status=404)
         info = self._interactions[token]
         if info.get("answered"):
-            return json_response({"message": "Interaction has already been acknowledged.", "code": 40060}, status=400)
+            return self._refuse(Refusal(400, 40060, "Interaction has already been acknowledged."))
+        if time.monotonic() - info.get("at", time.monotonic()) > self.interaction_deadline:
+            return self._refuse(Refusal(404, 10062, "Unknown interaction"))
+        refusal = rules.interaction_callback(body, info.get("type", 2), files=len(record.files))
+        if refusal is not None:
+            return self._refuse(refusal)
         info["answered"] = True
         message = None
         if kind == 7:  # update the message the component belongs to
@@ -730,6 +900,10 @@ class DiscordStandIn:
         if info is None:
             return json_response({"message": "Unknown Webhook", "code": 10015}, status=404)
         body = record.json or {}
+        if method in ("POST", "PATCH"):
+            refusal = rules.message_body(body, files=len(record.files), create=method == "POST")
+            if refusal is not None:
+                return self._refuse(refusal)
         if len(parts) == 3 and method == "POST":
             original = self.messages.get(info.get("original", 0))
             if original is not None and original.get("loading"):  # the first follow-up replaces "thinking…"
@@ -740,9 +914,10 @@ class DiscordStandIn:
             return json_response(message)
         if len(parts) == 5 and parts[3] == "messages":
             target = info.get("original") if parts[4] == "@original" else int(parts[4])
-            message = self.messages.get(target or 0)
-            if message is None:
+            edited = self.messages.get(target or 0)
+            if edited is None:
                 return json_response({"message": "Unknown Message", "code": 10008}, status=404)
+            message = edited
             if method == "PATCH":
                 self.versions.setdefault(int(message["id"]), []).append(copy.deepcopy(message))
                 message.update(self._message_fields(body, record))
@@ -752,7 +927,7 @@ class DiscordStandIn:
         return json_response({"message": "405: Method Not Allowed", "code": 0}, status=405)
 
     def _message_fields(self, body: dict[str, Any], record: Request) -> dict[str, Any]:
-        fields = {k: body[k] for k in ("content", "embeds", "components", "flags") if k in body}
+        fields: dict[str, Any] = {k: body[k] for k in ("content", "embeds", "components", "flags") if k in body}
         if record.files:
             fields["attachments"] = self._attachments(record)
         return fields
@@ -801,18 +976,29 @@ class DiscordStandIn:
         if dm_of is not None and len(parts) == 3 and parts[2] == "messages" and method == "POST":
             closed = {str(self.members[name].id) for name in self.dms_closed}
             if dm_of in closed:
-                return json_response({"message": "Cannot send messages to this user", "code": 50007}, status=403)
+                return self._refuse(Refusal(403, 50007, "Cannot send messages to this user"), provoked=True)
+            refusal = rules.message_body(record.json or {}, files=len(record.files))
+            if refusal is not None:
+                return self._refuse(refusal)
             return self._create_message(int(channel_id), record.json or {}, record, f"channel-{channel_id}")
-        if not any(c["id"] == channel_id for c in self.channels.values()):
-            return json_response({"message": "Unknown Channel", "code": 10003}, status=404)
+        channel = next((c for c in self.channels.values() if c["id"] == channel_id), None)
+        if channel is None:
+            deleted = channel_id in self._deleted
+            return self._refuse(Refusal(404, 10003, "Unknown Channel"), provoked=deleted)
+        is_thread = channel.get("type") in (10, 11, 12)
+        send = rules.SEND_MESSAGES_IN_THREADS if is_thread else rules.SEND_MESSAGES
         bucket = f"channel-{channel_id}"
         if parts[2] == "typing":
-            return web.Response(status=204)
+            return self._missing_permissions(channel, rules.VIEW_CHANNEL, send) or web.Response(status=204)
         if parts[2] != "messages":
             return json_response({"message": "404: Not Found", "code": 0}, status=404)
         if len(parts) == 5 and parts[3] == "pins" and method == "PUT":  # discord.py 2.6+: /messages/pins/{m}
             if self.deny_pins:
-                return json_response({"message": "Missing Permissions", "code": 50013}, status=403)
+                return self._refuse(rules.missing_permissions(), provoked=True)
+            pin = rules.MANAGE_MESSAGES | rules.PIN_MESSAGES  # either one
+            denied = self._missing_permissions(channel, rules.VIEW_CHANNEL, pin)
+            if denied is not None:
+                return denied
             if int(parts[4]) not in self.messages:
                 return json_response({"message": "Unknown Message", "code": 10008}, status=404)
             self.pins.setdefault(channel_id, []).append(int(parts[4]))
@@ -823,22 +1009,53 @@ class DiscordStandIn:
                 return limited
             if self.send_faults:
                 status, code, text = self.send_faults.pop(0)
-                return json_response({"message": text, "code": code}, status=status)
-            channel = next(c for c in self.channels.values() if c["id"] == channel_id)
+                return self._refuse(Refusal(status, code, text), provoked=True)
             if (channel.get("thread_metadata") or {}).get("locked"):
-                return json_response({"message": "Thread is locked", "code": 50083}, status=403)
-            return self._create_message(int(channel_id), record.json or {}, record, bucket)
+                return self._refuse(Refusal(403, 50083, "Thread is locked"), provoked=True)
+            body = record.json or {}
+            needed = [rules.VIEW_CHANNEL, send]
+            if body.get("embeds"):
+                needed.append(rules.EMBED_LINKS)
+            if record.files:
+                needed.append(rules.ATTACH_FILES)
+            denied = self._missing_permissions(channel, *needed)
+            if denied is not None:
+                return denied
+            refusal = rules.message_body(body, files=len(record.files))
+            if refusal is not None:
+                return self._refuse(refusal)
+            if body.get("message_reference") and not (
+                self.permissions_in(self.bot_user, channel) & rules.READ_MESSAGE_HISTORY
+            ):
+                refusal = Refusal(400, 160002, "Cannot reply without permission to read message history")
+                return self._refuse(refusal, provoked=self._withheld)
+            return self._create_message(int(channel_id), body, record, bucket)
         if len(parts) >= 4:
             message = self.messages.get(int(parts[3]))
             if message is None:
                 return json_response({"message": "Unknown Message", "code": 10008}, status=404)
             if len(parts) >= 5 and parts[4] == "reactions":
+                if method == "PUT":
+                    react = (rules.VIEW_CHANNEL, rules.READ_MESSAGE_HISTORY, rules.ADD_REACTIONS)
+                    denied = self._missing_permissions(channel, *react)
+                    if denied is not None:
+                        return denied
                 return web.Response(status=204)
             if len(parts) == 5 and parts[4] == "threads" and method == "POST":
+                denied = self._missing_permissions(channel, rules.VIEW_CHANNEL, rules.CREATE_PUBLIC_THREADS)
+                if denied is not None:
+                    return denied
+                refusal = rules.thread_from_message(record.json)
+                if refusal is not None:
+                    return self._refuse(refusal)
                 return await self._create_thread(channel_id, message, record.json or {})
             if method == "GET":
-                return json_response(message)
+                denied = self._missing_permissions(channel, rules.VIEW_CHANNEL, rules.READ_MESSAGE_HISTORY)
+                return denied or json_response(message)
             if method == "PATCH":
+                refusal = rules.message_body(record.json or {}, files=len(record.files), create=False)
+                if refusal is not None:
+                    return self._refuse(refusal)
                 limited = self._check_rate(f"{channel_id}/edit")  # Discord buckets edits apart from sends
                 if limited is not None:
                     return limited
@@ -854,14 +1071,6 @@ class DiscordStandIn:
         return json_response({"message": "405: Method Not Allowed", "code": 0}, status=405)
 
     async def _create_thread(self, parent_id: str, message: dict[str, Any], body: dict[str, Any]) -> web.Response:
-        parent = next(c for c in self.channels.values() if c["id"] == parent_id)
-        denied = any(
-            int(o.get("deny", "0")) & (1 << 35)
-            for o in parent.get("permission_overwrites", [])
-            if o["id"] == str(self.guild_id)
-        )
-        if denied:
-            return json_response({"message": "Missing Permissions", "code": 50013}, status=403)
         thread_id = message["id"]  # a thread started from a message has the message's id
         thread = {
             "id": thread_id,
@@ -887,8 +1096,9 @@ class DiscordStandIn:
 
     def deny_threads(self, channel: str) -> None:
         """Members (the bot included) may not create threads in ``channel``."""
-        overwrite = {"id": str(self.guild_id), "type": 0, "allow": "0", "deny": str(1 << 35)}
+        overwrite = {"id": str(self.guild_id), "type": 0, "allow": "0", "deny": str(rules.CREATE_PUBLIC_THREADS)}
         self.channels[channel]["permission_overwrites"] = [overwrite]
+        self._withheld = True
 
     def in_thread(self, thread_id: str) -> list[dict[str, Any]]:
         return [m for m in self.sent() if m["channel_id"] == thread_id]
@@ -919,11 +1129,6 @@ class DiscordStandIn:
                 return json_response(self.messages[earlier], headers=self._rate_headers(bucket))
         content = body.get("content") or ""
         embeds = body.get("embeds") or []
-        if len(content) > 2000 or len(embeds) > 10 or _embeds_too_big(embeds):
-            error = {"message": "Invalid Form Body", "code": 50035, "errors": {}}
-            return json_response(error, status=400)
-        if not content and not embeds and not record.files and not body.get("components"):
-            return json_response({"message": "Cannot send an empty message", "code": 50006}, status=400)
         attachments = self._attachments(record)
         extra = {
             "embeds": embeds,
@@ -951,26 +1156,8 @@ def _options(values: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _embeds_too_big(embeds: list[dict[str, Any]]) -> bool:
-    """Discord's embed limits; the stand-in rejects what Discord would (50035)."""
-    total = 0
-    for embed in embeds:
-        title, description = embed.get("title") or "", embed.get("description") or ""
-        fields = embed.get("fields") or []
-        footer = (embed.get("footer") or {}).get("text") or ""
-        author = (embed.get("author") or {}).get("name") or ""
-        if len(title) > 256 or len(description) > 4096 or len(fields) > 25 or len(footer) > 2048 or len(author) > 256:
-            return True
-        for f in fields:
-            if (
-                len(f.get("name") or "") > 256
-                or len(f.get("value") or "") > 1024
-                or not f.get("name")
-                or not f.get("value")
-            ):
-                return True
-        total += len(title) + len(description) + len(footer) + len(author)
-        total += sum(len(f.get("name") or "") + len(f.get("value") or "") for f in fields)
-    return total > 6000
+    """Whether Discord would refuse these embeds in one message (50035)."""
+    return rules.message_body({"embeds": embeds}, create=False) is not None
 
 
 def patch_discord(base: str, gateway: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any
+from typing import Any, Self
 
 import discord
 
@@ -50,19 +50,28 @@ class AlertButton(
         self.alert_id = alert_id
 
     @classmethod
-    async def from_custom_id(  # type: ignore[override]
-        cls, interaction: discord.Interaction, item: discord.ui.Button[Any], match: re.Match[str]
-    ) -> AlertButton:
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
+    ) -> Self:
         return cls(match["action"], int(match["id"]))
 
     async def callback(self, interaction: discord.Interaction) -> None:
+        from adjutant._cog import AdjutantCog
+        from adjutant.cogs.experiments import Experiments  # the cog imports this module
+
         client: Any = interaction.client
-        for name in HANDLERS:
-            handler = getattr(client.get_cog(name), "alert_button", None)
-            if handler is not None:
-                await handler(interaction, self.action, self.alert_id)
-                return
-        await interaction.response.send_message("Adjutant is not loaded.", ephemeral=True)
+        experiments = client.get_cog("Experiments")
+        if isinstance(experiments, Experiments):
+            await experiments.alert_actions.press(interaction, self.action, self.alert_id)
+            return
+        # Without experiment launching only Mute works, answered by any Adjutant cog that holds the services.
+        cog = next((c for c in client.cogs.values() if isinstance(c, AdjutantCog) and c.services is not None), None)
+        if cog is None or cog.services is None:
+            await interaction.response.send_message("Adjutant is not loaded.", ephemeral=True)
+        elif self.action == "mute":
+            await cog.mute_alert(interaction, cog.services.runs, self.alert_id)
+        elif cog.serves(interaction.guild):
+            await interaction.response.send_message("Experiment launching is not loaded.", ephemeral=True)
 
 
 def alert_view(alert: Alert, job: Job | None) -> discord.ui.View:

@@ -4,7 +4,7 @@ after a restart; who may press them is checked at the click (approvers only, nev
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Self
 
 import discord
 
@@ -26,17 +26,19 @@ class ApprovalButton(
         self.approval_id = approval_id
 
     @classmethod
-    async def from_custom_id(  # type: ignore[override]
-        cls, interaction: discord.Interaction, item: discord.ui.Button[Any], match: re.Match[str]
-    ) -> ApprovalButton:
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
+    ) -> Self:
         return cls(match["action"], int(match["id"]))
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        handler = getattr(interaction.client.get_cog("Experiments"), "approval_button", None)  # type: ignore[attr-defined]
-        if handler is None:
+        from adjutant.cogs.experiments import Experiments  # the cog imports this module
+
+        cog = interaction.client.get_cog("Experiments")  # type: ignore[attr-defined]
+        if not isinstance(cog, Experiments):
             await interaction.response.send_message("Experiment launching is not loaded.", ephemeral=True)
             return
-        await handler(interaction, self.action, self.approval_id)
+        await cog.approval_desk.decide(interaction, self.action, self.approval_id)
 
 
 def approval_view(approval_id: int) -> discord.ui.View:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Self
 
 import discord
 
@@ -27,18 +27,19 @@ class CancelButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"ad
         self.job_id = job_id
 
     @classmethod
-    async def from_custom_id(  # type: ignore[override]
-        cls, interaction: discord.Interaction, item: discord.ui.Button[Any], match: re.Match[str]
-    ) -> CancelButton:
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
+    ) -> Self:
         return cls(match["job"])
 
     async def callback(self, interaction: discord.Interaction) -> None:
+        from adjutant.cogs.experiments import Experiments  # the cog imports this module
+
         cog = interaction.client.get_cog("Experiments")  # type: ignore[attr-defined]
-        cancel = getattr(cog, "cancel_from_button", None)
-        if cancel is None:
+        if not isinstance(cog, Experiments):
             await interaction.response.send_message("Experiment launching is not loaded.", ephemeral=True)
             return
-        await cancel(interaction, self.job_id)
+        await cog.cancel_from_button(interaction, self.job_id)
 
 
 class SweepConfirm(discord.ui.View):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Self
 
 import discord
 
@@ -77,17 +77,19 @@ class EditButton(
         self.source_id = source_id
 
     @classmethod
-    async def from_custom_id(  # type: ignore[override]
-        cls, interaction: discord.Interaction, item: discord.ui.Button[Any], match: re.Match[str]
-    ) -> EditButton:
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
+    ) -> Self:
         return cls(match["kind"], match["id"])
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        handler = getattr(interaction.client.get_cog("Experiments"), "open_form", None)  # type: ignore[attr-defined]
-        if handler is None:
+        from adjutant.cogs.experiments import Experiments  # the cog imports this module
+
+        cog = interaction.client.get_cog("Experiments")  # type: ignore[attr-defined]
+        if not isinstance(cog, Experiments):
             await interaction.response.send_message("Experiment launching is not loaded.", ephemeral=True)
             return
-        await handler(interaction, self.kind, self.source_id)
+        await cog.forms.open(interaction, self.kind, self.source_id)
 
 
 def edit_view(kind: str, source_id: str) -> discord.ui.View | None:

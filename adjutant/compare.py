@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from adjutant.render import code_safe, fit_embed, format_duration, format_number, plain, truncate
+from adjutant.render import code_safe, fit_embed, format_duration, format_number, link, plain, truncate
 from adjutant.runs import RunInfo
 
 MAX_RUNS = 5
@@ -87,13 +87,9 @@ def compare_embed(comparison: Comparison, *, project: str, metric: str, max_rows
     runs = comparison.runs
     labels = [chr(ord("A") + i) for i in range(len(runs))]
     run_lines = [
-        f"**{label}** [{plain(truncate(r.name, 60))}]({r.url}) (`{code_safe(r.id)}`)"
-        if r.url
-        else f"**{label}** {plain(truncate(r.name, 60))} (`{code_safe(r.id)}`)"
+        f"**{label}** {link(truncate(r.name, 60), r.url)} (`{code_safe(truncate(r.id, 64))}`)"
+        f" · {plain(truncate(r.state, 40))} · {format_duration(r.runtime_seconds())}"
         for label, r in zip(labels, runs, strict=True)
-    ]
-    run_lines = [
-        f"{line} · {r.state} · {format_duration(r.runtime_seconds())}" for line, r in zip(run_lines, runs, strict=True)
     ]
     fields: list[dict[str, Any]] = [{"name": "Runs", "value": truncate("\n".join(run_lines), 1024), "inline": False}]
     differing = comparison.differing
@@ -126,7 +122,7 @@ def compare_embed(comparison: Comparison, *, project: str, metric: str, max_rows
         )
     return fit_embed(
         {
-            "title": truncate(f"Comparing {len(runs)} runs of {project}", 256),
+            "title": f"Comparing {len(runs)} runs of {plain(truncate(project, 200))}",
             "color": 0x8E44AD,
             "fields": fields,
             "footer": {"text": f"chart: {metric}"},

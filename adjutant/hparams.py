@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from adjutant.numbers import NumberError, parse_whole, shown
+
 MAX_CHARS = 4000
 MAX_DEPTH = 8
 
@@ -256,19 +258,38 @@ class LaunchOptions:
     canary: bool = True
 
 
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
+_DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)([smhd]?)")  # ASCII digits only (not ٣ or ²)
 _UNIT_SECONDS = {"s": 1, "m": 60, "": 60, "h": 3600, "d": 86400}
+#: The most GPUs one job may ask for.
+MAX_GPUS = 64
 
 
-def parse_duration(text: str) -> float:
-    """``90`` (minutes), ``90m``, ``2h``, ``1.5h``, ``1d``, ``600s`` → seconds (at least 1 s, at most 30 days)."""
-    match = _DURATION.match(text.strip().lower())
+def parse_duration(text: str, *, what: str = "--time") -> float:
+    """``90`` (minutes), ``90m``, ``2h``, ``1.5h``, ``1d``, ``600s`` → seconds (at least 1 s, at most 30 days).
+
+    Digits are ASCII only; anything else is refused naming what was typed."""
+    match = _DURATION.fullmatch(text.lower())
     if match is None:
-        raise HParamsError(f"--time takes a duration like 90m, 2h or 1d (got {truncate_word(text)!r})")
+        raise HParamsError(f"{what} must be a duration like 90m, 2h or 1d, not {shown(text)}")
     seconds = float(match[1]) * _UNIT_SECONDS[match[2]]
     if not 1 <= seconds <= 30 * 86400:
-        raise HParamsError("--time must be between 1 second and 30 days")
+        raise HParamsError(f"{what} must be between 1 second and 30 days, not {shown(text)}")
     return seconds
+
+
+def parse_gpus(text: str, *, what: str = "--gpus") -> int:
+    """A GPU count typed in chat: ASCII digits, 0 to 64."""
+    try:
+        return parse_whole(text, what=what, low=0, high=MAX_GPUS)
+    except NumberError as error:
+        raise HParamsError(str(error)) from None
+
+
+def check_gpus(count: int, *, what: str = "gpus") -> int:
+    """A GPU count given as a number (a slash command's option): 0 to 64, else refused like a typed one."""
+    if not 0 <= count <= MAX_GPUS:
+        raise HParamsError(f"{what} must be a whole number from 0 to {MAX_GPUS}, not {count}")
+    return count
 
 
 def truncate_word(text: str) -> str:
@@ -290,16 +311,14 @@ def take_launch_options(text: str, *, sweep: bool = False) -> tuple[LaunchOption
             canary, rest = False, tail.lstrip()
             continue
         if word not in ("--gpus", "--time"):
-            raise HParamsError(f"unknown option {truncate_word(word)!r}; the options are {known}")
+            raise HParamsError(f"unknown option {shown(word)}; the options are {known}")
         value = glued
         if not value:
             value, tail = _next_word(tail.lstrip())
         if not value:
             raise HParamsError(f"{word} needs a value, e.g. {word} {'2' if word == '--gpus' else '2h'}")
         if word == "--gpus":
-            if not value.isdigit() or int(value) > 64:
-                raise HParamsError(f"--gpus takes a whole number from 0 to 64 (got {truncate_word(value)!r})")
-            gpus = int(value)
+            gpus = parse_gpus(value)
         else:
             limit = parse_duration(value)
         rest = tail.lstrip()

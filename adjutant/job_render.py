@@ -8,7 +8,17 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from adjutant.jobs import Job, JobState
-from adjutant.render import code_safe, fit_embed, format_duration, format_number, paged_embeds, plain, truncate
+from adjutant.render import (
+    code_safe,
+    fit_embed,
+    format_duration,
+    format_number,
+    paged_embeds,
+    plain,
+    plural,
+    safe_url,
+    truncate,
+)
 from adjutant.runs import RunInfo
 
 STATE_LOOK: dict[str, tuple[str, int]] = {
@@ -42,11 +52,11 @@ def wandb_run_url(base_url: str | None, entity: str | None, project: str | None,
 def ack_embed(job: Job, *, queued_ahead: int, prefix: str, defaults: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The reply to ``$experiment``: job id, who, the hyperparameters. ``prefix`` is how commands are typed
     (``$``, ``$adj ``, ``/``)."""
-    where = "starting now" if queued_ahead == 0 else f"queued; {queued_ahead} job(s) ahead"
+    where = "starting now" if queued_ahead <= 0 else f"queued; {plural(queued_ahead, 'job')} ahead"
     fields = [
-        {"name": "Job", "value": f"`{job.id}`", "inline": True},
+        {"name": "Job", "value": f"`{code_safe(job.id)}`", "inline": True},
         {"name": "Launched by", "value": plain(truncate(job.requested_by, 100)), "inline": True},
-        {"name": "W&B run id", "value": f"`{job.wandb_run_id}`", "inline": True},
+        {"name": "W&B run id", "value": f"`{code_safe(job.wandb_run_id)}`", "inline": True},
         {"name": "Hyperparameters", "value": params_block(job.params), "inline": False},
     ]
     if job.gpus or job.time_limit:
@@ -75,7 +85,8 @@ def status_embed(job: Job, *, run: RunInfo | None, metric: str, now: dt.datetime
     ]
     if run is not None:
         step = run.step()
-        fields.append({"name": "W&B run", "value": f"{plain(truncate(run.name, 80))} (`{run.id}`)", "inline": True})
+        shown = f"{plain(truncate(run.name, 80))} (`{code_safe(truncate(run.id, 64))}`)"
+        fields.append({"name": "W&B run", "value": shown, "inline": True})
         fields.append({"name": "Step", "value": str(step) if step is not None else "-", "inline": True})
         metrics = run.public_metrics()
         ordered = ([metric] if metric in metrics else []) + sorted(k for k in metrics if k != metric)
@@ -83,7 +94,8 @@ def status_embed(job: Job, *, run: RunInfo | None, metric: str, now: dt.datetime
             lines = [f"**{plain(truncate(k, 60))}**: {format_number(metrics[k])}" for k in ordered[:8]]
             fields.append({"name": "Latest metrics", "value": "\n".join(lines), "inline": False})
     else:
-        fields.append({"name": "W&B run", "value": f"`{job.wandb_run_id}` (not reported yet)", "inline": True})
+        shown = f"`{code_safe(job.wandb_run_id)}` (not reported yet)"
+        fields.append({"name": "W&B run", "value": shown, "inline": True})
     if job.external_id:
         where = f"{job.backend} job {job.external_id}" + (f": {job.external_state}" if job.external_state else "")
         fields.append({"name": "Scheduler", "value": plain(truncate(where, 200)), "inline": False})
@@ -96,8 +108,8 @@ def status_embed(job: Job, *, run: RunInfo | None, metric: str, now: dt.datetime
         "fields": fields,
         "footer": {"text": f"updated live · {prefix}cancel {job.id} · {prefix}logs {job.id}"},
     }
-    if run is not None and run.url:
-        embed["url"] = run.url
+    if run is not None and safe_url(run.url):
+        embed["url"] = safe_url(run.url)
     return fit_embed(embed)
 
 
@@ -121,12 +133,13 @@ def end_embed(
     fields.append({"name": "Launched by", "value": plain(truncate(job.requested_by, 100)), "inline": True})
     if job.cancelled_by:
         fields.append({"name": "Cancelled by", "value": plain(truncate(job.cancelled_by, 100)), "inline": True})
+    run_url = safe_url(run_url)
     if run_url:
-        link = f"[{code_safe(job.wandb_run_id)}]({run_url})"
+        link = f"[{plain(job.wandb_run_id)}]({run_url})"
     else:
         link = f"`{code_safe(job.wandb_run_id)}` (not seen in W&B)"
     if run is not None:
-        link += f" ({plain(truncate(run.name, 80))}, {run.state})"
+        link += f" ({plain(truncate(run.name, 80))}, {plain(truncate(run.state, 40))})"
     fields.append({"name": "W&B run", "value": link, "inline": True})
     if run is not None and run.metric(metric) is not None:
         value = run.metric(metric)
@@ -164,6 +177,7 @@ def final_ack_embed(job: Job, *, report_url: str | None, now: dt.datetime) -> di
         fields.append({"name": "Exit code", "value": code, "inline": True})
     fields.append({"name": "Duration", "value": format_duration(job.duration(now)), "inline": True})
     fields.append({"name": "Hyperparameters", "value": params_block(job.params, 800), "inline": False})
+    report_url = safe_url(report_url)
     report = f"[the end report]({report_url})" if report_url else "the end report below"
     return fit_embed(
         {
@@ -233,7 +247,7 @@ def sweep_preview(combos: Sequence[Mapping[str, Any]], *, cap: int, shown: int =
 def log_alert_embed(job: Job, pattern: str, line: str) -> dict[str, Any]:
     """A line of a job's log matched an alert pattern (told once per job and pattern)."""
     return {
-        "title": truncate(f"🧾 Job {job.id} logged {pattern}", 256),
+        "title": truncate(f"🧾 Job {job.id} logged {plain(truncate(pattern, 100))}", 256),
         "description": (
             f"```\n{code_safe(truncate(line, 1000))}\n```\n"
             f"Matched `{code_safe(truncate(pattern, 200))}` (ADJUTANT_LOG_ALERTS); told once for this job."
@@ -310,13 +324,13 @@ def remedy_embed(job: Job, slurm_state: str, option: str, old: str, new: str | N
     it does not (``new`` None)."""
     if new is None:
         return {
-            "title": truncate(f"🛑 Job {job.id}: {slurm_state} again", 256),
+            "title": f"🛑 Job {job.id}: {plain(truncate(slurm_state, 100))} again",
             "description": f"It already ran once more with `{option}={old}`. Not submitting it again.",
             "color": 0xE74C3C,
             "footer": {"text": f"job {job.id}"},
         }
     return {
-        "title": truncate(f"🩹 Job {job.id}: {slurm_state}; running again with more", 256),
+        "title": f"🩹 Job {job.id}: {plain(truncate(slurm_state, 100))}; running again with more",
         "description": f"`{option}` {old} → {new} (1.5 times, within the partition's limit):"
         f" attempt {job.attempt + 1}.",
         "color": 0xF39C12,

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
-
-import discord
+from urllib.parse import quote
 
 #: Discord's documented limits (characters unless noted).
 MESSAGE_LIMIT = 2000
@@ -93,13 +93,81 @@ def pack_embeds(embeds: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
 
 
 def code_safe(text: str) -> str:
-    """Text that cannot close a Discord code block early."""
+    """Text for inside a code span or block (where markdown and mentions are not rendered): it cannot close the
+    code early (every backtick becomes a look-alike)."""
     return text.replace("`", "\u02cb")  # a look-alike of the backtick
 
 
+#: Characters escaped anywhere: emphasis, strike-through, spoilers, code, masked links, mentions and emoji (``<``).
+_ESCAPE_ALWAYS = re.compile(r"([\\*_~|`\[\]<>])")
+#: Markdown that works only at the start of a line: headers and subtext (``#``, ``-#``), lists (``-``, ``+``, ``1.``).
+_ESCAPE_LINE_START = re.compile(r"^(\s*)([#+-]|[0-9]+\.)", re.MULTILINE)
+_MASS_MENTION = re.compile(r"@(everyone|here)")
+
+
+def _escape_line_start(match: re.Match[str]) -> str:
+    mark = match[2]
+    return match[1] + (mark[:-1] + "\\." if mark[0].isdigit() else "\\" + mark)
+
+
 def plain(text: str) -> str:
-    """User-controlled text (run names, metric names) shown literally: no markdown, no mentions."""
-    return discord.utils.escape_mentions(discord.utils.escape_markdown(text))
+    """User- or W&B-controlled text (names, config values, tags, notes, metric names) shown literally in a place
+    where Discord renders markdown: message content, embed titles, descriptions and field names and values.
+
+    The one escaping function: every markdown character gets a backslash, which Discord shows as the character
+    alone (``**``, ``__``, ``~~``, ``||``, backticks, ``[x](url)`` masked links, ``<@id>``, ``<@&id>``, ``<#id>``,
+    ``</cmd:id>``, ``<:emoji:id>``; ``#``, ``-``, ``+``, ``>`` and ``1.`` at the start of a line); ``@everyone`` and
+    ``@here`` get a zero-width space, as discord.py's ``escape_mentions`` does. Backslashes are escaped too, so a
+    name ending in one cannot escape the markup around it. Cut the text *before* escaping it (``plain(truncate(..))``),
+    so a cut never splits an escape. Inside code spans and blocks use :func:`code_safe` instead; in places that do
+    not render markdown (footers, author names, thread names, button labels) show the text as it is."""
+    text = _ESCAPE_ALWAYS.sub(r"\\\1", text)
+    text = _ESCAPE_LINE_START.sub(_escape_line_start, text)
+    return _MASS_MENTION.sub("@\u200b\\1", text)
+
+
+#: Characters a URL inside ``[text](url)`` may not hold as they are (they would end the link or the URL early).
+_URL_UNSAFE = ' ()<>[]`"|\\'
+
+
+def safe_url(url: str | None) -> str | None:
+    """``url`` fit for ``[text](url)`` and an embed's ``url``: http(s) only, characters that would end the link
+    percent-encoded; None for anything else."""
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")) or any(c.isspace() for c in url):
+        return None
+    return "".join(quote(c, safe="") if c in _URL_UNSAFE else c for c in url)
+
+
+def link(text: str, url: str | None) -> str:
+    """``text`` (escaped with :func:`plain`) as a masked link to ``url``, or just the escaped text without a safe
+    url."""
+    target = safe_url(url)
+    return f"[{plain(text)}]({target})" if target else plain(text)
+
+
+def plural(count: int, noun: str, nouns: str | None = None) -> str:
+    """``1 run``, ``2 runs``, ``1,000 runs`` (``nouns``: an irregular plural)."""
+    return f"{count:,} {noun if count == 1 else (nouns or noun + 's')}"
+
+
+def format_hours(hours: float, noun: str = "GPU", *, short: bool = False) -> str:
+    """An amount of GPU-hours (or job-hours: ``noun="job"``) that never reads 0.0 when it is not zero: hours with
+    one decimal, else minutes, else seconds (``3.5 GPU-hours``, ``12 GPU-minutes``, ``36 GPU-seconds``;
+    ``short``: ``3.5 GPU-h``, ``12 GPU-min``, ``36 GPU-s``)."""
+    hours = max(0.0, hours) if math.isfinite(hours) else hours
+    if not math.isfinite(hours):
+        amount, unit = str(hours), ("h" if short else "hours")
+    elif hours == 0 or round(hours, 1) > 0:
+        amount, unit = f"{hours:,.1f}" if hours else "0", "h" if short else "hours"
+    elif hours * 60 >= 1:
+        amount, unit = f"{hours * 60:.0f}", "min" if short else "minutes"
+    elif hours * 3600 >= 0.5:
+        amount, unit = f"{hours * 3600:.0f}", "s" if short else "seconds"
+    else:
+        return f"under 1 {noun}-{'s' if short else 'second'}"
+    if not short and amount == "1":
+        unit = unit.removesuffix("s")
+    return f"{amount} {noun}-{unit}"
 
 
 def format_number(value: float) -> str:

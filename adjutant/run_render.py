@@ -15,8 +15,11 @@ from adjutant.render import (
     fit_embed,
     format_duration,
     format_number,
+    link,
     paged_embeds,
     plain,
+    plural,
+    safe_url,
     truncate,
 )
 from adjutant.runs import RunInfo, RunMemory, nonfinite_metrics
@@ -70,7 +73,7 @@ MAX_METRICS = 6
 
 
 def _link(run: RunInfo) -> str:
-    return f"[{plain(truncate(run.name, 80))}]({run.url})" if run.url else plain(truncate(run.name, 80))
+    return link(truncate(run.name, 80), run.url)
 
 
 def _value(value: Any, limit: int = 60) -> str:
@@ -112,12 +115,12 @@ def event_embed(
     words = EVENT_WORDS.get(kind, kind)
     if kind == "nonfinite":
         shown = nonfinite_metrics(run).get(subject, "not a finite number")
-        words = f"reports {truncate(subject, 100)} = {shown}"
+        words = f"reports {plain(truncate(subject, 100))} = {shown}"
     elif kind == "rule" and rule is not None:
         value = run.metric(rule.metric)
         shown = format_number(value) if value is not None else "?"
-        words = f"has {truncate(rule.metric, 100)} = {shown} {rule.op} {format_number(rule.value)}"
-    title = f"{ICONS.get(kind, '•')} {truncate(run.name, 200)} {words}"
+        words = f"has {plain(truncate(rule.metric, 100))} = {shown} {plain(rule.op)} {format_number(rule.value)}"
+    title = f"{ICONS.get(kind, '•')} {plain(truncate(run.name, 200))} {words}"
     lines = [f"Run `{code_safe(truncate(run.id, 64))}`" + (f" by {plain(truncate(run.user, 64))}" if run.user else "")]
     runtime = run.runtime_seconds()
     if kind == "no-progress" and memory is not None and memory.step_since is not None:
@@ -152,8 +155,8 @@ def event_embed(
         "footer": {"text": project},
         "fields": [],
     }
-    if run.url:
-        embed["url"] = run.url
+    if safe_url(run.url):
+        embed["url"] = safe_url(run.url)
     if run.created_at is not None:
         embed["timestamp"] = (run.heartbeat_at or run.created_at).isoformat()
     value = run.metric(metric)
@@ -185,7 +188,7 @@ def summary_embed(
     if missing:
         return fit_embed(
             {
-                "title": f"Adjutant is online: {project}",
+                "title": f"Adjutant is online: {plain(project)}",
                 "description": (
                     f"The W&B project `{code_safe(project)}` has no runs yet (or does not exist yet). "
                     "I will announce runs here as soon as they appear."
@@ -194,13 +197,13 @@ def summary_embed(
             }
         )
     total = sum((counts or {}).values())
-    parts = [f"{n:,} {state}" for state, n in (counts or {}).items() if n]
-    lines = [f"**{total:,} runs**" + (f": {', '.join(parts)}" if parts else "")]
+    parts = [f"{n:,} {plain(state)}" for state, n in (counts or {}).items() if n]
+    lines = [f"**{plural(total, 'run')}**" + (f": {', '.join(parts)}" if parts else "")]
     if best is not None and best.metric(metric) is not None:
         value = best.metric(metric)
         assert value is not None
         lines.append(
-            f"Best {plain(metric)} ({goal}): **{format_number(value)}**, {_link(best)} (`{code_safe(best.id)}`)"
+            f"Best {plain(metric)} ({plain(goal)}): **{format_number(value)}**, {_link(best)} (`{code_safe(best.id)}`)"
         )
     elif total:
         lines.append(f"No run has a `{code_safe(metric)}` summary metric yet.")
@@ -212,7 +215,7 @@ def summary_embed(
         lines.append("Nothing is running now.")
     return fit_embed(
         {
-            "title": f"Adjutant is online: {project}",
+            "title": f"Adjutant is online: {plain(project)}",
             "description": truncate("\n".join(lines), EMBED_DESCRIPTION_LIMIT),
             "color": COLOURS["summary"],
         }
@@ -223,17 +226,18 @@ def runs_table_embed(
     runs: Sequence[RunInfo], *, project: str, state: str | None, metric: str, now: dt.datetime
 ) -> dict[str, Any]:
     """``$runs``: a compact table, newest first."""
-    title = f"Latest {state + ' ' if state else ''}runs of {project}"
+    title = f"Latest {plain(state) + ' ' if state else ''}runs of {plain(project)}"
     if not runs:
         return fit_embed({"title": title, "description": "No runs match.", "color": COLOURS["summary"]})
     width = max(len(code_safe(truncate(r.name, 24))) for r in runs)
-    header = f"{'state':<9} {'name':<{width}} {'id':<10} {metric[:10]:>10} {'age':>7}"
+    header = f"{'state':<9} {'name':<{width}} {'id':<10} {code_safe(metric[:10]):>10} {'age':>7}"
     lines = [header]
     for r in runs:
         value = r.metric(metric)
         age = format_duration((now - r.created_at).total_seconds()) if r.created_at else "?"
+        state = code_safe(r.state[:9])
         lines.append(
-            f"{r.state:<9} {code_safe(truncate(r.name, 24)):<{width}} {code_safe(truncate(r.id, 10)):<10} "
+            f"{state:<9} {code_safe(truncate(r.name, 24)):<{width}} {code_safe(truncate(r.id, 10)):<10} "
             f"{(format_number(value) if value is not None else '-'):>10} {age:>7}"
         )
     body = truncate("\n".join(lines), EMBED_DESCRIPTION_LIMIT - 8)
@@ -258,7 +262,7 @@ def run_card_embed(run: RunInfo, *, project: str, metric: str, now: dt.datetime)
     if run.state == "running" and run.created_at is not None:
         runtime = (now - run.created_at).total_seconds()
     fields: list[dict[str, Any]] = [
-        {"name": "State", "value": f"{ICONS.get(run.state, '')} {run.state}", "inline": True},
+        {"name": "State", "value": f"{ICONS.get(run.state, '')} {plain(truncate(run.state, 40))}", "inline": True},
         {"name": "Runtime", "value": format_duration(runtime), "inline": True},
         {"name": "Step", "value": str(run.step()) if run.step() is not None else "-", "inline": True},
     ]
@@ -270,14 +274,14 @@ def run_card_embed(run: RunInfo, *, project: str, metric: str, now: dt.datetime)
         fields.append({"name": "Config", "value": config_block(config), "inline": False})
     description = f"Run `{code_safe(run.id)}`" + (f" by {plain(truncate(run.user, 64))}" if run.user else "")
     embed: dict[str, Any] = {
-        "title": truncate(run.name, 256),
+        "title": plain(truncate(run.name, 200)),
         "description": description,
         "color": COLOURS.get(run.state, 0x95A5A6),
         "fields": fields,
         "footer": {"text": project},
     }
-    if run.url:
-        embed["url"] = run.url
+    if safe_url(run.url):
+        embed["url"] = safe_url(run.url)
     return fit_embed(embed)
 
 
@@ -287,10 +291,11 @@ def leaderboard_embed(runs: Sequence[RunInfo], *, project: str, metric: str, goa
     for rank, run in enumerate(runs, 1):
         value = run.metric(metric)
         shown = format_number(value) if value is not None else "-"
-        lines.append(f"{rank}. **{shown}** {_link(run)} (`{code_safe(truncate(run.id, 16))}`, {run.state})")
+        state = plain(truncate(run.state, 40))
+        lines.append(f"{rank}. **{shown}** {_link(run)} (`{code_safe(truncate(run.id, 16))}`, {state})")
     return fit_embed(
         {
-            "title": truncate(f"Best {metric} ({goal}) in {project}", 256),
+            "title": f"Best {plain(truncate(metric, 100))} ({plain(goal)}) in {plain(truncate(project, 100))}",
             "description": truncate("\n".join(lines), EMBED_DESCRIPTION_LIMIT),
             "color": COLOURS["summary"],
         }

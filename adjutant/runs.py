@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Literal
 
+from adjutant.numbers import expected, is_whole, looks_numeric, parse_whole, shown
+
 
 class RunState(StrEnum):
     """The states W&B reports for a run. ``pending`` runs have not started yet."""
@@ -268,24 +270,30 @@ class BestQuery:
     count: int
 
 
+def parse_count(word: str, *, what: str = "the number of runs", low: int = 1, high: int = 25) -> int:
+    """A count typed in chat (ASCII digits only, ``low`` to ``high``); :class:`ValueError` says what was typed."""
+    return parse_whole(word, what=what, low=low, high=high)
+
+
 def parse_best_args(
     words: Sequence[str], default_metric: str, default_goal: Literal["min", "max"], *, max_count: int = 25
 ) -> BestQuery:
-    """Words in any order: a number is the count, ``min``/``max`` the goal, anything else the metric."""
+    """Words in any order: a number is the count, ``min``/``max`` the goal, anything else the metric.
+
+    A word that is meant as a number but is not one in ASCII digits (``²``, ``٣``, ``-1``, ``1e3``) is refused,
+    not taken as a metric name."""
     metric, goal, count = default_metric, default_goal, 5
     metric_given = False
     for word in words:
         lowered = word.lower()
         if lowered in ("min", "max"):
             goal = "min" if lowered == "min" else "max"
-        elif word.isdecimal() and word.isascii():
-            count = int(word)
+        elif is_whole(word) or looks_numeric(word):
+            count = parse_count(word, high=max_count)
         elif not metric_given:
             metric, metric_given = word, True
         else:
-            raise ValueError(f"I expected one metric name, got {metric!r} and {word!r}")
-    if not 1 <= count <= max_count:
-        raise ValueError(f"the number of runs must be between 1 and {max_count} (got {count})")
+            raise ValueError(f"I expected one metric name, got {shown(metric, 60)} and {shown(word, 60)}")
     return BestQuery(metric, goal, count)
 
 
@@ -298,6 +306,7 @@ class RunsQuery:
 
 
 def parse_runs_args(words: Sequence[str], *, max_count: int = 25) -> RunsQuery:
+    """``[state] [n]`` in any order; a word that is neither a state nor an ASCII whole number is refused."""
     state: str | None = None
     count = 10
     for word in words:
@@ -306,12 +315,15 @@ def parse_runs_args(words: Sequence[str], *, max_count: int = 25) -> RunsQuery:
             state = lowered
         elif lowered == "all":
             state = None
-        elif word.isdecimal() and word.isascii():
-            count = int(word)
+        elif is_whole(word):
+            count = parse_count(word, high=max_count)
         else:
-            raise ValueError(f"{word!r} is neither a run state ({', '.join(STATES)}, all) nor a number")
-    if not 1 <= count <= max_count:
-        raise ValueError(f"the number of runs must be between 1 and {max_count} (got {count})")
+            number = f"the number of runs ({expected(1, max_count)} in digits 0-9)"
+            raise ValueError(
+                f"{shown(word)} is neither a run state ({', '.join(STATES)}, all) nor {number}"
+                if looks_numeric(word)
+                else f"{shown(word)} is neither a run state ({', '.join(STATES)}, all) nor a number"
+            )
     return RunsQuery(state, count)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import pytest
 
@@ -71,10 +72,13 @@ def test_parse_best_args() -> None:
     assert (best.metric, best.goal, best.count) == ("acc", "max", 3)
     best = parse_best_args(["7", "MIN"], "acc", "max")
     assert (best.metric, best.goal, best.count) == ("acc", "min", 7)
-    with pytest.raises(ValueError, match="between 1 and 25"):
+    with pytest.raises(ValueError, match=re.escape("the number of runs must be a whole number from 1 to 25, not '0'")):
         parse_best_args(["0"], "loss", "min")
     with pytest.raises(ValueError, match="one metric name"):
         parse_best_args(["a", "b"], "loss", "min")
+    for word in ("²", "٣", "-1", "1e3", "\uff13"):  # meant as a count, never taken as a metric name
+        with pytest.raises(ValueError, match=re.escape(f"must be a whole number from 1 to 25, not {word!r}")):
+            parse_best_args(["loss", word], "loss", "min")
 
 
 def test_parse_runs_args() -> None:
@@ -83,8 +87,14 @@ def test_parse_runs_args() -> None:
     assert (query.state, query.count) == ("crashed", 3)
     with pytest.raises(ValueError, match="neither a run state"):
         parse_runs_args(["sideways"])
-    with pytest.raises(ValueError, match="between 1 and 25"):
+    with pytest.raises(
+        ValueError, match=re.escape("the number of runs must be a whole number from 1 to 25, not '100'")
+    ):
         parse_runs_args(["100"])
+    for word in ("²", "٣", "①", "-1", "1e3", "\uff13"):
+        with pytest.raises(ValueError, match=re.escape(f"{word!r} is neither a run state")) as refused:
+            parse_runs_args(["running", word])
+        assert "the number of runs (a whole number from 1 to 25 in digits 0-9)" in str(refused.value)
 
 
 def test_suggestions() -> None:

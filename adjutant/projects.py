@@ -198,7 +198,7 @@ def routes_from(
 ) -> tuple[ProjectRoute, ...]:
     """The routes: one per table of the file (defaults from the global settings), else the one of the
     environment's one-project shortcut."""
-    defaults = {
+    defaults: dict[str, Any] = {  # keyed like a file's table
         "entity": entity,
         "launch_roles": tuple(launch_roles),
         "launch_users": tuple(launch_users),
@@ -206,9 +206,7 @@ def routes_from(
         "metric_goal": metric_goal,
     }
     if file is None:
-        return (
-            ProjectRoute(channel=channel, project=project, experiment_script=experiment_script, **defaults),  # type: ignore[arg-type]
-        )
+        return (ProjectRoute(channel=channel, project=project, experiment_script=experiment_script, **defaults),)
     routes = []
     for entry in file.entries:
         values = {**defaults, **entry}

@@ -39,7 +39,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 #: Seconds without a running job or a connected bot after which the supervisor exits.
 IDLE_EXIT = 30.0
@@ -284,7 +284,7 @@ class Supervisor:
                     with contextlib.suppress(BlockingIOError):
                         os.read(wake_read, 4096)
                 else:
-                    self.receive(key.fileobj)  # type: ignore[arg-type]
+                    self.receive(cast("socket.socket", key.fileobj))  # registered as "client" in accept()
             self.reap()
             self.flush()
             if self.children or self.clients or self.pending:

@@ -225,3 +225,25 @@ def frees_at(uses: Sequence[Use], quota: float, now: dt.datetime) -> dt.datetime
         else:
             low = middle
     return high
+
+
+@dataclass(frozen=True)
+class Commitment:
+    """A member's queued or running job, as the quota sees it: GPUs, time limit, when it started (None: queued)."""
+
+    gpus: int
+    limit: float | None  # seconds, None: no limit
+    started: dt.datetime | None = None
+
+
+def committed_gpu_hours(jobs: Iterable[Commitment], now: dt.datetime) -> float:
+    """GPU-hours the member's queued and running jobs may still use, up to their time limits: a queued job its whole
+    limit, a running one what is left of it. A job without a time limit adds nothing (its use so far is counted in
+    :func:`quota_state`; with a quota every new GPU job gets a limit, see :mod:`adjutant.admission`)."""
+    total = 0.0
+    for job in jobs:
+        if job.limit is None or job.gpus <= 0:
+            continue
+        elapsed = 0.0 if job.started is None else max(0.0, (now - job.started).total_seconds())
+        total += job.gpus * max(0.0, job.limit - elapsed) / 3600
+    return total

@@ -44,6 +44,11 @@ class Snapshot:
     def healthy(self) -> bool:
         return all(part.ok for part in self.parts)
 
+    @property
+    def starting(self) -> bool:
+        """Every part answers, but one has not had its first success yet (right after a start)."""
+        return self.healthy and any(part.last_success is None for part in self.parts)
+
     def signature(self) -> str:
         """What counts as a change: every state, error and count; not the timestamps."""
         shown = {
@@ -73,12 +78,21 @@ def edit_due(
 
 
 def status_card(snapshot: Snapshot, *, prefix: str) -> dict[str, object]:
-    """The card: green while every part answers, red with the errors while one does not."""
+    """The card: green while every part answers, yellow "starting" until each has answered once (right after a
+    start), red with the errors while one does not."""
     lines = []
     for part in snapshot.parts:
-        icon = "🟢" if part.ok else "🔴"
-        when = f"<t:{int(part.last_success)}:R>" if part.last_success else "not yet"
-        line = f"{icon} **{plain(truncate(part.name, 80))}** · last success {when}"
+        if not part.ok:
+            icon = "🔴"
+        elif part.last_success is None:
+            icon = "🟡"
+        else:
+            icon = "🟢"
+        if part.last_success is not None:
+            when = f"last success <t:{int(part.last_success)}:R>"
+        else:
+            when = "starting" if part.ok else "no success yet"
+        line = f"{icon} **{plain(truncate(part.name, 80))}** · {when}"
         if not part.ok and part.error:
             line += f"\n  `{code_safe(truncate(part.error, 300))}`"
         lines.append(line)
@@ -86,11 +100,18 @@ def status_card(snapshot: Snapshot, *, prefix: str) -> dict[str, object]:
     if snapshot.gpus_total is not None:
         counts += f" · **{snapshot.gpus_free}** of {snapshot.gpus_total} GPUs free"
     healthy = snapshot.healthy
-    broken = ", ".join(p.name for p in snapshot.parts if not p.ok)
+    broken = ", ".join(plain(truncate(p.name, 80)) for p in snapshot.parts if not p.ok)
+    if not healthy:
+        title, colour = f"🔴 Adjutant: {truncate(broken, 200)} not answering", 0xE74C3C
+    elif snapshot.starting:
+        waiting = ", ".join(plain(truncate(p.name, 80)) for p in snapshot.parts if p.last_success is None)
+        title, colour = f"🟡 Adjutant: starting (waiting for {truncate(waiting, 180)})", 0xF1C40F
+    else:
+        title, colour = "🟢 Adjutant: all good", 0x2ECC71
     return fit_embed(
         {
-            "title": "🟢 Adjutant: all good" if healthy else f"🔴 Adjutant: {truncate(broken, 200)} not answering",
-            "color": 0x2ECC71 if healthy else 0xE74C3C,
+            "title": title,
+            "color": colour,
             "description": "\n".join([*lines, "", counts]),
             "footer": {"text": f"status card: edited in place (at most once a minute) · {prefix}status for details"},
         }

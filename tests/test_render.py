@@ -249,3 +249,72 @@ def test_the_status_card_is_edited_at_most_once_a_minute_and_only_on_a_change() 
     gpus = Snapshot(ok.parts, queued=0, running=0, gpus_free=3, gpus_total=4)
     assert "**3** of 4 GPUs free" in status_card(gpus, prefix="$")["description"]
     assert gpus.signature() != ok.signature()
+
+
+def test_wording_counts_are_plural_only_when_plural() -> None:
+    """``**1 runs**`` and "queued; 1 job(s) ahead" (issue 20's small wording)."""
+    from adjutant.render import plural
+
+    assert (plural(1, "run"), plural(2, "run"), plural(2000, "run"), plural(0, "job")) == (
+        "1 run",
+        "2 runs",
+        "2,000 runs",
+        "0 jobs",
+    )
+    one = summary_embed(project="p", counts={"finished": 1}, best=None, running=[], metric="loss", goal="min")
+    assert one["description"].startswith("**1 run**: 1 finished")
+    many = summary_embed(
+        project="p", counts={"finished": 3, "crashed": 1}, best=None, running=[], metric="loss", goal="min"
+    )
+    assert many["description"].startswith("**4 runs**: 3 finished, 1 crashed")
+
+
+def test_the_acknowledgement_counts_the_jobs_ahead() -> None:
+    from adjutant.job_render import ack_embed
+    from adjutant.jobs import Job, JobState
+
+    job = Job(
+        **{
+            **dict.fromkeys(("channel_id", "message_id", "ack_id", "sweep_id", "supervisor_pid", "pid", "pgid")),
+            **dict.fromkeys(("exit_code", "reason", "started_at", "ended_at", "cancel_requested_at", "cancelled_by")),
+            **dict.fromkeys(("killed_at", "external_id", "external_state", "thread_id", "report_id")),
+            "seq": 1,
+            "id": "j1",
+            "state": JobState.QUEUED,
+            "params": {},
+            "script": "s",
+            "requested_by_id": 1,
+            "requested_by": "admin",
+            "wandb_run_id": "w",
+            "log_path": "l",
+            "created_at": NOW,
+            "reported": False,
+            "backend": "local",
+            "acked": False,
+            "params_text": "{}",
+        }
+    )
+    titles = [ack_embed(job, queued_ahead=n, prefix="$")["title"] for n in (0, 1, 2)]
+    assert titles == [
+        "🧪 Experiment j1: starting now",
+        "🧪 Experiment j1: queued; 1 job ahead",
+        "🧪 Experiment j1: queued; 2 jobs ahead",
+    ]
+
+
+def test_a_status_card_right_after_a_start_says_starting() -> None:
+    """It said "🟢 all good" while each line said "last success not yet"."""
+    from adjutant.status import Part, Snapshot, status_card
+
+    fresh = Snapshot((Part("W&B p", True), Part("scheduler", True)), queued=0, running=0)
+    card = status_card(fresh, prefix="$")
+    assert card["title"] == "🟡 Adjutant: starting (waiting for W&B p, scheduler)"
+    assert "not yet" not in card["description"] and "🟡 **W&B p** · starting" in card["description"]
+    half = Snapshot((Part("W&B p", True, 1000.0), Part("scheduler", True)), queued=0, running=0)
+    assert status_card(half, prefix="$")["title"] == "🟡 Adjutant: starting (waiting for scheduler)"
+    assert half.signature() != fresh.signature(), "the first success is a change worth an edit"
+    broken = Snapshot((Part("W&B p", False, None, "HTTP 503"), Part("scheduler", True)), queued=0, running=0)
+    red = status_card(broken, prefix="$")
+    assert red["title"] == "🔴 Adjutant: W&B p not answering" and "🔴 **W&B p** · no success yet" in red["description"]
+    done = Snapshot((Part("W&B p", True, 1000.0), Part("scheduler", True, 1001.0)), queued=0, running=0)
+    assert status_card(done, prefix="$")["title"] == "🟢 Adjutant: all good"

@@ -8,6 +8,7 @@ Python's own tests are too generous for chat: ``"²".isdigit()`` and ``"①".isn
 
 from __future__ import annotations
 
+import math
 import re
 
 from adjutant.render import plain, truncate
@@ -68,4 +69,19 @@ def parse_whole(text: str, *, what: str, low: int | None = 0, high: int | None =
     value = int(digits)
     if (low is not None and value < low) or (high is not None and value > high):
         raise NumberError(f"{what} must be {expected(low, high)}, not {shown(text)}")
+    return value
+
+
+#: A decimal number typed in chat: ASCII digits, an optional sign, point and exponent (``-2``, ``0.5``, ``1e-3``).
+DECIMAL = re.compile(r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
+
+
+def parse_decimal(text: str, *, what: str) -> float:
+    """``text`` as a finite number written in ASCII (``float()`` alone takes ``٣``, ``1_0``, `` 3 `` and ``inf``)."""
+    if DECIMAL.fullmatch(text) is None:
+        hint = " (type the digits 0-9)" if looks_numeric(text) and not text.isascii() else ""
+        raise NumberError(f"{what} must be a number like 2, 0.5 or 1e-3, not {shown(text)}{hint}")
+    value = float(text)
+    if not math.isfinite(value):
+        raise NumberError(f"{what} must be a finite number, not {shown(text)}")
     return value

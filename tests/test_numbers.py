@@ -8,7 +8,7 @@ import re
 import pytest
 
 from adjutant.hparams import HParamsError, check_gpus, parse_duration, parse_gpus, take_launch_options
-from adjutant.numbers import NumberError, is_whole, looks_numeric, parse_whole
+from adjutant.numbers import NumberError, is_whole, looks_numeric, parse_decimal, parse_whole
 from adjutant.render import plain
 from adjutant.runs import parse_best_args, parse_runs_args
 
@@ -108,3 +108,16 @@ def test_counts_of_runs_and_best(typed: str) -> None:
     with pytest.raises(ValueError) as best:
         parse_best_args(["loss", typed], "loss", "min")
     assert f"the number of runs must be a whole number from 1 to 25, not {typed!r}" in str(best.value)
+
+
+def test_parse_decimal() -> None:
+    assert parse_decimal("2", what="t") == 2.0 and parse_decimal("-0.5", what="t") == -0.5
+    assert parse_decimal("1e-3", what="t") == 0.001 and parse_decimal(".5", what="t") == 0.5
+    for typed in ("٣", "1_0", " 3", "inf", "nan", "0x1", "", "²", FULLWIDTH_3):
+        with pytest.raises(NumberError) as refused:
+            parse_decimal(typed, what="the threshold")
+        assert str(refused.value).startswith(
+            f"the threshold must be a number like 2, 0.5 or 1e-3, not {plain(repr(typed))}"
+        )
+    with pytest.raises(NumberError, match=re.escape("the threshold must be a finite number, not '1e999'")):
+        parse_decimal("1e999", what="the threshold")

@@ -99,9 +99,10 @@ def code_safe(text: str) -> str:
 
 
 #: Characters escaped anywhere: emphasis, strike-through, spoilers, code, masked links, mentions and emoji (``<``).
-_ESCAPE_ALWAYS = re.compile(r"([\\*_~|`\[\]<>])")
-#: Markdown that works only at the start of a line: headers and subtext (``#``, ``-#``), lists (``-``, ``+``, ``1.``).
-_ESCAPE_LINE_START = re.compile(r"^(\s*)([#+-]|[0-9]+\.)", re.MULTILINE)
+_ESCAPE_ALWAYS = re.compile(r"([\\*_~|`\[\]<])")
+#: Markdown that works only at the start of a line: headers and subtext (``#``, ``-#``), quotes (``>``), lists (``-``,
+#: ``+``, ``1.``).
+_ESCAPE_LINE_START = re.compile(r"^(\s*)([#>+-]|[0-9]+\.)", re.MULTILINE)
 _MASS_MENTION = re.compile(r"@(everyone|here)")
 
 

@@ -111,7 +111,8 @@ def test_plain_escapes_markdown_and_mentions() -> None:
     assert plain("**bold**") == r"\*\*bold\*\*"
     assert plain("[x](http://evil.example)") == r"\[x\](http://evil.example)"
     assert plain("@everyone and @here") == "@\u200beveryone and @\u200bhere"
-    assert plain(ROLE) == r"\<@&123456789012345678\>"
+    assert plain(ROLE) == r"\<@&123456789012345678>"
+    assert plain("loss > 2 <t:1:R>") == r"loss > 2 \<t:1:R>"
     assert plain("# head\n- item\n  + more\n12. twelve\n> quote") == (
         "\\# head\n\\- item\n  \\+ more\n12\\. twelve\n\\> quote"
     )

@@ -35,8 +35,9 @@ CREATE TABLE IF NOT EXISTS outbox (
     created_at TEXT NOT NULL
 );
 """
-#: Outbox columns added after the first release.
-OUTBOX_MIGRATIONS = {"alert_id": "INTEGER"}
+#: Outbox columns added after the first release. ``subscription_id``: the subscription a direct message is for
+#: (its delivery checks that the member may still see the subscription's project).
+OUTBOX_MIGRATIONS = {"alert_id": "INTEGER", "subscription_id": "INTEGER"}
 
 ALERTS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS watch_rules (
@@ -90,6 +91,13 @@ MAX_RULES = 50
 MUTE_FOR = dt.timedelta(hours=1)
 #: Log patterns watched when ADJUTANT_LOG_ALERTS is not set.
 DEFAULT_LOG_PATTERNS = (r"CUDA out of memory", r"NCCL.*[Tt]imeout", r"Traceback \(most recent call last\)")
+#: What people are shown for the default patterns (a pattern of one's own is named by a leading ``(?#name)``
+#: comment, else by its literal words: see :func:`pattern_name`).
+PATTERN_NAMES = {
+    DEFAULT_LOG_PATTERNS[0]: "CUDA out of memory",
+    DEFAULT_LOG_PATTERNS[1]: "an NCCL timeout",
+    DEFAULT_LOG_PATTERNS[2]: "a Python traceback",
+}
 
 
 class AlertKind(StrEnum):
@@ -274,6 +282,88 @@ def scan_log(
     return found, end
 
 
+_NAME_COMMENT = re.compile(r"^\(\?#([^)]*)\)")
+_SYNTAX_ONLY = re.compile(r"\(\?#[^)]*\)|\(\?[aiLmsux-]+\)")  # comments and inline flags, anywhere
+#: The most characters of a pattern's name.
+MAX_NAME = 100
+
+
+def pattern_name(pattern: str) -> str:
+    r"""The words people are shown for a log pattern, never its regular-expression syntax: the default patterns'
+    names (:data:`PATTERN_NAMES`), else a leading ``(?#name)`` comment (``(?#a full disk)No space left on device``),
+    else the pattern's literal text (``NCCL.*[Tt]imeout`` → ``NCCL timeout``, ``Killed\b|OOM`` → ``Killed or OOM``),
+    else "a log pattern"."""
+    if pattern in PATTERN_NAMES:
+        return PATTERN_NAMES[pattern]
+    named = _NAME_COMMENT.match(pattern)
+    if named is not None and named[1].strip():
+        return truncate_name(named[1].strip())
+    return truncate_name(_literal_words(_SYNTAX_ONLY.sub("", pattern))) or "a log pattern"
+
+
+def truncate_name(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_NAME else text[: MAX_NAME - 1] + "…"
+
+
+def _literal_words(pattern: str) -> str:
+    """The literal characters of a regular expression, its syntax dropped (a class or wildcard becomes a space; a
+    class of one letter in either case, ``[Tt]``, that letter)."""
+    out: list[str] = []
+    i = 0
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "\\" and i + 1 < len(pattern):
+            following = pattern[i + 1]
+            out.append(" " if following.isalnum() else following)  # \d \s \b …: not words; \( is "("
+            i += 2
+        elif char == "[":
+            end = pattern.find("]", i + 2)
+            body = pattern[i + 1 : end] if end != -1 else ""
+            out.append(body[0].lower() if body.isalpha() and len(set(body.lower())) == 1 else " ")
+            i = len(pattern) if end == -1 else end + 1
+        elif char == "(":
+            if pattern.startswith("(?P<", i):
+                i = max(pattern.find(">", i), i) + 1
+            elif pattern.startswith(("(?<=", "(?<!"), i):
+                i += 4
+            elif pattern.startswith(("(?:", "(?=", "(?!"), i):
+                i += 3
+            else:
+                i += 1
+        elif char == "{" and re.match(r"\{\d*,?\d*\}", pattern[i:]):
+            i = pattern.index("}", i) + 1
+        elif char == "|":
+            out.append(" or ")
+            i += 1
+        elif char == ".":
+            out.append(" ")
+            i += 1
+        elif char in ")^$*+?":
+            i += 1
+        else:
+            out.append(char)
+            i += 1
+    return " ".join("".join(out).split())
+
+
+#: A failed or lost job's end report shows the last END_TAIL_LINES lines of its log, cut to their last END_TAIL_CHARS
+#: characters (:func:`adjutant.job_render.end_embed`).
+END_TAIL_LINES = 15
+END_TAIL_CHARS = 1000
+
+
+def shown_in_tail(pattern: str, tail: Sequence[str]) -> bool:
+    """Does ``pattern`` match a line of a log's tail as a failed job's end report shows it? Then its alert card would
+    tell again what the end report tells."""
+    try:
+        compiled = re.compile(pattern)
+    except re.error:
+        return False
+    shown = "\n".join(tail[-END_TAIL_LINES:])[-END_TAIL_CHARS:]
+    return any(compiled.search(line) for line in shown.splitlines())
+
+
 # --- records -----------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Alert:
@@ -287,6 +377,8 @@ class Alert:
     metric: str | None
     step: float | None
     params: dict[str, Any] | None
+    #: When it was recorded (None for a row that does not say).
+    created_at: dt.datetime | None = None
 
 
 def _iso(moment: dt.datetime) -> str:
@@ -332,12 +424,26 @@ def enqueue_announcement(
     reply_to: int | None = None,
     thread_id: int | None = None,
     alert_id: int | None = None,
+    *,
+    subscription_id: int | None = None,
 ) -> None:
-    """Queue one announcement (an embed dict) for delivery, in the caller's transaction."""
+    """Queue one announcement (an embed dict) for delivery, in the caller's transaction. ``subscription_id``: the
+    subscription a direct message is for."""
     db.execute(
-        "INSERT INTO outbox (project, run_id, event, payload, context, reply_to, thread_id, alert_id, created_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (project, run_id, event, json.dumps(payload), context, reply_to, thread_id, alert_id, _iso(_utcnow())),
+        "INSERT INTO outbox (project, run_id, event, payload, context, reply_to, thread_id, alert_id, subscription_id,"
+        " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            project,
+            run_id,
+            event,
+            json.dumps(payload),
+            context,
+            reply_to,
+            thread_id,
+            alert_id,
+            subscription_id,
+            _iso(_utcnow()),
+        ),
     )
 
 
@@ -355,6 +461,7 @@ def alert_from_row(row: sqlite3.Row) -> Alert:
         row["metric"],
         row["step"],
         json.loads(row["params"]) if row["params"] else None,
+        dt.datetime.fromisoformat(row["created_at"]) if row["created_at"] else None,
     )
 
 

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 from adjutant.gpus import UsageReport
 from adjutant.render import code_safe, fit_embed, format_number, plain, truncate
-from adjutant.runs import RunInfo
+from adjutant.runs import RunInfo, RunState
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 #: A digest posted more than this after its moment says it is late.
@@ -99,7 +99,9 @@ def period_runs(runs: Sequence[RunInfo], start: dt.datetime, end: dt.datetime) -
 
 def digest_embed(digest: Digest) -> dict[str, Any]:
     """The digest: runs by outcome, a new best with its improvement, crashed and stalled runs, jobs and GPU-hours by
-    member. The chart's data rides along under ``_bars`` (rendered when it is sent)."""
+    member. The best of the period is a finished run (as ``$best``'s leaders are meant to be: a crashed run's last
+    value is not a result); the chart shows every run with the metric. The chart's data rides along under ``_bars``
+    (rendered when it is sent)."""
     runs = list(digest.runs)
     counts: dict[str, int] = {}
     for run in runs:
@@ -111,8 +113,9 @@ def digest_embed(digest: Digest) -> dict[str, Any]:
         number = run.metric(digest.metric)
         if number is not None:
             scored.append((run, number))
-    if scored:
-        best, value = (min if digest.goal == "min" else max)(scored, key=lambda rv: rv[1])
+    finished = [(run, number) for run, number in scored if run.state == RunState.FINISHED]
+    if finished:
+        best, value = (min if digest.goal == "min" else max)(finished, key=lambda rv: rv[1])
         text = f"{plain(truncate(best.name, 60))} (`{code_safe(best.id)}`): {digest.metric} {format_number(value)}"
         previous = digest.previous_best
         before = previous.metric(digest.metric) if previous is not None else None

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from adjutant import subscriptions
 from adjutant._sqlite import Database
 from adjutant.alerts import (
     ALERTS_SCHEMA,
@@ -35,8 +36,10 @@ from adjutant.alerts import (
     enqueue_announcement,
     mute,
 )
-from adjutant.jobs import JOBS_SCHEMA, Job
+from adjutant.approvals import APPROVALS_SCHEMA, Action
+from adjutant.jobs import ENDED, JOBS_MIGRATIONS, JOBS_SCHEMA, Job, JobState, iso
 from adjutant.runs import RunInfo, RunMemory
+from adjutant.subscriptions import DM_PREFIX, Subscription
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -74,11 +77,19 @@ RUNS_MIGRATIONS = {
 
 @dataclass(frozen=True)
 class JobLink:
-    """The Adjutant job behind a W&B run: where its story is told."""
+    """The Adjutant job behind a W&B run: where its story is told, where the job is now, and who launched it."""
 
     job_id: str
     thread_id: int | None
     message_id: int | None
+    state: str | None = None
+    requested_by_id: int | None = None
+
+    @property
+    def over(self) -> bool:
+        """Adjutant ended the job (or is ending it: cancelling): its end report tells how it ended, and its run is no
+        longer judged (a cancelled job's run can stay "running" in W&B with no heartbeat)."""
+        return self.state in (*ENDED, JobState.CANCELLING)
 
 
 @dataclass(frozen=True)
@@ -93,6 +104,8 @@ class OutboxItem:
     reply_to: int | None = None
     thread_id: int | None = None
     alert_id: int | None = None
+    #: The subscription a direct message is for (None: not a subscriber's copy, or queued by an older release).
+    subscription_id: int | None = None
 
 
 def _now() -> str:
@@ -103,10 +116,12 @@ class Store(Database):
     """The run reporting tables. ``Store(path)`` creates the folder and tables if needed."""
 
     def __init__(self, path: Path) -> None:
-        # The jobs table too: run events of launched jobs join the job's story.
-        super().__init__(path, SCHEMA, JOBS_SCHEMA, OUTBOX_SCHEMA, ALERTS_SCHEMA)
+        # The jobs table too: run events of launched jobs join the job's story; the audit trail: a subscription that
+        # Adjutant ends is recorded there in the same transaction.
+        super().__init__(path, SCHEMA, JOBS_SCHEMA, OUTBOX_SCHEMA, ALERTS_SCHEMA, APPROVALS_SCHEMA)
         self.add_missing_columns("runs", RUNS_MIGRATIONS)
         self.add_missing_columns("outbox", OUTBOX_MIGRATIONS)
+        self.add_missing_columns("jobs", JOBS_MIGRATIONS)  # the columns read here (project, entity) on any database
 
     # --- meta -----------------------------------------------------------------------------------
     def get_meta(self, project: str, key: str) -> str | None:
@@ -222,11 +237,63 @@ class Store(Database):
     enqueue = staticmethod(enqueue_announcement)
 
     def job_messages(self, run_ids: Iterable[str]) -> dict[str, JobLink]:
-        """For runs launched by Adjutant jobs: run id → the job, its thread and launch message."""
+        """For runs launched by Adjutant jobs: run id → the job, its thread and launch message, its state."""
         rows = self.query_in(
-            "SELECT wandb_run_id, id, thread_id, message_id FROM jobs WHERE wandb_run_id IN ({marks})", run_ids
+            "SELECT wandb_run_id, id, thread_id, message_id, state, requested_by_id FROM jobs"
+            " WHERE wandb_run_id IN ({marks})",
+            run_ids,
         )
-        return {r["wandb_run_id"]: JobLink(r["id"], r["thread_id"], r["message_id"]) for r in rows}
+        return {
+            r["wandb_run_id"]: JobLink(r["id"], r["thread_id"], r["message_id"], r["state"], r["requested_by_id"])
+            for r in rows
+        }
+
+    def project_jobs(self, project_key: str, since: dt.datetime) -> list[Job]:
+        """Jobs launched into one W&B project (``entity/project``) that ran at some time after ``since``: still
+        running, or ended after it (a project's digest counts only its own jobs)."""
+        entity, _, project = project_key.partition("/")
+        rows = self.query(
+            "SELECT * FROM jobs WHERE started_at IS NOT NULL AND (ended_at IS NULL OR ended_at >= ?)"
+            " AND project=? AND COALESCE(entity, '')=? ORDER BY seq",
+            (iso(since), project, entity),
+        )
+        return [Job.from_row(r) for r in rows]
+
+    # --- subscriptions --------------------------------------------------------------------------
+    def subscription(self, subscription_id: int) -> Subscription | None:
+        with self.transaction() as db:
+            return subscriptions.get(db, subscription_id)
+
+    def member_subscriptions(self, user_id: int) -> list[Subscription]:
+        with self.transaction() as db:
+            return subscriptions.of_user(db, user_id)
+
+    def end_subscriptions(self, ended: Iterable[Subscription], member: str, why: str) -> list[Subscription]:
+        """Adjutant ends subscriptions (the member can no longer see the project, or left): each is deleted with the
+        direct messages still waiting for it and an audit entry, in one transaction. Returns those that existed."""
+        done: list[Subscription] = []
+        with self.transaction() as db:
+            for subscription in ended:
+                if not db.execute("DELETE FROM subscriptions WHERE id=?", (subscription.id,)).rowcount:
+                    continue  # ended already (the member unsubscribed, or a second delivery round)
+                db.execute(
+                    "DELETE FROM outbox WHERE project=? AND subscription_id=?",
+                    (f"{DM_PREFIX}{subscription.user_id}", subscription.id),
+                )
+                db.execute(
+                    "INSERT INTO audit (at, actor_id, actor, guild_id, channel_id, action, target, detail)"
+                    " VALUES (?, ?, ?, NULL, NULL, ?, ?, ?)",
+                    (
+                        iso(),
+                        subscription.user_id,
+                        member,
+                        Action.UNSUBSCRIBED.value,
+                        f"#{subscription.id}",
+                        f"ended by Adjutant: {why}",
+                    ),
+                )
+                done.append(subscription)
+        return done
 
     # --- watch rules and alerts -----------------------------------------------------------------
     def add_rule(self, project: str, spec: RuleSpec, author_id: int, author: str) -> WatchRule | None:
@@ -286,7 +353,7 @@ class Store(Database):
 
     def pending(self, project: str, limit: int = 100) -> list[OutboxItem]:
         rows = self.query(
-            "SELECT id, run_id, event, payload, context, reply_to, thread_id, alert_id FROM outbox"
+            "SELECT id, run_id, event, payload, context, reply_to, thread_id, alert_id, subscription_id FROM outbox"
             " WHERE project=? ORDER BY id LIMIT ?",
             (project, limit),
         )
@@ -300,6 +367,7 @@ class Store(Database):
                 r["reply_to"],
                 r["thread_id"],
                 r["alert_id"],
+                r["subscription_id"],
             )
             for r in rows
         ]

@@ -82,6 +82,11 @@ def of_project(db: sqlite3.Connection, project: str) -> list[Subscription]:
     return [_from_row(r) for r in rows]
 
 
+def get(db: sqlite3.Connection, subscription_id: int) -> Subscription | None:
+    row = db.execute("SELECT * FROM subscriptions WHERE id=?", (subscription_id,)).fetchone()
+    return None if row is None else _from_row(row)
+
+
 def wants_mine(db: sqlite3.Connection, user_id: int) -> bool:
     return any("mine" in s.events for s in of_user(db, user_id))
 

@@ -21,10 +21,11 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from adjutant import subscriptions
+from adjutant import gpus, subscriptions
 from adjutant.alerts import AlertKind, WatchRule, alert_kind, muted, record_alert, rule_events
 from adjutant.digest import LATE_AFTER, Digest, Schedule, digest_embed, moments, period_runs
-from adjutant.gpus import UsageReport
+from adjutant.gpus import UsageReport, Use
+from adjutant.jobs import JobState
 from adjutant.plots import render_chart
 from adjutant.render import code_safe, format_duration, plain, truncate
 from adjutant.run_render import event_embed
@@ -132,8 +133,18 @@ class WatchRules:
 class Watcher:
     """Polls one W&B project and records its runs' transitions with their announcements."""
 
-    def __init__(self, store: Store, source: WandbSource, rules: WatchRules, *, timeout: float) -> None:
+    def __init__(
+        self,
+        store: Store,
+        source: WandbSource,
+        rules: WatchRules,
+        *,
+        timeout: float,
+        clock: Callable[[], dt.datetime] = utcnow,
+    ) -> None:
         self.store = store
+        #: What time it is (UTC, aware) for the digests' schedule: real time, or a test's.
+        self.clock = clock
         self.source = source
         self.rules = rules
         self.timeout = timeout
@@ -142,7 +153,7 @@ class Watcher:
         #: one per further channel watching the project (``key>channel``).
         self.destinations: tuple[str, ...] = (self.project_key,)
         #: When this watcher (this bot process) started: a digest due before it is posted late.
-        self.started_at = utcnow()
+        self.started_at = clock()
         self.health = PollHealth()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="adjutant-wandb")
         self._polled_once = False
@@ -182,14 +193,19 @@ class Watcher:
         self,
         schedule: Schedule,
         zone: ZoneInfo,
-        now: dt.datetime,
+        now: dt.datetime | None = None,
         *,
         metric: str,
         goal: str,
-        usage: Callable[[dt.datetime, dt.datetime], UsageReport],
+        usage: Callable[[dt.datetime, dt.datetime], UsageReport] | None = None,
     ) -> int:
         """Record each digest due for this project (periods closed since the digest was turned on, not recorded
-        yet), each with its announcements in one transaction: exactly once per period. Returns how many."""
+        yet), each with its announcements in one transaction: exactly once per period. Returns how many.
+
+        ``now``: the watcher's clock unless given; ``usage``: the jobs of a period, by default this project's own
+        (a digest never lists another project's jobs)."""
+        now = now or self.clock()
+        usage = usage or self.project_usage
         since = await asyncio.to_thread(self._digest_since, now)
         made = 0
         for moment in moments(schedule, zone, since, now):
@@ -199,16 +215,30 @@ class Watcher:
             start = moment - schedule.length
             runs = period_runs(await self.ask(self.source.recent, None, 500), start, moment)
             top = await self.ask(self.source.best, metric, goal, 50)
-            previous = next((r for r in top if r.created_at is not None and r.created_at < start), None)
+            previous = next(
+                (r for r in top if r.state == RunState.FINISHED and r.created_at is not None and r.created_at < start),
+                None,
+            )
             stalled = await asyncio.to_thread(self.store.stalled_between, self.project_key, start, moment)
             report = await asyncio.to_thread(usage, start, moment)
             late = moment < self.started_at or now - moment > LATE_AFTER  # the bot was down (or W&B) at the moment
             digest = Digest(self.project_label, start, moment, late, runs, metric, goal, previous, stalled, report)
             embed = digest_embed(digest)
-            if await asyncio.to_thread(self._record_digest, key, embed, moment):
+            if await asyncio.to_thread(self._record_digest, key, embed, moment, now):
                 made += 1
                 log.info("digest of %s for %s recorded%s", self.project_label, moment, " (late)" if digest.late else "")
         return made
+
+    def project_usage(self, start: dt.datetime, end: dt.datetime) -> UsageReport:
+        """(thread) Jobs, job-hours and GPU-hours per member between ``start`` and ``end``, of this project's jobs
+        only."""
+        jobs = self.store.project_jobs(self.project_key, start)
+        uses = [
+            Use(j.requested_by_id, j.requested_by, j.project or "", j.gpus_used, j.started_at, j.ended_at)
+            for j in jobs
+            if j.started_at is not None
+        ]
+        return gpus.usage(uses, start, end)
 
     def _digest_since(self, now: dt.datetime) -> dt.datetime:
         """(thread) When digests were turned on for this project (periods before are not told)."""
@@ -221,12 +251,12 @@ class Watcher:
             self.store.set_meta(db, self.project_key, "digest_since", now.isoformat())
             return now
 
-    def _record_digest(self, key: str, embed: dict[str, Any], moment: dt.datetime) -> bool:
+    def _record_digest(self, key: str, embed: dict[str, Any], moment: dt.datetime, now: dt.datetime) -> bool:
         """(thread) The period's record and its announcement to each of the project's channels, together, once."""
         with self.store.transaction() as db:
             inserted = db.execute(
                 "INSERT OR IGNORE INTO meta (project, key, value) VALUES (?, ?, ?)",
-                (self.project_key, key, utcnow().isoformat()),
+                (self.project_key, key, now.isoformat()),
             ).rowcount
             if not inserted:
                 return False
@@ -396,15 +426,18 @@ class Watcher:
         context: str | None,
         now: dt.datetime,
         subscribers: Sequence[Subscription] = (),
+        *,
+        channel: bool = True,
     ) -> int:
         """Queue one event's announcement (an alert is recorded for its card's buttons unless it is muted), and a
-        direct message to each member subscribed to it."""
+        direct message to each member subscribed to it; with ``channel`` False, only the direct messages. Returns how
+        many channel announcements were queued."""
         kind = alert_kind(event)
         rule = None
         if kind is AlertKind.RULE:
             rule = next((r for r in rules if f"rule:{r.id}" == event), None)
         alert_id = None
-        if kind is not None:
+        if kind is not None and channel:
             if muted(db, self.project_key, run.id, kind, now):
                 log.info("%s of run %s is muted; not announced", event, run.id)
                 return 0
@@ -429,8 +462,16 @@ class Watcher:
                 f" {format_duration((now - (memory.gpu_low_since or now)).total_seconds())}."
             )
         for subscriber in subscribers:
-            if subscriber.wants(event):
-                self.store.enqueue(db, f"{DM_PREFIX}{subscriber.user_id}", run.id, event, embed, None)
+            if not subscriber.wants(event):
+                continue
+            mine = job is not None and job.requested_by_id == subscriber.user_id and event in JOB_REPORTED_EVENTS
+            if mine and subscriptions.wants_mine(db, subscriber.user_id):
+                continue  # `mine` sends them the job's end report: told once
+            self.store.enqueue(
+                db, f"{DM_PREFIX}{subscriber.user_id}", run.id, event, embed, context, subscription_id=subscriber.id
+            )
+        if not channel:
+            return 0
         if job is not None:  # a job's story is told once, in its thread (or under its launch)
             self.store.enqueue(
                 db, self.project_key, run.id, event, embed, context, job.message_id, job.thread_id, alert_id
@@ -494,7 +535,14 @@ class Watcher:
                     if not self.rules.wants(event):
                         continue
                     if job is not None and event in JOB_REPORTED_EVENTS:
-                        continue  # one story per run: the job's end report tells how it ended
+                        # One story per run: the job's end report tells the channel how it ended. Subscribers hear of
+                        # it as of any run of the project, unless Adjutant cancelled the job (W&B's later "crashed"
+                        # or "killed" is the cancel's echo).
+                        if job.state not in (JobState.CANCELLED, JobState.CANCELLING):
+                            self._announce(db, run, event, memory, job, rules, context, now, subscribers, channel=False)
+                        continue
+                    if job is not None and job.over:
+                        continue  # Adjutant ended the job: its run is not judged any more (stalled, no progress …)
                     queued += self._announce(db, run, event, memory, job, rules, context, now, subscribers)
             for run_id in gone:
                 log.info("W&B says run %s of %s is gone (deleted); no longer watching it", run_id, self.project_label)

@@ -4,10 +4,12 @@ Discord accepted it. The Discord side of :class:`adjutant.watcher.Watcher`; used
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import io
 import itertools
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,13 +17,14 @@ import discord
 from discord.ext import commands
 
 from adjutant._cog import NO_PINGS
+from adjutant.alerts import END_TAIL_LINES, Alert, AlertKind, shown_in_tail
 from adjutant.cogs._alert_views import alert_view
-from adjutant.jobs import tail_lines
+from adjutant.jobs import ENDED, Job, JobState, tail_lines
 from adjutant.plots import render_bars, render_chart
 from adjutant.ratelimit import RateWindow
 from adjutant.render import MESSAGE_LIMIT, log_tail_block, pack_embeds, truncate
 from adjutant.store import OutboxItem, Store
-from adjutant.subscriptions import CHANNEL_PREFIX, DM_PREFIX
+from adjutant.subscriptions import CHANNEL_PREFIX, DM_PREFIX, Subscription
 from adjutant.watcher import CATCH_UP, Watcher, describe_error
 
 log = logging.getLogger(__name__)
@@ -31,6 +34,17 @@ CHART_EVENTS = frozenset({"finished", "crashed", "stalled"})
 CHART_BACKLOG = 3
 #: The most characters of a job's log an alert card quotes.
 LOG_TAIL_LIMIT = 1900
+#: What announcements found by the first poll after a start (context CATCH_UP) begin with, whatever their form.
+OFFLINE = "While I was offline:"
+#: A log-pattern card of a running job waits this long for the job's end: a traceback printed as the job dies is
+#: told by the end report's log tail, not by a second message.
+LOG_CARD_WAIT = dt.timedelta(seconds=5)
+
+#: "May this member still see this project?": (user id, project key, or "" for their own jobs: "are they still in
+#: Adjutant's server?") → bool. Asked when a direct message is delivered.
+MaySee = Callable[[int, str], Awaitable[bool]]
+#: The announcements about to be sent that may be sent; it removes the others from the outbox.
+Admit = Callable[[list[OutboxItem]], Awaitable[list[OutboxItem]]]
 
 
 class Refused(RuntimeError):
@@ -59,9 +73,18 @@ class Announcer:
     messages per 5 seconds; an alert one at a time, as a card (mention, chart, log tail, buttons)."""
 
     def __init__(
-        self, bot: commands.Bot, store: Store, project_key: str, metric: str, watcher: Watcher | None = None
+        self,
+        bot: commands.Bot,
+        store: Store,
+        project_key: str,
+        metric: str,
+        watcher: Watcher | None = None,
+        *,
+        admit: Admit | None = None,
     ) -> None:
         self.bot = bot
+        #: Which of the waiting announcements may be sent now (the inbox's access check), if anything.
+        self.admit = admit
         self.watcher = watcher
         self.store = store
         self.project_key = project_key
@@ -77,12 +100,18 @@ class Announcer:
         sent = 0
         while True:
             items = await asyncio.to_thread(self.store.pending, self.project_key, 50)
+            if items and self.admit is not None:
+                admitted = await self.admit(items)  # the others are out of the outbox now
+                if not admitted:
+                    continue
+                items = admitted
             if not items:
                 return sent
             if items[0].alert_id is not None:
                 if self.stopping:
                     return sent
-                await self._send_card(channel, items[0])
+                if not await self._send_card(channel, items[0]):
+                    return sent  # a log card waits for its job's end; the rest of this outbox waits behind it
                 sent += 1
                 continue
             if "_mention" in items[0].payload:  # a note for one member ("your queue is done"): pings that member only
@@ -112,7 +141,7 @@ class Announcer:
             for embeds, batch in zip(groups, batches, strict=True):
                 content = None
                 if batch[0].context == CATCH_UP:
-                    content = "While I was offline:"
+                    content = OFFLINE
                 if self.stopping:
                     return sent
                 files = []
@@ -204,19 +233,29 @@ class Announcer:
             None,
             f"a{item.id}",
             [item.id],
-            content=f"<@{user}>",
+            content=_offline_prefix(item) + f"<@{user}>",
             embeds=[discord.Embed.from_dict(embed)],
             allowed_mentions=mentions,
         )
         await asyncio.to_thread(self.store.delivered, [item.id])
         self.refusals = 0
 
-    async def _send_card(self, channel: discord.abc.Messageable, item: OutboxItem) -> None:
+    async def _send_card(self, channel: discord.abc.Messageable, item: OutboxItem) -> bool:
         """An alert as a card: what fired and why (the embed), the chart of the metric concerned with the trigger
-        marked, the job's log tail, the launcher mentioned (that user only), and Stop / Rerun / Mute 1 h."""
+        marked, the job's log tail, the launcher mentioned (that user only), and Stop / Rerun / Mute 1 h. False when
+        it is not decided yet (a log card waiting for its job's end); True once sent, or dropped because the job's
+        end report shows the same lines."""
         assert item.alert_id is not None
         alert = await asyncio.to_thread(self.store.alert, item.alert_id)
         job = await asyncio.to_thread(self.store.job, alert.job_id) if alert and alert.job_id else None
+        if alert is not None and job is not None and alert.kind is AlertKind.LOG:
+            verdict = await self._log_card_verdict(item, alert, job)
+            if verdict == "wait":
+                return False
+            if verdict == "told":
+                log.info("log alert %s of job %s: its end report shows it; no card", item.event, job.id)
+                await asyncio.to_thread(self.store.delivered, [item.id])
+                return True
         embed = dict(item.payload)
         files = []
         if alert is not None and alert.metric and alert.run_id:
@@ -224,15 +263,16 @@ class Announcer:
             if png is not None:
                 embed["image"] = {"url": "attachment://chart.png"}
                 files = [discord.File(io.BytesIO(png), "chart.png")]
-        content, mentions = None, NO_PINGS
+        prefix = _offline_prefix(item)
+        content, mentions = prefix or None, NO_PINGS
         if job is not None:
-            content = f"<@{job.requested_by_id}>"
+            content = f"{prefix}<@{job.requested_by_id}>"
             mentions = discord.AllowedMentions(
                 everyone=False, roles=False, replied_user=False, users=[discord.Object(job.requested_by_id)]
             )
             tail, _size = await asyncio.to_thread(tail_lines, Path(job.log_path), 40)
             if tail:
-                content += "\n" + log_tail_block(tail, LOG_TAIL_LIMIT)
+                content += "\n" + log_tail_block(tail, LOG_TAIL_LIMIT - len(prefix))
         view = alert_view(alert, job) if alert is not None else None
         if job is not None and job.channel_id is not None:  # a job's card goes where the job was launched
             launched_in = self.bot.get_channel(job.channel_id)
@@ -254,6 +294,20 @@ class Announcer:
         )
         await asyncio.to_thread(self.store.delivered, [item.id])
         self.refusals = 0
+        return True
+
+    @staticmethod
+    async def _log_card_verdict(item: OutboxItem, alert: Alert, job: Job) -> str:
+        """``told``: the job failed (or was lost) and its end report's log tail shows a line of this pattern;
+        ``wait``: the job still runs and the alert is younger than LOG_CARD_WAIT (it may be dying: a traceback comes
+        just before the end); else ``send``."""
+        pattern = item.event.partition(":")[2]
+        if job.state in (JobState.FAILED, JobState.LOST):
+            tail, _size = await asyncio.to_thread(tail_lines, Path(job.log_path), END_TAIL_LINES)
+            return "told" if shown_in_tail(pattern, tail) else "send"
+        if job.state in ENDED or alert.created_at is None:
+            return "send"
+        return "wait" if dt.datetime.now(dt.UTC) - alert.created_at < LOG_CARD_WAIT else "send"
 
     async def _event_chart(self, run_id: str, metric: str | None = None, mark: float | None = None) -> bytes | None:
         """A small chart of a metric (default: the ranking metric) for an announcement, if the run has its history
@@ -281,14 +335,24 @@ class Announcer:
         )
 
 
+def _offline_prefix(item: OutboxItem) -> str:
+    """Catch-up after a restart is said as such, whatever the announcement's form (a batch, a card, a note)."""
+    return f"{OFFLINE}\n" if item.context == CATCH_UP else ""
+
+
 class Inbox:
     """Direct messages (``dm:<user id>``) and notes to a channel (``channel:<id>``) from the outbox, each destination
     with its own announcer and rate window. A member who does not take direct messages (Discord 50007) keeps their
-    subscription; the message is dropped, logged once per member, and nobody else waits for it."""
+    subscription; the message is dropped, logged once per member, and nobody else waits for it.
 
-    def __init__(self, bot: commands.Bot, store: Store) -> None:
+    Rights are checked when a direct message is delivered, not only at ``$subscribe``: with ``may_see``, a member who
+    can no longer see the project a message is about (or left the server) gets nothing more, and the subscription is
+    ended (with the messages waiting for it), with one log line and an audit entry."""
+
+    def __init__(self, bot: commands.Bot, store: Store, *, may_see: MaySee | None = None) -> None:
         self.bot = bot
         self.store = store
+        self.may_see = may_see
         self.announcers: dict[str, Announcer] = {}
         self.after: dict[str, float] = {}
         self._closed_dms: set[int] = set()
@@ -300,7 +364,17 @@ class Inbox:
     async def _deliver(self, destination: str) -> None:
         if time.monotonic() < self.after.get(destination, 0.0):
             return
-        announcer = self.announcers.setdefault(destination, Announcer(self.bot, self.store, destination, "loss"))
+        announcer = self.announcers.get(destination)
+        if announcer is None:
+            admit = None
+            if destination.startswith(DM_PREFIX) and self.may_see is not None:
+                user_id = int(destination.removeprefix(DM_PREFIX))
+
+                async def admit(items: list[OutboxItem]) -> list[OutboxItem]:
+                    return await self.admit(user_id, items)
+
+            announcer = Announcer(self.bot, self.store, destination, "loss", admit=admit)
+            self.announcers[destination] = announcer
         try:
             target = await self._target(destination)
             if target is None:
@@ -334,5 +408,61 @@ class Inbox:
                 log.warning("member %d is gone: dropping their direct messages", user_id)
                 dropped = await asyncio.to_thread(self.store.pending, destination, 1000)
                 await asyncio.to_thread(self.store.delivered, [item.id for item in dropped])
+                subscribed = await asyncio.to_thread(self.store.member_subscriptions, user_id)
+                await self._end(user_id, subscribed, "their Discord account is gone")
                 return None
         return user.dm_channel or await user.create_dm()
+
+    async def admit(self, user_id: int, items: list[OutboxItem]) -> list[OutboxItem]:
+        """The direct messages to ``user_id`` that may be sent: those about a project the member may still see
+        (``may_see``). A subscription whose member may not is ended with the messages waiting for it; a message whose
+        subscription the member ended meanwhile is dropped. Every message not returned is out of the outbox."""
+        if self.may_see is None:
+            return items
+        verdicts: dict[str, bool] = {}
+        found: dict[int, Subscription | None] = {}
+        admitted: list[OutboxItem] = []
+        dropped: list[int] = []
+        ending: dict[int, Subscription] = {}
+        for item in items:
+            subscription = None
+            if item.subscription_id is not None:
+                if item.subscription_id not in found:
+                    found[item.subscription_id] = await asyncio.to_thread(self.store.subscription, item.subscription_id)
+                subscription = found[item.subscription_id]
+                if subscription is None:
+                    dropped.append(item.id)  # unsubscribed since it was queued
+                    continue
+            project = subscription.project if subscription is not None else ""  # "": the member's own jobs
+            if project not in verdicts:
+                verdicts[project] = await self.may_see(user_id, project)
+            if verdicts[project]:
+                admitted.append(item)
+            elif subscription is not None:
+                ending[subscription.id] = subscription
+            else:
+                dropped.append(item.id)
+        if not verdicts.get("", True):  # no longer in the server: `mine` ends too
+            mine = await asyncio.to_thread(self.store.member_subscriptions, user_id)
+            ending.update({s.id: s for s in mine if s.project == ""})
+        if dropped:
+            await asyncio.to_thread(self.store.delivered, dropped)
+        for project in {s.project for s in ending.values()}:
+            why = f"they can no longer see {project}" if project else "they are no longer in the server"
+            await self._end(user_id, [s for s in ending.values() if s.project == project], why)
+        return admitted
+
+    async def _end(self, user_id: int, ending: list[Subscription], why: str) -> None:
+        """End subscriptions Adjutant may no longer serve: one log line and one audit entry each."""
+        if not ending:
+            return
+        user = self.bot.get_user(user_id)
+        member = str(user) if user is not None else f"member {user_id}"
+        for subscription in await asyncio.to_thread(self.store.end_subscriptions, ending, member, why):
+            log.warning(
+                "subscription #%d of %s (%d) ended: %s; its direct messages are dropped",
+                subscription.id,
+                member,
+                user_id,
+                why,
+            )

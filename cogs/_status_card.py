@@ -22,13 +22,23 @@ log = logging.getLogger(__name__)
 
 
 class StatusCards:
-    """The cards of one bot; ``snapshot()`` says what they should show now."""
+    """The cards of one bot; ``snapshot()`` says what they should show now, ``clock()`` what time it is (``time.time``
+    seconds: real time, or a test's) for the at-most-one-edit-a-minute rule."""
 
-    def __init__(self, bot: Any, store: Store, snapshot: Callable[[], Awaitable[Snapshot]], prefix: str) -> None:
+    def __init__(
+        self,
+        bot: Any,
+        store: Store,
+        snapshot: Callable[[], Awaitable[Snapshot]],
+        prefix: str,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.bot = bot
         self.store = store
         self.snapshot = snapshot
         self.prefix = prefix
+        self.clock = clock
 
     async def pin(self, channel: Any) -> str:
         """Post and pin the card in ``channel`` (or say where it already is); the answer for the member."""
@@ -41,7 +51,7 @@ class StatusCards:
         message = await channel.send(
             embed=discord.Embed.from_dict(status_card(snapshot, prefix=self.prefix)), allowed_mentions=NO_PINGS
         )
-        card = {"message_id": message.id, "signature": snapshot.signature(), "edited_at": time.time()}
+        card = {"message_id": message.id, "signature": snapshot.signature(), "edited_at": self.clock()}
         card["stamps"] = list(snapshot.stamps())
         await asyncio.to_thread(self.store.set_status_card, channel.id, card)
         try:
@@ -60,7 +70,7 @@ class StatusCards:
         if not cards:
             return
         snapshot = await self.snapshot()
-        now = time.time()
+        now = self.clock()
         for channel_id, card in cards.items():
             due = edit_due(
                 snapshot,

@@ -98,3 +98,92 @@ async def test_a_garbled_answer_is_a_failed_poll(wandb_standin: WandbStandIn, tm
     assert outbox(watcher) == []
     assert await watcher.poll(1.0) == 1
     await watcher.close()
+
+
+def add_job(
+    store: Store, job_id: str, run_id: str, *, state: str = "running", by: int = 1, project: str = "proj"
+) -> None:
+    """A job launched by Adjutant whose W&B run is ``run_id``."""
+    with store.transaction() as db:
+        db.execute(
+            "INSERT INTO jobs (id, state, params, script, requested_by_id, requested_by, wandb_run_id, log_path,"
+            " created_at, thread_id, project, entity) VALUES (?, ?, '{}', '/bin/true', ?, 'a', ?, '/tmp/l',"
+            " '2026-01-01T00:00:00+00:00', 4242, ?, 'team')",
+            (job_id, state, by, run_id, project),
+        )
+
+
+def set_job_state(store: Store, job_id: str, state: str) -> None:
+    with store.transaction() as db:
+        db.execute("UPDATE jobs SET state=? WHERE id=?", (state, job_id))
+
+
+def direct_messages(watcher: Watcher, user_id: int) -> list[tuple[str, str, int | None]]:
+    return [(i.run_id, i.event, i.subscription_id) for i in watcher.store.pending(f"dm:{user_id}", 1000)]
+
+
+async def test_a_run_whose_job_adjutant_ended_is_not_judged_any_more(wandb_standin: WandbStandIn, tmp_path) -> None:
+    """Issue 20: after a cancel, the job's W&B run stays "running" without a heartbeat; no "stalled" follows (in the
+    thread, or to subscribers), and W&B's later "crashed" is the cancel's echo: the end report told the end."""
+    from adjutant import subscriptions
+
+    rules = WatchRules(notify=frozenset(RUN_EVENTS), stall_after=dt.timedelta(minutes=5), metric="loss")
+    watcher = watcher_on(tmp_path / "db", rules)
+    await watcher.poll_once()
+    with watcher.store.transaction() as db:
+        subscriptions.add(db, 7, watcher.project_key, [*RUN_EVENTS, "alerts"])
+    wandb_standin.create_run("jobrun", state="running")
+    wandb_standin.create_run("plain", state="running")
+    add_job(watcher.store, "jcancel", "jobrun")
+    await watcher.poll_once()
+    assert sorted(e for _, e, _ in direct_messages(watcher, 7)) == ["started", "started"]
+
+    set_job_state(watcher.store, "jcancel", "cancelled")  # $cancel: the job's end report tells it
+    stale = wandb_standin.now() - dt.timedelta(hours=1)
+    wandb_standin.update_run("jobrun", heartbeat_at=stale)  # the killed process never told W&B
+    wandb_standin.update_run("plain", heartbeat_at=stale)  # a run that really stalled: told, as before
+    await watcher.poll_once()
+    wandb_standin.update_run("jobrun", state="crashed")  # W&B gives up on it
+    await watcher.poll_once()
+    assert [(r, e) for r, e, _ in outbox(watcher)] == [
+        ("jobrun", "started"),
+        ("plain", "started"),
+        ("plain", "stalled"),
+    ]
+    assert [(r, e) for r, e, _ in direct_messages(watcher, 7)][2:] == [("plain", "stalled")]
+    await watcher.close()
+
+
+async def test_a_job_runs_end_reaches_subscribers_once_and_the_channel_never(
+    wandb_standin: WandbStandIn, tmp_path
+) -> None:
+    """Issue 20: a subscriber to a project's `finished` is told of every finished run, Adjutant's launched ones
+    included, once; the launcher subscribed to `mine` gets the job's end report instead (not both)."""
+    from adjutant import subscriptions
+
+    watcher = watcher_on(tmp_path / "db")
+    await watcher.poll_once()
+    with watcher.store.transaction() as db:
+        teammate = subscriptions.add(db, 8, watcher.project_key, ["finished", "failed"])
+        subscriptions.add(db, 9, watcher.project_key, ["finished"])
+        subscriptions.add(db, 9, "", ["mine"])
+    wandb_standin.create_run("launched", state="running")
+    wandb_standin.create_run("broken", state="running")
+    add_job(watcher.store, "jfinish", "launched", by=9)
+    add_job(watcher.store, "jfailed", "broken", by=9)
+    await watcher.poll_once()
+    wandb_standin.update_run("launched", state="finished")
+    await watcher.poll_once()
+    set_job_state(watcher.store, "jfailed", "failed")  # the script died; W&B says so a poll later
+    wandb_standin.update_run("broken", state="failed")
+    await watcher.poll_once()
+    assert await watcher.poll_once() == 0
+    await watcher.close()
+    again = watcher_on(tmp_path / "db")  # a restart tells nothing twice
+    await again.poll_once()
+    assert direct_messages(again, 8) == [("launched", "finished", teammate), ("broken", "failed", teammate)]
+    assert direct_messages(again, 9) == [], "the launcher's `mine` sends the end report: told once"
+    assert sorted((r, e) for r, e, _ in outbox(again)) == [("broken", "started"), ("launched", "started")], (
+        "the channel hears the end from the job's end report only"
+    )
+    await again.close()

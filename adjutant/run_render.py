@@ -119,7 +119,7 @@ def event_embed(
     elif kind == "rule" and rule is not None:
         value = run.metric(rule.metric)
         shown = format_number(value) if value is not None else "?"
-        words = f"has {plain(truncate(rule.metric, 100))} = {shown} {plain(rule.op)} {format_number(rule.value)}"
+        words = f"has {plain(truncate(rule.metric, 100))} = {shown} {rule.op} {format_number(rule.value)}"
     title = f"{ICONS.get(kind, '•')} {plain(truncate(run.name, 200))} {words}"
     lines = [f"Run `{code_safe(truncate(run.id, 64))}`" + (f" by {plain(truncate(run.user, 64))}" if run.user else "")]
     runtime = run.runtime_seconds()

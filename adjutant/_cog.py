@@ -10,15 +10,19 @@ import asyncio
 import logging
 import re
 import secrets
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import discord
 from discord.ext import commands
 
+from adjutant.launching import Asker
 from adjutant.projects import ProjectRoute
 from adjutant.render import MESSAGE_LIMIT, code_safe, plain, truncate
 from adjutant.settings import Settings
+
+if TYPE_CHECKING:
+    from adjutant.services import Services
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -119,6 +123,64 @@ def find_channel(
     return matches[0] if matches else None
 
 
+def route_in(routes: Sequence[ProjectRoute], channel: Any) -> ProjectRoute | None:
+    """The route of a channel (a thread counts as its parent), or None if Adjutant does not serve it."""
+    return next((route for route in routes if channel_matches(route.channel, channel)), None)
+
+
+def home_of(channel: Any) -> Any:
+    """Where a job's story opens: the channel itself, or a thread's parent (a thread has no threads)."""
+    if isinstance(channel, discord.Thread) and channel.parent is not None:
+        return channel.parent
+    return channel
+
+
+def route_channel(bot: commands.Bot, settings: Settings, route: ProjectRoute, guild: Any) -> Any:
+    """The channel a route names, in ``guild`` (by id, or by name among its text channels), or None."""
+    if isinstance(route.channel, int):
+        found = bot.get_channel(route.channel)
+        return found if getattr(found, "guild", None) == guild else None
+    return next((c for c in getattr(guild, "text_channels", ()) if c.name == route.channel), None)
+
+
+def can_see(bot: commands.Bot, settings: Settings, user: Any, guild: Any, route: ProjectRoute) -> bool:
+    """Can ``user`` (a member of ``guild``) see ``route``'s channel: Discord's View Channel there, with the
+    channel's overwrites? A plain user (a DM) sees none."""
+    if not isinstance(user, discord.Member):
+        return False
+    channel = route_channel(bot, settings, route, guild)
+    return channel is not None and channel.permissions_for(user).view_channel
+
+
+async def asker_of(
+    bot: commands.Bot, settings: Settings, origin: commands.Context[Any] | discord.Interaction, route: ProjectRoute
+) -> Asker:
+    """Who asks and where, for the launch service (see :class:`adjutant.launching.Asker`)."""
+    if isinstance(origin, commands.Context):
+        user: Any = origin.author
+        message_id = origin.message.id if origin.interaction is None else None
+    else:
+        user = origin.user
+        message_id = None
+    try:
+        is_owner = await bot.is_owner(user)
+    except discord.HTTPException:
+        is_owner = False
+    guild = origin.guild
+    home = home_of(origin.channel)
+    if home is not origin.channel:
+        message_id = None  # the command is in a thread: the job's story opens in the channel, not as a reply
+    return Asker(
+        user=user,
+        is_owner=is_owner,
+        route=route,
+        channel_id=getattr(home, "id", 0),
+        guild_id=getattr(guild, "id", None),
+        message_id=message_id,
+        can_see=lambda other: can_see(bot, settings, user, guild, other),
+    )
+
+
 PROJECT_WORD = re.compile(r"(?:^|\s)project:(\S+)")
 
 
@@ -141,15 +203,17 @@ def take_project_word(ctx: commands.Context[Any]) -> None:
 class AdjutantCog(commands.Cog):
     """Base of Adjutant's cogs: listens only in the configured channel, never leaks a traceback."""
 
-    def __init__(self, bot: commands.Bot, settings: Settings) -> None:
+    def __init__(self, bot: commands.Bot, settings: Settings, services: Services | None = None) -> None:
         self.bot = bot
         self.settings = settings
+        #: The shared services (stores, scheduler, watchers, launching), for the cogs that use them.
+        self.services = services
         #: The channels Adjutant serves and what each holds (ADJUTANT_CONFIG, or the one-project variables).
         self.routes: tuple[ProjectRoute, ...] = settings.routes
 
     def route_for(self, channel: Any) -> ProjectRoute | None:
         """The route of a channel (a thread counts as its parent), or None if Adjutant does not serve it."""
-        return next((route for route in self.routes if channel_matches(route.channel, channel)), None)
+        return route_in(self.routes, channel)
 
     def channels_text(self) -> str:
         return ", ".join(route.channel_label() for route in self.routes)
@@ -185,7 +249,7 @@ class AdjutantCog(commands.Cog):
         (a full disk) is logged, never shown to the member."""
         from adjutant.approvals import Action
 
-        services = getattr(self, "services", None)
+        services = self.services
         if services is None:
             return
         guild = getattr(channel, "guild", None)
@@ -237,7 +301,7 @@ class AdjutantCog(commands.Cog):
             allowed_mentions=NO_PINGS,
         )
 
-    async def cog_check(self, ctx: commands.Context[Any]) -> bool:  # type: ignore[override]
+    async def cog_check(self, ctx: commands.Context[Any]) -> bool:
         """Commands are taken only in Adjutant's server(s), in the configured channel (and threads under it)."""
         if not self.serves(ctx.guild):
             raise WrongGuild(f"not one of Adjutant's servers ({ctx.guild})")
@@ -246,7 +310,7 @@ class AdjutantCog(commands.Cog):
         take_project_word(ctx)
         return True
 
-    async def cog_command_error(self, ctx: commands.Context[Any], error: Exception) -> None:  # type: ignore[override]
+    async def cog_command_error(self, ctx: commands.Context[Any], error: Exception) -> None:
         """Turn a command's failure into a short, specific reply; log what the chat must not see."""
         if isinstance(error, WrongGuild):
             log.debug("ignored %s from server %s: %s", ctx.invoked_with, ctx.guild, error)

@@ -136,6 +136,9 @@ JOBS_MIGRATIONS = {
     "gpu_ids": "TEXT",
     "time_limit": "REAL",
     "gpus_allocated": "INTEGER",
+    # The route (a served channel, as configured: name or id) the job was launched under: every action on the job
+    # follows that route's rule, wherever it is asked.
+    "route": "TEXT",
 }
 
 
@@ -217,6 +220,8 @@ class Job:
     time_limit: float | None = None
     #: GPUs its backend says it was given (Slurm), when known.
     gpus_allocated: int | None = None
+    #: The route it was launched under (the configured channel, as text); None for jobs older than routes.
+    route: str | None = None
 
     @property
     def gpus_used(self) -> int:
@@ -287,6 +292,8 @@ class JobRequest:
     #: GPUs it asks for, and its time limit in seconds (None: none).
     gpus: int = 0
     time_limit: float | None = None
+    #: The route it is launched under (see Job.route).
+    route: str | None = None
 
 
 class JobStore(Database):
@@ -324,8 +331,8 @@ class JobStore(Database):
             db.execute(
                 "INSERT INTO jobs (id, state, params, script, requested_by_id, requested_by, channel_id,"
                 " message_id, sweep_id, wandb_run_id, log_path, created_at, backend, acked, ack_id, log_done,"
-                " project, entity, queue_told, gpus, time_limit)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, 0, ?, ?)",
+                " project, entity, queue_told, gpus, time_limit, route)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, 0, ?, ?, ?)",
                 (
                     job_id,
                     JobState.QUEUED,
@@ -346,6 +353,7 @@ class JobStore(Database):
                     request.entity,
                     request.gpus,
                     request.time_limit,
+                    request.route,
                 ),
             )
         sweep_id = requests[0].sweep_id if requests else None
@@ -425,9 +433,12 @@ class JobStore(Database):
         rows = self.query_in("SELECT * FROM jobs WHERE reported=0 AND state IN ({marks}) ORDER BY seq", ENDED)
         return [Job.from_row(r) for r in rows]
 
-    def acknowledge_sweep(self, sweep_id: str) -> None:
+    def acknowledge_sweep(self, sweep_id: str, thread_id: int | None = None) -> None:
+        """A sweep's jobs are acknowledged (its preview or its approval says so), with the sweep's one thread."""
         with self.transaction() as db:
-            db.execute("UPDATE jobs SET acked=1 WHERE sweep_id=?", (sweep_id,))
+            db.execute(
+                "UPDATE jobs SET acked=1, thread_id=COALESCE(?, thread_id) WHERE sweep_id=?", (thread_id, sweep_id)
+            )
 
     def unacknowledged_sweep_jobs(self) -> list[Job]:
         rows = self.query(

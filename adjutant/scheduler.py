@@ -213,9 +213,9 @@ class Scheduler:
         await asyncio.to_thread(self.store.update, job_id, **changes)
         self._changed.set()
 
-    async def sweep_acknowledged(self, sweep_id: str) -> None:
-        """A sweep's preview now says it was queued: its jobs' end reports may go out."""
-        await asyncio.to_thread(self.store.acknowledge_sweep, sweep_id)
+    async def sweep_acknowledged(self, sweep_id: str, thread_id: int | None = None) -> None:
+        """A sweep's preview now says it was queued (its one thread opened): its jobs' end reports may go out."""
+        await asyncio.to_thread(self.store.acknowledge_sweep, sweep_id, thread_id)
         self._changed.set()
 
     async def unannounced_sweeps(self, older_than: dt.timedelta) -> dict[str, list[Job]]:

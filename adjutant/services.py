@@ -18,6 +18,7 @@ from adjutant.approvals import ApprovalStore
 from adjutant.gpus import WEEK, QuotaState, UsageReport, Use, frees_at, quota_state, usage
 from adjutant.jobs import Job, JobStore, child_environment
 from adjutant.launchers import Launcher, make_launcher
+from adjutant.launching import Launching
 from adjutant.nvml import GpuReading, NvmlUnavailable, busy_elsewhere, read_gpus
 from adjutant.runs import GpuIdleRule, progress
 from adjutant.scheduler import Scheduler
@@ -83,6 +84,8 @@ class Services:
     lock: StateLock
     #: Launch requests waiting for an approver, and the audit trail.
     approvals: ApprovalStore
+    #: The launch doors and the actions on a job (built once, in open()).
+    launching: Launching = field(init=False, repr=False)
     closed: bool = False
     _users: int = field(default=0, repr=False)
 
@@ -153,6 +156,9 @@ class Services:
             watchers[route.project_key] = Watcher(runs, source, rules, timeout=settings.wandb_timeout)
         services = cls(settings, jobs, runs, scheduler, watchers, lock, approvals)
         scheduler.progress_of = services.progress_of
+        services.launching = Launching(
+            settings, scheduler, approvals, quota_of=services.quota_of, watcher_of=services.watcher_of
+        )
         return services
 
     def gpu_readings(self) -> list[GpuReading] | None:

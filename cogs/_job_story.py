@@ -23,7 +23,7 @@ from typing import Any
 import discord
 from discord.ext import commands
 
-from adjutant._cog import NO_PINGS, find_channel
+from adjutant._cog import NO_PINGS, find_channel, home_of
 from adjutant.cogs._job_views import CancelButton
 from adjutant.cogs._launch_form import edit_view
 from adjutant.job_render import ack_embed, end_embed, final_ack_embed, status_embed, wandb_run_url
@@ -86,27 +86,32 @@ class JobStory:
 
     # --- the acknowledgement --------------------------------------------------------------------
     async def acknowledge(
-        self, ctx: commands.Context[Any], job: Job, defaults: dict[str, Any], *, prefix: str, extra: str = ""
+        self,
+        origin: commands.Context[Any] | discord.Interaction,
+        job: Job,
+        defaults: dict[str, Any],
+        *,
+        prefix: str,
+        extra: str = "",
     ) -> None:
-        """Answer a launch: the job's id, its place in line, a Cancel button; then open its thread.
+        """Answer a launch, whatever its door: the job's id, its place in line, a Cancel button; then its own
+        thread under that acknowledgement. Asked inside a thread (another job's), the acknowledgement goes to the
+        channel, where a thread can open, and the asker is pointed to it.
 
-        The job is already recorded: whatever happens to this reply, the member learns the job's id and
+        The job is already recorded: whatever happens to this answer, the member learns the job's id and
         state (a retry, else a plain message, else its end report says so).
         """
         ahead = await self.scheduler.jobs_ahead(job)
         view = discord.ui.View(timeout=None)
         view.add_item(CancelButton(job.id))
         embed = discord.Embed.from_dict(ack_embed(job, queued_ahead=ahead, defaults=defaults, prefix=prefix))
+        content = truncate(extra, MESSAGE_LIMIT) or None
+        home = home_of(origin.channel)
+        in_thread = home is not origin.channel
         message: discord.Message | None = None
         for attempt in range(ACK_ATTEMPTS):
             try:
-                message = await ctx.reply(
-                    content=truncate(extra, MESSAGE_LIMIT) or None,
-                    embed=embed,
-                    view=view,
-                    allowed_mentions=NO_PINGS,
-                    mention_author=False,
-                )
+                message = await self._send_ack(origin, home if in_thread else None, content, embed, view)
                 break
             except discord.HTTPException as error:
                 log.warning("acknowledgement of job %s not sent (attempt %d): %s", job.id, attempt + 1, error)
@@ -114,28 +119,112 @@ class JobStory:
                     break
                 await asyncio.sleep(0.5 * 2**attempt)
         if message is None:
-            await self._plain_ack(ctx, job, prefix)
+            await self._plain_ack(origin, job, prefix)
             await self.scheduler.acknowledged(job.id, ack_id=None)
             return
+        if in_thread:
+            await self._point_to(origin, f"Job `{job.id}` is acknowledged in the channel, with its own thread: "
+                                          f"{message.jump_url}")  # fmt: skip
         thread = await self._open_thread(message, job)
+        replied_to_message = isinstance(origin, commands.Context) and origin.interaction is None and not in_thread
         await self.scheduler.acknowledged(
             job.id,
             ack_id=message.id,
             thread_id=thread.id if thread is not None else None,
-            message_id=message.id if ctx.interaction is not None else None,  # a slash command has no message
+            message_id=None if replied_to_message else message.id,  # a slash command or a form has no message
         )
 
-    async def _plain_ack(self, ctx: commands.Context[Any], job: Job, prefix: str) -> None:
+    @staticmethod
+    async def _send_ack(
+        origin: commands.Context[Any] | discord.Interaction,
+        home: Any,
+        content: str | None,
+        embed: discord.Embed,
+        view: discord.ui.View,
+    ) -> discord.Message:
+        if home is not None:
+            return await home.send(content=content, embed=embed, view=view, allowed_mentions=NO_PINGS)
+        if isinstance(origin, commands.Context):
+            return await origin.reply(
+                content=content, embed=embed, view=view, allowed_mentions=NO_PINGS, mention_author=False
+            )
+        if origin.response.is_done():
+            return await origin.followup.send(
+                content=content or discord.utils.MISSING, embed=embed, view=view, allowed_mentions=NO_PINGS, wait=True
+            )
+        await origin.response.send_message(content=content, embed=embed, view=view, allowed_mentions=NO_PINGS)
+        return await origin.original_response()
+
+    @staticmethod
+    async def _point_to(origin: commands.Context[Any] | discord.Interaction, text: str) -> None:
+        try:
+            if isinstance(origin, commands.Context):
+                await origin.reply(text, allowed_mentions=NO_PINGS, mention_author=False)
+            elif origin.response.is_done():
+                await origin.followup.send(text, allowed_mentions=NO_PINGS)
+            else:
+                await origin.response.send_message(text, allowed_mentions=NO_PINGS)
+        except discord.HTTPException as error:
+            log.info("could not point to an acknowledgement: %s", error)
+
+    async def acknowledge_sweep(self, message: discord.Message | None, jobs: list[Job]) -> None:
+        """A sweep's jobs are acknowledged by ``message`` (its preview, or the approval's answer): one thread for
+        the whole sweep under it, and every cell's story goes there."""
+        sweep_id = jobs[0].sweep_id
+        assert sweep_id is not None
+        thread = None if message is None else await self._open_thread(message, jobs[0], name=f"sweep {sweep_id}")
+        await self.scheduler.sweep_acknowledged(sweep_id, thread.id if thread is not None else None)
+
+    async def acknowledge_approved(
+        self, channel: Any, head: str, mention: discord.AllowedMentions, jobs: list[Job], text: str
+    ) -> None:
+        """An approved request: its experiment acknowledged like any launch (with its own thread), or its sweep's
+        jobs listed (with one thread for the sweep); the requester (only them) is mentioned."""
+        home = home_of(channel)
+        message: discord.Message | None = None
+        try:
+            if len(jobs) == 1 and jobs[0].sweep_id is None:
+                job = jobs[0]
+                ahead = await self.scheduler.jobs_ahead(job)
+                view = discord.ui.View(timeout=None)
+                view.add_item(CancelButton(job.id))
+                embed = discord.Embed.from_dict(ack_embed(job, queued_ahead=ahead, prefix=self.prefix))
+                message = await home.send(head + ".", embed=embed, view=view, allowed_mentions=mention)
+            else:
+                message = await home.send(truncate(f"{head}. {text}", MESSAGE_LIMIT), allowed_mentions=mention)
+        except discord.HTTPException as error:
+            log.warning("could not acknowledge approved job(s) %s: %s", ", ".join(j.id for j in jobs), error)
+        if jobs and jobs[0].sweep_id is not None:
+            await self.acknowledge_sweep(message, jobs)
+            return
+        for job in jobs:
+            thread = None if message is None else await self._open_thread(message, job)
+            ack_id = message.id if message is not None else None
+            await self.scheduler.acknowledged(
+                job.id,
+                ack_id=ack_id,
+                thread_id=thread.id if thread is not None else None,
+                message_id=job.message_id or ack_id,
+            )
+
+    async def _plain_ack(self, origin: commands.Context[Any] | discord.Interaction, job: Job, prefix: str) -> None:
         text = f"Job `{job.id}` is recorded ({job.state}). `{prefix}jobs` shows it; `{prefix}cancel {job.id}` stops it."
         try:
-            if ctx.interaction is not None and ctx.interaction.response.is_done():
-                await ctx.interaction.followup.send(text, allowed_mentions=NO_PINGS)
+            if isinstance(origin, discord.Interaction):
+                if origin.response.is_done():
+                    await origin.followup.send(text, allowed_mentions=NO_PINGS)
+                else:
+                    await origin.response.send_message(text, allowed_mentions=NO_PINGS)
+            elif origin.interaction is not None and origin.interaction.response.is_done():
+                await origin.interaction.followup.send(text, allowed_mentions=NO_PINGS)
             else:
-                await ctx.send(text, allowed_mentions=NO_PINGS)
+                await origin.send(text, allowed_mentions=NO_PINGS)
         except discord.HTTPException as error:
             log.error("could not tell anyone that job %s was recorded (%s); its end report will", job.id, error)
 
-    async def _open_thread(self, message: discord.Message, job: Job) -> discord.Thread | None:
+    async def _open_thread(
+        self, message: discord.Message, job: Job, *, name: str | None = None
+    ) -> discord.Thread | None:
         """A thread under the acknowledgement for the job's story, where the channel allows one (else None)."""
         channel = message.channel
         if not self.settings.job_threads or not isinstance(channel, discord.TextChannel):
@@ -144,7 +233,7 @@ class JobStory:
         if not (permissions.create_public_threads and permissions.send_messages_in_threads):
             log.info("no thread for job %s: no permission to create threads in #%s; replying instead", job.id, channel)
             return None
-        name = truncate(f"{job.id} · {json.dumps(job.params, ensure_ascii=False)}", 100)
+        name = truncate(name or f"{job.id} · {json.dumps(job.params, ensure_ascii=False)}", 100)
         try:
             return await message.create_thread(name=name, auto_archive_duration=1440)
         except discord.HTTPException as error:

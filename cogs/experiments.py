@@ -1,9 +1,11 @@
 """Experiment launching: ``$experiment {json}`` runs the team's script with the hyperparameters.
 
-A thin adapter over :class:`adjutant.scheduler.Scheduler`: parse, check who may, record the job,
-answer, then let the scheduler start it. The reply never waits for a backend. The ``supervise`` loop
-drives the scheduler's passes; the ``tell`` loop sends end reports and live status edits, outside any
-scheduler lock.
+A thin adapter over :class:`adjutant.launching.Launching` (every launch door and every action on a job, with the
+rule of the job's own route) and :class:`adjutant.scheduler.Scheduler`: gather who asks and where, call the service
+once, answer. The reply never waits for a backend. The ``supervise`` loop drives the scheduler's passes; the ``tell``
+loop sends end reports and live status edits, outside any scheduler lock. The approval card, the launch forms and
+the alert card's job buttons are composed helpers (:mod:`._approval_desk`, :mod:`._form_desk`,
+:mod:`._alert_actions`); the persistent buttons find them through this cog, typed.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import asyncio
 import io
 import json
 import logging
-import secrets
 import time
 from pathlib import Path
 from typing import Any
@@ -21,31 +22,25 @@ import discord
 from discord import app_commands
 from discord.ext import commands, tasks
 
-from adjutant._cog import NO_PINGS, AdjutantCog, add_with_services, find_channel
+from adjutant._cog import NO_PINGS, AdjutantCog, add_with_services, asker_of, find_channel
 from adjutant.access import refusal
-from adjutant.admission import Verdict
 from adjutant.alerts import JOBS_OUTBOX
 from adjutant.cogs import _alert_views
-from adjutant.cogs._alert_flow import AlertFlow
+from adjutant.cogs._alert_actions import AlertActions
 from adjutant.cogs._announcer import Announcer, Inbox, Refused
+from adjutant.cogs._approval_desk import ApprovalDesk
 from adjutant.cogs._approval_views import ApprovalButton
+from adjutant.cogs._form_desk import FormDesk
 from adjutant.cogs._job_story import JobStory
 from adjutant.cogs._job_views import CancelButton, SweepConfirm
-from adjutant.cogs._launch_base import queued_text
 from adjutant.cogs._launch_form import EditButton
+from adjutant.cogs._launch_replies import LaunchReplies
 from adjutant.cogs._pager import send_pages
-from adjutant.hparams import (
-    HParamsError,
-    LaunchOptions,
-    diff,
-    expand_sweep,
-    parse_hyperparameters,
-    sweep_size,
-    take_launch_options,
-    to_argument,
-)
 from adjutant.job_render import jobs_pages, sweep_preview
 from adjutant.jobs import ACTIVE, ENDED, Job, JobState, read_tail_bytes, tail_lines, utcnow
+from adjutant.launch_render import cancel_text, queued_text
+from adjutant.launching import Asker, Launching, Queued, SweepPlan
+from adjutant.launching import Refused as NotLaunched
 from adjutant.render import MESSAGE_LIMIT, code_safe, truncate
 from adjutant.scheduler import Scheduler
 from adjutant.services import Services
@@ -56,24 +51,30 @@ log = logging.getLogger(__name__)
 LOG_ATTACHMENT_LIMIT = 8 * 1024 * 1024  # below Discord's default 10 MiB per file
 
 
-class Experiments(AlertFlow, AdjutantCog, name="Experiments"):
+class Experiments(AdjutantCog, name="Experiments"):
     """Launch, queue, cancel and follow training runs from chat."""
 
+    services: Services
+
     def __init__(self, bot: commands.Bot, settings: Settings, services: Services) -> None:
-        super().__init__(bot, settings)
-        self.services = services
+        super().__init__(bot, settings, services)
         self.scheduler: Scheduler = services.scheduler
+        self.launching: Launching = services.launching
         self.story = JobStory(
             bot, settings, services.scheduler, lambda job: services.watcher_of(job.project, job.entity)
         )
+        self.replies = LaunchReplies(settings, self.launching, self.story)
+        #: The persistent buttons' handlers (found through this cog by type, never by a method's name).
+        self.approval_desk = ApprovalDesk(self, self.launching, self.story)
+        self.forms = FormDesk(self, self.launching, self.replies)
+        self.alert_actions = AlertActions(self, self.launching, self.replies, services.runs)
         #: Alerts about jobs that W&B does not know about (log patterns) go out through their own outbox.
         self.alerts = Announcer(bot, services.runs, JOBS_OUTBOX, settings.metric, services.watcher)
         self._alerts_after = 0.0
         #: Direct messages and notes for one member, when the Runs cog (which delivers them too) is not loaded.
         self.inbox = Inbox(bot, services.runs)
-        self.schema: dict[str, Any] | None = None
         #: Right-click → Apps → Rerun on an end report or a run card.
-        self.rerun_menu = app_commands.ContextMenu(name="Rerun", callback=self._rerun_menu)
+        self.rerun_menu = app_commands.ContextMenu(name="Rerun", callback=self.forms.rerun_menu)
         if not any(route.launch_roles or route.launch_users for route in settings.routes):
             # Without a launch list only Manage Server (or Administrator) may launch: say so to Discord too, so
             # the slash forms are hidden from others by default (the server can still change it).
@@ -88,7 +89,7 @@ class Experiments(AlertFlow, AdjutantCog, name="Experiments"):
         self.services.acquire()
         if self.settings.hparams_schema is not None:
             text = await asyncio.to_thread(self.settings.hparams_schema.read_text, encoding="utf-8")
-            self.schema = json.loads(text)
+            self.launching.schema = json.loads(text)
         self.bot.add_dynamic_items(CancelButton, ApprovalButton, EditButton)
         self.bot.tree.add_command(self.rerun_menu)
         _alert_views.register(self.bot)
@@ -104,22 +105,29 @@ class Experiments(AlertFlow, AdjutantCog, name="Experiments"):
         _alert_views.unregister(self.bot, self)
         await self.services.release()
 
+    async def asker(self, origin: commands.Context[Any] | discord.Interaction) -> Asker:
+        """Who asks and where (the channel's route, resolved once for the whole door)."""
+        return await asker_of(self.bot, self.settings, origin, self.rule_for(origin.channel))
+
     # --- autocomplete ---------------------------------------------------------------------------
-    async def _complete(self, current: str, states: tuple[str, ...] | None) -> list[app_commands.Choice[str]]:
+    async def _complete(
+        self, interaction: discord.Interaction, current: str, states: tuple[str, ...] | None
+    ) -> list[app_commands.Choice[str]]:
+        asker = await self.asker(interaction)
         found = []
-        for job in await self.scheduler.recent(200):
+        for job in self.launching.visible(asker, await self.scheduler.recent(200)):
             if (states is None or job.state in states) and current.lower() in job.id:
                 label = truncate(f"{job.id} · {job.state} · {json.dumps(job.params, ensure_ascii=False)}", 100)
                 found.append(app_commands.Choice(name=label, value=job.id))
         return found[:25]
 
     async def complete_job(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
-        return await self._complete(current, None)
+        return await self._complete(interaction, current, None)
 
     async def complete_active_job(
         self, interaction: discord.Interaction, current: str
     ) -> list[app_commands.Choice[str]]:
-        return await self._complete(current, (JobState.QUEUED, *ACTIVE))
+        return await self._complete(interaction, current, (JobState.QUEUED, *ACTIVE))
 
     # --- launching ------------------------------------------------------------------------------
     @commands.hybrid_command(name="experiment")  # type: ignore[arg-type]  # discord.py stubs reject hybrid commands in cogs
@@ -135,27 +143,10 @@ class Experiments(AlertFlow, AdjutantCog, name="Experiments"):
         Options before the hyperparameters: --gpus N, --time 2h.
         """
         if ctx.interaction is not None and not hyperparameters.strip():  # /experiment alone: the launch form
-            await self.open_form(ctx.interaction, "new", None)
+            await self.forms.open(ctx.interaction, "new", None)
             return
-        if not await self._launch_precheck(ctx, "launch"):
-            return
-        try:
-            options, text = self._options(ctx, gpus, hyperparameters)
-            params, defaults = self._prepare(parse_hyperparameters(text))
-        except HParamsError as error:
-            await self.reply(ctx, f"Not launched: {error}")
-            return
-        assert options.gpus is not None
-        admission = await self._admit(ctx.author, ctx.channel, options.gpus, 1)
-        if admission.verdict == Verdict.REFUSED:
-            await self._refused(ctx, admission, "launch")
-            return
-        request = self._request(params, ctx, gpus=options.gpus, time_limit=options.time_limit)
-
-        async def ack(job: Job, note: str) -> None:
-            await self.story.acknowledge(ctx, job, defaults, prefix=self.command_prefix(ctx), extra=note)
-
-        await self._launch_one(ctx, request, admission, detail=to_argument(params), note="", ack=ack)
+        outcome = await self.launching.experiment(await self.asker(ctx), hyperparameters, gpus)
+        await self.replies.answer(ctx, outcome, prefix=self.command_prefix(ctx))
 
     @commands.hybrid_command(name="sweep")  # type: ignore[arg-type]  # discord.py stubs reject hybrid commands in cogs
     @app_commands.describe(
@@ -167,62 +158,46 @@ class Experiments(AlertFlow, AdjutantCog, name="Experiments"):
 
         Options before the grid: --gpus N, --time 2h, --no-canary.
         """
-        if not await self._launch_precheck(ctx, "sweep"):
+        plan = await self.launching.sweep(await self.asker(ctx), grid, gpus)
+        if not isinstance(plan, SweepPlan):
+            await self.replies.answer(ctx, plan, prefix=self.command_prefix(ctx))
             return
-        try:
-            options, grid = self._options(ctx, gpus, grid, sweep=True)
-            canary = self.settings.canary_steps > 0 and options.canary
-            parsed = parse_hyperparameters(grid)
-            size = sweep_size(parsed)
-            if size > self.settings.max_sweep:
-                raise HParamsError(
-                    f"that sweep has {size} combinations; the limit is {self.settings.max_sweep} (ADJUTANT_MAX_SWEEP)"
-                )
-            combos = [self._prepare(c)[0] for c in expand_sweep(parsed)]
-        except HParamsError as error:
-            await self.reply(ctx, f"Not queued: {error}")
-            return
-        per_job = options.gpus or 0
-        admission = await self._admit(ctx.author, ctx.channel, per_job, len(combos))
-        if admission.verdict == Verdict.REFUSED:
-            await self._refused(ctx, admission, "sweep")
-            return
-        sweep_id = "sweep-" + secrets.token_hex(3)
-        extra: dict[str, Any] = {"sweep_id": sweep_id, "gpus": per_job, "time_limit": options.time_limit}
-        if admission.verdict == Verdict.APPROVAL:
-            requests = [self._request(c, ctx, **extra) for c in combos]
-            await self._ask_approval(ctx, "sweep", requests, per_job, admission, canary=canary)
-            return
+        await self._confirm_sweep(ctx, plan)
+
+    async def _confirm_sweep(self, ctx: commands.Context[Any], plan: SweepPlan) -> None:
+        """The preview with Queue them / Never mind: only the requester, while they may still launch."""
+        queued_jobs: list[Job] = []
 
         async def may_launch_now(interaction: discord.Interaction) -> bool:
-            if await self.authorized(interaction.user, interaction.channel):
+            clicker = await self.asker(interaction)
+            if self.launching.may_launch(clicker, plan.route):
                 return True
-            log.warning("refused sweep confirmation by %s (%d): rights gone", interaction.user, interaction.user.id)
-            await interaction.response.send_message(refusal(self.rule_for(interaction.channel)), ephemeral=True)
+            refused = await self.launching.refuse(clicker, "sweep confirmation", refusal(plan.route))
+            await interaction.response.send_message(refused.text, ephemeral=True)
             return False
 
         async def queue(interaction: discord.Interaction) -> str:
             preview_id = interaction.message.id if interaction.message is not None else None
-            requests = [self._request(c, ctx, ack_id=preview_id, **extra) for c in combos]
-            jobs = await self.scheduler.enqueue_many(requests, canary=canary)  # one transaction: all or none
-            await self.audit(
-                "launch", interaction.user, interaction.channel, target=sweep_id, detail=f"{len(jobs)} jobs"
-            )
-            text = queued_text(jobs)
-            if canary and len(jobs) > 1:
+            outcome = await self.launching.queue_sweep(plan, await self.asker(interaction), preview_id)
+            if not isinstance(outcome, Queued):
+                return outcome.text
+            queued_jobs.extend(outcome.jobs)
+            text = queued_text(outcome.jobs)
+            if plan.canary and len(outcome.jobs) > 1:
                 text += (
-                    f"\n`{jobs[0].id}` runs first (the canary); the others start once it reaches step"
+                    f"\n`{outcome.jobs[0].id}` runs first (the canary); the others start once it reaches step"
                     f" {self.settings.canary_steps} or runs {self.settings.canary_minutes:g} min without failing."
                 )
             return text
 
         async def queued(interaction: discord.Interaction, text: str) -> None:
-            await self.scheduler.sweep_acknowledged(sweep_id)  # the preview says so: reports may go out
+            if queued_jobs:  # the preview says so: one thread for the sweep, and reports may go out
+                await self.story.acknowledge_sweep(interaction.message, queued_jobs)
 
         view = SweepConfirm(ctx.author.id, may_launch_now, queue, queued)
-        preview = sweep_preview(combos, cap=self.settings.max_sweep)
+        preview = sweep_preview(plan.combos, cap=self.settings.max_sweep)
         view.message = await ctx.reply(
-            admission.warning,
+            plan.warning,
             embed=discord.Embed.from_dict(preview),
             view=view,
             allowed_mentions=NO_PINGS,
@@ -243,56 +218,10 @@ class Experiments(AlertFlow, AdjutantCog, name="Experiments"):
 
         Options before the changes: --gpus N, --time 2h.
         """
-        if not await self._launch_precheck(ctx, "rerun"):
-            return
-        try:
-            asked, overrides = take_launch_options(overrides)
-            if gpus is not None:
-                if not 0 <= gpus <= 64:
-                    raise HParamsError("gpus must be between 0 and 64")
-                asked = LaunchOptions(gpus, asked.time_limit, asked.canary)
-            changes = parse_hyperparameters(overrides, allow_empty=True)
-        except HParamsError as error:
-            await self.reply(ctx, f"Not launched: {error}")
-            return
-        job = await self.scheduler.get(source)
-        if job is not None:
-            base, origin = job.params, f"job `{job.id}`"
-        else:
-            route = self.rule_for(ctx.channel)
-            watcher = self.services.watchers.get(route.project_key or "") or self.services.watcher
-            if watcher is None:
-                await self.reply(ctx, f"No job `{code_safe(truncate(source, 64))}` (and W&B reporting is off).")
-                return
-            ok, run = await self.ask_wandb(ctx, watcher, watcher.source.find, source)
-            if not ok:
-                return
-            if run is None:
-                await self.reply(ctx, f"No job or W&B run `{code_safe(truncate(source, 64))}`.")
-                return
-            base, origin = dict(run.public_config()), f"W&B run `{code_safe(run.id)}`"
-        try:
-            params, defaults = self._prepare(parse_hyperparameters(json.dumps({**base, **changes})))
-        except (HParamsError, ValueError) as error:
-            await self.reply(ctx, f"Not launched: {error}")
-            return
-        lines = diff(base, params)
-        changed = "\n".join(lines) if lines else "(no changes)"
-        note = f"Rerun of {origin}:\n```diff\n{code_safe(truncate(changed, 1500))}\n```"
-        gpus = asked.gpus if asked.gpus is not None else job.gpus if job is not None else self.settings.job_gpus
-        limit = asked.time_limit or (job.time_limit if job is not None else None)
-        if limit is None and self.settings.time_limit is not None:
-            limit = self.settings.time_limit * 60
-        admission = await self._admit(ctx.author, ctx.channel, gpus, 1)
-        if admission.verdict == Verdict.REFUSED:
-            await self._refused(ctx, admission, "rerun")
-            return
-        request = self._request(params, ctx, gpus=gpus, time_limit=limit)
-
-        async def ack(job: Job, text: str) -> None:
-            await self.story.acknowledge(ctx, job, defaults, prefix=self.command_prefix(ctx), extra=text)
-
-        await self._launch_one(ctx, request, admission, detail=f"rerun of {origin}", note=note, ack=ack)
+        asker = await self.asker(ctx)
+        async with ctx.typing():  # a W&B run's config may take W&B a moment (a slash command is deferred)
+            outcome = await self.launching.rerun(asker, source, overrides, gpus)
+        await self.replies.answer(ctx, outcome, prefix=self.command_prefix(ctx))
 
     # --- cancelling -----------------------------------------------------------------------------
     @commands.hybrid_command(name="cancel")  # type: ignore[arg-type]  # discord.py stubs reject hybrid commands in cogs
@@ -300,34 +229,34 @@ class Experiments(AlertFlow, AdjutantCog, name="Experiments"):
     @app_commands.autocomplete(job_id=complete_active_job)
     async def cancel(self, ctx: commands.Context[Any], job_id: str) -> None:
         """Cancel a queued or running job: $cancel <job id>."""
-        if not await self.authorized(ctx.author, ctx.channel):
-            await self._refuse(ctx, "cancel")
+        result = await self.launching.cancel(await self.asker(ctx), job_id)
+        if isinstance(result, NotLaunched):
+            await self.reply(ctx, result.text)
             return
-        key = job_id.strip().lower()
-        result = await self.scheduler.cancel(key, str(ctx.author))
-        await self.audit("cancel", ctx.author, ctx.channel, target=key[:32], detail=result.outcome.value)
-        await self.reply(ctx, self._cancel_text(result, key, self.command_prefix(ctx)))
+        await self.reply(ctx, self._cancel_text(result, job_id, self.command_prefix(ctx)))
 
     async def cancel_from_button(self, interaction: discord.Interaction, job_id: str) -> None:
+        """The Cancel button under an acknowledgement: the rule of the job's own route."""
         if not self.serves(interaction.guild):
             return  # not one of Adjutant's servers: nothing is answered
-        if not await self.authorized(interaction.user, interaction.channel):
-            log.warning("refused cancel button for %s by %s (%d)", job_id, interaction.user, interaction.user.id)
-            await self.audit("refused", interaction.user, interaction.channel, target=job_id, detail="cancel button")
-            await interaction.response.send_message(refusal(self.rule_for(interaction.channel)), ephemeral=True)
+        result = await self.launching.cancel(await self.asker(interaction), job_id)
+        if isinstance(result, NotLaunched):
+            await interaction.response.send_message(result.text, ephemeral=True)
             return
-        result = await self.scheduler.cancel(job_id, str(interaction.user))
-        await self.audit("cancel", interaction.user, interaction.channel, target=job_id, detail=result.outcome.value)
         text = self._cancel_text(result, job_id, self.command_prefix())
         await interaction.response.send_message(text, allowed_mentions=NO_PINGS)
+
+    def _cancel_text(self, result: Any, job_id: str, prefix: str) -> str:
+        return cancel_text(result, job_id, prefix, grace_seconds=self.settings.cancel_grace_seconds)
 
     # --- looking at jobs ------------------------------------------------------------------------
     @commands.hybrid_command(name="jobs", aliases=["queue"])  # type: ignore[arg-type]  # discord.py stubs reject hybrid commands in cogs
     async def jobs_command(self, ctx: commands.Context[Any]) -> None:
-        """List running, queued and recently ended experiments."""
-        active = await self.scheduler.jobs_in(ACTIVE)
-        queued = await self.scheduler.jobs_in((JobState.QUEUED,), 500)
-        recent = [j for j in await self.scheduler.recent(30) if j.state in ENDED][:5]
+        """List running, queued and recently ended experiments (of the channels you can see)."""
+        asker = await self.asker(ctx)
+        active = self.launching.visible(asker, await self.scheduler.jobs_in(ACTIVE))
+        queued = self.launching.visible(asker, await self.scheduler.jobs_in((JobState.QUEUED,), 500))
+        recent = [j for j in self.launching.visible(asker, await self.scheduler.recent(30)) if j.state in ENDED][:5]
         await send_pages(ctx, jobs_pages(active, queued, recent, utcnow(), prefix=self.command_prefix(ctx)))
 
     @commands.hybrid_command(name="logs")  # type: ignore[arg-type]  # discord.py stubs reject hybrid commands in cogs
@@ -338,7 +267,7 @@ class Experiments(AlertFlow, AdjutantCog, name="Experiments"):
         if not 1 <= lines <= 1000:
             await self.reply(ctx, "The number of lines must be between 1 and 1000.")
             return
-        job = await self.scheduler.get(job_id.strip().lower())
+        job = await self.launching.job_for(await self.asker(ctx), job_id)
         if job is None:
             prefix = self.command_prefix(ctx)
             await self.reply(ctx, f"No job `{code_safe(truncate(job_id, 32))}`. `{prefix}jobs` lists them.")
@@ -414,7 +343,7 @@ class Experiments(AlertFlow, AdjutantCog, name="Experiments"):
 
     @supervise.error
     @tell.error
-    async def _loop_died(self, error: BaseException) -> None:  # type: ignore[override]
+    async def _loop_died(self, error: BaseException) -> None:
         log.critical("a job loop stopped", exc_info=error)
 
 

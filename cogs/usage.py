@@ -35,6 +35,8 @@ AUDIT_MAX = 200
 class Usage(AdjutantCog, name="Usage"):
     """GPUs, usage by member and project, and the audit trail."""
 
+    services: Services
+
     def __init__(self, bot: commands.Bot, settings: Settings, services: Services) -> None:
         super().__init__(bot, settings)
         self.services = services

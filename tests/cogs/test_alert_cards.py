@@ -69,8 +69,15 @@ async def test_a_log_pattern_printed_10000_times_is_one_card_in_the_job_thread(
         await eventually(lambda: any(f"Experiment {job_id} " in t for t in _titles(discord_standin)), timeout=20)
 
         before = len(acks(discord_standin))
-        rerun = await answer_to(discord_standin, card, button(discord_standin, card, "rerun"), "admin")
-        assert f"Rerun of job `{job_id}`" in rerun["content"]
+        threads_before = len(discord_standin.threads)
+        pointer = await answer_to(discord_standin, card, button(discord_standin, card, "rerun"), "admin")
+        # The card is in the job's thread: the rerun is acknowledged in the channel, with a thread of its own.
+        assert "acknowledged in the channel, with its own thread" in pointer["content"]
+        rerun = await discord_standin.wait_for_message(
+            lambda m: f"Rerun of job `{job_id}`" in (m["content"] or "") and bool(m["embeds"]), timeout=10
+        )
+        assert rerun["channel_id"] != thread["id"] and rerun["channel_id"] == thread["parent_id"]
+        await eventually(lambda: len(discord_standin.threads) == threads_before + 1, timeout=10)
         new_id = re.search(r"Experiment (j[a-z0-9]{6})", rerun["embeds"][0]["title"])
         assert new_id is not None and new_id[1] != job_id
         new_job = await bot.get_cog("Experiments").scheduler.get(new_id[1])
@@ -177,3 +184,47 @@ async def test_a_card_refused_then_failing_is_sent_once_later(
         assert discord_standin.send_faults == [], "every fault was met"
         assert len(cards(discord_standin, "loss = 9 > 5")) == 1, "sent once, nothing lost"
         assert len(cards(discord_standin, "started")) == 1, "and the announcement before it too"
+
+
+async def test_a_failed_jobs_traceback_is_told_once_by_its_end_report(
+    start_adjutant, discord_standin: DiscordStandIn, out_dir
+) -> None:
+    """Issue 20: the traceback came in the end report and again as a log-alert card titled with the regex. A pattern
+    the end report's log tail shows is not a second card."""
+    import sqlite3
+
+    from adjutant.cogs._announcer import LOG_CARD_WAIT
+    from tests.cogs.test_experiments import fields, wait_report
+
+    params = '{"print": "Traceback (most recent call last):", "exit": 1}'
+    async with start_adjutant(launch_env()) as bot:
+        job_id = await launch(discord_standin, params)
+        report = await wait_report(discord_standin, job_id)
+        assert "Traceback (most recent call last):" in fields(report)["End of the log"]
+        path = bot.settings.state_dir / "adjutant.sqlite3"
+
+        def told() -> str:
+            with sqlite3.connect(path) as db:
+                return db.execute("SELECT log_told FROM jobs WHERE id=?", (job_id,)).fetchone()[0] or ""
+
+        await eventually(lambda: "Traceback" in told(), timeout=10)  # the scan found it: the alert exists
+        await asyncio.sleep(LOG_CARD_WAIT.total_seconds() + 3)
+        assert cards(discord_standin, f"Job {job_id} logged") == [], "told once, by the end report"
+
+
+async def test_a_crash_caught_up_after_a_restart_says_while_i_was_offline(
+    start_adjutant, discord_standin: DiscordStandIn, wandb_standin: WandbStandIn
+) -> None:
+    """Issue 20: a crash caught up after a restart came as a card without "While I was offline:"."""
+    async with start_adjutant(WANDB_ENV) as bot:
+        await reporting_ready(bot)
+        wandb_standin.create_run("c1", display_name="night-run", state="running")
+        await eventually(lambda: bool(cards(discord_standin, "night-run started")), timeout=20)
+        started = cards(discord_standin, "night-run started")[0]
+        assert not (started["content"] or "").startswith("While I was offline"), "news as it happens"
+    wandb_standin.update_run("c1", state="crashed")  # while the bot is down
+    async with start_adjutant(WANDB_ENV):
+        await eventually(lambda: bool(cards(discord_standin, "night-run crashed")), timeout=30)
+    card = cards(discord_standin, "night-run crashed")[0]
+    assert discord_standin.buttons(card), "a card (with its buttons)"
+    assert card["content"].startswith("While I was offline:"), card["content"]

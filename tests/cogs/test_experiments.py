@@ -228,7 +228,7 @@ async def test_concurrency_one_queues_the_second(start_adjutant, discord_standin
     async with start_adjutant(launch_env()) as bot:
         first = await launch(discord_standin, '{"sleep": 1.5}')
         second = await launch(discord_standin, '{"sleep": 0}')
-        assert "queued; 1 job(s) ahead" in acks(discord_standin)[1]["embeds"][0]["title"]
+        assert "queued; 1 job ahead" in acks(discord_standin)[1]["embeds"][0]["title"]
         await wait_report(discord_standin, second)
         store = bot.get_cog("Experiments").services.jobs
         a = await asyncio.to_thread(store.get, first)

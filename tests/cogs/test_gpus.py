@@ -44,7 +44,7 @@ async def test_jobs_get_their_own_gpus_and_wait_for_enough(
         ack = next(m for m in acks(discord_standin) if job_id_of(m) == a)
         assert "2 GPU(s)" in str(discord_standin.first_version(ack)["embeds"][0]["fields"])
         waiting = discord_standin.first_version(next(m for m in acks(discord_standin) if job_id_of(m) == c))
-        assert waiting["embeds"][0]["title"] == f"🧪 Experiment {c}: queued; 2 job(s) ahead", "it waits for GPUs"
+        assert waiting["embeds"][0]["title"] == f"🧪 Experiment {c}: queued; 2 jobs ahead", "it waits for GPUs"
 
         gpus = await say_embed(discord_standin, "$gpus")
         assert gpus["title"] == "🖥️ GPUs: 0 of 3 free · 1 job(s) queued"
@@ -59,7 +59,7 @@ async def test_jobs_get_their_own_gpus_and_wait_for_enough(
         refused = await say(discord_standin, '$experiment --gpus 4 {"sleep": 0}')
         assert refused == "Not launched: it asks for 4 GPUs per job; this machine has 3 (ADJUTANT_GPUS)."
         bad = await say(discord_standin, '$experiment --gpus many {"sleep": 0}')
-        assert "--gpus takes a whole number from 0 to 64 (got 'many')" in bad
+        assert "--gpus must be a whole number from 0 to 64, not 'many'" in bad
 
 
 async def say(discord: DiscordStandIn, text: str, author: str = "admin") -> str:

@@ -1,0 +1,582 @@
+"""The launch service: every launch door (``$experiment``, ``/experiment``, the launch form, ``$rerun``, Rerun with
+edits, the context menu, an alert card's Rerun, ``$sweep``) is one call here, and so is every action on a job
+(cancel, logs, rerun) with the rule of the job's own route. Discord-free: the cogs gather who asks and where
+(:class:`Asker`), call one method, and render the outcome.
+
+A door's path, in order: launching on in the route → who may (launch, or request) → options and hyperparameters
+(parsed, schema defaults, valid JSON) → admission (GPUs, quota, approval thresholds) → recorded: a queued job, or a
+request for an approver, audited in the same step. Nothing here waits for a backend; a rerun of a W&B run asks W&B
+for its config, with the watcher's deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from adjutant.access import may_launch, may_request, quota_exempt, refusal
+from adjutant.admission import Admission, Request, Verdict, admit
+from adjutant.approvals import Action, Approval, ApprovalStore
+from adjutant.forms import form_keys
+from adjutant.gpus import QuotaState
+from adjutant.hparams import (
+    MAX_GPUS,
+    HParamsError,
+    LaunchOptions,
+    diff,
+    expand_sweep,
+    parse_hyperparameters,
+    sweep_size,
+    take_launch_options,
+    to_argument,
+    validate,
+)
+from adjutant.jobs import Job, JobRequest
+from adjutant.projects import ProjectRoute
+from adjutant.render import code_safe, truncate
+from adjutant.scheduler import CancelResult, Scheduler
+from adjutant.settings import Settings
+from adjutant.watcher import Watcher, describe_error
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Asker:
+    """Who asks, and where: what the rules need, gathered once by the cog from the message or the interaction.
+
+    ``user`` is the member as the access rules read it (``id``, ``roles`` with ``name``/``id``,
+    ``guild_permissions``); ``route`` is the route of the channel asked in, resolved once; ``channel_id`` is that
+    channel (a thread's parent: a job's story opens under its own acknowledgement, never inside another's thread).
+    ``can_see`` says whether the member can see a route's channel (Discord's View Channel there)."""
+
+    user: Any
+    is_owner: bool
+    route: ProjectRoute
+    channel_id: int
+    guild_id: int | None = None
+    message_id: int | None = None
+    can_see: Callable[[ProjectRoute], bool] = field(default=lambda route: False, repr=False)
+
+    @property
+    def id(self) -> int:
+        return int(self.user.id)
+
+    @property
+    def name(self) -> str:
+        return str(self.user)
+
+
+@dataclass(frozen=True)
+class Refused:
+    """Nothing was recorded; ``text`` says why (for the asker only, where the door allows)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Queued:
+    """Jobs recorded (queued); the door acknowledges them. ``note`` goes above the acknowledgement."""
+
+    jobs: list[Job]
+    note: str = ""
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Awaiting:
+    """A request recorded for an approver (no job yet); the door posts its card and then calls
+    :meth:`Launching.card_posted`."""
+
+    approval: Approval
+    text: str
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """A sweep checked and admitted, waiting for its requester's Confirm (``$sweep``'s preview)."""
+
+    sweep_id: str
+    combos: list[dict[str, Any]]
+    route: ProjectRoute
+    channel_id: int
+    message_id: int | None
+    requested_by_id: int
+    requested_by: str
+    gpus: int
+    time_limit: float | None
+    canary: bool
+    warning: str | None
+
+
+@dataclass(frozen=True)
+class FormSource:
+    """What a launch form starts from: its hyperparameters, where they come from, the GPUs and time limit."""
+
+    params: dict[str, Any]
+    origin: str
+    gpus: int
+    time_limit: float | None
+    keys: list[str]
+
+
+Outcome = Refused | Queued | Awaiting
+
+
+class Launching:
+    """The launch doors and the actions on a job, as rules over the scheduler, the approvals and the routes."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        scheduler: Scheduler,
+        approvals: ApprovalStore,
+        *,
+        quota_of: Callable[[int], tuple[QuotaState, dt.datetime] | None],
+        watcher_of: Callable[[str | None, str | None], Watcher | None],
+        schema: dict[str, Any] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.scheduler = scheduler
+        self.approvals = approvals
+        self.quota_of = quota_of
+        self.watcher_of = watcher_of
+        #: The JSON schema of the hyperparameters (ADJUTANT_HPARAMS_SCHEMA), read by the cog when it loads.
+        self.schema = schema
+        self.routes: tuple[ProjectRoute, ...] = settings.routes
+
+    # --- routes and rights ------------------------------------------------------------------------
+    def route_of(self, job: Job) -> ProjectRoute:
+        """The route a job was launched in: its recorded route, else (older rows) its channel, else its project,
+        else the first route (the global rule)."""
+        if job.route is not None:
+            found = next((r for r in self.routes if str(r.channel) == job.route), None)
+            if found is not None:
+                return found
+        found = next((r for r in self.routes if isinstance(r.channel, int) and r.channel == job.channel_id), None)
+        if found is not None:
+            return found
+        same_project = [r for r in self.routes if r.project is not None and r.project == job.project]
+        if len(same_project) == 1:
+            return same_project[0]
+        return self.routes[0]
+
+    def launching_off(self, route: ProjectRoute) -> str | None:
+        """Why launching is off in ``route``'s channel (and where it is on), or None when it is on there."""
+        if route.experiment_script is not None:
+            return None
+        elsewhere = [r.channel_label() for r in self.routes if r.experiment_script is not None]
+        if elsewhere:
+            return f"Launching is off in this channel; it is on in {', '.join(elsewhere)}."
+        return "Launching is off: this bot has no ADJUTANT_EXPERIMENT_SCRIPT (run_experiment_script)."
+
+    def may_launch(self, asker: Asker, route: ProjectRoute | None = None) -> bool:
+        """May the asker launch (and cancel, and act on jobs) under ``route``'s rule (default: where they ask)?"""
+        return may_launch(asker.user, route or asker.route, is_owner=asker.is_owner)
+
+    def sees(self, asker: Asker, job: Job) -> bool:
+        """May the asker see ``job`` (its parameters, its log)? Only if they can see its route's channel."""
+        route = self.route_of(job)
+        return route == asker.route or asker.can_see(route)
+
+    def visible(self, asker: Asker, jobs: Sequence[Job]) -> list[Job]:
+        """The jobs of routes whose channel the asker can see (``$jobs``, autocomplete)."""
+        seen: dict[ProjectRoute, bool] = {}
+        out = []
+        for job in jobs:
+            route = self.route_of(job)
+            if route not in seen:
+                seen[route] = route == asker.route or asker.can_see(route)
+            if seen[route]:
+                out.append(job)
+        return out
+
+    async def job_for(self, asker: Asker, job_id: str) -> Job | None:
+        """A job the asker may see, by id (None: no such job, or one of a channel they cannot see)."""
+        job = await self.scheduler.get(job_id.strip().lower())
+        return job if job is not None and self.sees(asker, job) else None
+
+    async def audit(self, action: str, asker: Asker, *, target: str | None = None, detail: str | None = None) -> None:
+        """Record who did (or was refused) what, where; a failure to record (a full disk) is logged only."""
+        try:
+            await asyncio.to_thread(
+                self.approvals.record,
+                Action(action),
+                asker.id,
+                asker.name,
+                guild_id=asker.guild_id,
+                channel_id=asker.channel_id,
+                target=target,
+                detail=None if detail is None else truncate(detail, 500),
+            )
+        except Exception:
+            log.exception("could not record an audit entry (%s by %s)", action, asker.name)
+
+    async def refuse(self, asker: Asker, what: str, text: str, *, target: str | None = None) -> Refused:
+        """The one refusal path: logged, audited, answered."""
+        log.warning("refused %s by %s (%d): %s", what, asker.name, asker.id, truncate(text, 200))
+        await self.audit("refused", asker, target=target, detail=f"{what}: {text}")
+        return Refused(text)
+
+    async def _gate(self, asker: Asker, what: str) -> Refused | None:
+        """Launching on where asked, and the asker may launch or request there."""
+        off = self.launching_off(asker.route)
+        if off is not None:
+            return Refused(off)
+        if not self.may_launch(asker) and not may_request(asker.user, self.settings):
+            return await self.refuse(asker, what, refusal(asker.route))
+        return None
+
+    # --- options, hyperparameters, admission --------------------------------------------------------
+    def default_time_limit(self) -> float | None:
+        return None if self.settings.time_limit is None else self.settings.time_limit * 60
+
+    def options(self, text: str, gpus: int | None = None, *, sweep: bool = False) -> tuple[LaunchOptions, str]:
+        """``--gpus N`` / ``--time D`` (a sweep's ``--no-canary``) before the hyperparameters, or a slash command's
+        ``gpus`` option; the defaults (ADJUTANT_GPUS_PER_JOB, ADJUTANT_TIME_LIMIT) filled in."""
+        options, rest = take_launch_options(text, sweep=sweep)
+        if gpus is not None:
+            if not 0 <= gpus <= MAX_GPUS:
+                raise HParamsError(f"gpus must be between 0 and {MAX_GPUS}")
+            options = LaunchOptions(gpus, options.time_limit, options.canary)
+        limit = options.time_limit if options.time_limit is not None else self.default_time_limit()
+        count = options.gpus if options.gpus is not None else self.settings.job_gpus
+        return LaunchOptions(count, limit, options.canary), rest
+
+    def prepare(self, params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Schema defaults filled in and checked; what reaches the script is always valid JSON."""
+        prepared, defaults = (params, {}) if self.schema is None else validate(params, self.schema)
+        try:
+            to_argument(prepared)
+        except ValueError as error:
+            raise HParamsError(f"cannot be passed to the script as JSON: {error}") from None
+        return prepared, defaults
+
+    def request(self, asker: Asker, params: dict[str, Any], **extra: Any) -> JobRequest:
+        """A launch under the asker's route: its script, its project (the run lands where the channel looks)."""
+        route = asker.route
+        assert route.experiment_script is not None
+        return JobRequest(
+            params=params,
+            script=str(route.experiment_script),
+            requested_by_id=asker.id,
+            requested_by=asker.name,
+            channel_id=asker.channel_id,
+            message_id=asker.message_id,
+            backend=self.settings.launcher,
+            project=route.project,
+            entity=route.entity,
+            route=str(route.channel),
+            **extra,
+        )
+
+    async def admission(self, asker: Asker, gpus: int, cells: int, time_limit: float | None = None) -> Admission:
+        """Launch now, wait for an approver, or refuse (see :func:`adjutant.admission.admit`)."""
+        quota = None
+        if self.settings.gpu_hours_per_week is not None and not quota_exempt(asker.user):
+            quota = await asyncio.to_thread(self.quota_of, asker.id)
+        pool = self.scheduler.gpus
+        facts = Request(
+            gpus=gpus,
+            cells=cells,
+            may_launch=self.may_launch(asker),
+            may_request=may_request(asker.user, self.settings),
+            pool_size=len(pool) if pool is not None and self.settings.launcher == "local" else None,
+            quota=quota[0] if quota else None,
+            quota_frees_at=quota[1] if quota else None,
+        )
+        return admit(facts, approval_gpus=self.settings.approval_gpus, approval_jobs=self.settings.approval_jobs)
+
+    async def _record(
+        self,
+        asker: Asker,
+        request: JobRequest,
+        admission: Admission,
+        *,
+        detail: str,
+        note: str = "",
+        defaults: dict[str, Any] | None = None,
+    ) -> Outcome:
+        """After the admission said launch or ask: the request for an approver, or the job queued; audited."""
+        if admission.verdict == Verdict.REFUSED:
+            text = admission.text if admission.text != "not allowed" else refusal(asker.route)
+            return await self.refuse(asker, detail, text)
+        if admission.verdict == Verdict.APPROVAL:
+            return await self._ask_approval(asker, "experiment", [request], request.gpus, admission)
+        job = await self.scheduler.enqueue(request)
+        await self.audit("launch", asker, target=job.id, detail=detail)
+        if admission.warning:
+            note = f"{note}\n{admission.warning}".strip()
+        return Queued([job], note, defaults or {})
+
+    async def _ask_approval(
+        self,
+        asker: Asker,
+        kind: str,
+        requests: list[JobRequest],
+        gpus: int,
+        admission: Admission,
+        *,
+        canary: bool = False,
+    ) -> Awaiting:
+        approval = await asyncio.to_thread(
+            self.approvals.add, kind, requests, gpus=gpus, why=admission.text, canary=canary
+        )
+        await self.audit("request", asker, target=f"#{approval.id}", detail=f"{kind}, {len(requests)} job(s)")
+        text = f"Request #{approval.id} waits for an approver: nothing runs until one approves it."
+        if admission.warning:
+            text += "\n" + admission.warning
+        return Awaiting(approval, text)
+
+    async def card_posted(self, approval: Approval, card_id: int) -> None:
+        await asyncio.to_thread(self.approvals.set_card, approval.id, card_id)
+
+    # --- the doors ----------------------------------------------------------------------------------
+    async def experiment(self, asker: Asker, text: str, gpus: int | None = None) -> Outcome:
+        """``$experiment`` and ``/experiment`` with hyperparameters."""
+        refused = await self._gate(asker, "launch")
+        if refused is not None:
+            return refused
+        try:
+            options, rest = self.options(text, gpus)
+            params, defaults = self.prepare(parse_hyperparameters(rest))
+        except HParamsError as error:
+            return Refused(f"Not launched: {error}")
+        assert options.gpus is not None
+        admission = await self.admission(asker, options.gpus, 1, options.time_limit)
+        request = self.request(asker, params, gpus=options.gpus, time_limit=options.time_limit)
+        return await self._record(asker, request, admission, detail=to_argument(params), defaults=defaults)
+
+    async def sweep(self, asker: Asker, text: str, gpus: int | None = None) -> Refused | Awaiting | SweepPlan:
+        """``$sweep``: a plan for the requester to confirm, or a request for an approver."""
+        refused = await self._gate(asker, "sweep")
+        if refused is not None:
+            return refused
+        try:
+            options, grid = self.options(text, gpus, sweep=True)
+            canary = self.settings.canary_steps > 0 and options.canary
+            parsed = parse_hyperparameters(grid)
+            size = sweep_size(parsed)
+            if size > self.settings.max_sweep:
+                raise HParamsError(
+                    f"that sweep has {size} combinations; the limit is {self.settings.max_sweep} (ADJUTANT_MAX_SWEEP)"
+                )
+            combos = [self.prepare(c)[0] for c in expand_sweep(parsed)]
+        except HParamsError as error:
+            return Refused(f"Not queued: {error}")
+        per_job = options.gpus or 0
+        admission = await self.admission(asker, per_job, len(combos), options.time_limit)
+        if admission.verdict == Verdict.REFUSED:
+            text = admission.text if admission.text != "not allowed" else refusal(asker.route)
+            return await self.refuse(asker, "sweep", text)
+        sweep_id = "sweep-" + secrets.token_hex(3)
+        plan = SweepPlan(
+            sweep_id=sweep_id,
+            combos=combos,
+            route=asker.route,
+            channel_id=asker.channel_id,
+            message_id=asker.message_id,
+            requested_by_id=asker.id,
+            requested_by=asker.name,
+            gpus=per_job,
+            time_limit=options.time_limit,
+            canary=canary,
+            warning=admission.warning,
+        )
+        if admission.verdict == Verdict.APPROVAL:
+            requests = self._sweep_requests(plan, None)
+            return await self._ask_approval(asker, "sweep", requests, per_job, admission, canary=canary)
+        return plan
+
+    def _sweep_requests(self, plan: SweepPlan, ack_id: int | None) -> list[JobRequest]:
+        assert plan.route.experiment_script is not None
+        return [
+            JobRequest(
+                params=combo,
+                script=str(plan.route.experiment_script),
+                requested_by_id=plan.requested_by_id,
+                requested_by=plan.requested_by,
+                channel_id=plan.channel_id,
+                message_id=plan.message_id,
+                backend=self.settings.launcher,
+                sweep_id=plan.sweep_id,
+                ack_id=ack_id,
+                project=plan.route.project,
+                entity=plan.route.entity,
+                route=str(plan.route.channel),
+                gpus=plan.gpus,
+                time_limit=plan.time_limit,
+            )
+            for combo in plan.combos
+        ]
+
+    async def queue_sweep(self, plan: SweepPlan, clicker: Asker, ack_id: int | None) -> Refused | Queued:
+        """The requester confirmed the preview: rights checked again at the click, then all cells in one
+        transaction (all or none)."""
+        if not self.may_launch(clicker, plan.route):
+            return await self.refuse(clicker, "sweep confirmation", refusal(plan.route), target=plan.sweep_id)
+        jobs = await self.scheduler.enqueue_many(self._sweep_requests(plan, ack_id), canary=plan.canary)
+        await self.audit("launch", clicker, target=plan.sweep_id, detail=f"{len(jobs)} jobs")
+        return Queued(jobs)
+
+    async def rerun(self, asker: Asker, source: str, overrides: str = "", gpus: int | None = None) -> Outcome:
+        """``$rerun <job or W&B run> [changes]``: a job the asker can see, or a run of their channel's project;
+        launched where they ask, with that channel's script."""
+        refused = await self._gate(asker, "rerun")
+        if refused is not None:
+            return refused
+        try:
+            asked, overrides = take_launch_options(overrides)
+            if gpus is not None:
+                if not 0 <= gpus <= MAX_GPUS:
+                    raise HParamsError(f"gpus must be between 0 and {MAX_GPUS}")
+                asked = LaunchOptions(gpus, asked.time_limit, asked.canary)
+            changes = parse_hyperparameters(overrides, allow_empty=True)
+        except HParamsError as error:
+            return Refused(f"Not launched: {error}")
+        job = await self.job_for(asker, source)
+        if job is not None:
+            base, origin = dict(job.params), f"job `{job.id}`"
+        else:
+            found = await self._run_config(asker.route, source)
+            if isinstance(found, Refused):
+                return found
+            base, origin = found
+        try:
+            params, defaults = self.prepare(parse_hyperparameters(json.dumps({**base, **changes})))
+        except (HParamsError, ValueError) as error:
+            return Refused(f"Not launched: {error}")
+        count = asked.gpus if asked.gpus is not None else job.gpus if job is not None else self.settings.job_gpus
+        limit = asked.time_limit or (job.time_limit if job is not None else None) or self.default_time_limit()
+        admission = await self.admission(asker, count, 1, limit)
+        request = self.request(asker, params, gpus=count, time_limit=limit)
+        return await self._record(
+            asker, request, admission, detail=f"rerun of {origin}", note=change_note(origin, base, params),
+            defaults=defaults,
+        )  # fmt: skip
+
+    async def _run_config(self, route: ProjectRoute, run_id: str) -> tuple[dict[str, Any], str] | Refused:
+        """A W&B run's config from the route's project (W&B asked with the watcher's deadline)."""
+        shown = code_safe(truncate(run_id, 64))
+        watcher = self.watcher_of(route.project, route.entity)
+        if watcher is None:
+            return Refused(f"No job `{shown}` (and W&B reporting is off).")
+        try:
+            run = await watcher.ask(watcher.source.find, run_id)
+        except Exception as error:
+            log.warning("W&B lookup of %s failed: %s", run_id, describe_error(error))
+            return Refused(f"W&B did not answer: {describe_error(error)}. Try again in a minute.")
+        if run is None:
+            return Refused(f"No job or W&B run `{shown}`.")
+        return dict(run.public_config()), f"W&B run `{code_safe(run.id)}`"
+
+    async def form_source(self, asker: Asker, kind: str, source_id: str | None) -> FormSource | Refused:
+        """What the launch form opens with: a job (one the asker can see), a W&B run of their channel's project
+        (W&B gets 2 s: the form must open within Discord's 3), or the asker's last job in this channel."""
+        refused = await self._gate(asker, "launch form")
+        if refused is not None:
+            return refused
+        history = [job.params for job in await self.scheduler.recent(50)]
+        if kind == "job" and source_id is not None:
+            job = await self.job_for(asker, source_id)
+            if job is None:
+                return Refused("That job is no longer known.")
+            return self._form(dict(job.params), f"job `{job.id}`", job.gpus, job.time_limit, history)
+        if kind == "run" and source_id is not None:
+            watcher = self.watcher_of(asker.route.project, asker.route.entity)
+            run = None if watcher is None else watcher.latest.get(source_id)
+            if run is None and watcher is not None:
+                try:
+                    run = await asyncio.wait_for(watcher.find(source_id), 2.0)
+                except Exception as error:
+                    log.info("no run %s for a form: %s", source_id, error)
+                    return Refused(f"W&B did not answer in time; try again, or `$rerun {code_safe(source_id)}`.")
+            if run is None:
+                return Refused(f"No W&B run `{code_safe(source_id)}`.")
+            config = dict(run.public_config())
+            return self._form(config, f"W&B run `{run.id}`", self.settings.job_gpus, self.default_time_limit(), history)
+        mine = [j for j in await self.scheduler.recent(50) if j.requested_by_id == asker.id]
+        last = next((j for j in mine if j.channel_id == asker.channel_id), None)
+        if last is not None:
+            return self._form(dict(last.params), f"your last job `{last.id}`", last.gpus, last.time_limit, history)
+        return self._form({}, "an empty form", self.settings.job_gpus, self.default_time_limit(), history)
+
+    def _form(
+        self, params: dict[str, Any], origin: str, gpus: int, limit: float | None, history: list[dict[str, Any]]
+    ) -> FormSource:
+        return FormSource(params, origin, gpus, limit, form_keys(params, history, self.schema))
+
+    async def form(self, asker: Asker, source: FormSource, params: dict[str, Any]) -> Outcome:
+        """A submitted launch form (``/experiment`` alone, Rerun with edits, the context menu): ``params`` are the
+        form's, already applied to the source; checked, then the usual rules."""
+        refused = await self._gate(asker, "launch form")
+        if refused is not None:
+            return refused
+        try:
+            prepared, defaults = self.prepare(params)
+        except HParamsError as error:
+            return Refused(f"Not launched: {error}")
+        admission = await self.admission(asker, source.gpus, 1, source.time_limit)
+        request = self.request(asker, prepared, gpus=source.gpus, time_limit=source.time_limit)
+        note = change_note(source.origin, source.params, prepared, verb="From")
+        return await self._record(
+            asker, request, admission, detail=f"form, from {source.origin}", note=note, defaults=defaults
+        )
+
+    async def alert_rerun(self, asker: Asker, job: Job | None, params: dict[str, Any] | None) -> Outcome:
+        """An alert card's Rerun: the alert's job (rights under the job's route) or its run's config."""
+        if job is not None and not self.may_launch(asker, self.route_of(job)):
+            return await self.refuse(asker, "rerun from alert", refusal(self.route_of(job)), target=job.id)
+        refused = await self._gate(asker, "rerun from alert")
+        if refused is not None:
+            return refused
+        base = job.params if job is not None else params
+        if base is None:
+            return Refused("No hyperparameters are known for this run.")
+        try:
+            prepared, defaults = self.prepare(parse_hyperparameters(json.dumps(base)))
+        except (HParamsError, ValueError) as error:
+            return Refused(f"Not launched: {error}")
+        count = job.gpus if job is not None else self.settings.job_gpus
+        limit = (job.time_limit if job is not None else None) or self.default_time_limit()
+        admission = await self.admission(asker, count, 1, limit)
+        if admission.verdict == Verdict.APPROVAL:
+            return Refused("This rerun needs an approver: use $rerun.")
+        origin = f"job `{job.id}`" if job is not None else "the alert's run"
+        request = self.request(asker, prepared, gpus=count, time_limit=limit)
+        note = f"Rerun of {origin} with the same hyperparameters."
+        return await self._record(asker, request, admission, detail="rerun from alert", note=note, defaults=defaults)
+
+    # --- actions on a job ----------------------------------------------------------------------------
+    async def cancel(self, asker: Asker, job_id: str) -> CancelResult | Refused:
+        """Cancel under the rule of the job's own route (never the channel where it is asked)."""
+        key = job_id.strip().lower()
+        job = await self.job_for(asker, key)
+        if job is None:
+            return await self.scheduler.cancel(key, asker.name)  # unknown to this asker: "No job"
+        route = self.route_of(job)
+        if not self.may_launch(asker, route):
+            return await self.refuse(asker, "cancel", refusal(route), target=job.id)
+        result = await self.scheduler.cancel(job.id, asker.name)
+        await self.audit("cancel", asker, target=job.id, detail=result.outcome.value)
+        return result
+
+    async def may_act(self, asker: Asker, job: Job, what: str) -> Refused | None:
+        """Rights for an action on ``job`` (alert card Stop, Retry canary, Resume/Drop): its route's rule."""
+        route = self.route_of(job)
+        if self.may_launch(asker, route):
+            return None
+        return await self.refuse(asker, what, refusal(route, what), target=job.id)
+
+
+def change_note(origin: str, base: dict[str, Any], params: dict[str, Any], *, verb: str = "Rerun of") -> str:
+    """What changed against the source, as a diff block for the acknowledgement."""
+    lines = diff(base, params)
+    changed = "\n".join(lines) if lines else "(no changes)"
+    return f"{verb} {origin}:\n```diff\n{code_safe(truncate(changed, 1500))}\n```"

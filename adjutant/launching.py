@@ -24,11 +24,11 @@ from adjutant.access import may_launch, may_request, quota_exempt, refusal
 from adjutant.admission import Admission, Request, Verdict, admit
 from adjutant.approvals import Action, Approval, ApprovalStore
 from adjutant.forms import form_keys
-from adjutant.gpus import QuotaState
+from adjutant.gpus import Commitment, QuotaState, committed_gpu_hours
 from adjutant.hparams import (
-    MAX_GPUS,
     HParamsError,
     LaunchOptions,
+    check_gpus,
     diff,
     expand_sweep,
     parse_hyperparameters,
@@ -37,10 +37,10 @@ from adjutant.hparams import (
     to_argument,
     validate,
 )
-from adjutant.jobs import Job, JobRequest
+from adjutant.jobs import ACTIVE, Job, JobRequest, JobState
 from adjutant.projects import ProjectRoute
 from adjutant.render import code_safe, truncate
-from adjutant.scheduler import CancelResult, Scheduler
+from adjutant.scheduler import CancelOutcome, CancelResult, Scheduler
 from adjutant.settings import Settings
 from adjutant.watcher import Watcher, describe_error
 
@@ -242,9 +242,7 @@ class Launching:
         ``gpus`` option; the defaults (ADJUTANT_GPUS_PER_JOB, ADJUTANT_TIME_LIMIT) filled in."""
         options, rest = take_launch_options(text, sweep=sweep)
         if gpus is not None:
-            if not 0 <= gpus <= MAX_GPUS:
-                raise HParamsError(f"gpus must be between 0 and {MAX_GPUS}")
-            options = LaunchOptions(gpus, options.time_limit, options.canary)
+            options = LaunchOptions(check_gpus(gpus), options.time_limit, options.canary)
         limit = options.time_limit if options.time_limit is not None else self.default_time_limit()
         count = options.gpus if options.gpus is not None else self.settings.job_gpus
         return LaunchOptions(count, limit, options.canary), rest
@@ -279,8 +277,14 @@ class Launching:
     async def admission(self, asker: Asker, gpus: int, cells: int, time_limit: float | None = None) -> Admission:
         """Launch now, wait for an approver, or refuse (see :func:`adjutant.admission.admit`)."""
         quota = None
+        committed = 0.0
         if self.settings.gpu_hours_per_week is not None and not quota_exempt(asker.user):
             quota = await asyncio.to_thread(self.quota_of, asker.id)
+            mine = [
+                j for j in await self.scheduler.jobs_in((JobState.QUEUED, *ACTIVE)) if j.requested_by_id == asker.id
+            ]
+            now = dt.datetime.now(dt.UTC)
+            committed = committed_gpu_hours((Commitment(j.gpus, j.time_limit, j.started_at) for j in mine), now)
         pool = self.scheduler.gpus
         facts = Request(
             gpus=gpus,
@@ -290,6 +294,8 @@ class Launching:
             pool_size=len(pool) if pool is not None and self.settings.launcher == "local" else None,
             quota=quota[0] if quota else None,
             quota_frees_at=quota[1] if quota else None,
+            hours_per_cell=None if time_limit is None else time_limit / 3600,
+            committed=committed,
         )
         return admit(facts, approval_gpus=self.settings.approval_gpus, approval_jobs=self.settings.approval_jobs)
 
@@ -434,9 +440,7 @@ class Launching:
         try:
             asked, overrides = take_launch_options(overrides)
             if gpus is not None:
-                if not 0 <= gpus <= MAX_GPUS:
-                    raise HParamsError(f"gpus must be between 0 and {MAX_GPUS}")
-                asked = LaunchOptions(gpus, asked.time_limit, asked.canary)
+                asked = LaunchOptions(check_gpus(gpus), asked.time_limit, asked.canary)
             changes = parse_hyperparameters(overrides, allow_empty=True)
         except HParamsError as error:
             return Refused(f"Not launched: {error}")
@@ -558,8 +562,8 @@ class Launching:
         """Cancel under the rule of the job's own route (never the channel where it is asked)."""
         key = job_id.strip().lower()
         job = await self.job_for(asker, key)
-        if job is None:
-            return await self.scheduler.cancel(key, asker.name)  # unknown to this asker: "No job"
+        if job is None:  # no such job, or one of a channel the asker cannot see: "No job", and nothing happens
+            return CancelResult(CancelOutcome.UNKNOWN, None)
         route = self.route_of(job)
         if not self.may_launch(asker, route):
             return await self.refuse(asker, "cancel", refusal(route), target=job.id)

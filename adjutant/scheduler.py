@@ -242,8 +242,11 @@ class Scheduler:
         """How many jobs must end or start before ``job`` starts: 0 if a slot is free for it now."""
 
         def count() -> int:
+            now = self.store.get(job.id)
+            if now is None or now.state != JobState.QUEUED:
+                return 0  # started (or ended) already: nothing is ahead of it
             queued_before = self.store.count((JobState.QUEUED,), before_seq=job.seq)
-            active = self.store.where(ACTIVE)
+            active = [j for j in self.store.where(ACTIVE) if j.id != job.id]
             if self.gpus is not None and job.backend == "local":
                 free = len(self.gpus) - len(self.gpu_holders(active))
                 if queued_before == 0 and job.gpus <= free and len(active) < self.max_concurrent:

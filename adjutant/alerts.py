@@ -298,7 +298,8 @@ def pattern_name(pattern: str) -> str:
     named = _NAME_COMMENT.match(pattern)
     if named is not None and named[1].strip():
         return truncate_name(named[1].strip())
-    return truncate_name(_literal_words(_SYNTAX_ONLY.sub("", pattern))) or "a log pattern"
+    words = truncate_name(_literal_words(_SYNTAX_ONLY.sub("", pattern)))
+    return words if any(char.isalnum() for char in words) else "a log pattern"
 
 
 def truncate_name(text: str) -> str:

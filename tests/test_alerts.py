@@ -10,7 +10,20 @@ from pathlib import Path
 
 import pytest
 
-from adjutant.alerts import JOBS_OUTBOX, Op, RuleError, RuleSpec, WatchRule, parse_rule, rule_events, scan_log
+from adjutant.alerts import (
+    END_TAIL_CHARS,
+    END_TAIL_LINES,
+    JOBS_OUTBOX,
+    Op,
+    RuleError,
+    RuleSpec,
+    WatchRule,
+    parse_rule,
+    pattern_name,
+    rule_events,
+    scan_log,
+    shown_in_tail,
+)
 from adjutant.jobs import JobState, JobStore, JobUpdate
 from adjutant.runs import GpuIdleRule, RunInfo, transitions
 from adjutant.scheduler import Scheduler
@@ -190,6 +203,37 @@ async def test_a_muted_run_kind_is_not_told_until_the_mute_ends(wandb_standin: W
 
 
 # --- log patterns ----------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("pattern", "name"),
+    [
+        (r"CUDA out of memory", "CUDA out of memory"),
+        (r"NCCL.*[Tt]imeout", "an NCCL timeout"),
+        (r"Traceback \(most recent call last\)", "a Python traceback"),
+        (r"(?#a full disk)No space left on device", "a full disk"),
+        (r"(?i)segmentation\s+fault", "segmentation fault"),
+        (r"Killed\b|OOM", "Killed or OOM"),
+        (r"^ERROR: (?:disk|quota) [Ee]xceeded{1}$", "ERROR: disk or quota exceeded"),
+        (r"[0-9]+\.?", "a log pattern"),
+    ],
+)
+def test_a_log_pattern_is_shown_by_a_name_not_its_syntax(pattern: str, name: str) -> None:
+    """Issue 20: the card said `logged Traceback \\(most recent call last\\)`; people read words."""
+    assert pattern_name(pattern) == name
+    assert "\\" not in pattern_name(pattern) and len(pattern_name("x" * 500)) <= 100
+
+
+def test_a_pattern_is_in_the_end_reports_tail_only_as_the_report_shows_it() -> None:
+    traceback = ["Traceback (most recent call last):", '  File "train.py", line 3', "ValueError: boom"]
+    assert shown_in_tail(r"Traceback \(most recent call last\)", ["training", *traceback])
+    assert shown_in_tail(r"CUDA out of memory", ["RuntimeError: CUDA out of memory. Tried to allocate 2 GiB"])
+    assert not shown_in_tail(r"CUDA out of memory", traceback)
+    scrolled = [traceback[0], *(f"step {i}" for i in range(END_TAIL_LINES))]
+    assert not shown_in_tail(r"Traceback", scrolled), "more than the report's lines later: not in the report"
+    long_lines = [traceback[0], "x" * END_TAIL_CHARS]
+    assert not shown_in_tail(r"Traceback", long_lines), "cut by the report's character limit"
+    assert not shown_in_tail(r"(unbalanced", traceback)
+
+
 def test_scan_log_reads_whole_lines_and_tells_each_pattern_once() -> None:
     patterns = [re.compile(r"CUDA out of memory"), re.compile(r"NCCL.*[Tt]imeout")]
     data = b"epoch 1\n" + b"RuntimeError: CUDA out of memory. Tried\n" * 10_000 + b"NCCL watchdog tim"

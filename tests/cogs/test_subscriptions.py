@@ -89,3 +89,76 @@ async def test_your_queue_is_done_by_dm_for_mine_else_in_the_channel(
         mentions = discord_standin.allowed_mentions[int(message["id"])]
         assert mentions["parse"] == [] and [str(u) for u in mentions["users"]] == [str(teammate.id)]
         assert discord_standin.dms("teammate") == [], "no subscription: no DM"
+
+
+def _all_titles(discord: DiscordStandIn) -> list[str]:
+    return [e.get("title", "") for m in discord.sent() for e in m["embeds"]]
+
+
+async def test_a_subscriber_to_finished_hears_of_a_launched_runs_finish_once(
+    start_adjutant, discord_standin: DiscordStandIn, wandb_standin: WandbStandIn, out_dir, monkeypatch
+) -> None:
+    """Issue 20: a subscriber to `finished` got nothing when a launched job's run finished (only the end report
+    existed). Every finished run of the project reaches them, Adjutant's launched ones included, once; the channel
+    still hears the end from the job's end report alone."""
+    from tests.cogs.test_experiments import received
+
+    monkeypatch.delenv("WANDB_SERVICE")
+    async with start_adjutant({**WANDB_ENV, **launch_env()}) as bot:
+        await reporting_ready(bot)
+        assert "Subscription #1" in await say(discord_standin, "$subscribe finished", "teammate")
+        job_id = await launch(discord_standin, '{"sleep": 2}')
+        await eventually(lambda: (out_dir / f"{job_id}.json").exists(), timeout=15)
+        run_id = received(out_dir, job_id)["env"]["WANDB_RUN_ID"]
+        wandb_standin.create_run(run_id, display_name="launched-run", state="running")  # what wandb.init() does
+        await eventually(lambda: any("launched-run started" in t for t in _all_titles(discord_standin)), timeout=15)
+        wandb_standin.update_run(run_id, state="finished", summary={"loss": 0.25})
+        await wait_report(discord_standin, job_id)
+        await eventually(
+            lambda: any("launched-run finished" in t for t in dm_titles(discord_standin, "teammate")), timeout=20
+        )
+        await asyncio.sleep(3)  # more polls: nothing twice
+    assert sum("launched-run finished" in t for t in dm_titles(discord_standin, "teammate")) == 1
+    assert not any("launched-run finished" in t for t in _channel_and_thread_titles(discord_standin))
+
+
+def _channel_and_thread_titles(discord: DiscordStandIn) -> list[str]:
+    direct = {dm["id"] for dm in discord.dm_channels.values()}
+    return [e.get("title", "") for m in discord.sent() if m["channel_id"] not in direct for e in m["embeds"]]
+
+
+async def test_after_a_cancel_the_runs_silence_is_not_a_stall(
+    start_adjutant, discord_standin: DiscordStandIn, wandb_standin: WandbStandIn, out_dir, monkeypatch
+) -> None:
+    """Issue 20: a cancelled job's W&B run stays "running" in W&B; Adjutant then posted "stalled" in the job's thread
+    with a mention, and DMed subscribers. A run whose job Adjutant ended is not judged; its end is told once, by the
+    end report. (A run that really stalls meanwhile still is: the rule is on.)"""
+    from tests.cogs.test_experiments import received
+
+    monkeypatch.delenv("WANDB_SERVICE")
+    env = {**WANDB_ENV, **launch_env(), "ADJUTANT_STALL_MINUTES": "0.1"}  # 6 s without a heartbeat
+    async with start_adjutant(env) as bot:
+        await reporting_ready(bot)
+        assert "Subscription #1" in await say(discord_standin, "$subscribe stalled alerts", "teammate")
+        job_id = await launch(discord_standin, '{"sleep": 600}')
+        await eventually(lambda: (out_dir / f"{job_id}.json").exists(), timeout=15)
+        run_id = received(out_dir, job_id)["env"]["WANDB_RUN_ID"]
+        wandb_standin.create_run(run_id, display_name="cancelled-run", state="running")
+
+        async def heartbeat() -> None:  # the training process is alive until the cancel
+            while True:
+                wandb_standin.update_run(run_id, heartbeat_at=wandb_standin.now())
+                await asyncio.sleep(0.5)
+
+        beating = asyncio.create_task(heartbeat())
+        await eventually(lambda: any("cancelled-run started" in t for t in _all_titles(discord_standin)), timeout=15)
+        await say(discord_standin, f"$cancel {job_id}")
+        await wait_report(discord_standin, job_id)
+        beating.cancel()  # killed: W&B hears nothing more, and keeps the run "running"
+        wandb_standin.create_run("plain", display_name="really-stuck", state="running")  # no heartbeat either
+        await eventually(lambda: any("really-stuck stalled" in t for t in _all_titles(discord_standin)), timeout=30)
+        await asyncio.sleep(2)
+    titles = _all_titles(discord_standin)
+    assert not any("cancelled-run" in t and "stalled" in t for t in titles), titles
+    assert not any("cancelled-run" in t for t in dm_titles(discord_standin, "teammate"))
+    assert any("really-stuck stalled" in t for t in dm_titles(discord_standin, "teammate"))

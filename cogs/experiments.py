@@ -41,6 +41,7 @@ from adjutant.jobs import ACTIVE, ENDED, Job, JobState, read_tail_bytes, tail_li
 from adjutant.launch_render import cancel_text, queued_text
 from adjutant.launching import Asker, Launching, Queued, SweepPlan
 from adjutant.launching import Refused as NotLaunched
+from adjutant.numbers import NumberError, parse_whole
 from adjutant.render import MESSAGE_LIMIT, code_safe, truncate
 from adjutant.scheduler import Scheduler
 from adjutant.services import Services
@@ -262,17 +263,19 @@ class Experiments(AdjutantCog, name="Experiments"):
     @commands.hybrid_command(name="logs")  # type: ignore[arg-type]  # discord.py stubs reject hybrid commands in cogs
     @app_commands.describe(job_id="the job", lines="how many lines from the end, 1 to 1000 (default 20)")
     @app_commands.autocomplete(job_id=complete_job)
-    async def logs(self, ctx: commands.Context[Any], job_id: str, lines: int = 20) -> None:
+    async def logs(self, ctx: commands.Context[Any], job_id: str, lines: str = "20") -> None:
         """Show the end of a job's log: $logs <job id> [lines]; a long log comes as a file."""
-        if not 1 <= lines <= 1000:
-            await self.reply(ctx, "The number of lines must be between 1 and 1000.")
+        try:
+            count = parse_whole(lines, what="the number of lines", low=1, high=1000)
+        except NumberError as error:
+            await self.reply(ctx, str(error))
             return
         job = await self.launching.job_for(await self.asker(ctx), job_id)
         if job is None:
             prefix = self.command_prefix(ctx)
             await self.reply(ctx, f"No job `{code_safe(truncate(job_id, 32))}`. `{prefix}jobs` lists them.")
             return
-        await self._send_log(ctx, job, lines)
+        await self._send_log(ctx, job, count)
 
     async def _send_log(self, ctx: commands.Context[Any], job: Job, lines: int) -> None:
         path = Path(job.log_path)

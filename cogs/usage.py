@@ -11,7 +11,7 @@ import asyncio
 import datetime as dt
 import io
 import logging
-from typing import Any, Literal
+from typing import Any
 
 import discord
 from discord import app_commands
@@ -21,10 +21,22 @@ from adjutant._cog import NO_PINGS, AdjutantCog, add_with_services
 from adjutant.access import is_admin
 from adjutant.cogs._pager import send_pages
 from adjutant.jobs import ACTIVE, JobState, utcnow
+from adjutant.numbers import NumberError, parse_whole
 from adjutant.plots import render_bars
 from adjutant.services import Services
 from adjutant.settings import Settings
-from adjutant.usage_render import audit_pages, gpu_lines, gpus_embed, usage_embed
+from adjutant.usage_render import (
+    UsageQuery,
+    audit_pages,
+    gpu_lines,
+    gpus_embed,
+    matching_members,
+    mentioned_id,
+    parse_usage_args,
+    usage_embed,
+    usage_member_ambiguous,
+    usage_member_unknown,
+)
 
 log = logging.getLogger(__name__)
 
@@ -77,29 +89,35 @@ class Usage(AdjutantCog, name="Usage"):
         await ctx.send(embed=discord.Embed.from_dict(embed), allowed_mentions=NO_PINGS)
 
     @commands.hybrid_command(name="usage", ignore_extra=False)  # type: ignore[arg-type]  # discord.py stubs reject hybrid commands in cogs
-    @app_commands.describe(period="day, week (default) or month", member="only this member")
-    async def usage(
-        self,
-        ctx: commands.Context[Any],
-        period: Literal["day", "week", "month"] | None = None,
-        member: discord.User | None = None,
-    ) -> None:
-        """Jobs, job-hours and GPU-hours per member and project: $usage [day|week|month] [@member]."""
-        span = period or "week"
+    @app_commands.describe(period="day, week (default) or month", member="only this member (a name or a mention)")
+    @app_commands.choices(period=[app_commands.Choice(name=p, value=p) for p in ("day", "week", "month")])
+    async def usage(self, ctx: commands.Context[Any], period: str | None = None, member: str | None = None) -> None:
+        """Jobs, job-hours and GPU-hours per member and project: $usage [day|week|month] [member]."""
+        prefix = self.command_prefix(ctx)
+        try:
+            query = parse_usage_args([word for word in (period, member) if word])
+        except ValueError as error:
+            await self.reply(ctx, f"{error}. Usage: `{prefix}usage [day|week|month] [member]`.")
+            return
+        found = await self._member(ctx, query) if query.member is not None else None
+        if isinstance(found, str):
+            await self.reply(ctx, found)
+            return
+        span = query.period
         until = utcnow()
         since = until - PERIODS[span]
-        report = await asyncio.to_thread(self.services.usage, since, until, member.id if member else None)
-        name = str(member) if member else None
+        report = await asyncio.to_thread(self.services.usage, since, until, found.id if found else None)
+        name = str(found) if found else None
         embed = usage_embed(report, span, member=name)
         ranked = report.ranked()
         if not ranked:
             await ctx.send(embed=discord.Embed.from_dict(embed), allowed_mentions=NO_PINGS)
             return
-        labels = [label for label, _ in ranked] if member is None else list(report.projects)
-        values = [t.gpu_hours for _, t in ranked] if member is None else [t.gpu_hours for t in report.projects.values()]
+        labels = [label for label, _ in ranked] if found is None else list(report.projects)
+        values = [t.gpu_hours for _, t in ranked] if found is None else [t.gpu_hours for t in report.projects.values()]
         if not any(values):  # no GPU was counted: chart job-hours instead
             values = (
-                [t.job_hours for _, t in ranked] if member is None else [t.job_hours for t in report.projects.values()]
+                [t.job_hours for _, t in ranked] if found is None else [t.job_hours for t in report.projects.values()]
             )
             unit = "job-hours"
         else:
@@ -112,10 +130,36 @@ class Usage(AdjutantCog, name="Usage"):
             allowed_mentions=NO_PINGS,
         )
 
+    async def _member(self, ctx: commands.Context[Any], query: UsageQuery) -> discord.abc.User | str:
+        """The member ``query`` names in this server (a mention or an id, asked of Discord; or a name among the
+        members the bot knows), or the answer saying why not."""
+        assert query.member is not None
+        guild = ctx.guild
+        prefix = self.command_prefix(ctx)
+        wanted = mentioned_id(query.member)
+        if wanted is not None and guild is not None:
+            found = guild.get_member(wanted)
+            if found is None:
+                try:
+                    found = await guild.fetch_member(wanted)
+                except discord.HTTPException:
+                    found = None
+            return found if found is not None else usage_member_unknown(query, prefix=prefix)
+        people: dict[int, Any] = {m.id: m for m in ctx.message.mentions} if ctx.interaction is None else {}
+        if guild is not None:
+            people.update({m.id: m for m in guild.members})
+        names = [(i, [m.name, getattr(m, "global_name", None), getattr(m, "nick", None)]) for i, m in people.items()]
+        ids = matching_members(query.member, names)
+        if not ids:
+            return usage_member_unknown(query, prefix=prefix)
+        if len(ids) > 1:
+            return usage_member_ambiguous(query, len(ids), prefix=prefix)
+        return people[ids[0]]
+
     @commands.hybrid_command(name="audit", ignore_extra=False)  # type: ignore[arg-type]  # discord.py stubs reject hybrid commands in cogs
     @app_commands.describe(count=f"how many entries, 1 to {AUDIT_MAX} (default 15)", member="only this member")
     async def audit_command(
-        self, ctx: commands.Context[Any], count: int | None = None, member: discord.User | None = None
+        self, ctx: commands.Context[Any], count: str | None = None, member: discord.User | None = None
     ) -> None:
         """Who launched, cancelled, approved, rejected or was refused what: $audit [n] [@member].
 
@@ -129,9 +173,10 @@ class Usage(AdjutantCog, name="Usage"):
             await self.audit("refused", ctx.author, ctx.channel, detail="audit")
             await self.reply(ctx, "Only members with the Administrator or Manage Server permission may read the audit.")
             return
-        n = 15 if count is None else count
-        if not 1 <= n <= AUDIT_MAX:
-            await self.reply(ctx, f"The number of entries must be between 1 and {AUDIT_MAX}.")
+        try:
+            n = 15 if count is None else parse_whole(count, what="the number of entries", low=1, high=AUDIT_MAX)
+        except NumberError as error:
+            await self.reply(ctx, str(error))
             return
         entries = await asyncio.to_thread(self.services.approvals.entries, n, member.id if member else None)
         await send_pages(ctx, audit_pages(entries, member=str(member) if member else None))

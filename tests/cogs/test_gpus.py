@@ -105,21 +105,35 @@ async def test_quota_warns_then_refuses_and_admins_are_exempt(
     start_adjutant, discord_standin: DiscordStandIn, out_dir
 ) -> None:
     teammate = discord_standin.member("teammate")
-    env = launch_env(ADJUTANT_GPUS="0,1", ADJUTANT_GPU_HOURS_PER_WEEK="10", ADJUTANT_LAUNCH_ROLES="ml-team,Admin")
+    env = launch_env(
+        ADJUTANT_GPUS="0,1",
+        ADJUTANT_GPU_HOURS_PER_WEEK="10",
+        ADJUTANT_LAUNCH_ROLES="ml-team,Admin",
+        ADJUTANT_TIME_LIMIT="10",  # a quota counts each job's worst case: its time limit
+    )
     async with start_adjutant(env) as bot:
         db = state_db(bot)
         await asyncio.to_thread(record_use, db, teammate.id, "teammate", 2, 4.25)  # 8.5 GPU-hours
         job = await launch(discord_standin, '{"sleep": 0}', author="teammate")
         ack = next(m for m in acks(discord_standin) if job_id_of(m) == job)
-        assert "8.5 of your 10 GPU-hours this week (85%)" in discord_standin.first_version(ack)["content"]
+        assert (
+            "used 8.5 of your 10 GPU-hours this week; with this request you may reach 8.7 (87%)"
+            in (discord_standin.first_version(ack)["content"])
+        )
 
         await asyncio.to_thread(record_use, db, teammate.id, "teammate", 1, 2)  # 10.5 now
         refused = await say(discord_standin, '$experiment {"sleep": 0}', author="teammate")
         assert refused.startswith("Not launched: you have used 10.5 of your 10 GPU-hours over the last 7 days")
         assert "frees up <t:" in refused
         await asyncio.to_thread(record_use, db, discord_standin.member("admin").id, "admin", 2, 50)
-        await launch(discord_standin, '{"sleep": 0}', author="admin")  # exempt
+        exempt = await launch(discord_standin, '{"sleep": 0}', author="admin")  # exempt
 
+        scheduler = bot.get_cog("Experiments").scheduler
+        for launched in (job, exempt):  # usage counts jobs that ran: wait until both have started
+            for _ in range(200):
+                if (await scheduler.get(launched)).started_at is not None:
+                    break
+                await asyncio.sleep(0.05)
         usage = await say_embed(discord_standin, "$usage week")
         assert usage["title"] == "📊 Usage, last week"
         by_member = usage["fields"][0]["value"]

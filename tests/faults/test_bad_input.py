@@ -31,6 +31,16 @@ async def reply_to(discord: DiscordStandIn, content: str) -> dict:
         ('$sweep {"lr": [0.1, 1e999]}', "too large for a number"),
         ('$sweep {"lr\u2060": [0.1, 0.2]}', "invisible or control character"),
         ("$runs ²", "neither a run state"),
+        ('$experiment --gpus ² {"lr": 1}', "--gpus must be a whole number from 0 to 64, not '²'"),
+        ('$experiment --gpus ٣ {"lr": 1}', "--gpus must be a whole number from 0 to 64, not '٣'"),
+        ('$sweep --gpus \uff13 {"lr": [1, 2]}', "--gpus must be a whole number from 0 to 64"),
+        ("$rerun jaaaaaa --gpus ① lr=1", "--gpus must be a whole number from 0 to 64"),
+        ("$logs jaaaaaa ٣", "the number of lines must be a whole number from 1 to 1000, not '٣'"),
+        ("$audit ²", "the number of entries must be a whole number"),
+        ("$usage fortnight", "'fortnight' is neither a period (day, week or month) nor a member of this server"),
+        ("$usage week mallory", "No member of this server is named 'mallory'"),
+        ("$usage @mallory", "No member of this server is named '@mallory'"),
+        ("$usage day week", "give one period"),
     ],
 )
 async def test_each_bad_input_gets_a_specific_refusal(

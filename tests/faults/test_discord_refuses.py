@@ -93,3 +93,19 @@ async def test_no_acknowledgement_at_all_still_gives_the_job_id(
         job_id = plain["content"].split("`")[1]
         await wait_report(discord_standin, job_id, timeout=30)
     assert list(out_dir.glob(f"{job_id}.json")), "the job ran"
+
+
+async def test_a_withheld_send_permission_delays_the_end_report_and_loses_nothing(
+    start_adjutant, discord_standin: DiscordStandIn, out_dir
+) -> None:
+    """A moderator takes Send Messages from the bot in its channel while a job runs (a channel overwrite, as in
+    Discord), then gives it back: the end report is not posted meanwhile, and arrives once afterwards."""
+    async with start_adjutant(launch_env(ADJUTANT_JOB_THREADS="off")):
+        job_id = await launch(discord_standin, '{"sleep": 1}')
+        discord_standin.withhold("general", "send_messages")
+        await asyncio.sleep(6)  # the job ends meanwhile
+        assert report(discord_standin, job_id) == [], "Discord refused it"
+        discord_standin.grant("general", "send_messages")
+        await wait_report(discord_standin, job_id, timeout=60)
+        await asyncio.sleep(1)
+    assert len(report(discord_standin, job_id)) == 1

@@ -307,6 +307,17 @@ class DiscordStandIn:
         self._withheld = True
         self._announce("CHANNEL_UPDATE", {**target, "guild_id": target.get("guild_id") or str(self.guild_id)})
 
+    def grant(self, channel: str, *permissions: str | int) -> None:
+        """Undo :meth:`withhold`: the bot's overwrite in ``channel`` no longer denies ``permissions``."""
+        bits = 0
+        for permission in permissions:
+            bits |= rules.PERMISSIONS[permission] if isinstance(permission, str) else permission
+        target = self.channels[channel]
+        for overwrite in target.get("permission_overwrites", []):
+            if overwrite["id"] == str(self.bot_user.id):
+                overwrite["deny"] = str(int(overwrite["deny"]) & ~bits)
+        self._announce("CHANNEL_UPDATE", {**target, "guild_id": target.get("guild_id") or str(self.guild_id)})
+
     def _announce(self, event: str, data: dict[str, Any]) -> None:
         """Dispatch a gateway event from synchronous test code (now if a loop runs, with the bot connected)."""
         if not self._sockets:
@@ -638,7 +649,14 @@ class DiscordStandIn:
                 for c in self.channels.values()
                 if c["type"] != 11 and c.get("guild_id", str(self.guild_id)) == str(self.guild_id)
             ],
-            "threads": [],
+            # Discord lists the active threads the bot can see (a restarted bot finds its job threads here).
+            "threads": [
+                c
+                for c in self.channels.values()
+                if c["type"] == 11
+                and c.get("guild_id") == str(self.guild_id)
+                and not (c.get("thread_metadata") or {}).get("archived")
+            ],
             "members": [m.member() for m in members],
             "member_count": len(members),
             "emojis": [],
@@ -842,7 +860,7 @@ class DiscordStandIn:
                 if who is None:
                     return json_response({"message": "Unknown Member", "code": 10007}, status=404)
                 return json_response(who.member())
-        if parts[0] == "channels" and len(parts) >= 3:
+        if parts[0] == "channels" and len(parts) >= 2:
             return await self._channel_route(method, parts, record)
         return json_response({"message": "404: Not Found", "code": 0}, status=404)
 
@@ -985,6 +1003,11 @@ class DiscordStandIn:
         if channel is None:
             deleted = channel_id in self._deleted
             return self._refuse(Refusal(404, 10003, "Unknown Channel"), provoked=deleted)
+        if len(parts) == 2 and method == "GET":
+            denied = self._missing_permissions(channel, rules.VIEW_CHANNEL)
+            return denied or json_response({**channel, "guild_id": channel.get("guild_id") or str(self.guild_id)})
+        if len(parts) == 2:
+            return json_response({"message": "405: Method Not Allowed", "code": 0}, status=405)
         is_thread = channel.get("type") in (10, 11, 12)
         send = rules.SEND_MESSAGES_IN_THREADS if is_thread else rules.SEND_MESSAGES
         bucket = f"channel-{channel_id}"

@@ -307,6 +307,14 @@ class DiscordStandIn:
         self._withheld = True
         self._announce("CHANNEL_UPDATE", {**target, "guild_id": target.get("guild_id") or str(self.guild_id)})
 
+    def set_role_permissions(self, role: str, permissions: int) -> None:
+        """An admin edits a role's server-wide permissions (``role``: "@everyone", "Adjutant", the bot's own role,
+        or a name in :attr:`roles`); a connected bot gets GUILD_ROLE_UPDATE."""
+        target = {"@everyone": self.everyone_role, "Adjutant": self.bot_role}.get(role) or self.roles[role]
+        target["permissions"] = str(permissions)
+        self._withheld = True
+        self._announce("GUILD_ROLE_UPDATE", {"guild_id": str(self.guild_id), "role": target})
+
     def grant(self, channel: str, *permissions: str | int) -> None:
         """Undo :meth:`withhold`: the bot's overwrite in ``channel`` no longer denies ``permissions``."""
         bits = 0

@@ -488,6 +488,22 @@ async def test_a_withheld_permission_is_refused(
     assert not getattr(channel.permissions_for(channel.guild.me), withheld), "the client was told (CHANNEL_UPDATE)"
 
 
+async def test_a_role_that_loses_a_permission_is_refused_and_the_client_told(
+    client: discord.Client, discord_standin: DiscordStandIn
+) -> None:
+    message = await _message_in(client, discord_standin)
+    discord_standin.set_role_permissions("Adjutant", rules.BOT_ROLE_PERMISSIONS & ~rules.ADD_REACTIONS)
+    discord_standin.set_role_permissions("@everyone", rules.VIEW_CHANNEL | rules.SEND_MESSAGES)
+    await asyncio.sleep(0.1)  # GUILD_ROLE_UPDATE reaches the client
+    channel = message.channel
+    assert isinstance(channel, discord.TextChannel)
+    assert not channel.permissions_for(channel.guild.me).add_reactions
+    with pytest.raises(discord.Forbidden):
+        await message.add_reaction("✅")
+    await channel.send("still allowed")
+    assert discord_standin.unexpected_refusals() == []
+
+
 async def test_pinning_needs_manage_messages_or_pin_messages(
     client: discord.Client, discord_standin: DiscordStandIn
 ) -> None:

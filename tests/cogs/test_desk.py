@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
 from adjutant.jobs import JobRequest
 from tests.cogs.conftest import WANDB_ENV, reporting_ready
 from tests.cogs.test_alert_cards import answer_to
@@ -95,7 +93,7 @@ async def test_compare_shows_exactly_the_differing_keys_the_deltas_and_a_chart(
 
         acc_chart = await ask(discord_standin, "$compare alpha beta metric:acc")
         assert acc_chart["embeds"][0]["footer"]["text"] == "chart: acc"
-        jobs = bot.get_cog("Runs").services.jobs
+        jobs = bot.get_cog("Desk").services.jobs
         request = JobRequest({"optimizer": "adam"}, "/bin/true", 1, "admin", None, None)
         job = await asyncio.to_thread(jobs.add, request, jobs.path.parent / "logs")
         await asyncio.to_thread(jobs.update, job.id, wandb_run_id="cmpa")
@@ -107,16 +105,23 @@ async def test_compare_shows_exactly_the_differing_keys_the_deltas_and_a_chart(
         assert missing["content"].startswith("No run `gamma` in team/proj.")
 
 
-@pytest.mark.timeout(240)  # real time: W&B down, then back, then a restart
 async def test_the_status_card_is_edited_never_reposted_across_a_wandb_outage(
-    start_adjutant, discord_standin: DiscordStandIn, wandb_standin: WandbStandIn, monkeypatch
+    start_adjutant, discord_standin: DiscordStandIn, wandb_standin: WandbStandIn
 ) -> None:
-    import adjutant.status
+    """The edit rule (at most one edit a minute; timestamps alone every ten) runs on the test's clock: each step moves
+    it on and refreshes the cards at once instead of waiting for the loop and a real minute."""
+    import time
 
-    monkeypatch.setattr(adjutant.status, "EDIT_SECONDS", 1.0)  # the test's minute (the rule itself: test_render)
+    from adjutant.status import EDIT_SECONDS, STAMP_REFRESH_SECONDS
+
+    clock = [time.time()]
+    env = {**WANDB_ENV, "ADJUTANT_WANDB_TIMEOUT": "2"}  # W&B's client gives up on an unanswered poll in 2 s, not 20
     wandb_standin.create_run("s1", display_name="steady", state="running")
-    async with start_adjutant(WANDB_ENV) as bot:
+    async with start_adjutant(env) as bot:
         await reporting_ready(bot)
+        desk = bot.get_cog("Desk")
+        desk.cards.clock = lambda: clock[0]
+        health = desk.services.watchers["team/proj"].health
         answer = await say(discord_standin, "$status pin")
         assert "Status card posted and pinned" in answer["content"]
         card = next(m for m in discord_standin.sent() if m["embeds"] and "Adjutant:" in m["embeds"][0]["title"])
@@ -127,12 +132,19 @@ async def test_the_status_card_is_edited_never_reposted_across_a_wandb_outage(
         count = len(discord_standin.sent())
 
         wandb_standin.fail(10_000, status=503)  # W&B down
-        await eventually(lambda: card["embeds"][0]["title"].startswith("🔴"), timeout=40)
+        await eventually(lambda: health.failures >= 1, timeout=20)
+        await desk.cards.refresh()
+        assert card["embeds"][0]["title"] == "🟢 Adjutant: all good", "less than a minute since the last edit"
+        clock[0] += EDIT_SECONDS + 1
+        await desk.cards.refresh()
         assert card["embeds"][0]["title"] == "🔴 Adjutant: W&B team/proj not answering"
         assert "\n  `WandbApi" in card["embeds"][0]["description"], "the error, as W&B's client said it"
         with wandb_standin.lock:
             wandb_standin.faults.clear()  # W&B back
-        await eventually(lambda: card["embeds"][0]["title"] == "🟢 Adjutant: all good", timeout=60)
+        await eventually(lambda: health.failures == 0, timeout=30)
+        clock[0] += EDIT_SECONDS + 1
+        await desk.cards.refresh()
+        assert card["embeds"][0]["title"] == "🟢 Adjutant: all good"
         again = await say(discord_standin, "$status pin")
         assert "already there" in again["content"]
     cards = [m for m in discord_standin.sent() if m["embeds"] and "Adjutant:" in m["embeds"][0].get("title", "")]
@@ -140,12 +152,15 @@ async def test_the_status_card_is_edited_never_reposted_across_a_wandb_outage(
     assert len(discord_standin.versions[int(card["id"])]) >= 2, "edited (red, then green)"
     assert len(discord_standin.sent()) == count + 1, "nothing posted but the answer to the second $status pin"
 
-    async with start_adjutant(WANDB_ENV) as bot:  # a restart edits the same card
+    async with start_adjutant(env) as bot:  # a restart edits the same card
         await reporting_ready(bot)
+        desk = bot.get_cog("Desk")
+        desk.cards.clock = lambda: clock[0]
         edits = len(discord_standin.versions[int(card["id"])])
         discord_standin.deny_pins = True
-        await bot.get_cog("Runs").cards.refresh()
-        assert "Adjutant:" in card["embeds"][0]["title"] and len(discord_standin.versions[int(card["id"])]) >= edits
+        clock[0] += STAMP_REFRESH_SECONDS + 1  # nothing but newer timestamps to show: edited after ten minutes
+        await desk.cards.refresh()
+        assert "Adjutant:" in card["embeds"][0]["title"] and len(discord_standin.versions[int(card["id"])]) == edits + 1
     cards = [m for m in discord_standin.sent() if m["embeds"] and "Adjutant:" in m["embeds"][0].get("title", "")]
     assert len(cards) == 1
 
@@ -166,17 +181,23 @@ def digests(discord: DiscordStandIn) -> list[dict]:
     return [m for m in discord.sent() if m["embeds"] and m["embeds"][0].get("title", "").startswith("📰 Digest")]
 
 
-@pytest.mark.timeout(300)  # real time: the schedule's moment (a minute boundary) passes while the bot is down
-async def test_a_digest_due_while_the_bot_is_down_is_posted_once_after_restart(
+async def test_a_due_digest_is_posted_once_with_its_chart_and_never_again_after_a_restart(
     start_adjutant, discord_standin: DiscordStandIn, wandb_standin: WandbStandIn
 ) -> None:
+    """Time is driven through the watcher's clock, not waited for: the schedule's moment is two minutes ahead in real
+    time, the test's clock is past it (the timing rules themselves, due while the bot was down, late, once across
+    restarts, only the project's own jobs: tests/test_digest.py). The deliver loop posts it with its chart, once."""
     import datetime as dt
+    from zoneinfo import ZoneInfo
 
-    from tests.cogs.test_gpus import record_use
+    from adjutant.digest import moments, parse_schedule
+    from adjutant.jobs import JobRequest, JobState, JobStore, iso
     from tests.cogs.test_plots import png_of
 
     now = dt.datetime.now(dt.UTC)
-    far = now + dt.timedelta(hours=12)
+    schedule = parse_schedule(f"daily {now + dt.timedelta(minutes=2):%H:%M}")
+    moment = moments(schedule, ZoneInfo("UTC"), now, now + dt.timedelta(days=1))[0]
+    later = moment + dt.timedelta(minutes=11)  # more than LATE_AFTER after the moment: posted late, and says so
     wandb_standin.create_run(
         "old",
         display_name="old-best",
@@ -186,19 +207,27 @@ async def test_a_digest_due_while_the_bot_is_down_is_posted_once_after_restart(
     )
     wandb_standin.create_run("d1", display_name="good", state="finished", summary={"loss": 0.3})
     wandb_standin.create_run("d2", display_name="better", state="finished", summary={"loss": 0.2})
-    wandb_standin.create_run("d3", display_name="broken", state="crashed", summary={})
-    async with start_adjutant({**WANDB_ENV, "ADJUTANT_DIGEST": f"daily {far:%H:%M}"}) as bot:  # digests on from now
-        await reporting_ready(bot)
-        await eventually(lambda: bot.get_cog("Runs").digests.current_loop >= 1, timeout=40)
-        await asyncio.to_thread(record_use, bot.get_cog("Runs").services.jobs.path, 42, "alice", 2, 1.5)
-    assert digests(discord_standin) == []
-    # the schedule's next moment passes while the bot is down (the baseline above is the project's, not the time's)
-    moment = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=65)).replace(second=0, microsecond=0)  # 5 to 65 s
-    env = {**WANDB_ENV, "ADJUTANT_DIGEST": f"daily {moment:%H:%M}"}
-    await asyncio.sleep(max(0.0, (moment - dt.datetime.now(dt.UTC)).total_seconds()) + 1)
+    wandb_standin.create_run("d3", display_name="broken", state="crashed", summary={"loss": 0.01})
+    env = {**WANDB_ENV, "ADJUTANT_DIGEST": schedule.describe()}
+
+    def record_use(path) -> None:  # alice's job in this project: 2 GPUs for 1.5 h, ended a minute ago
+        jobs = JobStore(path)
+        request = JobRequest({}, "/bin/true", 42, "alice", None, None, project="proj", entity="team", gpus=2)
+        job = jobs.add(request, path.parent / "logs")
+        end = now - dt.timedelta(minutes=1)
+        started = iso(end - dt.timedelta(hours=1.5))
+        jobs.update(job.id, state=JobState.SUCCEEDED, started_at=started, ended_at=iso(end), reported=1, acked=1)
+        jobs.close()
 
     async with start_adjutant(env) as bot:
-        await eventually(lambda: bool(digests(discord_standin)), timeout=60)
+        await reporting_ready(bot)
+        services = bot.get_cog("Desk").services
+        await asyncio.to_thread(record_use, services.jobs.path)
+        watcher = services.watchers["team/proj"]
+        assert await watcher.make_digests(schedule, ZoneInfo("UTC"), metric="loss", goal="min") == 0, "not yet"
+        watcher.clock = lambda: later
+        assert await watcher.make_digests(schedule, ZoneInfo("UTC"), metric="loss", goal="min") == 1
+        await eventually(lambda: bool(digests(discord_standin)), timeout=20)
         digest = digests(discord_standin)[0]
         embed = digest["embeds"][0]
         fields = {f["name"]: f["value"] for f in embed["fields"]}
@@ -209,11 +238,11 @@ async def test_a_digest_due_while_the_bot_is_down_is_posted_once_after_restart(
         assert fields["Jobs by member"].startswith("**alice** · 1 job(s) · 3.0 GPU-h")
         assert embed["image"]["url"] == "attachment://digest.png"
         assert png_of(discord_standin, "digest.png").format == "PNG"
-        loops = bot.get_cog("Runs").digests.current_loop
-        await eventually(lambda: bot.get_cog("Runs").digests.current_loop >= loops + 1, timeout=40)
     async with start_adjutant(env) as bot:  # restarted right after posting: not again
         await reporting_ready(bot)
-        await eventually(lambda: bot.get_cog("Runs").digests.current_loop >= 1, timeout=40)
+        watcher = bot.get_cog("Desk").services.watchers["team/proj"]
+        watcher.clock = lambda: later + dt.timedelta(minutes=1)
+        assert await watcher.make_digests(schedule, ZoneInfo("UTC"), metric="loss", goal="min") == 0
         await asyncio.sleep(2)
     assert len(digests(discord_standin)) == 1
 

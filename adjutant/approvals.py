@@ -63,6 +63,21 @@ class ApprovalState(StrEnum):
     PENDING = "pending"
     APPROVED = "approved"
     REJECTED = "rejected"
+    #: The requester took it back before anyone decided.
+    WITHDRAWN = "withdrawn"
+    #: No approver decided within ADJUTANT_APPROVAL_HOURS.
+    EXPIRED = "expired"
+
+    @property
+    def decided(self) -> bool:
+        return self != ApprovalState.PENDING
+
+
+#: Columns added after the first release (``announced`` 1: an old decision was told, or is long past).
+APPROVALS_MIGRATIONS = {
+    # 0 from the decision until its card shows it and the requester was told: a restart finishes it, once.
+    "announced": "INTEGER NOT NULL DEFAULT 1",
+}
 
 
 class Action(StrEnum):
@@ -80,6 +95,8 @@ class Action(StrEnum):
     UNSUBSCRIBED = "unsubscribed"
     MUTED = "muted"
     SWEEP_DECIDED = "sweep decided"
+    WITHDRAW = "withdraw"
+    EXPIRED = "expired"
 
 
 @dataclass(frozen=True)
@@ -158,6 +175,7 @@ class ApprovalStore(Database):
     def __init__(self, path: Path) -> None:
         super().__init__(path, JOBS_SCHEMA, APPROVALS_SCHEMA)
         self.add_missing_columns("jobs", JOBS_MIGRATIONS)
+        self.add_missing_columns("approvals", APPROVALS_MIGRATIONS)
 
     # --- approvals --------------------------------------------------------------------------------
     def add(self, kind: str, requests: Sequence[JobRequest], *, gpus: int, why: str, canary: bool = False) -> Approval:
@@ -213,12 +231,67 @@ class ApprovalStore(Database):
             state = ApprovalState.APPROVED if approve else ApprovalState.REJECTED
             ids = [r["id"] for r in jobs_rows]
             db.execute(
-                "UPDATE approvals SET state=?, decided_by_id=?, decided_by=?, decided_at=?, job_ids=?"
+                "UPDATE approvals SET state=?, decided_by_id=?, decided_by=?, decided_at=?, job_ids=?, announced=0"
                 " WHERE id=? AND state=?",
                 (state, by_id, by, iso(), json.dumps(ids), approval_id, ApprovalState.PENDING),
             )
             row = db.execute("SELECT * FROM approvals WHERE id=?", (approval_id,)).fetchone()
         return Decision(Approval.from_row(row), True, [Job.from_row(r) for r in jobs_rows])
+
+    def withdraw(self, approval_id: int, by_id: int, by: str) -> Decision | None:
+        """The requester takes a pending request back (only them; once). None when there is no such request."""
+        with self.transaction() as db:
+            row = db.execute("SELECT * FROM approvals WHERE id=?", (approval_id,)).fetchone()
+            if row is None:
+                return None
+            approval = Approval.from_row(row)
+            if approval.state != ApprovalState.PENDING or approval.requested_by_id != by_id:
+                return Decision(approval, False, [])
+            db.execute(
+                "UPDATE approvals SET state=?, decided_by_id=?, decided_by=?, decided_at=?, announced=0"
+                " WHERE id=? AND state=?",
+                (ApprovalState.WITHDRAWN, by_id, by, iso(), approval_id, ApprovalState.PENDING),
+            )
+            row = db.execute("SELECT * FROM approvals WHERE id=?", (approval_id,)).fetchone()
+        return Decision(Approval.from_row(row), True, [])
+
+    def expire(self, older_than: dt.timedelta, now: dt.datetime | None = None) -> list[Approval]:
+        """Pending requests made more than ``older_than`` ago expire (their card and requester are told after, by
+        :meth:`unannounced`)."""
+        cutoff = iso((now or dt.datetime.now(dt.UTC)) - older_than)
+        due = "SELECT id FROM approvals WHERE state=? AND created_at < ?"
+        if not self.query(due, (ApprovalState.PENDING, cutoff)):
+            return []  # the usual case: no write
+        with self.transaction() as db:
+            ids = [r["id"] for r in db.execute(due, (ApprovalState.PENDING, cutoff)).fetchall()]
+            db.executemany(
+                "UPDATE approvals SET state=?, decided_by=?, decided_at=?, announced=0 WHERE id=? AND state=?",
+                [(ApprovalState.EXPIRED, "nobody (expired)", iso(now), i, ApprovalState.PENDING) for i in ids],
+            )
+            found = [db.execute("SELECT * FROM approvals WHERE id=?", (i,)).fetchone() for i in ids]
+        return [Approval.from_row(r) for r in found]
+
+    def unannounced(self, decided_before: dt.datetime) -> list[Approval]:
+        """Decided requests whose card and requester were not told yet, decided before ``decided_before`` (a
+        decision being told right now by its click is left to that click)."""
+        cutoff = iso(decided_before)
+        rows = self.query(
+            "SELECT * FROM approvals WHERE announced=0 AND state != ? AND decided_at < ? ORDER BY id",
+            (ApprovalState.PENDING, cutoff),
+        )
+        return [Approval.from_row(r) for r in rows]
+
+    def mark_announced(self, approval_id: int) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE approvals SET announced=1 WHERE id=?", (approval_id,))
+
+    def jobs_of(self, approval: Approval) -> list[Job]:
+        """The jobs an approved request queued, as they are now."""
+        if not approval.job_ids:
+            return []
+        marks = ",".join("?" * len(approval.job_ids))
+        rows = self.query(f"SELECT * FROM jobs WHERE id IN ({marks}) ORDER BY seq", approval.job_ids)  # noqa: S608
+        return [Job.from_row(r) for r in rows]
 
     # --- audit --------------------------------------------------------------------------------------
     def record(

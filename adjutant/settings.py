@@ -957,6 +957,13 @@ class Settings:
         group="GPUs and usage",
         default_text="unset (no approval by size)",
     )
+    approval_hours: float = setting(
+        "ADJUTANT_APPROVAL_HOURS",
+        "a launch request no approver decided within this many hours expires (its card says so; nothing runs)",
+        parser=Number(minimum=0.01, maximum=24 * 30),
+        group="GPUs and usage",
+        default=24.0,
+    )
     request_roles: tuple[str, ...] = setting(
         "ADJUTANT_REQUEST_ROLES",
         "comma-separated role names or ids whose members may request launches; each request waits for an approver",

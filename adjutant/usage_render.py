@@ -197,6 +197,8 @@ def approval_card(approval: Approval, *, limit: int = 5) -> dict[str, Any]:
         ApprovalState.PENDING: ("🛂 Approval needed", 0xF1C40F),
         ApprovalState.APPROVED: ("✅ Approved", 0x2ECC71),
         ApprovalState.REJECTED: ("🚫 Rejected", 0xE74C3C),
+        ApprovalState.WITHDRAWN: ("↩️ Withdrawn", 0x95A5A6),
+        ApprovalState.EXPIRED: ("⌛ Expired", 0x95A5A6),
     }[approval.state]
     noun = "sweep" if approval.kind == "sweep" else "experiment"
     fields = [
@@ -215,7 +217,11 @@ def approval_card(approval: Approval, *, limit: int = 5) -> dict[str, Any]:
         queued = ", ".join(f"`{j}`" for j in approval.job_ids[:10])
         value = f"by {by}" + (f"; queued {queued}" if queued else "")
         fields.append({"name": "Decision", "value": truncate(value, 1000), "inline": False})
-    footer = "Approve / Reject: approvers only, never the requester" if approval.state == ApprovalState.PENDING else ""
+    footer = (
+        "Approve / Reject: approvers only, never the requester; Withdraw: the requester"
+        if approval.state == ApprovalState.PENDING
+        else ""
+    )
     embed: dict[str, Any] = {
         "title": f"{look[0]}: {noun} request #{approval.id}",
         "color": look[1],

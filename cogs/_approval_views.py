@@ -1,5 +1,6 @@
-"""The approval card's buttons: Approve and Reject. Their custom ids carry the request's id, so the card works
-after a restart; who may press them is checked at the click (approvers only, never the requester)."""
+"""The approval card's buttons: Approve, Reject and Withdraw. Their custom ids carry the request's id, so the card
+works after a restart; who may press them is checked at the click (approvers only, never the requester; Withdraw:
+the requester only)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,14 @@ import discord
 
 class ApprovalButton(
     discord.ui.DynamicItem[discord.ui.Button[Any]],
-    template=r"adjutant:approval:(?P<action>approve|reject):(?P<id>[0-9]{1,18})",
+    template=r"adjutant:approval:(?P<action>approve|reject|withdraw):(?P<id>[0-9]{1,18})",
 ):
-    """Approve or Reject under an approval card."""
+    """Approve, Reject or Withdraw under an approval card."""
 
     def __init__(self, action: str, approval_id: int) -> None:
-        style = discord.ButtonStyle.success if action == "approve" else discord.ButtonStyle.danger
+        style = {"approve": discord.ButtonStyle.success, "reject": discord.ButtonStyle.danger}.get(
+            action, discord.ButtonStyle.secondary
+        )
         super().__init__(
             discord.ui.Button(
                 label=action.capitalize(), style=style, custom_id=f"adjutant:approval:{action}:{approval_id}"
@@ -45,4 +48,5 @@ def approval_view(approval_id: int) -> discord.ui.View:
     view = discord.ui.View(timeout=None)
     view.add_item(ApprovalButton("approve", approval_id))
     view.add_item(ApprovalButton("reject", approval_id))
+    view.add_item(ApprovalButton("withdraw", approval_id))
     return view

@@ -176,7 +176,14 @@ class JobStory:
         await self.scheduler.sweep_acknowledged(sweep_id, thread.id if thread is not None else None)
 
     async def acknowledge_approved(
-        self, channel: Any, head: str, mention: discord.AllowedMentions, jobs: list[Job], text: str
+        self,
+        channel: Any,
+        head: str,
+        mention: discord.AllowedMentions,
+        jobs: list[Job],
+        text: str,
+        *,
+        nonce: str | None = None,
     ) -> None:
         """An approved request: its experiment acknowledged like any launch (with its own thread), or its sweep's
         jobs listed (with one thread for the sweep); the requester (only them) is mentioned."""
@@ -189,9 +196,11 @@ class JobStory:
                 view = discord.ui.View(timeout=None)
                 view.add_item(CancelButton(job.id))
                 embed = discord.Embed.from_dict(ack_embed(job, queued_ahead=ahead, prefix=self.prefix))
-                message = await home.send(head + ".", embed=embed, view=view, allowed_mentions=mention)
+                message = await home.send(head + ".", embed=embed, view=view, allowed_mentions=mention, nonce=nonce)
             else:
-                message = await home.send(truncate(f"{head}. {text}", MESSAGE_LIMIT), allowed_mentions=mention)
+                message = await home.send(
+                    truncate(f"{head}. {text}", MESSAGE_LIMIT), allowed_mentions=mention, nonce=nonce
+                )
         except discord.HTTPException as error:
             log.warning("could not acknowledge approved job(s) %s: %s", ", ".join(j.id for j in jobs), error)
         if jobs and jobs[0].sweep_id is not None:

@@ -310,6 +310,8 @@ class Experiments(AdjutantCog, name="Experiments"):
         """Send what the scheduler has to tell: end reports, then live status edits (never under its lock)."""
         await self.scheduler.wait_for_change(1.0)
         try:
+            if self.bot.is_ready():
+                await self.approval_desk.finish_decisions()
             await self.story.finish_previews(queued_text)
             await self.story.send_reports()
             await self.story.refresh_status()

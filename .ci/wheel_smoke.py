@@ -18,9 +18,9 @@ async def main() -> None:
     os.environ.update({"WANDB_PROJECT": "smoke", "ADJUTANT_STATE_DIR": tempfile.mkdtemp()})
     async with commands.Bot("$", intents=discord.Intents.default()) as bot:
         await bot.load_extension("adjutant")
-        assert set(bot.cogs) == {"Greeting", "Experiments", "Runs", "Usage"}, dict(bot.cogs)
+        assert set(bot.cogs) == {"Greeting", "Experiments", "Runs", "Rules", "Desk", "Usage"}, dict(bot.cogs)
         await bot.unload_extension("adjutant")
-        for name in ("greeting", "experiments", "wandb_runs", "usage"):
+        for name in ("greeting", "experiments", "wandb_runs", "rules", "desk", "usage"):
             await bot.load_extension(f"adjutant.cogs.{name}")
     print(f"wheel OK: adjutant {adjutant.__version__} from {adjutant.__file__}", file=sys.stderr)
 

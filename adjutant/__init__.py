@@ -74,10 +74,13 @@ async def setup(bot: commands.Bot) -> None:
     The services (scheduler, watcher, stores) are built once here and handed to the cogs.
     """
     refuse_double_load(bot, "adjutant")
+    from adjutant.cogs._feeds import Feeds
+    from adjutant.cogs.desk import Desk
     from adjutant.cogs.experiments import Experiments
     from adjutant.cogs.greeting import Greeting
+    from adjutant.cogs.rules import Rules
     from adjutant.cogs.usage import Usage
-    from adjutant.cogs.wandb_runs import WandbRuns
+    from adjutant.cogs.wandb_runs import Runs
     from adjutant.grouping import add_cogs
     from adjutant.services import Services
 
@@ -89,7 +92,12 @@ async def setup(bot: commands.Bot) -> None:
         Usage(bot, settings, services),
     ]
     if settings.reporting_enabled:
-        cogs.append(WandbRuns(bot, settings, services))
+        feeds = Feeds(bot, settings, services)  # the W&B projects, shared by the three reporting cogs
+        cogs += [
+            Runs(bot, settings, services, feeds),
+            Rules(bot, settings, services, feeds),
+            Desk(bot, settings, services, feeds),
+        ]
     else:
         log.warning("WANDB_PROJECT is not set: W&B run reporting is off (set WANDB_ENTITY and WANDB_PROJECT)")
     try:

@@ -6,7 +6,8 @@ Two loops, both this cog's own:
   transaction as the new run states;
 - ``deliver`` empties the outbox into the channel, 10 embeds a message at most, at most 4 messages
   per 5 seconds, deleting each announcement only once Discord has accepted it.
-Every W&B call runs in a single worker thread; every SQLite call in a thread too.
+Every W&B call runs in a single worker thread; every SQLite call in a thread too. The projects (feeds) are
+shared with the Rules and Desk cogs (:mod:`adjutant.cogs._feeds`).
 """
 
 from __future__ import annotations
@@ -16,20 +17,20 @@ import contextlib
 import io
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import discord
 from discord import app_commands
 from discord.ext import commands, tasks
 
-from adjutant import refuse_double_load, settings_for
-from adjutant._cog import NO_PINGS, AdjutantCog, add_with_services, find_channel
+from adjutant._cog import NO_PINGS, AdjutantCog, find_channel
 from adjutant.cogs import _alert_views
-from adjutant.cogs._announcer import Refused
-from adjutant.cogs._desk_commands import DeskCommands
+from adjutant.cogs._announcer import Announcer, Inbox, Refused
+from adjutant.cogs._feeds import Feed, Feeds, add_reporting_cog, send_embed
 from adjutant.cogs._launch_form import edit_view
 from adjutant.cogs._pager import send_pages
-from adjutant.cogs._runs_base import Feed, Outlet, utcnow
+from adjutant.projects import ProjectRoute
 from adjutant.render import code_safe, plain, truncate
 from adjutant.run_render import leaderboard_embed, run_card_embed, runs_table_pages, summary_embed
 from adjutant.runs import (
@@ -40,19 +41,59 @@ from adjutant.runs import (
     parse_runs_args,
     suggestions,
 )
-from adjutant.settings import ConfigError
+from adjutant.services import Services
+from adjutant.settings import Settings
 from adjutant.wandb_source import ProjectNotFound
-from adjutant.watcher import describe_error
+from adjutant.watcher import describe_error, utcnow
 
 log = logging.getLogger(__name__)
 
 
-class WandbRuns(DeskCommands, AdjutantCog, name="Runs"):
+@dataclass
+class Outlet:
+    """One outbox of a project and the channel it is delivered to."""
+
+    route: ProjectRoute
+    announcer: Announcer
+    after: float = 0.0  # time.monotonic() before which it is not tried again (after a refusal)
+    warned_no_channel: bool = False
+
+
+@dataclass
+class Reporting:
+    """What the poll and deliver loops keep about one project: its outlets, whether it was greeted, its poll task."""
+
+    feed: Feed
+    outlets: list[Outlet]
+    greeted: bool = False
+    task: asyncio.Task[None] | None = None
+
+
+class Runs(AdjutantCog, name="Runs"):
     """Reports on the runs of W&B projects and answers questions about them."""
+
+    services: Services
+
+    def __init__(self, bot: commands.Bot, settings: Settings, services: Services, feeds: Feeds) -> None:
+        super().__init__(bot, settings)
+        self.services = services
+        self.store = services.runs
+        self.feeds = feeds
+        #: Each project's reporting, by project key.
+        self.projects: dict[str, Reporting] = {}
+        for key, feed in feeds.items():
+            destinations = feed.watcher.destinations
+            outlets = [
+                Outlet(route, Announcer(bot, self.store, destination, route.metric, feed.watcher))
+                for route, destination in zip(feed.routes, destinations, strict=True)
+            ]
+            self.projects[key] = Reporting(feed, outlets)
+        #: Direct messages to subscribers and notes for one member.
+        self.inbox = Inbox(bot, self.store)
 
     # --- autocomplete (from what Adjutant already knows: no W&B call per keystroke) ---------------
     async def complete_run(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
-        w = self._interaction_feed(interaction).watcher
+        w = self.feeds.of_interaction(interaction).watcher
         known = await w.known_names(2000)
         text = current.lower()
         choices = []
@@ -67,7 +108,7 @@ class WandbRuns(DeskCommands, AdjutantCog, name="Runs"):
         return [app_commands.Choice(name=s, value=s) for s in (*STATES, "all") if current.lower() in s]
 
     async def complete_metric(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
-        feed = self._interaction_feed(interaction)
+        feed = self.feeds.of_interaction(interaction)
         names = sorted({feed.route.metric, *feed.watcher.metric_names})
         return [app_commands.Choice(name=n[:100], value=n[:100]) for n in names if current.lower() in n.lower()][:25]
 
@@ -75,22 +116,20 @@ class WandbRuns(DeskCommands, AdjutantCog, name="Runs"):
     async def cog_load(self) -> None:
         self.services.acquire()
         _alert_views.register(self.bot)
+        self.feeds.poll_loop = self.poll
         self.poll.start()
         self.deliver.start()
-        self.status_cards.start()
-        if self.settings.digest is not None:
-            self.digests.start()
 
     async def cog_unload(self) -> None:
-        self.status_cards.cancel()
-        self.digests.cancel()
         self.poll.cancel()
-        for feed in self.feeds.values():
-            if feed.task is not None:
-                feed.task.cancel()
+        if self.feeds.poll_loop is self.poll:
+            self.feeds.poll_loop = None
+        for project in self.projects.values():
+            if project.task is not None:
+                project.task.cancel()
         # Let a delivery in flight finish its bookkeeping, so a clean restart repeats nothing.
-        for feed in self.feeds.values():
-            for outlet in feed.outlets:
+        for project in self.projects.values():
+            for outlet in project.outlets:
                 outlet.announcer.stopping = True
         task = self.deliver.get_task()
         self.deliver.stop()
@@ -101,45 +140,55 @@ class WandbRuns(DeskCommands, AdjutantCog, name="Runs"):
         _alert_views.unregister(self.bot, self)
         await self.services.release()
 
+    async def alert_button(self, interaction: discord.Interaction, action: str, alert_id: int) -> None:
+        """The alert card's buttons when experiment launching is not loaded: only Mute works."""
+        if action == "mute":
+            await self.mute_alert(interaction, self.store, alert_id)
+            return
+        if self.serves(interaction.guild):
+            await interaction.response.send_message("Experiment launching is not loaded.", ephemeral=True)
+
     # --- polling --------------------------------------------------------------------------------
     @tasks.loop(seconds=1)
     async def poll(self) -> None:
         """Start each project's poll when it is due, each in its own task: a slow project delays no other."""
-        for feed in self.feeds.values():
-            if feed.task is not None and not feed.task.done():
+        for project in self.projects.values():
+            if project.task is not None and not project.task.done():
                 continue
-            if not feed.watcher.due(self.settings.poll_seconds):
+            watcher = project.feed.watcher
+            if not watcher.due(self.settings.poll_seconds):
                 continue
-            feed.task = asyncio.create_task(self._poll(feed), name=f"adjutant-poll-{feed.watcher.project_key}")
+            project.task = asyncio.create_task(self._poll(project), name=f"adjutant-poll-{watcher.project_key}")
 
-    async def _poll(self, feed: Feed) -> None:
+    async def _poll(self, project: Reporting) -> None:
         """Ask W&B what changed in one project; its watcher records it with its announcements."""
-        if not feed.greeted:
+        watcher = project.feed.watcher
+        if not project.greeted:
             try:
-                await self._greet(feed)
+                await self._greet(project)
             except Exception as error:
-                feed.watcher.health.failed(error, self.settings.poll_seconds)
-                feed.watcher.last_poll_end = time.monotonic()
-                log.warning("connect summary of %s failed: %s", feed.watcher.project_label, describe_error(error))
+                watcher.health.failed(error, self.settings.poll_seconds)
+                watcher.last_poll_end = time.monotonic()
+                log.warning("connect summary of %s failed: %s", watcher.project_label, describe_error(error))
                 return
-        await feed.watcher.poll(self.settings.poll_seconds)
+        await watcher.poll(self.settings.poll_seconds)
 
     @poll.before_loop
     async def _before_poll(self) -> None:
         await self.bot.wait_until_ready()
 
     @poll.error
-    async def _poll_died(self, error: BaseException) -> None:  # type: ignore[override]
+    async def _poll_died(self, error: BaseException) -> None:
         log.critical("the W&B poll loop stopped; run reporting is off until the cog is reloaded", exc_info=error)
 
-    async def _greet(self, feed: Feed) -> None:
+    async def _greet(self, project: Reporting) -> None:
         """The connect message: a summary of the project in each of its channels, once per start."""
-        channels = [find_channel(self.bot, self.settings, outlet.route.channel) for outlet in feed.outlets]
+        channels = [find_channel(self.bot, self.settings, outlet.route.channel) for outlet in project.outlets]
         if not any(channels):
-            feed.greeted = True  # nowhere to greet; don't hold back announcements for it
+            project.greeted = True  # nowhere to greet; don't hold back announcements for it
             return
-        route = feed.route
-        watcher = feed.watcher
+        route = project.feed.route
+        watcher = project.feed.watcher
         try:
             snapshot = await watcher.ask(watcher.source.snapshot, route.metric, route.metric_goal)
         except ProjectNotFound:
@@ -158,14 +207,14 @@ class WandbRuns(DeskCommands, AdjutantCog, name="Runs"):
         for channel in channels:
             if channel is not None:
                 await channel.send(embed=discord.Embed.from_dict(embed), allowed_mentions=NO_PINGS)
-        feed.greeted = True
+        project.greeted = True
 
     # --- delivery -------------------------------------------------------------------------------
     @tasks.loop(seconds=1)
     async def deliver(self) -> None:
         """Empty each outbox into its channel (rate-limited; each announcement deleted once Discord took it);
         a channel that refuses backs off alone."""
-        outlets = [outlet for feed in self.feeds.values() if feed.greeted for outlet in feed.outlets]
+        outlets = [outlet for project in self.projects.values() if project.greeted for outlet in project.outlets]
         await asyncio.gather(*(self._deliver(outlet) for outlet in outlets), self._deliver_inbox())
 
     async def _deliver_inbox(self) -> None:
@@ -202,7 +251,7 @@ class WandbRuns(DeskCommands, AdjutantCog, name="Runs"):
         await self.bot.wait_until_ready()
 
     @deliver.error
-    async def _deliver_died(self, error: BaseException) -> None:  # type: ignore[override]
+    async def _deliver_died(self, error: BaseException) -> None:
         log.critical("the announcement loop stopped", exc_info=error)
 
     @commands.hybrid_command(name="runs")  # type: ignore[arg-type]  # discord.py stubs reject hybrid commands in cogs
@@ -212,7 +261,7 @@ class WandbRuns(DeskCommands, AdjutantCog, name="Runs"):
         self, ctx: commands.Context[Any], state: str | None = None, count: int | None = None
     ) -> None:
         """List recent runs: $runs [state] [n], e.g. $runs running 5."""
-        feed = await self.feed_for(ctx)
+        feed = await self.feeds.for_command(ctx)
         if feed is None:
             return
         w, route = feed.watcher, feed.route
@@ -222,7 +271,7 @@ class WandbRuns(DeskCommands, AdjutantCog, name="Runs"):
         except ValueError as error:
             await self.reply(ctx, f"{error}. Usage: `{self.command_prefix(ctx)}runs [state] [n]`")
             return
-        ok, runs = await self._ask(ctx, w, w.source.recent, query.state, query.count)
+        ok, runs = await self.ask_wandb(ctx, w, w.source.recent, query.state, query.count)
         if not ok or runs is None:
             return
         pages = runs_table_pages(runs, project=w.project_label, state=query.state, metric=route.metric, now=utcnow())
@@ -233,7 +282,7 @@ class WandbRuns(DeskCommands, AdjutantCog, name="Runs"):
     @app_commands.autocomplete(run=complete_run)
     async def run_command(self, ctx: commands.Context[Any], *, run: str) -> None:
         """Show one run's status card: $run <run id or name>."""
-        feed = await self.feed_for(ctx)
+        feed = await self.feeds.for_command(ctx)
         if feed is None:
             return
         w, route = feed.watcher, feed.route
@@ -241,7 +290,7 @@ class WandbRuns(DeskCommands, AdjutantCog, name="Runs"):
         if not key or len(key) > 128:
             await self.reply(ctx, "Give a run id or name of at most 128 characters.")
             return
-        ok, found = await self._ask(ctx, w, w.source.find, key)
+        ok, found = await self.ask_wandb(ctx, w, w.source.find, key)
         if not ok:
             return
         if found is not None:
@@ -250,7 +299,6 @@ class WandbRuns(DeskCommands, AdjutantCog, name="Runs"):
             view = edit_view("run", found.id) if launching else None
             await ctx.send(embed=discord.Embed.from_dict(card), view=view, allowed_mentions=NO_PINGS)  # type: ignore[arg-type]
             return
-        assert self.store is not None
         known = await w.known_names()
         close = suggestions(key, [name for pair in known for name in pair])
         hint = f" Did you mean {', '.join(f'`{code_safe(c)}`' for c in close)}?" if close else ""
@@ -271,7 +319,7 @@ class WandbRuns(DeskCommands, AdjutantCog, name="Runs"):
         count: int | None = None,
     ) -> None:
         """Leaderboard by a summary metric: $best [metric] [min|max] [n]."""
-        feed = await self.feed_for(ctx)
+        feed = await self.feeds.for_command(ctx)
         if feed is None:
             return
         w, route = feed.watcher, feed.route
@@ -281,14 +329,14 @@ class WandbRuns(DeskCommands, AdjutantCog, name="Runs"):
         except ValueError as error:
             await self.reply(ctx, f"{error}. Usage: `{self.command_prefix(ctx)}best [metric] [min|max] [n]`")
             return
-        ok, runs = await self._ask(ctx, w, w.source.best, query.metric, query.goal, query.count)
+        ok, runs = await self.ask_wandb(ctx, w, w.source.best, query.metric, query.goal, query.count)
         if not ok or runs is None:
             return
         if runs:
             embed = leaderboard_embed(runs, project=w.project_label, metric=query.metric, goal=query.goal)
-            await self._send_embed(ctx, embed)
+            await send_embed(ctx, embed)
             return
-        ok, names = await self._ask(ctx, w, w.source.metric_names)
+        ok, names = await self.ask_wandb(ctx, w, w.source.metric_names)
         if not ok or names is None:
             return
         close = suggestions(query.metric, names)
@@ -321,7 +369,7 @@ class WandbRuns(DeskCommands, AdjutantCog, name="Runs"):
     @commands.command(name="plot")
     async def plot_command(self, ctx: commands.Context[Any], *words: str) -> None:
         """Chart metrics of runs: $plot <run> [run ...] [metric ...] [log], e.g. $plot run-a run-b loss."""
-        feed = await self.feed_for(ctx)
+        feed = await self.feeds.for_command(ctx)
         if feed is None:
             return
         w = feed.watcher
@@ -345,14 +393,14 @@ class WandbRuns(DeskCommands, AdjutantCog, name="Runs"):
     async def plot_slash(
         self, interaction: discord.Interaction, runs: str, metrics: str | None = None, log_scale: bool = False
     ) -> None:
-        ctx: commands.Context[Any] = await commands.Context.from_interaction(interaction)  # type: ignore[type-var]
+        ctx: commands.Context[Any] = await commands.Context.from_interaction(interaction)
         if not self.serves(interaction.guild):
             return  # not one of Adjutant's servers: nothing is answered
         route = self.route_for(interaction.channel)
         if route is None:
             await interaction.response.send_message(f"I take commands in {self.channels_text()} only.", ephemeral=True)
             return
-        feed = self.feed_of_route(route)
+        feed = self.feeds.of_route(route)
         if feed is None:
             text = f"No W&B project is reported in this channel; it is reported in {self.channels_text()}."
             await interaction.response.send_message(text, ephemeral=True)
@@ -366,8 +414,6 @@ class WandbRuns(DeskCommands, AdjutantCog, name="Runs"):
 
 
 async def setup(bot: commands.Bot) -> None:
-    """Load the W&B reporting cog alone; it needs WANDB_PROJECT."""
-    refuse_double_load(bot, __name__)
-    if not settings_for(bot).reporting_enabled:
-        raise ConfigError("the W&B reporting cog needs WANDB_PROJECT (and usually WANDB_ENTITY) to be set")
-    await add_with_services(bot, __name__, WandbRuns)
+    """Load the W&B run reporting cog alone (with Rules and Desk: ``adjutant.cogs.rules``, ``adjutant.cogs.desk``);
+    it needs WANDB_PROJECT."""
+    await add_reporting_cog(bot, __name__, Runs)

@@ -11,7 +11,7 @@ from discord.ext import commands
 
 import adjutant
 
-ALL_COGS = {"Greeting", "Experiments", "Runs", "Usage"}
+ALL_COGS = {"Greeting", "Experiments", "Runs", "Rules", "Desk", "Usage"}
 
 
 @pytest.fixture
@@ -53,6 +53,8 @@ async def test_umbrella_load_unload(env: None) -> None:
         ("adjutant.cogs.greeting", "Greeting"),
         ("adjutant.cogs.experiments", "Experiments"),
         ("adjutant.cogs.wandb_runs", "Runs"),
+        ("adjutant.cogs.rules", "Rules"),
+        ("adjutant.cogs.desk", "Desk"),
         ("adjutant.cogs.usage", "Usage"),
     ],
 )
@@ -70,16 +72,22 @@ async def test_single_cogs_together(env: None) -> None:
         await bot.load_extension("adjutant.cogs.greeting")
         await bot.load_extension("adjutant.cogs.experiments")
         await bot.load_extension("adjutant.cogs.wandb_runs")
+        await bot.load_extension("adjutant.cogs.rules")
+        await bot.load_extension("adjutant.cogs.desk")
         await bot.load_extension("adjutant.cogs.usage")
-        assert set(bot.cogs) == {"Greeting", "Experiments", "Runs", "Usage"}
+        assert set(bot.cogs) == ALL_COGS
         assert bot.get_cog("Experiments").services is bot.get_cog("Runs").services is bot.get_cog("Usage").services
+        assert bot.get_cog("Runs").feeds is bot.get_cog("Rules").feeds is bot.get_cog("Desk").feeds
+        assert bot.get_cog("Desk").services is bot.get_cog("Runs").services
         await bot.unload_extension("adjutant.cogs.usage")
         await bot.unload_extension("adjutant.cogs.wandb_runs")
+        await bot.unload_extension("adjutant.cogs.rules")
+        await bot.unload_extension("adjutant.cogs.desk")
         assert not bot.get_cog("Experiments").services.closed, "still used by the Experiments cog"
         await bot.unload_extension("adjutant.cogs.experiments")
         await bot.unload_extension("adjutant.cogs.greeting")
         await bot.load_extension("adjutant")  # the state folder is free again
-        assert set(bot.cogs) == {"Greeting", "Experiments", "Runs", "Usage"}
+        assert set(bot.cogs) == ALL_COGS
 
 
 async def test_without_wandb_project_umbrella_skips_reporting(env: None, monkeypatch, caplog) -> None:
@@ -242,7 +250,7 @@ async def test_command_group_fits_into_a_host_with_sync_status_run(env: None, mo
         names = {c.name for c in group.commands}
         assert {"hello", "experiment", "sweep", "rerun", "cancel", "jobs", "logs", "runs", "run", "best"} <= names
         assert {"status", "plot"} <= names
-        assert bot.get_command("adj status").cog is bot.get_cog("Runs")
+        assert bot.get_command("adj status").cog is bot.get_cog("Desk")
         # Slash: one /adj group whose subcommands are Adjutant's, nothing else added at the top level.
         top = {c.name for c in bot.tree.get_commands(type=discord.AppCommandType.chat_input)}
         assert top == {"adj"}, top

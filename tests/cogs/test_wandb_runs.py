@@ -128,7 +128,7 @@ async def test_first_start_on_2000_runs_does_not_flood(start_adjutant, discord_s
         message = await discord_standin.wait_for_message(is_summary, timeout=30)
         await asyncio.sleep(3)
         cog = bot.get_cog("Runs")
-        assert await asyncio.to_thread(cog.store.count_runs, cog.watcher.project_key) == 2000
+        assert await asyncio.to_thread(cog.store.count_runs, cog.feeds.first.watcher.project_key) == 2000
     assert "**2,000 runs**" in message["embeds"][0]["description"]
     assert len(discord_standin.sent()) == 1
 
@@ -167,7 +167,7 @@ async def test_wandb_outage_then_recovery(
         await asyncio.sleep(1.5)
         cog = bot.get_cog("Runs")
         wandb_standin.fail(1000, status=500)
-        await eventually(lambda: cog.watcher.health.failures >= 2, timeout=30)
+        await eventually(lambda: cog.feeds.first.watcher.health.failures >= 2, timeout=30)
         wandb_standin.clear_faults()
         wandb_standin.hang(2, seconds=6)  # two requests time out
         wandb_standin.update_run("o1", state="finished")
@@ -178,7 +178,7 @@ async def test_wandb_outage_then_recovery(
         await wait_titles(discord_standin, ["survivor finished", "born-in-outage failed"], timeout=60)
         assert cog.poll.is_running() and not cog.poll.failed()
         await asyncio.sleep(2.5)
-        assert cog.watcher.health.failures == 0
+        assert cog.feeds.first.watcher.health.failures == 0
     got = [t for t in titles(discord_standin) if "survivor" in t or "born-in-outage" in t]
     assert got == ["✅ survivor finished", "❌ born-in-outage failed"], "no duplicates, no gaps"
 
@@ -199,22 +199,24 @@ async def test_idle_poll_costs_one_request_with_10000_runs(wandb_standin: WandbS
     for _ in range(3):
         wandb_standin.create_run(state="running")
     settings = Settings.from_env({**WANDB_ENV, "ADJUTANT_STATE_DIR": str(tmp_path)})
-    from adjutant.cogs.wandb_runs import WandbRuns
+    from adjutant.cogs._feeds import Feeds
+    from adjutant.cogs.wandb_runs import Runs
     from adjutant.services import Services
 
     async with commands.Bot("$", intents=discord.Intents.default()) as bot:
-        cog = WandbRuns(bot, settings, await Services.open(settings))
+        services = await Services.open(settings)
+        cog = Runs(bot, settings, services, Feeds(bot, settings, services))
         await bot.add_cog(cog)
-        await cog.watcher.poll_once()  # baseline
-        await cog.watcher.poll_once()  # first incremental poll (catch-up)
+        await cog.feeds.first.watcher.poll_once()  # baseline
+        await cog.feeds.first.watcher.poll_once()  # first incremental poll (catch-up)
         wandb_standin.reset_counts()
-        assert await cog.watcher.poll_once() == 0
+        assert await cog.feeds.first.watcher.poll_once() == 0
         assert dict(wandb_standin.counts) == {"Runs": 1, "__total__": 1}
         # ten runs change: still one request
         for run_id in list(wandb_standin.runs())[-10:]:
             wandb_standin.update_run(run_id, state="crashed")
         wandb_standin.reset_counts()
-        queued = await cog.watcher.poll_once()
+        queued = await cog.feeds.first.watcher.poll_once()
         assert dict(wandb_standin.counts) == {"Runs": 1, "__total__": 1}
         assert queued == 3, "only the three running runs changed state from Adjutant's point of view"
         await bot.remove_cog("Runs")
@@ -269,23 +271,25 @@ async def test_wandb_calls_never_run_on_event_loop_thread(wandb_standin: WandbSt
     import threading
 
     settings = Settings.from_env({**WANDB_ENV, "ADJUTANT_STATE_DIR": str(tmp_path)})
-    from adjutant.cogs.wandb_runs import WandbRuns
+    from adjutant.cogs._feeds import Feeds
+    from adjutant.cogs.wandb_runs import Runs
     from adjutant.services import Services
 
     calls: list[str] = []
     async with commands.Bot("$", intents=discord.Intents.default()) as bot:
-        cog = WandbRuns(bot, settings, await Services.open(settings))
+        services = await Services.open(settings)
+        cog = Runs(bot, settings, services, Feeds(bot, settings, services))
         for name in ("next_page", "changed_runs", "snapshot"):
-            original = getattr(cog.watcher.source, name)
+            original = getattr(cog.feeds.first.watcher.source, name)
 
             def recording(*args, _original=original, _name=name, **kwargs):
                 calls.append((_name, threading.current_thread().name))
                 return _original(*args, **kwargs)
 
-            setattr(cog.watcher.source, name, recording)
+            setattr(cog.feeds.first.watcher.source, name, recording)
         await bot.add_cog(cog)
-        await cog.watcher.poll_once()
-        await cog.watcher.poll_once()
-        await cog.watcher.ask(cog.watcher.source.snapshot, "loss", "min")
+        await cog.feeds.first.watcher.poll_once()
+        await cog.feeds.first.watcher.poll_once()
+        await cog.feeds.first.watcher.ask(cog.feeds.first.watcher.source.snapshot, "loss", "min")
     assert {name for name, _ in calls} == {"next_page", "changed_runs", "snapshot"}
     assert all(thread.startswith("adjutant-wandb") for _, thread in calls), calls

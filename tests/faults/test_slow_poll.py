@@ -17,7 +17,7 @@ async def test_a_slow_poll_causes_no_burst_of_polls(
 ) -> None:
     wandb_standin.create_run("a", state="running")
     async with start_adjutant(WANDB_ENV) as bot:  # a poll every second
-        watcher = bot.get_cog("Runs").watcher
+        watcher = bot.get_cog("Runs").feeds.first.watcher
         await eventually(lambda: watcher.health.last_success is not None, timeout=20)
         await asyncio.sleep(1.5)
         wandb_standin.hang(1, seconds=4.0)  # the next request hangs 4 s: the next poll is 4 intervals long
@@ -47,6 +47,7 @@ async def test_a_hung_project_delays_no_other_project(
     env = {"ADJUTANT_CONFIG": str(config), "ADJUTANT_CHANNEL": "", "ADJUTANT_POLL_SECONDS": "1"}
     async with start_adjutant(env) as bot:
         feeds = bot.get_cog("Runs").feeds
+        vision = bot.get_cog("Runs").projects["team/vision"]
         await eventually(lambda: all(f.watcher.health.last_success for f in feeds.values()), timeout=30)
         wandb_standin.hang(50, seconds=12.0, project="vision")
         await asyncio.sleep(1.5)  # vision's poll is now stuck in its request
@@ -60,5 +61,5 @@ async def test_a_hung_project_delays_no_other_project(
 
         await eventually(told, timeout=15)
         assert time.monotonic() - started < 8, "proj's announcement did not wait for vision's hung request"
-        assert feeds["team/vision"].task is not None and not feeds["team/vision"].task.done(), "vision is still hung"
+        assert vision.task is not None and not vision.task.done(), "vision is still hung"
         wandb_standin.clear_faults()

@@ -166,7 +166,7 @@ async def test_rules_fire_once_rearm_survive_a_restart_and_cost_no_request(
     await again.poll_once()
     assert told(again)[2:] == [("b", f"rule:{rule.id}")]
     card = again.store.pending(again.project_key, 100)[-1]
-    assert card.alert_id is not None and "val_loss = 2.5 > 2" in card.payload["title"]
+    assert card.alert_id is not None and "val\\_loss = 2.5 > 2" in card.payload["title"]  # the name as typed, escaped
     alert = again.store.alert(card.alert_id)
     assert alert is not None and alert.metric == "val_loss" and alert.run_id == "b"
     assert again.store.remove_rule(again.project_key, rule.id) is not None

@@ -15,6 +15,8 @@ from tests.standins.discord_standin import DiscordStandIn
 from tests.standins.wandb_standin import WandbStandIn
 
 OOM = "RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB @everyone"
+#: The rule card's title part: the metric name as typed, escaped for markdown (Discord shows ``val_loss``).
+VAL_LOSS_CARD = "val\\_loss = 2.5 > 2"
 
 
 def cards(discord: DiscordStandIn, title_part: str) -> list[dict]:
@@ -124,14 +126,14 @@ async def test_watch_rules_from_chat_and_their_card(
 
         wandb_standin.create_run("r1", state="running", config={"lr": 0.1}, summary={"val_loss": 1.0})
         wandb_standin.log("r1", [{"val_loss": 1.0}, {"val_loss": 1.5}, {"val_loss": 2.5}])
-        await eventually(lambda: bool(cards(discord_standin, "val_loss = 2.5 > 2")), timeout=20)
-        card = cards(discord_standin, "val_loss = 2.5 > 2")[0]
+        await eventually(lambda: bool(cards(discord_standin, VAL_LOSS_CARD)), timeout=20)
+        card = cards(discord_standin, VAL_LOSS_CARD)[0]
         assert card["attachments"] and card["embeds"][0]["image"]["url"] == "attachment://chart.png"
         assert "Watch rule #1" in card["embeds"][0]["description"]
         assert discord_standin.allowed_mentions[int(card["id"])]["parse"] == [], "no job: nobody is pinged"
         assert not any(b.startswith("adjutant:alert:stop:") for b in discord_standin.buttons(card)), "not our job"
         await asyncio.sleep(2.5)
-        assert len(cards(discord_standin, "val_loss = 2.5 > 2")) == 1, "told once"
+        assert len(cards(discord_standin, VAL_LOSS_CARD)) == 1, "told once"
 
         rerun = await answer_to(discord_standin, card, button(discord_standin, card, "rerun"), "admin")
         assert "Rerun of the alert's run" in rerun["content"]

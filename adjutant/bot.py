@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -18,8 +19,28 @@ __all__ = ["Adjutant", "default_intents", "sync_tree"]
 log = logging.getLogger(__name__)
 
 
+class SyncRefused(RuntimeError):
+    """Discord refused the slash commands; the message says what it named (a command, a field, a limit)."""
+
+
 async def sync_tree(bot: commands.Bot, guild_ids: tuple[int, ...]) -> list[Any]:
-    """Register the slash commands with Discord: to Adjutant's servers (instant) or globally (may take a while)."""
+    """Register the slash commands with Discord: to Adjutant's servers (instant) or globally (may take a while).
+
+    Raises :class:`SyncRefused` with Discord's own words when it refuses them."""
+    try:
+        return await _sync_tree(bot, guild_ids)
+    except discord.app_commands.CommandSyncFailure as error:
+        lines = [re.sub(r"In command '([^']+)' defined in function '[^']*'", r"/\1", line).strip()
+                 for line in str(error).splitlines()[1:]] or [error.text]  # fmt: skip
+        where = " ".join(line if line.startswith("/") else f"{line};" for line in lines).rstrip(";")
+        raise SyncRefused(
+            f"Discord refused the slash commands (HTTP {error.status}, code {error.code}): {where}"
+        ) from None
+    except discord.HTTPException as error:
+        raise SyncRefused(f"Discord refused the slash commands ({error.status}): {error.text}") from None
+
+
+async def _sync_tree(bot: commands.Bot, guild_ids: tuple[int, ...]) -> list[Any]:
     synced: list[Any] = []
     for guild_id in guild_ids:
         guild = discord.Object(id=guild_id)
@@ -100,7 +121,10 @@ class Adjutant(commands.Bot):
         """Load the Adjutant extension through the same ``setup()`` a host uses; sync slash commands if asked."""
         await self.load_extension("adjutant")
         if self.sync_commands:  # setup_hook runs after login, so the application id is known
-            await sync_tree(self, self.settings.guild_ids)
+            try:
+                await sync_tree(self, self.settings.guild_ids)
+            except SyncRefused as error:
+                log.error("%s; the bot runs without (new) slash commands, its $ commands work", error)
 
     def run(self, token: str | None = None, **kwargs: Any) -> None:
         """Log in and run until stopped. ``token`` defaults to DISCORD_TOKEN from the settings."""

@@ -45,9 +45,13 @@ class Greeting(AdjutantCog, name="Greeting"):
     @commands.is_owner()
     async def sync(self, ctx: commands.Context[commands.Bot]) -> None:
         """Register the slash commands with Discord now (bot owner only; to ADJUTANT_GUILD_ID if set)."""
-        from adjutant.bot import sync_tree
+        from adjutant.bot import SyncRefused, sync_tree
 
-        synced = await sync_tree(self.bot, self.settings.guild_ids)
+        try:
+            synced = await sync_tree(self.bot, self.settings.guild_ids)
+        except SyncRefused as error:
+            await self.reply(ctx, f"{error}. Nothing was registered; the bot's log has the details.")
+            return
         where = (
             f"server(s) {', '.join(map(str, self.settings.guild_ids))}"
             if self.settings.guild_ids

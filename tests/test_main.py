@@ -277,3 +277,43 @@ async def test_check_wandb_unreachable_is_a_problem_not_a_hang(tmp_path: Path) -
         )
     assert code == 1
     assert "problem: w&b key: W&B at http://127.0.0.1:9 did not accept the key or did not answer" in out
+
+
+async def test_sync_registers_every_command_against_the_strict_stand_in(tmp_path: Path, wandb_server, script) -> None:
+    """``python -m adjutant --sync`` with W&B and launching on: Discord (the stand-in, which refuses what Discord
+    refuses) accepts every slash command and context menu; the bot keeps running and stops cleanly."""
+    async with DiscordStandIn(token=TOKEN) as standin:
+        env = subprocess_env(
+            standin,
+            {
+                "ADJUTANT_STATE_DIR": str(tmp_path / "state"),
+                "HOME": str(tmp_path),
+                "ADJUTANT_GUILD_ID": str(standin.guild_id),
+                "ADJUTANT_EXPERIMENT_SCRIPT": str(script),
+                "WANDB_BASE_URL": wandb_server.base_url,
+                "WANDB_API_KEY": "k" * 40,
+                "WANDB_ENTITY": "team",
+                "WANDB_PROJECT": "proj",
+            },
+        )
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "adjutant", "--sync", cwd=tmp_path, env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            guild = str(standin.guild_id)
+            for _ in range(600):
+                if guild in standin.synced or process.returncode is not None:
+                    break
+                await asyncio.sleep(0.05)
+            assert guild in standin.synced, "the commands were not registered"
+            assert standin.unexpected_refusals() == []
+        finally:
+            process.send_signal(signal.SIGTERM)
+            output, _ = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0, output.decode()
+    assert "Traceback" not in output.decode()
+    names = {c["name"] for c in standin.synced[guild]}
+    expected = {"hello", "experiment", "sweep", "rerun", "cancel", "jobs", "logs", "gpus", "usage", "audit", "Rerun"}
+    expected |= {"runs", "run", "best", "plot", "watch", "watches", "unwatch", "subscribe", "compare", "status"}
+    assert expected <= names, expected - names

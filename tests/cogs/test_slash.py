@@ -169,3 +169,27 @@ async def test_slash_jobs_logs_sweep_rerun(
         sweep = await answer(discord_standin, await discord_standin.slash("sweep", {"grid": '{"lr": [1, 2]}'}))
         assert sweep["embeds"][0]["title"] == "Sweep: 2 experiment(s)"
         assert len(discord_standin.buttons(sweep)) == 2
+
+
+async def test_a_refused_sync_says_what_discord_named(start_adjutant, discord_standin: DiscordStandIn) -> None:
+    """A command Discord refuses (here a host's, with a 101-character description): `$sync` answers with Discord's
+    own words, naming the command and the limit, and registers nothing."""
+    from discord import app_commands
+
+    guild = str(discord_standin.guild_id)
+    async with start_adjutant({"ADJUTANT_GUILD_ID": guild}) as bot:
+
+        @app_commands.command(name="toolong", description="x" * 101)
+        async def toolong(interaction) -> None:  # pragma: no cover - never run
+            pass
+
+        bot.tree.add_command(toolong)
+        count = len(discord_standin.sent())
+        with discord_standin.expect_refusals(50035) as refused:
+            await discord_standin.post("$sync", author="owner")
+            answer = await discord_standin.wait_for_message(after=count, timeout=10)
+        assert refused, "Discord (the stand-in) refused the sync"
+    assert "Discord refused the slash commands" in answer["content"], answer["content"]
+    assert "toolong" in answer["content"] and "100" in answer["content"]
+    assert "Something went wrong" not in answer["content"]
+    assert guild not in discord_standin.synced

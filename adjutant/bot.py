@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-import re
 import os
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -32,7 +32,7 @@ async def sync_tree(bot: commands.Bot, guild_ids: tuple[int, ...]) -> list[Any]:
     except discord.app_commands.CommandSyncFailure as error:
         lines = [re.sub(r"In command '([^']+)' defined in function '[^']*'", r"/\1", line).strip()
                  for line in str(error).splitlines()[1:]] or [error.text]  # fmt: skip
-        where = " ".join(line if line.startswith("/") else f"{line};" for line in lines).rstrip(";")
+        where = " ".join(f"{line}:" if line.startswith("/") else f"{line};" for line in lines).rstrip(";")
         raise SyncRefused(
             f"Discord refused the slash commands (HTTP {error.status}, code {error.code}): {where}"
         ) from None

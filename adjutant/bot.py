@@ -114,7 +114,8 @@ class Adjutant(commands.Bot):
         options.setdefault("intents", default_intents())
         options.setdefault("allowed_mentions", NO_PINGS)
         options.setdefault("description", "Adjutant: W&B run reports and experiment launches from Discord.")
-        options.setdefault("help_command", commands.DefaultHelpCommand(no_category="Help", dm_help=False))
+        # width: a command's whole first docstring line (its syntax, ≤ 100 characters) fits in the listing.
+        options.setdefault("help_command", commands.DefaultHelpCommand(no_category="Help", dm_help=False, width=140))
         super().__init__(command_prefix=settings.prefix, **options)
 
     async def setup_hook(self) -> None:

@@ -150,11 +150,11 @@ class Rules(AdjutantCog, name="Rules"):
             await self.reply(ctx, f"Not subscribed: you have {limit} subscriptions already (`{prefix}unsubscribe`).")
             return
         await self.audit("subscribed", ctx.author, ctx.channel, target=f"#{added}", detail=", ".join(events))
-        what_for = f"`{code_safe(project)}`: " if project else ""
+        what = subscription_text(project, events)
         await self.reply(
             ctx,
-            f"Subscription #{added}: I will send you a direct message for {what_for}{', '.join(events)}. Allow direct"
-            f" messages from this server's members to receive them. `{prefix}unsubscribe {added}` stops it.",
+            f"Subscription #{added}: I will send you a direct message {what}. Allow direct messages from this"
+            f" server's members to receive them. `{prefix}unsubscribe {added}` stops it.",
         )
 
     @commands.hybrid_command(name="subscriptions")  # type: ignore[arg-type]  # discord.py stubs reject hybrid commands in cogs
@@ -196,3 +196,15 @@ class Rules(AdjutantCog, name="Rules"):
 async def setup(bot: commands.Bot) -> None:
     """Load the watch rules and subscriptions cog alone; it needs WANDB_PROJECT."""
     await add_reporting_cog(bot, __name__, Rules)
+
+
+def subscription_text(project: str, events: tuple[str, ...]) -> str:
+    """What a subscription sends, in words: "when each of your jobs ends", "about `team/proj`: finished, crashed"."""
+    parts = []
+    if "mine" in events:
+        parts.append("when each of your jobs ends and when your queue is done")
+    others = [e for e in events if e != "mine"]
+    if others:
+        where = f" of `{code_safe(project)}`" if project else ""
+        parts.append(f"about runs{where}: {', '.join(others)}")
+    return ", and ".join(parts)

@@ -59,6 +59,9 @@ async def test_help_lists_commands_with_descriptions(start_adjutant, discord_sta
     text = reply["content"]
     assert "hello" in text and "Say hello" in text
     assert "experiment" in text
+    # each command's syntax is shown whole, not cut at 80 columns
+    assert '$experiment {"epochs": 10} or epochs=10 lr=0.001.' in text
+    assert "$rerun j4k2m9x lr=0.01." in text and "..." not in text
 
 
 async def test_bad_argument_gets_usage_not_traceback(start_adjutant, discord_standin: DiscordStandIn) -> None:

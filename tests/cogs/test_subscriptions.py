@@ -60,7 +60,8 @@ async def test_your_queue_is_done_by_dm_for_mine_else_in_the_channel(
     env = {**WANDB_ENV, **launch_env(ADJUTANT_LAUNCH_ROLES="ml-team,Admin", ADJUTANT_MAX_CONCURRENT="2")}
     async with start_adjutant(env):
         await discord_standin.wait_for_message(lambda m: bool(m["embeds"]), timeout=20)
-        assert "Subscription #1" in await say(discord_standin, "$subscribe mine", "admin")
+        subscribed = await say(discord_standin, "$subscribe mine", "admin")
+        assert "Subscription #1: I will send you a direct message when each of your jobs ends" in subscribed
         mine = [await launch(discord_standin, '{"sleep": 1}'), await launch(discord_standin, '{"exit": 3}')]
         theirs = [
             await launch(discord_standin, '{"sleep": 1}', author="teammate"),

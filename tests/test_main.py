@@ -121,6 +121,20 @@ async def test_check_all_good(tmp_path: Path, wandb_server, script: Path) -> Non
     assert TOKEN not in out
 
 
+async def test_check_names_each_permission_the_bot_lacks_in_a_channel(tmp_path: Path, script: Path) -> None:
+    """The bot's effective permissions in the configured channel (roles and the channel's overwrites): a withheld
+    Pin Messages and Create Public Threads are each named, with what breaks and the fix."""
+    async with DiscordStandIn(token=TOKEN) as standin:
+        standin.withhold("general", "pin_messages", "create_public_threads")
+        code, out = await doctor(tmp_path, standin, ADJUTANT_EXPERIMENT_SCRIPT=str(script))
+    assert code == 1, out
+    assert "#general in Stand-in ML Lab found, but the bot lacks:" in out
+    assert "Pin Messages ($status pin cannot pin the status card)" in out
+    assert "Create Public Threads (a job gets no thread)" in out
+    assert "Send Messages (" not in out, "only what is missing"
+    assert "Edit Channel → Permissions" in out
+
+
 @pytest.mark.parametrize(
     ("case", "expected"),
     [

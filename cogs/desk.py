@@ -26,7 +26,7 @@ from adjutant.runs import RunInfo, suggestions
 from adjutant.services import Services
 from adjutant.settings import Settings
 from adjutant.status import Part, Snapshot
-from adjutant.watcher import describe_error, utcnow
+from adjutant.watcher import describe_error
 
 log = logging.getLogger(__name__)
 
@@ -122,14 +122,8 @@ class Desk(AdjutantCog, name="Desk"):
         for feed in self.feeds.values():
             route = feed.route
             try:
-                await feed.watcher.make_digests(
-                    self.settings.digest,
-                    zone,
-                    utcnow(),
-                    metric=route.metric,
-                    goal=route.metric_goal,
-                    usage=self.services.usage,
-                )
+                # on the watcher's clock, with this project's own jobs
+                await feed.watcher.make_digests(self.settings.digest, zone, metric=route.metric, goal=route.metric_goal)
             except Exception as error:
                 log.warning(
                     "digest of %s not made yet (retrying): %s", feed.watcher.project_label, describe_error(error)

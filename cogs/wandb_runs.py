@@ -90,6 +90,8 @@ class Runs(AdjutantCog, name="Runs"):
             self.projects[key] = Reporting(feed, outlets)
         #: Direct messages to subscribers and notes for one member.
         self.inbox = Inbox(bot, self.store)
+        #: True while the deliver loop is sending (what unloading waits for).
+        self.delivering = False
 
     # --- autocomplete (from what Adjutant already knows: no W&B call per keystroke) ---------------
     async def complete_run(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
@@ -127,13 +129,14 @@ class Runs(AdjutantCog, name="Runs"):
         for project in self.projects.values():
             if project.task is not None:
                 project.task.cancel()
-        # Let a delivery in flight finish its bookkeeping, so a clean restart repeats nothing.
+        # Let a delivery in flight finish its bookkeeping, so a clean restart repeats nothing. A loop between two
+        # deliveries, or still waiting for the bot to be ready, has nothing in flight: it is cancelled at once.
         for project in self.projects.values():
             for outlet in project.outlets:
                 outlet.announcer.stopping = True
         task = self.deliver.get_task()
         self.deliver.stop()
-        if task is not None and not task.done():
+        if self.delivering and task is not None and not task.done():
             with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
                 await asyncio.wait_for(asyncio.shield(task), timeout=5)
         self.deliver.cancel()
@@ -215,7 +218,11 @@ class Runs(AdjutantCog, name="Runs"):
         """Empty each outbox into its channel (rate-limited; each announcement deleted once Discord took it);
         a channel that refuses backs off alone."""
         outlets = [outlet for project in self.projects.values() if project.greeted for outlet in project.outlets]
-        await asyncio.gather(*(self._deliver(outlet) for outlet in outlets), self._deliver_inbox())
+        self.delivering = True
+        try:
+            await asyncio.gather(*(self._deliver(outlet) for outlet in outlets), self._deliver_inbox())
+        finally:
+            self.delivering = False
 
     async def _deliver_inbox(self) -> None:
         try:

@@ -364,16 +364,13 @@ class Scheduler:
             self._requeued = True
         now = utcnow()
         changed = False
-        for job in self.store.where(ACTIVE):
+        active = self.store.where(ACTIVE)
+        answers = self._refresh_all(active)
+        for job in active:
+            if job.id not in answers:
+                continue  # its backend could not be asked now: nothing is changed (logged, and on the status card)
             launcher = self.launcher(job.backend)
-            try:
-                update = launcher.refresh(job)
-            except LaunchError as error:
-                log.warning("cannot check job %s: %s", job.id, error)
-                self.backend_errors[job.backend] = str(error)
-                continue
-            self.backend_errors.pop(job.backend, None)
-            self.backend_answered[job.backend] = time.time()
+            update = answers[job.id]
             if update is not None and update.state == JobState.FAILED and self._remedy(job, launcher, update, now):
                 changed = True
                 continue
@@ -420,6 +417,24 @@ class Scheduler:
                 if why is not None:
                     changed |= self._retry(job, why, now)
         return changed or self.store.count_unreported() > 0
+
+    def _refresh_all(self, jobs: Sequence[Job]) -> dict[str, JobUpdate | None]:
+        """(thread) Ask each backend once about all its active ``jobs`` (:meth:`Launcher.refresh_all`): job id → what
+        changed. The jobs of a backend that cannot be asked now are left out."""
+        by_backend: dict[str, list[Job]] = {}
+        for job in jobs:
+            by_backend.setdefault(job.backend, []).append(job)
+        answers: dict[str, JobUpdate | None] = {}
+        for backend, its_jobs in by_backend.items():
+            try:
+                answers.update(self.launcher(backend).refresh_all(its_jobs))
+            except LaunchError as error:
+                log.warning("cannot check %d %s job(s): %s", len(its_jobs), backend, error)
+                self.backend_errors[backend] = str(error)
+                continue
+            self.backend_errors.pop(backend, None)
+            self.backend_answered[backend] = time.time()
+        return answers
 
     @staticmethod
     def _past_limit(job: Job, now: dt.datetime) -> bool:

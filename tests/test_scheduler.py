@@ -383,6 +383,8 @@ async def test_out_of_memory_on_slurm_runs_once_more_with_half_again_the_memory(
         " StartTime=2026-11-30T10:00:00 EndTime=2026-11-30T10:00:07 TimeLimit=00:10:00 Partition=debug"
         " MinMemoryNode=1536M",
         "partition": "PartitionName=debug MaxTime=INFINITE State=UP",
+        # the same job in the batch's squeue -O (exit_code is the raw wait status)
+        "squeue": "{id}|OUT_OF_MEMORY|OutOfMemory|125|2026-11-30T10:00:00|2026-11-30T10:00:07|cpu=1,mem=1536M,node=1|",
     }
     submitted: list[list[str]] = []
 
@@ -391,6 +393,9 @@ async def test_out_of_memory_on_slurm_runs_once_more_with_half_again_the_memory(
             if argv[0] == "sbatch":
                 submitted.append(argv)
                 return sp.CompletedProcess(argv, 0, f"{40 + len(submitted)}\n", "")
+            if argv[0] == "squeue":
+                asked = argv[argv.index("-j") + 1].split(",")
+                return sp.CompletedProcess(argv, 0, "".join(recorded["squeue"].format(id=i) + "\n" for i in asked), "")
             return sp.CompletedProcess(argv, 0, recorded["partition" if "partition" in argv else "job"] + "\n", "")
 
     launcher = RecordedSlurm(Settings.from_env({"ADJUTANT_SLURM_ARGS": "--mem=1536M"}), "")
@@ -409,8 +414,8 @@ async def test_out_of_memory_on_slurm_runs_once_more_with_half_again_the_memory(
     titles = [i.payload["title"] for i in runs.pending(JOBS_OUTBOX, 10)]
     runs.close()
     assert titles == [
-        f"🩹 Job {job.id}: OUT_OF_MEMORY; running again with more",
-        f"🛑 Job {job.id}: OUT_OF_MEMORY again",
+        f"🩹 Job {job.id}: OUT\\_OF\\_MEMORY; running again with more",  # escaped for markdown
+        f"🛑 Job {job.id}: OUT\\_OF\\_MEMORY again",
     ]
     await scheduler.close()
 

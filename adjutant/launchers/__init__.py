@@ -13,11 +13,14 @@ readable by anyone who reaches its Jobs API; Slurm keeps it with the job on its 
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from adjutant.jobs import Job, JobUpdate
 from adjutant.settings import Settings
+
+log = logging.getLogger(__name__)
 
 #: What a job on another machine needs from Adjutant: its id, and the W&B run and project it reports to.
 JOB_VARIABLES = (
@@ -76,6 +79,26 @@ class Launcher(ABC):
 
         Raises :class:`LaunchError` when the backend cannot be asked now (nothing is changed then).
         """
+
+    def refresh_all(self, jobs: Sequence[Job]) -> dict[str, JobUpdate | None]:
+        """What changed for each of a pass's active ``jobs`` of this backend: job id → :meth:`refresh`'s answer.
+
+        A backend that can answer for many jobs at once overrides this with one batched call (Slurm, Ray); the
+        default asks :meth:`refresh` job by job. A job left out of the answer could not be checked this time (its
+        row stays as it is; the reason is logged). Raises :class:`LaunchError` when the backend could be asked about
+        none of them.
+        """
+        answers: dict[str, JobUpdate | None] = {}
+        failed: LaunchError | None = None
+        for job in jobs:
+            try:
+                answers[job.id] = self.refresh(job)
+            except LaunchError as error:
+                log.warning("cannot check job %s: %s", job.id, error)
+                failed = error
+        if failed is not None and not answers:
+            raise failed
+        return answers
 
     @abstractmethod
     def cancel(self, job: Job) -> None:

@@ -4,7 +4,8 @@ The Adjutant job id is Ray's ``submission_id``: before submitting, the launcher 
 the id (a bot that died between submitting and recording comes back to the same job, never a second one). The
 script runs where it is (no working directory is uploaded); the entrypoint is a shell line built with
 ``shlex.join``, so the script receives the JSON byte for byte as its one argument. Every call has a deadline and
-runs in this launcher's own threads (the scheduler calls it from its worker thread, never the event loop).
+runs in this launcher's own threads (the scheduler calls it from its worker thread, never the event loop). A scheduler
+pass asks about all its Ray jobs with one ``list_jobs()`` (not one ``get_job_info`` per job).
 
 The job's ``runtime_env.env_vars`` hold only :func:`~adjutant.launchers.job_environment` (Ray keeps them in the job's
 record, and anyone who reaches the Jobs API reads them back). A :class:`LaunchError` is already a sentence for the
@@ -17,7 +18,7 @@ import datetime as dt
 import logging
 import re
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
@@ -127,10 +128,32 @@ class RayLauncher(Launcher):
             log.info("job %s submitted to Ray at %s", job.id, self.address)
         return JobUpdate(external_id=job.id, external_state="PENDING")
 
+    def listed(self) -> dict[str, Any]:
+        """Ray's records of all its jobs, by submission id: one ``list_jobs()``."""
+        client = self.client()
+        try:
+            jobs = self._call(client.list_jobs)
+        except LaunchError:
+            raise
+        except RuntimeError as error:
+            raise LaunchError(f"Ray refused: {_short(error)}") from None
+        return {details.submission_id: details for details in jobs if getattr(details, "submission_id", None)}
+
+    def refresh_all(self, jobs: Sequence[Job]) -> dict[str, JobUpdate | None]:
+        """All of a pass's Ray jobs with one ``list_jobs()`` (the submission id is the job id)."""
+        if not any(job.external_id for job in jobs):
+            return {job.id: None for job in jobs}
+        known = self.listed()
+        return {job.id: self._news(job, known.get(job.external_id)) if job.external_id else None for job in jobs}
+
     def refresh(self, job: Job) -> JobUpdate | None:
+        """One job on its own (``get_job_info``); a pass asks :meth:`refresh_all` instead."""
         if not job.external_id:
             return None  # not submitted yet (its submission is recorded in the step that starts it)
-        details = self.info(job.external_id)
+        return self._news(job, self.info(job.external_id))
+
+    def _news(self, job: Job, details: Any | None) -> JobUpdate | None:
+        """What Ray's record of a submitted job (None: Ray does not know it) changes in its row; copies its log."""
         if details is None:
             return JobUpdate(state=JobState.LOST, reason=f"Ray no longer knows job {job.external_id}", ended_at=iso())
         self._copy_log(job)

@@ -1,6 +1,9 @@
-"""Jobs on a Slurm cluster: ``sbatch`` to submit, ``scontrol``/``sacct`` to follow, ``scancel`` to stop.
+"""Jobs on a Slurm cluster: ``sbatch`` to submit, ``squeue``/``sacct`` to follow, ``scancel`` to stop.
 
-Slurm is the source of truth: every recorded Slurm job is looked up again after a restart. Every
+Slurm is the source of truth: every recorded Slurm job is looked up again after a restart. A scheduler pass asks
+about all its active Slurm jobs at once (submitit's habit): one ``squeue`` for all of them, and one ``sacct`` for
+those the controller has already forgotten, at most once every :data:`BATCH_SECONDS` (the passes in between are
+answered from that batch, unless they ask about a job it did not include). Every
 command runs with a timeout (a dead controller makes them hang for many seconds), as an argv list,
 never through a shell. ``sbatch`` runs with the job's environment as a local job would get it, and
 ``--export=<names>`` (always given, after ``ADJUTANT_SLURM_ARGS``) sends the job only the names of
@@ -16,11 +19,23 @@ import math
 import re
 import shlex
 import subprocess
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from adjutant.jobs import ENDED, Job, JobState, JobUpdate, iso
 from adjutant.launchers import Launcher, LaunchError, job_environment
+from adjutant.settings import Settings
+
+#: At most one batch of questions to Slurm (``squeue``, then ``sacct``) per launcher in this many seconds: with
+#: passes every second, a job's end is noticed within about this long, and the controller hears from the bot once per
+#: batch whatever the number of jobs.
+BATCH_SECONDS = 2.0
+#: ``squeue -O`` fields of the batch: ``|`` after each, no width (nothing is cut). ``exit_code`` is the raw wait
+#: status (``768`` for exit 3, ``15`` for SIGTERM), unlike scontrol's ``code:signal``.
+SQUEUE_FIELDS = "JobID:|,State:|,Reason:|,exit_code:|,StartTime:|,EndTime:|,tres-alloc:|"
+#: ``sacct -c`` (the job completion log; no slurmdbd needed) fields, for jobs the controller no longer lists.
+SACCT_FIELDS = "JobID,State,ExitCode,Start,End,AllocTRES"
 
 #: Slurm job states → Adjutant job states (None: still active, no change of Adjutant state).
 STATE_MAP: dict[str, JobState] = {
@@ -130,6 +145,53 @@ def exit_code(raw: str | None, state: str) -> int | None:
     return code
 
 
+def wait_status(raw: str) -> str:
+    """squeue's ``exit_code`` (a raw wait status) as scontrol's ``code:signal``; "" when it is not a number."""
+    try:
+        status = int(raw)
+    except ValueError:
+        return ""
+    return f"{(status >> 8) & 0xFF}:{status & 0x7F}"
+
+
+def parse_squeue(text: str) -> dict[str, dict[str, str]]:
+    """Slurm id → record, from ``squeue -h -O`` :data:`SQUEUE_FIELDS`."""
+    records: dict[str, dict[str, str]] = {}
+    for line in text.splitlines():
+        parts = line.split("|")
+        if len(parts) < 7 or not parts[0].strip():
+            continue
+        records[parts[0].strip()] = {
+            "state": (parts[1].split() or ["UNKNOWN"])[0].split("+")[0],
+            "reason": parts[2].strip(),
+            "exit": wait_status(parts[3].strip()),
+            "start": parts[4].strip(),
+            "end": parts[5].strip(),
+            "tres": parts[6].strip(),
+        }
+    return records
+
+
+def parse_sacct(text: str) -> dict[str, dict[str, str]]:
+    """Slurm id → record, from ``sacct -c -n -P -o`` :data:`SACCT_FIELDS` (job steps, ``41.batch``, are left out)."""
+    records: dict[str, dict[str, str]] = {}
+    for line in text.splitlines():
+        parts = line.split("|")
+        if len(parts) >= 5 and parts[0] and parts[1].split():
+            records.setdefault(
+                parts[0],
+                {
+                    "state": parts[1].split()[0],
+                    "reason": "",
+                    "exit": parts[2],
+                    "start": parts[3],
+                    "end": parts[4],
+                    "tres": parts[5] if len(parts) > 5 else "",
+                },
+            )
+    return records
+
+
 def slurm_time(raw: str | None) -> str | None:
     """Slurm prints local times without a zone; record them as ISO with this machine's zone."""
     if not raw or raw in ("Unknown", "None", "N/A"):
@@ -145,6 +207,17 @@ class SlurmLauncher(Launcher):
     """Submit with ``sbatch --parsable``; Slurm queues and runs; this launcher follows what it says."""
 
     name = "slurm"
+
+    def __init__(self, settings: Settings, db_path: str) -> None:
+        super().__init__(settings, db_path)
+        #: The clock of the batches' rate limit (seconds, monotonic).
+        self.clock: Callable[[], float] = time.monotonic
+        self.batch_seconds = BATCH_SECONDS
+        #: The last batch: Slurm id → record (None: Slurm no longer knows the job), when it was answered, and the
+        #: error that made it fail (the passes until the next batch are given the same error).
+        self._batch: dict[str, dict[str, str] | None] = {}
+        self._batch_at: float | None = None
+        self._batch_error: LaunchError | None = None
 
     def _run(self, argv: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         try:
@@ -250,26 +323,61 @@ class SlurmLauncher(Launcher):
             }
         if "Invalid job id" not in (result.stderr + result.stdout):
             raise LaunchError(f"Slurm controller not reachable: {(result.stderr or result.stdout).strip()[:200]}")
-        result = self._run(
-            ["sacct", "-c", "-j", slurm_id, "-n", "-P", "-o", "JobID,State,ExitCode,Start,End,AllocTRES"]
-        )
-        for line in result.stdout.splitlines():
-            parts = line.split("|")
-            if len(parts) >= 5 and parts[0] == slurm_id:
-                return {
-                    "state": parts[1].split()[0],
-                    "reason": "",
-                    "exit": parts[2],
-                    "start": parts[3],
-                    "end": parts[4],
-                    "tres": parts[5] if len(parts) > 5 else "",
-                }
-        return None
+        return self.completed([slurm_id]).get(slurm_id)
+
+    def completed(self, slurm_ids: Sequence[str]) -> dict[str, dict[str, str]]:
+        """sacct's records of finished jobs (its job completion log, ``-c``): one call for all of ``slurm_ids``."""
+        result = self._run(["sacct", "-c", "-j", ",".join(slurm_ids), "-n", "-P", "-o", SACCT_FIELDS])
+        wanted = set(slurm_ids)
+        return {key: record for key, record in parse_sacct(result.stdout).items() if key in wanted}
+
+    def statuses(self, slurm_ids: Sequence[str]) -> dict[str, dict[str, str] | None]:
+        """Slurm's records of many jobs in one batch: one ``squeue`` for all of them, then one ``sacct`` for those
+        the controller no longer lists (None: neither knows the job). Raises :class:`LaunchError` when the
+        controller does not answer."""
+        result = self._run(["squeue", "-h", "-t", "all", "-j", ",".join(slurm_ids), "-O", SQUEUE_FIELDS])
+        if result.returncode != 0 and "Invalid job id" not in (result.stderr + result.stdout):
+            raise LaunchError(f"Slurm controller not reachable: {(result.stderr or result.stdout).strip()[:200]}")
+        listed = parse_squeue(result.stdout) if result.returncode == 0 else {}
+        found: dict[str, dict[str, str] | None] = {key: listed.get(key) for key in slurm_ids}
+        forgotten = [key for key, record in found.items() if record is None]
+        if forgotten:
+            found.update(self.completed(forgotten))
+        return found
+
+    def _records(self, slurm_ids: Sequence[str]) -> dict[str, dict[str, str] | None]:
+        """The batch that answers this pass: the last one while it is younger than :attr:`batch_seconds` and holds
+        every job asked about (or failed: its error again), else a new one."""
+        fresh = self._batch_at is not None and self.clock() - self._batch_at < self.batch_seconds
+        if fresh and self._batch_error is not None:
+            raise self._batch_error
+        if fresh and all(key in self._batch for key in slurm_ids):
+            return self._batch
+        try:
+            self._batch = self.statuses(slurm_ids)
+            self._batch_error = None
+        except LaunchError as error:
+            self._batch, self._batch_error = {}, error
+            raise
+        finally:
+            self._batch_at = self.clock()  # from the answer on: a controller that timed out is not asked at once again
+        return self._batch
+
+    def refresh_all(self, jobs: Sequence[Job]) -> dict[str, JobUpdate | None]:
+        """One batch for all of a pass's Slurm jobs (see :meth:`statuses`), at most one per :attr:`batch_seconds`."""
+        slurm_ids = list(dict.fromkeys(job.external_id for job in jobs if job.external_id))
+        records = self._records(slurm_ids) if slurm_ids else {}
+        return {job.id: self._news(job, records[job.external_id]) if job.external_id else None for job in jobs}
 
     def refresh(self, job: Job) -> JobUpdate | None:
+        """One job on its own (``scontrol show job``, then ``sacct``); a pass asks :meth:`refresh_all` instead."""
         if not job.external_id:
             return None  # not submitted yet (the submit is recorded in the same step that starts it)
-        record = self.status(job.external_id)
+        return self._news(job, self.status(job.external_id))
+
+    def _news(self, job: Job, record: dict[str, str] | None) -> JobUpdate | None:
+        """(pure) What Slurm's ``record`` of a submitted job changes in its row (None: nothing)."""
+        assert job.external_id is not None
         if record is None:
             return JobUpdate(state=JobState.LOST, reason=f"Slurm no longer knows job {job.external_id}", ended_at=iso())
         slurm_state = record["state"]

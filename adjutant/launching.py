@@ -480,7 +480,9 @@ class Launching:
             return Refused(f"No job or W&B run `{shown}`.")
         return dict(run.public_config()), f"W&B run `{code_safe(run.id)}`"
 
-    async def form_source(self, asker: Asker, kind: str, source_id: str | None) -> FormSource | Refused:
+    async def form_source(
+        self, asker: Asker, kind: str, source_id: str | None, *, prefix: str = "$"
+    ) -> FormSource | Refused:
         """What the launch form opens with: a job (one the asker can see), a W&B run of their channel's project
         (W&B gets 2 s: the form must open within Discord's 3), or the asker's last job in this channel."""
         refused = await self._gate(asker, "launch form")
@@ -500,7 +502,7 @@ class Launching:
                     run = await asyncio.wait_for(watcher.find(source_id), 2.0)
                 except Exception as error:
                     log.info("no run %s for a form: %s", source_id, error)
-                    return Refused(f"W&B did not answer in time; try again, or `$rerun {code_safe(source_id)}`.")
+                    return Refused(f"W&B did not answer in time; try again, or `{prefix}rerun {code_safe(source_id)}`.")
             if run is None:
                 return Refused(f"No W&B run `{code_safe(source_id)}`.")
             config = dict(run.public_config())
@@ -533,7 +535,9 @@ class Launching:
             asker, request, admission, detail=f"form, from {source.origin}", note=note, defaults=defaults
         )
 
-    async def alert_rerun(self, asker: Asker, job: Job | None, params: dict[str, Any] | None) -> Outcome:
+    async def alert_rerun(
+        self, asker: Asker, job: Job | None, params: dict[str, Any] | None, *, prefix: str = "$"
+    ) -> Outcome:
         """An alert card's Rerun: the alert's job (rights under the job's route) or its run's config."""
         if job is not None and not self.may_launch(asker, self.route_of(job)):
             return await self.refuse(asker, "rerun from alert", refusal(self.route_of(job)), target=job.id)
@@ -551,7 +555,7 @@ class Launching:
         limit = (job.time_limit if job is not None else None) or self.default_time_limit()
         admission = await self.admission(asker, count, 1, limit)
         if admission.verdict == Verdict.APPROVAL:
-            return Refused("This rerun needs an approver: use $rerun.")
+            return Refused(f"This rerun needs an approver: use `{prefix}rerun`.")
         origin = f"job `{job.id}`" if job is not None else "the alert's run"
         request = self.request(asker, prepared, gpus=count, time_limit=limit)
         note = f"Rerun of {origin} with the same hyperparameters."

@@ -1029,11 +1029,6 @@ class Settings:
             metric_goal=self.metric_goal,
         )
 
-    @property
-    def launching_enabled(self) -> bool:
-        """Launching needs an experiment script (in at least one channel)."""
-        return any(route.experiment_script is not None for route in self.routes)
-
     @classmethod
     def keywords(cls) -> frozenset[str]:
         """Every setting's keyword (``Adjutant(**keywords)``, ``Settings.from_env(env, **keywords)``)."""

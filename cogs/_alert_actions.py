@@ -43,7 +43,7 @@ class AlertActions:
         asker = await asker_of(self.cog.bot, self.cog.settings, interaction, route)
         job = await self.launching.scheduler.get(alert.job_id) if alert.job_id else None
         if action == "rerun":
-            outcome = await self.launching.alert_rerun(asker, job, alert.params)
+            outcome = await self.launching.alert_rerun(asker, job, alert.params, prefix=self.cog.command_prefix())
             await self.replies.answer(interaction, outcome, prefix=self.cog.command_prefix())
             return
         if job is None:

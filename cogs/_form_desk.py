@@ -34,7 +34,7 @@ class FormDesk:
             return
         route = self.replies.route_here(interaction.channel)
         asker = await asker_of(self.cog.bot, self.cog.settings, interaction, route)
-        source = await self.launching.form_source(asker, kind, source_id)
+        source = await self.launching.form_source(asker, kind, source_id, prefix=self.cog.command_prefix())
         if isinstance(source, Refused):
             await interaction.response.send_message(source.text, ephemeral=True)
             return

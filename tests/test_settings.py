@@ -34,7 +34,7 @@ def test_defaults() -> None:
     assert s.token is None
     assert s.entity is None and s.project is None and not s.reporting_enabled
     assert s.channel == "general"
-    assert s.run_experiment_script is None and not s.launching_enabled
+    assert s.run_experiment_script is None and not any(r.experiment_script for r in s.routes)
     assert s.state_dir == default_state_dir()
     assert s.poll_seconds == 60
     assert s.launch_roles == () and s.launch_users == ()

@@ -48,7 +48,6 @@ def report(discord: DiscordStandIn, job_id: str) -> list[dict]:
         m
         for m in discord.sent()
         if m["embeds"]
-        and m["embeds"][0]["title"].startswith(f"{''}")
         and f"Experiment {job_id} " in m["embeds"][0]["title"]
         and not m["embeds"][0]["title"].startswith("🧪")
     ]

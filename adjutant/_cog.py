@@ -152,6 +152,26 @@ def can_see(bot: commands.Bot, settings: Settings, user: Any, guild: Any, route:
     return channel is not None and channel.permissions_for(user).view_channel
 
 
+async def member_may_see(bot: commands.Bot, settings: Settings, user_id: int, project_key: str) -> bool:
+    """May this member still receive news of ``project_key`` (``""``: their own jobs)? Only while they are in one of
+    Adjutant's servers and can see a channel that serves the project (checked when a direct message is delivered)."""
+    from adjutant.access import guild_allowed
+
+    routes = [r for r in settings.routes if not project_key or r.project_key == project_key]
+    for guild in bot.guilds:
+        if not guild_allowed(guild.id, settings, len(bot.guilds)):
+            continue
+        member = guild.get_member(user_id)
+        if member is None:
+            try:
+                member = await guild.fetch_member(user_id)
+            except discord.NotFound:
+                continue  # not (or no longer) in this server
+        if not project_key or any(can_see(bot, settings, member, guild, route) for route in routes):
+            return True
+    return False
+
+
 async def asker_of(
     bot: commands.Bot, settings: Settings, origin: commands.Context[Any] | discord.Interaction, route: ProjectRoute
 ) -> Asker:

@@ -22,7 +22,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands, tasks
 
-from adjutant._cog import NO_PINGS, AdjutantCog, add_with_services, asker_of, find_channel
+from adjutant._cog import NO_PINGS, AdjutantCog, add_with_services, asker_of, find_channel, member_may_see
 from adjutant.access import refusal
 from adjutant.alerts import JOBS_OUTBOX
 from adjutant.cogs import _alert_views
@@ -73,7 +73,9 @@ class Experiments(AdjutantCog, name="Experiments"):
         self.alerts = Announcer(bot, services.runs, JOBS_OUTBOX, settings.metric, services.watcher)
         self._alerts_after = 0.0
         #: Direct messages and notes for one member, when the Runs cog (which delivers them too) is not loaded.
-        self.inbox = Inbox(bot, services.runs)
+        self.inbox = Inbox(
+            bot, services.runs, may_see=lambda user_id, project: member_may_see(bot, settings, user_id, project)
+        )
         #: Right-click → Apps → Rerun on an end report or a run card.
         self.rerun_menu = app_commands.ContextMenu(name="Rerun", callback=self.forms.rerun_menu)
         if not any(route.launch_roles or route.launch_users for route in settings.routes):

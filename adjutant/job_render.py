@@ -7,6 +7,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from adjutant.alerts import END_TAIL_CHARS, pattern_name
 from adjutant.jobs import Job, JobState
 from adjutant.render import (
     code_safe,
@@ -153,7 +154,8 @@ def end_embed(
         fields.append({"name": "Why", "value": plain(truncate(job.reason, 1000)), "inline": False})
     if job.state in (JobState.FAILED, JobState.LOST) and log_tail:
         tail = code_safe("\n".join(log_tail))
-        fields.append({"name": "End of the log", "value": f"```\n{truncate(tail[-1000:], 1000)}\n```", "inline": False})
+        shown = truncate(tail[-END_TAIL_CHARS:], END_TAIL_CHARS)
+        fields.append({"name": "End of the log", "value": f"```\n{shown}\n```", "inline": False})
     embed: dict[str, Any] = {
         "title": f"{icon} Experiment {job.id} {job.state}",
         "color": colour,
@@ -246,11 +248,12 @@ def sweep_preview(combos: Sequence[Mapping[str, Any]], *, cap: int, shown: int =
 
 def log_alert_embed(job: Job, pattern: str, line: str) -> dict[str, Any]:
     """A line of a job's log matched an alert pattern (told once per job and pattern)."""
+    name = pattern_name(pattern)
     return {
-        "title": truncate(f"🧾 Job {job.id} logged {plain(truncate(pattern, 100))}", 256),
+        "title": truncate(f"🧾 Job {job.id} logged {plain(truncate(name, 100))}", 256),
         "description": (
             f"```\n{code_safe(truncate(line, 1000))}\n```\n"
-            f"Matched `{code_safe(truncate(pattern, 200))}` (ADJUTANT_LOG_ALERTS); told once for this job."
+            f"A log alert ({plain(truncate(name, 200))}, ADJUTANT_LOG_ALERTS); told once for this job."
         ),
         "color": 0xE74C3C,
         "footer": {"text": f"job {job.id} · W&B run {job.wandb_run_id}"},

@@ -24,6 +24,7 @@ import discord
 from discord.ext import commands
 
 from adjutant._cog import NO_PINGS, find_channel, home_of
+from adjutant.alerts import END_TAIL_LINES
 from adjutant.cogs._job_views import CancelButton
 from adjutant.cogs._launch_form import edit_view
 from adjutant.job_render import ack_embed, end_embed, final_ack_embed, status_embed, wandb_run_url
@@ -306,7 +307,7 @@ class JobStory:
         if channel is None:
             raise NowhereToReport(f"channel {job.channel_id} of job {job.id} not found")
         run, run_url = await self._run_of(job)
-        tail, _ = await asyncio.to_thread(tail_lines, Path(job.log_path), 15)
+        tail, _ = await asyncio.to_thread(tail_lines, Path(job.log_path), END_TAIL_LINES)
         report = end_embed(
             job, log_tail=tail, run=run, run_url=run_url, metric=self._metric(job), now=utcnow(), prefix=self.prefix
         )

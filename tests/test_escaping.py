@@ -365,3 +365,10 @@ def test_the_run_card_shows_the_hostile_name_escaped() -> None:
     card = run_render.run_card_embed(run_of(HOSTILE_NAME), project="p", metric="loss", now=NOW)
     assert card["title"] == plain(HOSTILE_NAME)
     assert "@\u200beveryone" in card["title"] and r"\[x\](http://evil.example)" in card["title"]
+
+
+def test_a_log_alert_card_names_its_pattern_in_words() -> None:
+    """Issue 20: the card's title read `logged Traceback \\(most recent call last\\)`."""
+    card = job_render.log_alert_embed(job_of("x"), r"Traceback \(most recent call last\)", "Traceback (most recent…")
+    assert card["title"] == "🧾 Job jabc123 logged a Python traceback"
+    assert "\\(" not in card["description"] and "a Python traceback" in card["description"]

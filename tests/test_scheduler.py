@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import sqlite3
+import subprocess
 import threading
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ import pytest
 from adjutant.alerts import JOBS_OUTBOX
 from adjutant.jobs import Job, JobRequest, JobState, JobStore, JobUpdate, iso
 from adjutant.launchers import Launcher, LaunchError
+from adjutant.launchers.slurm import SlurmLauncher
 from adjutant.scheduler import CancelOutcome, Scheduler
 from adjutant.settings import Settings
 from adjutant.store import Store
@@ -65,7 +68,7 @@ def store(tmp_path: Path) -> JobStore:
 
 
 def make(
-    store: JobStore, launcher: FakeLauncher, tmp_path: Path, *, slots: int = 2, grace: float = 30, **options: Any
+    store: JobStore, launcher: Launcher, tmp_path: Path, *, slots: int = 2, grace: float = 30, **options: Any
 ) -> Scheduler:
     return Scheduler(
         store,
@@ -399,7 +402,7 @@ async def test_out_of_memory_on_slurm_runs_once_more_with_half_again_the_memory(
             return sp.CompletedProcess(argv, 0, recorded["partition" if "partition" in argv else "job"] + "\n", "")
 
     launcher = RecordedSlurm(Settings.from_env({"ADJUTANT_SLURM_ARGS": "--mem=1536M"}), "")
-    scheduler = make(store, launcher, tmp_path, slots=1, retries=0)  # type: ignore[arg-type]  # a Slurm launcher
+    scheduler = make(store, launcher, tmp_path, slots=1, retries=0)
     job = await scheduler.enqueue(replace(request(), backend="slurm"))
     await settle(scheduler)
     await scheduler.run_pass()  # attempt 1 ended OUT_OF_MEMORY: remedied
@@ -442,4 +445,251 @@ async def test_a_cancel_that_overtakes_a_launchers_news_wins(store, launcher, tm
     ended = store.get(job.id)
     assert ended is not None and ended.state == JobState.CANCELLED and ended.reason is None
     assert not store.record_news(job.id, JobUpdate(state=JobState.RUNNING)), "an ended job takes no news"
+    await scheduler.close()
+
+
+# --- backends asked once per pass -------------------------------------------------------------------------------------
+
+
+class SimulatedSlurm(SlurmLauncher):
+    """A Slurm controller in a dict, answering ``squeue``/``sacct``/``scontrol``/``sbatch`` in the formats the real
+    single-node Slurm printed (tests/slurm); every call is counted, and the batches' clock is the test's."""
+
+    def __init__(self) -> None:
+        super().__init__(Settings.from_env({}), "")
+        self.calls: Counter[str] = Counter()
+        #: Slurm id → (state, reason, raw wait status as squeue prints it, start, end, AllocTRES)
+        self.queue: dict[str, tuple[str, str, int, str, str, str]] = {}
+        #: Slurm id → its line in the job completion log (sacct -c), for jobs the controller has forgotten
+        self.completion_log: dict[str, str] = {}
+        self.down = False
+        self.now = 1000.0
+        self.clock = lambda: self.now
+        self._next_id = 100
+
+    def set(self, slurm_id: str, state: str, reason: str = "None", status: int = 0, tres: str = "cpu=1,node=1") -> None:
+        ended = state not in ("PENDING", "RUNNING")
+        self.queue[slurm_id] = (
+            state,
+            reason,
+            status,
+            "2026-12-07T10:00:00",
+            "2026-12-07T10:00:05" if ended else "N/A",
+            tres,
+        )
+
+    def forget(self, slurm_id: str) -> None:
+        """The controller purged the job (MinJobAge); only the completion log knows it."""
+        state, _, status, start, end, tres = self.queue.pop(slurm_id)
+        self.completion_log[slurm_id] = f"{slurm_id}|{state}|{status >> 8}:{status & 0x7F}|{start}|{end}|{tres}"
+
+    def _run(self, argv: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        self.calls[argv[0]] += 1
+        if self.down:
+            return subprocess.CompletedProcess(
+                argv, 1, "", f"{argv[0]}: error: Unable to contact slurm controller (connect failure)\n"
+            )
+        if argv[0] == "sbatch":
+            self._next_id += 1
+            self.set(str(self._next_id), "PENDING")
+            return subprocess.CompletedProcess(argv, 0, f"{self._next_id}\n", "")
+        if argv[0] == "squeue":
+            asked = argv[argv.index("-j") + 1].split(",")
+            lines = [f"{key}|{'|'.join(map(str, self.queue[key]))}|\n" for key in asked if key in self.queue]
+            if not lines:
+                return subprocess.CompletedProcess(argv, 1, "", "slurm_load_jobs error: Invalid job id specified\n")
+            return subprocess.CompletedProcess(argv, 0, "".join(lines), "")
+        if argv[0] == "sacct":
+            asked = argv[argv.index("-j") + 1].split(",")
+            lines = [self.completion_log[key] + "\n" for key in asked if key in self.completion_log]
+            return subprocess.CompletedProcess(argv, 0, "".join(lines), "")
+        if argv[:3] == ["scontrol", "show", "job"]:
+            key = argv[-1]
+            if key not in self.queue:
+                return subprocess.CompletedProcess(argv, 1, "", "slurm_load_jobs error: Invalid job id specified\n")
+            state, reason, status, start, end, tres = self.queue[key]
+            line = (
+                f"JobId={key} JobName=adjutant-x JobState={state} Reason={reason}"
+                f" ExitCode={status >> 8}:{status & 0x7F}"
+                f" StartTime={start} EndTime={end} Partition=debug AllocTRES={tres}"
+            )
+            return subprocess.CompletedProcess(argv, 0, line + "\n", "")
+        if argv[0] == "scancel":
+            return subprocess.CompletedProcess(argv, 0, "", "")
+        raise AssertionError(f"unexpected Slurm call {argv}")
+
+
+async def slurm_jobs(store: JobStore, slurm: SimulatedSlurm, tmp_path: Path, count: int) -> tuple[Scheduler, list[Job]]:
+    """``count`` jobs submitted to the simulated Slurm and running there; the counter reset."""
+    scheduler = make(store, slurm, tmp_path, slots=count, retries=0)
+    jobs = [await scheduler.enqueue(replace(request(i), backend="slurm")) for i in range(count)]
+    await settle(scheduler)
+    assert slurm.calls["sbatch"] == count
+    for key in list(slurm.queue):
+        slurm.set(key, "RUNNING")
+    slurm.now += slurm.batch_seconds
+    await scheduler.run_pass()
+    assert all(store.get(job.id).state == JobState.RUNNING for job in jobs)
+    slurm.calls.clear()
+    return scheduler, [store.get(job.id) for job in jobs]
+
+
+async def test_a_pass_asks_slurm_once_for_all_its_jobs_not_once_per_job(store, tmp_path) -> None:
+    """10 active Slurm jobs: one squeue per batch (not 10 scontrol), passes within a batch's 2 s ask nothing, an end
+    is seen by the next batch, and only the jobs the controller forgot go to sacct, all in one call."""
+    slurm = SimulatedSlurm()
+    scheduler, jobs = await slurm_jobs(store, slurm, tmp_path, 10)
+    slurm.now += slurm.batch_seconds
+    await scheduler.run_pass()
+    assert slurm.calls == Counter({"squeue": 1}), "one squeue for 10 jobs"
+    for _ in range(3):  # passes every second or sooner (a wake): answered from the batch
+        slurm.now += slurm.batch_seconds / 4
+        await scheduler.run_pass()
+    assert slurm.calls == Counter({"squeue": 1})
+    slurm.calls.clear()
+    ids = [job.external_id for job in jobs]
+    slurm.set(ids[0], "COMPLETED")
+    slurm.set(ids[1], "FAILED", "NonZeroExitCode", 768)
+    slurm.set(ids[2], "FAILED", "NonZeroExitCode", 768)
+    slurm.forget(ids[2])  # purged from the controller: sacct's completion log has it
+    slurm.set(ids[3], "NODE_FAIL", "None", 0)
+    slurm.forget(ids[3])
+    slurm.queue.pop(ids[4])  # known to neither
+    slurm.now += slurm.batch_seconds
+    await scheduler.run_pass()
+    assert slurm.calls == Counter({"squeue": 1, "sacct": 1}), "the forgotten ones in one sacct"
+    got = [store.get(job.id) for job in jobs]
+    assert [(j.state, j.exit_code) for j in got[:5]] == [
+        (JobState.SUCCEEDED, 0),
+        (JobState.FAILED, 3),
+        (JobState.FAILED, 3),
+        (JobState.FAILED, 0),
+        (JobState.LOST, None),
+    ]
+    assert got[3].reason == "Slurm says NODE_FAIL" and got[4].reason == f"Slurm no longer knows job {ids[4]}"
+    assert all(j.state == JobState.RUNNING for j in got[5:])
+    slurm.calls.clear()
+    await scheduler.enqueue(replace(request(99), backend="slurm"))  # a new job within the batch's time
+    await settle(scheduler)
+    await scheduler.run_pass()
+    assert slurm.calls == Counter({"sbatch": 1, "squeue": 1}), "a job the batch did not include is asked at once"
+    await scheduler.close()
+
+
+@pytest.mark.parametrize(
+    ("state", "reason", "status", "row"),
+    [  # as the single-node Slurm printed them (squeue -O exit_code, scontrol ExitCode)
+        ("PENDING", "Resources", 0, JobState.STARTING),
+        ("RUNNING", "None", 0, JobState.STARTING),
+        ("COMPLETING", "None", 0, JobState.RUNNING),
+        ("COMPLETED", "None", 0, JobState.RUNNING),
+        ("FAILED", "NonZeroExitCode", 768, JobState.RUNNING),
+        ("FAILED", "JobLaunchFailure", 53, JobState.RUNNING),
+        ("TIMEOUT", "TimeLimit", 15, JobState.RUNNING),
+        ("OUT_OF_MEMORY", "OutOfMemory", 125, JobState.RUNNING),
+        ("CANCELLED", "None", 15, JobState.CANCELLING),
+        ("CANCELLED", "None", 15, JobState.RUNNING),
+        ("NODE_FAIL", "None", 0, JobState.RUNNING),
+        ("PREEMPTED", "None", 0, JobState.RUNNING),
+        ("BOOT_FAIL", "None", 0, JobState.STARTING),
+        ("DEADLINE", "None", 0, JobState.RUNNING),
+    ],
+)
+def test_the_batch_says_what_scontrol_said(store, tmp_path, state, reason, status, row) -> None:
+    """Every state mapping of the per-job refresh (scontrol show job) holds for the batch (squeue), and for a job the
+    controller forgot (sacct) too."""
+    slurm = SimulatedSlurm()
+    added = store.add(replace(request(), backend="slurm"), tmp_path)
+    job = replace(added, state=row, external_id="41", external_state="RUNNING")
+    slurm.set("41", state, reason, status, tres="cpu=1,mem=1G,node=1,gres/gpu=2")
+    alone = slurm.refresh(job)
+    assert slurm.calls == Counter({"scontrol": 1})
+    batched = slurm.refresh_all([job])
+    assert slurm.calls == Counter({"scontrol": 1, "squeue": 1})
+    assert batched == {job.id: alone}
+    if alone is not None and alone.state in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED):
+        slurm.forget("41")
+        slurm.now += slurm.batch_seconds
+        forgotten = slurm.refresh_all([job])[job.id]
+        assert forgotten is not None and (forgotten.state, forgotten.exit_code) == (alone.state, alone.exit_code)
+    expected = {
+        ("COMPLETED", JobState.RUNNING): (JobState.SUCCEEDED, 0, None),
+        ("FAILED", JobState.RUNNING): (JobState.FAILED, 3 if status == 768 else -53, None),
+        ("TIMEOUT", JobState.RUNNING): (JobState.FAILED, -15, "Slurm says TIMEOUT (TimeLimit)"),
+        ("OUT_OF_MEMORY", JobState.RUNNING): (JobState.FAILED, -125, "Slurm says OUT_OF_MEMORY (OutOfMemory)"),
+        ("CANCELLED", JobState.CANCELLING): (JobState.CANCELLED, -15, None),
+        ("CANCELLED", JobState.RUNNING): (JobState.CANCELLED, -15, None),
+        ("NODE_FAIL", JobState.RUNNING): (JobState.FAILED, 0, "Slurm says NODE_FAIL"),
+        ("RUNNING", JobState.STARTING): (JobState.RUNNING, None, None),
+    }.get((state, row))
+    if expected is not None:
+        assert alone is not None and (alone.state, alone.exit_code, alone.reason) == expected
+        assert alone.gpus_allocated == 2
+    if state in ("PENDING", "COMPLETING"):
+        assert alone is not None and alone.state is None and alone.external_state is not None
+
+
+async def test_a_slurm_controller_that_does_not_answer_changes_nothing_and_is_asked_again_later(
+    store, tmp_path
+) -> None:
+    """squeue fails: the jobs stay as they are, the status card's backend error says why (as with scontrol before);
+    the passes until the next batch get the same error without asking again; once it answers, all is caught up."""
+    slurm = SimulatedSlurm()
+    scheduler, jobs = await slurm_jobs(store, slurm, tmp_path, 3)
+    slurm.down = True
+    slurm.now += slurm.batch_seconds
+    await scheduler.run_pass()
+    assert slurm.calls == Counter({"squeue": 1})
+    error = scheduler.backend_errors["slurm"]
+    assert error.startswith("Slurm controller not reachable: ") and "Unable to contact slurm controller" in error
+    assert all(store.get(job.id).state == JobState.RUNNING for job in jobs)
+    answered = scheduler.backend_answered["slurm"]
+    await scheduler.run_pass()
+    assert slurm.calls == Counter({"squeue": 1}), "not asked again within the batch's time"
+    assert scheduler.backend_errors["slurm"] == error
+    slurm.now += slurm.batch_seconds
+    await scheduler.run_pass()
+    assert slurm.calls == Counter({"squeue": 2})
+    slurm.down = False
+    slurm.set(jobs[0].external_id or "", "COMPLETED")
+    slurm.now += slurm.batch_seconds
+    await scheduler.run_pass()
+    assert "slurm" not in scheduler.backend_errors and scheduler.backend_answered["slurm"] >= answered
+    assert store.get(jobs[0].id).state == JobState.SUCCEEDED
+    assert [store.get(job.id).state for job in jobs[1:]] == [JobState.RUNNING, JobState.RUNNING]
+    await scheduler.close()
+
+
+async def test_the_default_refresh_all_asks_job_by_job_and_leaves_out_what_it_cannot_check(
+    store, launcher, tmp_path
+) -> None:
+    """A launcher without a batch (the local one) is asked job by job; a job it cannot check now is left as it is
+    while the others' news is recorded; a backend that answers for none is on the status card."""
+    asked: list[str] = []
+    unreachable: set[str] = set()
+    plain_refresh = launcher.refresh
+
+    def refresh(job: Job) -> JobUpdate | None:
+        asked.append(job.id)
+        if job.id in unreachable:
+            raise LaunchError("cannot reach it")
+        return plain_refresh(job)
+
+    launcher.refresh = refresh
+    scheduler = make(store, launcher, tmp_path, slots=3)
+    jobs = [await scheduler.enqueue(request(i)) for i in range(3)]
+    await settle(scheduler)
+    asked.clear()
+    unreachable.add(jobs[0].id)
+    for job in jobs:
+        launcher.states[job.id] = JobUpdate(state=JobState.SUCCEEDED, exit_code=0, ended_at=iso())
+    await scheduler.run_pass()
+    assert sorted(asked) == sorted(job.id for job in jobs), "each job once"
+    assert [store.get(job.id).state for job in jobs] == [JobState.RUNNING, JobState.SUCCEEDED, JobState.SUCCEEDED]
+    assert "fake" not in scheduler.backend_errors
+    await scheduler.run_pass()
+    assert scheduler.backend_errors["fake"] == "cannot reach it", "asked about none"
+    unreachable.clear()
+    await scheduler.run_pass()
+    assert store.get(jobs[0].id).state == JobState.SUCCEEDED and "fake" not in scheduler.backend_errors
     await scheduler.close()

@@ -100,6 +100,7 @@ async def test_a_hung_run_and_a_nan_are_told_once_across_a_restart(wandb_standin
 TRAINER = Path(__file__).resolve().parent / "scripts" / "wandb_trainer.py"
 
 
+@pytest.mark.slow  # a real wandb client in a training process, waiting out wandb-core's 15 s heartbeat: about 45 s
 async def test_a_real_wandb_trainer_nan_then_hung_then_moving_is_told_once_each_across_a_restart(
     wandb_standin: WandbStandIn, tmp_path: Path
 ) -> None:

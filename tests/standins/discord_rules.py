@@ -471,6 +471,14 @@ def _select(errors: Errors, path: Path, select: dict[str, Any], seen: set[str]) 
         errors.add((*path, "min_values"), "SELECT_COMPONENT_MIN_VALUES_TOO_LARGE", "min_values exceeds max_values")
 
 
+def open_dm(body: Any) -> Refusal | None:
+    """``POST /users/@me/channels``: ``recipient_id`` is a snowflake."""
+    errors = Errors()
+    data = _object(errors, (), body, required=True) or {}
+    _snowflake(errors, ("recipient_id",), data.get("recipient_id"), required=True)
+    return errors.refusal()
+
+
 # --- threads ------------------------------------------------------------------------------------------
 def thread_from_message(body: Any) -> Refusal | None:
     errors = Errors()

@@ -825,6 +825,9 @@ class DiscordStandIn:
             ]
             return json_response(self.synced[scope])
         if path == "/users/@me/channels" and method == "POST":
+            refusal = rules.open_dm(record.json)
+            if refusal is not None:
+                return self._refuse(refusal)
             recipient = str((record.json or {}).get("recipient_id"))
             who = next((m for m in self.members.values() if str(m.id) == recipient), None)
             if who is None:

@@ -414,6 +414,12 @@ async def test_a_real_modal_is_accepted(client: discord.Client, discord_standin:
     assert [r["type"] for r in discord_standin.interaction_responses if r["interaction_id"] == interaction_id] == [9]
 
 
+async def test_a_dm_needs_a_recipient(client: discord.Client, discord_standin: DiscordStandIn) -> None:
+    error, _ = await refused(discord_standin, client.http.start_private_message("mallory"))
+    invalid(error, "recipient_id", 'Value "mallory" is not snowflake.')
+    await client.http.start_private_message(discord_standin.member("admin").id)
+
+
 async def test_invalid_json(discord_standin: DiscordStandIn) -> None:
     url = f"{discord_standin.base}/api/v10/channels/{discord_standin.channel_id('general')}/messages"
     headers = {"Authorization": f"Bot {discord_standin.token}", "Content-Type": "application/json"}

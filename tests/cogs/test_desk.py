@@ -354,7 +354,11 @@ async def test_a_form_launch_follows_the_approval_rule(
         answer = discord_standin.responses(submitted)[0]
         assert answer["content"].startswith("Request #2 waits for an approver")
         assert answer["embeds"][0]["title"] == "🛂 Approval needed: experiment request #2"
-        assert discord_standin.buttons(answer) == ["adjutant:approval:approve:2", "adjutant:approval:reject:2"]
+        assert discord_standin.buttons(answer) == [
+            "adjutant:approval:approve:2",
+            "adjutant:approval:reject:2",
+            "adjutant:approval:withdraw:2",
+        ]
         assert len(jobs.recent(10)) == 1, "nothing queued before the approval"
 
 

@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 
 import discord
+import pytest
 from discord.ext import commands
 
 from adjutant.settings import Settings
@@ -194,6 +195,7 @@ async def test_garbage_answers_are_survived(start_adjutant, discord_standin, wan
         assert cog.poll.is_running()
 
 
+@pytest.mark.slow  # 10,000 runs through the W&B stand-in and the real client: about 18 s of CPU on its own
 async def test_idle_poll_costs_one_request_with_10000_runs(wandb_standin: WandbStandIn, tmp_path) -> None:
     wandb_standin.create_runs(10_000, state="finished", summary={"loss": 1.0})
     for _ in range(3):
@@ -258,7 +260,7 @@ async def test_commands(start_adjutant, discord_standin: DiscordStandIn, wandb_s
         assert "tiny-lr" in board["description"] and "big-lr" not in board["description"]
         unknown = (await ask("$best accuracy"))["content"]
         assert "has a `accuracy` metric" in unknown and "`acc`" in unknown
-        assert "between 1 and 25" in (await ask("$best 500"))["content"]
+        assert "must be a whole number from 1 to 25, not '500'" in (await ask("$best 500"))["content"]
 
         status = (await ask("$status"))["content"]
         assert "Last successful poll" in status and "Watching 1 running run(s)" in status

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,9 +12,11 @@ from pathlib import Path
 import pytest
 
 from tests.cogs.test_experiments import acks, fields, launch, wait_report
+from tests.standins.discord_standin import DiscordStandIn
 
 DIGITS = '{"dataset": "digits", "epochs": 1, "hidden_size": 32, "min_epoch_seconds": 0}'
-MNIST = Path(__file__).resolve().parent.parent.parent / "examples" / "mnist"
+ROOT = Path(__file__).resolve().parent.parent.parent
+MNIST = ROOT / "examples" / "mnist"
 
 
 def offline_env(tmp_path: Path) -> dict[str, str]:
@@ -111,3 +114,64 @@ async def test_experiment_through_adjutant_reports_the_run(
     assert job.wandb_run_id in fields(done)["W&B run"]
     assert job.wandb_run_id in json.dumps(inspect_summary(tmp_path)), "the training used the run id Adjutant chose"
     assert acks(discord_standin)
+
+
+def quickstart_command() -> str:
+    """The `$experiment` the README's Quickstart tells a new user to post, verbatim."""
+    readme = (ROOT / "README.md").read_text()
+    quickstart = readme.split("## Quickstart", 1)[1].split("\n## ", 1)[0]
+    found = re.search(r"post\s+`\$experiment (\{[^`]*\})`", quickstart)
+    assert found, "the Quickstart's step 5 names the command to post"
+    return found.group(1)
+
+
+def env_example_values(*names: str) -> dict[str, str]:
+    """What .env.example sets (uncommented) for ``names``: the settings a new user starts with."""
+    lines = (ROOT / ".env.example").read_text().splitlines()
+    values = dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+    return {name: values[name] for name in names}
+
+
+def ack_edits(discord: DiscordStandIn, ack_id: str) -> list[tuple[float, dict]]:
+    """Each edit of the acknowledgement, with when it reached Discord."""
+    return [(r.at, r.json["embeds"][0]) for r in discord.rest("PATCH", f"/messages/{ack_id}") if r.json.get("embeds")]
+
+
+async def test_the_quickstart_example_shows_its_step_and_val_loss_while_it_runs(
+    start_adjutant, discord_standin, wandb_standin, monkeypatch
+) -> None:
+    """The README's Quickstart, literally: its `$experiment` with .env.example's poll (10 s) and ranking metric
+    (val_loss), the real wandb client in the example's training process, reporting to the W&B stand-in. The
+    acknowledgement turns into a live status showing a step and val_loss before the job ends, as the README says.
+    About 30 s: the literal example paces each of its 3 epochs to 8 s."""
+    monkeypatch.delenv("WANDB_SERVICE", raising=False)  # else the trainer would attach to this process's wandb-core
+    monkeypatch.setenv("PATH", os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+    command = quickstart_command()
+    assert json.loads(command) == {"dataset": "digits", "epochs": 3}, "the README's example changed: check its timing"
+    env = {
+        **env_example_values("ADJUTANT_POLL_SECONDS", "ADJUTANT_METRIC"),
+        "WANDB_ENTITY": wandb_standin.entity,
+        "WANDB_PROJECT": "proj",
+        "ADJUTANT_EXPERIMENT_SCRIPT": str(MNIST / "run_experiment.sh"),
+    }
+    assert env["ADJUTANT_METRIC"] == "val_loss"
+    async with start_adjutant(env):
+        job_id = await launch(discord_standin, command)
+        ack = acks(discord_standin)[0]
+        done = await wait_report(discord_standin, job_id, timeout=120)
+    assert done["embeds"][0]["title"] == f"✅ Experiment {job_id} succeeded", fields(done)
+    reported_at = next(
+        r.at
+        for r in discord_standin.rest("POST", "/messages")
+        if r.json and any(e.get("title", "").startswith(f"✅ Experiment {job_id} ") for e in r.json.get("embeds", []))
+    )
+    live = [
+        {f["name"]: f["value"] for f in embed.get("fields", [])}
+        for at, embed in ack_edits(discord_standin, ack["id"])
+        if at < reported_at and embed["title"] == f"▶️ Experiment {job_id}: running"
+    ]
+    shown = [f for f in live if f.get("Step", "-").isdigit() and "val\\_loss" in f.get("Latest metrics", "")]
+    assert shown, f"no live status showed a step and val_loss before the end report: {live}"
+    first = shown[0]
+    assert first["Latest metrics"].startswith("**val\\_loss**: "), "the ranking metric comes first"
+    assert 1 <= int(first["Step"]) <= 3

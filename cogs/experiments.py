@@ -268,7 +268,7 @@ class Experiments(AdjutantCog, name="Experiments"):
     async def logs(self, ctx: commands.Context[Any], job_id: str, lines: str = "20") -> None:
         """Show the end of a job's log: $logs <job id> [lines]; a long log comes as a file."""
         try:
-            count = parse_whole(lines, what="the number of lines", low=1, high=1000)
+            count = parse_whole(str(lines), what="the number of lines", low=1, high=1000)
         except NumberError as error:
             await self.reply(ctx, str(error))
             return

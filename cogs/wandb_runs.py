@@ -24,7 +24,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands, tasks
 
-from adjutant._cog import NO_PINGS, AdjutantCog, find_channel
+from adjutant._cog import NO_PINGS, AdjutantCog, find_channel, member_may_see
 from adjutant.cogs import _alert_views
 from adjutant.cogs._announcer import Announcer, Inbox, Refused
 from adjutant.cogs._feeds import Feed, Feeds, add_reporting_cog, send_embed
@@ -89,7 +89,9 @@ class Runs(AdjutantCog, name="Runs"):
             ]
             self.projects[key] = Reporting(feed, outlets)
         #: Direct messages to subscribers and notes for one member.
-        self.inbox = Inbox(bot, self.store)
+        self.inbox = Inbox(
+            bot, self.store, may_see=lambda user_id, project: member_may_see(bot, settings, user_id, project)
+        )
         #: True while the deliver loop is sending (what unloading waits for).
         self.delivering = False
 
@@ -142,14 +144,6 @@ class Runs(AdjutantCog, name="Runs"):
         self.deliver.cancel()
         _alert_views.unregister(self.bot, self)
         await self.services.release()
-
-    async def alert_button(self, interaction: discord.Interaction, action: str, alert_id: int) -> None:
-        """The alert card's buttons when experiment launching is not loaded: only Mute works."""
-        if action == "mute":
-            await self.mute_alert(interaction, self.store, alert_id)
-            return
-        if self.serves(interaction.guild):
-            await interaction.response.send_message("Experiment launching is not loaded.", ephemeral=True)
 
     # --- polling --------------------------------------------------------------------------------
     @tasks.loop(seconds=1)

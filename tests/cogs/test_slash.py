@@ -158,7 +158,7 @@ async def test_slash_jobs_logs_sweep_rerun(
         job_id = launched["embeds"][0]["title"].split()[2].rstrip(":")
         titles = lambda: [e.get("title", "") for m in discord_standin.sent() for e in m["embeds"]]  # noqa: E731
         await eventually(lambda: any(f"Experiment {job_id} succeeded" in t for t in titles()), timeout=20)
-        logs = await answer(discord_standin, await discord_standin.slash("logs", {"job_id": job_id, "lines": 2}))
+        logs = await answer(discord_standin, await discord_standin.slash("logs", {"job_id": job_id, "lines": "2"}))
         assert logs["content"].startswith("Last 2 line(s)") and "(succeeded)" in logs["content"]
         jobs = await answer(discord_standin, await discord_standin.slash("jobs"))
         assert job_id in str(jobs["embeds"][0])

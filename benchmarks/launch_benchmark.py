@@ -52,7 +52,10 @@ def baseline_tree(folder: Path) -> Path:
     ).stdout
     folder.mkdir(parents=True, exist_ok=True)
     subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
-    shutil.move(str(folder / "cogs"), str(folder / "adjutant" / "cogs"))
+    link = folder / "adjutant" / "cogs"
+    if link.is_symlink():  # releases from this round on keep adjutant/cogs as a link to cogs/ (for mypy)
+        link.unlink()
+    shutil.move(str(folder / "cogs"), str(link))
     return folder
 
 

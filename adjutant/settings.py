@@ -12,7 +12,7 @@ import json
 import os
 import re
 import shlex
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
@@ -30,6 +30,7 @@ __all__ = [
     "SettingSpec",
     "Settings",
     "env_example",
+    "env_file_sources",
     "settings_table",
     "variables_help",
 ]
@@ -541,6 +542,64 @@ class ProjectsFileParser(Parser):
 
 #: The variables that mean "one project" and so cannot be set together with ADJUTANT_CONFIG.
 ONE_PROJECT_SHORTCUT = ("WANDB_PROJECT", "ADJUTANT_CHANNEL", "ADJUTANT_EXPERIMENT_SCRIPT")
+#: Each one's keyword, and the key of a [[projects]] table that takes its place.
+_SHORTCUT_KEYWORD = {"WANDB_PROJECT": "project", "ADJUTANT_CHANNEL": "channel"}
+_SHORTCUT_KEYWORD["ADJUTANT_EXPERIMENT_SCRIPT"] = "run_experiment_script"
+_SHORTCUT_TABLE_KEY = {"WANDB_PROJECT": "project", "ADJUTANT_CHANNEL": "channel"}
+_SHORTCUT_TABLE_KEY["ADJUTANT_EXPERIMENT_SCRIPT"] = "experiment_script"
+
+
+def env_file_sources(text: str, label: str, already_set: Collection[str]) -> dict[str, str]:
+    """Where each variable that a .env file sets (``text``, shown as ``label``) comes from, for messages that say
+    which line to remove: ``{"ADJUTANT_CHANNEL": "line 11 of /srv/adjutant/.env"}``. A variable the environment
+    already held before the file was read (``already_set``: the environment wins) comes from both. Blank values
+    (unset) are no source. Pure: ``__main__`` reads the file and passes the result to :meth:`Settings.from_env`."""
+    import io
+
+    from dotenv.parser import parse_stream
+
+    lines: dict[str, list[int]] = {}
+    for binding in parse_stream(io.StringIO(text)):
+        if binding.key and binding.value and binding.value.strip():
+            lines.setdefault(binding.key, []).append(binding.original.line)
+    sources = {}
+    for key, numbers in lines.items():
+        where = f"line {numbers[0]}" if len(numbers) == 1 else f"lines {_listed([str(n) for n in numbers])}"
+        where = f"{where} of {label}"
+        sources[key] = f"the environment, and {where}" if key in already_set else where
+    return sources
+
+
+def _one_project_conflict(
+    env: Mapping[str, str], keywords: Mapping[str, Any], sources: Mapping[str, str]
+) -> str | None:
+    """The refusal of ADJUTANT_CONFIG together with one-project variables: each one set, with its value and where it
+    was set (a .env line, the environment, a keyword), what to remove, and the table key that takes its place."""
+    found = []  # (variable, the [[projects]] line that takes its place, what to remove)
+    for name in ONE_PROJECT_SHORTCUT:
+        keyword, table_key = _SHORTCUT_KEYWORD[name], _SHORTCUT_TABLE_KEY[name]
+        given = keywords.get(keyword)
+        if given is not None:
+            value = given if isinstance(given, int) and not isinstance(given, bool) else json.dumps(str(given))
+            found.append((name, f"{table_key} = {value}", f"the keyword argument {keyword}={given!r}"))
+        elif (env.get(name) or "").strip():
+            text = (env.get(name) or "").strip()
+            where = sources.get(name, "the environment")
+            found.append((name, f"{table_key} = {json.dumps(text)}", f"{name}={text} (from {where})"))
+    if not found:
+        return None
+    config = keywords.get("config") or (env.get("ADJUTANT_CONFIG") or "").strip()
+    config_path = config.path if isinstance(config, ProjectsFile) else config
+    return (
+        f"ADJUTANT_CONFIG and {', '.join(name for name, _, _ in found)} are both set: the projects file replaces the"
+        f" one-project variables. Remove {_listed([what for _, _, what in found])}, and write"
+        f" {_listed([line for _, line, _ in found])} in a [[projects]] table of {config_path} instead;"
+        f" or unset ADJUTANT_CONFIG"
+    )
+
+
+def _listed(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
 
 
 def check_state_dir(raw: str) -> Path:
@@ -1035,19 +1094,22 @@ class Settings:
         return frozenset(spec.keyword for spec in SETTINGS)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str], **keywords: Any) -> Settings:
+    def from_env(cls, env: Mapping[str, str], *, sources: Mapping[str, str] | None = None, **keywords: Any) -> Settings:
         """Parse and validate settings from ``env``; keyword values (typed, or text) win over the environment.
 
         Raises :class:`ConfigError` listing every problem (each names the variable and the fix), and
-        :class:`TypeError` for a keyword that is no setting (naming the closest one).
+        :class:`TypeError` for a keyword that is no setting (naming the closest one). ``sources`` says where a
+        variable of ``env`` was set when that is not the environment (:func:`env_file_sources`), for the messages.
         """
-        settings, problems = cls.from_env_checked(env, **keywords)
+        settings, problems = cls.from_env_checked(env, sources=sources, **keywords)
         if problems:
             raise ConfigError(*problems)
         return settings
 
     @classmethod
-    def from_env_checked(cls, env: Mapping[str, str], **keywords: Any) -> tuple[Settings, list[str]]:
+    def from_env_checked(
+        cls, env: Mapping[str, str], *, sources: Mapping[str, str] | None = None, **keywords: Any
+    ) -> tuple[Settings, list[str]]:
         """Like :meth:`from_env`, but a bad value is listed and left at its default, so that ``--check``
         can go on checking everything else in the same run."""
         unknown = sorted(set(keywords) - cls.keywords())
@@ -1069,20 +1131,10 @@ class Settings:
         if values.get("launcher") == "ray" and importlib.util.find_spec("ray") is None:
             problems.append("ADJUTANT_LAUNCHER=ray needs Ray's job client: pip install 'adjutant-discord[ray]'")
         config_given = keywords.get("config") is not None or bool((env.get("ADJUTANT_CONFIG") or "").strip())
-        if config_given:
-            by_keyword = {"WANDB_PROJECT": "project", "ADJUTANT_CHANNEL": "channel"}
-            by_keyword["ADJUTANT_EXPERIMENT_SCRIPT"] = "run_experiment_script"
-            both = [
-                name
-                for name in ONE_PROJECT_SHORTCUT
-                if (env.get(name) or "").strip() or keywords.get(by_keyword[name]) is not None
-            ]
-            if both:
-                problems.append(
-                    f"ADJUTANT_CONFIG and {', '.join(both)} are both set: the projects file replaces the one-project"
-                    f" variables; move them into a [[projects]] table or unset ADJUTANT_CONFIG"
-                )
-                values.pop("config", None)
+        conflict = _one_project_conflict(env, keywords, sources or {}) if config_given else None
+        if conflict is not None:
+            problems.append(conflict)
+            values.pop("config", None)
         return cls(**values), problems
 
     def problems(self, env: Mapping[str, str], *, netrc_path: Path | None = None) -> list[str]:
@@ -1146,8 +1198,24 @@ def variables_help() -> str:
     return "\n".join(lines)
 
 
+def example_is_default(spec: SettingSpec) -> bool:
+    """``.env.example``'s value for ``spec`` is the built-in default (then the file keeps it commented out, so that
+    a copied .env sets only what differs: a value left there would still count as set, e.g. ADJUTANT_CHANNEL against
+    ADJUTANT_CONFIG). A blank value (a slot to fill in) means unset and stays as it is."""
+    if not spec.example.strip():
+        return False
+    declared = next(item for item in fields(Settings) if item.name == spec.keyword)
+    default = declared.default_factory() if callable(declared.default_factory) else declared.default
+    try:
+        return bool(spec.parser.from_text(spec.env, spec.example) == default)
+    except ConfigError:
+        return False
+
+
 def env_example() -> str:
-    """The text of ``.env.example`` (a test keeps the committed file equal to it)."""
+    """The text of ``.env.example`` (a test keeps the committed file equal to it). Each setting is a line: set to the
+    quickstart's value where it differs from the built-in default, commented out where it equals it, blank where
+    it is to be filled in."""
     lines = [
         "# Adjutant's configuration. Copy to .env (never commit .env) and fill in.",
         "# The process environment wins over this file. `python -m adjutant --check` validates it.",
@@ -1158,7 +1226,8 @@ def env_example() -> str:
         for spec in SETTINGS:
             if spec.group == group:
                 lines.append(f"# {spec.help} (default: {spec.default_text})")
-                lines.append(f"{spec.env}={spec.example}")
+                commented = "# " if example_is_default(spec) else ""
+                lines.append(f"{commented}{spec.env}={spec.example}")
         if group == "W&B run reporting":
             for var in WANDB_VARIABLES:
                 lines.append(f"# {var.help} (default: {var.default_text})")

@@ -331,3 +331,44 @@ async def test_sync_registers_every_command_against_the_strict_stand_in(tmp_path
     expected = {"hello", "experiment", "sweep", "rerun", "cancel", "jobs", "logs", "gpus", "usage", "audit", "Rerun"}
     expected |= {"runs", "run", "best", "plot", "watch", "watches", "unwatch", "subscribe", "compare", "status"}
     assert expected <= names, expected - names
+
+
+def test_a_projects_file_added_to_the_quickstart_env_is_refused_naming_what_to_remove(tmp_path: Path) -> None:
+    """The README's Quickstart .env (.env.example copied, token and W&B project filled in, step 5's script line
+    appended), then a projects file added: refused for what the user set, each with its value, where it was set and
+    the [[projects]] line that takes its place; never for a default of .env.example (ADJUTANT_CHANNEL=general).
+    Without those lines the same .env is accepted."""
+    script = tmp_path / "run_experiment.sh"
+    script.write_text('#!/bin/sh\necho "$1"\n')
+    script.chmod(0o755)
+    projects = tmp_path / "projects.toml"
+    projects.write_text('[[projects]]\nproject = "mnist"\nchannel = "general"\n')
+    text = (Path(__file__).parent.parent / ".env.example").read_text()
+    text = text.replace("\nDISCORD_TOKEN=\n", f"\nDISCORD_TOKEN={TOKEN}\n")
+    text = text.replace("\nWANDB_PROJECT=\n", "\nWANDB_PROJECT=mnist\n")
+    text += f"ADJUTANT_EXPERIMENT_SCRIPT={script}\nADJUTANT_CONFIG={projects}\n"
+    (tmp_path / ".env").write_text(text)
+    refusal = (
+        "ADJUTANT_CONFIG and WANDB_PROJECT, ADJUTANT_EXPERIMENT_SCRIPT are both set: the projects file replaces the"
+        " one-project variables. Remove WANDB_PROJECT=mnist (from "
+    )
+    table = f'write project = "mnist" and experiment_script = "{script}" in a [[projects]] table of {projects}'
+    checked = run_cli("--check", env={}, cwd=tmp_path)
+    assert checked.returncode == 2
+    assert refusal in checked.stdout and f" and ADJUTANT_EXPERIMENT_SCRIPT={script} (from " in checked.stdout
+    assert table in checked.stdout
+    started = run_cli(env={}, cwd=tmp_path)
+    assert started.returncode == 2
+    assert f"configuration error: {refusal}" in started.stderr and table in started.stderr
+    assert "ADJUTANT_CHANNEL" not in checked.stdout + started.stderr, ".env.example's default is commented out"
+    from_env = run_cli("--check", env={"ADJUTANT_CHANNEL": "lab"}, cwd=tmp_path)
+    assert "ADJUTANT_CHANNEL=lab (from the environment)" in from_env.stdout
+    kept = [
+        line
+        for line in text.splitlines()
+        if line not in ("WANDB_PROJECT=mnist", f"ADJUTANT_EXPERIMENT_SCRIPT={script}")
+    ]
+    (tmp_path / ".env").write_text("\n".join(kept) + "\n")
+    fixed = run_cli("--check", env={}, cwd=tmp_path)
+    assert "both set" not in fixed.stdout and "configuration error" not in fixed.stdout + fixed.stderr
+    assert "mnist" in fixed.stdout, fixed.stdout

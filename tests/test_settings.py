@@ -236,9 +236,116 @@ def test_env_example_and_readme_table_come_from_the_declarations() -> None:
     readme = (root / "README.md").read_text()
     assert settings_table() in readme, "paste settings_table() into the README's configuration section"
     for spec in SETTINGS:
-        assert f"\n{spec.env}=" in example and f"`{spec.env}` | `{spec.keyword}`" in readme
+        assert f"\n{spec.env}=" in example or f"\n# {spec.env}=" in example, spec.env
+        assert f"`{spec.env}` | `{spec.keyword}`" in readme
     for var in WANDB_VARIABLES:
         assert var.env in example and f"`{var.env}`" in readme
+
+
+def example_lines() -> dict[str, tuple[bool, str]]:
+    """Each setting's line in .env.example: (commented out, value)."""
+    found = {}
+    for line in (Path(__file__).parent.parent / ".env.example").read_text().splitlines():
+        name, _, value = line.removeprefix("# ").partition("=")
+        if name in {s.env for s in SETTINGS}:
+            found[name] = (line.startswith("# "), value)
+    return found
+
+
+def test_env_example_sets_only_what_differs_from_the_defaults() -> None:
+    """A copied .env.example sets nothing to its built-in default (such a line would still count as set: an
+    ADJUTANT_CHANNEL=general left there refused every ADJUTANT_CONFIG). Each default is shown, commented out; a
+    value that differs (the Quickstart's) is set; a blank line is a slot to fill in, and means unset."""
+    lines = example_lines()
+    assert set(lines) == {s.env for s in SETTINGS}
+    default = Settings.from_env({})
+    for spec in SETTINGS:
+        commented, value = lines[spec.env]
+        if commented:
+            assert value.strip(), spec.env
+            assert getattr(Settings.from_env({spec.env: value}), spec.keyword) == getattr(default, spec.keyword)
+        elif value.strip():
+            assert getattr(Settings.from_env({spec.env: value}), spec.keyword) != getattr(default, spec.keyword)
+    assert lines["ADJUTANT_CHANNEL"] == (True, "general")
+    assert lines["ADJUTANT_POLL_SECONDS"] == (False, "10") and lines["ADJUTANT_METRIC"] == (False, "val_loss")
+    assert lines["DISCORD_TOKEN"] == lines["WANDB_PROJECT"] == lines["ADJUTANT_CONFIG"] == (False, "")
+
+
+def quickstart_env(tmp_path: Path, script: Path) -> tuple[str, Path]:
+    """A .env as the README's Quickstart makes it: .env.example copied, steps 2 and 3 filled in, step 5's line
+    appended; then a projects file added (ADJUTANT_CONFIG=...) at the end."""
+    projects = tmp_path / "projects.toml"
+    projects.write_text('[[projects]]\nproject = "mnist"\nchannel = "general"\n')
+    text = (Path(__file__).parent.parent / ".env.example").read_text()
+    for name, value in {"DISCORD_TOKEN": TOKEN, "WANDB_ENTITY": "team", "WANDB_PROJECT": "mnist"}.items():
+        assert f"\n{name}=\n" in text
+        text = text.replace(f"\n{name}=\n", f"\n{name}={value}\n")
+    text += f"ADJUTANT_EXPERIMENT_SCRIPT={script}\nADJUTANT_CONFIG={projects}\n"
+    return text, projects
+
+
+def test_a_projects_file_after_the_quickstart_is_refused_naming_each_line_to_remove(
+    tmp_path: Path, script: Path
+) -> None:
+    """ADJUTANT_CONFIG in the Quickstart's .env: refused for what the user set (WANDB_PROJECT, step 5's script),
+    never for a default .env.example wrote (ADJUTANT_CHANNEL=general); the refusal names each line of .env to
+    remove, with its value, and the [[projects]] lines that take their place. Without them, it is accepted."""
+    from dotenv import dotenv_values
+
+    from adjutant.settings import env_file_sources
+
+    text, projects = quickstart_env(tmp_path, script)
+    dotenv = tmp_path / ".env"
+    dotenv.write_text(text)
+    env = {k: v for k, v in dotenv_values(dotenv).items() if v is not None}
+    lines = text.splitlines()
+    project_line = lines.index("WANDB_PROJECT=mnist") + 1
+    script_line = lines.index(f"ADJUTANT_EXPERIMENT_SCRIPT={script}") + 1
+    with pytest.raises(ConfigError) as refused:
+        Settings.from_env(env, sources=env_file_sources(text, str(dotenv), already_set=()))
+    assert refused.value.problems == [
+        "ADJUTANT_CONFIG and WANDB_PROJECT, ADJUTANT_EXPERIMENT_SCRIPT are both set: the projects file replaces the"
+        f" one-project variables. Remove WANDB_PROJECT=mnist (from line {project_line} of {dotenv}) and"
+        f" ADJUTANT_EXPERIMENT_SCRIPT={script} (from line {script_line} of {dotenv}), and write"
+        f' project = "mnist" and experiment_script = "{script}" in a [[projects]] table of {projects} instead;'
+        " or unset ADJUTANT_CONFIG"
+    ]
+    kept = "\n".join(line for n, line in enumerate(lines, 1) if n not in (project_line, script_line)) + "\n"
+    dotenv.write_text(kept)
+    settings = Settings.from_env({k: v for k, v in dotenv_values(dotenv).items() if v is not None})
+    assert settings.config is not None and settings.config.path == projects.resolve()
+    assert [(r.project, r.channel) for r in settings.routes] == [("mnist", "general")]
+
+
+def test_the_refusal_says_where_each_one_project_value_came_from(tmp_path: Path, script: Path) -> None:
+    """From the environment, from .env (each line that sets it, blank ones aside), from both (the environment
+    wins over the file: both must go), or from a keyword argument."""
+    from adjutant.settings import env_file_sources
+
+    text = "WANDB_PROJECT=mnist\nADJUTANT_CHANNEL=\nADJUTANT_CHANNEL=lab\nADJUTANT_CHANNEL=ml\nexport X=1\n"
+    sources = env_file_sources(text, "/srv/bot/.env", already_set={"WANDB_PROJECT"})
+    assert sources == {
+        "WANDB_PROJECT": "the environment, and line 1 of /srv/bot/.env",
+        "ADJUTANT_CHANNEL": "lines 3 and 4 of /srv/bot/.env",
+        "X": "line 5 of /srv/bot/.env",
+    }
+    projects = tmp_path / "projects.toml"
+    projects.write_text('[[projects]]\nproject = "vision"\nchannel = "vision-runs"\n')
+    env = {"ADJUTANT_CONFIG": str(projects), "WANDB_PROJECT": "mnist", "ADJUTANT_CHANNEL": "ml"}
+    env["ADJUTANT_EXPERIMENT_SCRIPT"] = str(script)
+    with pytest.raises(ConfigError) as refused:
+        Settings.from_env(env, sources=sources)
+    (problem,) = refused.value.problems
+    assert "Remove WANDB_PROJECT=mnist (from the environment, and line 1 of /srv/bot/.env)," in problem
+    assert "ADJUTANT_CHANNEL=ml (from lines 3 and 4 of /srv/bot/.env)" in problem
+    assert f"ADJUTANT_EXPERIMENT_SCRIPT={script} (from the environment)" in problem
+    with pytest.raises(ConfigError) as refused:
+        Settings.from_env({}, config=projects, channel=1234)
+    assert refused.value.problems == [
+        "ADJUTANT_CONFIG and ADJUTANT_CHANNEL are both set: the projects file replaces the one-project variables."
+        f" Remove the keyword argument channel=1234, and write channel = 1234 in a [[projects]] table of {projects}"
+        " instead; or unset ADJUTANT_CONFIG"
+    ]
 
 
 def test_every_setting_is_a_dataclass_field_with_a_declaration() -> None:
@@ -290,6 +397,7 @@ def typed_values(tmp_path: Path, script: Path) -> dict[str, object]:
         "approver_roles": ("leads",),
         "approval_gpus": 2,
         "approval_jobs": 8,
+        "approval_hours": 2.5,
         "request_roles": ("students",),
         "max_sweep": 3,
         "retries": 2,
@@ -298,6 +406,7 @@ def typed_values(tmp_path: Path, script: Path) -> dict[str, object]:
         "retry_on_exit": (137, 143),
         "hparams_schema": schema,
         "launcher": "slurm",
+        "job_env": ("HF_HOME", "WANDB_API_KEY"),
         "slurm_partition": "gpu",
         "slurm_time": "1:00:00",
         "slurm_gres": "gpu:2",
@@ -371,6 +480,7 @@ def test_every_setting_by_variable(tmp_path: Path, script: Path) -> None:
         "ADJUTANT_APPROVER_ROLES": "leads",
         "ADJUTANT_APPROVAL_GPUS": "2",
         "ADJUTANT_APPROVAL_JOBS": "8",
+        "ADJUTANT_APPROVAL_HOURS": "2.5",
         "ADJUTANT_REQUEST_ROLES": "students",
         "ADJUTANT_MAX_SWEEP": "3",
         "ADJUTANT_RETRIES": "2",
@@ -379,6 +489,7 @@ def test_every_setting_by_variable(tmp_path: Path, script: Path) -> None:
         "ADJUTANT_RETRY_ON_EXIT": "137,143",
         "ADJUTANT_HPARAMS_SCHEMA": str(tmp_path / "schema.json"),
         "ADJUTANT_LAUNCHER": "slurm",
+        "ADJUTANT_JOB_ENV": "HF_HOME,WANDB_API_KEY",
         "ADJUTANT_SLURM_PARTITION": "gpu",
         "ADJUTANT_SLURM_TIME": "1:00:00",
         "ADJUTANT_SLURM_GRES": "gpu:2",

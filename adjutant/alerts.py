@@ -18,70 +18,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from adjutant.clock import iso_seconds
 from adjutant.runs import RunInfo
-
-#: Announcements not yet delivered to Discord, in order (run events and alerts). Written in the same transaction
-#: as what caused them; deleted only after Discord accepted them.
-OUTBOX_SCHEMA = """
-CREATE TABLE IF NOT EXISTS outbox (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    project TEXT NOT NULL,
-    run_id TEXT NOT NULL,
-    event TEXT NOT NULL,
-    payload TEXT NOT NULL,
-    context TEXT,
-    reply_to INTEGER,
-    thread_id INTEGER,
-    created_at TEXT NOT NULL
-);
-"""
-#: Outbox columns added after the first release. ``subscription_id``: the subscription a direct message is for
-#: (its delivery checks that the member may still see the subscription's project).
-OUTBOX_MIGRATIONS = {"alert_id": "INTEGER", "subscription_id": "INTEGER"}
-
-ALERTS_SCHEMA = """
-CREATE TABLE IF NOT EXISTS watch_rules (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    project TEXT NOT NULL,
-    metric TEXT NOT NULL,
-    op TEXT NOT NULL,
-    value REAL NOT NULL,
-    scope TEXT NOT NULL,
-    author_id INTEGER NOT NULL,
-    author TEXT NOT NULL,
-    created_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS rule_hits (
-    rule_id INTEGER NOT NULL,
-    run_id TEXT NOT NULL,
-    PRIMARY KEY (rule_id, run_id)
-);
-CREATE TABLE IF NOT EXISTS alerts (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    project TEXT NOT NULL,
-    run_id TEXT,
-    job_id TEXT,
-    kind TEXT NOT NULL,
-    metric TEXT,
-    step REAL,
-    params TEXT,
-    created_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS subscriptions (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    user_id INTEGER NOT NULL,
-    project TEXT NOT NULL,
-    events TEXT NOT NULL,
-    created_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS mutes (
-    project TEXT NOT NULL,
-    run_id TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    until TEXT NOT NULL,
-    PRIMARY KEY (project, run_id, kind)
-);
-"""
 
 #: The outbox "project" of alerts about Adjutant's own jobs that W&B does not know about (log patterns).
 JOBS_OUTBOX = "adjutant:jobs"
@@ -382,10 +320,6 @@ class Alert:
     created_at: dt.datetime | None = None
 
 
-def _iso(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.UTC).isoformat(timespec="seconds")
-
-
 def record_alert(
     db: sqlite3.Connection,
     project: str,
@@ -409,7 +343,7 @@ def record_alert(
             metric,
             step,
             None if params is None else json.dumps(dict(params), default=str),
-            _iso(now),
+            iso_seconds(now),
         ),
     )
     return int(cursor.lastrowid or 0)
@@ -443,13 +377,9 @@ def enqueue_announcement(
             thread_id,
             alert_id,
             subscription_id,
-            _iso(_utcnow()),
+            iso_seconds(),
         ),
     )
-
-
-def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 def alert_from_row(row: sqlite3.Row) -> Alert:
@@ -481,6 +411,6 @@ def mute(db: sqlite3.Connection, alert: Alert, now: dt.datetime) -> dt.datetime:
     db.execute(
         "INSERT INTO mutes (project, run_id, kind, until) VALUES (?, ?, ?, ?)"
         " ON CONFLICT (project, run_id, kind) DO UPDATE SET until=excluded.until",
-        (alert.project, alert.run_id or "", str(alert.kind), _iso(until)),
+        (alert.project, alert.run_id or "", str(alert.kind), iso_seconds(until)),
     )
     return until

@@ -13,50 +13,19 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from adjutant._sqlite import Database
-from adjutant.jobs import JOBS_MIGRATIONS, JOBS_SCHEMA, Job, JobRequest, JobStore, iso, parse_iso
+from adjutant.clock import iso, parse_iso, utcnow
+from adjutant.db import TableFamily
+from adjutant.db.models import Job, JobRequest
+from adjutant.jobs import insert_jobs
 
 log = logging.getLogger(__name__)
-
-APPROVALS_SCHEMA = """
-CREATE TABLE IF NOT EXISTS approvals (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    state TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    requested_by_id INTEGER NOT NULL,
-    requested_by TEXT NOT NULL,
-    channel_id INTEGER,
-    card_id INTEGER,
-    requests TEXT NOT NULL,
-    canary INTEGER NOT NULL DEFAULT 0,
-    gpus INTEGER NOT NULL,
-    cells INTEGER NOT NULL,
-    why TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    decided_by_id INTEGER,
-    decided_by TEXT,
-    decided_at TEXT,
-    job_ids TEXT
-);
-CREATE TABLE IF NOT EXISTS audit (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    at TEXT NOT NULL,
-    actor_id INTEGER,
-    actor TEXT NOT NULL,
-    guild_id INTEGER,
-    channel_id INTEGER,
-    action TEXT NOT NULL,
-    target TEXT,
-    detail TEXT
-);
-CREATE INDEX IF NOT EXISTS audit_by_actor ON audit (actor_id, seq);
-"""
 
 
 class ApprovalState(StrEnum):
@@ -71,13 +40,6 @@ class ApprovalState(StrEnum):
     @property
     def decided(self) -> bool:
         return self != ApprovalState.PENDING
-
-
-#: Columns added after the first release (``announced`` 1: an old decision was told, or is long past).
-APPROVALS_MIGRATIONS = {
-    # 0 from the decision until its card shows it and the requester was told: a restart finishes it, once.
-    "announced": "INTEGER NOT NULL DEFAULT 1",
-}
 
 
 class Action(StrEnum):
@@ -138,7 +100,7 @@ class Approval:
             gpus=row["gpus"],
             cells=row["cells"],
             why=row["why"],
-            created_at=parse_iso(row["created_at"]) or dt.datetime.now(dt.UTC),
+            created_at=parse_iso(row["created_at"]) or utcnow(),
             decided_by=row["decided_by"],
             decided_at=parse_iso(row["decided_at"]),
             job_ids=tuple(json.loads(row["job_ids"] or "[]")),
@@ -168,14 +130,27 @@ class AuditEntry:
     detail: str | None
 
 
-class ApprovalStore(Database):
-    """Approvals and the audit trail, in Adjutant's database file (the jobs table is written in the same
-    transaction as an approval)."""
+def record_audit(
+    db: sqlite3.Connection,
+    action: Action,
+    actor_id: int | None,
+    actor: str,
+    *,
+    guild_id: int | None = None,
+    channel_id: int | None = None,
+    target: str | None = None,
+    detail: str | None = None,
+) -> None:
+    """(inside the caller's transaction) One entry of the audit trail, with what it records."""
+    db.execute(
+        "INSERT INTO audit (at, actor_id, actor, guild_id, channel_id, action, target, detail)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (iso(), actor_id, actor, guild_id, channel_id, action.value, target, detail),
+    )
 
-    def __init__(self, path: Path) -> None:
-        super().__init__(path, JOBS_SCHEMA, APPROVALS_SCHEMA)
-        self.add_missing_columns("jobs", JOBS_MIGRATIONS)
-        self.add_missing_columns("approvals", APPROVALS_MIGRATIONS)
+
+class ApprovalStore(TableFamily):
+    """The approvals and audit tables (an approval's decision queues its jobs in the same transaction)."""
 
     # --- approvals --------------------------------------------------------------------------------
     def add(self, kind: str, requests: Sequence[JobRequest], *, gpus: int, why: str, canary: bool = False) -> Approval:
@@ -225,18 +200,16 @@ class ApprovalStore(Database):
             approval = Approval.from_row(row)
             if approval.state != ApprovalState.PENDING:
                 return Decision(approval, False, [])
-            jobs_rows = []
-            if approve:
-                jobs_rows = JobStore._insert(db, approval.requests, log_dir, canary=approval.canary)
+            jobs = insert_jobs(db, approval.requests, log_dir, canary=approval.canary) if approve else []
             state = ApprovalState.APPROVED if approve else ApprovalState.REJECTED
-            ids = [r["id"] for r in jobs_rows]
+            ids = [job.id for job in jobs]
             db.execute(
                 "UPDATE approvals SET state=?, decided_by_id=?, decided_by=?, decided_at=?, job_ids=?, announced=0"
                 " WHERE id=? AND state=?",
                 (state, by_id, by, iso(), json.dumps(ids), approval_id, ApprovalState.PENDING),
             )
             row = db.execute("SELECT * FROM approvals WHERE id=?", (approval_id,)).fetchone()
-        return Decision(Approval.from_row(row), True, [Job.from_row(r) for r in jobs_rows])
+        return Decision(Approval.from_row(row), True, jobs)
 
     def withdraw(self, approval_id: int, by_id: int, by: str) -> Decision | None:
         """The requester takes a pending request back (only them; once). None when there is no such request."""
@@ -258,7 +231,7 @@ class ApprovalStore(Database):
     def expire(self, older_than: dt.timedelta, now: dt.datetime | None = None) -> list[Approval]:
         """Pending requests made more than ``older_than`` ago expire (their card and requester are told after, by
         :meth:`unannounced`)."""
-        cutoff = iso((now or dt.datetime.now(dt.UTC)) - older_than)
+        cutoff = iso((now or utcnow()) - older_than)
         due = "SELECT id FROM approvals WHERE state=? AND created_at < ?"
         if not self.query(due, (ApprovalState.PENDING, cutoff)):
             return []  # the usual case: no write
@@ -307,10 +280,8 @@ class ApprovalStore(Database):
     ) -> None:
         """One entry of the audit trail, and its log line."""
         with self.transaction() as db:
-            db.execute(
-                "INSERT INTO audit (at, actor_id, actor, guild_id, channel_id, action, target, detail)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (iso(), actor_id, actor, guild_id, channel_id, action.value, target, detail),
+            record_audit(
+                db, action, actor_id, actor, guild_id=guild_id, channel_id=channel_id, target=target, detail=detail
             )
         log.info(
             "audit: %s by %s (%s) in channel %s: %s %s",
@@ -333,7 +304,7 @@ class ApprovalStore(Database):
         return [
             AuditEntry(
                 seq=r["seq"],
-                at=parse_iso(r["at"]) or dt.datetime.now(dt.UTC),
+                at=parse_iso(r["at"]) or utcnow(),
                 actor_id=r["actor_id"],
                 actor=r["actor"],
                 guild_id=r["guild_id"],

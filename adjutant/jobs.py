@@ -1,11 +1,9 @@
-"""Experiment jobs: their records in SQLite, the environment they get, and process checks.
+"""Experiment jobs: the jobs table's store, the environment jobs get, and process checks.
 
-Blocking code (SQLite, /proc, file reads): callers run it in a thread. The table lives in the same
-database file as the run reporting tables (``ADJUTANT_STATE_DIR/adjutant.sqlite3``); the job
-supervisor process (:mod:`adjutant.supervisor`) writes to it too.
-
-States (:class:`JobState`): queued → starting → running → succeeded | failed | cancelled, or lost
-(the supervisor vanished without recording an end). ``cancelling`` is a running job asked to stop.
+Blocking code (SQLite, /proc, file reads): callers run it in a thread. The table lives in the state folder's one
+database (:mod:`adjutant.db`); the job supervisor process (:mod:`adjutant.supervisor`) writes to it too. The
+records and their states (``Job``, ``JobState`` and its transitions, ``SweepHold``) are :mod:`adjutant.db.models`,
+re-exported here.
 """
 
 from __future__ import annotations
@@ -16,146 +14,56 @@ import os
 import secrets
 import signal
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
-from enum import StrEnum
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from adjutant import subscriptions
-from adjutant._sqlite import Database
-from adjutant.alerts import (
-    ALERTS_SCHEMA,
-    JOBS_OUTBOX,
-    OUTBOX_MIGRATIONS,
-    OUTBOX_SCHEMA,
-    AlertKind,
-    enqueue_announcement,
-    muted,
-    record_alert,
+from adjutant.alerts import JOBS_OUTBOX, AlertKind, enqueue_announcement, muted, record_alert
+from adjutant.clock import iso, parse_iso, utcnow
+from adjutant.db import TableFamily
+from adjutant.db.models import (
+    ACTIVE,
+    ENDED,
+    Job,
+    JobEvent,
+    JobLink,
+    JobRequest,
+    JobState,
+    JobUpdate,
+    SweepHold,
+    transition_sql,
 )
 from adjutant.hparams import to_argument
 from adjutant.subscriptions import CHANNEL_PREFIX, DM_PREFIX
 
+__all__ = [  # the models and time helpers, imported from here by older code
+    "ACTIVE",
+    "ENDED",
+    "Job",
+    "JobEvent",
+    "JobLink",
+    "JobRequest",
+    "JobState",
+    "JobStore",
+    "JobUpdate",
+    "SweepHold",
+    "insert_jobs",
+    "iso",
+    "parse_iso",
+    "utcnow",
+]
 
-class JobState(StrEnum):
-    """Where a job is in its life; the value is what the ``jobs.state`` column holds."""
-
-    QUEUED = "queued"
-    STARTING = "starting"
-    RUNNING = "running"
-    CANCELLING = "cancelling"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    LOST = "lost"
-
-
-#: A launcher is following these jobs.
-ACTIVE: tuple[JobState, ...] = (JobState.STARTING, JobState.RUNNING, JobState.CANCELLING)
-#: A retry: the next attempt, back in the queue, guarded by the attempt number (a second decision changes nothing).
-RETRY_SQL = (
-    "UPDATE jobs SET state='queued', attempt=attempt+1, retried_because=?, pid=NULL, pgid=NULL, supervisor_pid=NULL,"
-    " external_id=NULL, external_state=NULL, exit_code=NULL, started_at=NULL, ended_at=NULL, reason=NULL,"
-    " killed_at=NULL, gpu_ids=NULL"
-    " WHERE id=? AND attempt=? AND reported=0 AND state IN ('starting', 'running', 'failed', 'lost')"
+#: The ``sweep_holds.signature`` of a sweep held because its canary failed (else: the failure both cells shared).
+CANARY_SIGNATURE = "canary"
+#: The columns a retry clears: the next attempt starts from the queue like a new job (same id, same W&B run).
+RETRY_CLEARS = (
+    "pid=NULL, pgid=NULL, supervisor_pid=NULL, external_id=NULL, external_state=NULL, exit_code=NULL,"
+    " started_at=NULL, ended_at=NULL, reason=NULL, killed_at=NULL"
 )
-#: The terminal states: a job in one of them never changes again (except a failure that ADJUTANT_RETRY_ON_EXIT
-#: retries, before its end is reported).
-ENDED: tuple[JobState, ...] = (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.LOST)
-
-JOBS_SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    id TEXT NOT NULL UNIQUE,
-    state TEXT NOT NULL,
-    params TEXT NOT NULL,
-    script TEXT NOT NULL,
-    requested_by_id INTEGER NOT NULL,
-    requested_by TEXT NOT NULL,
-    channel_id INTEGER,
-    message_id INTEGER,
-    ack_id INTEGER,
-    sweep_id TEXT,
-    wandb_run_id TEXT NOT NULL,
-    log_path TEXT NOT NULL,
-    supervisor_pid INTEGER,
-    pid INTEGER,
-    pgid INTEGER,
-    exit_code INTEGER,
-    reason TEXT,
-    created_at TEXT NOT NULL,
-    started_at TEXT,
-    ended_at TEXT,
-    cancel_requested_at TEXT,
-    cancelled_by TEXT,
-    killed_at TEXT,
-    reported INTEGER NOT NULL DEFAULT 0,
-    backend TEXT NOT NULL DEFAULT 'local',
-    external_id TEXT,
-    external_state TEXT,
-    thread_id INTEGER,
-    acked INTEGER NOT NULL DEFAULT 0,
-    report_id INTEGER
-);
-CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state);
-CREATE INDEX IF NOT EXISTS jobs_by_run ON jobs (wandb_run_id);
-CREATE TABLE IF NOT EXISTS sweep_holds (
-    sweep_id TEXT PRIMARY KEY,
-    signature TEXT NOT NULL,
-    state TEXT NOT NULL,
-    decided_at TEXT NOT NULL
-);
-"""
-#: Columns added after the first release; databases made before get them with these defaults
-#: (``acked`` 1: an old job's acknowledgement is long gone or sent).
-JOBS_MIGRATIONS = {
-    "acked": "INTEGER NOT NULL DEFAULT 1",
-    "report_id": "INTEGER",
-    # How far the log was read for log-pattern alerts, which patterns were told, and whether it is read to its end
-    # (an old job's log is not read again).
-    "log_offset": "INTEGER NOT NULL DEFAULT 0",
-    "log_told": "TEXT",
-    "log_done": "INTEGER NOT NULL DEFAULT 1",
-    "project": "TEXT",
-    "entity": "TEXT",
-    # Whether the job was counted in a "your queue is done" message (old jobs: yes, never again).
-    "queue_told": "INTEGER NOT NULL DEFAULT 1",
-    # Which attempt runs now (1, then 2 after a retry …), and why the last retry happened.
-    "attempt": "INTEGER NOT NULL DEFAULT 1",
-    "retried_because": "TEXT",
-    # A queued cell of a sweep held after two cells failed the same way (it waits for Resume or Drop).
-    "held": "INTEGER NOT NULL DEFAULT 0",
-    # Backend options changed for this job by a remediation (Slurm: {"time": "2", "mem": "1536M"}), and which
-    # remediations were made (each at most once).
-    "overrides": "TEXT",
-    "remedied": "TEXT",
-    # GPUs asked for, the ids handed out while it runs (local jobs with ADJUTANT_GPUS), its time limit (seconds), and
-    # the GPUs its backend says it got (Slurm's AllocTRES), for usage.
-    "gpus": "INTEGER NOT NULL DEFAULT 0",
-    "gpu_ids": "TEXT",
-    "time_limit": "REAL",
-    "gpus_allocated": "INTEGER",
-    # The route (a served channel, as configured: name or id) the job was launched under: every action on the job
-    # follows that route's rule, wherever it is asked.
-    "route": "TEXT",
-}
-
 
 #: Renders "your queue is done" for the jobs it covers (pure; job_render.queue_done_embed).
 QueueEmbed = Callable[[list["Job"]], dict[str, Any]]
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-def iso(moment: dt.datetime | None = None) -> str:
-    return (moment or utcnow()).isoformat(timespec="milliseconds")
-
-
-def parse_iso(value: str | None) -> dt.datetime | None:
-    return dt.datetime.fromisoformat(value) if value else None
 
 
 def new_job_id() -> str:
@@ -169,141 +77,70 @@ def new_wandb_run_id() -> str:
     return secrets.token_hex(4)
 
 
-@dataclass(frozen=True)
-class Job:
-    """One row of the jobs table."""
-
-    seq: int
-    id: str
-    state: str
-    params: dict[str, Any]
-    script: str
-    requested_by_id: int
-    requested_by: str
-    channel_id: int | None
-    message_id: int | None
-    ack_id: int | None
-    sweep_id: str | None
-    wandb_run_id: str
-    log_path: str
-    supervisor_pid: int | None
-    pid: int | None
-    pgid: int | None
-    exit_code: int | None
-    reason: str | None
-    created_at: dt.datetime
-    started_at: dt.datetime | None
-    ended_at: dt.datetime | None
-    cancel_requested_at: dt.datetime | None
-    cancelled_by: str | None
-    killed_at: dt.datetime | None
-    reported: bool
-    backend: str
-    external_id: str | None
-    external_state: str | None
-    thread_id: int | None
-    acked: bool
-    report_id: int | None
-    params_text: str
-    #: The W&B project (and entity) of the channel it was launched in: its run lands there.
-    project: str | None = None
-    entity: str | None = None
-    #: Its attempt (a retry runs the same job again: same id, same W&B run) and why it was retried.
-    attempt: int = 1
-    retried_because: str | None = None
-    #: Backend options a remediation changed (Slurm ``time``, ``mem``), and the remediations made.
-    overrides: dict[str, str] = field(default_factory=dict)
-    remedied: tuple[str, ...] = ()
-    #: GPUs asked for; the ids it holds while active (local jobs with ADJUTANT_GPUS); its time limit in seconds.
-    gpus: int = 0
-    gpu_ids: tuple[int, ...] = ()
-    time_limit: float | None = None
-    #: GPUs its backend says it was given (Slurm), when known.
-    gpus_allocated: int | None = None
-    #: The route it was launched under (the configured channel, as text); None for jobs older than routes.
-    route: str | None = None
-
-    @property
-    def gpus_used(self) -> int:
-        """GPUs counted for usage: what the backend allocated when known, else what it asked for."""
-        return self.gpus_allocated if self.gpus_allocated is not None else self.gpus
-
-    @classmethod
-    def from_row(cls, row: sqlite3.Row) -> Job:
-        data = dict(row)
-        data["params_text"] = data["params"]
-        data["params"] = json.loads(data["params"])
-        for key in ("created_at", "started_at", "ended_at", "cancel_requested_at", "killed_at"):
-            data[key] = parse_iso(data[key])
-        data["reported"] = bool(data["reported"])
-        data["acked"] = bool(data["acked"])
-        data["state"] = JobState(data["state"])
-        data["overrides"] = json.loads(data.get("overrides") or "{}")
-        data["remedied"] = tuple(json.loads(data.get("remedied") or "[]"))
-        data["gpu_ids"] = tuple(int(i) for i in (data.get("gpu_ids") or "").split(",") if i)
-        for key in ("log_offset", "log_told", "log_done", "queue_told", "held"):  # bookkeeping, read where used
-            data.pop(key, None)
-        return cls(**data)
-
-    def duration(self, now: dt.datetime | None = None) -> float | None:
-        if self.started_at is None:
-            return None
-        end = self.ended_at or now or utcnow()
-        return max(0.0, (end - self.started_at).total_seconds())
+def insert_jobs(
+    db: sqlite3.Connection, requests: Sequence[JobRequest], log_dir: Path, *, canary: bool = False
+) -> list[Job]:
+    """(inside the caller's transaction: its unit of work) Record queued jobs; ``canary``: a sweep whose first cell
+    runs alone, the others held until it has shown it trains. Used by :meth:`JobStore.add_many` and by an approval's
+    decision (:meth:`adjutant.approvals.ApprovalStore.decide`), which queues its jobs in the same transaction."""
+    ids: list[str] = []
+    for request in requests:
+        for _ in range(10):
+            job_id = new_job_id()
+            if job_id not in ids and db.execute("SELECT 1 FROM jobs WHERE id=?", (job_id,)).fetchone() is None:
+                break
+        ids.append(job_id)
+        db.execute(
+            "INSERT INTO jobs (id, state, params, script, requested_by_id, requested_by, channel_id,"
+            " message_id, sweep_id, wandb_run_id, log_path, created_at, backend, acked, ack_id, log_done,"
+            " project, entity, queue_told, gpus, time_limit, route)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, 0, ?, ?, ?)",
+            (
+                job_id,
+                JobState.QUEUED,
+                to_argument(request.params),
+                request.script,
+                request.requested_by_id,
+                request.requested_by,
+                request.channel_id,
+                request.message_id,
+                request.sweep_id,
+                new_wandb_run_id(),
+                str(log_dir / f"{job_id}.log"),
+                iso(),
+                request.backend,
+                int(request.acked),
+                request.ack_id,
+                request.project,
+                request.entity,
+                request.gpus,
+                request.time_limit,
+                request.route,
+            ),
+        )
+    sweep_id = requests[0].sweep_id if requests else None
+    if canary and sweep_id and len(ids) > 1:
+        db.execute(
+            "INSERT INTO sweep_holds (sweep_id, signature, state, decided_at) VALUES (?, '', ?, ?)",
+            (sweep_id, SweepHold.CANARY, iso()),
+        )
+        db.executemany("UPDATE jobs SET held=1 WHERE id=?", [(job_id,) for job_id in ids[1:]])
+    return [Job.from_row(db.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()) for job_id in ids]
 
 
-@dataclass(frozen=True)
-class JobUpdate:
-    """What a launcher learned about a job: the fields to record (None: unchanged)."""
-
-    state: JobState | None = None
-    exit_code: int | None = None
-    reason: str | None = None
-    started_at: str | None = None
-    ended_at: str | None = None
-    supervisor_pid: int | None = None
-    external_id: str | None = None
-    external_state: str | None = None
-    gpus_allocated: int | None = None
-
-    def columns(self) -> dict[str, Any]:
-        return {key: value for key, value in asdict(self).items() if value is not None}
+def _retry(db: sqlite3.Connection, job: Job, why: str) -> bool:
+    """(inside a transaction) Queue ``job`` again as its next attempt, guarded by the attempt number (a second
+    decision changes nothing) and by :data:`JobEvent.RETRY`'s states; its end must not be reported yet."""
+    case, moves, guard, sources = transition_sql(JobEvent.RETRY)
+    sql = (
+        f"UPDATE jobs SET state={case}, attempt=attempt+1, retried_because=?, {RETRY_CLEARS}, gpu_ids=NULL"  # noqa: S608
+        f" WHERE id=? AND attempt=? AND reported=0 AND {guard}"
+    )
+    return db.execute(sql, (*moves, why, job.id, job.attempt, *sources)).rowcount > 0
 
 
-@dataclass(frozen=True)
-class JobRequest:
-    """A launch to record: what to run, for whom, and where its story is told."""
-
-    params: Mapping[str, Any]
-    script: str
-    requested_by_id: int
-    requested_by: str
-    channel_id: int | None
-    message_id: int | None
-    backend: str = "local"
-    sweep_id: str | None = None
-    #: True when no acknowledgement of its own will be sent.
-    acked: bool = False
-    #: The message that acknowledges it, when it exists already (a sweep's preview).
-    ack_id: int | None = None
-    #: The W&B project and entity its run must land in (the launching channel's).
-    project: str | None = None
-    entity: str | None = None
-    #: GPUs it asks for, and its time limit in seconds (None: none).
-    gpus: int = 0
-    time_limit: float | None = None
-    #: The route it is launched under (see Job.route).
-    route: str | None = None
-
-
-class JobStore(Database):
-    """The jobs table, in the database file the supervisors write to as well."""
-
-    def __init__(self, path: Path) -> None:
-        # The outbox and alerts too: log-pattern alerts are recorded with the log offset that found them.
-        super().__init__(path, JOBS_SCHEMA, OUTBOX_SCHEMA, ALERTS_SCHEMA)
-        self.add_missing_columns("jobs", JOBS_MIGRATIONS)
-        self.add_missing_columns("outbox", OUTBOX_MIGRATIONS)
+class JobStore(TableFamily):
+    """The jobs and sweep_holds tables (with the outbox and alert rows a job's decisions queue)."""
 
     def add(self, request: JobRequest, log_dir: Path) -> Job:
         """Record a queued job (before anything is spawned)."""
@@ -313,63 +150,14 @@ class JobStore(Database):
         """Record queued jobs in one transaction: all of them or, after a crash, none. ``canary``: a sweep whose
         first cell runs alone; the others are held until it has shown it trains (see Scheduler)."""
         with self.transaction() as db:
-            rows = self._insert(db, requests, log_dir, canary=canary)
-        return [Job.from_row(row) for row in rows]
-
-    @staticmethod
-    def _insert(
-        db: sqlite3.Connection, requests: Sequence[JobRequest], log_dir: Path, *, canary: bool = False
-    ) -> list[sqlite3.Row]:
-        """(inside a transaction) Insert queued jobs; their rows."""
-        ids: list[str] = []
-        for request in requests:
-            for _ in range(10):
-                job_id = new_job_id()
-                if job_id not in ids and db.execute("SELECT 1 FROM jobs WHERE id=?", (job_id,)).fetchone() is None:
-                    break
-            ids.append(job_id)
-            db.execute(
-                "INSERT INTO jobs (id, state, params, script, requested_by_id, requested_by, channel_id,"
-                " message_id, sweep_id, wandb_run_id, log_path, created_at, backend, acked, ack_id, log_done,"
-                " project, entity, queue_told, gpus, time_limit, route)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, 0, ?, ?, ?)",
-                (
-                    job_id,
-                    JobState.QUEUED,
-                    to_argument(request.params),
-                    request.script,
-                    request.requested_by_id,
-                    request.requested_by,
-                    request.channel_id,
-                    request.message_id,
-                    request.sweep_id,
-                    new_wandb_run_id(),
-                    str(log_dir / f"{job_id}.log"),
-                    iso(),
-                    request.backend,
-                    int(request.acked),
-                    request.ack_id,
-                    request.project,
-                    request.entity,
-                    request.gpus,
-                    request.time_limit,
-                    request.route,
-                ),
-            )
-        sweep_id = requests[0].sweep_id if requests else None
-        if canary and sweep_id and len(ids) > 1:
-            db.execute(
-                "INSERT INTO sweep_holds (sweep_id, signature, state, decided_at) VALUES (?, '', 'canary', ?)",
-                (sweep_id, iso()),
-            )
-            db.executemany("UPDATE jobs SET held=1 WHERE id=?", [(job_id,) for job_id in ids[1:]])
-        return [db.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone() for job_id in ids]
+            return insert_jobs(db, requests, log_dir, canary=canary)
 
     def canary_sweeps(self) -> list[Job]:
         """The canary (first cell) of each sweep whose other cells wait for it."""
         rows = self.query(
             "SELECT * FROM jobs WHERE seq IN (SELECT MIN(seq) FROM jobs WHERE sweep_id IN"
-            " (SELECT sweep_id FROM sweep_holds WHERE state='canary') GROUP BY sweep_id)"
+            " (SELECT sweep_id FROM sweep_holds WHERE state=?) GROUP BY sweep_id)",
+            (SweepHold.CANARY,),
         )
         return [Job.from_row(r) for r in rows]
 
@@ -377,8 +165,8 @@ class JobStore(Database):
         """The canary trains: start the sweep's other cells (decided once, with its note). How many were waiting."""
         with self.transaction() as db:
             if not db.execute(
-                "UPDATE sweep_holds SET state='released', decided_at=? WHERE sweep_id=? AND state='canary'",
-                (iso(), canary.sweep_id),
+                "UPDATE sweep_holds SET state=?, decided_at=? WHERE sweep_id=? AND state=?",
+                (SweepHold.RELEASED, iso(), canary.sweep_id, SweepHold.CANARY),
             ).rowcount:
                 return 0
             waiting = db.execute("UPDATE jobs SET held=0 WHERE sweep_id=? AND held=1", (canary.sweep_id,)).rowcount
@@ -392,9 +180,8 @@ class JobStore(Database):
         """The canary failed: the other cells stay held, and one card asks Launch all anyway / Drop."""
         with self.transaction() as db:
             if not db.execute(
-                "UPDATE sweep_holds SET state='held', signature='canary', decided_at=?"
-                " WHERE sweep_id=? AND state='canary'",
-                (iso(now), canary.sweep_id),
+                "UPDATE sweep_holds SET state=?, signature=?, decided_at=? WHERE sweep_id=? AND state=?",
+                (SweepHold.HELD, CANARY_SIGNATURE, iso(now), canary.sweep_id, SweepHold.CANARY),
             ).rowcount:
                 return False
             waiting = db.execute(
@@ -420,6 +207,29 @@ class JobStore(Database):
     def get(self, job_id: str) -> Job | None:
         rows = self.query("SELECT * FROM jobs WHERE id=?", (job_id,))
         return Job.from_row(rows[0]) if rows else None
+
+    def links(self, run_ids: Iterable[str]) -> dict[str, JobLink]:
+        """For runs launched by Adjutant jobs: run id → the job, its thread and launch message, its state."""
+        rows = self.query_in(
+            "SELECT wandb_run_id, id, thread_id, message_id, state, requested_by_id FROM jobs"
+            " WHERE wandb_run_id IN ({marks})",
+            run_ids,
+        )
+        return {
+            r["wandb_run_id"]: JobLink(r["id"], r["thread_id"], r["message_id"], r["state"], r["requested_by_id"])
+            for r in rows
+        }
+
+    def of_project(self, project_key: str, since: dt.datetime) -> list[Job]:
+        """Jobs launched into one W&B project (``entity/project``) that ran at some time after ``since``: still
+        running, or ended after it (a project's digest counts only its own jobs)."""
+        entity, _, project = project_key.partition("/")
+        rows = self.query(
+            "SELECT * FROM jobs WHERE started_at IS NOT NULL AND (ended_at IS NULL OR ended_at >= ?)"
+            " AND project=? AND COALESCE(entity, '')=? ORDER BY seq",
+            (iso(since), project, entity),
+        )
+        return [Job.from_row(r) for r in rows]
 
     def where(self, states: Sequence[JobState], limit: int = 1000) -> list[Job]:
         marks = ",".join("?" * len(states))
@@ -529,12 +339,12 @@ class JobStore(Database):
         """Queue ``job`` again as its next attempt instead of recording its end, with a note for its thread, in
         one transaction guarded by the attempt number: a decision made twice (a restart) changes nothing."""
         with self.transaction() as db:
-            changed = db.execute(RETRY_SQL, (reason, job.id, job.attempt)).rowcount
+            changed = _retry(db, job, reason)
             if changed:
                 enqueue_announcement(
                     db, JOBS_OUTBOX, job.wandb_run_id, "retry", note, None, job.message_id, job.thread_id
                 )
-        return bool(changed)
+        return changed
 
     def startable(self, limit: int) -> list[Job]:
         """Queued jobs that may start (not held), oldest first."""
@@ -550,9 +360,10 @@ class JobStore(Database):
         """A queued job is starting, holding ``gpu_ids`` (one statement: a GPU is never handed out twice, and the
         assignment survives a restart; it is freed when the job leaves the active states)."""
         ids = ",".join(str(i) for i in gpu_ids) or None
+        case, moves, guard, sources = transition_sql(JobEvent.SUBMIT)
         with self.transaction() as db:
-            sql = "UPDATE jobs SET state=?, gpu_ids=? WHERE id=? AND state=?"
-            return db.execute(sql, (JobState.STARTING, ids, job_id, JobState.QUEUED)).rowcount > 0
+            sql = f"UPDATE jobs SET state={case}, gpu_ids=? WHERE id=? AND {guard}"  # noqa: S608 (placeholders only)
+            return db.execute(sql, (*moves, ids, job_id, *sources)).rowcount > 0
 
     def uses(self, since: dt.datetime, member_id: int | None = None) -> list[Job]:
         """Jobs that ran at some time after ``since`` (still running, or ended after it), for usage and quotas."""
@@ -567,9 +378,9 @@ class JobStore(Database):
         """Failed cells of sweeps that still have queued cells and no hold decision yet."""
         rows = self.query(
             "SELECT * FROM jobs WHERE state=? AND sweep_id IS NOT NULL"
-            " AND sweep_id NOT IN (SELECT sweep_id FROM sweep_holds WHERE state != 'released')"
+            " AND sweep_id NOT IN (SELECT sweep_id FROM sweep_holds WHERE state != ?)"
             " AND sweep_id IN (SELECT sweep_id FROM jobs WHERE state=?) ORDER BY seq",
-            (JobState.FAILED, JobState.QUEUED),
+            (JobState.FAILED, SweepHold.RELEASED, JobState.QUEUED),
         )
         return [Job.from_row(r) for r in rows]
 
@@ -578,14 +389,13 @@ class JobStore(Database):
         sweep (a second decision, after a restart, changes nothing). Returns how many cells were held."""
         with self.transaction() as db:
             inserted = db.execute(
-                "INSERT OR IGNORE INTO sweep_holds (sweep_id, signature, state, decided_at) VALUES (?, ?, 'held', ?)",
-                (job.sweep_id, signature, iso(now)),
+                "INSERT OR IGNORE INTO sweep_holds (sweep_id, signature, state, decided_at) VALUES (?, ?, ?, ?)",
+                (job.sweep_id, signature, SweepHold.HELD, iso(now)),
             ).rowcount
             if not inserted:  # a sweep whose canary was released may still be held once
                 inserted = db.execute(
-                    "UPDATE sweep_holds SET state='held', signature=?, decided_at=?"
-                    " WHERE sweep_id=? AND state='released'",
-                    (signature, iso(now), job.sweep_id),
+                    "UPDATE sweep_holds SET state=?, signature=?, decided_at=? WHERE sweep_id=? AND state=?",
+                    (SweepHold.HELD, signature, iso(now), job.sweep_id, SweepHold.RELEASED),
                 ).rowcount
             if not inserted:
                 return 0
@@ -605,35 +415,40 @@ class JobStore(Database):
         """Run a failed canary again (its next attempt) and hold the sweep behind it again, in one transaction."""
         with self.transaction() as db:
             if not db.execute(
-                "UPDATE sweep_holds SET state='canary', decided_at=? WHERE sweep_id=? AND state='held'"
-                " AND signature='canary'",
-                (iso(now), canary.sweep_id),
+                "UPDATE sweep_holds SET state=?, decided_at=? WHERE sweep_id=? AND state=? AND signature=?",
+                (SweepHold.CANARY, iso(now), canary.sweep_id, SweepHold.HELD, CANARY_SIGNATURE),
             ).rowcount:
                 return False
+            # Whatever its end (failed, lost, cancelled): the hold, decided once above, guards it.
             db.execute(
-                "UPDATE jobs SET state='queued', attempt=attempt+1, retried_because='Retry canary', reported=0,"
-                " report_id=NULL, pid=NULL, pgid=NULL, supervisor_pid=NULL, external_id=NULL, external_state=NULL,"
-                " exit_code=NULL, started_at=NULL, ended_at=NULL, reason=NULL, killed_at=NULL, cancelled_by=NULL,"
-                " cancel_requested_at=NULL WHERE id=?",
-                (canary.id,),
+                "UPDATE jobs SET state=?, attempt=attempt+1, retried_because='Retry canary', reported=0,"  # noqa: S608
+                f" report_id=NULL, {RETRY_CLEARS}, cancelled_by=NULL, cancel_requested_at=NULL WHERE id=?",
+                (JobState.QUEUED, canary.id),
             )
             return True
 
     def decide_sweep(self, sweep_id: str, decision: str, by: str, now: dt.datetime) -> tuple[str, int]:
-        """Resume (``resumed``) or drop (``dropped``) a held sweep: (the sweep's state before, cells changed)."""
+        """Resume (:data:`SweepHold.RESUMED`) or drop (:data:`SweepHold.DROPPED`) a held sweep: (the sweep's hold
+        before, ``unknown`` if it has none; cells changed)."""
+        decision = SweepHold(decision)
+        if decision not in (SweepHold.RESUMED, SweepHold.DROPPED):
+            raise ValueError(f"a held sweep is resumed or dropped, not {decision}")
         with self.transaction() as db:
             row = db.execute("SELECT state FROM sweep_holds WHERE sweep_id=?", (sweep_id,)).fetchone()
-            if row is None or row[0] != "held":
-                return (row[0] if row else "unknown"), 0
+            before = SweepHold(row[0]) if row else None
+            if before != SweepHold.HELD:
+                return before or "unknown", 0
             db.execute("UPDATE sweep_holds SET state=?, decided_at=? WHERE sweep_id=?", (decision, iso(now), sweep_id))
-            if decision == "resumed":
+            if decision == SweepHold.RESUMED:
                 changed = db.execute("UPDATE jobs SET held=0 WHERE sweep_id=? AND held=1", (sweep_id,)).rowcount
             else:
+                case, moves, guard, sources = transition_sql(JobEvent.DROP)
                 changed = db.execute(
-                    "UPDATE jobs SET state=?, ended_at=?, cancelled_by=?, held=0 WHERE sweep_id=? AND state=?",
-                    (JobState.CANCELLED, iso(now), by, sweep_id, JobState.QUEUED),
+                    f"UPDATE jobs SET state={case}, ended_at=?, cancelled_by=?, held=0"  # noqa: S608 (placeholders)
+                    f" WHERE sweep_id=? AND {guard}",
+                    (*moves, iso(now), by, sweep_id, *sources),
                 ).rowcount
-            return "held", changed
+            return before, changed
 
     def remediate(self, job: Job, key: str, value: str, why: str, note: dict[str, Any]) -> bool:
         """Submit ``job`` again with one backend option changed (``key`` = ``value``), once per kind of remediation:
@@ -641,25 +456,25 @@ class JobStore(Database):
         overrides = json.dumps({**job.overrides, key: value})
         remedied = json.dumps(sorted({*job.remedied, key}))
         with self.transaction() as db:
-            changed = db.execute(RETRY_SQL, (why, job.id, job.attempt)).rowcount
+            changed = _retry(db, job, why)
             if changed:
                 db.execute("UPDATE jobs SET overrides=?, remedied=? WHERE id=?", (overrides, remedied, job.id))
                 enqueue_announcement(
                     db, JOBS_OUTBOX, job.wandb_run_id, "remedy", note, None, job.message_id, job.thread_id
                 )
-        return bool(changed)
+        return changed
 
     def end_with_note(self, job: Job, columns: dict[str, Any], note: dict[str, Any]) -> bool:
-        """Record a job's end (``columns``) with a note for its thread, in one transaction."""
+        """Record an active job's end (``columns``, its ``state`` by default failed: a job being cancelled ends
+        cancelled) with a note for its thread, in one transaction."""
         values = dict(columns)
-        state = values.pop("state", JobState.FAILED)
+        event = JobEvent.of_news(JobState(values.pop("state", JobState.FAILED)))
+        case, moves, guard, sources = transition_sql(event, among=ACTIVE)
         sets = "".join(f", {k}=?" for k in values)
         with self.transaction() as db:
             changed = db.execute(
-                "UPDATE jobs SET state=CASE WHEN state='cancelling' THEN 'cancelled' ELSE ? END"  # noqa: S608 (our columns)
-                + sets
-                + " WHERE id=? AND state IN ('starting', 'running', 'cancelling')",
-                (state, *values.values(), job.id),
+                f"UPDATE jobs SET state={case}{sets} WHERE id=? AND {guard}",  # noqa: S608 (our columns)
+                (*moves, *values.values(), job.id, *sources),
             ).rowcount
             if changed:
                 enqueue_announcement(
@@ -684,21 +499,24 @@ class JobStore(Database):
     def record_news(self, job_id: str, update: JobUpdate) -> bool:
         """A launcher's news about an active job, read from a snapshot that a cancel may have overtaken: while the row
         says ``cancelling``, "running" news keeps it cancelling, and an end other than success is ``cancelled`` (with
-        the row's own reason). The row decides, in the same statement."""
+        the row's own reason). The row decides, in the same statement (the moves of :meth:`JobState.after`)."""
         values = update.columns()
         state = values.pop("state", None)
         reason = values.pop("reason", None)
+        if state is None:
+            moves: list[JobState] = []
+            case, guard, sources = "state", f"state IN ({','.join('?' * len(ACTIVE))})", list(ACTIVE)
+        else:
+            case, moves, guard, sources = transition_sql(JobEvent.of_news(state), among=ACTIVE)
         sets = "".join(f", {k}=?" for k in values)
         sql = (
-            "UPDATE jobs SET state=CASE WHEN ? IS NULL THEN state WHEN state='cancelling' THEN CASE"  # noqa: S608 (ours)
-            " WHEN ? IN ('starting', 'running') THEN 'cancelling' WHEN ? IN ('failed', 'lost') THEN 'cancelled'"
-            " ELSE ? END ELSE ? END,"
+            f"UPDATE jobs SET state={case},"  # noqa: S608 (our columns, values bound)
             " reason=CASE WHEN state='cancelling' OR ? IS NULL THEN reason ELSE ? END"
             + sets
-            + " WHERE id=? AND state IN ('starting', 'running', 'cancelling')"
+            + f" WHERE id=? AND {guard}"
         )
         with self.transaction() as db:
-            args = (state, state, state, state, state, reason, reason, *values.values(), job_id)
+            args = (*moves, reason, reason, *values.values(), job_id, *sources)
             return db.execute(sql, args).rowcount > 0
 
     def update(self, job_id: str, *, expect: Sequence[JobState] | None = None, **values: Any) -> bool:

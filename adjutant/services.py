@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from adjutant.approvals import ApprovalStore
+from adjutant.clock import utcnow
+from adjutant.db import Database
 from adjutant.gpus import WEEK, QuotaState, UsageReport, Use, frees_at, quota_state, usage
 from adjutant.jobs import Job, JobStore, child_environment
 from adjutant.launchers import Launcher, make_launcher
@@ -84,6 +86,8 @@ class Services:
     lock: StateLock
     #: Launch requests waiting for an approver, and the audit trail.
     approvals: ApprovalStore
+    #: The one connection to the state folder's database that every store uses.
+    database: Database
     #: The launch doors and the actions on a job (built once, in open()).
     launching: Launching = field(init=False, repr=False)
     closed: bool = False
@@ -101,11 +105,11 @@ class Services:
         await asyncio.to_thread(lock.acquire)
         try:
             await asyncio.to_thread(check_database, path)
-            jobs = await asyncio.to_thread(JobStore, path)
-            runs = await asyncio.to_thread(Store, path)
+            database = await asyncio.to_thread(Database, path)  # migrated to the current schema
         except BaseException:
             lock.release()
             raise
+        jobs, runs, approvals = JobStore(database), Store(database), ApprovalStore(database)
 
         def environment(job: Job) -> dict[str, str]:
             return child_environment(
@@ -117,8 +121,8 @@ class Services:
 
         try:
             gpus, gpus_busy = await asyncio.to_thread(gpu_pool, settings)
-            approvals = await asyncio.to_thread(ApprovalStore, path)
         except BaseException:
+            await asyncio.to_thread(database.close)
             lock.release()
             raise
         scheduler = Scheduler(
@@ -154,7 +158,7 @@ class Services:
                 else GpuIdleRule(dt.timedelta(minutes=settings.gpu_idle_minutes), settings.gpu_idle_percent),
             )
             watchers[route.project_key] = Watcher(runs, source, rules, timeout=settings.wandb_timeout)
-        services = cls(settings, jobs, runs, scheduler, watchers, lock, approvals)
+        services = cls(settings, jobs, runs, scheduler, watchers, lock, approvals, database)
         scheduler.progress_of = services.progress_of
         services.launching = Launching(
             settings, scheduler, approvals, quota_of=services.quota_of, watcher_of=services.watcher_of
@@ -181,7 +185,7 @@ class Services:
         quota = self.settings.gpu_hours_per_week
         if quota is None:
             return None
-        now = now or dt.datetime.now(dt.UTC)
+        now = now or utcnow()
         uses = uses_of(self.jobs.uses(now - WEEK, member_id))
         state = quota_state(uses, quota, now)
         return state, frees_at(uses, quota, now) if state.exceeded else now
@@ -232,8 +236,6 @@ class Services:
             await self.scheduler.close()
             for watcher in self.watchers.values():
                 await watcher.close()
-            await asyncio.to_thread(self.jobs.close)
-            await asyncio.to_thread(self.runs.close)
-            await asyncio.to_thread(self.approvals.close)
+            await asyncio.to_thread(self.database.close)
         finally:
             self.lock.release()

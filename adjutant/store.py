@@ -1,14 +1,14 @@
-"""Adjutant's SQLite database (``ADJUTANT_STATE_DIR/adjutant.sqlite3``).
+"""The run reporting tables of Adjutant's database (:mod:`adjutant.db`): the run memory, per-project meta, the
+announcement outbox, watch rules and alerts, subscriptions.
 
-Synchronous by design: callers run these methods in a worker thread. One connection per
-:class:`Store`, serialised by a lock; WAL mode so a crash never corrupts what was committed.
-
-Tables:
+Synchronous by design: callers run these methods in a worker thread. Tables (schemas: :mod:`adjutant.db.schema`):
 - ``runs``: the last recorded state of each W&B run of a project (the memory behind transitions);
-- ``meta``: per-project values such as the createdAt watermark;
+- ``meta``: per-project values such as the createdAt watermark, and the status cards;
 - ``outbox``: announcements not yet delivered to Discord, in order. An announcement is written in
   the same transaction as the run state that caused it, and deleted only after Discord accepted
   it, so a restart loses nothing and repeats nothing already delivered.
+Jobs (their links to runs, a project's jobs for digests) are read through :class:`~adjutant.jobs.JobStore` on the
+same connection.
 """
 
 from __future__ import annotations
@@ -16,18 +16,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from adjutant import subscriptions
-from adjutant._sqlite import Database
 from adjutant.alerts import (
-    ALERTS_SCHEMA,
     MAX_RULES,
-    OUTBOX_MIGRATIONS,
-    OUTBOX_SCHEMA,
     Alert,
     Op,
     RuleSpec,
@@ -36,60 +32,19 @@ from adjutant.alerts import (
     enqueue_announcement,
     mute,
 )
-from adjutant.approvals import APPROVALS_SCHEMA, Action
-from adjutant.jobs import ENDED, JOBS_MIGRATIONS, JOBS_SCHEMA, Job, JobState, iso
+from adjutant.approvals import Action, record_audit
+from adjutant.clock import iso_seconds
+from adjutant.db import Database, TableFamily
+from adjutant.db.models import Job, JobLink
+from adjutant.jobs import JobStore
 from adjutant.runs import RunInfo, RunMemory
 from adjutant.subscriptions import DM_PREFIX, Subscription
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    project TEXT NOT NULL,
-    run_id TEXT NOT NULL,
-    name TEXT NOT NULL,
-    state TEXT NOT NULL,
-    stalled INTEGER NOT NULL DEFAULT 0,
-    created_at TEXT,
-    updated_at TEXT NOT NULL,
-    PRIMARY KEY (project, run_id)
-);
-CREATE INDEX IF NOT EXISTS runs_by_state ON runs (project, state);
-CREATE TABLE IF NOT EXISTS meta (
-    project TEXT NOT NULL,
-    key TEXT NOT NULL,
-    value TEXT NOT NULL,
-    PRIMARY KEY (project, key)
-);
-"""
+__all__ = ["STATUS_CARDS", "WATCHED_STATES", "JobLink", "OutboxItem", "Store"]
 
 WATCHED_STATES = ("running", "pending")
 #: The meta table's "project" under which the status cards are kept.
 STATUS_CARDS = "adjutant:status-cards"
-#: Columns of the runs table added after the first release (older databases get them with these defaults).
-RUNS_MIGRATIONS = {
-    "step": "REAL",
-    "step_since": "TEXT",
-    "idle": "INTEGER NOT NULL DEFAULT 0",
-    "nonfinite": "TEXT",
-    "gpu_low_since": "TEXT",
-    "gpu_idle": "INTEGER NOT NULL DEFAULT 0",
-}
-
-
-@dataclass(frozen=True)
-class JobLink:
-    """The Adjutant job behind a W&B run: where its story is told, where the job is now, and who launched it."""
-
-    job_id: str
-    thread_id: int | None
-    message_id: int | None
-    state: str | None = None
-    requested_by_id: int | None = None
-
-    @property
-    def over(self) -> bool:
-        """Adjutant ended the job (or is ending it: cancelling): its end report tells how it ended, and its run is no
-        longer judged (a cancelled job's run can stay "running" in W&B with no heartbeat)."""
-        return self.state in (*ENDED, JobState.CANCELLING)
 
 
 @dataclass(frozen=True)
@@ -108,20 +63,13 @@ class OutboxItem:
     subscription_id: int | None = None
 
 
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+class Store(TableFamily):
+    """The run reporting tables (runs, meta, outbox, watch rules, alerts, mutes, subscriptions)."""
 
-
-class Store(Database):
-    """The run reporting tables. ``Store(path)`` creates the folder and tables if needed."""
-
-    def __init__(self, path: Path) -> None:
-        # The jobs table too: run events of launched jobs join the job's story; the audit trail: a subscription that
-        # Adjutant ends is recorded there in the same transaction.
-        super().__init__(path, SCHEMA, JOBS_SCHEMA, OUTBOX_SCHEMA, ALERTS_SCHEMA, APPROVALS_SCHEMA)
-        self.add_missing_columns("runs", RUNS_MIGRATIONS)
-        self.add_missing_columns("outbox", OUTBOX_MIGRATIONS)
-        self.add_missing_columns("jobs", JOBS_MIGRATIONS)  # the columns read here (project, entity) on any database
+    def __init__(self, database: Database | Path) -> None:
+        super().__init__(database)
+        #: Jobs, on the same connection: run events of launched jobs join the job's story.
+        self.jobs = JobStore(self.database)
 
     # --- meta -----------------------------------------------------------------------------------
     def get_meta(self, project: str, key: str) -> str | None:
@@ -196,7 +144,7 @@ class Store(Database):
                 memory.state,
                 int(memory.stalled),
                 run.created_at.isoformat() if run.created_at else None,
-                _now(),
+                iso_seconds(),
                 memory.step,
                 memory.step_since.isoformat() if memory.step_since else None,
                 int(memory.idle),
@@ -210,7 +158,8 @@ class Store(Database):
     def forget_watch(db: sqlite3.Connection, project: str, run_id: str) -> None:
         """A watched run vanished from W&B (deleted): stop watching it."""
         db.execute(
-            "UPDATE runs SET state='deleted', updated_at=? WHERE project=? AND run_id=?", (_now(), project, run_id)
+            "UPDATE runs SET state='deleted', updated_at=? WHERE project=? AND run_id=?",
+            (iso_seconds(), project, run_id),
         )
 
     def watched(self, project: str) -> list[str]:
@@ -238,26 +187,11 @@ class Store(Database):
 
     def job_messages(self, run_ids: Iterable[str]) -> dict[str, JobLink]:
         """For runs launched by Adjutant jobs: run id → the job, its thread and launch message, its state."""
-        rows = self.query_in(
-            "SELECT wandb_run_id, id, thread_id, message_id, state, requested_by_id FROM jobs"
-            " WHERE wandb_run_id IN ({marks})",
-            run_ids,
-        )
-        return {
-            r["wandb_run_id"]: JobLink(r["id"], r["thread_id"], r["message_id"], r["state"], r["requested_by_id"])
-            for r in rows
-        }
+        return self.jobs.links(run_ids)
 
     def project_jobs(self, project_key: str, since: dt.datetime) -> list[Job]:
-        """Jobs launched into one W&B project (``entity/project``) that ran at some time after ``since``: still
-        running, or ended after it (a project's digest counts only its own jobs)."""
-        entity, _, project = project_key.partition("/")
-        rows = self.query(
-            "SELECT * FROM jobs WHERE started_at IS NOT NULL AND (ended_at IS NULL OR ended_at >= ?)"
-            " AND project=? AND COALESCE(entity, '')=? ORDER BY seq",
-            (iso(since), project, entity),
-        )
-        return [Job.from_row(r) for r in rows]
+        """Jobs launched into one W&B project (``entity/project``) that ran at some time after ``since``."""
+        return self.jobs.of_project(project_key, since)
 
     # --- subscriptions --------------------------------------------------------------------------
     def subscription(self, subscription_id: int) -> Subscription | None:
@@ -267,6 +201,16 @@ class Store(Database):
     def member_subscriptions(self, user_id: int) -> list[Subscription]:
         with self.transaction() as db:
             return subscriptions.of_user(db, user_id)
+
+    def subscribe(self, user_id: int, project: str, events: Sequence[str]) -> int | None:
+        """Store a member's subscription (its id); None when they have MAX_SUBSCRIPTIONS already."""
+        with self.transaction() as db:
+            return subscriptions.add(db, user_id, project, events)
+
+    def unsubscribe(self, user_id: int, which: int | None) -> int:
+        """Delete one of the member's subscriptions (``which``), or all (None); how many were deleted."""
+        with self.transaction() as db:
+            return subscriptions.remove(db, user_id, which)
 
     def end_subscriptions(self, ended: Iterable[Subscription], member: str, why: str) -> list[Subscription]:
         """Adjutant ends subscriptions (the member can no longer see the project, or left): each is deleted with the
@@ -280,17 +224,13 @@ class Store(Database):
                     "DELETE FROM outbox WHERE project=? AND subscription_id=?",
                     (f"{DM_PREFIX}{subscription.user_id}", subscription.id),
                 )
-                db.execute(
-                    "INSERT INTO audit (at, actor_id, actor, guild_id, channel_id, action, target, detail)"
-                    " VALUES (?, ?, ?, NULL, NULL, ?, ?, ?)",
-                    (
-                        iso(),
-                        subscription.user_id,
-                        member,
-                        Action.UNSUBSCRIBED.value,
-                        f"#{subscription.id}",
-                        f"ended by Adjutant: {why}",
-                    ),
+                record_audit(
+                    db,
+                    Action.UNSUBSCRIBED,
+                    subscription.user_id,
+                    member,
+                    target=f"#{subscription.id}",
+                    detail=f"ended by Adjutant: {why}",
                 )
                 done.append(subscription)
         return done
@@ -305,7 +245,7 @@ class Store(Database):
             cursor = db.execute(
                 "INSERT INTO watch_rules (project, metric, op, value, scope, author_id, author, created_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (project, spec.metric, str(spec.op), spec.value, spec.scope, author_id, author, _now()),
+                (project, spec.metric, str(spec.op), spec.value, spec.scope, author_id, author, iso_seconds()),
             )
         return WatchRule(spec.metric, spec.op, spec.value, spec.scope, int(cursor.lastrowid or 0), author_id, author)
 
@@ -339,8 +279,7 @@ class Store(Database):
         db.executemany("DELETE FROM rule_hits WHERE rule_id=? AND run_id=?", [(i, run_id) for i in rearmed])
 
     def job(self, job_id: str) -> Job | None:
-        rows = self.query("SELECT * FROM jobs WHERE id=?", (job_id,))
-        return Job.from_row(rows[0]) if rows else None
+        return self.jobs.get(job_id)
 
     def mute(self, alert: Alert, now: dt.datetime) -> dt.datetime:
         """Mute the alert's run for its kind of alert (the card's "Mute 1 h"); returns until when."""

@@ -4,16 +4,17 @@ subscriber's copy is queued in the same transaction as the event itself (exactly
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from adjutant.alerts import AlertKind, alert_kind
+from adjutant.clock import iso_seconds
+from adjutant.settings import RUN_EVENTS
 
-#: Run events a member may subscribe to by name.
-RUN_EVENTS = ("started", "finished", "crashed", "failed", "killed", "stalled")
+# RUN_EVENTS: the run events a member may subscribe to by name, the same ones a channel may announce
+# (ADJUTANT_NOTIFY), ``resumed`` included.
 #: ``alerts``: every health alert; ``mine``: the end of the member's own jobs, and "your queue is done".
 EVENTS = (*RUN_EVENTS, "alerts", "mine")
 #: What ``$subscribe <project>`` means without event names.
@@ -56,10 +57,6 @@ def parse_events(words: Sequence[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(found))
 
 
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-
-
 def add(db: sqlite3.Connection, user_id: int, project: str, events: Iterable[str]) -> int | None:
     """Store a subscription; None when the member already has MAX_SUBSCRIPTIONS."""
     count = db.execute("SELECT COUNT(*) FROM subscriptions WHERE user_id=?", (user_id,)).fetchone()[0]
@@ -67,7 +64,7 @@ def add(db: sqlite3.Connection, user_id: int, project: str, events: Iterable[str
         return None
     cursor = db.execute(
         "INSERT INTO subscriptions (user_id, project, events, created_at) VALUES (?, ?, ?, ?)",
-        (user_id, project, json.dumps(list(events)), _now()),
+        (user_id, project, json.dumps(list(events)), iso_seconds()),
     )
     return int(cursor.lastrowid or 0)
 

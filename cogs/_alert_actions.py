@@ -11,7 +11,7 @@ import discord
 
 from adjutant._cog import NO_PINGS, AdjutantCog, asker_of
 from adjutant.cogs._launch_replies import LaunchReplies
-from adjutant.jobs import Job
+from adjutant.jobs import Job, SweepHold
 from adjutant.launch_render import cancel_text
 from adjutant.launching import Asker, Launching, Refused
 from adjutant.render import plain, truncate
@@ -81,14 +81,14 @@ class AlertActions:
         if job.sweep_id is None:
             await interaction.response.send_message("That sweep is no longer known.", ephemeral=True)
             return
-        decision = "resumed" if action == "resume" else "dropped"
+        decision = SweepHold.RESUMED if action == "resume" else SweepHold.DROPPED
         before, changed = await self.launching.scheduler.decide_sweep(job.sweep_id, decision, str(interaction.user))
         await self.launching.audit("sweep decided", asker, target=job.sweep_id, detail=decision)
-        if before != "held":
+        if before != SweepHold.HELD:
             await interaction.response.send_message(f"Sweep `{job.sweep_id}` was already {before}.", ephemeral=True)
             return
         who = plain(truncate(str(interaction.user), 64))
-        verb = "started again" if decision == "resumed" else "cancelled"
+        verb = "started again" if decision == SweepHold.RESUMED else "cancelled"
         text = f"Sweep `{job.sweep_id}` {decision} by {who}: {changed} queued cell(s) {verb}."
         await interaction.response.send_message(text, allowed_mentions=NO_PINGS)
 

@@ -140,11 +140,7 @@ class Rules(AdjutantCog, name="Rules"):
                 return
             project = feed.watcher.project_key
 
-        def store() -> int | None:
-            with self.store.transaction() as db:
-                return subscriptions.add(db, ctx.author.id, project, events)
-
-        added = await asyncio.to_thread(store)
+        added = await asyncio.to_thread(self.store.subscribe, ctx.author.id, project, events)
         if added is None:
             limit = subscriptions.MAX_SUBSCRIPTIONS
             await self.reply(ctx, f"Not subscribed: you have {limit} subscriptions already (`{prefix}unsubscribe`).")
@@ -160,12 +156,7 @@ class Rules(AdjutantCog, name="Rules"):
     @commands.hybrid_command(name="subscriptions")  # type: ignore[arg-type]  # discord.py stubs reject hybrid commands in cogs
     async def subscriptions_command(self, ctx: commands.Context[Any]) -> None:
         """List your subscriptions with their ids."""
-
-        def load() -> list[subscriptions.Subscription]:
-            with self.store.transaction() as db:
-                return subscriptions.of_user(db, ctx.author.id)
-
-        found = await asyncio.to_thread(load)
+        found = await asyncio.to_thread(self.store.member_subscriptions, ctx.author.id)
         if not found:
             await self.reply(ctx, f"You have no subscriptions. `{self.command_prefix(ctx)}subscribe` adds one.")
             return
@@ -180,12 +171,7 @@ class Rules(AdjutantCog, name="Rules"):
         if key != "all" and not (key.isdecimal() and key.isascii() and len(key) < 19):
             await self.reply(ctx, f"Give a subscription id or `all` (`{self.command_prefix(ctx)}subscriptions`).")
             return
-
-        def remove() -> int:
-            with self.store.transaction() as db:
-                return subscriptions.remove(db, ctx.author.id, None if key == "all" else int(key))
-
-        removed = await asyncio.to_thread(remove)
+        removed = await asyncio.to_thread(self.store.unsubscribe, ctx.author.id, None if key == "all" else int(key))
         if not removed:
             await self.reply(ctx, f"No subscription `{code_safe(truncate(which, 20))}` of yours.")
             return

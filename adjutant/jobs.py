@@ -519,6 +519,15 @@ class JobStore(TableFamily):
             args = (*moves, reason, reason, *values.values(), job_id, *sources)
             return db.execute(sql, args).rowcount > 0
 
+    def transition(self, job_id: str, event: JobEvent, **values: Any) -> bool:
+        """Move one job by ``event`` (:meth:`JobState.after`: from the states it may happen in, to where it leads),
+        setting ``values`` with it, in one compare-and-set statement; True if the row changed."""
+        case, moves, guard, sources = transition_sql(event)
+        sets = "".join(f", {k}=?" for k in values)
+        sql = f"UPDATE jobs SET state={case}{sets} WHERE id=? AND {guard}"  # noqa: S608 (our columns, values bound)
+        with self.transaction() as db:
+            return db.execute(sql, (*moves, *values.values(), job_id, *sources)).rowcount > 0
+
     def update(self, job_id: str, *, expect: Sequence[JobState] | None = None, **values: Any) -> bool:
         """Set columns of one job (only if its state is one of ``expect``); True if a row changed."""
         if not values:

@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo
 
 from adjutant import gpus, subscriptions
 from adjutant.alerts import AlertKind, WatchRule, alert_kind, muted, record_alert, rule_events
+from adjutant.clock import utcnow
 from adjutant.digest import LATE_AFTER, Digest, Schedule, digest_embed, moments, period_runs
 from adjutant.gpus import UsageReport, Use
 from adjutant.jobs import JobState
@@ -71,10 +72,6 @@ def alert_metric(event: str, rule: WatchRule | None, ranking: str) -> str | None
 class PollContradiction(RuntimeError):
     """W&B's answer contradicts what Adjutant knows (a vanished project, every watched run missing): the poll
     counts as failed and nothing is forgotten."""
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 def describe_error(error: BaseException) -> str:

@@ -25,10 +25,11 @@ from discord.ext import commands
 
 from adjutant._cog import NO_PINGS, find_channel, home_of
 from adjutant.alerts import END_TAIL_LINES
+from adjutant.clock import utcnow
 from adjutant.cogs._job_views import CancelButton
 from adjutant.cogs._launch_form import edit_view
 from adjutant.job_render import ack_embed, end_embed, final_ack_embed, status_embed, wandb_run_url
-from adjutant.jobs import Job, JobState, tail_lines, utcnow
+from adjutant.jobs import Job, JobState, tail_lines
 from adjutant.render import MESSAGE_LIMIT, truncate
 from adjutant.runs import RunInfo
 from adjutant.scheduler import Scheduler
@@ -60,6 +61,10 @@ def _transient(error: discord.HTTPException) -> bool:
     return error.status >= 500 or error.status == 429
 
 
+#: The least time between two edits of a job's status when W&B brought news (a poll's step or metrics).
+NEWS_SECONDS = 3.0
+
+
 class JobStory:
     """Sends and edits the messages of jobs."""
 
@@ -77,6 +82,9 @@ class JobStory:
         self.watcher_of = watcher_of
         self._status_refreshed = 0.0
         self._last_status: dict[str, str] = {}
+        #: When each job's status was last edited (time.monotonic()), and the W&B part it showed then.
+        self._status_edited: dict[str, float] = {}
+        self._status_run: dict[str, str] = {}
         self._retry_after: dict[str, float] = {}
         self._failures: dict[str, int] = {}
 
@@ -348,6 +356,8 @@ class JobStory:
         await self._finish_ack(channel, job, message)
         await self.scheduler.reported(job.id, message.id, report)
         self._last_status.pop(job.id, None)
+        self._status_edited.pop(job.id, None)
+        self._status_run.pop(job.id, None)
         self._retry_after.pop(job.id, None)
         self._failures.pop(job.id, None)
 
@@ -395,20 +405,27 @@ class JobStory:
 
     # --- live status ----------------------------------------------------------------------------
     async def refresh_status(self) -> None:
-        """Edit each running job's acknowledgement in place: state, elapsed time, W&B step and metrics."""
+        """Edit each running job's acknowledgement in place: state, elapsed time, W&B step and metrics. A job's status
+        is edited every max(10 s, poll interval), and sooner (NEWS_SECONDS after its last edit) when a poll brought
+        its W&B run's step or metrics anew: what W&B has is shown within a poll, whatever the phase of the edits."""
         now = time.monotonic()
-        if not self.bot.is_ready() or now - self._status_refreshed < max(10.0, self.settings.poll_seconds):
+        if not self.bot.is_ready() or now - self._status_refreshed < 1.0:
             return
         self._status_refreshed = now
+        every = max(10.0, self.settings.poll_seconds)
         for job in await self.scheduler.jobs_in((JobState.RUNNING,)):
             watcher = self.watcher_of(job)
             latest = watcher.latest if watcher is not None else {}
             channel = self.bot.get_channel(job.channel_id) if job.channel_id else None
             if job.ack_id is None or not isinstance(channel, discord.TextChannel | discord.Thread):
                 continue
-            embed = status_embed(
-                job, run=latest.get(job.wandb_run_id), metric=self._metric(job), now=utcnow(), prefix=self.prefix
-            )
+            run = latest.get(job.wandb_run_id)
+            shown = "" if run is None else json.dumps([run.step(), run.public_metrics()], sort_keys=True, default=str)
+            since = now - self._status_edited.get(job.id, float("-inf"))
+            news = shown != self._status_run.get(job.id, "")
+            if since < every and not (news and since >= NEWS_SECONDS):
+                continue
+            embed = status_embed(job, run=run, metric=self._metric(job), now=utcnow(), prefix=self.prefix)
             key = json.dumps(embed, sort_keys=True, default=str)
             if self._last_status.get(job.id) == key:
                 continue  # nothing new: no edit
@@ -421,3 +438,5 @@ class JobStory:
                 log.info("could not update the status of job %s: %s", job.id, error)
                 continue
             self._last_status[job.id] = key
+            self._status_edited[job.id] = now
+            self._status_run[job.id] = shown

@@ -25,6 +25,7 @@ from discord.ext import commands, tasks
 from adjutant._cog import NO_PINGS, AdjutantCog, add_with_services, asker_of, find_channel, member_may_see
 from adjutant.access import refusal
 from adjutant.alerts import JOBS_OUTBOX
+from adjutant.clock import utcnow
 from adjutant.cogs import _alert_views
 from adjutant.cogs._alert_actions import AlertActions
 from adjutant.cogs._announcer import Announcer, Inbox, Refused
@@ -37,7 +38,7 @@ from adjutant.cogs._launch_form import EditButton
 from adjutant.cogs._launch_replies import LaunchReplies
 from adjutant.cogs._pager import send_pages
 from adjutant.job_render import jobs_pages, sweep_preview
-from adjutant.jobs import ACTIVE, ENDED, Job, JobState, read_tail_bytes, tail_lines, utcnow
+from adjutant.jobs import ACTIVE, ENDED, Job, JobState, read_tail_bytes, tail_lines
 from adjutant.launch_render import cancel_text, queued_text
 from adjutant.launching import Asker, Launching, Queued, SweepPlan
 from adjutant.launching import Refused as NotLaunched

@@ -19,8 +19,9 @@ from discord.ext import commands
 
 from adjutant._cog import NO_PINGS, AdjutantCog, add_with_services
 from adjutant.access import is_admin
+from adjutant.clock import utcnow
 from adjutant.cogs._pager import send_pages
-from adjutant.jobs import ACTIVE, JobState, utcnow
+from adjutant.jobs import ACTIVE, JobState
 from adjutant.numbers import NumberError, parse_whole
 from adjutant.plots import render_bars
 from adjutant.services import Services

@@ -25,6 +25,7 @@ from discord import app_commands
 from discord.ext import commands, tasks
 
 from adjutant._cog import NO_PINGS, AdjutantCog, find_channel, member_may_see
+from adjutant.clock import utcnow
 from adjutant.cogs import _alert_views
 from adjutant.cogs._announcer import Announcer, Inbox, Refused
 from adjutant.cogs._feeds import Feed, Feeds, add_reporting_cog, send_embed
@@ -44,7 +45,7 @@ from adjutant.runs import (
 from adjutant.services import Services
 from adjutant.settings import Settings
 from adjutant.wandb_source import ProjectNotFound
-from adjutant.watcher import describe_error, utcnow
+from adjutant.watcher import describe_error
 
 log = logging.getLogger(__name__)
 

@@ -106,6 +106,19 @@ def test_the_stores_sql_follows_the_table(tmp_path: Path, state: JobState) -> No
     store.close()
 
 
+@pytest.mark.parametrize("event", list(JobEvent))
+def test_a_transition_by_event_follows_the_table(tmp_path: Path, event: JobEvent) -> None:
+    store = JobStore(tmp_path / "adjutant.sqlite3")
+    for state in JobState:
+        [job_id] = queue(store, tmp_path)
+        put(store, job_id, state)
+        expected = EXPECTED[event][state]
+        assert store.transition(job_id, event, reason="why") == (expected is not None)
+        row = store.query("SELECT state, reason FROM jobs WHERE id=?", (job_id,))[0]
+        assert tuple(row) == ((expected, "why") if expected else (state, None)), (state, event)
+    store.close()
+
+
 def test_news_without_a_state_changes_only_active_jobs(tmp_path: Path) -> None:
     store = JobStore(tmp_path / "adjutant.sqlite3")
     [job_id] = queue(store, tmp_path)

@@ -9,6 +9,7 @@ channel = "general"                # name or id: its runs are announced and its 
 experiment_script = "examples/mnist/run_experiment.sh"   # optional: `$experiment` in this channel runs it
 launch_roles = ["ml-team"]         # optional; launch_users likewise; default: the global rule
 metric = "val_loss"                # optional; metric_goal likewise
+image = "localhost/mnist:3"        # optional, ADJUTANT_LAUNCHER=container: the image its jobs run in
 ```
 """
 
@@ -33,6 +34,7 @@ KEYS = {
     "launch_users": "a list of user ids",
     "metric": "a summary metric name",
     "metric_goal": '"min" or "max"',
+    "image": "a container image name, e.g. localhost/mnist:3",
 }
 _NAME = re.compile(r"^[^/\s]{1,128}$")
 
@@ -53,6 +55,8 @@ class ProjectRoute:
     launch_users: tuple[int, ...] = ()
     metric: str = "loss"
     metric_goal: Literal["min", "max"] = "min"
+    #: The container image its jobs run in (ADJUTANT_LAUNCHER=container); None: ADJUTANT_CONTAINER_IMAGE.
+    image: str | None = None
 
     @property
     def project_key(self) -> str | None:
@@ -152,6 +156,10 @@ def _check_table(
 
 
 def _value(key: str, value: Any, folder: Path, check_script: Callable[[str], Path]) -> Any:
+    if key == "image":
+        if not isinstance(value, str) or not value.strip() or any(c.isspace() for c in value.strip()):
+            raise ValueError(f"got {value!r}")
+        return value.strip()
     if key in ("project", "entity", "metric"):
         if not isinstance(value, str) or (key != "metric" and not _NAME.match(value)) or not value.strip():
             raise ValueError(f"got {value!r}")

@@ -465,14 +465,16 @@ class Scheduler:
             log.warning("cannot stop job %s at its time limit yet: %s", job.id, error)
 
     def _remedy(self, job: Job, launcher: Launcher, update: JobUpdate, now: dt.datetime) -> bool:
-        """(thread) A job that ran out of time or memory on Slurm runs once more with 1.5 times as much (said in its
-        thread); a second identical failure ends it, with a note that says so. True when handled here."""
+        """(thread) A job that ran out of time or memory on Slurm (or of memory in a container) runs once more with 1.5
+        times as much (said in its thread); a second identical failure ends it, with a note that says so. True when
+        handled here."""
         slurm_state = (update.external_state or job.external_state or "").split(" ")[0]
         kind = REMEDIES.get(slurm_state)
         remedy = getattr(launcher, "remediation", None)
         if kind is None or remedy is None or job.state == JobState.CANCELLING:
             return False
-        option = f"--{kind}"
+        option = "--memory" if launcher.name == "container" else f"--{kind}"  # the option as its backend spells it
+        backend = "Slurm" if launcher.name == "slurm" else f"the {launcher.name}"
         if kind in job.remedied:
             note = remedy_embed(job, slurm_state, option, job.overrides.get(kind, "?"), None)
             return self.store.end_with_note(job, update.columns(), note)
@@ -485,8 +487,10 @@ class Scheduler:
             return False
         old, new = grown
         note = remedy_embed(job, slurm_state, option, old, new)
-        if self.store.remediate(job, kind, new, f"Slurm {slurm_state}: {option} {old} → {new}", note):
-            log.warning("job %s: Slurm %s; submitting again with %s=%s (was %s)", job.id, slurm_state, option, new, old)
+        if self.store.remediate(job, kind, new, f"{backend} {slurm_state}: {option} {old} → {new}", note):
+            log.warning(
+                "job %s: %s %s; submitting again with %s=%s (was %s)", job.id, backend, slurm_state, option, new, old
+            )
             return True
         return False
 

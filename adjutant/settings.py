@@ -626,7 +626,7 @@ class SettingSpec:
     example: str
 
 
-GROUPS = ("Discord", "W&B run reporting", "Launching", "GPUs and usage", "Slurm", "Ray")
+GROUPS = ("Discord", "W&B run reporting", "Launching", "GPUs and usage", "Slurm", "Ray", "Containers")
 
 
 def setting(
@@ -929,10 +929,11 @@ class Settings:
         parser=PathParser(lambda raw: check_schema_file(raw)),
         group="Launching",
     )
-    launcher: Literal["local", "slurm", "ray"] = setting(
+    launcher: Literal["local", "slurm", "ray", "container"] = setting(
         "ADJUTANT_LAUNCHER",
-        "where jobs run: local (this machine), slurm (sbatch from this machine) or ray (a Ray cluster's Jobs API)",
-        parser=Choice("local", "slurm", "ray"),
+        "where jobs run: local (this machine), slurm (sbatch from this machine), ray (a Ray cluster's Jobs API) or"
+        " container (a Podman or Docker container on this machine)",
+        parser=Choice("local", "slurm", "ray", "container"),
         group="Launching",
         default="local",
     )
@@ -1058,6 +1059,55 @@ class Settings:
         parser=Number(minimum=1),
         group="Ray",
         default=20.0,
+    )
+
+    container_runtime: Literal["podman", "docker"] | None = setting(
+        "ADJUTANT_CONTAINER_RUNTIME",
+        "the container runtime of ADJUTANT_LAUNCHER=container: podman or docker",
+        parser=Choice("podman", "docker"),
+        group="Containers",
+        default_text="unset (podman if installed, else docker)",
+    )
+    container_image: str | None = setting(
+        "ADJUTANT_CONTAINER_IMAGE",
+        "the image each job runs in (a projects table's image wins); it must exist on this machine",
+        parser=Text(single_word=True),
+        group="Containers",
+    )
+    container_mounts: str | None = setting(
+        "ADJUTANT_CONTAINER_MOUNTS",
+        "more mounts (besides the script's folder, read-only, and the job's output folder), split like a shell"
+        " line: /data:/data:ro /scratch:/scratch",
+        parser=ShellWords(),
+        group="Containers",
+    )
+    container_memory: str | None = setting(
+        "ADJUTANT_CONTAINER_MEMORY",
+        "each job's memory limit (e.g. 16g, 512m); a job killed for lack of memory runs once more with 1.5 times"
+        " as much",
+        parser=Text(single_word=True),
+        group="Containers",
+        default_text="unset (no limit)",
+    )
+    container_cpus: float | None = setting(
+        "ADJUTANT_CONTAINER_CPUS",
+        "each job's CPUs (e.g. 4 or 1.5)",
+        parser=Number(minimum=0.01),
+        group="Containers",
+        default_text="unset (no limit)",
+    )
+    container_network: str | None = setting(
+        "ADJUTANT_CONTAINER_NETWORK",
+        "the jobs' network mode (none, host, bridge or a network's name)",
+        parser=Text(single_word=True),
+        group="Containers",
+        default_text="unset (the runtime's default)",
+    )
+    container_args: str | None = setting(
+        "ADJUTANT_CONTAINER_ARGS",
+        "more options of the runtime's run command, split like a shell line (e.g. --runtime runc, --init)",
+        parser=ShellWords(),
+        group="Containers",
     )
 
     @property

@@ -417,6 +417,13 @@ def typed_values(tmp_path: Path, script: Path) -> dict[str, object]:
         "ray_num_cpus": 4.0,
         "ray_runtime_env": {"pip": ["torch"]},
         "ray_timeout": 9.0,
+        "container_runtime": "docker",
+        "container_image": "localhost/mnist:3",
+        "container_mounts": "/data:/data:ro",
+        "container_memory": "16g",
+        "container_cpus": 2.0,
+        "container_network": "none",
+        "container_args": "--runtime runc",
     }
 
 
@@ -500,6 +507,13 @@ def test_every_setting_by_variable(tmp_path: Path, script: Path) -> None:
         "ADJUTANT_RAY_NUM_CPUS": "4",
         "ADJUTANT_RAY_RUNTIME_ENV": '{"pip": ["torch"]}',
         "ADJUTANT_RAY_TIMEOUT": "9",
+        "ADJUTANT_CONTAINER_RUNTIME": "docker",
+        "ADJUTANT_CONTAINER_IMAGE": "localhost/mnist:3",
+        "ADJUTANT_CONTAINER_MOUNTS": "/data:/data:ro",
+        "ADJUTANT_CONTAINER_MEMORY": "16g",
+        "ADJUTANT_CONTAINER_CPUS": "2",
+        "ADJUTANT_CONTAINER_NETWORK": "none",
+        "ADJUTANT_CONTAINER_ARGS": "--runtime runc",
     }
     (tmp_path / "schema.json").write_text('{"type": "object"}')
     (tmp_path / "projects.toml").write_text('[[projects]]\nproject = "vision"\nchannel = "vision-runs"\n')

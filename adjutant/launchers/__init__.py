@@ -109,7 +109,7 @@ class Launcher(ABC):
 
 
 def make_launcher(name: str, settings: Settings, db_path: str) -> Launcher:
-    """The launcher called ``name`` (``local``, ``slurm`` or ``ray``)."""
+    """The launcher called ``name`` (``local``, ``slurm``, ``ray`` or ``container``)."""
     if name == "local":
         from adjutant.launchers.local import LocalLauncher
 
@@ -122,4 +122,8 @@ def make_launcher(name: str, settings: Settings, db_path: str) -> Launcher:
         from adjutant.launchers.ray import RayLauncher
 
         return RayLauncher(settings, db_path)
+    if name == "container":
+        from adjutant.launchers.container import ContainerLauncher
+
+        return ContainerLauncher(settings, db_path)
     raise LaunchError(f"unknown launcher {name!r}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -276,6 +277,70 @@ def check_gpus(settings: Settings) -> list[Finding]:
     return [Finding("gpus", True, f"{len(readings)} GPU(s): {names}")]
 
 
+def check_containers(settings: Settings) -> list[Finding]:
+    """(blocking) With ADJUTANT_LAUNCHER=container: the runtime answers, each image is on this machine, and a trivial
+    container of each starts (and how long that took)."""
+    if settings.launcher != "container":
+        return []
+    import time
+
+    from adjutant.launchers import LaunchError
+    from adjutant.launchers.container import ContainerLauncher, parse_memory
+
+    launcher = ContainerLauncher(settings, "")
+    runtime = launcher.runtime
+    try:
+        version = launcher.run(["version", "--format", "{{.Client.Version}}"], timeout=CHECK_TIMEOUT)
+    except LaunchError as error:
+        return [Finding("containers", False, str(error))]
+    if version.returncode != 0:
+        return [Finding("containers", False, f"{runtime} does not answer: {_short(version.stderr or version.stdout)}")]
+    findings = [Finding("containers", True, f"{runtime} {version.stdout.strip()}")]
+    memory = settings.container_memory
+    if memory and parse_memory(memory) is None:
+        findings.append(Finding("containers", False, f"ADJUTANT_CONTAINER_MEMORY={memory} is not a size like 16g"))
+    named = [settings.container_image, *(route.image for route in settings.routes)]
+    images = list(dict.fromkeys(image for image in named if image))
+    if not images:
+        findings.append(
+            Finding("containers", False, "no image: set ADJUTANT_CONTAINER_IMAGE (or image in the projects file)")
+        )
+    for image in images:
+        try:
+            present = launcher.run(["image", "inspect", "--format", "{{.Id}}", image], timeout=CHECK_TIMEOUT)
+            if present.returncode != 0:
+                findings.append(
+                    Finding(
+                        "containers",
+                        False,
+                        f"image {image} is not on this machine: build it ({runtime} build -t {image} .) or pull it",
+                    )
+                )
+                continue
+            started = time.monotonic()
+            trivial = launcher.run(
+                ["run", "--rm", "--network", "none", *shlex.split(settings.container_args or ""),
+                 "--entrypoint", "true", image],
+                timeout=CHECK_TIMEOUT,
+            )  # fmt: skip
+            took = time.monotonic() - started
+        except LaunchError as error:
+            findings.append(Finding("containers", False, f"image {image}: {error}"))
+            continue
+        if trivial.returncode != 0:
+            findings.append(
+                Finding(
+                    "containers",
+                    False,
+                    f"a container of {image} does not start ({runtime} run … true): "
+                    f"{_short(trivial.stderr.strip().splitlines()[-1] if trivial.stderr.strip() else trivial.stdout)}",
+                )
+            )
+            continue
+        findings.append(Finding("containers", True, f"image {image}: a container starts and ends in {took:.2f}s"))
+    return findings
+
+
 async def run_checks(settings: Settings, environ: Mapping[str, str] | None = None) -> list[Finding]:
     """All checks; Discord and W&B in parallel, each bounded by its own timeout."""
     env: Mapping[str, str] = os.environ if environ is None else environ
@@ -283,7 +348,15 @@ async def run_checks(settings: Settings, environ: Mapping[str, str] | None = Non
     wandb_findings = await asyncio.to_thread(check_wandb, settings, env)
     ray_findings = await asyncio.to_thread(check_ray, settings)
     gpu_findings = await asyncio.to_thread(check_gpus, settings)
-    return [*await discord_task, *wandb_findings, *check_script(settings), *ray_findings, *gpu_findings]
+    container_findings = await asyncio.to_thread(check_containers, settings)
+    return [
+        *await discord_task,
+        *wandb_findings,
+        *check_script(settings),
+        *ray_findings,
+        *gpu_findings,
+        *container_findings,
+    ]
 
 
 def _short(error: Any) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import sqlite3
 import time
@@ -235,3 +236,22 @@ def test_two_jobs_on_two_gpus_get_different_devices(
         if names:
             podman.run("rm", "-f", *[n for n in names if n])
         store.close()
+
+
+def test_check_names_the_runtime_the_image_and_how_long_a_trivial_container_took(
+    podman, container_env, base_env
+) -> None:
+    from adjutant.doctor import check_containers
+
+    findings = check_containers(Settings.from_env({**base_env, **container_env}))
+    assert [f.ok for f in findings] == [True, True], findings
+    assert findings[0].message.startswith("podman 4.")
+    assert re.fullmatch(
+        rf"image {re.escape(podman.image)}: a container starts and ends in \d+\.\d\ds", findings[1].message
+    )
+    missing = check_containers(
+        Settings.from_env({**base_env, **container_env, "ADJUTANT_CONTAINER_IMAGE": "localhost/adjutant-no-such:1"})
+    )
+    assert [f.ok for f in missing] == [True, False]
+    assert missing[1].message.startswith("image localhost/adjutant-no-such:1 is not on this machine: build it")
+    assert check_containers(Settings.from_env(base_env)) == [], "only with ADJUTANT_LAUNCHER=container"

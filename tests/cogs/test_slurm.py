@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
+import time
+from collections import Counter
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from adjutant.hparams import to_argument
-from adjutant.launchers import JOB_VARIABLES
+from adjutant.jobs import ENDED, JobState, JobStore
+from adjutant.launchers import JOB_VARIABLES, LaunchError
+from adjutant.launchers.slurm import SlurmLauncher
+from adjutant.settings import Settings
 from tests.cogs.conftest import TOKEN
 from tests.cogs.test_experiments import SCRIPT, acks, fields, launch, received, wait_report
 from tests.conftest import eventually
@@ -216,3 +223,72 @@ async def test_a_timeout_runs_once_more_with_half_again_the_time(
     assert job is not None and job.attempt == 2 and job.overrides == {"time": "2"} and job.remedied == ("time",)
     notes = [e for m in discord_standin.sent() for e in m["embeds"] if "running again with more" in e.get("title", "")]
     assert len(notes) == 1 and "TIMEOUT" in notes[0]["title"] and "`--time` 1 → 2" in notes[0]["description"]
+
+
+class CountingSlurm(SlurmLauncher):
+    """The Slurm launcher with each Slurm command it runs counted."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings, "")
+        self.calls: Counter[str] = Counter()
+
+    def _run(self, argv: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        self.calls[argv[0]] += 1
+        return super()._run(argv, env)
+
+
+def test_one_squeue_answers_for_all_jobs_as_scontrol_does_per_job(slurm, out_dir: Path, tmp_path: Path) -> None:
+    """Against the real controller: a job that succeeds, one that exits 3 and one Slurm never had are followed with
+    one squeue (and one sacct, for the unknown one) per batch, no scontrol; each batched answer equals the per-job
+    scontrol answer; a batch serves the calls within its 2 s; a batch of only unknown jobs (squeue's "Invalid job
+    id") goes to sacct."""
+    from tests.test_scheduler import request
+
+    launcher = CountingSlurm(Settings.from_env(slurm_env()))
+    store = JobStore(tmp_path / "adjutant.sqlite3")
+    try:
+        jobs = [
+            store.add(replace(request(n), params=params, script=str(SCRIPT), backend="slurm"), tmp_path / "logs")
+            for n, params in enumerate(({"sleep": 0}, {"exit": 3}))
+        ]
+    finally:
+        store.close()
+    submitted = []
+    try:
+        for job in jobs:
+            env = {"PATH": os.environ["PATH"], "ADJUTANT_JOB_ID": job.id, "ADJUTANT_TEST_OUT": str(out_dir)}
+            update = launcher.submit(job, env)
+            submitted.append(replace(job, state=JobState.STARTING, external_id=update.external_id))
+        never = replace(submitted[0], id="jnever1", external_id="999999")
+        launcher.calls.clear()
+        batches = 0
+        deadline = time.monotonic() + 120  # other tests' jobs may hold the two CPUs for a while
+        while True:
+            answers = launcher.refresh_all([*submitted, never])
+            batches += 1
+            ended = [answers[job.id] for job in submitted]
+            if all(a is not None and a.state in ENDED for a in ended):
+                break
+            assert time.monotonic() < deadline, answers
+            time.sleep(launcher.batch_seconds)
+        assert launcher.calls["scontrol"] == 0
+        assert launcher.calls["squeue"] == batches and launcher.calls["sacct"] == batches, "one each per batch"
+        assert [(a.state, a.exit_code) for a in ended if a] == [(JobState.SUCCEEDED, 0), (JobState.FAILED, 3)]
+        lost = answers[never.id]
+        assert lost is not None and lost.state == JobState.LOST and lost.reason == "Slurm no longer knows job 999999"
+        launcher.calls.clear()
+        assert launcher.refresh_all([*submitted, never]) == answers, "within the batch's time: the same batch"
+        assert not launcher.calls
+        for job in submitted:
+            assert launcher.refresh(job) == answers[job.id], f"scontrol says the same of {job.external_id}"
+        alone = launcher.refresh(never)
+        assert alone is not None and (alone.state, alone.reason) == (lost.state, lost.reason)
+        launcher.calls.clear()
+        launcher.batch_seconds = 0  # a batch of only unknown ids: squeue fails with "Invalid job id"
+        unknown = launcher.refresh_all([never])[never.id]
+        assert unknown is not None and unknown.state == JobState.LOST
+        assert launcher.calls == Counter({"squeue": 1, "sacct": 1})
+    finally:
+        for job in submitted:
+            with contextlib.suppress(LaunchError):  # already ended: scancel says so
+                launcher.cancel(job)

@@ -5,9 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
+from collections import Counter
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from adjutant.hparams import to_argument
+from adjutant.jobs import ENDED, JobState, JobStore
+from adjutant.settings import Settings
 from tests.cogs.conftest import TOKEN
 from tests.cogs.test_alert_cards import say
 from tests.cogs.test_experiments import SCRIPT, fields, launch, received, wait_report
@@ -100,3 +106,69 @@ async def test_a_ray_head_that_is_down_gives_a_clear_error_and_the_bot_keeps_wor
         assert "Ray not reachable at http://127.0.0.1:9" in said and said.count("Ray not reachable") == 1, said
         assert "hello" in (await say(discord_standin, "$hello")).lower()
     await asyncio.sleep(0)
+
+
+class CountedClient:
+    """Ray's own JobSubmissionClient, with each call counted."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.calls: Counter[str] = Counter()
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.client, name)
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.calls[name] += 1
+            return method(*args, **kwargs)
+
+        return counted
+
+
+def test_one_list_jobs_answers_for_all_jobs_as_get_job_info_does_per_job(
+    ray_head: str, out_dir: Path, tmp_path: Path
+) -> None:
+    """Against the real Jobs API: a job that succeeds, one that exits 3, one that runs and one Ray never had are
+    followed with one list_jobs() per pass and no get_job_info; each answer equals the per-job one."""
+    from adjutant.launchers.ray import RayLauncher
+    from tests.test_scheduler import request
+
+    launcher = RayLauncher(Settings.from_env(ray_env(ray_head)), "")
+    store = JobStore(tmp_path / "adjutant.sqlite3")
+    try:
+        jobs = [
+            store.add(replace(request(n), params=params, script=str(SCRIPT), backend="ray"), tmp_path / "logs")
+            for n, params in enumerate(({"sleep": 0.5}, {"exit": 3}, {"sleep": 600}))
+        ]
+    finally:
+        store.close()
+    submitted = []
+    for job in jobs:
+        update = launcher.submit(job, {"ADJUTANT_JOB_ID": job.id, "ADJUTANT_TEST_OUT": str(out_dir)})
+        submitted.append(replace(job, state=JobState.STARTING, external_id=update.external_id))
+    never = replace(submitted[0], id="jnever1", external_id="jnever1")
+    counted = CountedClient(launcher.client())
+    launcher.client = lambda: counted  # type: ignore[method-assign]
+    try:
+        passes = 0
+        deadline = time.monotonic() + 90
+        while True:
+            answers = launcher.refresh_all([*submitted, never])
+            passes += 1
+            ended = [answers[job.id] for job in submitted[:2]]
+            started = answers[submitted[2].id]
+            if all(a is not None and a.state in ENDED for a in ended) and started and started.state:
+                break
+            assert time.monotonic() < deadline, answers
+            time.sleep(0.5)
+        assert counted.calls["list_jobs"] == passes and counted.calls["get_job_info"] == 0, counted.calls
+        assert [(a.state, a.exit_code) for a in ended if a] == [(JobState.SUCCEEDED, 0), (JobState.FAILED, 3)]
+        assert started.state == JobState.RUNNING
+        lost = answers[never.id]
+        assert lost is not None and (lost.state, lost.reason) == (JobState.LOST, "Ray no longer knows job jnever1")
+        for job in submitted:
+            assert launcher.refresh(job) == answers[job.id], f"get_job_info says the same of {job.id}"
+        alone = launcher.refresh(never)
+        assert alone is not None and (alone.state, alone.reason) == (lost.state, lost.reason)
+    finally:
+        launcher.cancel(submitted[2])

@@ -19,7 +19,7 @@ import discord
 from discord.ext import commands
 
 from adjutant._version import __version__
-from adjutant.settings import ConfigError, Settings, env_example, variables_help
+from adjutant.settings import ConfigError, Settings, env_example, env_file_sources, variables_help
 
 log = logging.getLogger("adjutant")
 
@@ -218,13 +218,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         out.write(env_example())
         return EXIT_OK
     try:
-        load_env_file(args.env_file)
+        already_set = frozenset(os.environ)
+        env_file = load_env_file(args.env_file)
+        # where each variable of the file is, for messages that say which line to change
+        sources = env_file_sources(env_file.read_text(), str(env_file), already_set) if env_file else {}
         if args.config is not None:
             os.environ["ADJUTANT_CONFIG"] = str(args.config)
         if args.check:
-            settings, problems = Settings.from_env_checked(os.environ)
+            settings, problems = Settings.from_env_checked(os.environ, sources=sources)
             return run_check(settings, out, problems)
-        settings = Settings.from_env(os.environ)
+        settings = Settings.from_env(os.environ, sources=sources)
     except ConfigError as error:
         for problem in error.problems:
             say(f"configuration error: {problem}", sys.stderr)

@@ -353,9 +353,15 @@ def test_a_projects_file_added_to_the_quickstart_env_is_refused_naming_what_to_r
         " one-project variables. Remove WANDB_PROJECT=mnist (from "
     )
     table = f'write project = "mnist" and experiment_script = "{script}" in a [[projects]] table of {projects}'
+    lines = text.splitlines()
+    env_file = tmp_path / ".env"
+    project_line = lines.index("WANDB_PROJECT=mnist") + 1
+    script_line = lines.index(f"ADJUTANT_EXPERIMENT_SCRIPT={script}") + 1
     checked = run_cli("--check", env={}, cwd=tmp_path)
     assert checked.returncode == 2
     assert refusal in checked.stdout and f" and ADJUTANT_EXPERIMENT_SCRIPT={script} (from " in checked.stdout
+    assert f"Remove WANDB_PROJECT=mnist (from line {project_line} of {env_file})" in checked.stdout
+    assert f"ADJUTANT_EXPERIMENT_SCRIPT={script} (from line {script_line} of {env_file})" in checked.stdout
     assert table in checked.stdout
     started = run_cli(env={}, cwd=tmp_path)
     assert started.returncode == 2

@@ -35,6 +35,7 @@ SCHEMA = graphql.build_schema(
     type Query {
       viewer: User
       project(name: String, entityName: String): Project
+      model(name: String, entityName: String): Project
       serverInfo: ServerInfo
     }
     type Mutation {
@@ -69,6 +70,7 @@ SCHEMA = graphql.build_schema(
       runCount(filters: JSONString): Int!
       runs(filters: JSONString, after: String, first: Int, order: String): RunConnection
       run(name: String!): Run
+      bucket(name: String!, missingOk: Boolean): Run
     }
     type RunConnection { edges: [RunEdge!]! pageInfo: PageInfo! totalCount: Int }
     type RunEdge { node: Run! cursor: String! }
@@ -83,6 +85,8 @@ SCHEMA = graphql.build_schema(
       history(samples: Int, minStep: Int64, maxStep: Int64): [String!]!
       parquetHistory(liveKeys: [String!]!): ParquetHistory
       project: Project
+      logLineCount: Int eventsLineCount: Int historyTail: String eventsTail: String
+      wandbConfig(keys: [String!]): JSONString
     }
     type ParquetHistory { parquetUrls: [String!]! liveData: [JSON!]! }
     """
@@ -237,6 +241,10 @@ class WandbStandIn:
         self.projects: dict[tuple[str, str], dict[str, FakeRun]] = {(entity, project): {}}
         self.default_project = project
         self.counts: Counter[str] = Counter()
+        #: Bytes of the GraphQL answers' bodies, per operation (and ``__total__``), as sent (uncompressed).
+        self.bytes_out: Counter[str] = Counter()
+        #: Every GraphQL request since the last :meth:`reset_counts`: operation, query text and variables.
+        self.requests: list[tuple[str, str, dict[str, Any]]] = []
         self.faults: list[Fault] = []
         self.lock = threading.RLock()
         self.clock_offset = dt.timedelta(0)
@@ -386,6 +394,8 @@ class WandbStandIn:
     def reset_counts(self) -> None:
         with self.lock:
             self.counts.clear()
+            self.bytes_out.clear()
+            self.requests.clear()
 
     # --- HTTP -----------------------------------------------------------------------------------
     async def _not_found(self, request: web.Request) -> web.Response:
@@ -439,6 +449,7 @@ class WandbStandIn:
         with self.lock:
             self.counts[operation] += 1
             self.counts["__total__"] += 1
+            self.requests.append((operation, query, dict(body.get("variables") or {})))
         auth = request.headers.get("Authorization", "")
         expected = "Basic " + base64.b64encode(f"api:{API_KEY}".encode()).decode()
         if auth != expected:
@@ -464,7 +475,11 @@ class WandbStandIn:
         payload: dict[str, Any] = {"data": result.data}
         if result.errors:
             payload["errors"] = [{"message": e.message, "path": e.path} for e in result.errors]
-        return web.json_response(payload)
+        text = json.dumps(payload)
+        with self.lock:
+            self.bytes_out[operation] += len(text.encode())
+            self.bytes_out["__total__"] += len(text.encode())
+        return web.Response(text=text, content_type="application/json")
 
 
 def _operation_name(query: str) -> str:
@@ -532,6 +547,9 @@ class _Root:
             "files": [{"name": name, "uploadUrl": f"{base}/{name}"} for name in input["files"]],
         }
 
+    def model(self, info: Any, name: str | None = None, entityName: str | None = None) -> _Project | None:
+        return self.project(info, name, entityName)
+
     def project(self, info: Any, name: str | None = None, entityName: str | None = None) -> _Project | None:
         key = (entityName or self.server.entity, name or "")
         if key not in self.server.projects:
@@ -594,6 +612,9 @@ class _Project:
         found = self.server.projects[self.key].get(name)
         return None if found is None else _run_node(found, self)
 
+    def bucket(self, info: Any, name: str, missingOk: bool = False) -> dict[str, Any] | None:
+        return self.run(info, name)
+
 
 def _run_node(run: FakeRun, project: _Project) -> dict[str, Any]:
     def sampled_history(info: Any, specs: list[str]) -> list[list[dict[str, Any]]]:
@@ -639,6 +660,11 @@ def _run_node(run: FakeRun, project: _Project) -> dict[str, Any]:
         "description": None,
         "notes": None,
         "historyLineCount": len(run.history),
+        "logLineCount": 0,
+        "eventsLineCount": 0,
+        "historyTail": json.dumps([json.dumps(r) for r in run.history[-10:]]),
+        "eventsTail": "[]",
+        "wandbConfig": lambda info, keys=None: json.dumps({}),
         "projectId": project.internalId,
         "createdAt": wandb_time(run.created_at.replace(tzinfo=dt.UTC)),
         "heartbeatAt": wandb_time(run.heartbeat_at.replace(tzinfo=dt.UTC)),

@@ -4,9 +4,10 @@ Every method blocks (``wandb.Api`` is synchronous and talks to a sidecar process
 them in a worker thread, never on the event loop. ``wandb`` itself is imported on first use, in
 that thread, because the import alone takes a third of a second.
 
-Cost discipline (see ../shared/notes/wandb-protocol.md): one ``Api`` for the process, reused and
-flushed each cycle; the entity is passed as an override so no ``GetDefaultEntity`` is sent;
-listings that read config/summary use ``lazy=False`` to avoid one request per run.
+Cost discipline (see ../shared/notes/wandb-protocol.md): one ``Api`` for the process, reused; the entity is
+passed as an override so no ``GetDefaultEntity`` is sent; listings are GraphQL queries of their own that ask for
+the fields they use, in pages of exactly :data:`PAGE_SIZE` (one request per page); a poll reads a run's config
+once, not every poll.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import datetime as dt
 import json
 import logging
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,14 +45,64 @@ class Snapshot:
     running: list[RunInfo]
 
 
+#: What a poll reads of every run it lists: enough to see whether anything changed.
+CHANGE_FIELDS = "name state heartbeatAt"
+#: What a poll reads of a run that moved (a heartbeat since the last poll) or is new: what the watcher decides on
+#: (state, heartbeat, the summary: progress, the ranking metric, the rules' metrics and every metric for NaN) and
+#: what may change while it runs (its name, tags, group); ``systemMetrics`` only for the GPU idle check.
+POLL_FIELDS = "name displayName state heartbeatAt tags group summaryMetrics"
+#: What a run's first sight adds: read once per run (when it is new to this process, or runs again).
+DETAIL_FIELDS = "createdAt user { username name } config"
+#: A listing without config or summary (the first start's pages).
+LIGHT_FIELDS = "name displayName state createdAt heartbeatAt tags group user { username name }"
+#: Everything a run card or a ranking shows.
+FULL_FIELDS = f"{POLL_FIELDS} {DETAIL_FIELDS} systemMetrics"
+
+RUNS_QUERY = """query Runs($project: String!, $entity: String!, $perPage: Int, $order: String%s) {
+  project(name: $project, entityName: $entity) {%s
+  }
+}"""
+CONNECTION = """
+    %s: runs(filters: $%s, after: $%s, first: $perPage, order: $order) {
+      edges { node { %s } }
+      pageInfo { endCursor hasNextPage }
+    }"""
+
+RUN_QUERY = """query Run($project: String!, $entity: String!, $name: String!) {
+  project(name: $project, entityName: $entity) { run(name: $name) { %s } }
+}"""
+
+
+def runs_query(parts: Sequence[tuple[str, str]]) -> str:
+    """One ``Runs`` request listing several connections (alias, fields), each with its filters and cursor."""
+    declared = "".join(f", $f_{alias}: JSONString, $c_{alias}: String" for alias, _ in parts)
+    connections = "".join(CONNECTION % (alias, f"f_{alias}", f"c_{alias}", fields) for alias, fields in parts)
+    return RUNS_QUERY % (declared, connections)
+
+
+@dataclass(frozen=True)
+class _Seen:
+    """What the last poll knew of a run: everything read of it (merged), and its heartbeat."""
+
+    node: dict[str, Any]
+    heartbeat: dt.datetime | None
+
+
 class WandbSource:
-    """One W&B project. Thread-confined: use it from a single worker thread."""
+    """One W&B project. Thread-confined: use it from a single worker thread.
+
+    Listings are GraphQL queries of their own (through the wandb client's connection), not ``api.runs``: they ask
+    for the fields they use, and build no ``wandb`` ``Run`` objects (each of which creates a folder under
+    ``WANDB_DIR``): watching a project writes nothing per run to disk."""
 
     def __init__(self, entity: str | None, project: str, *, timeout: float = 20.0) -> None:
         self.entity = entity
         self.project = project
         self.timeout = timeout
         self._api: Any = None
+        self._app_url: str | None = None
+        #: The runs of the last poll's answer: their once-read details (config, creation, user).
+        self._seen: dict[str, _Seen] = {}
 
     def __repr__(self) -> str:
         return f"<WandbSource {self.path}>"
@@ -72,52 +123,171 @@ class WandbSource:
                 self.entity = self._api.default_entity
         return self._api
 
-    # --- listings -------------------------------------------------------------------------------
-    def _list(
-        self, filters: dict[str, Any] | None, *, order: str = "+created_at", limit: int | None = None, full: bool = True
-    ) -> list[RunInfo]:
+    # --- raw GraphQL ----------------------------------------------------------------------------
+    def _execute(self, query: str, variables: dict[str, Any]) -> dict[str, Any]:
+        """One GraphQL request through the wandb client's own connection (wandb-core since 0.2x; its retries and
+        timeout); returns the answer's ``data`` (``{}`` when W&B gave none)."""
         api = self.api()
-        api.flush()  # the client caches listings by (path, filters, order); a poller must not see stale data
-        per_page = min(PAGE_SIZE, limit) if limit else PAGE_SIZE
-        runs = api.runs(self.path, filters=filters or {}, order=order, per_page=per_page, lazy=not full)
-        out: list[RunInfo] = []
-        seen: set[str] = set()
-        try:
-            for run in runs:
-                info = to_run_info(run, full=full)
-                if info.id in seen:  # pages may overlap on very large projects (wandb#6614)
-                    continue
-                seen.add(info.id)
-                out.append(info)
-                if limit is not None and len(out) >= limit:
-                    break
-        except ValueError as error:
-            if "Could not find project" in str(error):
-                raise ProjectNotFound(self.path) from None
-            raise
+        service = getattr(api, "_service_api", None)
+        if service is not None:
+            data = service.execute_graphql(query, {"entity": self.entity, "project": self.project, **variables})
+        else:  # older wandb clients: the gql client
+            from wandb_gql import gql  # type: ignore[import-not-found]
+
+            data = api.client.execute(gql(query), variable_values={"entity": self.entity, "project": self.project,
+                                                                   **variables})  # fmt: skip
+        return data if isinstance(data, dict) else {}
+
+    def _project(self, data: dict[str, Any]) -> dict[str, Any]:
+        project = data.get("project")
+        if not isinstance(project, dict):
+            raise ProjectNotFound(self.path)
+        return project
+
+    def _listings(
+        self,
+        parts: dict[str, tuple[str, dict[str, Any]]],
+        *,
+        order: str = "+created_at",
+        limit: int | None = None,
+    ) -> Iterator[dict[str, tuple[list[dict[str, Any]], bool]]]:
+        """Listings (alias → fields, filters), all in the first request, each continued on its own while W&B has
+        more: per request, each listing's page (at most :data:`PAGE_SIZE` runs, ``limit`` in all) and whether W&B
+        has more of it."""
+        cursors: dict[str, str | None] = dict.fromkeys(parts)
+        got = 0
+        while cursors:
+            size = PAGE_SIZE if limit is None else min(PAGE_SIZE, limit - got)
+            query = runs_query([(alias, parts[alias][0]) for alias in cursors])
+            variables: dict[str, Any] = {"perPage": size, "order": order}
+            for alias, cursor in cursors.items():
+                variables[f"f_{alias}"] = json.dumps(parts[alias][1] or {})
+                variables[f"c_{alias}"] = cursor
+            project = self._project(self._execute(query, variables))
+            answer: dict[str, tuple[list[dict[str, Any]], bool]] = {}
+            for alias in list(cursors):
+                runs = project.get(alias) or {}
+                edges = runs.get("edges") or ()
+                nodes = [e["node"] for e in edges if isinstance(e, dict) and isinstance(e.get("node"), dict)]
+                info = runs.get("pageInfo") or {}
+                more = bool(info.get("hasNextPage")) and bool(nodes) and info.get("endCursor") is not None
+                got += len(nodes)
+                answer[alias] = (nodes, more)
+                if more and (limit is None or got < limit):
+                    cursors[alias] = info.get("endCursor")
+                else:
+                    del cursors[alias]
+            yield answer
+
+    def _pages(
+        self, fields: str, filters: dict[str, Any] | None, *, order: str = "+created_at", limit: int | None = None
+    ) -> Iterator[tuple[list[dict[str, Any]], bool]]:
+        """One listing's pages (see :meth:`_listings`)."""
+        for answer in self._listings({"runs": (fields, filters or {})}, order=order, limit=limit):
+            yield answer["runs"]
+
+    def _nodes(
+        self, fields: str, filters: dict[str, Any] | None, *, order: str = "+created_at", limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        return self._all({"runs": (fields, filters or {})}, order=order, limit=limit)["runs"]
+
+    def _all(
+        self, parts: dict[str, tuple[str, dict[str, Any]]], *, order: str = "+created_at", limit: int | None = None
+    ) -> dict[str, list[dict[str, Any]]]:
+        """Every page of each listing, without repeats (pages may overlap on very large projects, wandb#6614)."""
+        out: dict[str, list[dict[str, Any]]] = {alias: [] for alias in parts}
+        seen: dict[str, set[str]] = {alias: set() for alias in parts}
+        for answer in self._listings(parts, order=order, limit=limit):
+            for alias, (page, _) in answer.items():
+                for node in page:
+                    name = str(node.get("name") or "")
+                    if name not in seen[alias]:
+                        seen[alias].add(name)
+                        out[alias].append(node)
         return out
 
-    def next_page(self, after: tuple[dt.datetime, frozenset[str]] | None, size: int = PAGE_SIZE) -> list[RunInfo]:
+    def _info(self, node: dict[str, Any]) -> RunInfo:
+        return node_run_info(node, self._url(str(node.get("name") or "")))
+
+    def _url(self, run_id: str) -> str | None:
+        if self._app_url is None:
+            service = getattr(self.api(), "_service_api", None)
+            app_url = getattr(service, "app_url", None)
+            self._app_url = app_url if isinstance(app_url, str) else ""
+        if not self._app_url.startswith(("http://", "https://")) or not run_id:
+            return None
+        return f"{self._app_url.rstrip('/')}/{self.entity}/{self.project}/runs/{run_id}"
+
+    # --- listings -------------------------------------------------------------------------------
+    def _list(
+        self, filters: dict[str, Any] | None, *, order: str = "+created_at", limit: int | None = None
+    ) -> list[RunInfo]:
+        return [self._info(node) for node in self._nodes(FULL_FIELDS, filters, order=order, limit=limit)]
+
+    def next_page(
+        self, after: tuple[dt.datetime, frozenset[str]] | None, size: int = PAGE_SIZE
+    ) -> tuple[list[RunInfo], bool]:
         """One page of every run, oldest first, without config/summary: the runs created at or after ``after``'s
-        moment that are not among its ids (keyset pagination). Each page is a new, small listing, so walking a
-        50,000-run project never holds more than one page (wandb's paginator keeps every run it has loaded)."""
+        moment that are not among its ids (keyset pagination, so each page is one request of exactly ``size``
+        runs); and whether W&B has more. Each page is a new, small listing, so walking a 50,000-run project never
+        holds more than one page."""
         filters: dict[str, Any] = {}
         if after is not None:
             filters = {"createdAt": {"$gte": to_wandb_filter_time(after[0])}}
-        page = self._list(filters, full=False, limit=size + (len(after[1]) if after else 0))
-        if after is not None:
-            page = [run for run in page if run.id not in after[1]]
-        return page[:size]
+            if after[1]:
+                filters["name"] = {"$nin": sorted(after[1])}
+        page, more = next(self._pages(LIGHT_FIELDS, filters, limit=size))  # ProjectNotFound: the watcher decides
+        return [self._info(node) for node in page], more
 
-    def changed_runs(self, watch_ids: Sequence[str], since: dt.datetime | None) -> list[RunInfo]:
-        """One query: runs running now, runs last seen running, and runs created since the watermark."""
+    def changed_runs(self, watch_ids: Sequence[str], since: dt.datetime | None, system: bool = False) -> list[RunInfo]:
+        """The runs running now, the runs last seen running, and the runs created since the watermark, in one
+        request when nothing is new: each run's state and heartbeat, and in the same request, in full
+        (:data:`POLL_FIELDS`, and ``systemMetrics`` with ``system``), the runs whose heartbeat moved since the last
+        poll. A run that did not move is the one the last poll read (with its new state); a run new to this process
+        or running again costs one more request, for all such runs together, which also reads its config, creation
+        and user (once per run)."""
         clauses: list[dict[str, Any]] = [{"state": "running"}, {"state": "pending"}]
         if watch_ids:
             clauses.append({"name": {"$in": list(watch_ids)}})
         # $gte, not $gt: timestamps are whole seconds, so a run created in the watermark's second
         # could be missed; the runs seen again are de-duplicated by the caller's memory.
         clauses.append({"createdAt": {"$gte": to_wandb_filter_time(since or EPOCH)}})
-        return self._list({"$or": clauses})  # ProjectNotFound: the watcher decides whether to believe it
+        listed: dict[str, Any] = {"$or": clauses}
+        fields = POLL_FIELDS + (" systemMetrics" if system else "")
+        newest = max((s.heartbeat for s in self._seen.values() if s.heartbeat is not None), default=None)
+        if newest is None:  # nothing read yet: every run in full
+            parts = {"runs": (fields, listed)}
+        else:
+            # $gte: a heartbeat in the second of the newest one seen may have come after that poll's read
+            moved = {"$and": [listed, {"heartbeatAt": {"$gte": to_wandb_filter_time(newest)}}]}
+            parts = {"runs": (CHANGE_FIELDS, listed), "moved": (fields, moved)}
+        answer = self._all(parts)  # ProjectNotFound: the watcher decides whether to believe it
+        nodes, full = answer["runs"], {str(n.get("name")): n for n in answer.get("moved", answer["runs"])}
+        wanted: list[str] = []
+        for node in nodes:
+            name = str(node.get("name"))
+            seen = self._seen.get(name)
+            if seen is None or (node.get("state") == "running" and seen.node.get("state") != "running"):
+                wanted.append(name)  # new to this process, or running again: its details (and all else) once more
+            elif name not in full and (
+                node.get("heartbeatAt") != seen.node.get("heartbeatAt") or (system and "systemMetrics" not in seen.node)
+            ):
+                wanted.append(name)  # it moved, yet its heartbeat is older than the newest seen (W&B's clocks)
+        for start in range(0, len(wanted), PAGE_SIZE):
+            chunk = wanted[start : start + PAGE_SIZE]
+            for node in self._nodes(f"{fields} {DETAIL_FIELDS}", {"name": {"$in": chunk}}):
+                full[str(node.get("name"))] = node
+        seen_now: dict[str, _Seen] = {}
+        out: list[RunInfo] = []
+        for node in nodes:
+            name = str(node.get("name"))
+            previous = self._seen.get(name)
+            merged = {**(previous.node if previous is not None else {}), **full.get(name, {}), **node}
+            if "config" in merged:  # its details were read (a run W&B lost between two requests is asked again)
+                seen_now[name] = _Seen(merged, parse_wandb_time(merged.get("heartbeatAt")))
+            out.append(self._info(merged))
+        self._seen = seen_now
+        return out
 
     def recent(self, state: str | None, count: int) -> list[RunInfo]:
         return self._list({"state": state} if state else None, order="-created_at", limit=count)
@@ -128,17 +298,16 @@ class WandbSource:
         return self._list({key: {"$exists": True}}, order=order, limit=count)
 
     def counts_by_state(self) -> dict[str, int]:
-        """Runs per state; one small request per state, whatever the project's size."""
-        api = self.api()
-        counts: dict[str, int] = {}
-        try:
-            for state in STATES:
-                counts[str(state)] = len(api.runs(self.path, filters={"state": state}, per_page=1))
-        except ValueError as error:
-            if "Could not find project" in str(error):
-                raise ProjectNotFound(self.path) from None
-            raise
-        return counts
+        """Runs per state, in one request whatever the project's size."""
+        names = {f"c{i}": str(state) for i, state in enumerate(STATES)}
+        declared = ", ".join(f"${n}: JSONString" for n in names)
+        counted = " ".join(f"{n}: runCount(filters: ${n})" for n in names)
+        query = (
+            f"query RunCounts($project: String!, $entity: String!, {declared}) "
+            f"{{ project(name: $project, entityName: $entity) {{ {counted} }} }}"
+        )
+        project = self._project(self._execute(query, {n: json.dumps({"state": s}) for n, s in names.items()}))
+        return {state: int(project.get(n) or 0) for n, state in names.items()}
 
     def snapshot(self, metric: str, goal: str) -> Snapshot:
         """Counts by state, the best run and the running ones: a constant number of requests."""
@@ -157,6 +326,13 @@ class WandbSource:
             if "Could not find" not in str(error) and "not found" not in str(error).lower():
                 raise
         return None
+
+    def fetch(self, run_id: str) -> RunInfo | None:
+        """A run by its id in one request that builds no ``wandb`` object (so it writes nothing to disk); None when
+        W&B says there is no such run (or no such project)."""
+        project = self._execute(RUN_QUERY % FULL_FIELDS, {"name": run_id}).get("project")
+        node = project.get("run") if isinstance(project, dict) else None
+        return self._info(node) if isinstance(node, dict) else None
 
     def find(self, key: str) -> RunInfo | None:
         """A run by id, else by display name (the newest of that name)."""
@@ -191,6 +367,25 @@ class WandbSource:
         for run in self.recent(None, sample):
             names.update(dict.fromkeys(run.public_metrics()))
         return sorted(names)
+
+
+def node_run_info(node: dict[str, Any], url: str | None) -> RunInfo:
+    """A run as a GraphQL answer gives it (the fields asked for; the others are left empty)."""
+    user = node.get("user") or {}
+    return RunInfo(
+        id=str(node.get("name") or ""),
+        name=str(node.get("displayName") or node.get("name") or ""),
+        state=str(node.get("state") or "unknown"),
+        created_at=parse_wandb_time(node.get("createdAt")),
+        heartbeat_at=parse_wandb_time(node.get("heartbeatAt")),
+        user=(user.get("username") or user.get("name")) if isinstance(user, dict) else None,
+        url=url,
+        config=_unwrap_config(node.get("config")),
+        summary=_json_dict(node.get("summaryMetrics")),
+        system=_json_dict(node.get("systemMetrics")),
+        tags=tuple(str(t) for t in node.get("tags") or ()),
+        group=node.get("group"),
+    )
 
 
 def to_run_info(run: Any, *, full: bool) -> RunInfo:

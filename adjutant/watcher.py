@@ -175,6 +175,10 @@ class Watcher:
     async def find(self, key: str) -> RunInfo | None:
         return await self.ask(self.source.find, key)
 
+    async def fetch(self, run_id: str) -> RunInfo | None:
+        """A run by its id, as W&B has it now (one request, nothing written to disk); None if W&B has no such run."""
+        return await self.ask(self.source.fetch, run_id)
+
     async def knows(self, run_id: str) -> bool:
         """True if a poll has seen this run (so W&B knows it and its page exists)."""
         return await asyncio.to_thread(self.store.knows_run, self.project_key, run_id)
@@ -344,7 +348,7 @@ class Watcher:
         watched = await asyncio.to_thread(self.store.watched, self.project_key)
         since = parse_wandb_time(await asyncio.to_thread(self.store.get_meta, self.project_key, "watermark"))
         try:
-            runs = await self.ask(self.source.changed_runs, watched, since)
+            runs = await self.ask(self.source.changed_runs, watched, since, self.rules.gpu_idle is not None)
         except ProjectNotFound:
             known = await asyncio.to_thread(self.store.count_runs, self.project_key)
             if known:
@@ -370,7 +374,7 @@ class Watcher:
                 del self._misses[run_id]
         gone: list[str] = []
         for run_id in missing:
-            found = await self.ask(self.source.lookup, run_id)
+            found = await self.ask(self.source.fetch, run_id)
             if found is not None:
                 if len(missing) == len(watched):
                     raise PollContradiction(
@@ -394,16 +398,16 @@ class Watcher:
         total = 0
         while True:
             try:
-                page = await self.ask(self.source.next_page, after)
+                page, more = await self.ask(self.source.next_page, after)
             except ProjectNotFound:
-                page = []
+                page, more = [], False
             if not page:
                 break
             await asyncio.to_thread(self._record_page, page)
             total += len(page)
             watermark = newest_created(page, watermark)
             newest = max((r.created_at for r in page if r.created_at is not None), default=None)
-            if newest is None:  # W&B gave no creation times: nothing to page by
+            if newest is None or not more:  # the last page (or no creation times to page by)
                 break
             same_moment = frozenset(r.id for r in page if r.created_at == newest)
             if after is not None and newest == after[0]:

@@ -7,7 +7,8 @@ Tiers are markers (registered in pyproject.toml), set here from what each test u
   ``subprocess_env``, or a call with ``"-m", "adjutant"``), found in the test, its nested functions and the functions
   of its own module that it calls; a test file may also mark it so;
 - ``slurm``: the real single-node Slurm (the ``slurm`` fixture of tests/cogs/test_slurm.py);
-- ``ray``: a real Ray head (tests/ray/, and each test that runs those through ``run_ray_tests``);
+- ``ray``: a real Ray head (tests/ray/, and each test that runs those through ``run_ray_tests``, which also gets the
+  900 s that function allows its pytest in the namespace);
 - ``slow``: more than about 10 s of work on its own, without a bot (marked in its file);
 - ``fast``: none of these; the inner loop is ``python -m pytest -m fast``.
 
@@ -45,6 +46,7 @@ BOT_HELPERS = {  # names whose use means a bot connected to a stand-in, or a bot
 }
 BOT_PROCESS = "-m adjutant"  # recorded for a function whose constants hold both "-m" and "adjutant"
 RAY_RUNNER = "run_ray_tests"  # tests/test_ray.py: runs a tests/ray file against a real Ray head
+RAY_RUNNER_TIMEOUT = 900  # what run_ray_tests allows its pytest in the namespace (the default 120 s is too short)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -94,6 +96,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.ray)
         if item.get_closest_marker("ray") is not None:
             item.add_marker(pytest.mark.xdist_group("ray"))
+            if RAY_RUNNER in names and item.get_closest_marker("timeout") is None:
+                item.add_marker(pytest.mark.timeout(RAY_RUNNER_TIMEOUT))
         if not any(item.get_closest_marker(tier) for tier in NOT_FAST):
             item.add_marker(pytest.mark.fast)
     yield

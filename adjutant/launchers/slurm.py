@@ -217,7 +217,7 @@ class SlurmLauncher(Launcher):
         #: error that made it fail (the passes until the next batch are given the same error).
         self._batch: dict[str, dict[str, str] | None] = {}
         self._batch_at: float | None = None
-        self._batch_error: LaunchError | None = None
+        self._batch_error: str | None = None
 
     def _run(self, argv: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         try:
@@ -350,14 +350,14 @@ class SlurmLauncher(Launcher):
         every job asked about (or failed: its error again), else a new one."""
         fresh = self._batch_at is not None and self.clock() - self._batch_at < self.batch_seconds
         if fresh and self._batch_error is not None:
-            raise self._batch_error
+            raise LaunchError(self._batch_error)  # a new one each time: a re-raised one would grow its traceback
         if fresh and all(key in self._batch for key in slurm_ids):
             return self._batch
         try:
             self._batch = self.statuses(slurm_ids)
             self._batch_error = None
         except LaunchError as error:
-            self._batch, self._batch_error = {}, error
+            self._batch, self._batch_error = {}, str(error)
             raise
         finally:
             self._batch_at = self.clock()  # from the answer on: a controller that timed out is not asked at once again

@@ -35,6 +35,11 @@ def output(state: Path, job_id: str, name: str) -> str:
     return (state / "outputs" / job_id / name).read_text()
 
 
+def variables(text: str) -> dict[str, str]:
+    """``env``'s output as a mapping."""
+    return dict(tuple(line.split("=", 1)) for line in text.splitlines() if "=" in line)  # type: ignore[misc]
+
+
 def inspect(podman: Podman, name: str) -> dict | None:
     found = podman.run("container", "inspect", name)
     records = json.loads(found.stdout or "[]")
@@ -70,7 +75,7 @@ async def test_a_failure_says_exit_3_with_its_log_and_the_job_got_its_json_and_o
     assert output(state, job_id, "argc") == "1"
     assert output(state, job_id, "argv") == to_argument(params)
     assert not Path("/tmp/container-pwned").exists()
-    env = dict(line.split("=", 1) for line in output(state, job_id, "env").splitlines() if "=" in line)
+    env = variables(output(state, job_id, "env"))
     assert env["ADJUTANT_JOB_ID"] == job_id and env["WANDB_RUN_ID"] == job.wandb_run_id
     assert env["HF_HOME"] == "/data/hf cache; $(id)"
     assert env["ADJUTANT_OUTPUT_DIR"] == str(state / "outputs" / job_id)
@@ -154,7 +159,8 @@ async def test_a_bot_killed_mid_job_adopts_its_container_and_reports_once(
             await eventually(lambda: row()[0] == "running", timeout=30)
             bot.kill()
             await bot.wait()
-            assert inspect(podman, f"adjutant-{job_id}")["State"]["Status"] == "running", "the job outlives the bot"
+            alive = inspect(podman, f"adjutant-{job_id}")
+            assert alive is not None and alive["State"]["Status"] == "running", "the job outlives the bot"
             bot = await start_bot()
             await wait_report(standin, job_id, timeout=40)
             await asyncio.sleep(3)
@@ -209,7 +215,9 @@ def test_two_jobs_on_two_gpus_get_different_devices(
             asked = replace(request(n), params={"act": "nap"}, script=str(SCRIPT), backend="container", gpus=1)
             queued = store.add(asked, state / "logs")
             assert store.start(queued.id, [n])
-            jobs.append(store.get(queued.id))
+            started = store.get(queued.id)
+            assert started is not None
+            jobs.append(started)
         for job in jobs:
             env = {"ADJUTANT_JOB_ID": job.id, "CUDA_VISIBLE_DEVICES": str(job.gpu_ids[0]), "PATH": "/nonexistent"}
             update = launcher.submit(job, env)
@@ -227,7 +235,7 @@ def test_two_jobs_on_two_gpus_get_different_devices(
             command = record["Config"]["CreateCommand"]
             devices = [command[i + 1] for i, word in enumerate(command) if word == "--device"]
             assert devices == [f"nvidia.com/gpu={n}"]
-            inside = dict(line.split("=", 1) for line in output(state, job.id, "env").splitlines() if "=" in line)
+            inside = variables(output(state, job.id, "env"))
             assert inside["ADJUTANT_TEST_CDI_GPU"] == str(n), "the device's own edits reached the container"
             assert inside["CUDA_VISIBLE_DEVICES"] == "0" and inside["ADJUTANT_GPUS"] == str(n)
             assert "PATH" not in command and "/nonexistent" not in inside.values()

@@ -37,8 +37,10 @@ from adjutant.db.models import (
 from adjutant.hparams import to_argument
 from adjutant.subscriptions import CHANNEL_PREFIX, DM_PREFIX
 
-__all__ = [  # the models and time helpers, imported from here by older code
+__all__ = [
+    # the models and time helpers, re-exported: code imports them from here
     "ACTIVE",
+    "CANARY_SIGNATURE",
     "ENDED",
     "Job",
     "JobEvent",
@@ -47,10 +49,19 @@ __all__ = [  # the models and time helpers, imported from here by older code
     "JobState",
     "JobStore",
     "JobUpdate",
+    "QueueEmbed",
     "SweepHold",
+    "child_environment",
     "insert_jobs",
     "iso",
+    "last_output_line",
+    "new_job_id",
+    "new_wandb_run_id",
     "parse_iso",
+    "process_alive",
+    "read_tail_bytes",
+    "signal_group",
+    "tail_lines",
     "utcnow",
 ]
 

@@ -228,6 +228,21 @@ def test_the_stores_share_one_connection_and_one_transaction(tmp_path: Path) -> 
     database.close()
 
 
+async def test_services_open_one_connection_for_every_store(tmp_path: Path) -> None:
+    # Imported here: loading the extension elsewhere in the run re-imports adjutant.* (new class objects).
+    from adjutant.services import Services
+    from adjutant.settings import Settings
+
+    services = await Services.open(Settings.from_env({"ADJUTANT_STATE_DIR": str(tmp_path / "state")}))
+    database = services.database
+    assert services.jobs.database is services.runs.database is services.approvals.database is database
+    assert all(watcher.store is services.runs for watcher in services.watchers.values())
+    assert database.query("PRAGMA user_version")[0][0] == SCHEMA_VERSION
+    await services.close_if_unused()
+    with pytest.raises(sqlite3.ProgrammingError):  # closed once, for all of them
+        services.jobs.recent()
+
+
 def test_subscriptions_through_the_store(tmp_path: Path) -> None:
     store = Store(tmp_path / "adjutant.sqlite3")
     first = store.subscribe(7, "team/proj", ["finished", "resumed"])

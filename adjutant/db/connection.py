@@ -6,6 +6,7 @@ serialised by one lock; WAL, because the job supervisors write to the same file 
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -68,8 +69,10 @@ class TableFamily:
     its owner; given a path (scripts, tests), it opens a database of its own and closes it in :meth:`close`."""
 
     def __init__(self, database: Database | Path) -> None:
-        self._owns = not isinstance(database, Database)
-        self.database = database if isinstance(database, Database) else Database(Path(database))
+        # A path is told apart from a Database by its type (os.PathLike), not by the Database class: loading the
+        # extension re-imports adjutant's modules, so a Database may come from an earlier import of this one.
+        self._owns = isinstance(database, os.PathLike)
+        self.database: Database = Database(Path(database)) if isinstance(database, os.PathLike) else database
 
     @property
     def path(self) -> Path:

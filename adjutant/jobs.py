@@ -530,10 +530,13 @@ class JobStore(TableFamily):
             args = (*moves, reason, reason, *values.values(), job_id, *sources)
             return db.execute(sql, args).rowcount > 0
 
-    def transition(self, job_id: str, event: JobEvent, **values: Any) -> bool:
-        """Move one job by ``event`` (:meth:`JobState.after`: from the states it may happen in, to where it leads),
-        setting ``values`` with it, in one compare-and-set statement; True if the row changed."""
-        case, moves, guard, sources = transition_sql(event)
+    def transition(
+        self, job_id: str, event: JobEvent, *, among: tuple[JobState, ...] | None = None, **values: Any
+    ) -> bool:
+        """Move one job by ``event`` (:meth:`JobState.after`: from the states it may happen in, or only those of
+        ``among``, to where it leads), setting ``values`` with it, in one compare-and-set statement; True if the row
+        changed."""
+        case, moves, guard, sources = transition_sql(event, among)
         sets = "".join(f", {k}=?" for k in values)
         sql = f"UPDATE jobs SET state={case}{sets} WHERE id=? AND {guard}"  # noqa: S608 (our columns, values bound)
         with self.transaction() as db:

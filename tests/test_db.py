@@ -119,6 +119,22 @@ def test_a_transition_by_event_follows_the_table(tmp_path: Path, event: JobEvent
     store.close()
 
 
+def test_a_transition_can_be_narrowed_to_some_states(tmp_path: Path) -> None:
+    """A cancel meant for a queued job (it ends at once, with ended_at) leaves a job that started meanwhile alone."""
+    store = JobStore(tmp_path / "adjutant.sqlite3")
+    queued, started = queue(store, tmp_path, 2)
+    put(store, started, S)
+    for job_id in (queued, started):
+        store.transition(job_id, JobEvent.CANCEL, among=(JobState.QUEUED,), ended_at="now")
+    assert [tuple(store.query("SELECT state, ended_at FROM jobs WHERE id=?", (j,))[0]) for j in (queued, started)] == [
+        (CANCELLED, "now"),
+        (S, None),
+    ]
+    with pytest.raises(ValueError, match="cannot happen"):
+        store.transition(queued, JobEvent.RUN, among=(JobState.QUEUED,))
+    store.close()
+
+
 def test_news_without_a_state_changes_only_active_jobs(tmp_path: Path) -> None:
     store = JobStore(tmp_path / "adjutant.sqlite3")
     [job_id] = queue(store, tmp_path)

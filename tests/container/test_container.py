@@ -85,16 +85,19 @@ async def test_a_failure_says_exit_3_with_its_log_and_the_job_got_its_json_and_o
     assert "CUDA_VISIBLE_DEVICES" not in env, "no GPUs handed out: none named"
 
 
-async def test_cancel_stops_the_container_within_the_grace_and_two_seconds(
+async def test_the_log_comes_as_it_is_written_and_cancel_stops_within_the_grace_and_two_seconds(
     podman, container_env, start_adjutant, discord_standin, base_env
 ) -> None:
-    """The script ignores SIGTERM (a shell as PID 1): stop's SIGKILL ends it after the 2 s grace."""
+    """The job's first line is in its log while it runs; the script ignores SIGTERM (a shell as PID 1): stop's SIGKILL
+    ends it after the 2 s grace."""
     state = Path(base_env["ADJUTANT_STATE_DIR"])
     async with start_adjutant(container_env) as bot:
         job_id = await launch(discord_standin, '{"act": "sleep"}')
         store = bot.get_cog("Experiments").services.jobs
         await eventually(lambda: store.get(job_id).state == "running", timeout=30)
         await eventually(lambda: (state / "outputs" / job_id / "env").exists(), timeout=30)
+        log = state / "logs" / f"{job_id}.log"
+        await eventually(lambda: log.exists() and "training with" in log.read_text(), timeout=5)  # while it runs
         count = len(discord_standin.sent())
         asked = time.monotonic()
         await discord_standin.post(f"$cancel {job_id}")

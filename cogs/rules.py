@@ -113,7 +113,9 @@ class Rules(AdjutantCog, name="Rules"):
 
     # --- subscriptions ----------------------------------------------------------------------------
     @commands.hybrid_command(name="subscribe")  # type: ignore[arg-type]  # discord.py stubs reject hybrid commands in cogs
-    @app_commands.describe(what="[project] [events: started finished crashed failed killed stalled alerts mine all]")
+    @app_commands.describe(
+        what="[project] [events: started finished crashed failed killed stalled resumed alerts mine all]"
+    )
     async def subscribe_command(self, ctx: commands.Context[Any], *, what: str = "") -> None:
         """Get a direct message for a project's events: $subscribe [project] [events...], or $subscribe mine."""
         words = what.split()

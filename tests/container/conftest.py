@@ -64,6 +64,19 @@ def _busybox_deb() -> Path:
     return found[-1]
 
 
+def _remove_leftovers(engine: Podman) -> None:
+    """The images and containers of earlier test processes that were killed before their clean-up (their tag and
+    label hold the process id)."""
+    images = engine.run("images", "--format", "{{.Repository}}:{{.Tag}}", "localhost/adjutant-test-busybox")
+    for image in images.stdout.split():
+        pid = image.rpartition(":")[2]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            stale = engine.containers(f"adjutant.test={pid}")
+            if stale:
+                engine.run("rm", "-f", *stale)
+            engine.run("rmi", "-f", image)
+
+
 @pytest.fixture(scope="session")
 def podman() -> Iterator[Podman]:
     """A rootful Podman and a busybox image of this process's own (removed at the end, with the tests'
@@ -76,6 +89,7 @@ def podman() -> Iterator[Podman]:
         work = Path(folder)
         conf = work / "containers.conf"
         conf.write_text("[containers]\ndefault_ulimits = []\n")
+        _remove_leftovers(Podman("", conf, ""))
         root = work / "root"
         unpacked = subprocess.run(
             ["dpkg", "-x", str(_busybox_deb()), str(root)], capture_output=True, text=True, check=False

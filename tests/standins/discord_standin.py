@@ -44,7 +44,6 @@ EVERYONE_PERMS = (
     | (1 << 16)  # read message history
     | (1 << 35)  # create public threads
     | (1 << 38)  # send messages in threads
-    | (1 << 51)  # pin messages
 )
 
 
@@ -651,7 +650,7 @@ class DiscordStandIn:
             "id": str(self.guild_id),
             "name": "Stand-in ML Lab",
             "owner_id": str(self.members["founder"].id),
-            "roles": [self.everyone_role, *self.roles.values()],
+            "roles": [self.everyone_role, *self.roles.values(), self.bot_role],
             "channels": [
                 {k: v for k, v in c.items() if k != "guild_id"}
                 for c in self.channels.values()

@@ -322,6 +322,10 @@ def canary_released_embed(canary: Job, why: str) -> dict[str, Any]:
     }
 
 
+#: Where a remediation's growth is capped, by backend.
+LIMIT_NOTE = {"slurm": ", within the partition's limit"}
+
+
 def remedy_embed(job: Job, slurm_state: str, option: str, old: str, new: str | None) -> dict[str, Any]:
     """Slurm ended a job for lack of time or memory: it runs once more with more (``new``), or, the second time,
     it does not (``new`` None)."""
@@ -334,7 +338,7 @@ def remedy_embed(job: Job, slurm_state: str, option: str, old: str, new: str | N
         }
     return {
         "title": f"🩹 Job {job.id}: {plain(truncate(slurm_state, 100))}; running again with more",
-        "description": f"`{option}` {old} → {new} (1.5 times, within the partition's limit):"
+        "description": f"`{option}` {old} → {new} (1.5 times{LIMIT_NOTE.get(job.backend, '')}):"
         f" attempt {job.attempt + 1}.",
         "color": 0xF39C12,
         "footer": {"text": f"job {job.id}"},

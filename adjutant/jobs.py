@@ -364,7 +364,9 @@ class JobStore(TableFamily):
 
     def has_startable_without_gpus(self) -> bool:
         """A queued job that needs no GPU of this machine (it asked for none, or runs on Slurm or Ray)."""
-        sql = "SELECT 1 FROM jobs WHERE state=? AND held=0 AND (gpus=0 OR backend!='local') LIMIT 1"
+        sql = (
+            "SELECT 1 FROM jobs WHERE state=? AND held=0 AND (gpus=0 OR backend NOT IN ('local', 'container')) LIMIT 1"
+        )
         return bool(self.query(sql, (JobState.QUEUED,)))
 
     def start(self, job_id: str, gpu_ids: Sequence[int] = ()) -> bool:

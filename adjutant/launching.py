@@ -291,7 +291,7 @@ class Launching:
             cells=cells,
             may_launch=self.may_launch(asker),
             may_request=may_request(asker.user, self.settings),
-            pool_size=len(pool) if pool is not None and self.settings.launcher == "local" else None,
+            pool_size=len(pool) if pool is not None and self.settings.launcher in ("local", "container") else None,
             quota=quota[0] if quota else None,
             quota_frees_at=quota[1] if quota else None,
             hours_per_cell=None if time_limit is None else time_limit / 3600,

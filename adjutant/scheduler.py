@@ -54,6 +54,11 @@ from adjutant.render import truncate
 
 log = logging.getLogger(__name__)
 
+#: Backends whose jobs run on this machine and take GPU ids from ADJUTANT_GPUS.
+GPU_POOL_BACKENDS = ("local", "container")
+#: Backends whose submission is safe to repeat after a crash between "starting" and its record (it looks first).
+RESUBMITTABLE = ("local", "ray", "container")
+
 #: An ended job whose acknowledgement was never recorded (the bot died between recording the job and
 #: answering) is reported anyway after this long.
 ACK_WAIT = dt.timedelta(seconds=60)
@@ -247,7 +252,7 @@ class Scheduler:
                 return 0  # started (or ended) already: nothing is ahead of it
             queued_before = self.store.count((JobState.QUEUED,), before_seq=job.seq)
             active = [j for j in self.store.where(ACTIVE) if j.id != job.id]
-            if self.gpus is not None and job.backend == "local":
+            if self.gpus is not None and job.backend in GPU_POOL_BACKENDS:
                 free = len(self.gpus) - len(self.gpu_holders(active))
                 if queued_before == 0 and job.gpus <= free and len(active) < self.max_concurrent:
                     return 0
@@ -353,7 +358,8 @@ class Scheduler:
         its launcher (it died in between): back in the queue, in their place."""
         for job in self.store.where((JobState.STARTING,)):
             # A Ray job may have been submitted just before the crash: its submission looks Ray up first.
-            unsubmitted = job.supervisor_pid is None and job.external_id is None and job.backend in ("local", "ray")
+            # A container is looked up by its name first, so it is adopted, never started twice.
+            unsubmitted = job.supervisor_pid is None and job.external_id is None and job.backend in RESUBMITTABLE
             if unsubmitted and self.store.update(job.id, expect=(JobState.STARTING,), state=JobState.QUEUED):
                 log.info("job %s was being started when the bot stopped; queued again", job.id)
 
@@ -605,7 +611,7 @@ class Scheduler:
 
     def gpu_holders(self, active: Sequence[Job]) -> dict[int, Job]:
         """GPU id → the active local job holding it."""
-        return {gpu: job for job in active if job.backend == "local" for gpu in job.gpu_ids}
+        return {gpu: job for job in active if job.backend in GPU_POOL_BACKENDS for gpu in job.gpu_ids}
 
     def _start_on_gpus(self, active: Sequence[Job], slots: int) -> bool:
         """(thread) :func:`adjutant.gpus.plan` over the queue: GPUs handed out in the same statement as the start."""
@@ -618,15 +624,18 @@ class Scheduler:
         queue = self.store.startable(1000)
         by_id = {job.id: job for job in queue}
         for job in queue:
-            if job.backend == "local" and job.gpus > len(self.gpus):  # ADJUTANT_GPUS shrank since it was queued
+            shrank = job.backend in GPU_POOL_BACKENDS and job.gpus > len(self.gpus)  # ADJUTANT_GPUS shrank meanwhile
+            if shrank:
                 reason = f"it asks for {job.gpus} GPUs; this machine gives out {len(self.gpus)} (ADJUTANT_GPUS)"
                 self.store.update(
                     job.id, expect=(JobState.QUEUED,), state=JobState.FAILED, reason=reason, ended_at=iso()
                 )
                 del by_id[job.id]
         now = time.time()
-        waiting = [Waiting(j.id, j.gpus if j.backend == "local" else 0, j.time_limit) for j in by_id.values()]
-        running = [Holding(len(j.gpu_ids), _limit_end(j, now)) for j in active if j.backend == "local" and j.gpu_ids]
+        waiting = [Waiting(j.id, j.gpus if j.backend in GPU_POOL_BACKENDS else 0, j.time_limit) for j in by_id.values()]
+        running = [
+            Holding(len(j.gpu_ids), _limit_end(j, now)) for j in active if j.backend in GPU_POOL_BACKENDS and j.gpu_ids
+        ]
         starts = plan(waiting, free, running, now, slots=slots).starts
         for job_id, gpu_ids in starts:
             if self.store.start(job_id, gpu_ids):
@@ -637,7 +646,7 @@ class Scheduler:
         """(thread) Hand a starting job to its launcher with the job's own environment."""
         launcher = self.launcher(job.backend)
         env = dict(self._environment(job))
-        if self.gpus is not None and job.backend == "local":
+        if self.gpus is not None and job.backend in GPU_POOL_BACKENDS:
             visible = ",".join(str(gpu) for gpu in job.gpu_ids)  # "" for a job that asked for none: it sees none
             env["CUDA_VISIBLE_DEVICES"] = visible
             env["ADJUTANT_GPUS"] = visible

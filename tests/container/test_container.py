@@ -266,3 +266,29 @@ def test_check_names_the_runtime_the_image_and_how_long_a_trivial_container_took
     assert [f.ok for f in missing] == [True, False]
     assert missing[1].message.startswith("image localhost/adjutant-no-such:1 is not on this machine: build it")
     assert check_containers(Settings.from_env(base_env)) == [], "only with ADJUTANT_LAUNCHER=container"
+
+
+async def test_two_launches_on_adjutant_gpus_0_1_get_different_devices(
+    podman, container_env, fake_gpus, start_adjutant, discord_standin, base_env
+) -> None:
+    """ADJUTANT_GPUS=0,1: two launches at once each hold one GPU of the pool; podman inspect shows each container
+    its own --device nvidia.com/gpu=N, and the device's own edits reached each."""
+    state = Path(base_env["ADJUTANT_STATE_DIR"])
+    async with start_adjutant({**container_env, "ADJUTANT_GPUS": "0,1", "ADJUTANT_MAX_CONCURRENT": "2"}) as bot:
+        store = bot.get_cog("Experiments").services.jobs
+        first = await launch(discord_standin, '{"act": "nap", "n": 1}')
+        second = await launch(discord_standin, '{"act": "nap", "n": 2}')
+        await eventually(lambda: all(store.get(j).state == "running" for j in (first, second)), timeout=30)
+        records = {j: inspect(podman, f"adjutant-{j}") for j in (first, second)}
+        held = {j: store.get(j).gpu_ids for j in (first, second)}
+        await wait_report(discord_standin, first, timeout=30)
+        await wait_report(discord_standin, second, timeout=30)
+    assert sorted(held.values()) == [(0,), (1,)]
+    for job_id, record in records.items():
+        assert record is not None
+        command = record["Config"]["CreateCommand"]
+        devices = [command[i + 1] for i, word in enumerate(command) if word == "--device"]
+        assert devices == [f"nvidia.com/gpu={held[job_id][0]}"]
+        inside = variables(output(state, job_id, "env"))
+        assert inside["ADJUTANT_TEST_CDI_GPU"] == str(held[job_id][0])
+        assert inside["CUDA_VISIBLE_DEVICES"] == "0" and inside["ADJUTANT_GPUS"] == str(held[job_id][0])

@@ -40,7 +40,7 @@ from adjutant.hparams import (
 from adjutant.jobs import ACTIVE, Job, JobRequest, JobState
 from adjutant.projects import ProjectRoute
 from adjutant.render import code_safe, truncate
-from adjutant.scheduler import CancelOutcome, CancelResult, Scheduler
+from adjutant.scheduler import GPU_POOL_BACKENDS, CancelOutcome, CancelResult, Scheduler
 from adjutant.settings import Settings
 from adjutant.watcher import Watcher, describe_error
 
@@ -167,6 +167,10 @@ class Launching:
             return same_project[0]
         return self.routes[0]
 
+    def backend_of(self, route: ProjectRoute) -> str:
+        """Where a route's jobs run: its projects table's ``launcher``, else ADJUTANT_LAUNCHER."""
+        return route.launcher or self.settings.launcher
+
     def launching_off(self, route: ProjectRoute) -> str | None:
         """Why launching is off in ``route``'s channel (and where it is on), or None when it is on there."""
         if route.experiment_script is not None:
@@ -267,7 +271,7 @@ class Launching:
             requested_by=asker.name,
             channel_id=asker.channel_id,
             message_id=asker.message_id,
-            backend=self.settings.launcher,
+            backend=self.backend_of(route),
             project=route.project,
             entity=route.entity,
             route=str(route.channel),
@@ -291,7 +295,7 @@ class Launching:
             cells=cells,
             may_launch=self.may_launch(asker),
             may_request=may_request(asker.user, self.settings),
-            pool_size=len(pool) if pool is not None and self.settings.launcher in ("local", "container") else None,
+            pool_size=len(pool) if pool is not None and self.backend_of(asker.route) in GPU_POOL_BACKENDS else None,
             quota=quota[0] if quota else None,
             quota_frees_at=quota[1] if quota else None,
             hours_per_cell=None if time_limit is None else time_limit / 3600,
@@ -410,7 +414,7 @@ class Launching:
                 requested_by=plan.requested_by,
                 channel_id=plan.channel_id,
                 message_id=plan.message_id,
-                backend=self.settings.launcher,
+                backend=self.backend_of(plan.route),
                 sweep_id=plan.sweep_id,
                 ack_id=ack_id,
                 project=plan.route.project,

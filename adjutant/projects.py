@@ -9,7 +9,8 @@ channel = "general"                # name or id: its runs are announced and its 
 experiment_script = "examples/mnist/run_experiment.sh"   # optional: `$experiment` in this channel runs it
 launch_roles = ["ml-team"]         # optional; launch_users likewise; default: the global rule
 metric = "val_loss"                # optional; metric_goal likewise
-image = "localhost/mnist:3"        # optional, ADJUTANT_LAUNCHER=container: the image its jobs run in
+launcher = "container"             # optional: where its jobs run (default ADJUTANT_LAUNCHER)
+image = "localhost/mnist:3"        # optional, with the container launcher: the image its jobs run in
 ```
 """
 
@@ -35,7 +36,10 @@ KEYS = {
     "metric": "a summary metric name",
     "metric_goal": '"min" or "max"',
     "image": "a container image name, e.g. localhost/mnist:3",
+    "launcher": 'where its jobs run: "local", "slurm", "ray" or "container" (default: ADJUTANT_LAUNCHER)',
 }
+#: The backends a projects table may pick (ADJUTANT_LAUNCHER's values).
+LAUNCHERS = ("local", "slurm", "ray", "container")
 _NAME = re.compile(r"^[^/\s]{1,128}$")
 
 
@@ -57,6 +61,8 @@ class ProjectRoute:
     metric_goal: Literal["min", "max"] = "min"
     #: The container image its jobs run in (ADJUTANT_LAUNCHER=container); None: ADJUTANT_CONTAINER_IMAGE.
     image: str | None = None
+    #: Where its jobs run (local, slurm, ray, container); None: ADJUTANT_LAUNCHER.
+    launcher: str | None = None
 
     @property
     def project_key(self) -> str | None:
@@ -156,6 +162,10 @@ def _check_table(
 
 
 def _value(key: str, value: Any, folder: Path, check_script: Callable[[str], Path]) -> Any:
+    if key == "launcher":
+        if value not in LAUNCHERS:
+            raise ValueError(f"got {value!r}")
+        return value
     if key == "image":
         if not isinstance(value, str) or not value.strip() or any(c.isspace() for c in value.strip()):
             raise ValueError(f"got {value!r}")

@@ -214,3 +214,14 @@ async def test_a_sweeps_worst_case_counts_against_the_quota(world, tmp_path) -> 
     over = await launching.sweep(bob, '--gpus 4 --time 1h {"lr": [1, 2, 3, 4, 5, 6, 7, 8]}')
     assert isinstance(over, Refused) and "32" in over.text and "0.0 " not in over.text
     assert await launching.scheduler.recent(10) == []
+
+
+async def test_a_projects_table_picks_where_its_jobs_run(world, tmp_path) -> None:
+    launching, _ = world
+    config = tmp_path / "projects.toml"
+    config.write_text(ROUTES.replace('launch_roles = ["Admin"]', 'launch_roles = ["Admin"]\nlauncher = "container"'))
+    launching.settings = Settings.from_env({"ADJUTANT_CONFIG": str(config)})
+    launching.routes = launching.settings.routes
+    general = await launched(launching, asker(launching.settings, BOB, "general"))
+    private = await launched(launching, asker(launching.settings, ADMIN, "bot-admin", sees=("bot-admin",)))
+    assert (general.backend, private.backend) == ("local", "container")

@@ -123,3 +123,12 @@ def write_env(folder: Path) -> Path:
     env = folder / "check.env"
     env.write_text(f"ADJUTANT_STATE_DIR={folder / 'state'}\n")
     return env
+
+
+def test_a_table_may_pick_its_launcher(folder: Path) -> None:
+    path = write(folder, TWO.replace('metric = "val_loss"', 'metric = "val_loss"\nlauncher = "ray"'))
+    routes = Settings.from_env({"ADJUTANT_CONFIG": str(path)}).routes
+    assert [r.launcher for r in routes] == ["ray", None]
+    bad = write(folder, TWO.replace('metric = "val_loss"', 'metric = "val_loss"\nlauncher = "kubernetes"'))
+    with pytest.raises(ConfigError, match=r"launcher must be where its jobs run.*got 'kubernetes'"):
+        Settings.from_env({"ADJUTANT_CONFIG": str(bad)})

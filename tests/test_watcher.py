@@ -15,7 +15,7 @@ RULES = WatchRules(notify=frozenset(RUN_EVENTS), stall_after=dt.timedelta(minute
 
 
 def watcher_on(path: Path, rules: WatchRules = RULES) -> Watcher:
-    return Watcher(Store(path), WandbSource("team", "proj", timeout=5), rules, timeout=5)
+    return Watcher(Store(path), WandbSource("team", "proj", timeout=2), rules, timeout=2)
 
 
 def outbox(watcher: Watcher) -> list[tuple[str, str, str | None]]:

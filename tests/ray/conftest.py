@@ -26,7 +26,8 @@ ADDRESS = "http://127.0.0.1:8265"
 @pytest.fixture(scope="session")
 def ray_head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real Ray head for the session (about 4 s to start), on loopback only; stopped afterwards."""
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    # A busy machine starts a head slowly: give its control service (GCS) time, as Ray's own tests on CI do.
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_gcs_rpc_server_reconnect_timeout_s": "240"}
     started = subprocess.run(
         [
             RAY,
@@ -47,7 +48,7 @@ def ray_head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     try:
         from ray.job_submission import JobSubmissionClient
 
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 240
         while True:
             try:
                 JobSubmissionClient(ADDRESS).list_jobs()

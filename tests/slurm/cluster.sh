@@ -109,7 +109,7 @@ wait_ready() {
   # The first job after a cold start is scheduled late: run a probe to the end.
   local probe
   probe=$(sbatch --parsable -o /dev/null -J adjutant-probe --wrap true)
-  for i in $(seq 1 150); do
+  for i in $(seq 1 1200); do  # up to 120 s on a busy machine; returns as soon as the probe completed
     state=$(squeue -j "$probe" -h -t all -o %T 2>/dev/null || true)
     [ "$state" = COMPLETED ] && return 0
     sleep 0.1

@@ -287,7 +287,7 @@ class WandbStandIn:
         app.router.add_post("/files/{entity}/{project}/{run}/file_stream", self._file_stream)
         app.router.add_put("/upload/{tail:.*}", self._upload)
         app.router.add_route("*", "/{tail:.*}", self._not_found)
-        self._runner = web.AppRunner(app, access_log=None)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
         loop.run_until_complete(self._runner.setup())
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         loop.run_until_complete(site.start())

@@ -31,7 +31,6 @@ from adjutant.cogs._launch_form import edit_view
 from adjutant.job_render import ack_embed, end_embed, final_ack_embed, status_embed, wandb_run_url
 from adjutant.jobs import Job, JobState, tail_lines
 from adjutant.render import MESSAGE_LIMIT, truncate
-from adjutant.runs import RunInfo
 from adjutant.scheduler import Scheduler
 from adjutant.settings import Settings
 from adjutant.watcher import Watcher, describe_error
@@ -40,8 +39,12 @@ log = logging.getLogger(__name__)
 
 #: Attempts at sending an acknowledgement when Discord answers 5xx or 429.
 ACK_ATTEMPTS = 3
-#: How long an end report waits for W&B's view of the run before going out without it.
-RUN_LOOKUP_SECONDS = 5.0
+#: How long after its end report a job's W&B run is still asked about (what W&B adds comes by an edit).
+RUN_LOOKUP_SECONDS = 60.0
+#: End reports sent at once (each job's report is its own).
+REPORTS_AT_ONCE = 8
+#: End reports asking W&B about their run at once (the others wait their turn; no report waits for W&B).
+RUN_LOOKUPS_AT_ONCE = 4
 #: After Discord refused a report everywhere, wait this long before trying again.
 REPORT_RETRY_SECONDS = 60.0
 #: A sweep's preview still unchanged this long after its jobs were recorded was left behind by a crash.
@@ -87,6 +90,9 @@ class JobStory:
         self._status_run: dict[str, str] = {}
         self._retry_after: dict[str, float] = {}
         self._failures: dict[str, int] = {}
+        #: End reports being completed with what W&B says of their run (see :meth:`_complete`).
+        self._completions: set[asyncio.Task[None]] = set()
+        self._lookups = asyncio.Semaphore(RUN_LOOKUPS_AT_ONCE)
 
     @property
     def prefix(self) -> str:
@@ -279,19 +285,26 @@ class JobStory:
         if not self.bot.is_ready():
             return
         now = time.monotonic()
-        for job in await self.scheduler.reports_due():
-            if self._retry_after.get(job.id, 0.0) > now:
-                continue
-            try:
-                await self._report(job)
-            except NowhereToReport as error:
-                log.warning("end report of job %s waits: %s", job.id, error)
-                self._retry_after[job.id] = now + 5.0
-            except discord.HTTPException as error:
-                failures = self._failures[job.id] = self._failures.get(job.id, 0) + 1
-                delay = 2.0 if _transient(error) else min(REPORT_RETRY_SECONDS, 5.0 * 2 ** (failures - 1))
-                log.warning("end report of job %s not accepted yet (%s); retrying in %.0fs", job.id, error, delay)
-                self._retry_after[job.id] = now + delay
+        due = [job for job in await self.scheduler.reports_due() if self._retry_after.get(job.id, 0.0) <= now]
+        sending = asyncio.Semaphore(REPORTS_AT_ONCE)
+
+        async def send(job: Job) -> None:
+            async with sending:
+                try:
+                    await self._report(job)
+                except NowhereToReport as error:
+                    log.warning("end report of job %s waits: %s", job.id, error)
+                    self._retry_after[job.id] = now + 5.0
+                except discord.HTTPException as error:
+                    failures = self._failures[job.id] = self._failures.get(job.id, 0) + 1
+                    delay = 2.0 if _transient(error) else min(REPORT_RETRY_SECONDS, 5.0 * 2 ** (failures - 1))
+                    log.warning("end report of job %s not accepted yet (%s); retrying in %.0fs", job.id, error, delay)
+                    self._retry_after[job.id] = now + delay
+
+        # Each job's report is its own: one slow to send delays no other (status edits wait for all of them).
+        failed = [r for r in await asyncio.gather(*map(send, due), return_exceptions=True) if r is not None]
+        if failed:
+            raise failed[0]
 
     def _channel(self, job: Job) -> Any:
         channel = self.bot.get_channel(job.channel_id) if job.channel_id else None
@@ -314,10 +327,11 @@ class JobStory:
         channel = self._channel(job)
         if channel is None:
             raise NowhereToReport(f"channel {job.channel_id} of job {job.id} not found")
-        run, run_url = await self._run_of(job)
+        run_url = await self._known_run_url(job)
         tail, _ = await asyncio.to_thread(tail_lines, Path(job.log_path), END_TAIL_LINES)
+        now = utcnow()
         report = end_embed(
-            job, log_tail=tail, run=run, run_url=run_url, metric=self._metric(job), now=utcnow(), prefix=self.prefix
+            job, log_tail=tail, run=None, run_url=run_url, metric=self._metric(job), now=now, prefix=self.prefix
         )
         embed = discord.Embed.from_dict(report)
         thread = await self._thread(job)
@@ -360,6 +374,50 @@ class JobStory:
         self._status_run.pop(job.id, None)
         self._retry_after.pop(job.id, None)
         self._failures.pop(job.id, None)
+        if self.watcher_of(job) is not None:
+            task = asyncio.create_task(self._complete(job, message, report, tail, now), name=f"report-{job.id}")
+            self._completions.add(task)
+            task.add_done_callback(self._completions.discard)
+
+    async def _complete(
+        self, job: Job, message: discord.Message, sent: dict[str, Any], tail: list[str], ended: dt.datetime
+    ) -> None:
+        """What W&B adds to a sent end report (the run's name and state, its link, the metric), by an edit when W&B
+        answers: at most :data:`RUN_LOOKUPS_AT_ONCE` reports ask at once, none after :data:`RUN_LOOKUP_SECONDS`.
+        Never fails: a slow or absent W&B leaves the report as it was sent."""
+        watcher = self.watcher_of(job)
+        if watcher is None:
+            return
+        try:
+            async with asyncio.timeout(RUN_LOOKUP_SECONDS):
+                async with self._lookups:
+                    run = await watcher.fetch(job.wandb_run_id)
+        except Exception as error:
+            log.info("W&B run %s of job %s not available: %s", job.wandb_run_id, job.id, describe_error(error))
+            return
+        if run is None:
+            return
+        report = end_embed(
+            job,
+            log_tail=tail,
+            run=run,
+            run_url=run.url or self._url(job),
+            metric=self._metric(job),
+            now=ended,
+            prefix=self.prefix,
+        )
+        if report == sent:
+            return
+        try:
+            await message.edit(embed=discord.Embed.from_dict(report))
+        except discord.HTTPException as error:
+            log.info("could not add W&B's view of run %s to the end report of job %s: %s", run.id, job.id, error)
+
+    async def close(self) -> None:
+        """Stop completing end reports (the bot is going away)."""
+        for task in list(self._completions):
+            task.cancel()
+        await asyncio.gather(*self._completions, return_exceptions=True)
 
     @staticmethod
     def _edit_view(job: Job) -> discord.ui.View:
@@ -378,20 +436,12 @@ class JobStory:
         except discord.HTTPException as error:
             log.warning("could not mark the acknowledgement of job %s as ended: %s", job.id, error)
 
-    async def _run_of(self, job: Job) -> tuple[RunInfo | None, str | None]:
-        """The job's W&B run and its link, only if W&B knows the run (never fails the report)."""
+    async def _known_run_url(self, job: Job) -> str | None:
+        """The link to the job's W&B run when a poll has seen the run (no W&B request: the report never waits)."""
         watcher = self.watcher_of(job)
-        if watcher is None:
-            return None, None
-        try:
-            run = await asyncio.wait_for(watcher.find(job.wandb_run_id), RUN_LOOKUP_SECONDS)
-        except Exception as error:
-            log.info("W&B run %s of job %s not available: %s", job.wandb_run_id, job.id, describe_error(error))
-            run = None
-        if run is not None:
-            return run, run.url or self._url(job)
-        known = await watcher.knows(job.wandb_run_id)
-        return None, self._url(job) if known else None
+        if watcher is None or not await watcher.knows(job.wandb_run_id):
+            return None
+        return self._url(job)
 
     def _url(self, job: Job) -> str | None:
         entity = job.entity or self.settings.entity

@@ -110,3 +110,40 @@ async def test_a_command_group_names_commands_with_the_group(
 
 def greetings(discord: DiscordStandIn) -> list[dict]:
     return [m for m in discord.sent() if "hello" in (m.get("content") or "").lower()]
+
+
+async def test_an_end_report_goes_out_while_w_and_b_hangs_and_is_completed_by_an_edit(
+    start_adjutant, discord_standin: DiscordStandIn, wandb_standin, out_dir, monkeypatch
+) -> None:
+    """W&B hangs when the job ends: its end report goes out at once (with the run's link, known from the polls);
+    the run's name, state and metric come by an edit once W&B answers."""
+    import asyncio
+    import datetime as dt
+
+    from tests.cogs.conftest import WANDB_ENV
+    from tests.cogs.test_experiments import received
+
+    monkeypatch.delenv("WANDB_SERVICE")  # the fake one of out_dir would capture this process's wandb client
+    async with start_adjutant({**WANDB_ENV, **launch_env()}) as bot:
+        await discord_standin.wait_for_message(lambda m: bool(m["embeds"]), timeout=20)  # connect summary
+        job_id = await launch(discord_standin, '{"sleep": 4}')
+        await eventually(lambda: (out_dir / f"{job_id}.json").exists(), timeout=15)
+        run_id = received(out_dir, job_id)["env"]["WANDB_RUN_ID"]
+        wandb_standin.create_run(run_id, display_name="hung-run", state="running", summary={"loss": 0.5})
+        await eventually(lambda: "hung-run started" in everything_said(discord_standin), timeout=15)
+        wandb_standin.update_run(run_id, state="finished", summary={"loss": 0.125})
+        wandb_standin.hang(1000, seconds=6.0)  # from now on every W&B request takes 6 s
+        done = await wait_report(discord_standin, job_id, timeout=20)
+        arrived = dt.datetime.now(dt.UTC)
+        ended = bot.get_cog("Experiments").services.jobs.get(job_id).ended_at
+        first = json.loads(json.dumps(done))  # as it was sent
+        assert wandb_standin.faults, "W&B was still hanging when the report went out"
+        wandb_standin.clear_faults()  # W&B answers again (the requests in flight still take their 6 s)
+        await eventually(lambda: "loss" in fields(done), timeout=30)
+        await asyncio.sleep(0.5)
+    waited = (arrived - ended).total_seconds()
+    assert waited < 3, f"the end report came {waited:.1f} s after the job ended: it waited for W&B"
+    assert run_id in fields(first)["W&B run"] and "loss" not in fields(first), "sent with the link, without W&B's part"
+    assert fields(done)["loss"] == "0.125"
+    assert "hung-run" in fields(done)["W&B run"] and "finished" in fields(done)["W&B run"]
+    assert len(wait_report_now(discord_standin, job_id)["embeds"]) == 1, "completed in place: one report"

@@ -29,7 +29,6 @@ from benchmarks.wandb_cost_benchmark import PREVIOUS, previous_tree  # noqa: E40
 from tests.standins.discord_standin import DiscordStandIn  # noqa: E402
 from tests.standins.wandb_standin import API_KEY, WandbStandIn  # noqa: E402
 
-
 REPORT_TITLE = re.compile(r"Experiment (j[a-z0-9]{6}) (succeeded|failed)")
 
 

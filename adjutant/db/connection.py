@@ -27,10 +27,14 @@ class Database:
         self._lock = threading.RLock()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
         self._db.row_factory = sqlite3.Row
-        with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")  # the job supervisors write alongside the bot
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            migrate(self._db)
+        try:
+            with self._lock:
+                self._db.execute("PRAGMA journal_mode=WAL")  # the job supervisors write alongside the bot
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                migrate(self._db)
+        except BaseException:
+            self._db.close()
+            raise
 
     def close(self) -> None:
         with self._lock:

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from adjutant.alerts import compile_patterns, scan_log
+from adjutant.clock import iso, utcnow
 from adjutant.gpus import Holding, Waiting, plan
 from adjutant.job_render import (
     canary_released_embed,
@@ -41,13 +42,12 @@ from adjutant.jobs import (
     ACTIVE,
     ENDED,
     Job,
+    JobEvent,
     JobRequest,
     JobState,
     JobStore,
     JobUpdate,
-    iso,
     last_output_line,
-    utcnow,
 )
 from adjutant.launchers import Launcher, LaunchError
 from adjutant.render import truncate
@@ -271,10 +271,10 @@ class Scheduler:
             return CancelResult(CancelOutcome.UNKNOWN, None)
         if job.state == JobState.QUEUED:
             removed = await asyncio.to_thread(
-                self.store.update,
+                self.store.transition,
                 job.id,
-                expect=(JobState.QUEUED,),
-                state=JobState.CANCELLED,
+                JobEvent.CANCEL,
+                among=(JobState.QUEUED,),
                 ended_at=iso(),
                 cancelled_by=by,
             )
@@ -285,10 +285,10 @@ class Scheduler:
             assert job is not None
         if job.state in (JobState.STARTING, JobState.RUNNING):
             await asyncio.to_thread(
-                self.store.update,
+                self.store.transition,
                 job.id,
-                expect=(JobState.STARTING, JobState.RUNNING),
-                state=JobState.CANCELLING,
+                JobEvent.CANCEL,
+                among=(JobState.STARTING, JobState.RUNNING),
                 cancel_requested_at=iso(),
                 cancelled_by=by,
             )
@@ -360,7 +360,7 @@ class Scheduler:
             # A Ray job may have been submitted just before the crash: its submission looks Ray up first.
             # A container is looked up by its name first, so it is adopted, never started twice.
             unsubmitted = job.supervisor_pid is None and job.external_id is None and job.backend in RESUBMITTABLE
-            if unsubmitted and self.store.update(job.id, expect=(JobState.STARTING,), state=JobState.QUEUED):
+            if unsubmitted and self.store.transition(job.id, JobEvent.UNSUBMIT):
                 log.info("job %s was being started when the bot stopped; queued again", job.id)
 
     def _reconcile(self) -> bool:
@@ -454,10 +454,10 @@ class Scheduler:
     def _stop_at_limit(self, job: Job, launcher: Launcher) -> None:
         """(thread) A job past its time limit is cancelled (the grace period applies), and says why."""
         limit = f"{job.time_limit / 60:g} min" if job.time_limit is not None else "?"
-        stopped = self.store.update(
+        stopped = self.store.transition(
             job.id,
-            expect=(JobState.STARTING, JobState.RUNNING),
-            state=JobState.CANCELLING,
+            JobEvent.CANCEL,
+            among=(JobState.STARTING, JobState.RUNNING),
             cancel_requested_at=iso(),
             cancelled_by="its time limit",
             reason=f"stopped at its time limit ({limit})",
@@ -627,9 +627,7 @@ class Scheduler:
             shrank = job.backend in GPU_POOL_BACKENDS and job.gpus > len(self.gpus)  # ADJUTANT_GPUS shrank meanwhile
             if shrank:
                 reason = f"it asks for {job.gpus} GPUs; this machine gives out {len(self.gpus)} (ADJUTANT_GPUS)"
-                self.store.update(
-                    job.id, expect=(JobState.QUEUED,), state=JobState.FAILED, reason=reason, ended_at=iso()
-                )
+                self.store.transition(job.id, JobEvent.FAIL, among=(JobState.QUEUED,), reason=reason, ended_at=iso())
                 del by_id[job.id]
         now = time.time()
         waiting = [Waiting(j.id, j.gpus if j.backend in GPU_POOL_BACKENDS else 0, j.time_limit) for j in by_id.values()]
@@ -654,9 +652,7 @@ class Scheduler:
             update = launcher.submit(job, env)
         except LaunchError as error:
             log.error("job %s could not start: %s", job.id, error)
-            self.store.update(
-                job.id, expect=(JobState.STARTING,), state=JobState.FAILED, reason=str(error), ended_at=iso()
-            )
+            self.store.transition(job.id, JobEvent.FAIL, among=(JobState.STARTING,), reason=str(error), ended_at=iso())
             return
         if update.columns():
             self.store.update(job.id, **update.columns())

@@ -960,7 +960,7 @@ class Settings:
     )
     slurm_timeout: float = setting(
         "ADJUTANT_SLURM_TIMEOUT",
-        "seconds one sbatch/scontrol/sacct/scancel may take before Slurm counts as unreachable",
+        "seconds one sbatch/squeue/scontrol/sacct/scancel may take before Slurm counts as unreachable",
         parser=Number(minimum=1),
         group="Slurm",
         default=30.0,

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from adjutant.numbers import NumberError, parse_whole, shown
+from adjutant.numbers import NumberError, parse_decimal, parse_whole, shown
 
 MAX_CHARS = 4000
 MAX_DEPTH = 8
@@ -256,6 +256,15 @@ class LaunchOptions:
     gpus: int | None = None
     time_limit: float | None = None  # seconds
     canary: bool = True
+    #: A memory limit (``16G``, ``512M``: containers' --memory, Slurm's --mem) and CPUs (containers' --cpus, Slurm's
+    #: --cpus-per-task) for this launch; None: the settings'.
+    memory: str | None = None
+    cpus: float | None = None
+
+    def overrides(self) -> dict[str, str]:
+        """The backend options this launch sets (a job's ``overrides``)."""
+        found = {"mem": self.memory, "cpus": None if self.cpus is None else f"{self.cpus:g}"}
+        return {key: value for key, value in found.items() if value is not None}
 
 
 _DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)([smhd]?)")  # ASCII digits only (not ٣ or ²)
@@ -301,28 +310,61 @@ def take_launch_options(text: str, *, sweep: bool = False) -> tuple[LaunchOption
     hyperparameters. A ``--`` word that is none of these is refused, naming the ones there are."""
     gpus: int | None = None
     limit: float | None = None
+    memory: str | None = None
+    cpus: float | None = None
     canary = True
     rest = text.lstrip()
-    known = "--gpus N, --time D" + (", --no-canary" if sweep else "")
+    known = "--gpus N, --time D, --memory 16G, --cpus N" + (", --no-canary" if sweep else "")
     while rest.startswith("--"):
         word, tail = _next_word(rest)
         word, _, glued = word.partition("=")
         if word == "--no-canary" and sweep:
             canary, rest = False, tail.lstrip()
             continue
-        if word not in ("--gpus", "--time"):
+        if word not in ("--gpus", "--time", "--memory", "--cpus"):
             raise HParamsError(f"unknown option {shown(word)}; the options are {known}")
         value = glued
         if not value:
             value, tail = _next_word(tail.lstrip())
         if not value:
-            raise HParamsError(f"{word} needs a value, e.g. {word} {'2' if word == '--gpus' else '2h'}")
+            example = {"--gpus": "2", "--time": "2h", "--memory": "16G", "--cpus": "4"}[word]
+            raise HParamsError(f"{word} needs a value, e.g. {word} {example}")
         if word == "--gpus":
             gpus = parse_gpus(value)
+        elif word == "--memory":
+            memory = parse_memory_option(value)
+        elif word == "--cpus":
+            cpus = parse_cpus(value)
         else:
             limit = parse_duration(value)
         rest = tail.lstrip()
-    return LaunchOptions(gpus, limit, canary), rest
+    return LaunchOptions(gpus, limit, canary, memory, cpus), rest
+
+
+_MEMORY_OPTION = re.compile(r"([0-9]+(?:\.[0-9]+)?)([KMGT])B?", re.IGNORECASE)  # ASCII digits only
+
+
+def parse_memory_option(text: str) -> str:
+    """``--memory 16g``/``16G``/``512M``/``1.5G`` → ``16G`` (a unit is required; from 4 MiB to 64 TiB)."""
+    match = _MEMORY_OPTION.fullmatch(text.strip())
+    if match is None:
+        raise HParamsError(f"--memory must be a size with a unit like 16G or 512M, not {shown(text)}")
+    unit = match[2].upper()
+    mib = float(match[1]) * {"K": 1 / 1024, "M": 1, "G": 1024, "T": 1024 * 1024}[unit]
+    if not 4 <= mib <= 64 * 1024 * 1024:
+        raise HParamsError(f"--memory must be between 4M and 64T, not {shown(text)}")
+    return f"{match[1]}{unit}"
+
+
+def parse_cpus(text: str) -> float:
+    """``--cpus 4`` or ``--cpus 0.5``: more than 0, at most 256 (ASCII digits)."""
+    try:
+        value = parse_decimal(text, what="--cpus")
+    except NumberError as error:
+        raise HParamsError(str(error)) from None
+    if not 0 < value <= 256:
+        raise HParamsError(f"--cpus must be more than 0 and at most 256, not {shown(text)}")
+    return value
 
 
 def _next_word(text: str) -> tuple[str, str]:

@@ -104,8 +104,8 @@ def insert_jobs(
         db.execute(
             "INSERT INTO jobs (id, state, params, script, requested_by_id, requested_by, channel_id,"
             " message_id, sweep_id, wandb_run_id, log_path, created_at, backend, acked, ack_id, log_done,"
-            " project, entity, queue_told, gpus, time_limit, route)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, 0, ?, ?, ?)",
+            " project, entity, queue_told, gpus, time_limit, route, overrides)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, 0, ?, ?, ?, ?)",
             (
                 job_id,
                 JobState.QUEUED,
@@ -127,6 +127,7 @@ def insert_jobs(
                 request.gpus,
                 request.time_limit,
                 request.route,
+                json.dumps(dict(request.overrides)) if request.overrides else None,
             ),
         )
     sweep_id = requests[0].sweep_id if requests else None

@@ -12,6 +12,7 @@ for its config, with the watcher's deadline.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -113,6 +114,8 @@ class SweepPlan:
     time_limit: float | None
     canary: bool
     warning: str | None
+    #: Backend options asked with --memory / --cpus, for every cell.
+    overrides: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -246,10 +249,10 @@ class Launching:
         ``gpus`` option; the defaults (ADJUTANT_GPUS_PER_JOB, ADJUTANT_TIME_LIMIT) filled in."""
         options, rest = take_launch_options(text, sweep=sweep)
         if gpus is not None:
-            options = LaunchOptions(check_gpus(gpus), options.time_limit, options.canary)
+            options = dataclasses.replace(options, gpus=check_gpus(gpus))
         limit = options.time_limit if options.time_limit is not None else self.default_time_limit()
         count = options.gpus if options.gpus is not None else self.settings.job_gpus
-        return LaunchOptions(count, limit, options.canary), rest
+        return dataclasses.replace(options, gpus=count, time_limit=limit), rest
 
     def prepare(self, params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         """Schema defaults filled in and checked; what reaches the script is always valid JSON."""
@@ -360,7 +363,9 @@ class Launching:
             return Refused(f"Not launched: {error}")
         assert options.gpus is not None
         admission = await self.admission(asker, options.gpus, 1, options.time_limit)
-        request = self.request(asker, params, gpus=options.gpus, time_limit=options.time_limit)
+        request = self.request(
+            asker, params, gpus=options.gpus, time_limit=options.time_limit, overrides=options.overrides()
+        )
         return await self._record(asker, request, admission, detail=to_argument(params), defaults=defaults)
 
     async def sweep(self, asker: Asker, text: str, gpus: int | None = None) -> Refused | Awaiting | SweepPlan:
@@ -398,6 +403,7 @@ class Launching:
             time_limit=options.time_limit,
             canary=canary,
             warning=admission.warning,
+            overrides=options.overrides(),
         )
         if admission.verdict == Verdict.APPROVAL:
             requests = self._sweep_requests(plan, None)
@@ -422,6 +428,7 @@ class Launching:
                 route=str(plan.route.channel),
                 gpus=plan.gpus,
                 time_limit=plan.time_limit,
+                overrides=plan.overrides,
             )
             for combo in plan.combos
         ]
@@ -444,7 +451,7 @@ class Launching:
         try:
             asked, overrides = take_launch_options(overrides)
             if gpus is not None:
-                asked = LaunchOptions(check_gpus(gpus), asked.time_limit, asked.canary)
+                asked = dataclasses.replace(asked, gpus=check_gpus(gpus))
             changes = parse_hyperparameters(overrides, allow_empty=True)
         except HParamsError as error:
             return Refused(f"Not launched: {error}")
@@ -463,7 +470,8 @@ class Launching:
         count = asked.gpus if asked.gpus is not None else job.gpus if job is not None else self.settings.job_gpus
         limit = asked.time_limit or (job.time_limit if job is not None else None) or self.default_time_limit()
         admission = await self.admission(asker, count, 1, limit)
-        request = self.request(asker, params, gpus=count, time_limit=limit)
+        kept = {k: v for k, v in (job.overrides if job is not None else {}).items() if k in ("mem", "cpus")}
+        request = self.request(asker, params, gpus=count, time_limit=limit, overrides={**kept, **asked.overrides()})
         return await self._record(
             asker, request, admission, detail=f"rerun of {origin}", note=change_note(origin, base, params),
             defaults=defaults,

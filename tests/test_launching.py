@@ -225,3 +225,15 @@ async def test_a_projects_table_picks_where_its_jobs_run(world, tmp_path) -> Non
     general = await launched(launching, asker(launching.settings, BOB, "general"))
     private = await launched(launching, asker(launching.settings, ADMIN, "bot-admin", sees=("bot-admin",)))
     assert (general.backend, private.backend) == ("local", "container")
+
+
+async def test_memory_and_cpus_asked_at_launch_are_the_jobs(world) -> None:
+    launching, settings = world
+    job = await launched(launching, asker(settings, BOB, "general"), '--memory 16g --cpus 2 {"lr": 1}')
+    assert job.overrides == {"mem": "16G", "cpus": "2"}
+    plan = await launching.sweep(asker(settings, BOB, "general"), '--memory 512M {"lr": [1, 2]}')
+    assert isinstance(plan, SweepPlan)
+    queued = await launching.queue_sweep(plan, asker(settings, BOB, "general"), ack_id=None)
+    assert isinstance(queued, Queued) and {tuple(j.overrides.items()) for j in queued.jobs} == {(("mem", "512M"),)}
+    rerun = await launching.rerun(asker(settings, BOB, "general"), job.id, "--cpus 4 lr=2")
+    assert isinstance(rerun, Queued) and rerun.jobs[0].overrides == {"mem": "16G", "cpus": "4"}

@@ -693,3 +693,27 @@ async def test_the_default_refresh_all_asks_job_by_job_and_leaves_out_what_it_ca
     await scheduler.run_pass()
     assert store.get(jobs[0].id).state == JobState.SUCCEEDED and "fake" not in scheduler.backend_errors
     await scheduler.close()
+
+
+def test_memory_and_cpus_asked_at_launch_reach_sbatch(tmp_path) -> None:
+    from adjutant.launchers.slurm import SlurmLauncher
+
+    store = JobStore(tmp_path / "adjutant.sqlite3")
+    job = store.add(request(overrides={"mem": "16G", "cpus": "2.5"}), tmp_path)
+    store.close()
+    assert job.overrides == {"mem": "16G", "cpus": "2.5"}, "recorded with the job"
+    argv = SlurmLauncher(Settings.from_env({}), "").sbatch_argv(job)
+    assert "--mem=16G" in argv and "--cpus-per-task=3" in argv
+
+
+def test_launch_options_memory_and_cpus_are_checked() -> None:
+    from adjutant.hparams import HParamsError, take_launch_options
+
+    options, rest = take_launch_options('--memory 16g --cpus 0.5 --gpus 1 {"lr": 1}')
+    assert (options.memory, options.cpus, options.gpus, rest) == ("16G", 0.5, 1, '{"lr": 1}')
+    assert options.overrides() == {"mem": "16G", "cpus": "0.5"}
+    for bad, why in [("--memory 16", "with a unit"), ("--memory ٣G", "with a unit"), ("--memory 1K", "between")]:
+        with pytest.raises(HParamsError, match=why):
+            take_launch_options(f"{bad} {{}}")
+    with pytest.raises(HParamsError, match="more than 0"):
+        take_launch_options("--cpus 0 {}")

@@ -289,3 +289,5 @@ class JobRequest:
     time_limit: float | None = None
     #: The route it is launched under (see Job.route).
     route: str | None = None
+    #: Backend options asked at launch (``mem``, ``cpus``: ``--memory``/``--cpus``); see Job.overrides.
+    overrides: Mapping[str, str] = field(default_factory=dict)

@@ -278,8 +278,11 @@ class ContainerLauncher(Launcher):
         memory = self.memory_of(job)
         if memory:
             argv += ["--memory", memory, "--memory-swap", memory]  # the same: no swapping past the limit
-        if self.settings.container_cpus is not None:
-            argv += ["--cpus", f"{self.settings.container_cpus:g}"]
+        cpus = job.overrides.get("cpus") or (
+            None if self.settings.container_cpus is None else f"{self.settings.container_cpus:g}"
+        )
+        if cpus is not None:
+            argv += ["--cpus", cpus]
         if self.settings.container_network:
             argv += ["--network", self.settings.container_network]
         argv += gpu_options(self.runtime, job.gpu_ids)

@@ -269,6 +269,8 @@ class SlurmLauncher(Launcher):
         argv.append(self.export_option(job, env or {}))  # after ADJUTANT_SLURM_ARGS: sbatch takes the last --export
         # A remediation's options come last: sbatch takes the last of a repeated option.
         argv += [f"--{key}={value}" for key, value in sorted(job.overrides.items()) if key in ("time", "mem")]
+        if "cpus" in job.overrides:  # --cpus N at launch: Slurm counts whole CPUs per task
+            argv.append(f"--cpus-per-task={math.ceil(float(job.overrides['cpus']))}")
         return [*argv, job.script, job.params_text]  # the exact JSON text recorded at launch
 
     def remediation(self, job: Job, kind: str) -> tuple[str, str] | None:

@@ -171,3 +171,12 @@ def test_a_projects_table_names_its_image(tmp_path: Path) -> None:
     config.write_text('[[projects]]\nproject = "vision"\nchannel = "vision-runs"\nimage = "two words"\n')
     with pytest.raises(Exception, match="image must be a container image name"):
         Settings.from_env({"ADJUTANT_CONFIG": str(config)})
+
+
+def test_memory_and_cpus_asked_at_launch_win_over_the_settings(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    launcher = launcher_with(tmp_path, ADJUTANT_CONTAINER_MEMORY="2g", ADJUTANT_CONTAINER_CPUS="1")
+    job = replace(a_job(tmp_path), overrides={"mem": "16G", "cpus": "4"})
+    argv = launcher.run_argv(job, [], "localhost/img:1")
+    assert argv[argv.index("--memory") + 1] == "16G" and argv[argv.index("--cpus") + 1] == "4"

@@ -19,6 +19,7 @@ from enum import StrEnum
 from typing import Any
 
 from adjutant.clock import iso_seconds
+from adjutant.numbers import parse_decimal
 from adjutant.runs import RunInfo
 
 #: The outbox "project" of alerts about Adjutant's own jobs that W&B does not know about (log patterns).
@@ -142,10 +143,12 @@ def parse_rule(text: str) -> RuleSpec:
     metric, value_text, scope = match["metric"], match["value"], (match["scope"] or "all").strip()
     if len(metric) > 100 or _BAD_CHARACTERS.search(metric):
         raise RuleError("the metric name must be at most 100 characters, without control characters, ` or @")
+    if value_text.lower().lstrip("+-") in ("nan", "inf", "infinity"):
+        raise RuleError("the threshold must be a finite number (NaN and Infinity are told without a rule)")
     try:
-        value = float(value_text)
-    except ValueError:
-        raise RuleError(f"the threshold must be a number, not {value_text[:40]!r}") from None
+        value = parse_decimal(value_text, what="the threshold")  # ASCII digits only: ٣ is not 3
+    except ValueError as error:
+        raise RuleError(str(error)) from None
     if not math.isfinite(value):
         raise RuleError("the threshold must be a finite number (NaN and Infinity are told without a rule)")
     if " " in scope:

@@ -939,7 +939,7 @@ class Settings:
     )
     job_env: tuple[str, ...] = setting(
         "ADJUTANT_JOB_ENV",
-        "comma-separated names of more variables of the bot's environment that Slurm and Ray jobs get (e.g."
+        "comma-separated names of more variables of the bot's environment that Slurm, Ray and container jobs get (e.g."
         " HF_HOME,WANDB_API_KEY); they get only their job ids, W&B run variables and these",
         parser=Names(),
         group="Launching",

@@ -59,7 +59,8 @@ def test_rules_parse(text: str, expected: RuleSpec) -> None:
     [
         ("", "give a rule"),
         ("val_loss = 2", "one of <, <=, >, >="),
-        ("val_loss > two", "must be a number, not 'two'"),
+        ("val_loss > two", "must be a number like 2, 0.5 or 1e-3, not 'two'"),
+        ("val_loss > \u0663", "not '\u0663' (type the digits 0-9)"),  # Arabic-Indic three is not 3
         ("val_loss > nan", "finite number"),
         ("val_loss > inf", "finite number"),
         ("val_loss > 2 group:a group:b", "give one scope"),

@@ -201,6 +201,12 @@ async def asker_of(
     )
 
 
+def checked_route(ctx: commands.Context[Any]) -> ProjectRoute | None:
+    """The route ``cog_check`` resolved for this command (None before the check ran)."""
+    route = getattr(ctx, "adjutant_route", None)
+    return route if isinstance(route, ProjectRoute) else None
+
+
 PROJECT_WORD = re.compile(r"(?:^|\s)project:(\S+)")
 
 
@@ -325,8 +331,10 @@ class AdjutantCog(commands.Cog):
         """Commands are taken only in Adjutant's server(s), in the configured channel (and threads under it)."""
         if not self.serves(ctx.guild):
             raise WrongGuild(f"not one of Adjutant's servers ({ctx.guild})")
-        if self.route_for(ctx.channel) is None:
+        route = self.route_for(ctx.channel)
+        if route is None:
             raise WrongChannel(f"not in Adjutant's channels ({self.channels_text()})")
+        ctx.adjutant_route = route  # type: ignore[attr-defined]  # resolved once per command: see checked_route
         take_project_word(ctx)
         return True
 

@@ -22,7 +22,15 @@ import discord
 from discord import app_commands
 from discord.ext import commands, tasks
 
-from adjutant._cog import NO_PINGS, AdjutantCog, add_with_services, asker_of, find_channel, member_may_see
+from adjutant._cog import (
+    NO_PINGS,
+    AdjutantCog,
+    add_with_services,
+    asker_of,
+    checked_route,
+    find_channel,
+    member_may_see,
+)
 from adjutant.access import refusal
 from adjutant.alerts import JOBS_OUTBOX
 from adjutant.clock import utcnow
@@ -110,8 +118,9 @@ class Experiments(AdjutantCog, name="Experiments"):
         await self.services.release()
 
     async def asker(self, origin: commands.Context[Any] | discord.Interaction) -> Asker:
-        """Who asks and where (the channel's route, resolved once for the whole door)."""
-        return await asker_of(self.bot, self.settings, origin, self.rule_for(origin.channel))
+        """Who asks and where (the channel's route, resolved once for the whole door: by cog_check for a command)."""
+        route = checked_route(origin) if isinstance(origin, commands.Context) else None
+        return await asker_of(self.bot, self.settings, origin, route or self.rule_for(origin.channel))
 
     # --- autocomplete ---------------------------------------------------------------------------
     async def _complete(

@@ -503,3 +503,21 @@ async def test_one_story_per_run_with_wandb_reporting(
     got = fields(done)
     assert got["loss"] == "0.25"
     assert run_id in got["W&B run"] and "job-run" in got["W&B run"]
+
+
+async def test_a_launch_resolves_its_channels_route_once(start_adjutant, discord_standin, out_dir, monkeypatch) -> None:
+    """Issue 22: the route was resolved 4 times per message; the check resolves it and the launch reuses it."""
+    import adjutant._cog
+
+    calls = []
+    real = adjutant._cog.route_in
+
+    def counted(routes, channel):
+        calls.append(channel)
+        return real(routes, channel)
+
+    async with start_adjutant(launch_env()):
+        monkeypatch.setattr(adjutant._cog, "route_in", counted)
+        await launch(discord_standin, '{"sleep": 0}')
+        monkeypatch.setattr(adjutant._cog, "route_in", real)
+    assert len(calls) == 1, calls

@@ -11,12 +11,14 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
-from zoneinfo import ZoneInfo
+from typing import TYPE_CHECKING, Any
 
 from adjutant.gpus import UsageReport
 from adjutant.render import code_safe, fit_embed, format_number, plain, truncate
 from adjutant.runs import RunInfo, RunState
+
+if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 #: A digest posted more than this after its moment says it is late.

@@ -16,10 +16,8 @@ image = "localhost/mnist:3"        # optional, with the container launcher: the 
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
-import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,6 +104,8 @@ def load_projects_file(path: Path, check_script: Callable[[str], Path]) -> Proje
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeError) as error:
         raise ProjectsFileError(f"{path}: cannot read it ({error})") from None
+    import tomllib  # only with a projects file
+
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
@@ -147,6 +147,8 @@ def _check_table(
     entry: dict[str, Any] = {}
     for key, value in table.items():
         if key not in KEYS:
+            import difflib
+
             close = difflib.get_close_matches(str(key), list(KEYS), n=1)
             hint = f" (did you mean {close[0]}?)" if close else f"; known keys: {', '.join(KEYS)}"
             problems.append((key, f"unknown key {key!r}{hint}"))

@@ -7,7 +7,6 @@ reporting cog decides what to do with the results.
 from __future__ import annotations
 
 import datetime as dt
-import difflib
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -19,7 +18,8 @@ from adjutant.numbers import expected, is_whole, looks_numeric, parse_whole, sho
 
 
 class RunState(StrEnum):
-    """The states W&B reports for a run. ``pending`` runs have not started yet."""
+    """The states W&B reports for a run. ``pending`` runs have not started yet (shown as waiting); ``preempting`` and
+    ``preempted`` runs lost their machine and may resume (never a crash)."""
 
     RUNNING = "running"
     FINISHED = "finished"
@@ -27,11 +27,23 @@ class RunState(StrEnum):
     FAILED = "failed"
     KILLED = "killed"
     PENDING = "pending"
+    PREEMPTING = "preempting"
+    PREEMPTED = "preempted"
 
 
 STATES: tuple[RunState, ...] = tuple(RunState)
 #: A run in one of these states is over.
 TERMINAL: frozenset[RunState] = frozenset({RunState.FINISHED, RunState.CRASHED, RunState.FAILED, RunState.KILLED})
+#: W&B's preemption states: the run is stopping, or stopped, because its machine was taken; it may come back.
+PREEMPTION: frozenset[RunState] = frozenset({RunState.PREEMPTING, RunState.PREEMPTED})
+#: How a state is told to people when W&B's word is not the clearest one.
+STATE_WORDS: dict[str, str] = {RunState.PENDING: "waiting", RunState.PREEMPTING: "being preempted"}
+
+
+def state_label(state: str) -> str:
+    """A run's state as people are shown it: ``pending`` is waiting (W&B's word in brackets), others as W&B says."""
+    words = STATE_WORDS.get(state)
+    return f"{words} ({state})" if words else state
 
 
 def parse_wandb_time(value: Any) -> dt.datetime | None:
@@ -199,7 +211,8 @@ def transitions(
     """The events between what was recorded and what W&B says now, and the memory to record.
 
     Events: started, finished, crashed, failed, killed, stalled (no heartbeat), resumed (heartbeat back
-    after a stall), no-progress (heartbeat fresh, but ``_step`` or ``_runtime`` unchanged for
+    after a stall, or running again after a preemption), preempted (W&B says preempting or preempted: once per
+    preemption, never "crashed"), no-progress (heartbeat fresh, but ``_step`` or ``_runtime`` unchanged for
     ``stall_after``), progressing (it moves again), nonfinite:<metric> (a summary metric became NaN or
     ±Infinity; once per run and metric), gpu-idle (every GPU under ``gpu_idle.percent`` for ``gpu_idle.after``;
     once per episode). Only what the poll already returned is read. Each change of
@@ -231,10 +244,14 @@ def transitions(
                 gpu_was_idle = True
     memory = RunMemory(run.state, stalled, step, step_since, idle, nonfinite, gpu_low_since, gpu_was_idle)
     if previous is None or run.state != previous.state:
+        was_preempted = previous is not None and previous.state in PREEMPTION
         if run.state == "running":
-            events.insert(0, "started")
+            events.insert(0, "resumed" if was_preempted else "started")
             if stalled:
                 events.insert(1, "stalled")
+        elif run.state in PREEMPTION:
+            if not was_preempted:  # preempting then preempted is one preemption
+                events.append("preempted")
         elif run.state in TERMINAL:
             events.append(run.state)
         return events, memory
@@ -254,6 +271,8 @@ def suggestions(word: str, choices: Iterable[str], limit: int = 3) -> list[str]:
     """The closest names to ``word`` (case-insensitive), best first."""
     unique = list(dict.fromkeys(c for c in choices if c))
     lowered = {c.lower(): c for c in unique}
+    import difflib  # only when a name is not found
+
     close = difflib.get_close_matches(word.lower(), list(lowered), n=limit, cutoff=0.5)
     found = [lowered[c] for c in close]
     if len(found) < limit:

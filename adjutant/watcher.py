@@ -18,13 +18,11 @@ import time
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, TypeVar
-from zoneinfo import ZoneInfo
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from adjutant import gpus, subscriptions
 from adjutant.alerts import AlertKind, WatchRule, alert_kind, muted, record_alert, rule_events
 from adjutant.clock import utcnow
-from adjutant.digest import LATE_AFTER, Digest, Schedule, digest_embed, moments, period_runs
 from adjutant.gpus import UsageReport, Use
 from adjutant.jobs import JobState
 from adjutant.plots import render_chart
@@ -44,6 +42,11 @@ from adjutant.runs import (
 from adjutant.store import JobLink, Store
 from adjutant.subscriptions import DM_PREFIX, Subscription
 from adjutant.wandb_source import ProjectNotFound, WandbSource, newest_created
+
+if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
+
+    from adjutant.digest import Schedule
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -205,6 +208,8 @@ class Watcher:
 
         ``now``: the watcher's clock unless given; ``usage``: the jobs of a period, by default this project's own
         (a digest never lists another project's jobs)."""
+        from adjutant.digest import LATE_AFTER, Digest, digest_embed, moments, period_runs  # only with digests on
+
         now = now or self.clock()
         usage = usage or self.project_usage
         since = await asyncio.to_thread(self._digest_since, now)

@@ -8,18 +8,15 @@ import io
 import logging
 import time
 from typing import Any, Literal
-from zoneinfo import ZoneInfo
 
 import discord
 from discord import app_commands
 from discord.ext import commands, tasks
 
-from adjutant._cog import NO_PINGS, AdjutantCog
+from adjutant._cog import NO_PINGS
 from adjutant.access import refusal
-from adjutant.cogs._feeds import Feeds, add_reporting_cog, send_embed
+from adjutant.cogs._feeds import Feeds, ReportingCog, add_reporting_cog, send_embed
 from adjutant.cogs._status_card import StatusCards
-from adjutant.compare import MAX_RUNS as MAX_COMPARE
-from adjutant.compare import compare, compare_embed
 from adjutant.jobs import ACTIVE, JobState
 from adjutant.render import code_safe, format_duration, plain, truncate
 from adjutant.runs import RunInfo, suggestions
@@ -31,21 +28,16 @@ from adjutant.watcher import describe_error
 log = logging.getLogger(__name__)
 
 
-class Desk(AdjutantCog, name="Desk"):
+class Desk(ReportingCog, name="Desk"):
     """Comparing runs, how reporting is doing ($status and the pinned status card), and the digests."""
 
-    services: Services
-
     def __init__(self, bot: commands.Bot, settings: Settings, services: Services, feeds: Feeds) -> None:
-        super().__init__(bot, settings)
-        self.services = services
-        self.store = services.runs
-        self.feeds = feeds
+        super().__init__(bot, settings, services, feeds)
         #: The pinned status cards (they show this cog's snapshot).
         self.cards = StatusCards(bot, self.store, self._status_snapshot, self.command_prefix())
 
     async def cog_load(self) -> None:
-        self.services.acquire()
+        await super().cog_load()
         self.status_cards.start()
         if self.settings.digest is not None:
             self.digests.start()
@@ -53,13 +45,16 @@ class Desk(AdjutantCog, name="Desk"):
     async def cog_unload(self) -> None:
         self.status_cards.cancel()
         self.digests.cancel()
-        await self.services.release()
+        await super().cog_unload()
 
     # --- comparing runs ---------------------------------------------------------------------------
     @commands.hybrid_command(name="compare")  # type: ignore[arg-type]  # discord.py stubs reject hybrid commands in cogs
     @app_commands.describe(runs="2 to 5 run ids, names or job ids, separated by spaces; metric:<name> for the chart")
     async def compare_command(self, ctx: commands.Context[Any], *, runs: str = "") -> None:
         """Compare runs side by side: $compare <run> <run> [run ...] [metric:<name>] (ids, names or job ids)."""
+        from adjutant.compare import MAX_RUNS as MAX_COMPARE
+        from adjutant.compare import compare, compare_embed
+
         feed = await self.feeds.for_command(ctx)
         if feed is None:
             return
@@ -118,6 +113,8 @@ class Desk(AdjutantCog, name="Desk"):
     @tasks.loop(seconds=30)
     async def digests(self) -> None:
         """Record each project's digests as they fall due (ADJUTANT_DIGEST); the deliver loop sends them."""
+        from zoneinfo import ZoneInfo  # only when digests are made
+
         zone = ZoneInfo(self.settings.timezone)
         for feed in self.feeds.values():
             route = feed.route

@@ -153,3 +153,22 @@ async def add_reporting_cog(
 
 async def send_embed(ctx: commands.Context[Any], embed: dict[str, Any]) -> None:
     await ctx.send(embed=discord.Embed.from_dict(embed), allowed_mentions=NO_PINGS)
+
+
+class ReportingCog(AdjutantCog):
+    """The base the three W&B reporting cogs (Runs, Rules, Desk) truly share, side by side: the services, the run
+    store and the feeds, held while the cog is loaded. A sibling base with a complete ``__init__``; no cog inherits
+    another's."""
+
+    services: Services
+
+    def __init__(self, bot: commands.Bot, settings: Settings, services: Services, feeds: Feeds) -> None:
+        super().__init__(bot, settings, services)
+        self.store = services.runs
+        self.feeds = feeds
+
+    async def cog_load(self) -> None:
+        self.services.acquire()
+
+    async def cog_unload(self) -> None:
+        await self.services.release()

@@ -11,34 +11,17 @@ from discord import app_commands
 from discord.ext import commands
 
 from adjutant import subscriptions
-from adjutant._cog import AdjutantCog
 from adjutant.access import refusal
 from adjutant.alerts import MAX_RULES, RuleError, parse_rule
-from adjutant.cogs._feeds import Feeds, add_reporting_cog
+from adjutant.cogs._feeds import ReportingCog, add_reporting_cog
 from adjutant.cogs._pager import send_pages
 from adjutant.render import code_safe, paged_embeds, plain, truncate
-from adjutant.services import Services
-from adjutant.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
-class Rules(AdjutantCog, name="Rules"):
+class Rules(ReportingCog, name="Rules"):
     """Watch rules on the runs' metrics, and subscriptions to a project's events by direct message."""
-
-    services: Services
-
-    def __init__(self, bot: commands.Bot, settings: Settings, services: Services, feeds: Feeds) -> None:
-        super().__init__(bot, settings)
-        self.services = services
-        self.store = services.runs
-        self.feeds = feeds
-
-    async def cog_load(self) -> None:
-        self.services.acquire()
-
-    async def cog_unload(self) -> None:
-        await self.services.release()
 
     # --- watch rules ----------------------------------------------------------------------------
     @commands.hybrid_command(name="watch")  # type: ignore[arg-type]  # discord.py stubs reject hybrid commands in cogs

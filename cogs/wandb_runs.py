@@ -24,11 +24,11 @@ import discord
 from discord import app_commands
 from discord.ext import commands, tasks
 
-from adjutant._cog import NO_PINGS, AdjutantCog, find_channel, member_may_see
+from adjutant._cog import NO_PINGS, find_channel, member_may_see
 from adjutant.clock import utcnow
 from adjutant.cogs import _alert_views
 from adjutant.cogs._announcer import Announcer, Inbox, Refused
-from adjutant.cogs._feeds import Feed, Feeds, add_reporting_cog, send_embed
+from adjutant.cogs._feeds import Feed, Feeds, ReportingCog, add_reporting_cog, send_embed
 from adjutant.cogs._launch_form import edit_view
 from adjutant.cogs._pager import send_pages
 from adjutant.projects import ProjectRoute
@@ -70,16 +70,11 @@ class Reporting:
     task: asyncio.Task[None] | None = None
 
 
-class Runs(AdjutantCog, name="Runs"):
+class Runs(ReportingCog, name="Runs"):
     """Reports on the runs of W&B projects and answers questions about them."""
 
-    services: Services
-
     def __init__(self, bot: commands.Bot, settings: Settings, services: Services, feeds: Feeds) -> None:
-        super().__init__(bot, settings)
-        self.services = services
-        self.store = services.runs
-        self.feeds = feeds
+        super().__init__(bot, settings, services, feeds)
         #: Each project's reporting, by project key.
         self.projects: dict[str, Reporting] = {}
         for key, feed in feeds.items():
@@ -119,7 +114,7 @@ class Runs(AdjutantCog, name="Runs"):
 
     # --- lifecycle ------------------------------------------------------------------------------
     async def cog_load(self) -> None:
-        self.services.acquire()
+        await super().cog_load()
         _alert_views.register(self.bot)
         self.feeds.poll_loop = self.poll
         self.poll.start()
@@ -144,7 +139,7 @@ class Runs(AdjutantCog, name="Runs"):
                 await asyncio.wait_for(asyncio.shield(task), timeout=5)
         self.deliver.cancel()
         _alert_views.unregister(self.bot, self)
-        await self.services.release()
+        await super().cog_unload()
 
     # --- polling --------------------------------------------------------------------------------
     @tasks.loop(seconds=1)

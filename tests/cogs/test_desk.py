@@ -363,9 +363,11 @@ async def test_a_form_launch_follows_the_approval_rule(
 
 
 async def test_a_run_cards_rerun_with_edits_opens_a_form_from_its_config(
-    start_adjutant, discord_standin: DiscordStandIn, wandb_standin: WandbStandIn, out_dir
+    start_adjutant, discord_standin: DiscordStandIn, wandb_standin: WandbStandIn, out_dir, monkeypatch
 ) -> None:
     from tests.cogs.test_experiments import launch_env
+
+    monkeypatch.delenv("WANDB_SERVICE")  # out_dir's fake one would capture this process's wandb client
 
     wandb_standin.create_run("rc1", display_name="card-run", state="finished", config={"lr": 0.1, "layers": 4})
     async with start_adjutant({**WANDB_ENV, **launch_env()}) as bot:

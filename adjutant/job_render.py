@@ -114,6 +114,38 @@ def status_embed(job: Job, *, run: RunInfo | None, metric: str, now: dt.datetime
     return fit_embed(embed)
 
 
+def _clock_time(seconds: float) -> str:
+    """A time limit as Slurm writes it: ``4:00:00``."""
+    whole = int(max(0, seconds))
+    return f"{whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
+
+
+#: What the scheduler's own word for an end means, when W&B cannot know it (its run just stops: "crashed", "killed").
+SCHEDULER_ENDS = {
+    "PREEMPTED": "preempted by the scheduler (PREEMPTED)",
+    "OUT_OF_MEMORY": "out of memory (OUT_OF_MEMORY)",
+    "NODE_FAIL": "its node failed (NODE_FAIL)",
+    "DEADLINE": "stopped at its deadline (DEADLINE)",
+    "BOOT_FAIL": "its node did not boot (BOOT_FAIL)",
+}
+
+
+def scheduler_truth(job: Job) -> str | None:
+    """How an ended job really ended, as its scheduler (or Adjutant) knows it and W&B's label cannot tell: cancelled by
+    someone, stopped at its time limit, preempted, out of memory. None when the job's own state says it all."""
+    word = (job.external_state or "").split(" ", 1)[0].strip().upper()
+    if job.cancelled_by:
+        return f"cancelled by {job.cancelled_by}"
+    if word == "TIMEOUT":
+        limit = f" at {_clock_time(job.time_limit)}" if job.time_limit else ""
+        return f"stopped at its time limit (TIMEOUT{limit})"
+    if word in SCHEDULER_ENDS:
+        return SCHEDULER_ENDS[word]
+    if word == "CANCELLED" or job.state == JobState.CANCELLED:
+        return "cancelled"
+    return None
+
+
 def end_embed(
     job: Job,
     *,
@@ -124,9 +156,14 @@ def end_embed(
     now: dt.datetime,
     prefix: str,
 ) -> dict[str, Any]:
-    """The one message that ends a job's story. ``run_url`` only when W&B knows the run."""
+    """The one message that ends a job's story. ``run_url`` only when W&B knows the run.
+
+    It leads with the scheduler's truth (:func:`scheduler_truth`) when W&B's label differs from it, W&B's label
+    beside it: a Slurm job at its time limit is "stopped at its time limit (TIMEOUT at 4:00:00)" while W&B says
+    crashed."""
     icon, colour = STATE_LOOK.get(job.state, ("•", 0x95A5A6))
     fields: list[dict[str, Any]] = []
+    truth = scheduler_truth(job)
     if job.exit_code is not None:
         code = f"signal {-job.exit_code}" if job.exit_code < 0 else str(job.exit_code)
         fields.append({"name": "Exit code", "value": code, "inline": True})
@@ -162,6 +199,9 @@ def end_embed(
         "fields": fields,
         "footer": {"text": f"{prefix}logs {job.id} for the whole log"},
     }
+    if truth is not None and (run is None or run.state != truth):
+        beside = f" (W&B says {plain(truncate(run.state, 40))})" if run is not None else ""
+        embed["description"] = f"**{plain(truncate(truth[0].upper() + truth[1:], 300))}**{beside}"
     if run_url:
         embed["url"] = run_url
     return fit_embed(embed)

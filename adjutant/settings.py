@@ -72,7 +72,7 @@ class Secret:
 
 
 #: Run lifecycle events Adjutant can announce (ADJUTANT_NOTIFY).
-RUN_EVENTS = ("started", "finished", "crashed", "failed", "killed", "stalled", "resumed")
+RUN_EVENTS = ("started", "finished", "crashed", "failed", "killed", "stalled", "resumed", "preempted")
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}

@@ -14,6 +14,7 @@ from adjutant.runs import (
     parse_best_args,
     parse_runs_args,
     parse_wandb_time,
+    state_label,
     suggestions,
     transitions,
 )
@@ -43,6 +44,13 @@ def run(state: str, heartbeat_minutes_ago: float = 0) -> RunInfo:
         (RunMemory("running", True), run("crashed"), ["crashed"], RunMemory("crashed")),
         (RunMemory("finished"), run("running"), ["started"], RunMemory("running")),
         (RunMemory("finished"), run("finished"), [], RunMemory("finished")),
+        (RunMemory("running"), run("preempting"), ["preempted"], RunMemory("preempting")),
+        (RunMemory("running"), run("preempted"), ["preempted"], RunMemory("preempted")),
+        (RunMemory("preempting"), run("preempted"), [], RunMemory("preempted")),
+        (RunMemory("preempted"), run("running"), ["resumed"], RunMemory("running")),
+        (RunMemory("preempting"), run("running"), ["resumed"], RunMemory("running")),
+        (RunMemory("preempted"), run("crashed"), ["crashed"], RunMemory("crashed")),
+        (None, run("preempted"), ["preempted"], RunMemory("preempted")),
     ],
 )
 def test_transitions(previous, current, events, memory) -> None:
@@ -56,6 +64,23 @@ def test_transitions_are_exactly_once_when_memory_is_kept() -> None:
         events, memory = transitions(memory, run(state, ago), NOW, STALL)
         seen += events
     assert seen == ["started", "stalled", "resumed", "failed"]
+
+
+def test_a_preemption_is_told_as_preempted_then_resumed_never_crashed() -> None:
+    memory = None
+    seen = []
+    for state in ["running", "preempting", "preempting", "preempted", "preempted", "running", "running"]:
+        events, memory = transitions(memory, run(state), NOW, STALL)
+        seen += events
+    assert seen == ["started", "preempted", "resumed"]
+
+
+def test_state_label_shows_pending_as_waiting() -> None:
+    assert state_label("pending") == "waiting (pending)"
+    assert state_label("preempting") == "being preempted (preempting)"
+    assert state_label("preempted") == "preempted"
+    assert state_label("crashed") == "crashed"
+    assert state_label("something-new") == "something-new"
 
 
 def test_parse_wandb_time() -> None:

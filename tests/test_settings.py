@@ -44,7 +44,7 @@ def test_defaults() -> None:
     # unset: 1 job at a time, or one per GPU with ADJUTANT_GPUS (the scheduler's slots; see test_gpus.py)
     assert (s.max_concurrent, s.cancel_grace_seconds, s.hparams_schema, s.max_sweep) == (None, 30, None, 16)
     assert (s.gpus, s.job_gpus, s.gpu_hours_per_week, s.time_limit) == (None, 0, None, None)
-    assert s.notify == {"started", "finished", "crashed", "failed", "killed", "stalled", "resumed"}
+    assert s.notify == {"started", "finished", "crashed", "failed", "killed", "stalled", "resumed", "preempted"}
     assert Settings.from_env({"ADJUTANT_NOTIFY": "none"}).notify == frozenset()
 
 

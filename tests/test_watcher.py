@@ -52,6 +52,21 @@ async def test_a_restart_repeats_nothing(wandb_standin: WandbStandIn, tmp_path) 
     await again.close()
 
 
+async def test_a_preempted_run_that_resumes_is_told_preempted_and_resumed_never_crashed(
+    wandb_standin: WandbStandIn, tmp_path
+) -> None:
+    watcher = watcher_on(tmp_path / "db")
+    await watcher.poll_once()
+    wandb_standin.create_run("p", state="running")
+    await watcher.poll_once()
+    for state in ("preempting", "preempted", "running"):
+        wandb_standin.update_run("p", state=state)
+        await watcher.poll_once()
+        await watcher.poll_once()  # the same state again tells nothing
+    assert [event for run_id, event, _ in outbox(watcher) if run_id == "p"] == ["started", "preempted", "resumed"]
+    await watcher.close()
+
+
 async def test_notify_filters_and_job_runs_leave_their_end_to_the_job(wandb_standin: WandbStandIn, tmp_path) -> None:
     rules = WatchRules(notify=frozenset({"started", "finished"}), stall_after=dt.timedelta(minutes=30), metric="loss")
     watcher = watcher_on(tmp_path / "db", rules)

@@ -92,7 +92,7 @@ SCHEMA = graphql.build_schema(
     """
 )
 
-STATES = ("running", "finished", "failed", "crashed", "killed", "pending")
+STATES = ("running", "finished", "failed", "crashed", "killed", "pending", "preempting", "preempted")
 
 
 def wandb_time(moment: dt.datetime) -> str:

@@ -16,6 +16,7 @@ Time limits (ADJUTANT_TIME_LIMIT, ``--time``) are enforced by the scheduler, so 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -109,6 +110,48 @@ def _reservation(need: int, free_now: int, running: Sequence[Holding], now: floa
         if available >= need and (after is None or max(after, now) > when):  # all ending at that moment counted
             return when, available - need
     return math.inf, 0
+
+
+# --- preemption ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Preemptible:
+    """A running job that may be preempted: its GPUs, its priority (higher: more important), when it started."""
+
+    id: str
+    gpus: int
+    priority: int
+    started: float  # seconds since the epoch
+
+
+#: Above this many candidates the victims are chosen greedily (the exact search grows combinatorially).
+EXACT_VICTIMS = 16
+
+
+def victims(need: int, priority: int, running: Sequence[Preemptible]) -> list[str]:
+    """The running jobs to preempt so that ``need`` more GPUs are free for a job of ``priority``: only jobs of a
+    strictly lower priority; the fewest jobs; among as few, the lowest priorities, then the most recently started
+    (least work lost). Empty when ``need`` <= 0 or when even all of them would not free enough."""
+    pool = [r for r in running if r.priority < priority and r.gpus > 0]
+    if need <= 0 or sum(r.gpus for r in pool) < need:
+        return []
+    order = sorted(pool, key=lambda r: (r.priority, -r.started, r.id))  # the preferred victims first
+    if len(order) > EXACT_VICTIMS:
+        chosen, freed = [], 0
+        for r in sorted(order, key=lambda r: -r.gpus):  # fewest: largest first, preference breaking ties
+            chosen.append(r)
+            freed += r.gpus
+            if freed >= need:
+                break
+        return [r.id for r in sorted(chosen, key=order.index)]
+    for size in range(1, len(order) + 1):
+        # combinations() yields index tuples in lexicographic order: the first that frees enough is the one whose
+        # victims are the most preferred.
+        for combo in itertools.combinations(range(len(order)), size):
+            if sum(order[i].gpus for i in combo) >= need:
+                return [order[i].id for i in combo]
+    return []  # unreachable: all of them free enough
 
 
 # --- usage ---------------------------------------------------------------------------------------

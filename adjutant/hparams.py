@@ -260,6 +260,9 @@ class LaunchOptions:
     #: --cpus-per-task) for this launch; None: the settings'.
     memory: str | None = None
     cpus: float | None = None
+    #: ``--priority high|normal|low`` (None: not asked; normal) and ``--preemptible``.
+    priority: str | None = None
+    preemptible: bool = False
 
     def overrides(self) -> dict[str, str]:
         """The backend options this launch sets (a job's ``overrides``)."""
@@ -312,22 +315,29 @@ def take_launch_options(text: str, *, sweep: bool = False) -> tuple[LaunchOption
     limit: float | None = None
     memory: str | None = None
     cpus: float | None = None
+    priority: str | None = None
+    preemptible = False
     canary = True
     rest = text.lstrip()
-    known = "--gpus N, --time D, --memory 16G, --cpus N" + (", --no-canary" if sweep else "")
+    known = "--gpus N, --time D, --memory 16G, --cpus N, --priority high|normal|low, --preemptible" + (
+        ", --no-canary" if sweep else ""
+    )
     while rest.startswith("--"):
         word, tail = _next_word(rest)
         word, _, glued = word.partition("=")
         if word == "--no-canary" and sweep:
             canary, rest = False, tail.lstrip()
             continue
-        if word not in ("--gpus", "--time", "--memory", "--cpus"):
+        if word == "--preemptible" and not glued:
+            preemptible, rest = True, tail.lstrip()
+            continue
+        if word not in ("--gpus", "--time", "--memory", "--cpus", "--priority"):
             raise HParamsError(f"unknown option {shown(word)}; the options are {known}")
         value = glued
         if not value:
             value, tail = _next_word(tail.lstrip())
         if not value:
-            example = {"--gpus": "2", "--time": "2h", "--memory": "16G", "--cpus": "4"}[word]
+            example = {"--gpus": "2", "--time": "2h", "--memory": "16G", "--cpus": "4", "--priority": "high"}[word]
             raise HParamsError(f"{word} needs a value, e.g. {word} {example}")
         if word == "--gpus":
             gpus = parse_gpus(value)
@@ -335,10 +345,24 @@ def take_launch_options(text: str, *, sweep: bool = False) -> tuple[LaunchOption
             memory = parse_memory_option(value)
         elif word == "--cpus":
             cpus = parse_cpus(value)
+        elif word == "--priority":
+            priority = parse_priority(value)
         else:
             limit = parse_duration(value)
         rest = tail.lstrip()
-    return LaunchOptions(gpus, limit, canary, memory, cpus), rest
+    return LaunchOptions(gpus, limit, canary, memory, cpus, priority, preemptible), rest
+
+
+#: The priority classes ``--priority`` takes, lowest first (see adjutant.db.models.PRIORITIES).
+PRIORITY_CLASSES = ("low", "normal", "high")
+
+
+def parse_priority(text: str) -> str:
+    """``--priority high``/``normal``/``low`` (any case)."""
+    value = text.strip().lower()
+    if value not in PRIORITY_CLASSES:
+        raise HParamsError(f"--priority must be high, normal or low, not {shown(text)}")
+    return value
 
 
 _MEMORY_OPTION = re.compile(r"([0-9]+(?:\.[0-9]+)?)([KMGT])B?", re.IGNORECASE)  # ASCII digits only

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from adjutant.alerts import END_TAIL_CHARS, pattern_name
-from adjutant.jobs import Job, JobState
+from adjutant.jobs import ACTIVE, Job, JobState
 from adjutant.render import (
     code_safe,
     fit_embed,
@@ -65,6 +65,8 @@ def ack_embed(job: Job, *, queued_ahead: int, prefix: str, defaults: Mapping[str
         if job.time_limit:
             asks.append(f"time limit {format_duration(job.time_limit)}")
         fields.insert(3, {"name": "Resources", "value": ", ".join(asks), "inline": True})
+    if job.priority != "normal" or job.preemptible:
+        fields.insert(3, {"name": "Priority", "value": priority_text(job), "inline": True})
     if defaults:
         fields.append({"name": "Defaults filled in", "value": params_block(defaults, 500), "inline": False})
     return fit_embed(
@@ -239,6 +241,7 @@ def jobs_embed(
     def line(job: Job) -> str:
         return _job_line(job, now)
 
+    queued = queue_order(queued)
     fields = []
     for title, group in (("Running", active), ("Queued", queued), ("Recently ended", recent)):
         if group:
@@ -253,6 +256,7 @@ def jobs_pages(
     active: Sequence[Job], queued: Sequence[Job], recent: Sequence[Job], now: dt.datetime, *, prefix: str
 ) -> list[dict[str, Any]]:
     """``$jobs`` as pages when one embed cannot hold every running and queued job (nothing is cut)."""
+    queued = queue_order(queued)
     whole = jobs_embed(active, queued, recent, now, prefix=prefix)
     if all(not f["value"].endswith("…") for f in whole.get("fields", [])) and len(queued) + len(active) <= 20:
         return [whole]
@@ -264,11 +268,28 @@ def jobs_pages(
     return paged_embeds({"title": "Experiments", "color": 0x3498DB}, lines, per_page=15)
 
 
+def priority_text(job: Job) -> str:
+    """``high``, ``low, preemptible``, ``normal`` …; ``preempting`` while a preemption of it is under way."""
+    words = [job.priority]
+    if job.preemptible:
+        words.append("preemptible")
+    if job.preempted_at is not None and job.state in ACTIVE:
+        words.append(f"being preempted for {job.preempted_by or '?'}")
+    return ", ".join(words)
+
+
+def queue_order(jobs: Sequence[Job]) -> list[Job]:
+    """Queued jobs as the scheduler starts them: priority (high first), then arrival."""
+    return sorted(jobs, key=lambda job: (-job.rank, job.seq))
+
+
 def _job_line(job: Job, now: dt.datetime) -> str:
     icon, _ = STATE_LOOK.get(job.state, ("•", 0))
     params = truncate(json.dumps(job.params, ensure_ascii=False), 60)
     when = format_duration(job.duration(now)) if job.started_at else "-"
-    return f"{icon} `{job.id}` {job.state} · {when} · {plain(truncate(job.requested_by, 32))} · `{code_safe(params)}`"
+    tag = "" if job.priority == "normal" and not job.preemptible else f" · {priority_text(job)}"
+    who = plain(truncate(job.requested_by, 32))
+    return f"{icon} `{job.id}` {job.state}{tag} · {when} · {who} · `{code_safe(params)}`"
 
 
 def sweep_preview(combos: Sequence[Mapping[str, Any]], *, cap: int, shown: int = 5) -> dict[str, Any]:
@@ -325,7 +346,7 @@ def queue_done_embed(jobs: Sequence[Job]) -> dict[str, Any]:
 def retry_embed(job: Job, why: str, *, retries: int) -> dict[str, Any]:
     """A job runs again: which attempt, and why (said in its thread)."""
     return {
-        "title": truncate(f"🔁 Job {job.id}: attempt {job.attempt + 1} of {retries + 1}", 256),
+        "title": truncate(f"🔁 Job {job.id}: attempt {job.attempt + 1} of {retries + 1 + job.preemptions}", 256),
         "description": truncate(
             f"Attempt {job.attempt} {why}. It runs again as the same job and the same W&B run"
             f" (`{job.wandb_run_id}`, resumed). ADJUTANT_RETRIES={retries}.",
@@ -333,6 +354,38 @@ def retry_embed(job: Job, why: str, *, retries: int) -> dict[str, Any]:
         ),
         "color": 0xF39C12,
         "footer": {"text": f"job {job.id}"},
+    }
+
+
+def preempted_embed(victim: Job, by: Job, *, grace: float, signal_name: str) -> dict[str, Any]:
+    """The victim's thread: who preempted it, what it gets, and that it comes back by itself."""
+    return {
+        "title": truncate(f"⏏️ Job {victim.id} preempted by {by.id} ({by.priority})", 256),
+        "description": truncate(
+            f"`{by.id}` ({by.priority} priority, {by.requested_by}) needs the GPUs of this {victim.priority}-priority"
+            f" preemptible job. It gets {signal_name} now, {format_duration(grace)} to save a checkpoint and exit,"
+            f" then SIGTERM, then SIGKILL. It is queued again by itself as attempt {victim.attempt + 1}, the same W&B"
+            f" run (`{victim.wandb_run_id}`, resumed), in its place; this is not a retry (ADJUTANT_RETRIES is"
+            " untouched).",
+            4096,
+        ),
+        "color": 0xF39C12,
+        "footer": {"text": f"job {victim.id}"},
+    }
+
+
+def preempting_embed(by: Job, victims: Sequence[Job]) -> dict[str, Any]:
+    """The preempting job's thread: whom it preempted for its GPUs."""
+    names = ", ".join(f"`{v.id}` ({v.requested_by}, {v.priority})" for v in victims)
+    return {
+        "title": truncate(f"⏏️ Job {by.id} preempts {', '.join(v.id for v in victims)}", 256),
+        "description": truncate(
+            f"No GPUs were free for this {by.priority}-priority job: {names} preemptible, give them back and are"
+            " queued again; this job starts when they have exited.",
+            4096,
+        ),
+        "color": 0x3498DB,
+        "footer": {"text": f"job {by.id}"},
     }
 
 

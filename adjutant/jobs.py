@@ -25,6 +25,7 @@ from adjutant.db import TableFamily
 from adjutant.db.models import (
     ACTIVE,
     ENDED,
+    PRIORITIES,
     Job,
     JobEvent,
     JobLink,
@@ -32,6 +33,7 @@ from adjutant.db.models import (
     JobState,
     JobUpdate,
     SweepHold,
+    priority_rank,
     transition_sql,
 )
 from adjutant.hparams import to_argument
@@ -42,6 +44,7 @@ __all__ = [
     "ACTIVE",
     "CANARY_SIGNATURE",
     "ENDED",
+    "PRIORITIES",
     "Job",
     "JobEvent",
     "JobLink",
@@ -58,6 +61,7 @@ __all__ = [
     "new_job_id",
     "new_wandb_run_id",
     "parse_iso",
+    "priority_rank",
     "process_alive",
     "read_tail_bytes",
     "signal_group",
@@ -72,6 +76,11 @@ RETRY_CLEARS = (
     "pid=NULL, pgid=NULL, supervisor_pid=NULL, external_id=NULL, external_state=NULL, exit_code=NULL,"
     " started_at=NULL, ended_at=NULL, reason=NULL, killed_at=NULL"
 )
+
+#: The queue's order: priority (high, normal, low), then arrival (a preempted job keeps its ``seq``, so its place).
+QUEUE_ORDER = "CASE priority WHEN 'high' THEN 0 WHEN 'low' THEN 2 ELSE 1 END, seq"
+#: The columns a preemption's re-queue clears (with :data:`RETRY_CLEARS`).
+PREEMPT_CLEARS = "preempted_at=NULL, preempted_by=NULL, preempt_term_at=NULL"
 
 #: Renders "your queue is done" for the jobs it covers (pure; job_render.queue_done_embed).
 QueueEmbed = Callable[[list["Job"]], dict[str, Any]]
@@ -104,8 +113,8 @@ def insert_jobs(
         db.execute(
             "INSERT INTO jobs (id, state, params, script, requested_by_id, requested_by, channel_id,"
             " message_id, sweep_id, wandb_run_id, log_path, created_at, backend, acked, ack_id, log_done,"
-            " project, entity, queue_told, gpus, time_limit, route, overrides)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, 0, ?, ?, ?, ?)",
+            " project, entity, queue_told, gpus, time_limit, route, overrides, priority, preemptible)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, 0, ?, ?, ?, ?, ?, ?)",
             (
                 job_id,
                 JobState.QUEUED,
@@ -128,6 +137,8 @@ def insert_jobs(
                 request.time_limit,
                 request.route,
                 json.dumps(dict(request.overrides)) if request.overrides else None,
+                request.priority if request.priority in PRIORITIES else "normal",
+                int(request.preemptible),
             ),
         )
     sweep_id = requests[0].sweep_id if requests else None
@@ -149,6 +160,10 @@ def _retry(db: sqlite3.Connection, job: Job, why: str) -> bool:
         f" WHERE id=? AND attempt=? AND reported=0 AND {guard}"
     )
     return db.execute(sql, (*moves, why, job.id, job.attempt, *sources)).rowcount > 0
+
+
+class _Undecided(Exception):
+    """A preemption decision's guard did not hold: its transaction is rolled back."""
 
 
 class JobStore(TableFamily):
@@ -359,9 +374,87 @@ class JobStore(TableFamily):
         return changed
 
     def startable(self, limit: int) -> list[Job]:
-        """Queued jobs that may start (not held), oldest first."""
-        rows = self.query("SELECT * FROM jobs WHERE state=? AND held=0 ORDER BY seq LIMIT ?", (JobState.QUEUED, limit))
+        """Queued jobs that may start (not held), in the queue's order: priority, then arrival."""
+        sql = f"SELECT * FROM jobs WHERE state=? AND held=0 ORDER BY {QUEUE_ORDER} LIMIT ?"  # noqa: S608 (constant)
+        rows = self.query(sql, (JobState.QUEUED, limit))
         return [Job.from_row(r) for r in rows]
+
+    def count_queued_ahead(self, job: Job) -> int:
+        """Queued jobs ahead of ``job`` in the queue's order (a higher priority, or the same and earlier)."""
+        rank = priority_rank(job.priority)
+        sql = (
+            "SELECT COUNT(*) FROM jobs WHERE state=? AND id != ? AND"
+            " (CASE priority WHEN 'high' THEN 2 WHEN 'low' THEN 0 ELSE 1 END > ?"
+            " OR (CASE priority WHEN 'high' THEN 2 WHEN 'low' THEN 0 ELSE 1 END = ? AND seq < ?))"
+        )
+        return int(self.query(sql, (JobState.QUEUED, job.id, rank, rank, job.seq))[0][0])
+
+    def preempt(
+        self,
+        victims: Sequence[Job],
+        by: Job,
+        notes: Sequence[tuple[Job, str, dict[str, Any]]],
+        audit: Sequence[str],
+        now: dt.datetime,
+    ) -> bool:
+        """Decide to preempt ``victims`` (running, preemptible) for ``by``, BEFORE any signal: the decisions, the
+        notes for the threads (job, event, embed) and the audit entries (one per victim) in one transaction, guarded
+        by each victim's attempt and by no earlier decision: all of it or, when one of them changed meanwhile (it
+        ended, was cancelled, or a restarted bot decided first), nothing."""
+        try:
+            with self.transaction() as db:
+                for victim, detail in zip(victims, audit, strict=True):
+                    changed = db.execute(
+                        "UPDATE jobs SET preempted_at=?, preempted_by=? WHERE id=? AND attempt=? AND preemptible=1"
+                        " AND preempted_at IS NULL AND cancel_requested_at IS NULL AND state IN (?, ?)",
+                        (iso(now), by.id, victim.id, victim.attempt, JobState.STARTING, JobState.RUNNING),
+                    ).rowcount
+                    if not changed:
+                        raise _Undecided
+                    db.execute(
+                        "INSERT INTO audit (at, actor_id, actor, channel_id, action, target, detail)"
+                        " VALUES (?, NULL, 'Adjutant', ?, 'preempt', ?, ?)",
+                        (iso(now), victim.channel_id, victim.id, detail),
+                    )
+                for job, event, embed in notes:
+                    enqueue_announcement(
+                        db, JOBS_OUTBOX, job.wandb_run_id, event, embed, None, job.message_id, job.thread_id
+                    )
+        except _Undecided:
+            return False
+        return True
+
+    def preempted_ended(self) -> list[Job]:
+        """Preempted jobs whose end is recorded and not yet turned into their next attempt."""
+        rows = self.query_in(
+            "SELECT * FROM jobs WHERE preempted_at IS NOT NULL AND reported=0 AND state IN ({marks}) ORDER BY seq",
+            ENDED,
+        )
+        return [Job.from_row(r) for r in rows]
+
+    def requeue_preempted(self, job: Job) -> bool:
+        """A preempted job ended (whatever its exit): queued again as its next attempt, same id, same W&B run, same
+        place (``seq``); not a retry (``preemptions`` counts it). Guarded by its attempt, its decision and no cancel:
+        done once, also by a bot restarted between the signal and this."""
+        with self.transaction() as db:
+            return (
+                db.execute(
+                    "UPDATE jobs SET state=?, attempt=attempt+1, preemptions=preemptions+1,"  # noqa: S608 (constants)
+                    f" retried_because=?, {RETRY_CLEARS}, {PREEMPT_CLEARS}, gpu_ids=NULL, cancelled_by=NULL"
+                    " WHERE id=? AND attempt=? AND reported=0 AND preempted_at IS NOT NULL"
+                    " AND cancel_requested_at IS NULL AND state IN (?, ?, ?)",
+                    (
+                        JobState.QUEUED,
+                        f"preempted by {job.preempted_by or 'a higher-priority job'}",
+                        job.id,
+                        job.attempt,
+                        JobState.SUCCEEDED,
+                        JobState.FAILED,
+                        JobState.LOST,
+                    ),
+                ).rowcount
+                > 0
+            )
 
     def has_startable_without_gpus(self) -> bool:
         """A queued job that needs no GPU of this machine (it asked for none, or runs on Slurm or Ray)."""

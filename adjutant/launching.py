@@ -116,6 +116,9 @@ class SweepPlan:
     warning: str | None
     #: Backend options asked with --memory / --cpus, for every cell.
     overrides: dict[str, str] = field(default_factory=dict)
+    #: --priority and --preemptible, for every cell.
+    priority: str = "normal"
+    preemptible: bool = False
 
 
 @dataclass(frozen=True)
@@ -254,6 +257,30 @@ class Launching:
         count = options.gpus if options.gpus is not None else self.settings.job_gpus
         return dataclasses.replace(options, gpus=count, time_limit=limit), rest
 
+    def priority_refusal(self, asker: Asker, options: LaunchOptions) -> str | None:
+        """Why the asker may not launch at ``--priority`` (ADJUTANT_PRIORITY_ROLES), or None: they may."""
+        asked = options.priority or "normal"
+        allowed = self.settings.priority_roles.get(asked)
+        if not allowed or asker.is_owner or _has_any_role(asker.user, allowed):
+            return None
+        open_to_them = [
+            c
+            for c in ("high", "normal", "low")
+            if not self.settings.priority_roles.get(c) or _has_any_role(asker.user, self.settings.priority_roles[c])
+        ]
+        most = f"you may use --priority {open_to_them[0]}" if open_to_them else "no priority class is open to you"
+        return (
+            f"Not launched: --priority {asked} is for the roles {', '.join(allowed)} (ADJUTANT_PRIORITY_ROLES); {most}."
+        )
+
+    def priority_of(self, options: LaunchOptions) -> dict[str, Any]:
+        """The job's ``priority`` and ``preemptible`` (every low job is, with ADJUTANT_PREEMPT_LOW)."""
+        priority = options.priority or "normal"
+        return {
+            "priority": priority,
+            "preemptible": options.preemptible or (priority == "low" and self.settings.preempt_low),
+        }
+
     def prepare(self, params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         """Schema defaults filled in and checked; what reaches the script is always valid JSON."""
         prepared, defaults = (params, {}) if self.schema is None else validate(params, self.schema)
@@ -362,9 +389,17 @@ class Launching:
         except HParamsError as error:
             return Refused(f"Not launched: {error}")
         assert options.gpus is not None
+        capped = self.priority_refusal(asker, options)
+        if capped is not None:
+            return await self.refuse(asker, "launch", capped)
         admission = await self.admission(asker, options.gpus, 1, options.time_limit)
         request = self.request(
-            asker, params, gpus=options.gpus, time_limit=options.time_limit, overrides=options.overrides()
+            asker,
+            params,
+            gpus=options.gpus,
+            time_limit=options.time_limit,
+            overrides=options.overrides(),
+            **self.priority_of(options),
         )
         return await self._record(asker, request, admission, detail=to_argument(params), defaults=defaults)
 
@@ -385,6 +420,9 @@ class Launching:
             combos = [self.prepare(c)[0] for c in expand_sweep(parsed)]
         except HParamsError as error:
             return Refused(f"Not queued: {error}")
+        capped = self.priority_refusal(asker, options)
+        if capped is not None:
+            return await self.refuse(asker, "sweep", capped.replace("Not launched", "Not queued"))
         per_job = options.gpus or 0
         admission = await self.admission(asker, per_job, len(combos), options.time_limit)
         if admission.verdict == Verdict.REFUSED:
@@ -404,6 +442,7 @@ class Launching:
             canary=canary,
             warning=admission.warning,
             overrides=options.overrides(),
+            **self.priority_of(options),
         )
         if admission.verdict == Verdict.APPROVAL:
             requests = self._sweep_requests(plan, None)
@@ -429,6 +468,8 @@ class Launching:
                 gpus=plan.gpus,
                 time_limit=plan.time_limit,
                 overrides=plan.overrides,
+                priority=plan.priority,
+                preemptible=plan.preemptible,
             )
             for combo in plan.combos
         ]
@@ -455,6 +496,9 @@ class Launching:
             changes = parse_hyperparameters(overrides, allow_empty=True)
         except HParamsError as error:
             return Refused(f"Not launched: {error}")
+        capped = self.priority_refusal(asker, asked)
+        if capped is not None:
+            return await self.refuse(asker, "rerun", capped)
         job = await self.job_for(asker, source)
         if job is not None:
             base, origin = dict(job.params), f"job `{job.id}`"
@@ -471,7 +515,14 @@ class Launching:
         limit = asked.time_limit or (job.time_limit if job is not None else None) or self.default_time_limit()
         admission = await self.admission(asker, count, 1, limit)
         kept = {k: v for k, v in (job.overrides if job is not None else {}).items() if k in ("mem", "cpus")}
-        request = self.request(asker, params, gpus=count, time_limit=limit, overrides={**kept, **asked.overrides()})
+        request = self.request(
+            asker,
+            params,
+            gpus=count,
+            time_limit=limit,
+            overrides={**kept, **asked.overrides()},
+            **self.priority_of(asked),
+        )
         return await self._record(
             asker, request, admission, detail=f"rerun of {origin}", note=change_note(origin, base, params),
             defaults=defaults,
@@ -593,6 +644,12 @@ class Launching:
         if self.may_launch(asker, route):
             return None
         return await self.refuse(asker, what, refusal(route, what), target=job.id)
+
+
+def _has_any_role(user: Any, names_or_ids: Sequence[str]) -> bool:
+    """The member has one of these roles (by name or id)."""
+    allowed = set(names_or_ids)
+    return any(role.name in allowed or str(role.id) in allowed for role in getattr(user, "roles", None) or [])
 
 
 def change_note(origin: str, base: dict[str, Any], params: dict[str, Any], *, verb: str = "Rerun of") -> str:

@@ -29,10 +29,12 @@ from typing import Any
 
 from adjutant.alerts import compile_patterns, scan_log
 from adjutant.clock import iso, utcnow
-from adjutant.gpus import Holding, Waiting, plan
+from adjutant.gpus import Holding, Preemptible, Waiting, plan, victims
 from adjutant.job_render import (
     canary_released_embed,
     log_alert_embed,
+    preempted_embed,
+    preempting_embed,
     queue_done_embed,
     remedy_embed,
     retry_embed,
@@ -86,8 +88,15 @@ def retry_reason(
 
     Lost jobs (their supervisor or node gone; Slurm NODE_FAIL, PREEMPTED, BOOT_FAIL) are retried; a script's own
     failure only when its exit code is listed in ADJUTANT_RETRY_ON_EXIT; never a cancelled job, never more than
-    ``retries`` times."""
-    if job.attempt > retries or job.state == JobState.CANCELLING or job.cancel_requested_at is not None:
+    ``retries`` times (attempts that followed a preemption do not count). A preempted job is never retried: it is
+    queued again by its preemption (:meth:`Scheduler._requeue_preempted`)."""
+    if job.preempted_at is not None:
+        return None
+    if (
+        job.attempt - job.preemptions > retries
+        or job.state == JobState.CANCELLING
+        or job.cancel_requested_at is not None
+    ):
         return None
     if state == JobState.LOST:
         return f"lost ({reason or 'its backend no longer knows it'})"
@@ -96,6 +105,11 @@ def retry_reason(
     if state == JobState.FAILED and exit_code is not None and exit_code in retry_on_exit:
         return f"exit code {exit_code} (ADJUTANT_RETRY_ON_EXIT)"
     return None
+
+
+def _will_requeue(job: Job) -> bool:
+    """A preempted job's end (not cancelled meanwhile) is its next attempt, not a report."""
+    return job.preempted_at is not None and job.cancel_requested_at is None
 
 
 def _limit_end(job: Job, now: float) -> float | None:
@@ -250,7 +264,7 @@ class Scheduler:
             now = self.store.get(job.id)
             if now is None or now.state != JobState.QUEUED:
                 return 0  # started (or ended) already: nothing is ahead of it
-            queued_before = self.store.count((JobState.QUEUED,), before_seq=job.seq)
+            queued_before = self.store.count_queued_ahead(now)
             active = [j for j in self.store.where(ACTIVE) if j.id != job.id]
             if self.gpus is not None and job.backend in GPU_POOL_BACKENDS:
                 free = len(self.gpus) - len(self.gpu_holders(active))
@@ -403,6 +417,9 @@ class Scheduler:
                     log.warning("job %s lost: %s", job.id, update.reason)
                     launcher.escalate(job)  # leave nothing of it behind
                 continue
+            if job.preempted_at is not None and job.state != JobState.CANCELLING:
+                changed |= self._escalate_preemption(job, launcher, now)
+                continue
             if self._past_limit(job, now):
                 self._stop_at_limit(job, launcher)
                 changed = True
@@ -417,6 +434,7 @@ class Scheduler:
                 launcher.escalate(job)
                 self.store.update(job.id, killed_at=iso())
         # Ends recorded by the job's own supervisor (local jobs) change rows without this pass.
+        changed |= self._requeue_preempted()
         if self.retry_on_exit:
             for job in self.store.unreported():
                 why = self._recorded_retry_reason(job)
@@ -499,6 +517,100 @@ class Scheduler:
             )
             return True
         return False
+
+    # --- preemption -----------------------------------------------------------------------------
+    def _preempt(self) -> bool:
+        """(thread, ADJUTANT_GPUS) The first queued GPU job cannot start for lack of GPUs and outranks running
+        preemptible local jobs: choose the victims (:func:`adjutant.gpus.victims`), record the decision with both
+        threads' notes and the audit (before any signal), then send each victim's process group the preemption
+        signal. One preemption at a time: while a victim is still running nothing more is preempted."""
+        assert self.gpus is not None
+        active = self.store.where(ACTIVE)
+        if any(j.preempted_at is not None for j in active):
+            return False  # its GPUs come free first
+        candidates = [
+            j
+            for j in active
+            if j.preemptible
+            and j.state == JobState.RUNNING
+            and j.backend == "local"
+            and j.gpu_ids
+            and j.cancel_requested_at is None
+        ]
+        if not candidates:
+            return False
+        launcher = self.launcher("local")
+        if getattr(launcher, "preempt", None) is None:
+            return False
+        head = next((j for j in self.store.startable(1000) if j.backend in GPU_POOL_BACKENDS and j.gpus > 0), None)
+        if head is None or head.rank <= min(c.rank for c in candidates) or head.gpus > len(self.gpus):
+            return False
+        held = self.gpu_holders(active)
+        busy = self.gpus_busy(set(held)) if self.gpus_busy is not None else set()
+        free = [gpu for gpu in self.gpus if gpu not in held and gpu not in busy]
+        now = utcnow()
+        running = [Preemptible(j.id, len(j.gpu_ids), j.rank, (j.started_at or now).timestamp()) for j in candidates]
+        chosen = victims(head.gpus - len(free), head.rank, running)
+        if not chosen:
+            return False
+        by_id = {j.id: j for j in candidates}
+        picked = [by_id[i] for i in chosen]
+        grace = float(getattr(launcher, "preempt_grace_seconds", self.cancel_grace_seconds))
+        signal_name = getattr(getattr(launcher, "preempt_signal", None), "name", "SIGUSR1")
+        notes = [(v, "preempted", preempted_embed(v, head, grace=grace, signal_name=signal_name)) for v in picked]
+        notes.append((head, "preempting", preempting_embed(head, picked)))
+        audit = [
+            f"{v.id} ({v.priority}, {v.requested_by}, GPUs {','.join(map(str, v.gpu_ids))}) preempted for"
+            f" {head.id} ({head.priority}, {head.requested_by})"
+            for v in picked
+        ]
+        if not self.store.preempt(picked, head, notes, audit, now):
+            return False
+        for victim in picked:
+            log.warning(
+                "job %s (%s) preempted for job %s (%s): %s, %gs grace",
+                victim.id, victim.priority, head.id, head.priority, signal_name, grace,
+            )  # fmt: skip
+            try:
+                launcher.preempt(victim)  # type: ignore[attr-defined]  # checked above
+            except (LaunchError, OSError) as error:
+                log.warning("cannot signal preempted job %s yet: %s (SIGTERM follows the grace)", victim.id, error)
+        return True
+
+    def _escalate_preemption(self, job: Job, launcher: Launcher, now: dt.datetime) -> bool:
+        """(thread) A preempted job still running after the grace gets SIGTERM, and SIGKILL
+        ADJUTANT_CANCEL_GRACE_SECONDS later (the cancel's escalation), each once; the times are in its row."""
+        assert job.preempted_at is not None
+        grace = float(getattr(launcher, "preempt_grace_seconds", self.cancel_grace_seconds))
+        if job.preempt_term_at is None:
+            if (now - job.preempted_at).total_seconds() < grace:
+                return False
+            if not self.store.update(job.id, expect=ACTIVE, preempt_term_at=iso(now)):
+                return False
+            log.info("preempted job %s still running %gs after the signal: SIGTERM", job.id, grace)
+            launcher.cancel(job)
+            return True
+        if job.killed_at is None and (now - job.preempt_term_at).total_seconds() >= self.cancel_grace_seconds:
+            log.info("preempted job %s still running after SIGTERM: SIGKILL", job.id)
+            launcher.escalate(job)
+            self.store.update(job.id, killed_at=iso(now))
+            return True
+        return False
+
+    def _requeue_preempted(self) -> bool:
+        """(thread) Each preempted job whose end is recorded (by its supervisor, or as lost) is queued again as its
+        next attempt, same W&B run, same place; once (guarded by its attempt), also after a restart."""
+        requeued = False
+        for job in self.store.preempted_ended():
+            if job.cancel_requested_at is not None:
+                continue  # cancelled during its grace: its end stands and is reported
+            if self.store.requeue_preempted(job):
+                log.warning(
+                    "job %s: attempt %d preempted by %s; queued again as attempt %d (not a retry)",
+                    job.id, job.attempt, job.preempted_by, job.attempt + 1,
+                )  # fmt: skip
+                requeued = True
+        return requeued
 
     def _retry(self, job: Job, why: str, now: dt.datetime) -> bool:
         """(thread) The decision and its note, recorded together before anything is submitted again."""
@@ -607,7 +719,8 @@ class Scheduler:
                     self._submit(job)
                     started = True
             return started
-        return self._start_on_gpus(active, slots)
+        started = self._start_on_gpus(active, slots)
+        return self._preempt() or started
 
     def gpu_holders(self, active: Sequence[Job]) -> dict[int, Job]:
         """GPU id → the active local job holding it."""
@@ -671,7 +784,11 @@ class Scheduler:
         """Ended jobs not reported yet whose acknowledgement exists (or will never come)."""
         jobs = await asyncio.to_thread(self.store.unreported)
         now = utcnow()
-        return [job for job in jobs if (job.acked or now - job.created_at > ACK_WAIT) and not self._will_retry(job)]
+        return [
+            job
+            for job in jobs
+            if (job.acked or now - job.created_at > ACK_WAIT) and not self._will_retry(job) and not _will_requeue(job)
+        ]
 
     def _will_retry(self, job: Job) -> bool:
         """A failure that the next pass turns into a new attempt is not reported."""

@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shlex
+import signal
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any, Literal
 
 import platformdirs
 
-from adjutant.alerts import DEFAULT_LOG_PATTERNS
+from adjutant.alerts import DEFAULT_LOG_PATTERNS, parse_policies
 from adjutant.projects import ProjectRoute, ProjectsFile, ProjectsFileError, load_projects_file, routes_from
 
 __all__ = [
@@ -479,6 +480,84 @@ class GpuIds(Parser):
         return tuple(value)
 
 
+#: The priority classes a launch may ask for (``--priority``), lowest first.
+PRIORITY_CLASSES = ("low", "normal", "high")
+
+
+class PriorityMap(Parser):
+    """``high=Admin,ml-leads;low=...``: per priority class (``;``-separated), role names or ids (``words=False``:
+    comma-separated), or one line of arguments (``words=True``: split like a shell line)."""
+
+    def __init__(self, *, words: bool = False) -> None:
+        self.words = words
+
+    def from_text(self, name: str, raw: str) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for part in (p.strip() for p in raw.split(";")):
+            if not part:
+                continue
+            key, eq, value = part.partition("=")
+            if not eq:
+                raise ConfigError(f"{name} must be like {name}=high=Admin,ml-leads (got {part!r})")
+            found[key.strip().lower()] = value.strip() if self.words else parse_list(value)
+        return self.check(name, found)
+
+    def check(self, name: str, value: Any) -> dict[str, Any]:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{name} must map priority classes to values (got {value!r})")
+        checked: dict[str, Any] = {}
+        for key, item in value.items():
+            if key not in PRIORITY_CLASSES:
+                raise ConfigError(f"{name}: {key!r} is not a priority class (high, normal or low)")
+            if self.words:
+                if not isinstance(item, str):
+                    raise ConfigError(f"{name}: the arguments of {key} must be text (got {item!r})")
+                try:
+                    shlex.split(item)
+                except ValueError as error:
+                    raise ConfigError(f"{name}: {key}'s arguments cannot be split like a shell line: {error}") from None
+                checked[key] = item
+            else:
+                checked[key] = Names().from_value(name, item)
+        return checked
+
+
+class SignalName(Parser):
+    """A signal's name: ``USR1``, ``SIGUSR2``, ``TERM``, ``INT`` … (stored without ``SIG``, upper case)."""
+
+    def from_text(self, name: str, raw: str) -> str:
+        value = raw.strip().upper().removeprefix("SIG")
+        if value in ("KILL", "STOP") or not hasattr(signal, f"SIG{value}"):
+            raise ConfigError(f"{name} must name a signal a script can catch, e.g. USR1 or TERM (got {raw!r})")
+        return value
+
+
+def _policy_text(policy: Any) -> str:
+    """A keyword's policy (text, minutes or None) as ADJUTANT_ALERT_POLICY writes it."""
+    if isinstance(policy, str):
+        return policy
+    return "notify" if policy is None else f"stop after {policy}"
+
+
+class AlertPolicies(Parser):
+    """ADJUTANT_ALERT_POLICY: ``gpu-idle=stop after 30, nan=stop`` → {alert kind: minutes of grace (0: at once) or
+    None (notify)}; a mapping of the same is accepted as a keyword's value."""
+
+    def from_text(self, name: str, raw: str) -> dict[str, float | None]:
+        try:
+            return parse_policies(raw)
+        except ValueError as error:
+            raise ConfigError(f"{name}: {error}") from None
+
+    def check(self, name: str, value: Any) -> dict[str, float | None]:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{name} must map alert kinds to policies (got {value!r})")
+        try:
+            return parse_policies(", ".join(f"{kind}={_policy_text(policy)}" for kind, policy in value.items()))
+        except ValueError as error:
+            raise ConfigError(f"{name}: {error}") from None
+
+
 class DigestParser(Parser):
     """ADJUTANT_DIGEST: ``daily 09:00``, ``weekly mon 09:00`` or ``off``."""
 
@@ -814,6 +893,16 @@ class Settings:
         group="W&B run reporting",
         default=5.0,
     )
+    alert_policy: dict[str, float | None] = setting(
+        "ADJUTANT_ALERT_POLICY",
+        "what an alert about a job Adjutant launched does, per kind (gpu-idle, no-progress, nan, stalled, rule):"
+        " notify, stop (cancel the job at once) or stop after <minutes> (its card says when and has Keep running),"
+        " e.g. gpu-idle=stop after 30, nan=stop; a kind not listed only notifies",
+        parser=AlertPolicies(),
+        group="W&B run reporting",
+        default_factory=dict,
+        default_text="notify (every kind)",
+    )
     digest: Any = setting(
         "ADJUTANT_DIGEST",
         "one summary per period in each project's channel: daily HH:MM or weekly mon HH:MM (in ADJUTANT_TIMEZONE);"
@@ -916,6 +1005,37 @@ class Settings:
         group="Launching",
         default=5.0,
     )
+    priority_roles: dict[str, tuple[str, ...]] = setting(
+        "ADJUTANT_PRIORITY_ROLES",
+        "who may launch with --priority high (or low, normal): per class, role names or ids, e.g."
+        " high=Admin,ml-leads (classes separated by ;); a class not listed is open to everyone who may launch",
+        parser=PriorityMap(),
+        group="Launching",
+        default_factory=dict,
+        default_text="unset (every class open)",
+    )
+    preempt_low: bool = setting(
+        "ADJUTANT_PREEMPT_LOW",
+        "on: every --priority low job may be preempted, as if launched with --preemptible",
+        parser=Flag(),
+        group="Launching",
+        default=False,
+    )
+    preempt_signal: str = setting(
+        "ADJUTANT_PREEMPT_SIGNAL",
+        "the signal a preempted local job's process group gets first (it should save a checkpoint and exit)",
+        parser=SignalName(),
+        group="Launching",
+        default="USR1",
+    )
+    preempt_grace_seconds: float = setting(
+        "ADJUTANT_PREEMPT_GRACE_SECONDS",
+        "seconds a preempted local job has after ADJUTANT_PREEMPT_SIGNAL before SIGTERM (then"
+        " ADJUTANT_CANCEL_GRACE_SECONDS before SIGKILL)",
+        parser=Number(minimum=0.1),
+        group="Launching",
+        default=90.0,
+    )
     max_sweep: int = setting(
         "ADJUTANT_MAX_SWEEP",
         "the most jobs one $sweep may queue",
@@ -957,6 +1077,15 @@ class Settings:
     )
     slurm_args: str | None = setting(
         "ADJUTANT_SLURM_ARGS", "more sbatch arguments, split like a shell line", parser=ShellWords(), group="Slurm"
+    )
+    slurm_priority_args: dict[str, str] = setting(
+        "ADJUTANT_SLURM_PRIORITY_ARGS",
+        "more sbatch arguments per priority class, e.g. high=--qos=high;low=--nice=100 (Slurm orders and preempts"
+        " by its own QOS; Adjutant never preempts Slurm jobs)",
+        parser=PriorityMap(words=True),
+        group="Slurm",
+        default_factory=dict,
+        default_text="unset (none)",
     )
     slurm_timeout: float = setting(
         "ADJUTANT_SLURM_TIMEOUT",

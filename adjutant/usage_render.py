@@ -11,6 +11,7 @@ from typing import Any
 
 from adjutant.approvals import Approval, ApprovalState, AuditEntry
 from adjutant.gpus import QuotaState, Tally, UsageReport
+from adjutant.job_render import priority_text
 from adjutant.jobs import Job
 from adjutant.numbers import shown
 from adjutant.nvml import GpuReading
@@ -36,6 +37,8 @@ def gpu_lines(
         if job is not None:
             who = plain(truncate(job.requested_by, 40))
             line = f"**GPU {gpu}** · `{job.id}` by {who} · {format_duration(job.duration(now))}"
+            if job.priority != "normal" or job.preemptible:
+                line += f" · {priority_text(job)}"
         elif reading is not None and reading.memory_used_mb > busy_mb:
             line = f"**GPU {gpu}** · busy outside Adjutant"
         else:

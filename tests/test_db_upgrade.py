@@ -169,7 +169,20 @@ def test_a_previous_release_state_folder_loses_nothing(old_folder: Path) -> None
     after = everything(path)
     assert database.query("PRAGMA user_version")[0][0] == SCHEMA_VERSION
     assert set(before) == set(after)
-    added = {"jobs": {"route": None}, "outbox": {"subscription_id": None}, "approvals": {"announced": 1}}
+    added = {
+        "jobs": {
+            "route": None,
+            # migration 3: priority classes and preemption
+            "priority": "normal",
+            "preemptible": 0,
+            "preempted_at": None,
+            "preempted_by": None,
+            "preempt_term_at": None,
+            "preemptions": 0,
+        },
+        "outbox": {"subscription_id": None},
+        "approvals": {"announced": 1},
+    }
     for table, rows in before.items():
         assert len(after[table]) == len(rows), table
         for old, new in zip(rows, after[table], strict=True):

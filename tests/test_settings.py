@@ -380,6 +380,7 @@ def typed_values(tmp_path: Path, script: Path) -> dict[str, object]:
         "nan_alerts": False,
         "gpu_idle_minutes": 10.0,
         "gpu_idle_percent": 3.0,
+        "alert_policy": {"gpu-idle": 30.0, "nonfinite": 0.0, "rule": None},
         "log_alerts": ("OOM", r"loss=nan"),
         "notify": {"finished"},
         "wandb_timeout": 9,
@@ -404,6 +405,11 @@ def typed_values(tmp_path: Path, script: Path) -> dict[str, object]:
         "canary_steps": 50,
         "canary_minutes": 2.5,
         "retry_on_exit": (137, 143),
+        "priority_roles": {"high": ("Admin", "ml-leads")},
+        "preempt_low": True,
+        "preempt_signal": "USR2",
+        "preempt_grace_seconds": 5.0,
+        "slurm_priority_args": {"high": "--qos=high"},
         "hparams_schema": schema,
         "launcher": "slurm",
         "job_env": ("HF_HOME", "WANDB_API_KEY"),
@@ -470,6 +476,7 @@ def test_every_setting_by_variable(tmp_path: Path, script: Path) -> None:
         "ADJUTANT_NAN_ALERTS": "off",
         "ADJUTANT_GPU_IDLE_MINUTES": "10",
         "ADJUTANT_GPU_IDLE_PERCENT": "3",
+        "ADJUTANT_ALERT_POLICY": "gpu-idle=stop after 30",
         "ADJUTANT_LOG_ALERTS": "OOM,loss=nan",
         "ADJUTANT_NOTIFY": "finished",
         "ADJUTANT_WANDB_TIMEOUT": "9",
@@ -494,6 +501,11 @@ def test_every_setting_by_variable(tmp_path: Path, script: Path) -> None:
         "ADJUTANT_CANARY_STEPS": "50",
         "ADJUTANT_CANARY_MINUTES": "2.5",
         "ADJUTANT_RETRY_ON_EXIT": "137,143",
+        "ADJUTANT_PRIORITY_ROLES": "high=Admin,ml-leads",
+        "ADJUTANT_PREEMPT_LOW": "on",
+        "ADJUTANT_PREEMPT_SIGNAL": "SIGUSR2",
+        "ADJUTANT_PREEMPT_GRACE_SECONDS": "5",
+        "ADJUTANT_SLURM_PRIORITY_ARGS": "high=--qos=high;low=--nice=100",
         "ADJUTANT_HPARAMS_SCHEMA": str(tmp_path / "schema.json"),
         "ADJUTANT_LAUNCHER": "slurm",
         "ADJUTANT_JOB_ENV": "HF_HOME,WANDB_API_KEY",
@@ -570,3 +582,35 @@ def test_log_alerts_from_a_file_none_or_bad_patterns(tmp_path: Path) -> None:
         Settings.from_env({"ADJUTANT_LOG_ALERTS": "ok,broken(", "ADJUTANT_GPU_IDLE_PERCENT": "150"})
     text = " ".join(caught.value.problems)
     assert "'broken(' is not a regular expression" in text and "ADJUTANT_GPU_IDLE_PERCENT" in text
+
+
+@pytest.mark.parametrize(
+    ("text", "policies"),
+    [
+        ("gpu-idle=stop after 30", {"gpu-idle": 30.0}),
+        (
+            "GPU idle = stop after 1.5 min; NaN=stop, no-progress=notify",
+            {"gpu-idle": 1.5, "nonfinite": 0.0, "no-progress": None},
+        ),
+        ("rule=stop after 10 minutes, stalled=stop", {"rule": 10.0, "stalled": 0.0}),
+        ("", {}),
+    ],
+)
+def test_alert_policy(text: str, policies: dict) -> None:
+    assert Settings.from_env({"ADJUTANT_ALERT_POLICY": text}).alert_policy == policies
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("gpu-idle=halt", "not a policy"),
+        ("gpu-idle=stop after ٣", "not a policy"),
+        ("gpu-idle=stop after -1", "not a policy"),
+        ("loss=stop", "the kind one of gpu-idle"),
+        ("gpu-idle", "give <kind>=<policy>"),
+    ],
+)
+def test_alert_policy_refused(text: str, words: str) -> None:
+    with pytest.raises(ConfigError, match="ADJUTANT_ALERT_POLICY") as caught:
+        Settings.from_env({"ADJUTANT_ALERT_POLICY": text})
+    assert words in str(caught.value)

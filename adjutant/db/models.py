@@ -18,6 +18,14 @@ from typing import Any
 
 from adjutant.clock import parse_iso, utcnow
 
+#: The priority classes, lowest first (``--priority``); the queue starts higher ones first.
+PRIORITIES: tuple[str, ...] = ("low", "normal", "high")
+
+
+def priority_rank(priority: str | None) -> int:
+    """``low`` 0, ``normal`` 1, ``high`` 2 (anything else: normal)."""
+    return PRIORITIES.index(priority) if priority in PRIORITIES else 1
+
 
 class JobEvent(StrEnum):
     """What happens to a job: a decision of Adjutant's, or news from its launcher (see :meth:`JobEvent.of_news`)."""
@@ -200,6 +208,21 @@ class Job:
     gpus_allocated: int | None = None
     #: The route it was launched under (the configured channel, as text); None for jobs older than routes.
     route: str | None = None
+    #: Its priority class (:data:`PRIORITIES`) and whether a higher-priority job may preempt it.
+    priority: str = "normal"
+    preemptible: bool = False
+    #: A preemption decided (before its signal): when, for which job; when SIGTERM followed the grace. None once it
+    #: is queued again.
+    preempted_at: dt.datetime | None = None
+    preempted_by: str | None = None
+    preempt_term_at: dt.datetime | None = None
+    #: Attempts started again after a preemption (not counted against ADJUTANT_RETRIES).
+    preemptions: int = 0
+
+    @property
+    def rank(self) -> int:
+        """Its priority as a number: higher goes first (``low`` 0, ``normal`` 1, ``high`` 2)."""
+        return priority_rank(self.priority)
 
     @property
     def gpus_used(self) -> int:
@@ -213,6 +236,9 @@ class Job:
         data["params"] = json.loads(data["params"])
         for key in ("created_at", "started_at", "ended_at", "cancel_requested_at", "killed_at"):
             data[key] = parse_iso(data[key])
+        for key in ("preempted_at", "preempt_term_at"):
+            data[key] = parse_iso(data.get(key))
+        data["preemptible"] = bool(data.get("preemptible", 0))
         data["reported"] = bool(data["reported"])
         data["acked"] = bool(data["acked"])
         data["state"] = JobState(data["state"])
@@ -291,3 +317,6 @@ class JobRequest:
     route: str | None = None
     #: Backend options asked at launch (``mem``, ``cpus``: ``--memory``/``--cpus``); see Job.overrides.
     overrides: Mapping[str, str] = field(default_factory=dict)
+    #: Its priority class (:data:`PRIORITIES`) and whether it may be preempted (see Job.priority).
+    priority: str = "normal"
+    preemptible: bool = False

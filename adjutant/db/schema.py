@@ -265,8 +265,50 @@ def add_missing_columns(db: sqlite3.Connection) -> None:
                 db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {declaration}")
 
 
+#: Migration 3's columns of ``jobs``: priority classes and preemption.
+PRIORITY_COLUMNS = {
+    # ``high``, ``normal`` or ``low`` (the queue's order: priority, then arrival); 1: it may be preempted.
+    "priority": "TEXT NOT NULL DEFAULT 'normal'",
+    "preemptible": "INTEGER NOT NULL DEFAULT 0",
+    # A preemption decided (before any signal): when, for which job; when SIGTERM followed the grace.
+    "preempted_at": "TEXT",
+    "preempted_by": "TEXT",
+    "preempt_term_at": "TEXT",
+    # How many of its attempts were started again after a preemption (they do not count against ADJUTANT_RETRIES).
+    "preemptions": "INTEGER NOT NULL DEFAULT 0",
+}
+
+
+def add_priority_columns(db: sqlite3.Connection) -> None:
+    """Migration 3: a job's priority class and preemption columns (:data:`PRIORITY_COLUMNS`)."""
+    for name, declaration in PRIORITY_COLUMNS.items():
+        db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {declaration}")
+    db.execute("CREATE INDEX jobs_preempted ON jobs (preempted_at) WHERE preempted_at IS NOT NULL")
+
+
+#: The alert-action columns of ``alerts`` (ADJUTANT_ALERT_POLICY): the action decided once (``alerts.ActionState``;
+#: NULL: not decided yet), when it is due, and who kept the job running (or what the action did).
+ALERT_ACTION_COLUMNS = {"action_state": "TEXT", "action_at": "TEXT", "action_note": "TEXT"}
+
+
+def add_alert_actions(db: sqlite3.Connection) -> None:
+    """The alert-action columns (:data:`ALERT_ACTION_COLUMNS`); alerts recorded before them never act."""
+    for name, declaration in ALERT_ACTION_COLUMNS.items():
+        db.execute(f"ALTER TABLE alerts ADD COLUMN {name} {declaration}")
+    db.execute("UPDATE alerts SET action_state='none'")
+    db.execute(
+        "CREATE INDEX alerts_actions ON alerts (action_state, action_at)"
+        " WHERE action_state IS NULL OR action_state IN ('pending', 'acting')"
+    )
+
+
 #: Migration N is ``MIGRATIONS[N - 1]``; append, never edit or reorder (a database records how far it came).
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (create_tables, add_missing_columns)
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
+    create_tables,
+    add_missing_columns,
+    add_priority_columns,
+    add_alert_actions,
+)
 #: The version a database has once opened by this release.
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -133,5 +133,20 @@ class LocalLauncher(Launcher):
     def cancel(self, job: Job) -> None:
         signal_group(job.pgid, signal.SIGTERM)
 
+    # --- preemption (ADJUTANT_PREEMPT_SIGNAL, then SIGTERM after the grace, then SIGKILL) -------------------------
+    @property
+    def preempt_grace_seconds(self) -> float:
+        """Seconds between the preemption signal and SIGTERM (ADJUTANT_PREEMPT_GRACE_SECONDS)."""
+        return float(self.settings.preempt_grace_seconds)
+
+    @property
+    def preempt_signal(self) -> signal.Signals:
+        return signal.Signals[f"SIG{self.settings.preempt_signal}"]
+
+    def preempt(self, job: Job) -> bool:
+        """Ask the job's process group to save a checkpoint and exit (its row already records the decision); False
+        when the group is gone."""
+        return signal_group(job.pgid, self.preempt_signal)
+
     def escalate(self, job: Job) -> None:
         signal_group(job.pgid, signal.SIGKILL)

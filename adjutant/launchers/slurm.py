@@ -266,6 +266,9 @@ class SlurmLauncher(Launcher):
         if job.time_limit is not None and "time" not in job.overrides:
             argv.append(f"--time={max(1, math.ceil(job.time_limit / 60))}")
         argv += shlex.split(self.settings.slurm_args or "")
+        # The job's priority class as Slurm knows one (ADJUTANT_SLURM_PRIORITY_ARGS: --qos, --nice): Slurm orders
+        # and preempts its own jobs; Adjutant never preempts them.
+        argv += shlex.split(self.settings.slurm_priority_args.get(job.priority, ""))
         argv.append(self.export_option(job, env or {}))  # after ADJUTANT_SLURM_ARGS: sbatch takes the last --export
         # A remediation's options come last: sbatch takes the last of a repeated option.
         argv += [f"--{key}={value}" for key, value in sorted(job.overrides.items()) if key in ("time", "mem")]

@@ -496,10 +496,14 @@ class Launching:
             changes = parse_hyperparameters(overrides, allow_empty=True)
         except HParamsError as error:
             return Refused(f"Not launched: {error}")
+        job = await self.job_for(asker, source)
+        if job is not None:  # a rerun keeps its source's priority class unless asked otherwise
+            asked = dataclasses.replace(
+                asked, priority=asked.priority or job.priority, preemptible=asked.preemptible or job.preemptible
+            )
         capped = self.priority_refusal(asker, asked)
         if capped is not None:
             return await self.refuse(asker, "rerun", capped)
-        job = await self.job_for(asker, source)
         if job is not None:
             base, origin = dict(job.params), f"job `{job.id}`"
         else:

@@ -301,6 +301,8 @@ async def test_a_high_request_from_a_member_capped_at_normal_is_refused_with_the
         assert isinstance(low, Queued) and low.jobs[0].preemptible, "ADJUTANT_PREEMPT_LOW"
         rerun = await launching.rerun(asker(settings, BOB, "general"), low.jobs[0].id, "--priority high")
         assert isinstance(rerun, Refused) and "ADJUTANT_PRIORITY_ROLES" in rerun.text
+        kept = await launching.rerun(asker(settings, BOB, "general"), low.jobs[0].id, "lr=2")
+        assert isinstance(kept, Queued) and (kept.jobs[0].priority, kept.jobs[0].preemptible) == ("low", True)
     finally:
         await scheduler.close()
         jobs.close()

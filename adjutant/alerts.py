@@ -321,6 +321,11 @@ class Alert:
     params: dict[str, Any] | None
     #: When it was recorded (None for a row that does not say).
     created_at: dt.datetime | None = None
+    #: The action its policy takes (:class:`ActionState`; None: not decided yet) and when it is due.
+    action_state: str | None = None
+    action_at: dt.datetime | None = None
+    #: Who pressed Keep running (when kept), or what the action did (when done).
+    action_note: str | None = None
 
 
 def record_alert(
@@ -396,6 +401,9 @@ def alert_from_row(row: sqlite3.Row) -> Alert:
         row["step"],
         json.loads(row["params"]) if row["params"] else None,
         dt.datetime.fromisoformat(row["created_at"]) if row["created_at"] else None,
+        row["action_state"],
+        dt.datetime.fromisoformat(row["action_at"]) if row["action_at"] else None,
+        row["action_note"],
     )
 
 
@@ -417,3 +425,166 @@ def mute(db: sqlite3.Connection, alert: Alert, now: dt.datetime) -> dt.datetime:
         (alert.project, alert.run_id or "", str(alert.kind), iso_seconds(until)),
     )
     return until
+
+
+# --- alerts that act -----------------------------------------------------------------------------------
+class ActionState(StrEnum):
+    """Where an alert's action is (the ``alerts.action_state`` column)."""
+
+    #: Nothing to do: the policy notifies only (or the alert is older than policies).
+    NONE = "none"
+    #: A stop policy covers it, but Adjutant did not launch the run: it cannot stop it.
+    CANNOT = "cannot"
+    #: The job is stopped at ``action_at`` unless Keep running is pressed first.
+    PENDING = "pending"
+    #: Keep running was pressed in time: this episode's action is off.
+    KEPT = "kept"
+    #: The deadline came: the action is being taken (a restart takes it up again; the cancel is idempotent).
+    ACTING = "acting"
+    #: Taken (or moot: the job had ended, the episode was over).
+    DONE = "done"
+
+
+#: The alert kinds a policy can act on, with the words people use for them (ADJUTANT_ALERT_POLICY's keys).
+POLICY_KINDS = {
+    "gpu-idle": AlertKind.GPU_IDLE,
+    "gpu idle": AlertKind.GPU_IDLE,
+    "gpu_idle": AlertKind.GPU_IDLE,
+    "no-progress": AlertKind.NO_PROGRESS,
+    "no progress": AlertKind.NO_PROGRESS,
+    "no_progress": AlertKind.NO_PROGRESS,
+    "nan": AlertKind.NONFINITE,
+    "nonfinite": AlertKind.NONFINITE,
+    "stalled": AlertKind.STALLED,
+    "rule": AlertKind.RULE,
+}
+#: What a stop says the alert was about: "stopped: GPU idle for 30 min (policy)".
+KIND_WORDS = {
+    AlertKind.GPU_IDLE: "GPU idle",
+    AlertKind.NO_PROGRESS: "no progress",
+    AlertKind.NONFINITE: "NaN",
+    AlertKind.STALLED: "no heartbeat",
+    AlertKind.RULE: "watch rule",
+}
+_POLICY = re.compile(
+    r"^(?:(?P<notify>notify)|stop(?:\s+after\s+(?P<minutes>[0-9]+(?:\.[0-9]+)?)\s*(?:m|min|minutes?)?)?)$"
+)
+
+
+def parse_policy(text: str) -> float | None:
+    """``notify`` → None, ``stop`` → 0 (at once), ``stop after 30`` (minutes; ``30 min`` too) → 30.0."""
+    match = _POLICY.match(" ".join(text.lower().split()))
+    if match is None:
+        raise ValueError(f"{text.strip()!r} is not a policy: notify, stop, or stop after <minutes>")
+    if match["notify"]:
+        return None
+    return float(match["minutes"]) if match["minutes"] else 0.0
+
+
+def parse_policies(text: str) -> dict[str, float | None]:
+    """``gpu-idle=stop after 30, nan=stop, no-progress=notify`` → {kind: minutes (0: at once) or None (notify)}."""
+    found: dict[str, float | None] = {}
+    for part in (p.strip() for p in re.split(r"[,;]", text or "")):
+        if not part:
+            continue
+        name, eq, policy = part.partition("=")
+        key = " ".join(name.lower().split())
+        if not eq or key not in POLICY_KINDS:
+            kinds = "gpu-idle, no-progress, nan, stalled, rule"
+            raise ValueError(f"{part!r}: give <kind>=<policy>, the kind one of {kinds}")
+        found[str(POLICY_KINDS[key])] = parse_policy(policy)
+    return found
+
+
+@dataclass(frozen=True)
+class AlertPolicy:
+    """ADJUTANT_ALERT_POLICY: per alert kind, minutes of grace before its job is stopped (0: at once). A kind that is
+    not listed only notifies."""
+
+    stops: Mapping[str, float | None]
+
+    def grace(self, kind: AlertKind) -> float | None:
+        """Minutes until an alert of ``kind`` stops its job, or None (notify only)."""
+        return self.stops.get(str(kind))
+
+    @staticmethod
+    def describe(minutes: float) -> str:
+        return "stop" if minutes == 0 else f"stop after {minutes:g} min"
+
+
+def decide_action(db: sqlite3.Connection, alert: Alert, policy: AlertPolicy) -> Alert:
+    """The alert's action, decided once: a stop policy on a job Adjutant launched is PENDING until the alert's creation
+    plus the grace (so a bot that restarts acts at the original deadline); on a run it did not launch, CANNOT; else
+    NONE. An alert decided before (by the card or the acting loop, whichever came first) keeps its decision."""
+    if alert.action_state is not None:
+        return alert
+    minutes = policy.grace(alert.kind)
+    state, at = ActionState.NONE, None
+    if minutes is not None and alert.job_id is None:
+        state = ActionState.CANNOT
+    elif minutes is not None:
+        state, at = ActionState.PENDING, (alert.created_at or dt.datetime.now(dt.UTC)) + dt.timedelta(minutes=minutes)
+    db.execute(
+        "UPDATE alerts SET action_state=?, action_at=?, action_note=? WHERE id=? AND action_state IS NULL",
+        (
+            str(state),
+            iso_seconds(at) if at else None,
+            None if minutes is None else AlertPolicy.describe(minutes),
+            alert.id,
+        ),
+    )
+    row = db.execute("SELECT * FROM alerts WHERE id=?", (alert.id,)).fetchone()
+    return alert_from_row(row)
+
+
+def undecided(db: sqlite3.Connection, limit: int = 100) -> list[Alert]:
+    rows = db.execute("SELECT * FROM alerts WHERE action_state IS NULL ORDER BY id LIMIT ?", (limit,)).fetchall()
+    return [alert_from_row(row) for row in rows]
+
+
+def keep_running(db: sqlite3.Connection, alert_id: int, by: str) -> bool:
+    """Keep running: the pending action of this episode is off (True), unless it was not pending any more."""
+    changed = db.execute(
+        "UPDATE alerts SET action_state=?, action_note=? WHERE id=? AND action_state=?",
+        (str(ActionState.KEPT), by, alert_id, str(ActionState.PENDING)),
+    ).rowcount
+    return bool(changed)
+
+
+def due_actions(db: sqlite3.Connection, now: dt.datetime) -> list[Alert]:
+    """Pending actions whose deadline has come, and actions a stopped bot left half-taken."""
+    rows = db.execute(
+        "SELECT * FROM alerts WHERE (action_state=? AND action_at<=?) OR action_state=? ORDER BY id",
+        (str(ActionState.PENDING), iso_seconds(now), str(ActionState.ACTING)),
+    ).fetchall()
+    return [alert_from_row(row) for row in rows]
+
+
+def claim_action(db: sqlite3.Connection, alert_id: int) -> bool:
+    """The one compare-and-set that takes an action: PENDING → ACTING (True for exactly one caller)."""
+    changed = db.execute(
+        "UPDATE alerts SET action_state=? WHERE id=? AND action_state=?",
+        (str(ActionState.ACTING), alert_id, str(ActionState.PENDING)),
+    ).rowcount
+    return bool(changed)
+
+
+def finish_action(db: sqlite3.Connection, alert_id: int, note: str) -> None:
+    db.execute(
+        "UPDATE alerts SET action_state=?, action_note=? WHERE id=? AND action_state=?",
+        (str(ActionState.DONE), note, alert_id, str(ActionState.ACTING)),
+    )
+
+
+def episode_over(db: sqlite3.Connection, alert: Alert) -> bool:
+    """Has the alert's episode ended before its deadline (the GPUs busy again, progress again)? Then nothing is
+    stopped. NaN and rules are not re-checked here (a NaN run stays broken; a rule re-arms on its own)."""
+    if alert.run_id is None or alert.kind not in (AlertKind.GPU_IDLE, AlertKind.NO_PROGRESS, AlertKind.STALLED):
+        return False
+    row = db.execute(
+        "SELECT gpu_idle, idle, stalled FROM runs WHERE project=? AND run_id=?", (alert.project, alert.run_id)
+    ).fetchone()
+    if row is None:
+        return False
+    column = {AlertKind.GPU_IDLE: "gpu_idle", AlertKind.NO_PROGRESS: "idle", AlertKind.STALLED: "stalled"}[alert.kind]
+    return not row[column]

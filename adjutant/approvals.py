@@ -56,6 +56,7 @@ class Action(StrEnum):
     SUBSCRIBED = "subscribed"
     UNSUBSCRIBED = "unsubscribed"
     MUTED = "muted"
+    KEPT_RUNNING = "kept running"
     SWEEP_DECIDED = "sweep decided"
     WITHDRAW = "withdraw"
     EXPIRED = "expired"

@@ -1,20 +1,40 @@
 """The alert card's buttons that act on jobs: Stop (cancel), Rerun (a launch door), Retry canary, Resume / Drop a
-held sweep. Each checks the rule of the alert's *job's* route at the click. Mute is the alert's, not a job's: the
-cog's :meth:`~adjutant._cog.AdjutantCog.mute_alert`. Composed into the Experiments cog."""
+held sweep, Keep running (a policy's pending stop is off). Each checks the rule of the alert's *job's* route at the
+click. Mute is the alert's, not a job's: the cog's :meth:`~adjutant._cog.AdjutantCog.mute_alert`. And the policy's
+stops themselves (ADJUTANT_ALERT_POLICY), taken at their deadline by :meth:`AlertActions.act_due`. Composed into the
+Experiments cog."""
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 
 import discord
 
 from adjutant._cog import NO_PINGS, AdjutantCog, asker_of
+from adjutant.alerts import (
+    JOBS_OUTBOX,
+    KIND_WORDS,
+    ActionState,
+    Alert,
+    AlertKind,
+    AlertPolicy,
+    claim_action,
+    decide_action,
+    due_actions,
+    enqueue_announcement,
+    episode_over,
+    finish_action,
+    keep_running,
+    undecided,
+)
+from adjutant.clock import utcnow
 from adjutant.cogs._launch_replies import LaunchReplies
-from adjutant.jobs import Job, SweepHold
+from adjutant.jobs import Job, JobState, SweepHold
 from adjutant.launch_render import cancel_text
 from adjutant.launching import Asker, Launching, Refused
-from adjutant.render import plain, truncate
+from adjutant.render import format_duration, plain, truncate
 from adjutant.store import Store
 
 log = logging.getLogger(__name__)
@@ -28,6 +48,8 @@ class AlertActions:
         self.launching = launching
         self.replies = replies
         self.runs = runs
+        #: ADJUTANT_ALERT_POLICY: which alerts stop their job, after how long.
+        self.policy = AlertPolicy(cog.settings.alert_policy)
 
     async def press(self, interaction: discord.Interaction, action: str, alert_id: int) -> None:
         if action == "mute":
@@ -55,6 +77,8 @@ class AlertActions:
             return
         if action == "stop":
             await self._stop(interaction, asker, job)
+        elif action == "keep":
+            await self._keep(interaction, asker, job, alert)
         elif action == "canary":
             await self._retry_canary(interaction, job)
         elif action in ("resume", "drop"):
@@ -68,6 +92,100 @@ class AlertActions:
         grace = self.cog.settings.cancel_grace_seconds
         text = cancel_text(result, job.id, self.cog.command_prefix(), grace_seconds=grace)
         await interaction.response.send_message(text, allowed_mentions=NO_PINGS)
+
+    async def _keep(self, interaction: discord.Interaction, asker: Asker, job: Job, alert: Alert) -> None:
+        who = plain(truncate(str(interaction.user), 64))
+
+        def keep() -> bool:
+            with self.runs.transaction() as db:
+                return keep_running(db, alert.id, who)
+
+        if not await asyncio.to_thread(keep):
+            now = await asyncio.to_thread(self.runs.alert, alert.id)
+            state = now.action_state if now is not None else None
+            said: dict[str, str] = {
+                ActionState.KEPT: f"Already kept running (by {now.action_note if now else '?'}).",
+                ActionState.ACTING: "Too late: the policy is stopping it.",
+                ActionState.DONE: "Too late: the policy's deadline has passed.",
+            }
+            await interaction.response.send_message(
+                said.get(state or "", "Nothing is pending for this alert."), ephemeral=True
+            )
+            return
+        await self.launching.audit("kept running", asker, target=job.id, detail=f"alert {alert.id} ({alert.kind})")
+        text = f"Job `{job.id}` keeps running, by {who}: the policy does not stop it for this alert."
+        await interaction.response.send_message(text, allowed_mentions=NO_PINGS)
+
+    # --- the policy's stops ------------------------------------------------------------------------
+    async def act_due(self, now: dt.datetime | None = None) -> int:
+        """Decide new alerts' actions (anchored at their creation: a card not sent yet gets the same deadline), then
+        take each due one: one compare-and-set claims it, the job is cancelled through the scheduler's usual cancel,
+        and its thread is told. An action a stopped bot left claimed is taken up again (the cancel is idempotent), so a
+        restart acts once, at the original deadline. Returns how many jobs were stopped."""
+        if not self.cog.settings.alert_policy:
+            return 0
+        now = now or utcnow()
+        due = await asyncio.to_thread(self._decide_and_find_due, now)
+        stopped = 0
+        for alert in due:
+            stopped += await self._act(alert, now)
+        return stopped
+
+    def _decide_and_find_due(self, now: dt.datetime) -> list[Alert]:
+        with self.runs.transaction() as db:
+            for alert in undecided(db):
+                decide_action(db, alert, self.policy)
+            return due_actions(db, now)
+
+    async def _act(self, alert: Alert, now: dt.datetime) -> int:
+        job = await self.launching.scheduler.get(alert.job_id) if alert.job_id else None
+        why = self._why(alert, now)
+
+        def claim() -> str:
+            """(thread) ``act``, ``moot`` (ended job, episode over: done, nothing stopped) or ``lost`` (not ours)."""
+            with self.runs.transaction() as db:
+                if alert.action_state == ActionState.PENDING and not claim_action(db, alert.id):
+                    return "lost"
+                if job is None or job.state not in (JobState.STARTING, JobState.RUNNING) or episode_over(db, alert):
+                    finish_action(db, alert.id, "nothing to stop")
+                    return "moot"
+                return "act"
+
+        verdict = await asyncio.to_thread(claim)
+        if verdict != "act" or job is None:
+            return 0
+        result = await self.launching.scheduler.cancel(job.id, f"Adjutant (policy: {why})")
+        log.info("policy stop of job %s (alert %s): %s", job.id, alert.id, result.outcome)
+
+        def told() -> None:
+            with self.runs.transaction() as db:
+                finish_action(db, alert.id, why)
+                embed = {
+                    "title": truncate(f"⏹️ Job {job.id} stopped: {why} (policy)", 256),
+                    "description": f"ADJUTANT_ALERT_POLICY: {alert.action_note}. Its end report follows.",
+                    "color": 0xE67E22,
+                }
+                enqueue_announcement(
+                    db, JOBS_OUTBOX, job.wandb_run_id, "policy-stop", embed, None, job.message_id, job.thread_id
+                )
+
+        await asyncio.to_thread(told)
+        return 1
+
+    def _why(self, alert: Alert, now: dt.datetime) -> str:
+        """``GPU idle for 31m 00s``, ``no progress for …``, ``NaN in loss``, ``watch rule on val_loss``."""
+        words = KIND_WORDS.get(alert.kind, str(alert.kind))
+        settings = self.cog.settings
+        window = {
+            AlertKind.GPU_IDLE: settings.gpu_idle_minutes,
+            AlertKind.NO_PROGRESS: settings.stall_minutes,
+            AlertKind.STALLED: settings.stall_minutes,
+        }.get(alert.kind)
+        if window is not None and alert.created_at is not None:
+            return f"{words} for {format_duration((now - alert.created_at).total_seconds() + window * 60)}"
+        if alert.metric and alert.kind in (AlertKind.NONFINITE, AlertKind.RULE):
+            return f"{words} {'in' if alert.kind is AlertKind.NONFINITE else 'on'} {truncate(alert.metric, 60)}"
+        return words
 
     async def _retry_canary(self, interaction: discord.Interaction, job: Job) -> None:
         if not await self.launching.scheduler.retry_canary(job):
@@ -99,6 +217,7 @@ GONE = {
     "canary": "That canary is not waiting for a retry.",
     "resume": "That sweep is no longer known.",
     "drop": "That sweep is no longer known.",
+    "keep": "Only jobs Adjutant launched can be stopped, so there is nothing to keep running.",
 }
 #: What each alert button does, for refusals.
 BUTTON_WORDS = {
@@ -107,4 +226,5 @@ BUTTON_WORDS = {
     "canary": "retry canaries",
     "resume": "resume sweeps",
     "drop": "drop sweeps",
+    "keep": "keep jobs running",
 }

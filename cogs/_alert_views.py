@@ -1,5 +1,6 @@
-"""The alert card's buttons: Stop, Rerun, Mute 1 h. Their custom ids carry the alert's id, so they work after a
-restart; what they act on (the job, the run, its hyperparameters) is read back from the alert's record."""
+"""The alert card's buttons: Stop, Rerun, Mute 1 h, Keep running (while a policy's stop is pending). Their custom ids
+carry the alert's id, so they work after a restart; what they act on (the job, the run, its hyperparameters) is read
+back from the alert's record."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any, Self
 
 import discord
 
-from adjutant.alerts import Alert, AlertKind
+from adjutant.alerts import ActionState, Alert, AlertKind
 from adjutant.jobs import ACTIVE, Job
 
 log = logging.getLogger(__name__)
@@ -21,6 +22,7 @@ ACTIONS = {
     "canary": "Retry canary",
     "resume": "Resume sweep",
     "drop": "Drop sweep",
+    "keep": "Keep running",
 }
 STYLES = {
     "stop": discord.ButtonStyle.danger,
@@ -29,6 +31,7 @@ STYLES = {
     "canary": discord.ButtonStyle.primary,
     "resume": discord.ButtonStyle.primary,
     "drop": discord.ButtonStyle.danger,
+    "keep": discord.ButtonStyle.success,
 }
 #: The cogs that answer alert buttons, in the order asked (Stop and Rerun need Experiments).
 HANDLERS = ("Experiments", "Runs")
@@ -36,7 +39,7 @@ HANDLERS = ("Experiments", "Runs")
 
 class AlertButton(
     discord.ui.DynamicItem[discord.ui.Button[Any]],
-    template=r"adjutant:alert:(?P<action>stop|rerun|mute|canary|resume|drop):(?P<id>[0-9]{1,18})",
+    template=r"adjutant:alert:(?P<action>stop|rerun|mute|canary|resume|drop|keep):(?P<id>[0-9]{1,18})",
 ):
     """One of the alert card's buttons."""
 
@@ -75,7 +78,8 @@ class AlertButton(
 
 
 def alert_view(alert: Alert, job: Job | None) -> discord.ui.View:
-    """Stop (a job Adjutant launched that is still active), Rerun (a job's or a run's hyperparameters), Mute 1 h."""
+    """Keep running (a policy's stop is pending), Stop (a job Adjutant launched that is still active), Rerun (a job's
+    or a run's hyperparameters), Mute 1 h."""
     view = discord.ui.View(timeout=None)
     if alert.kind in (AlertKind.SWEEP_HELD, AlertKind.CANARY_FAILED):  # the sweep's queued cells wait for one
         if alert.kind == AlertKind.CANARY_FAILED:
@@ -84,6 +88,8 @@ def alert_view(alert: Alert, job: Job | None) -> discord.ui.View:
         view.add_item(AlertButton("drop", alert.id))
         return view
     if job is not None and job.state in ACTIVE:
+        if alert.action_state == ActionState.PENDING:
+            view.add_item(AlertButton("keep", alert.id))
         view.add_item(AlertButton("stop", alert.id))
     if job is not None or alert.params is not None:
         view.add_item(AlertButton("rerun", alert.id))

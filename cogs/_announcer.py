@@ -17,7 +17,7 @@ import discord
 from discord.ext import commands
 
 from adjutant._cog import NO_PINGS
-from adjutant.alerts import END_TAIL_LINES, Alert, AlertKind, shown_in_tail
+from adjutant.alerts import END_TAIL_LINES, ActionState, Alert, AlertKind, AlertPolicy, decide_action, shown_in_tail
 from adjutant.cogs._alert_views import alert_view
 from adjutant.jobs import ENDED, Job, JobState, tail_lines
 from adjutant.plots import render_bars, render_chart
@@ -68,6 +68,23 @@ def describe_refusal(error: discord.HTTPException) -> str:
     return f"Discord said {error.status} {error.text}"
 
 
+def action_text(alert: Alert) -> str:
+    """What a card says about its policy's action: when it stops the job, that it was kept, or that it cannot."""
+    if alert.action_state == ActionState.PENDING and alert.action_note == AlertPolicy.describe(0):
+        return "**Policy (stop):** this job is being stopped."
+    if alert.action_state == ActionState.PENDING and alert.action_at is not None:
+        return (
+            f"**Policy ({alert.action_note}):** this job is stopped <t:{int(alert.action_at.timestamp())}:R> unless"
+            " someone presses **Keep running**."
+        )
+    if alert.action_state == ActionState.CANNOT:
+        return (
+            f"**Policy ({alert.action_note}):** Adjutant did not launch this run, so it cannot stop it; stop it where"
+            " it runs."
+        )
+    return ""
+
+
 class Announcer:
     """Sends one outbox (a W&B project's, or the jobs' log alerts): 10 embeds a message at most, at most 4
     messages per 5 seconds; an alert one at a time, as a card (mention, chart, log tail, buttons)."""
@@ -81,8 +98,11 @@ class Announcer:
         watcher: Watcher | None = None,
         *,
         admit: Admit | None = None,
+        policy: AlertPolicy | None = None,
     ) -> None:
         self.bot = bot
+        #: ADJUTANT_ALERT_POLICY: a card whose job a policy stops says when, and has Keep running.
+        self.policy = policy
         #: Which of the waiting announcements may be sent now (the inbox's access check), if anything.
         self.admit = admit
         self.watcher = watcher
@@ -257,6 +277,9 @@ class Announcer:
                 await asyncio.to_thread(self.store.delivered, [item.id])
                 return True
         embed = dict(item.payload)
+        if alert is not None and self.policy is not None:
+            alert = await asyncio.to_thread(self._decide, alert, self.policy)
+            embed["description"] = (str(embed.get("description") or "") + "\n" + action_text(alert)).strip()
         files = []
         if alert is not None and alert.metric and alert.run_id:
             png = await self._event_chart(alert.run_id, alert.metric, alert.step)
@@ -295,6 +318,11 @@ class Announcer:
         await asyncio.to_thread(self.store.delivered, [item.id])
         self.refusals = 0
         return True
+
+    def _decide(self, alert: Alert, policy: AlertPolicy) -> Alert:
+        """(thread) The alert's action, decided once (the acting loop may have decided it first)."""
+        with self.store.transaction() as db:
+            return decide_action(db, alert, policy)
 
     @staticmethod
     async def _log_card_verdict(item: OutboxItem, alert: Alert, job: Job) -> str:

@@ -79,7 +79,9 @@ class Experiments(AdjutantCog, name="Experiments"):
         self.forms = FormDesk(self, self.launching, self.replies)
         self.alert_actions = AlertActions(self, self.launching, self.replies, services.runs)
         #: Alerts about jobs that W&B does not know about (log patterns) go out through their own outbox.
-        self.alerts = Announcer(bot, services.runs, JOBS_OUTBOX, settings.metric, services.watcher)
+        self.alerts = Announcer(
+            bot, services.runs, JOBS_OUTBOX, settings.metric, services.watcher, policy=self.alert_actions.policy
+        )
         self._alerts_after = 0.0
         #: Direct messages and notes for one member, when the Runs cog (which delivers them too) is not loaded.
         self.inbox = Inbox(
@@ -327,6 +329,7 @@ class Experiments(AdjutantCog, name="Experiments"):
             await self.story.finish_previews(queued_text)
             await self.story.send_reports()
             await self.story.refresh_status()
+            await self.alert_actions.act_due()  # ADJUTANT_ALERT_POLICY's stops, at their deadline
         except Exception:
             log.exception("telling about jobs failed; retrying")
         await self._deliver_alerts()

@@ -25,6 +25,7 @@ from discord import app_commands
 from discord.ext import commands, tasks
 
 from adjutant._cog import NO_PINGS, find_channel, member_may_see
+from adjutant.alerts import AlertPolicy
 from adjutant.clock import utcnow
 from adjutant.cogs import _alert_views
 from adjutant.cogs._announcer import Announcer, Inbox, Refused
@@ -77,10 +78,11 @@ class Runs(ReportingCog, name="Runs"):
         super().__init__(bot, settings, services, feeds)
         #: Each project's reporting, by project key.
         self.projects: dict[str, Reporting] = {}
+        policy = AlertPolicy(settings.alert_policy)  # a card whose job a policy stops says when
         for key, feed in feeds.items():
             destinations = feed.watcher.destinations
             outlets = [
-                Outlet(route, Announcer(bot, self.store, destination, route.metric, feed.watcher))
+                Outlet(route, Announcer(bot, self.store, destination, route.metric, feed.watcher, policy=policy))
                 for route, destination in zip(feed.routes, destinations, strict=True)
             ]
             self.projects[key] = Reporting(feed, outlets)

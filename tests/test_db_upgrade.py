@@ -182,6 +182,8 @@ def test_a_previous_release_state_folder_loses_nothing(old_folder: Path) -> None
         },
         "outbox": {"subscription_id": None},
         "approvals": {"announced": 1},
+        # migration 4: alert actions (ADJUTANT_ALERT_POLICY); alerts from before never act
+        "alerts": {"action_state": "none", "action_at": None, "action_note": None},
     }
     for table, rows in before.items():
         assert len(after[table]) == len(rows), table

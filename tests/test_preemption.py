@@ -317,3 +317,25 @@ def test_slurm_gets_the_priority_args(store, tmp_path) -> None:
     normal = store.add(dataclasses.replace(local(), backend="slurm"), tmp_path)
     assert "--qos=high" in launcher.sbatch_argv(high)
     assert not any(a.startswith(("--qos", "--nice")) for a in launcher.sbatch_argv(normal))
+
+
+# --- shown where jobs are shown ---------------------------------------------------------------------------------------
+
+
+def test_the_class_is_shown_in_the_acknowledgement_jobs_and_gpus(store, tmp_path) -> None:
+    from adjutant.job_render import ack_embed, jobs_embed
+    from adjutant.usage_render import gpu_lines
+
+    low = store.add(local(priority="low", preemptible=True), tmp_path)
+    normal = store.add(local(), tmp_path)
+    high = store.add(local(priority="high"), tmp_path)
+    ack = ack_embed(low, queued_ahead=0, prefix="$")
+    assert {"name": "Priority", "value": "low, preemptible", "inline": True} in ack["fields"]
+    assert not any(f["name"] == "Priority" for f in ack_embed(normal, queued_ahead=0, prefix="$")["fields"])
+    now = dt.datetime.now(dt.UTC)
+    queued = jobs_embed([], [low, normal, high], [], now, prefix="$")["fields"][0]["value"].splitlines()
+    assert [line.split("`")[1] for line in queued] == [high.id, normal.id, low.id], "in the order they start"
+    assert "· high ·" in queued[0] and "· low, preemptible ·" in queued[2]
+    running = dataclasses.replace(low, state=JobState.RUNNING, started_at=now, preempted_at=now, preempted_by=high.id)
+    (line,) = gpu_lines([0], {0: running}, None, now)
+    assert line.endswith(f"low, preemptible, being preempted for {high.id}")

@@ -154,6 +154,12 @@ def victims(need: int, priority: int, running: Sequence[Preemptible]) -> list[st
     return []  # unreachable: all of them free enough
 
 
+def fair_share_order(queue: Sequence[tuple[str, int, float, int]]) -> list[str]:
+    """Fair share (ADJUTANT_FAIR_SHARE): queued jobs as (id, priority, its member's GPU-hours over the last 7 days,
+    arrival); priority first (higher first), then the member who used fewer GPU-hours, then arrival."""
+    return [job_id for job_id, *_ in sorted(queue, key=lambda q: (-q[1], q[2], q[3]))]
+
+
 # --- usage ---------------------------------------------------------------------------------------
 
 

@@ -29,7 +29,7 @@ from typing import Any
 
 from adjutant.alerts import compile_patterns, scan_log
 from adjutant.clock import iso, utcnow
-from adjutant.gpus import Holding, Preemptible, Waiting, plan, victims
+from adjutant.gpus import WEEK, Holding, Preemptible, Use, Waiting, fair_share_order, hours_within, plan, victims
 from adjutant.job_render import (
     canary_released_embed,
     log_alert_embed,
@@ -157,8 +157,11 @@ class Scheduler:
         canary_minutes: float = 5.0,
         gpus: Sequence[int] | None = None,
         gpus_busy: Callable[[set[int]], set[int]] | None = None,
+        fair_share: bool = False,
     ) -> None:
         self.store = store
+        #: ADJUTANT_FAIR_SHARE: among equal priorities, the member with fewer GPU-hours in the last 7 days first.
+        self.fair_share = fair_share
         #: The GPU ids local jobs are given (ADJUTANT_GPUS), or None: jobs are counted, not GPUs.
         self.gpus: tuple[int, ...] | None = None if gpus is None else tuple(gpus)
         #: (blocking) Which GPUs, of those Adjutant did not hand out, someone else is using now (``auto``).
@@ -542,7 +545,8 @@ class Scheduler:
         launcher = self.launcher("local")
         if getattr(launcher, "preempt", None) is None:
             return False
-        head = next((j for j in self.store.startable(1000) if j.backend in GPU_POOL_BACKENDS and j.gpus > 0), None)
+        queue = self._in_order(self.store.startable(1000))
+        head = next((j for j in queue if j.backend in GPU_POOL_BACKENDS and j.gpus > 0), None)
         if head is None or head.rank <= min(c.rank for c in candidates) or head.gpus > len(self.gpus):
             return False
         held = self.gpu_holders(active)
@@ -734,7 +738,7 @@ class Scheduler:
         free = [gpu for gpu in self.gpus if gpu not in held and gpu not in busy]
         if slots == 0 or (not free and not self.store.has_startable_without_gpus()):
             return False  # a full machine: nothing to plan (the common case of a long queue)
-        queue = self.store.startable(1000)
+        queue = self._in_order(self.store.startable(1000))
         by_id = {job.id: job for job in queue}
         for job in queue:
             shrank = job.backend in GPU_POOL_BACKENDS and job.gpus > len(self.gpus)  # ADJUTANT_GPUS shrank meanwhile
@@ -752,6 +756,29 @@ class Scheduler:
             if self.store.start(job_id, gpu_ids):
                 self._submit(dataclasses.replace(by_id[job_id], state=JobState.STARTING, gpu_ids=gpu_ids))
         return bool(starts)
+
+    def _in_order(self, queue: list[Job]) -> list[Job]:
+        """(thread) The queue as it starts: priority then arrival (the store's order); with fair share, among equal
+        priorities the member with fewer GPU-hours over the last 7 days first."""
+        if not self.fair_share or len(queue) < 2:
+            return queue
+        used = self.gpu_hours_by_member()
+        by_id = {job.id: job for job in queue}
+        order = fair_share_order([(j.id, j.rank, used.get(j.requested_by_id, 0.0), j.seq) for j in queue])
+        return [by_id[job_id] for job_id in order]
+
+    def gpu_hours_by_member(self) -> dict[int, float]:
+        """(blocking) Each member's GPU-hours over the last 7 days (running jobs up to now)."""
+        now = utcnow()
+        used: dict[int, float] = {}
+        for job in self.store.uses(now - WEEK):
+            if job.started_at is None:
+                continue
+            use = Use(job.requested_by_id, job.requested_by, "", job.gpus_used, job.started_at, job.ended_at)
+            used[job.requested_by_id] = used.get(job.requested_by_id, 0.0) + hours_within(use, now - WEEK, now) * (
+                job.gpus_used
+            )
+        return used
 
     def _submit(self, job: Job) -> None:
         """(thread) Hand a starting job to its launcher with the job's own environment."""

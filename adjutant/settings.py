@@ -1124,6 +1124,14 @@ class Settings:
         group="GPUs and usage",
         default_text="unset (no quota)",
     )
+    fair_share: bool = setting(
+        "ADJUTANT_FAIR_SHARE",
+        "on: among queued jobs of the same priority, the member who used fewer GPU-hours over the last 7 days goes"
+        " first (with ADJUTANT_GPUS); off: arrival order",
+        parser=Flag(),
+        group="GPUs and usage",
+        default=False,
+    )
     approver_roles: tuple[str, ...] = setting(
         "ADJUTANT_APPROVER_ROLES",
         "comma-separated role names or ids whose members approve or reject launch requests (never their own)",

@@ -339,3 +339,35 @@ def test_the_class_is_shown_in_the_acknowledgement_jobs_and_gpus(store, tmp_path
     running = dataclasses.replace(low, state=JobState.RUNNING, started_at=now, preempted_at=now, preempted_by=high.id)
     (line,) = gpu_lines([0], {0: running}, None, now)
     assert line.endswith(f"low, preemptible, being preempted for {high.id}")
+
+
+# --- fair share (ADJUTANT_FAIR_SHARE) ---------------------------------------------------------------------------------
+
+
+def test_fair_share_order() -> None:
+    from adjutant.gpus import fair_share_order
+
+    queue = [("a", NORMAL, 10.0, 1), ("b", NORMAL, 0.0, 2), ("c", HIGH, 50.0, 3), ("d", NORMAL, 0.0, 4)]
+    assert fair_share_order(queue) == ["c", "b", "d", "a"], "priority, then fewer GPU-hours, then arrival"
+
+
+async def test_fair_share_starts_the_member_who_used_less_first(store, tmp_path) -> None:
+    launcher = FakeLocal(store, grace=1)
+    heavy = dataclasses.replace(local(), requested_by_id=7, requested_by="heavy")
+    light = dataclasses.replace(local(), requested_by_id=8, requested_by="light")
+    used = store.add(heavy, tmp_path)  # heavy used 2 GPU-hours yesterday
+    yesterday = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
+    store.update(
+        used.id, state=JobState.SUCCEEDED, started_at=iso(yesterday), ended_at=iso(yesterday + dt.timedelta(hours=2))
+    )
+    first = store.add(heavy, tmp_path)
+    second = store.add(light, tmp_path)
+    for fair, starts in ((False, first), (True, second)):
+        scheduler = make(store, launcher, tmp_path, slots=1, gpus=(0,), fair_share=fair)
+        assert scheduler.gpu_hours_by_member() == {7: pytest.approx(2.0)}
+        assert next(j.id for j in scheduler._in_order(store.startable(10))) == starts.id
+        await scheduler.close()
+    scheduler = make(store, launcher, tmp_path, slots=1, gpus=(0,), fair_share=True)
+    await scheduler.run_pass()
+    assert store.get(second.id).state == JobState.RUNNING and store.get(first.id).state == JobState.QUEUED
+    await scheduler.close()

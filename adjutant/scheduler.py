@@ -522,13 +522,14 @@ class Scheduler:
         return False
 
     # --- preemption -----------------------------------------------------------------------------
-    def _preempt(self) -> bool:
+    def _preempt(self, active: Sequence[Job] | None = None) -> bool:
         """(thread, ADJUTANT_GPUS) The first queued GPU job cannot start for lack of GPUs and outranks running
         preemptible local jobs: choose the victims (:func:`adjutant.gpus.victims`), record the decision with both
         threads' notes and the audit (before any signal), then send each victim's process group the preemption
         signal. One preemption at a time: while a victim is still running nothing more is preempted."""
         assert self.gpus is not None
-        active = self.store.where(ACTIVE)
+        if active is None:  # jobs started in this pass: read them again
+            active = self.store.where(ACTIVE)
         if any(j.preempted_at is not None for j in active):
             return False  # its GPUs come free first
         candidates = [
@@ -724,7 +725,7 @@ class Scheduler:
                     started = True
             return started
         started = self._start_on_gpus(active, slots)
-        return self._preempt() or started
+        return self._preempt(None if started else active) or started
 
     def gpu_holders(self, active: Sequence[Job]) -> dict[int, Job]:
         """GPU id → the active local job holding it."""

@@ -49,6 +49,8 @@ from adjutant.wandb_source import ProjectNotFound
 from adjutant.watcher import describe_error
 
 log = logging.getLogger(__name__)
+#: Points of each metric's sampled history $diagnose reads (one request per metric, server-side downsampled).
+DIAGNOSE_SAMPLES = 500
 
 
 @dataclass
@@ -410,6 +412,58 @@ class Runs(ReportingCog, name="Runs"):
             await interaction.response.send_message("Give 1 to 6 runs and at most 4 metrics.", ephemeral=True)
             return
         await self._send_plot(ctx, feed, PlotQuery(run_keys, metric_names, log_scale))
+
+    @commands.hybrid_command(name="diagnose")  # type: ignore[arg-type]  # discord.py stubs reject hybrid commands in cogs
+    @app_commands.describe(run="run id or display name")
+    @app_commands.autocomplete(run=complete_run)
+    async def diagnose_command(self, ctx: commands.Context[Any], *, run: str) -> None:
+        """Diagnose one run from its history: $diagnose <run id or name>."""
+        # Converging, plateaued, diverging or oscillating; training against validation; NaN shares; the pace.
+        from adjutant.diagnose import diagnose, diagnosis_embed, pick_metrics  # only when asked
+        from adjutant.plots import render_chart
+
+        feed = await self.feeds.for_command(ctx)
+        if feed is None:
+            return
+        w, route = feed.watcher, feed.route
+        key = run.strip()
+        if not key or len(key) > 128:
+            await self.reply(ctx, "Give a run id or name of at most 128 characters.")
+            return
+        ok, found = await self.ask_wandb(ctx, w, w.source.find, key)
+        if not ok:
+            return
+        if found is None:
+            known = await w.known_names()
+            close = suggestions(key, [name for pair in known for name in pair])
+            hint = f" Did you mean {', '.join(f'`{code_safe(c)}`' for c in close)}?" if close else ""
+            await self.reply(ctx, f"No run `{code_safe(truncate(key, 128))}` in {plain(w.project_label)}.{hint}")
+            return
+        ok, keys = await self.ask_wandb(ctx, w, w.source.history_keys, found.id)
+        if not ok:
+            return
+        metrics = pick_metrics(keys or [], route.metric)
+        history: dict[str, list[tuple[float, float]]] = {}
+        for metric in [*metrics, "_timestamp"]:  # one sampled-history request per key
+            ok, points = await self.ask_wandb(ctx, w, w.source.history, found.id, metric, DIAGNOSE_SAMPLES)
+            if not ok:
+                return
+            history[metric] = points or []
+        stamps = history.pop("_timestamp")
+        result = diagnose(history, stamps, ranking=route.metric, ranking_goal=route.metric_goal)
+        embed = diagnosis_embed(found, result, project=w.project_label)
+        charted = [m for m in metrics if history.get(m)][:4]
+        if not charted:
+            await ctx.send(embed=discord.Embed.from_dict(embed), allowed_mentions=NO_PINGS)
+            return
+        data = {f"{found.name} ({found.id})": {m: history[m] for m in charted}}
+        png = await asyncio.to_thread(render_chart, data, charted, title=", ".join(charted))
+        embed["image"] = {"url": "attachment://diagnosis.png"}
+        await ctx.send(
+            embed=discord.Embed.from_dict(embed),
+            file=discord.File(io.BytesIO(png), "diagnosis.png"),
+            allowed_mentions=NO_PINGS,
+        )
 
 
 async def setup(bot: commands.Bot) -> None:

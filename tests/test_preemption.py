@@ -17,7 +17,6 @@ from adjutant.alerts import JOBS_OUTBOX
 from adjutant.gpus import Preemptible, victims
 from adjutant.hparams import HParamsError, take_launch_options
 from adjutant.jobs import ACTIVE, Job, JobRequest, JobState, JobStore, JobUpdate, iso
-from adjutant.launching import Queued, Refused
 from adjutant.scheduler import retry_reason
 from adjutant.settings import Settings
 from tests.test_scheduler import FakeLauncher, make, request, settle
@@ -265,8 +264,9 @@ def test_preemptions_do_not_count_against_retries(store, tmp_path) -> None:
 
 
 async def test_a_high_request_from_a_member_capped_at_normal_is_refused_with_the_reason(tmp_path) -> None:
+    # Imported here: loading the extension elsewhere in the run re-imports adjutant.* (new class objects).
     from adjutant.approvals import ApprovalStore
-    from adjutant.launching import Launching
+    from adjutant.launching import Launching, Queued, Refused
     from tests.test_launching import ADMIN, BOB, ROUTES, asker
 
     script = tmp_path / "run.sh"

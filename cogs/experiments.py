@@ -117,6 +117,7 @@ class Experiments(AdjutantCog, name="Experiments"):
         self.bot.remove_dynamic_items(CancelButton, ApprovalButton, EditButton)
         self.bot.tree.remove_command(self.rerun_menu.name, type=self.rerun_menu.type)
         _alert_views.unregister(self.bot, self)
+        await self.story.close()  # report edits still waiting for W&B: cancelled (the report itself is sent)
         await self.services.release()
 
     async def asker(self, origin: commands.Context[Any] | discord.Interaction) -> Asker:

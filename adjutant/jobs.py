@@ -237,9 +237,14 @@ class JobStore(TableFamily):
 
     def links(self, run_ids: Iterable[str]) -> dict[str, JobLink]:
         """For runs launched by Adjutant jobs: run id → the job, its thread and launch message, its state."""
+        # A preempted attempt is Adjutant's to end, like a cancel: while its preemption is under way, and while the job
+        # waits in the queue for its next attempt, what W&B says of its run (finished, crashed, killed) is the
+        # preemption's echo, not news (the next attempt's run is judged again once it runs).
         rows = self.query_in(
-            "SELECT wandb_run_id, id, thread_id, message_id, state, requested_by_id FROM jobs"
-            " WHERE wandb_run_id IN ({marks})",
+            "SELECT wandb_run_id, id, thread_id, message_id, requested_by_id, CASE"
+            " WHEN preempted_at IS NOT NULL AND state IN ('starting', 'running') THEN 'cancelling'"
+            " WHEN state='queued' AND preemptions > 0 AND retried_because LIKE 'preempted by %' THEN 'cancelling'"
+            " ELSE state END AS state FROM jobs WHERE wandb_run_id IN ({marks})",
             run_ids,
         )
         return {

@@ -170,6 +170,8 @@ async def test_a_high_job_preempts_one_low_job_that_comes_back_as_its_next_attem
     assert launcher.preempted[0][1] is not None
     victim = store.get(newer.id)
     assert victim.preempted_by == high.id and victim.state == JobState.RUNNING
+    assert store.links([newer.wandb_run_id])[newer.wandb_run_id].over
+    assert not store.links([older.wandb_run_id])[older.wandb_run_id].over
     assert store.get(high.id).state == JobState.QUEUED, "its GPU is not free yet"
 
     rows = store.query("SELECT event, payload FROM outbox WHERE project=? ORDER BY id", (JOBS_OUTBOX,))
@@ -191,12 +193,15 @@ async def test_a_high_job_preempts_one_low_job_that_comes_back_as_its_next_attem
     assert again.state == JobState.QUEUED and again.preempted_at is None, "re-queued although ADJUTANT_RETRIES=0"
     assert store.get(high.id).state == JobState.RUNNING and store.get(high.id).gpu_ids == victim.gpu_ids
     assert not store.requeue_preempted(victim), "decided once"
+    link = store.links([newer.wandb_run_id])[newer.wandb_run_id]
+    assert link.over, "W&B's end of the preempted attempt is the preemption's echo, not news"
     assert store.get(older.id).state == JobState.RUNNING, "the other one was never touched"
 
     end(launcher, high.id)
     scheduler.wake()
     await settle(scheduler)
     assert store.get(newer.id).state == JobState.RUNNING, "it runs again when the GPU is free"
+    assert not store.links([newer.wandb_run_id])[newer.wandb_run_id].over, "its new attempt is judged again"
     assert launcher.submitted.count(newer.id) == 2
 
 

@@ -59,6 +59,8 @@ class Action(StrEnum):
     KEPT_RUNNING = "kept running"
     SWEEP_DECIDED = "sweep decided"
     WITHDRAW = "withdraw"
+    #: A higher-priority job took a preemptible job's GPUs (its row is written with the decision).
+    PREEMPT = "preempt"
     EXPIRED = "expired"
 
 

@@ -544,7 +544,7 @@ class Scheduler:
         if not candidates:
             return False
         launcher = self.launcher("local")
-        if getattr(launcher, "preempt", None) is None:
+        if not launcher.preempts:
             return False
         queue = self._in_order(self.store.startable(1000))
         head = next((j for j in queue if j.backend in GPU_POOL_BACKENDS and j.gpus > 0), None)
@@ -577,7 +577,7 @@ class Scheduler:
                 victim.id, victim.priority, head.id, head.priority, signal_name, grace,
             )  # fmt: skip
             try:
-                launcher.preempt(victim)  # type: ignore[attr-defined]  # checked above
+                launcher.preempt(victim)
             except (LaunchError, OSError) as error:
                 log.warning("cannot signal preempted job %s yet: %s (SIGTERM follows the grace)", victim.id, error)
         return True

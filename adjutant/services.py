@@ -139,6 +139,7 @@ class Services:
             retry_on_exit=settings.retry_on_exit,
             canary_steps=settings.canary_steps,
             canary_minutes=settings.canary_minutes,
+            fair_share=settings.fair_share,
         )
         watchers: dict[str, Watcher] = {}
         for route in settings.routes:

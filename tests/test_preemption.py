@@ -129,6 +129,7 @@ class FakeLocal(FakeLauncher):
     """A local launcher as the scheduler sees it: it can preempt, and remembers what each signal found in the row."""
 
     name = "local"
+    preempts = True
 
     def __init__(self, store: JobStore, grace: float) -> None:
         super().__init__()

@@ -61,6 +61,8 @@ class Launcher(ABC):
 
     #: Stored in each job's ``backend`` column, so a restart with another setting still follows old jobs.
     name: str = ""
+    #: Whether Adjutant preempts this backend's jobs itself (:meth:`preempt`); a cluster preempts its own.
+    preempts: bool = False
 
     def __init__(self, settings: Settings, db_path: str) -> None:
         self.settings = settings
@@ -68,6 +70,11 @@ class Launcher(ABC):
         #: Called (from any thread) when the launcher learns by itself that a job may have ended, so the
         #: scheduler looks at once instead of at its next pass.
         self.on_change: Callable[[], None] | None = None
+
+    def preempt(self, job: Job) -> bool:
+        """Send a running job the preemption signal (ADJUTANT_PREEMPT_SIGNAL); True if it was sent. Only backends
+        with ``preempts`` do; the others say no."""
+        return False
 
     @abstractmethod
     def submit(self, job: Job, env: dict[str, str]) -> JobUpdate:

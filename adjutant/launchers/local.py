@@ -34,6 +34,7 @@ class LocalLauncher(Launcher):
     """Start jobs through the state folder's supervisor; follow them through their rows."""
 
     name = "local"
+    preempts = True
 
     def _connect(self) -> socket.socket:
         """A connection to the supervisor, starting it if none runs."""

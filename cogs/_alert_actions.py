@@ -29,7 +29,7 @@ from adjutant.alerts import (
     keep_running,
     undecided,
 )
-from adjutant.clock import utcnow
+from adjutant.clock import iso_seconds, utcnow
 from adjutant.cogs._launch_replies import LaunchReplies
 from adjutant.jobs import Job, JobState, SweepHold
 from adjutant.launch_render import cancel_text
@@ -122,9 +122,7 @@ class AlertActions:
         take each due one: one compare-and-set claims it, the job is cancelled through the scheduler's usual cancel,
         and its thread is told. An action a stopped bot left claimed is taken up again (the cancel is idempotent), so a
         restart acts once, at the original deadline. Returns how many jobs were stopped."""
-        if not self.cog.settings.alert_policy:
-            return 0
-        now = now or utcnow()
+        now = now or utcnow()  # with no policy too: alerts are decided "none" now, never stopped by a later policy
         due = await asyncio.to_thread(self._decide_and_find_due, now)
         stopped = 0
         for alert in due:
@@ -132,6 +130,8 @@ class AlertActions:
         return stopped
 
     def _decide_and_find_due(self, now: dt.datetime) -> list[Alert]:
+        if not self.runs.query(ANYTHING_TO_DO, (iso_seconds(now),)):
+            return []  # the usual answer, every second: read only, no write lock taken
         with self.runs.transaction() as db:
             for alert in undecided(db):
                 decide_action(db, alert, self.policy)
@@ -211,6 +211,11 @@ class AlertActions:
         await interaction.response.send_message(text, allowed_mentions=NO_PINGS)
 
 
+#: Is there an alert to decide, or an action due (the partial index ``alerts_actions`` answers it)?
+ANYTHING_TO_DO = (
+    "SELECT 1 FROM alerts WHERE action_state IS NULL OR (action_state='pending' AND action_at<=?)"
+    " OR action_state='acting' LIMIT 1"
+)
 #: The answer when the alert's job is gone (or was never Adjutant's).
 GONE = {
     "stop": "Only jobs Adjutant launched can be stopped.",

@@ -279,7 +279,9 @@ class Announcer:
         embed = dict(item.payload)
         if alert is not None and self.policy is not None:
             alert = await asyncio.to_thread(self._decide, alert, self.policy)
-            embed["description"] = (str(embed.get("description") or "") + "\n" + action_text(alert)).strip()
+            said = action_text(alert)
+            if said:
+                embed["description"] = (str(embed.get("description") or "") + "\n" + said).strip()
         files = []
         if alert is not None and alert.metric and alert.run_id:
             png = await self._event_chart(alert.run_id, alert.metric, alert.step)

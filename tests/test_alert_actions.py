@@ -109,3 +109,12 @@ def test_an_episode_over_before_the_deadline(tmp_path: Path) -> None:
         assert episode_over(db, alert) is False, "still idle"
         store.remember(db, "team/proj", run, RunMemory("running"))
         assert episode_over(db, alert) is True, "its GPU is busy again"
+
+
+def test_an_alert_decided_without_a_policy_is_never_stopped_by_a_later_one(tmp_path: Path) -> None:
+    store = Store(tmp_path / "db")
+    alert_id = alert_in(store)
+    assert decided(store, alert_id, AlertPolicy({})).action_state == ActionState.NONE
+    assert decided(Store(tmp_path / "db"), alert_id).action_state == ActionState.NONE, "restarted with a policy"
+    with store.transaction() as db:
+        assert due_actions(db, NOW + dt.timedelta(days=1)) == []

@@ -11,7 +11,7 @@ import logging
 import re
 import secrets
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import discord
 from discord.ext import commands
@@ -203,8 +203,8 @@ async def asker_of(
 
 def checked_route(ctx: commands.Context[Any]) -> ProjectRoute | None:
     """The route ``cog_check`` resolved for this command (None before the check ran)."""
-    route = getattr(ctx, "adjutant_route", None)
-    return route if isinstance(route, ProjectRoute) else None
+    # Not isinstance: loading the extension re-imports adjutant.projects, so a route made before is of the old class.
+    return cast("ProjectRoute | None", getattr(ctx, "adjutant_route", None))
 
 
 PROJECT_WORD = re.compile(r"(?:^|\s)project:(\S+)")

@@ -30,6 +30,8 @@ from adjutant.alerts import (
     undecided,
 )
 from adjutant.clock import iso_seconds, utcnow
+from adjutant.cogs._alert_views import alert_view
+from adjutant.cogs._announcer import action_text
 from adjutant.cogs._launch_replies import LaunchReplies
 from adjutant.jobs import Job, JobState, SweepHold
 from adjutant.launch_render import cancel_text
@@ -115,6 +117,21 @@ class AlertActions:
         await self.launching.audit("kept running", asker, target=job.id, detail=f"alert {alert.id} ({alert.kind})")
         text = f"Job `{job.id}` keeps running, by {who}: the policy does not stop it for this alert."
         await interaction.response.send_message(text, allowed_mentions=NO_PINGS)
+        await self._show_kept(interaction.message, job, alert.id)
+
+    async def _show_kept(self, message: discord.Message | None, job: Job, alert_id: int) -> None:
+        """The card says it was kept and loses its Keep running button (best effort: the answer above is what
+        counts)."""
+        kept = await asyncio.to_thread(self.runs.alert, alert_id)
+        if message is None or kept is None or not message.embeds:
+            return
+        embed = message.embeds[0].to_dict()
+        lines = [line for line in str(embed.get("description") or "").splitlines() if not line.startswith("**Policy")]
+        embed["description"] = "\n".join([*lines, action_text(kept)])
+        try:
+            await message.edit(embed=discord.Embed.from_dict(embed), view=alert_view(kept, job))
+        except discord.HTTPException as error:
+            log.warning("alert card %s not updated after Keep running: %s", alert_id, error)
 
     # --- the policy's stops ------------------------------------------------------------------------
     async def act_due(self, now: dt.datetime | None = None) -> int:

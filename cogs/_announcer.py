@@ -77,6 +77,8 @@ def action_text(alert: Alert) -> str:
             f"**Policy ({alert.action_note}):** this job is stopped <t:{int(alert.action_at.timestamp())}:R> unless"
             " someone presses **Keep running**."
         )
+    if alert.action_state == ActionState.KEPT:
+        return f"**Policy:** kept running by {alert.action_note}; this alert stops nothing."
     if alert.action_state == ActionState.CANNOT:
         return (
             f"**Policy ({alert.action_note}):** Adjutant did not launch this run, so it cannot stop it; stop it where"

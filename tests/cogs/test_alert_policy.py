@@ -39,6 +39,11 @@ async def idle_job(bot, discord: DiscordStandIn, wandb: WandbStandIn, out_dir) -
     return job_id, cards(discord, IDLE_CARD)[0]
 
 
+def current(discord: DiscordStandIn, message: dict) -> dict:
+    """A message as it is now (after edits)."""
+    return next(m for m in discord.sent() if m["id"] == message["id"])
+
+
 def policy_notes(discord: DiscordStandIn, job_id: str) -> list[dict]:
     return cards(discord, f"Job {job_id} stopped: GPU idle for")
 
@@ -89,10 +94,14 @@ async def test_keep_running_within_the_grace_stops_nothing_and_is_audited(
     monkeypatch.delenv("WANDB_SERVICE")
     async with start_adjutant({**POLICY_ENV, **launch_env()}) as bot:
         job_id, card = await idle_job(bot, discord_standin, wandb_standin, out_dir)
-        kept = await answer_to(discord_standin, card, button(discord_standin, card, "keep"), "admin")
+        keep = button(discord_standin, card, "keep")
+        kept = await answer_to(discord_standin, card, keep, "admin")
         assert f"Job `{job_id}` keeps running, by admin" in kept["content"]
-        again = await answer_to(discord_standin, card, button(discord_standin, card, "keep"), "admin")
-        assert again["flags"] & 64 and "Already kept running (by admin)" in again["content"]
+        await eventually(lambda: "kept running by admin" in current(discord_standin, card)["embeds"][0]["description"])
+        edited = current(discord_standin, card)
+        assert "unless someone presses" not in edited["embeds"][0]["description"]
+        assert not any(b.startswith("adjutant:alert:keep:") for b in discord_standin.buttons(edited)), "no Keep"
+        assert any(b.startswith("adjutant:alert:stop:") for b in discord_standin.buttons(edited)), "Stop stays"
 
         actions = bot.get_cog("Experiments").alert_actions
         assert await actions.act_due(utcnow() + dt.timedelta(minutes=5)) == 0, "kept: no cancel"

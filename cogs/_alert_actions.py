@@ -159,20 +159,25 @@ class AlertActions:
         why = self._why(alert, now)
 
         def claim() -> str:
-            """(thread) ``act``, ``moot`` (ended job, episode over: done, nothing stopped) or ``lost`` (not ours)."""
+            """(thread) ``act``, ``tell`` (cancelled by this action before a restart: only its note is due), ``moot``
+            (ended job, episode over: done, nothing stopped) or ``lost`` (not ours)."""
             with self.runs.transaction() as db:
                 if alert.action_state == ActionState.PENDING and not claim_action(db, alert.id):
                     return "lost"
+                cancelled_by = (job.cancelled_by if job is not None else None) or ""
+                if alert.action_state == ActionState.ACTING and cancelled_by.startswith(POLICY_BY):
+                    return "tell"
                 if job is None or job.state not in (JobState.STARTING, JobState.RUNNING) or episode_over(db, alert):
                     finish_action(db, alert.id, "nothing to stop")
                     return "moot"
                 return "act"
 
         verdict = await asyncio.to_thread(claim)
-        if verdict != "act" or job is None:
+        if verdict not in ("act", "tell") or job is None:
             return 0
-        result = await self.launching.scheduler.cancel(job.id, f"Adjutant (policy: {why})")
-        log.info("policy stop of job %s (alert %s): %s", job.id, alert.id, result.outcome)
+        if verdict == "act":
+            result = await self.launching.scheduler.cancel(job.id, f"{POLICY_BY}{why})")
+            log.info("policy stop of job %s (alert %s): %s", job.id, alert.id, result.outcome)
 
         def told() -> None:
             with self.runs.transaction() as db:
@@ -187,7 +192,7 @@ class AlertActions:
                 )
 
         await asyncio.to_thread(told)
-        return 1
+        return 1 if verdict == "act" else 0
 
     def _why(self, alert: Alert, now: dt.datetime) -> str:
         """``GPU idle for 31m 00s``, ``no progress for …``, ``NaN in loss``, ``watch rule on val_loss``."""
@@ -228,6 +233,8 @@ class AlertActions:
         await interaction.response.send_message(text, allowed_mentions=NO_PINGS)
 
 
+#: How a policy's cancel names who cancelled (``cancelled_by``): "Adjutant (policy: GPU idle for 31m 00s)".
+POLICY_BY = "Adjutant (policy: "
 #: Is there an alert to decide, or an action due (the partial index ``alerts_actions`` answers it)?
 ANYTHING_TO_DO = (
     "SELECT 1 FROM alerts WHERE action_state IS NULL OR (action_state='pending' AND action_at<=?)"

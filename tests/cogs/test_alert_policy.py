@@ -87,6 +87,16 @@ async def test_gpu_idle_under_stop_after_1_is_one_card_then_one_cancel_and_one_n
         late = await answer_to(discord_standin, card, button(discord_standin, card, "keep"), "admin")
         assert late["flags"] & 64 and "Too late" in late["content"]
 
+        # Killed after the cancel, before its note was recorded: a restart finds it taken, tells it, cancels no more.
+        with sqlite3.connect(bot.settings.state_dir / "adjutant.sqlite3") as db:
+            db.execute("UPDATE alerts SET action_state='acting' WHERE kind='gpu-idle'")
+            requested = db.execute("SELECT cancel_requested_at FROM jobs WHERE id=?", (job_id,)).fetchone()
+        assert await actions.act_due(due + dt.timedelta(seconds=5)) == 0, "no second cancel"
+        await eventually(lambda: len(policy_notes(discord_standin, job_id)) == 2, timeout=10)
+        with sqlite3.connect(bot.settings.state_dir / "adjutant.sqlite3") as db:
+            assert db.execute("SELECT cancel_requested_at FROM jobs WHERE id=?", (job_id,)).fetchone() == requested
+            assert db.execute("SELECT action_state FROM alerts WHERE kind='gpu-idle'").fetchall() == [("done",)]
+
 
 async def test_keep_running_within_the_grace_stops_nothing_and_is_audited(
     start_adjutant, discord_standin: DiscordStandIn, wandb_standin: WandbStandIn, out_dir, monkeypatch

@@ -22,7 +22,7 @@ from adjutant.render import (
     safe_url,
     truncate,
 )
-from adjutant.runs import RunInfo, RunMemory, nonfinite_metrics
+from adjutant.runs import RunInfo, RunMemory, nonfinite_metrics, state_label
 
 COLOURS = {
     "started": 0x3498DB,
@@ -34,6 +34,8 @@ COLOURS = {
     "stalled": 0xF39C12,
     "resumed": 0x3498DB,
     "pending": 0x95A5A6,
+    "preempted": 0xF39C12,
+    "preempting": 0xF39C12,
     "summary": 0x9B59B6,
     "no-progress": 0xE67E22,
     "progressing": 0x3498DB,
@@ -51,6 +53,8 @@ ICONS = {
     "stalled": "⏸️",
     "resumed": "⏯️",
     "pending": "⏳",
+    "preempted": "⏏️",
+    "preempting": "⏏️",
     "no-progress": "⏸️",
     "progressing": "▶️",
     "nonfinite": "⚠️",
@@ -65,6 +69,7 @@ EVENT_WORDS = {
     "killed": "was killed",
     "stalled": "stalled",
     "resumed": "is alive again",
+    "preempted": "was preempted",
     "no-progress": "makes no progress",
     "progressing": "is progressing again",
     "gpu-idle": "leaves its GPUs idle",
@@ -148,6 +153,8 @@ def event_embed(
         )
     elif event == "resumed":
         lines.append("Heartbeats are arriving again.")
+    elif event == "preempted":
+        lines.append("Its machine was taken back (W&B says preempted); it is not a crash. A resume is told.")
     embed: dict[str, Any] = {
         "title": title,
         "description": "\n".join(lines),
@@ -262,7 +269,11 @@ def run_card_embed(run: RunInfo, *, project: str, metric: str, now: dt.datetime)
     if run.state == "running" and run.created_at is not None:
         runtime = (now - run.created_at).total_seconds()
     fields: list[dict[str, Any]] = [
-        {"name": "State", "value": f"{ICONS.get(run.state, '')} {plain(truncate(run.state, 40))}", "inline": True},
+        {
+            "name": "State",
+            "value": f"{ICONS.get(run.state, '')} {plain(truncate(state_label(run.state), 60))}",
+            "inline": True,
+        },
         {"name": "Runtime", "value": format_duration(runtime), "inline": True},
         {"name": "Step", "value": str(run.step()) if run.step() is not None else "-", "inline": True},
     ]
@@ -291,7 +302,7 @@ def leaderboard_embed(runs: Sequence[RunInfo], *, project: str, metric: str, goa
     for rank, run in enumerate(runs, 1):
         value = run.metric(metric)
         shown = format_number(value) if value is not None else "-"
-        state = plain(truncate(run.state, 40))
+        state = plain(truncate(state_label(run.state), 40))
         lines.append(f"{rank}. **{shown}** {_link(run)} (`{code_safe(truncate(run.id, 16))}`, {state})")
     return fit_embed(
         {

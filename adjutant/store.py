@@ -42,7 +42,7 @@ from adjutant.subscriptions import DM_PREFIX, Subscription
 
 __all__ = ["STATUS_CARDS", "WATCHED_STATES", "JobLink", "OutboxItem", "Store"]
 
-WATCHED_STATES = ("running", "pending")
+WATCHED_STATES = ("running", "pending", "preempting", "preempted")  # a preempted run may resume, or end
 #: The meta table's "project" under which the status cards are kept.
 STATUS_CARDS = "adjutant:status-cards"
 

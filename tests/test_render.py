@@ -318,3 +318,20 @@ def test_a_status_card_right_after_a_start_says_starting() -> None:
     assert red["title"] == "🔴 Adjutant: W&B p not answering" and "🔴 **W&B p** · no success yet" in red["description"]
     done = Snapshot((Part("W&B p", True, 1000.0), Part("scheduler", True, 1001.0)), queued=0, running=0)
     assert status_card(done, prefix="$")["title"] == "🟢 Adjutant: all good"
+
+
+def test_a_preempted_run_is_told_as_preempted_and_pending_reads_as_waiting() -> None:
+    import datetime as dt
+
+    from adjutant import run_render
+    from adjutant.runs import RunInfo
+
+    now = dt.datetime(2026, 12, 7, 12, 0, tzinfo=dt.UTC)
+    run = RunInfo(id="p1", name="pre-run", state="preempted", url="", config={}, summary={}, created_at=now)
+    embed = run_render.event_embed(run, "preempted", project="team/proj", metric="loss", now=now)
+    assert embed["title"].startswith("⏏️") and "was preempted" in embed["title"]
+    assert "not a crash" in embed["description"]
+    waiting = RunInfo(id="q1", name="queued-run", state="pending", url="", config={}, summary={}, created_at=now)
+    card = run_render.run_card_embed(waiting, project="team/proj", metric="loss", now=now)
+    state = next(f["value"] for f in card["fields"] if f["name"] == "State")
+    assert "waiting (pending)" in state

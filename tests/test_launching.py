@@ -135,7 +135,8 @@ async def test_a_member_sees_only_jobs_of_channels_they_can_see(world) -> None:
     assert (await launching.job_for(alice, public.id)).id == public.id
     unknown = await launching.cancel(alice, private.id)
     assert isinstance(unknown, CancelResult) and unknown.outcome == CancelOutcome.UNKNOWN, "not even its existence"
-    assert (await launching.scheduler.get(private.id)).state in (JobState.QUEUED, JobState.STARTING, JobState.RUNNING), "untouched"
+    untouched = (JobState.QUEUED, JobState.STARTING, JobState.RUNNING)
+    assert (await launching.scheduler.get(private.id)).state in untouched, "not cancelled"
 
 
 async def test_a_rerun_needs_the_source_visible_and_runs_where_asked(world) -> None:

@@ -22,7 +22,6 @@ from types import SimpleNamespace
 import pytest
 
 from adjutant.jobs import Job, JobState, JobStore
-from adjutant.launchers import LaunchError
 from adjutant.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -89,6 +88,9 @@ def closed_port() -> int:
 
 
 def launch_errors(address: str, job: Job) -> list[str]:
+    # Imported here, with the launcher: loading the extension (in another test of this worker) re-imports
+    # adjutant.*, and the error class must be the one the launcher raises.
+    from adjutant.launchers import LaunchError
     from adjutant.launchers.ray import RayLauncher
 
     messages = []
@@ -207,6 +209,7 @@ def test_a_pass_asks_ray_once_with_list_jobs_and_hears_what_get_job_info_said(jo
 
 
 def test_a_pass_that_cannot_reach_ray_says_so_once(job: Job) -> None:
+    from adjutant.launchers import LaunchError
     from adjutant.launchers.ray import RayLauncher
 
     address = f"http://127.0.0.1:{closed_port()}"

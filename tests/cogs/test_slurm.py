@@ -69,7 +69,8 @@ def slurm_env(**extra: str) -> dict[str, str]:
 
 
 async def test_slurm_launch_runs_and_completes(slurm, start_adjutant, discord_standin, out_dir) -> None:
-    params = {"name": 'it\'s "quoted"; $(touch /tmp/slurm-pwned) `id`', "sleep": 1.5}
+    # Long enough to be seen running: Slurm is asked at most every 2 s (one squeue a batch) and may start it late.
+    params = {"name": 'it\'s "quoted"; $(touch /tmp/slurm-pwned) `id`', "sleep": 8}
     async with start_adjutant(slurm_env()) as bot:
         job_id = await launch(discord_standin, json.dumps(params))
         store = bot.get_cog("Experiments").services.jobs
@@ -156,7 +157,7 @@ async def test_slurm_cancel(slurm, start_adjutant, discord_standin, out_dir) -> 
 
 async def test_slurm_job_end_reported_once_after_bot_restart(slurm, start_adjutant, discord_standin, out_dir) -> None:
     async with start_adjutant(slurm_env()) as bot:
-        job_id = await launch(discord_standin, '{"sleep": 3}')
+        job_id = await launch(discord_standin, '{"sleep": 8}')  # seen running although Slurm is asked every 2 s
         store = bot.get_cog("Experiments").services.jobs
         await eventually(lambda: store.get(job_id).state == "running", timeout=30)
         slurm_id = store.get(job_id).external_id

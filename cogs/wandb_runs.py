@@ -38,6 +38,7 @@ from adjutant.run_render import leaderboard_embed, run_card_embed, runs_table_pa
 from adjutant.runs import (
     STATES,
     PlotQuery,
+    RunInfo,
     parse_best_args,
     parse_plot_words,
     parse_runs_args,
@@ -283,27 +284,36 @@ class Runs(ReportingCog, name="Runs"):
     @app_commands.autocomplete(run=complete_run)
     async def run_command(self, ctx: commands.Context[Any], *, run: str) -> None:
         """Show one run's status card: $run <run id or name>."""
+        asked = await self._one_run(ctx, run)
+        if asked is None:
+            return
+        feed, found = asked
+        card = run_card_embed(found, project=feed.watcher.project_label, metric=feed.route.metric, now=utcnow())
+        launching = self.rule_for(ctx.channel).experiment_script is not None
+        view = edit_view("run", found.id) if launching else None
+        await ctx.send(embed=discord.Embed.from_dict(card), view=view, allowed_mentions=NO_PINGS)  # type: ignore[arg-type]
+
+    async def _one_run(self, ctx: commands.Context[Any], run: str) -> tuple[Feed, RunInfo] | None:
+        """The run a command names (id or display name) in the channel's project, or None after answering why not
+        (with the closest names Adjutant knows)."""
         feed = await self.feeds.for_command(ctx)
         if feed is None:
-            return
-        w, route = feed.watcher, feed.route
+            return None
+        w = feed.watcher
         key = run.strip()
         if not key or len(key) > 128:
             await self.reply(ctx, "Give a run id or name of at most 128 characters.")
-            return
+            return None
         ok, found = await self.ask_wandb(ctx, w, w.source.find, key)
         if not ok:
-            return
+            return None
         if found is not None:
-            card = run_card_embed(found, project=w.project_label, metric=route.metric, now=utcnow())
-            launching = self.rule_for(ctx.channel).experiment_script is not None
-            view = edit_view("run", found.id) if launching else None
-            await ctx.send(embed=discord.Embed.from_dict(card), view=view, allowed_mentions=NO_PINGS)  # type: ignore[arg-type]
-            return
+            return feed, found
         known = await w.known_names()
         close = suggestions(key, [name for pair in known for name in pair])
         hint = f" Did you mean {', '.join(f'`{code_safe(c)}`' for c in close)}?" if close else ""
         await self.reply(ctx, f"No run `{code_safe(truncate(key, 128))}` in {plain(w.project_label)}.{hint}")
+        return None
 
     @commands.hybrid_command(name="best")  # type: ignore[arg-type]  # discord.py stubs reject hybrid commands in cogs
     @app_commands.describe(
@@ -422,23 +432,11 @@ class Runs(ReportingCog, name="Runs"):
         from adjutant.diagnose import diagnose, diagnosis_embed, pick_metrics  # only when asked
         from adjutant.plots import render_chart
 
-        feed = await self.feeds.for_command(ctx)
-        if feed is None:
+        asked = await self._one_run(ctx, run)
+        if asked is None:
             return
+        feed, found = asked
         w, route = feed.watcher, feed.route
-        key = run.strip()
-        if not key or len(key) > 128:
-            await self.reply(ctx, "Give a run id or name of at most 128 characters.")
-            return
-        ok, found = await self.ask_wandb(ctx, w, w.source.find, key)
-        if not ok:
-            return
-        if found is None:
-            known = await w.known_names()
-            close = suggestions(key, [name for pair in known for name in pair])
-            hint = f" Did you mean {', '.join(f'`{code_safe(c)}`' for c in close)}?" if close else ""
-            await self.reply(ctx, f"No run `{code_safe(truncate(key, 128))}` in {plain(w.project_label)}.{hint}")
-            return
         ok, keys = await self.ask_wandb(ctx, w, w.source.history_keys, found.id)
         if not ok:
             return

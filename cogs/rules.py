@@ -23,14 +23,20 @@ log = logging.getLogger(__name__)
 class Rules(ReportingCog, name="Rules"):
     """Watch rules on the runs' metrics, and subscriptions to a project's events by direct message."""
 
+    async def _may_change_rules(self, ctx: commands.Context[Any], what: str) -> bool:
+        """Watch rules are changed by members allowed to launch in the channel; others are refused, audited."""
+        if await self.authorized(ctx.author, ctx.channel):
+            return True
+        await self.reply(ctx, refusal(self.rule_for(ctx.channel), what))
+        await self.audit("refused", ctx.author, ctx.channel, detail=truncate(ctx.message.content, 200))
+        return False
+
     # --- watch rules ----------------------------------------------------------------------------
     @commands.hybrid_command(name="watch")  # type: ignore[arg-type]  # discord.py stubs reject hybrid commands in cogs
     @app_commands.describe(rule="<metric> <op> <value> [run id | group:<name> | tag:<name> | all], e.g. val_loss > 2")
     async def watch_command(self, ctx: commands.Context[Any], *, rule: str = "") -> None:
         """Alert when a running run's metric crosses a value: $watch val_loss > 2 [run id|group:g|tag:t|all]."""
-        if not await self.authorized(ctx.author, ctx.channel):
-            await self.reply(ctx, refusal(self.rule_for(ctx.channel), "set watch rules"))
-            await self.audit("refused", ctx.author, ctx.channel, detail=truncate(ctx.message.content, 200))
+        if not await self._may_change_rules(ctx, "set watch rules"):
             return
         feed = await self.feeds.for_command(ctx)
         if feed is None:
@@ -75,9 +81,7 @@ class Rules(ReportingCog, name="Rules"):
     @app_commands.describe(rule_id="the rule's id, from $watches")
     async def unwatch_command(self, ctx: commands.Context[Any], rule_id: str) -> None:
         """Remove a watch rule: $unwatch <id>."""
-        if not await self.authorized(ctx.author, ctx.channel):
-            await self.reply(ctx, refusal(self.rule_for(ctx.channel), "remove watch rules"))
-            await self.audit("refused", ctx.author, ctx.channel, detail=truncate(ctx.message.content, 200))
+        if not await self._may_change_rules(ctx, "remove watch rules"):
             return
         feed = await self.feeds.for_command(ctx)
         if feed is None:

@@ -555,7 +555,8 @@ class Launching:
         refused = await self._gate(asker, "launch form")
         if refused is not None:
             return refused
-        history = [job.params for job in await self.scheduler.recent(50)]
+        recent = await self.scheduler.recent(50)  # one read: the form's keys and the asker's last job
+        history = [job.params for job in recent]
         if kind == "job" and source_id is not None:
             job = await self.job_for(asker, source_id)
             if job is None:
@@ -574,7 +575,7 @@ class Launching:
                 return Refused(f"No W&B run `{code_safe(source_id)}`.")
             config = dict(run.public_config())
             return self._form(config, f"W&B run `{run.id}`", self.settings.job_gpus, self.default_time_limit(), history)
-        mine = [j for j in await self.scheduler.recent(50) if j.requested_by_id == asker.id]
+        mine = [j for j in recent if j.requested_by_id == asker.id]
         last = next((j for j in mine if j.channel_id == asker.channel_id), None)
         if last is not None:
             return self._form(dict(last.params), f"your last job `{last.id}`", last.gpus, last.time_limit, history)

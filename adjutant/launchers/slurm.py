@@ -217,6 +217,9 @@ class SlurmLauncher(Launcher):
         #: error that made it fail (the passes until the next batch are given the same error).
         self._batch: dict[str, dict[str, str] | None] = {}
         self._batch_at: float | None = None
+        #: When the last batch was answered, as a timestamp: a job Slurm no longer knows was lost then (every pass
+        #: the batch serves gives the same time).
+        self._batch_answered = iso()
         self._batch_error: str | None = None
 
     def _run(self, argv: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -360,6 +363,7 @@ class SlurmLauncher(Launcher):
             return self._batch
         try:
             self._batch = self.statuses(slurm_ids)
+            self._batch_answered = iso()
             self._batch_error = None
         except LaunchError as error:
             self._batch, self._batch_error = {}, str(error)
@@ -372,19 +376,25 @@ class SlurmLauncher(Launcher):
         """One batch for all of a pass's Slurm jobs (see :meth:`statuses`), at most one per :attr:`batch_seconds`."""
         slurm_ids = list(dict.fromkeys(job.external_id for job in jobs if job.external_id))
         records = self._records(slurm_ids) if slurm_ids else {}
-        return {job.id: self._news(job, records[job.external_id]) if job.external_id else None for job in jobs}
+        answered = self._batch_answered
+        return {
+            job.id: self._news(job, records[job.external_id], answered) if job.external_id else None for job in jobs
+        }
 
     def refresh(self, job: Job) -> JobUpdate | None:
         """One job on its own (``scontrol show job``, then ``sacct``); a pass asks :meth:`refresh_all` instead."""
         if not job.external_id:
             return None  # not submitted yet (the submit is recorded in the same step that starts it)
-        return self._news(job, self.status(job.external_id))
+        record = self.status(job.external_id)
+        return self._news(job, record, iso())
 
-    def _news(self, job: Job, record: dict[str, str] | None) -> JobUpdate | None:
-        """(pure) What Slurm's ``record`` of a submitted job changes in its row (None: nothing)."""
+    def _news(self, job: Job, record: dict[str, str] | None, answered_at: str) -> JobUpdate | None:
+        """(pure) What Slurm's ``record`` of a submitted job, answered at ``answered_at``, changes in its row
+        (None: nothing)."""
         assert job.external_id is not None
         if record is None:
-            return JobUpdate(state=JobState.LOST, reason=f"Slurm no longer knows job {job.external_id}", ended_at=iso())
+            reason = f"Slurm no longer knows job {job.external_id}"
+            return JobUpdate(state=JobState.LOST, reason=reason, ended_at=answered_at)
         slurm_state = record["state"]
         described = slurm_state + (f" ({record['reason']})" if record["reason"] not in ("", "None") else "")
         state = STATE_MAP.get(slurm_state)
@@ -396,7 +406,7 @@ class SlurmLauncher(Launcher):
             return JobUpdate(
                 state=state,
                 exit_code=exit_code(record["exit"], slurm_state),
-                ended_at=slurm_time(record["end"]) or iso(),  # usage counts Slurm's own elapsed time
+                ended_at=slurm_time(record["end"]) or answered_at,  # usage counts Slurm's own elapsed time
                 started_at=slurm_time(record["start"]),
                 reason=reason,
                 external_state=external_state,
@@ -405,7 +415,7 @@ class SlurmLauncher(Launcher):
         if state == JobState.RUNNING and job.state == JobState.STARTING:
             return JobUpdate(
                 state=state,
-                started_at=slurm_time(record["start"]) or iso(),
+                started_at=slurm_time(record["start"]) or answered_at,
                 external_state=external_state,
                 gpus_allocated=allocated_gpus(record.get("tres", "")),
             )

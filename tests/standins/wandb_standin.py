@@ -4,6 +4,13 @@ aiohttp + graphql-core on 127.0.0.1 (random port), served from its own thread an
 it never shares the bot's loop. The schema is the subset the public API's read path uses (see
 ../shared/notes/wandb-protocol.md). A control API creates runs, logs history, changes states and
 heartbeats, injects faults (HTTP errors, delays, garbage), and counts requests per operation.
+
+Sweeps (../shared/notes/wandb-sweeps.md): ``UpsertSweep`` (create from a YAML config, or change the state by the
+sweep's storage id), the reads (``GetSweep``/``GetSweepLegacy``/``SweepWithRuns``/``GetSweeps``/agents),
+``CreateAgent`` and ``Heartbeat`` with a controller that hands out ``run`` commands (grid and random; bayes proposes
+at random here), and ``UpsertBucket`` with ``sweep: <id>`` attaching a run to its sweep. It refuses what W&B refuses:
+a bad config or state is a GraphQL error, a run naming an unknown sweep is a GraphQL error, and a heartbeat of an
+agent whose sweep is unknown (or deleted) is HTTP 404.
 """
 
 from __future__ import annotations
@@ -12,15 +19,20 @@ import asyncio
 import base64
 import contextlib
 import datetime as dt
+import itertools
 import json
+import math
+import random
 import re
 import secrets
+import string
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 import graphql
+import yaml
 from aiohttp import web
 
 API_KEY = "local-" + "0123456789abcdef" * 3  # wandb checks 40+ chars client-side
@@ -41,7 +53,38 @@ SCHEMA = graphql.build_schema(
     type Mutation {
       upsertBucket(input: UpsertBucketInput!): UpsertBucketPayload
       createRunFiles(input: CreateRunFilesInput!): CreateRunFilesPayload
+      upsertSweep(input: UpsertSweepInput!): UpsertSweepPayload
+      createAgent(input: CreateAgentInput!): CreateAgentPayload
+      agentHeartbeat(input: AgentHeartbeatInput!): AgentHeartbeatPayload
     }
+    input UpsertSweepInput {
+      id: ID config: String description: String entityName: String projectName: String controller: JSONString
+      launchScheduler: JSONString templateVariableValues: JSONString scheduler: JSONString state: String
+      priorRunsFilters: JSONString displayName: String
+    }
+    type UpsertSweepPayload { sweep: Sweep configValidationWarnings: [String!]! inserted: Boolean }
+    input CreateAgentInput {
+      id: ID host: String! projectName: String entityName: String sweep: String! agentConfig: JSONString
+    }
+    type CreateAgentPayload { agent: Agent }
+    input AgentHeartbeatInput { id: ID! metrics: JSONString runState: JSONString }
+    type AgentHeartbeatPayload { agent: Agent commands: JSONString }
+    type Agent {
+      id: ID! name: String! host: String state: String totalRuns: Int createdAt: DateTime heartbeatAt: DateTime
+    }
+    type AgentConnection { edges: [AgentEdge!]! }
+    type AgentEdge { node: Agent! }
+    type Sweep {
+      id: ID! name: String! displayName: String method: String state: String description: String bestLoss: Float
+      config: String createdAt: DateTime updatedAt: DateTime heartbeatAt: DateTime runCount: Int
+      runCountExpected: Int earlyStopJobRunning: Boolean controller: JSONString scheduler: JSONString
+      project: Project
+      runs(first: Int, after: String, order: String): RunConnection
+      agents: AgentConnection
+      agent(agentName: String!): Agent
+    }
+    type SweepConnection { edges: [SweepEdge!]! pageInfo: PageInfo! }
+    type SweepEdge { node: Sweep! cursor: String! }
     input UpsertBucketInput {
       id: String name: String groupName: String modelName: String entityName: String description: String
       displayName: String notes: String config: JSONString commit: String host: String debug: Boolean
@@ -71,6 +114,9 @@ SCHEMA = graphql.build_schema(
       runs(filters: JSONString, after: String, first: Int, order: String): RunConnection
       run(name: String!): Run
       bucket(name: String!, missingOk: Boolean): Run
+      sweep(sweepName: String!): Sweep
+      sweeps(after: String, first: Int, filters: JSONString): SweepConnection
+      totalSweeps: Int!
     }
     type RunConnection { edges: [RunEdge!]! pageInfo: PageInfo! totalCount: Int }
     type RunEdge { node: Run! cursor: String! }
@@ -87,6 +133,7 @@ SCHEMA = graphql.build_schema(
       project: Project
       logLineCount: Int eventsLineCount: Int historyTail: String eventsTail: String
       wandbConfig(keys: [String!]): JSONString
+      exitcode: Int shouldStop: Boolean failed: Boolean stopped: Boolean running: Boolean
     }
     type ParquetHistory { parquetUrls: [String!]! liveData: [JSON!]! }
     """
@@ -127,6 +174,11 @@ class FakeRun:
     #: The latest system metrics (``system.gpu.0.gpu`` …), as W&B's ``systemMetrics`` holds them.
     system: dict[str, Any] = field(default_factory=dict)
     storage_id: str = field(default_factory=lambda: base64.b64encode(secrets.token_bytes(9)).decode())
+    #: The sweep it belongs to (its 8-character name), as ``Run.sweepName``.
+    sweep: str | None = None
+    #: The parameters the sweep's controller handed out with it (``{name: value}``), None if it handed out none.
+    sweep_args: dict[str, Any] | None = None
+    exitcode: int | None = None
 
     def field_value(self, key: str) -> Any:
         """The value a filter or order key refers to (None when absent)."""
@@ -145,6 +197,8 @@ class FakeRun:
             return self.tags
         if key == "group":
             return self.group
+        if key in ("sweep", "sweepName"):
+            return self.sweep
         if key == "username":
             return self.user
         if key.startswith("config."):
@@ -215,6 +269,252 @@ def matches(run: FakeRun, query: dict[str, Any]) -> bool:
     return True
 
 
+# --- sweeps -------------------------------------------------------------------------------------------------------
+SWEEP_STATES = ("RUNNING", "PAUSED", "FINISHED", "CANCELED")
+SWEEP_METHODS = ("grid", "random", "bayes")
+#: Top-level sweep config keys W&B knows; any other key is a ``configValidationWarnings`` entry, not a refusal.
+SWEEP_KEYS = frozenset(
+    {
+        "method", "metric", "parameters", "run_cap", "early_terminate", "program", "command", "name",
+        "description", "project", "entity", "controller", "job", "image_uri", "launch", "scheduler", "apiVersion",
+    }
+)  # fmt: skip
+#: Distributions W&B's sweep config schema accepts, and whether each needs min/max bounds.
+DISTRIBUTIONS = {
+    "constant": False, "categorical": False, "int_uniform": True, "uniform": True, "q_uniform": True,
+    "log_uniform": True, "q_log_uniform": True, "log_uniform_values": True, "q_log_uniform_values": True,
+    "inv_log_uniform": True, "inv_log_uniform_values": True, "normal": False, "q_normal": False,
+    "log_normal": False, "q_log_normal": False, "beta": False, "q_beta": False,
+}  # fmt: skip
+#: A run in one of these states is done with: a sweep waits for no such run.
+RUN_ENDED = ("finished", "failed", "crashed", "killed", "preempted")
+
+
+class SweepRefusal(Exception):
+    """W&B refuses the request: a GraphQL error carrying this message (HTTP 200, ``errors``)."""
+
+
+class HttpRefusal(Exception):
+    """W&B answers the whole request with this HTTP status (the agent's heartbeat of an unknown sweep: 404)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _sweep_name() -> str:
+    return "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
+
+
+def _check_parameter(name: str, spec: Any, method: str) -> None:
+    if not isinstance(spec, dict) or not spec:
+        raise SweepRefusal(
+            f"Invalid sweep config: parameter {name!r} must be a mapping (value, values or a distribution)"
+        )
+    if "parameters" in spec:
+        if not isinstance(spec["parameters"], dict) or not spec["parameters"]:
+            raise SweepRefusal(f"Invalid sweep config: nested parameters of {name!r} must be a non-empty mapping")
+        for inner, inner_spec in spec["parameters"].items():
+            _check_parameter(f"{name}.{inner}", inner_spec, method)
+        return
+    if "value" in spec:
+        return
+    if "values" in spec:
+        values = spec["values"]
+        if not isinstance(values, list) or not values:
+            raise SweepRefusal(f"Invalid sweep config: parameter {name!r}: values must be a non-empty list")
+        probabilities = spec.get("probabilities")
+        if probabilities is not None and (
+            not isinstance(probabilities, list)
+            or len(probabilities) != len(values)
+            or not math.isclose(sum(probabilities), 1.0, abs_tol=1e-6)
+        ):
+            raise SweepRefusal(
+                f"Invalid sweep config: parameter {name!r}: probabilities must match values and sum to 1"
+            )
+        return
+    distribution = spec.get("distribution")
+    if distribution is None and "min" in spec and "max" in spec:
+        both_int = isinstance(spec["min"], int) and isinstance(spec["max"], int)
+        distribution = "int_uniform" if both_int else "uniform"
+    if distribution not in DISTRIBUTIONS:
+        raise SweepRefusal(
+            f"Invalid sweep config: parameter {name!r}: "
+            + (f"unknown distribution {distribution!r}" if distribution else "needs value, values or a distribution")
+        )
+    if DISTRIBUTIONS[distribution]:
+        low, high = spec.get("min"), spec.get("max")
+        numbers = all(isinstance(x, int | float) and not isinstance(x, bool) for x in (low, high))
+        if not numbers or low >= high:  # type: ignore[operator]
+            raise SweepRefusal(f"Invalid sweep config: parameter {name!r}: {distribution} needs numbers min < max")
+        if distribution.endswith("_values") and low <= 0:  # type: ignore[operator]
+            raise SweepRefusal(f"Invalid sweep config: parameter {name!r}: {distribution} needs min > 0")
+    if method == "grid" and distribution not in ("int_uniform", "q_uniform", "constant", "categorical"):
+        raise SweepRefusal(
+            f"Invalid sweep config: grid search needs discrete parameters; {name!r} has distribution {distribution}"
+        )
+
+
+def parse_sweep_config(text: str | None) -> tuple[dict[str, Any], list[str]]:
+    """The sweep config W&B would accept from ``UpsertSweep``'s YAML string, and its validation warnings; a
+    :class:`SweepRefusal` for what W&B refuses."""
+    try:
+        config = yaml.safe_load(text or "")
+    except yaml.YAMLError as error:
+        raise SweepRefusal(f"Invalid sweep config: malformed YAML: {error}") from None
+    if not isinstance(config, dict):
+        raise SweepRefusal("Invalid sweep config: the config must be a mapping")
+    method = config.get("method")
+    if method is None:
+        raise SweepRefusal("Invalid sweep config: 'method' is a required property")
+    if method not in SWEEP_METHODS:
+        raise SweepRefusal(f"Invalid sweep config: unknown method {method!r} (one of grid, random, bayes)")
+    parameters = config.get("parameters")
+    if not isinstance(parameters, dict) or not parameters:
+        raise SweepRefusal("Invalid sweep config: 'parameters' is a required property (a non-empty mapping)")
+    for name, spec in parameters.items():
+        if method == "grid" and isinstance(spec, dict) and "parameters" in spec:
+            raise SweepRefusal(f"Invalid sweep config: nested parameters ({name!r}) are not modelled for grid here")
+        _check_parameter(str(name), spec, method)
+    metric = config.get("metric")
+    if metric is not None:
+        if not isinstance(metric, dict) or not isinstance(metric.get("name"), str) or not metric["name"]:
+            raise SweepRefusal("Invalid sweep config: metric needs a name")
+        if metric.get("goal", "minimize") not in ("minimize", "maximize"):
+            raise SweepRefusal(f"Invalid sweep config: metric goal {metric.get('goal')!r} (minimize or maximize)")
+    if method == "bayes" and metric is None:
+        raise SweepRefusal('Invalid sweep config: bayesian search requires "metric" section')
+    early = config.get("early_terminate")
+    if early is not None:
+        if not isinstance(early, dict) or early.get("type") != "hyperband":
+            raise SweepRefusal("Invalid sweep config: early_terminate type must be hyperband")
+        if "min_iter" not in early and "max_iter" not in early:
+            raise SweepRefusal("Invalid sweep config: hyperband needs min_iter or max_iter")
+        if metric is None:
+            raise SweepRefusal('Invalid sweep config: early termination requires "metric" section')
+    run_cap = config.get("run_cap")
+    if run_cap is not None and (not isinstance(run_cap, int) or isinstance(run_cap, bool) or run_cap < 1):
+        raise SweepRefusal("Invalid sweep config: run_cap must be a positive integer")
+    warnings = [
+        f"Additional properties are not allowed ('{key}' was unexpected)" for key in config if key not in SWEEP_KEYS
+    ]
+    return config, warnings
+
+
+def _grid_values(spec: dict[str, Any]) -> list[Any]:
+    if "value" in spec:
+        return [spec["value"]]
+    if "values" in spec:
+        return list(spec["values"])
+    low, high = spec["min"], spec["max"]
+    if spec.get("distribution", "int_uniform") == "int_uniform":
+        return list(range(int(low), int(high) + 1))
+    q = spec.get("q", 1)
+    return [low + i * q for i in range(int((high - low) // q) + 1)]
+
+
+def _sample(spec: dict[str, Any], rng: random.Random) -> Any:
+    """One draw from a parameter, the way W&B's random search reads its config."""
+    if "parameters" in spec:
+        return {name: _sample(inner, rng) for name, inner in spec["parameters"].items()}
+    if "value" in spec:
+        return spec["value"]
+    if "values" in spec:
+        if spec.get("probabilities"):
+            return rng.choices(spec["values"], weights=spec["probabilities"])[0]
+        return rng.choice(spec["values"])
+    distribution = spec.get("distribution")
+    low, high = spec.get("min"), spec.get("max")
+    if distribution is None:
+        distribution = "int_uniform" if isinstance(low, int) and isinstance(high, int) else "uniform"
+    mu, sigma, q = spec.get("mu", 0.0), spec.get("sigma", 1.0), spec.get("q", 1)
+    base = distribution.removeprefix("q_")
+    if base == "int_uniform":
+        return rng.randint(int(low), int(high))  # type: ignore[arg-type]
+    if base == "uniform":
+        value = rng.uniform(low, high)  # type: ignore[arg-type]
+    elif base == "log_uniform":
+        value = math.exp(rng.uniform(low, high))  # type: ignore[arg-type]
+    elif base == "log_uniform_values":
+        value = math.exp(rng.uniform(math.log(low), math.log(high)))  # type: ignore[arg-type]
+    elif base == "inv_log_uniform":
+        value = math.exp(-rng.uniform(low, high))  # type: ignore[arg-type]
+    elif base == "inv_log_uniform_values":
+        value = 1 / math.exp(rng.uniform(math.log(1 / high), math.log(1 / low)))  # type: ignore[operator]
+    elif base == "normal":
+        value = rng.gauss(mu, sigma)
+    elif base == "log_normal":
+        value = math.exp(rng.gauss(mu, sigma))
+    elif base == "beta":
+        value = rng.betavariate(spec.get("a", 1.0), spec.get("b", 1.0))
+    else:  # constant / categorical spelled as a distribution
+        return spec.get("value", (spec.get("values") or [None])[0])
+    if distribution.startswith("q_"):
+        value = round(value / q) * q
+    return value
+
+
+@dataclass
+class FakeAgent:
+    """A sweep agent as ``CreateAgent`` registered it."""
+
+    id: str
+    name: str
+    host: str
+    sweep: tuple[str, str, str]  # (entity, project, sweep name)
+    created_at: dt.datetime
+    heartbeat_at: dt.datetime
+    state: str = "RUNNING"
+    runs: list[str] = field(default_factory=list)
+
+
+@dataclass
+class FakeSweep:
+    """One sweep as the stand-in stores it."""
+
+    name: str
+    entity: str
+    project: str
+    config: dict[str, Any]
+    config_yaml: str
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    state: str = "RUNNING"
+    display_name: str | None = None
+    description: str | None = None
+    controller: dict[str, Any] | None = None
+    storage_id: str = ""
+    rng: random.Random = field(default_factory=random.Random)
+    #: Every command the controller handed out: (agent id, command).
+    commands: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    @property
+    def method(self) -> str:
+        return str(self.config["method"])
+
+    @property
+    def local_controller(self) -> bool:
+        """Adjutant (or another local controller) proposes the runs: W&B's controller hands out none."""
+        for source in (self.config.get("controller"), self.controller):
+            if isinstance(source, dict) and source.get("type") == "local":
+                return True
+        return False
+
+    def grid(self) -> list[dict[str, Any]]:
+        params = self.config["parameters"]
+        names = list(params)
+        return [
+            dict(zip(names, cell, strict=True)) for cell in itertools.product(*(_grid_values(params[n]) for n in names))
+        ]
+
+    def expected_runs(self) -> int | None:
+        run_cap = self.config.get("run_cap")
+        if self.method == "grid":
+            size = len(self.grid())
+            return size if run_cap is None else min(size, run_cap)
+        return run_cap
+
+
 class Fault:
     """What the next requests get instead of an answer."""
 
@@ -254,6 +554,9 @@ class WandbStandIn:
         self._started = threading.Event()
         self._serial = 0
         self.port = 0
+        #: Sweeps by (entity, project, sweep name), and the agents ``CreateAgent`` registered, by agent id.
+        self.sweeps: dict[tuple[str, str, str], FakeSweep] = {}
+        self.agents: dict[str, FakeAgent] = {}
 
     # --- lifecycle ------------------------------------------------------------------------------
     @property
@@ -397,6 +700,187 @@ class WandbStandIn:
             self.bytes_out.clear()
             self.requests.clear()
 
+    # --- sweeps: control API (thread-safe) ------------------------------------------------------------------------
+    def create_sweep(
+        self,
+        config: dict[str, Any] | str,
+        *,
+        project: str | None = None,
+        controller: dict[str, Any] | None = None,
+        state: str = "RUNNING",
+    ) -> str:
+        """A sweep, as ``wandb.sweep(config)`` would make it (same validation: :class:`SweepRefusal`); its name."""
+        text = config if isinstance(config, str) else yaml.safe_dump(config)
+        with self.lock:
+            sweep = self._add_sweep(self.entity, project or self.default_project, text, controller=controller)
+            self.set_sweep_state(sweep.name, state, project=project)
+            return sweep.name
+
+    def sweep(self, name: str, *, project: str | None = None) -> FakeSweep:
+        with self.lock:
+            return self.sweeps[(self.entity, project or self.default_project, name)]
+
+    def set_sweep_state(self, name: str, state: str, *, project: str | None = None) -> None:
+        """RUNNING, PAUSED, FINISHED or CANCELED, as ``UpsertSweep {id, state}`` sets it."""
+        if state not in SWEEP_STATES:
+            raise ValueError(f"sweep state {state!r}")
+        with self.lock:
+            sweep = self.sweep(name, project=project)
+            sweep.state, sweep.updated_at = state, self.now()
+
+    def delete_sweep(self, name: str, *, project: str | None = None) -> None:
+        """The sweep is gone (deleted in the UI): its agents' heartbeats get HTTP 404."""
+        with self.lock:
+            del self.sweeps[(self.entity, project or self.default_project, name)]
+
+    def sweep_runs(self, name: str, *, project: str | None = None) -> list[FakeRun]:
+        """The runs attached to the sweep, oldest first."""
+        with self.lock:
+            runs = self.runs(project).values()
+            return sorted((r for r in runs if r.sweep == name), key=lambda r: (r.created_at, r.name))
+
+    def handed_out(self, name: str, *, project: str | None = None) -> list[dict[str, Any]]:
+        """The parameters of every ``run`` command the sweep's controller handed out, in order (``{k: v}``)."""
+        with self.lock:
+            commands = self.sweep(name, project=project).commands
+            return [{k: v["value"] for k, v in c["args"].items()} for _, c in commands if c["type"] == "run"]
+
+    def sweep_commands(self, name: str, *, project: str | None = None) -> list[tuple[str, dict[str, Any]]]:
+        """Every command the sweep's controller answered a heartbeat with: (agent id, command)."""
+        with self.lock:
+            return list(self.sweep(name, project=project).commands)
+
+    # --- sweeps: the server side --------------------------------------------------------------------------------------
+    def _add_sweep(
+        self,
+        entity: str,
+        project: str,
+        text: str | None,
+        *,
+        controller: dict[str, Any] | None = None,
+        display_name: str | None = None,
+        description: str | None = None,
+    ) -> FakeSweep:
+        config, _ = parse_sweep_config(text)
+        name = _sweep_name()
+        while (entity, project, name) in self.sweeps:
+            name = _sweep_name()
+        self.projects.setdefault((entity, project), {})
+        self._serial += 1
+        sweep = FakeSweep(
+            name=name,
+            entity=entity,
+            project=project,
+            config=config,
+            config_yaml=text or "",
+            created_at=self.now(),
+            updated_at=self.now(),
+            display_name=display_name,
+            description=description,
+            controller=controller,
+            storage_id=base64.b64encode(f"Sweep:{self._serial}".encode()).decode(),
+            rng=random.Random(name),  # the same sweep name draws the same random trials
+        )
+        self.sweeps[(entity, project, name)] = sweep
+        return sweep
+
+    def _sweep_by_storage_id(self, storage_id: str) -> FakeSweep | None:
+        return next((s for s in self.sweeps.values() if s.storage_id == storage_id), None)
+
+    def _propose(self, sweep: FakeSweep) -> dict[str, Any] | None:
+        """The next trial's parameters from W&B's controller, or None: the grid is exhausted or run_cap reached.
+        Every run attached to the sweep counts (crashed ones too); a run's cell is the args handed out with it, or
+        (a run the controller did not hand out) its config's values of the swept parameters. Numbers compare by
+        value (``5 == 5.0``), so a cell the trainer's config spells ``5`` is the grid's ``5.0``."""
+        runs = self.sweep_runs(sweep.name, project=sweep.project)
+        run_cap = sweep.config.get("run_cap")
+        if run_cap is not None and len(runs) >= run_cap:
+            return None
+        if sweep.method == "grid":
+            params = list(sweep.config["parameters"])
+            taken = [r.sweep_args if r.sweep_args is not None else {k: r.config.get(k) for k in params} for r in runs]
+            return next((cell for cell in sweep.grid() if cell not in taken), None)
+        # random, and bayes too: the stand-in's controller proposes bayes trials at random (no model of the
+        # metric); what is under test is the protocol, not W&B's optimiser.
+        return {name: _sample(spec, sweep.rng) for name, spec in sweep.config["parameters"].items()}
+
+    def _finish_if_done(self, sweep: FakeSweep) -> None:
+        """W&B's controller marks a RUNNING sweep FINISHED once it has nothing to propose and no run of it is
+        still pending or running (unverified against the real service: when exactly it flips)."""
+        if sweep.state != "RUNNING" or sweep.local_controller:
+            return
+        runs = self.sweep_runs(sweep.name, project=sweep.project)
+        if all(r.state in RUN_ENDED for r in runs) and self._propose_is_exhausted(sweep):
+            sweep.state, sweep.updated_at = "FINISHED", self.now()
+
+    def _propose_is_exhausted(self, sweep: FakeSweep) -> bool:
+        state = sweep.rng.getstate()  # asking must not consume a random draw
+        try:
+            return self._propose(sweep) is None
+        finally:
+            sweep.rng.setstate(state)
+
+    def _heartbeat(self, agent_id: str, run_state: dict[str, Any]) -> list[dict[str, Any]]:
+        agent = self.agents.get(agent_id)
+        if agent is None:
+            raise HttpRefusal(404, f"agent {agent_id} not found")
+        sweep = self.sweeps.get(agent.sweep)
+        if sweep is None:
+            raise HttpRefusal(404, f"sweep {'/'.join(agent.sweep)} not found")
+        agent.heartbeat_at = self.now()
+        alive = [run_id for run_id, live in run_state.items() if live]
+        runs = self.runs(sweep.project)
+        for name in agent.runs:  # a child gone without wandb.init(): W&B marks its run crashed (after a timeout)
+            run = runs.get(name)
+            if run is not None and run.state == "pending" and name not in alive:
+                run.state = "crashed"
+        commands: list[dict[str, Any]]
+        if sweep.state == "CANCELED":
+            commands = [{"type": "stop", "run_id": run_id} for run_id in alive] or [{"type": "exit"}]
+        elif sweep.state in ("PAUSED", "FINISHED"):
+            commands = [] if alive else [{"type": "exit"}]  # running trials finish; no new one
+        elif alive or sweep.local_controller:
+            commands = []  # one live run per agent; a local controller's sweep gets no proposals from W&B
+        else:
+            params = self._propose(sweep)
+            if params is None:
+                self._finish_if_done(sweep)
+                commands = [{"type": "exit"}]
+            else:
+                commands = [self._hand_out(sweep, agent, params)]
+        if any(c["type"] == "exit" for c in commands):
+            agent.state = "FINISHED"
+        sweep.commands.extend((agent.id, c) for c in commands)
+        return commands
+
+    def _hand_out(self, sweep: FakeSweep, agent: FakeAgent, params: dict[str, Any]) -> dict[str, Any]:
+        """The server creates the run (pending) when it hands it out; the trainer's wandb.init upserts it."""
+        runs = self.runs(sweep.project)
+        name = _sweep_name()
+        while name in runs:
+            name = _sweep_name()
+        self._serial += 1
+        now = self.now()
+        runs[name] = FakeRun(
+            name=name,
+            display_name=f"sweep-run-{self._serial}",
+            state="pending",
+            created_at=now,
+            heartbeat_at=now,
+            user=self.entity,
+            config=dict(params),
+            sweep=sweep.name,
+            sweep_args=dict(params),
+        )
+        agent.runs.append(name)
+        return {
+            "type": "run",
+            "run_id": name,
+            "program": sweep.config.get("program"),
+            "args": {k: {"value": v} for k, v in params.items()},
+            "id": secrets.token_hex(4),
+        }
+
     # --- HTTP -----------------------------------------------------------------------------------
     async def _not_found(self, request: web.Request) -> web.Response:
         return web.Response(status=404, text="not found")
@@ -440,6 +924,7 @@ class WandbStandIn:
                 run.heartbeat_at = self.now()
             if body.get("complete"):
                 run.state = "finished" if body.get("exitcode") == 0 else "failed"
+                run.exitcode = body.get("exitcode")
         return web.json_response({"exitcode": None, "limits": {}})
 
     async def _graphql(self, request: web.Request) -> web.Response:
@@ -472,6 +957,11 @@ class WandbStandIn:
                 variable_values=body.get("variables") or {},
                 operation_name=body.get("operationName") or None,
             )
+        refusal = next(
+            (e.original_error for e in result.errors or [] if isinstance(e.original_error, HttpRefusal)), None
+        )
+        if isinstance(refusal, HttpRefusal):
+            return web.json_response({"errors": [{"message": str(refusal)}]}, status=refusal.status)
         payload: dict[str, Any] = {"data": result.data}
         if result.errors:
             payload["errors"] = [{"message": e.message, "path": e.path} for e in result.errors]
@@ -511,6 +1001,9 @@ class _Root:
     def upsertBucket(self, info: Any, input: dict[str, Any]) -> dict[str, Any]:
         server = self.server
         key = (input.get("entityName") or server.entity, input.get("modelName") or server.default_project)
+        sweep_name = input.get("sweep")  # null: unchanged (the second UpsertBucket of a sweep run sends null)
+        if sweep_name and (key[0], key[1], sweep_name) not in server.sweeps:
+            raise SweepRefusal(f"sweep {key[0]}/{key[1]}/{sweep_name} not found")
         runs = server.projects.setdefault(key, {})
         name = input.get("name") or f"run{len(runs):06d}"
         inserted = name not in runs
@@ -524,6 +1017,11 @@ class _Root:
                 user=server.entity,
             )
         run = runs[name]
+        if sweep_name:
+            run.sweep = sweep_name
+        if run.state == "pending":  # handed out by a sweep's controller; its trainer has started
+            run.state = "running"
+            run.heartbeat_at = server.now()
         if input.get("config"):
             config = json.loads(input["config"])
             run.config.update(
@@ -546,6 +1044,68 @@ class _Root:
             "uploadHeaders": [],
             "files": [{"name": name, "uploadUrl": f"{base}/{name}"} for name in input["files"]],
         }
+
+    # --- sweeps -----------------------------------------------------------------------------------------------------
+    def upsertSweep(self, info: Any, input: dict[str, Any]) -> dict[str, Any]:
+        server = self.server
+        warnings: list[str] = []
+        if input.get("id"):  # a change to an existing sweep, by its storage id
+            sweep = server._sweep_by_storage_id(input["id"])
+            if sweep is None:
+                raise SweepRefusal(f"sweep {input['id']} not found")
+            state = input.get("state")
+            if state is not None and state not in SWEEP_STATES:
+                raise SweepRefusal(f"invalid sweep state {state!r}")
+            if input.get("config"):
+                sweep.config, warnings = parse_sweep_config(input["config"])
+                sweep.config_yaml = input["config"]
+            if state is not None:
+                sweep.state = state
+            for key, attribute in (("displayName", "display_name"), ("description", "description")):
+                if input.get(key) is not None:
+                    setattr(sweep, attribute, input[key])
+            sweep.updated_at = server.now()
+            inserted = False
+        else:
+            _, warnings = parse_sweep_config(input.get("config"))
+            controller = json.loads(input["controller"]) if input.get("controller") else None
+            sweep = server._add_sweep(
+                input.get("entityName") or server.entity,
+                input.get("projectName") or server.default_project,
+                input.get("config"),
+                controller=controller if isinstance(controller, dict) else None,
+                display_name=input.get("displayName"),
+                description=input.get("description"),
+            )
+            inserted = True
+        project = _Project(server, (sweep.entity, sweep.project))
+        return {"sweep": _sweep_node(sweep, project), "configValidationWarnings": warnings, "inserted": inserted}
+
+    def createAgent(self, info: Any, input: dict[str, Any]) -> dict[str, Any]:
+        server = self.server
+        key = (
+            input.get("entityName") or server.entity,
+            input.get("projectName") or server.default_project,
+            input["sweep"],
+        )
+        if key not in server.sweeps:
+            raise SweepRefusal(f"sweep {'/'.join(key)} not found")
+        server._serial += 1
+        agent = FakeAgent(
+            id=base64.b64encode(f"Agent:{server._serial}".encode()).decode(),
+            name=_sweep_name(),
+            host=input["host"],
+            sweep=key,
+            created_at=server.now(),
+            heartbeat_at=server.now(),
+        )
+        server.agents[agent.id] = agent
+        return {"agent": _agent_node(agent)}
+
+    def agentHeartbeat(self, info: Any, input: dict[str, Any]) -> dict[str, Any]:
+        run_state = json.loads(input.get("runState") or "{}")
+        commands = self.server._heartbeat(input["id"], run_state if isinstance(run_state, dict) else {})
+        return {"agent": _agent_node(self.server.agents[input["id"]]), "commands": json.dumps(commands)}
 
     def model(self, info: Any, name: str | None = None, entityName: str | None = None) -> _Project | None:
         return self.project(info, name, entityName)
@@ -615,6 +1175,96 @@ class _Project:
     def bucket(self, info: Any, name: str, missingOk: bool = False) -> dict[str, Any] | None:
         return self.run(info, name)
 
+    def _sweeps(self) -> list[FakeSweep]:
+        found = [s for (e, p, _), s in self.server.sweeps.items() if (e, p) == self.key]
+        return sorted(found, key=lambda s: (s.created_at, s.name), reverse=True)
+
+    def sweep(self, info: Any, sweepName: str) -> dict[str, Any] | None:
+        found = self.server.sweeps.get((*self.key, sweepName))
+        return None if found is None else _sweep_node(found, self)
+
+    def totalSweeps(self, info: Any) -> int:
+        return len(self._sweeps())
+
+    def sweeps(
+        self, info: Any, after: str | None = None, first: int | None = None, filters: str | None = None
+    ) -> dict[str, Any]:
+        if filters and json.loads(filters):
+            raise SweepRefusal("sweep filters are not supported by this server")  # no SWEEPS_QUERY_FILTERING
+        ordered = self._sweeps()
+        names = [s.name for s in ordered]
+        start = names.index(after) + 1 if after in names else 0
+        first = first or 50
+        page = ordered[start : start + first]
+        return {
+            "edges": [{"node": _sweep_node(s, self), "cursor": s.name} for s in page],
+            "pageInfo": {
+                "endCursor": page[-1].name if page else None,
+                "hasNextPage": start + first < len(ordered),
+                "startCursor": page[0].name if page else None,
+                "hasPreviousPage": start > 0,
+            },
+        }
+
+
+def _agent_node(agent: FakeAgent) -> dict[str, Any]:
+    return {
+        "id": agent.id,
+        "name": agent.name,
+        "host": agent.host,
+        "state": agent.state,
+        "totalRuns": len(agent.runs),
+        "createdAt": wandb_time(agent.created_at.replace(tzinfo=dt.UTC)),
+        "heartbeatAt": wandb_time(agent.heartbeat_at.replace(tzinfo=dt.UTC)),
+    }
+
+
+def _sweep_node(sweep: FakeSweep, project: _Project) -> dict[str, Any]:
+    server = project.server
+    server._finish_if_done(sweep)
+    runs = server.sweep_runs(sweep.name, project=sweep.project)
+    metric = sweep.config.get("metric") or {}
+    values = [
+        r.summary[metric["name"]]
+        for r in runs
+        if metric
+        and isinstance(r.summary.get(metric["name"]), int | float)
+        and not math.isnan(r.summary[metric["name"]])
+    ]
+    # bestLoss: the best value of the metric so far (W&B's exact convention for maximize is unverified)
+    best = (max if metric.get("goal") == "maximize" else min)(values) if values else None
+    agents = [a for a in server.agents.values() if a.sweep == (sweep.entity, sweep.project, sweep.name)]
+
+    def sweep_runs(info: Any, first: int | None = None, after: str | None = None, order: str | None = None) -> Any:
+        return project.runs(
+            info, filters=json.dumps({"sweep": sweep.name}), after=after, first=first or 1000, order=order
+        )
+
+    return {
+        "id": sweep.storage_id,
+        "name": sweep.name,
+        "displayName": sweep.display_name,
+        "method": sweep.method,
+        "state": sweep.state,
+        "description": sweep.description,
+        "bestLoss": best,
+        "config": sweep.config_yaml,
+        "createdAt": wandb_time(sweep.created_at.replace(tzinfo=dt.UTC)),
+        "updatedAt": wandb_time(sweep.updated_at.replace(tzinfo=dt.UTC)),
+        "heartbeatAt": wandb_time(
+            max([a.heartbeat_at for a in agents], default=sweep.updated_at).replace(tzinfo=dt.UTC)
+        ),
+        "runCount": len(runs),
+        "runCountExpected": sweep.expected_runs(),
+        "earlyStopJobRunning": False,
+        "controller": json.dumps(sweep.controller) if sweep.controller else None,
+        "scheduler": None,
+        "project": project,
+        "runs": sweep_runs,
+        "agents": {"edges": [{"node": _agent_node(a)} for a in agents]},
+        "agent": lambda info, agentName: next((_agent_node(a) for a in agents if agentName in (a.id, a.name)), None),
+    }
+
 
 def _run_node(run: FakeRun, project: _Project) -> dict[str, Any]:
     def sampled_history(info: Any, specs: list[str]) -> list[list[dict[str, Any]]]:
@@ -654,7 +1304,12 @@ def _run_node(run: FakeRun, project: _Project) -> dict[str, Any]:
         "tags": run.tags,
         "group": run.group,
         "jobType": None,
-        "sweepName": None,
+        "sweepName": run.sweep,
+        "exitcode": run.exitcode,
+        "shouldStop": False,
+        "failed": run.state == "failed",
+        "stopped": run.state == "killed",
+        "running": run.state == "running",
         "commit": None,
         "readOnly": False,
         "description": None,

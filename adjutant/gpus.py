@@ -20,11 +20,11 @@ import itertools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class Waiting:
-    """A queued job, as the plan sees it."""
+class Waiting(NamedTuple):
+    """A queued job, as the plan sees it (a tuple: a pass builds one a queued job, up to 1,000)."""
 
     id: str
     gpus: int

@@ -16,7 +16,7 @@ import signal
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from adjutant import subscriptions
 from adjutant.alerts import JOBS_OUTBOX, AlertKind, enqueue_announcement, muted, record_alert
@@ -53,6 +53,7 @@ __all__ = [
     "JobStore",
     "JobUpdate",
     "QueueEmbed",
+    "Queued",
     "SweepHold",
     "child_environment",
     "insert_jobs",
@@ -84,6 +85,27 @@ PREEMPT_CLEARS = "preempted_at=NULL, preempted_by=NULL, preempt_term_at=NULL"
 
 #: Renders "your queue is done" for the jobs it covers (pure; job_render.queue_done_embed).
 QueueEmbed = Callable[[list["Job"]], dict[str, Any]]
+
+
+class Queued(NamedTuple):
+    """A queued job as the queue's rule reads it (:meth:`JobStore.queue`): only the columns the rule needs."""
+
+    seq: int
+    id: str
+    backend: str
+    gpus: int
+    time_limit: float | None
+    priority: str
+    requested_by_id: int
+
+    @property
+    def rank(self) -> int:
+        """Its priority as a number: higher goes first (see :attr:`Job.rank`)."""
+        return priority_rank(self.priority)
+
+
+#: The columns of :class:`Queued`, in its order.
+QUEUED_COLUMNS = ", ".join(Queued._fields)
 
 
 def new_job_id() -> str:
@@ -383,6 +405,12 @@ class JobStore(TableFamily):
         sql = f"SELECT * FROM jobs WHERE state=? AND held=0 ORDER BY {QUEUE_ORDER} LIMIT ?"  # noqa: S608 (constant)
         rows = self.query(sql, (JobState.QUEUED, limit))
         return [Job.from_row(r) for r in rows]
+
+    def queue(self, limit: int = 1000) -> list[Queued]:
+        """:meth:`startable` as the queue's rule reads it (GPUs, fair share, preemption), a light record a row: a pass
+        after each job end reads the whole queue, and a full :class:`Job` a row took ~40 ms at 1,000 queued."""
+        sql = f"SELECT {QUEUED_COLUMNS} FROM jobs WHERE state=? AND held=0 ORDER BY {QUEUE_ORDER} LIMIT ?"  # noqa: S608
+        return [Queued(*row) for row in self.query(sql, (JobState.QUEUED, limit))]
 
     def count_queued_ahead(self, job: Job) -> int:
         """Queued jobs ahead of ``job`` in the queue's order (a higher priority, or the same and earlier)."""

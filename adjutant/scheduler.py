@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import datetime as dt
 import logging
 import time
@@ -49,6 +48,7 @@ from adjutant.jobs import (
     JobState,
     JobStore,
     JobUpdate,
+    Queued,
     last_output_line,
 )
 from adjutant.launchers import Launcher, LaunchError
@@ -546,9 +546,11 @@ class Scheduler:
         launcher = self.launcher("local")
         if not launcher.preempts:
             return False
-        queue = self._in_order(self.store.startable(1000))
-        head = next((j for j in queue if j.backend in GPU_POOL_BACKENDS and j.gpus > 0), None)
-        if head is None or head.rank <= min(c.rank for c in candidates) or head.gpus > len(self.gpus):
+        first = next((j for j in self._in_order(self.store.queue()) if j.backend in GPU_POOL_BACKENDS and j.gpus), None)
+        if first is None or first.rank <= min(c.rank for c in candidates) or first.gpus > len(self.gpus):
+            return False
+        head = self.store.get(first.id)
+        if head is None or head.state != JobState.QUEUED:
             return False
         held = self.gpu_holders(active)
         busy = self.gpus_busy(set(held)) if self.gpus_busy is not None else set()
@@ -739,7 +741,7 @@ class Scheduler:
         free = [gpu for gpu in self.gpus if gpu not in held and gpu not in busy]
         if slots == 0 or (not free and not self.store.has_startable_without_gpus()):
             return False  # a full machine: nothing to plan (the common case of a long queue)
-        queue = self._in_order(self.store.startable(1000))
+        queue = self._in_order(self.store.queue())
         by_id = {job.id: job for job in queue}
         for job in queue:
             shrank = job.backend in GPU_POOL_BACKENDS and job.gpus > len(self.gpus)  # ADJUTANT_GPUS shrank meanwhile
@@ -754,11 +756,11 @@ class Scheduler:
         ]
         starts = plan(waiting, free, running, now, slots=slots).starts
         for job_id, gpu_ids in starts:
-            if self.store.start(job_id, gpu_ids):
-                self._submit(dataclasses.replace(by_id[job_id], state=JobState.STARTING, gpu_ids=gpu_ids))
+            if self.store.start(job_id, gpu_ids) and (starting := self.store.get(job_id)) is not None:
+                self._submit(starting)  # read in full only now: the queue's rule reads light rows
         return bool(starts)
 
-    def _in_order(self, queue: list[Job]) -> list[Job]:
+    def _in_order(self, queue: list[Queued]) -> list[Queued]:
         """(thread) The queue as it starts: priority then arrival (the store's order); with fair share, among equal
         priorities the member with fewer GPU-hours over the last 7 days first."""
         if not self.fair_share or len(queue) < 2:

@@ -9,17 +9,19 @@ episode is announced exactly once, across restarts.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
-import math
 import re
 import sqlite3
+import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 from adjutant.clock import iso_seconds
-from adjutant.numbers import parse_decimal
+from adjutant.numbers import parse_decimal, parse_whole, shown
+from adjutant.render import plain, truncate
 from adjutant.runs import RunInfo
 
 #: The outbox "project" of alerts about Adjutant's own jobs that W&B does not know about (log patterns).
@@ -84,17 +86,122 @@ class RuleError(ValueError):
     """A rule that cannot be watched; the message says what is wrong, for the chat."""
 
 
+class Fn(StrEnum):
+    """What a rule reads of a metric besides its latest summary value (``avg(val_loss, 5)`` …)."""
+
+    AVG = "avg"
+    MIN = "min"
+    MAX = "max"
+    LAST = "last"
+    CHANGE = "change"
+    ZSCORE = "zscore"
+    PLATEAU = "plateau"
+    DIVERGING = "diverging"
+
+
+#: The window functions over a run's last N logged values.
+WINDOWS = frozenset({Fn.AVG, Fn.MIN, Fn.MAX, Fn.LAST})
+#: A window (N, or change's two windows) and a z-score's number of finished runs are within these bounds.
+MIN_WINDOW, MAX_WINDOW = 2, 500
+#: ``plateau(m, N)`` fires when the last N values improved on the first of them by less than this fraction of it.
+PLATEAU_DELTA = 0.01
+#: ``diverging(m, F)``: F is a factor above 1 and at most this.
+MAX_FACTOR = 1000.0
+#: Metric names read as "lower is better" by plateau and diverging when the metric is not the route's own
+#: (whose goal is ADJUTANT_METRIC_GOAL / metric_goal); every other metric is "higher is better".
+LOSS_WORDS = ("loss", "error", "err", "perplexity", "ppl", "mse", "mae", "rmse", "nll", "wer", "cer", "regret")
+
+
+def goal_of(metric: str, route_metric: str, route_goal: str) -> str:
+    """``min`` or ``max``: the route's goal for its own metric, else ``min`` for loss-like names, else ``max``."""
+    if metric == route_metric:
+        return route_goal
+    words = re.split(r"[^a-z0-9]+", metric.lower())
+    return "min" if any(word in LOSS_WORDS or word.endswith("loss") for word in words) else "max"
+
+
+@dataclass(frozen=True)
+class Term:
+    """What a rule reads: a metric's latest summary value (``fn`` None), or a function of the run's history or of
+    the project's finished runs. ``args``: N (windows, zscore, plateau), A and B (change), the factor (diverging)."""
+
+    metric: str
+    fn: Fn | None = None
+    args: tuple[float, ...] = ()
+
+    def text(self) -> str:
+        """As stored in a rule's ``metric`` column: ``val_loss``, ``avg(val_loss,5)``."""
+        if self.fn is None:
+            return self.metric
+        return f"{self.fn}({','.join([self.metric, *(f'{a:g}' for a in self.args)])})"
+
+    def shown(self) -> str:
+        """As people type it: ``avg(val_loss, 5)``."""
+        return self.text().replace(",", ", ")
+
+    @property
+    def window(self) -> int:
+        """How many of the run's last logged values the term reads (0: none, or the whole run for diverging)."""
+        if self.fn in WINDOWS or self.fn is Fn.PLATEAU:
+            return int(self.args[0])
+        if self.fn is Fn.CHANGE:
+            return int(self.args[1])
+        return 0
+
+    @property
+    def needs_history(self) -> bool:
+        """Does it read the run's sampled history (one request per run, every ADJUTANT_HISTORY_POLLS polls)?"""
+        return self.window > 0 or self.fn is Fn.DIVERGING
+
+    @property
+    def runs_back(self) -> int:
+        """How many of the project's last finished runs it compares with (zscore), else 0."""
+        return int(self.args[0]) if self.fn is Fn.ZSCORE else 0
+
+    @property
+    def shape(self) -> bool:
+        """plateau and diverging decide by themselves: they take no comparison."""
+        return self.fn in (Fn.PLATEAU, Fn.DIVERGING)
+
+
+_CALL = re.compile(r"^\s*(?P<fn>[A-Za-z_]+)\s*\((?P<args>[^()]*)\)\s*(?P<rest>.*?)\s*$", re.S)
+
+
+@functools.lru_cache(maxsize=512)
+def parse_term(text: str) -> Term:
+    """A stored rule's ``metric`` column as a :class:`Term` (a plain metric name when it is not a known function)."""
+    match = _CALL.match(text)
+    if match is None or match["rest"] or match["fn"].lower() not in set(Fn):
+        return Term(text)
+    parts = [p.strip() for p in match["args"].split(",")]
+    try:
+        return Term(parts[0], Fn(match["fn"].lower()), tuple(float(p) for p in parts[1:]))
+    except ValueError:
+        return Term(text)
+
+
 @dataclass(frozen=True)
 class RuleSpec:
-    """A parsed ``$watch`` rule, before it is stored."""
+    """A parsed ``$watch`` rule, before it is stored. ``metric`` is what the rule reads as stored (a metric name, or
+    a function of one: ``avg(val_loss,5)``; see :attr:`term`); plateau and diverging store their own comparison
+    (``< 0.01``, ``> factor``)."""
 
     metric: str
     op: Op
     value: float
     scope: str = "all"
 
+    @property
+    def term(self) -> Term:
+        return parse_term(self.metric)
+
     def describe(self) -> str:
-        return f"{self.metric} {self.op} {self.value:g} ({describe_scope(self.scope)})"
+        term, scope = self.term, describe_scope(self.scope)
+        if term.shape:
+            return f"{term.shown()} ({scope})"
+        if term.fn is Fn.CHANGE:
+            return f"{term.shown()} {self.op} {self.value * 100:g}% ({scope})"
+        return f"{term.shown()} {self.op} {self.value:g} ({scope})"
 
     def applies_to(self, run: RunInfo) -> bool:
         """Does the rule's scope (``all``, ``group:<g>``, ``tag:<t>``, a run id or name) take in this run?"""
@@ -128,11 +235,28 @@ def describe_scope(scope: str) -> str:
 
 
 _RULE = re.compile(r"^\s*(?P<metric>[^\s<>=]+)\s*(?P<op><=|>=|<|>)\s*(?P<value>\S+)(?:\s+(?P<scope>.*?))?\s*$")
+_COMPARISON = re.compile(r"^\s*(?P<op><=|>=|<|>)\s*(?P<value>\S+)(?:\s+(?P<scope>.*?))?\s*$", re.S)
 _BAD_CHARACTERS = re.compile(r"[\x00-\x1f\x7f`@]")
+#: The arguments each function takes, for refusals.
+_SIGNATURES = {
+    Fn.AVG: "avg(<metric>, N)",
+    Fn.MIN: "min(<metric>, N)",
+    Fn.MAX: "max(<metric>, N)",
+    Fn.LAST: "last(<metric>, N)",
+    Fn.CHANGE: "change(<metric>, A, B)",
+    Fn.ZSCORE: "zscore(<metric>, N)",
+    Fn.PLATEAU: "plateau(<metric>, N)",
+    Fn.DIVERGING: "diverging(<metric>, <factor>)",
+}
 
 
 def parse_rule(text: str) -> RuleSpec:
-    """``<metric> <op> <value> [scope]``, e.g. ``val_loss > 2`` or ``gpu_util < 10 group:sweep-7``."""
+    """``<metric> <op> <value> [scope]``, e.g. ``val_loss > 2`` or ``gpu_util < 10 group:sweep-7``, or a function of a
+    metric: ``avg(val_loss, 5) > 2``, ``change(loss, 10, 50) > 25%``, ``zscore(accuracy, 30) < -2``,
+    ``plateau(val_loss, 5)``, ``diverging(loss, 3) tag:big``."""
+    call = _CALL.match(text or "")
+    if call is not None and (call["fn"].lower() in set(Fn) or "," in call["args"]):
+        return _parse_call(call["fn"].lower(), call["args"], call["rest"])
     match = _RULE.match(text or "")
     if match is None:
         if not (text or "").strip():
@@ -140,32 +264,197 @@ def parse_rule(text: str) -> RuleSpec:
         if not re.search(r"<|>", text):
             raise RuleError("the comparison must be one of <, <=, >, >= (for example `val_loss > 2`)")
         raise RuleError("a rule reads <metric> <op> <value> [scope], for example `val_loss > 2 group:sweep-7`")
-    metric, value_text, scope = match["metric"], match["value"], (match["scope"] or "all").strip()
+    metric = match["metric"]
+    _check_metric(metric)
+    value = _threshold(match["value"], percent=False)
+    return RuleSpec(metric, Op(match["op"]), value, _scope(match["scope"]))
+
+
+def _check_metric(metric: str) -> None:
+    if not metric:
+        raise RuleError("name the metric, for example `avg(val_loss, 5) > 2`")
     if len(metric) > 100 or _BAD_CHARACTERS.search(metric):
         raise RuleError("the metric name must be at most 100 characters, without control characters, ` or @")
-    if value_text.lower().lstrip("+-") in ("nan", "inf", "infinity"):
+    if any(c.isspace() for c in metric):
+        raise RuleError(f"the metric name {plain(repr(truncate(metric, 40)))} has a space: W&B names have none")
+
+
+def _threshold(text: str, *, percent: bool) -> float:
+    """The value a rule compares with (``percent``: ``25%`` → 0.25, and the % is required)."""
+    number = text
+    if percent:
+        if not text.endswith("%"):
+            raise RuleError(f"change(...) compares a relative change: give a percentage like 25%, not {shown(text)}")
+        number = text[:-1]
+    elif text.endswith("%"):
+        raise RuleError("a percentage is for change(<metric>, A, B) only; give a plain number here")
+    if number.lower().lstrip("+-") in ("nan", "inf", "infinity"):
         raise RuleError("the threshold must be a finite number (NaN and Infinity are told without a rule)")
     try:
-        value = parse_decimal(value_text, what="the threshold")  # ASCII digits only: ٣ is not 3
+        value = parse_decimal(number, what="the threshold")  # ASCII digits only: ٣ is not 3
     except ValueError as error:
         raise RuleError(str(error)) from None
-    if not math.isfinite(value):
-        raise RuleError("the threshold must be a finite number (NaN and Infinity are told without a rule)")
-    if " " in scope:
+    return value / 100 if percent else value
+
+
+def _scope(text: str | None) -> str:
+    scope = (text or "all").strip() or "all"
+    if any(c.isspace() for c in scope):
         raise RuleError("give one scope: a run id or name, group:<name>, tag:<name>, or all")
     if len(scope) > 128 or _BAD_CHARACTERS.search(scope):
         raise RuleError("the scope must be at most 128 characters, without control characters, ` or @")
     kind, colon, name = scope.partition(":")
     if colon and kind in ("group", "tag", "run") and not name:
         raise RuleError(f"say which {kind}: {kind}:<name>")
-    return RuleSpec(metric, Op(match["op"]), value, "all" if scope.lower() == "all" else scope)
+    return "all" if scope.lower() == "all" else scope
 
 
-def rule_events(rules: Sequence[WatchRule], run: RunInfo, hits: set[int]) -> tuple[list[str], set[int], set[int]]:
+def _whole(text: str, what: str, low: int, high: int) -> int:
+    try:
+        return parse_whole(text, what=what, low=low, high=high)
+    except ValueError as error:
+        raise RuleError(str(error)) from None
+
+
+def _parse_call(name: str, args_text: str, rest: str) -> RuleSpec:
+    """A rule on a function of a metric (see :func:`parse_rule`)."""
+    if name not in set(Fn):
+        raise RuleError(f"unknown function {shown(name)}: use {', '.join(list(Fn)[:-1])} or {list(Fn)[-1]}")
+    fn = Fn(name)
+    usage = _SIGNATURES[fn]
+    args = [a.strip() for a in args_text.split(",")]
+    wanted = 3 if fn is Fn.CHANGE else 2
+    if len(args) != wanted:
+        raise RuleError(f"{fn} takes {wanted} arguments: {usage}")
+    metric = args[0]
+    _check_metric(metric)
+    numbers: tuple[float, ...]
+    if fn is Fn.CHANGE:
+        recent = _whole(args[1], f"A in {usage}", 1, MAX_WINDOW - 1)
+        longer = _whole(args[2], f"B in {usage} (more than A)", recent + 1, MAX_WINDOW)
+        numbers = (recent, longer)
+    elif fn is Fn.DIVERGING:
+        try:
+            factor = parse_decimal(args[1], what="the factor of diverging")
+        except ValueError as error:
+            raise RuleError(str(error)) from None
+        if not 1 < factor <= MAX_FACTOR:
+            raise RuleError(f"the factor of diverging must be above 1 and at most {MAX_FACTOR:g}, not {factor:g}")
+        numbers = (factor,)
+    else:
+        numbers = (_whole(args[1], f"N in {usage}", MIN_WINDOW, MAX_WINDOW),)
+    term = Term(metric, fn, numbers)
+    if term.shape:
+        if _COMPARISON.match(rest) is not None:
+            raise RuleError(f"{fn} decides by itself: give no comparison, e.g. `{term.shown()} tag:big`")
+        scope = _scope(rest)
+        if fn is Fn.PLATEAU:
+            return RuleSpec(term.text(), Op.LT, PLATEAU_DELTA, scope)
+        return RuleSpec(term.text(), Op.GT, numbers[0], scope)
+    comparison = _COMPARISON.match(rest)
+    if comparison is None:
+        example = f"{term.shown()} > 25%" if fn is Fn.CHANGE else f"{term.shown()} > 2"
+        raise RuleError(f"compare {term.shown()} with <, <=, > or >= and a value, e.g. `{example}`")
+    value = _threshold(comparison["value"], percent=fn is Fn.CHANGE)
+    return RuleSpec(term.text(), Op(comparison["op"]), value, _scope(comparison["scope"]))
+
+
+# --- evaluating rules ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Reading:
+    """One evaluation of a rule on a run: the value it computed (a window's mean, a relative change, a z-score, a
+    plateau's relative improvement, a divergence's ratio to the best) and whether the rule is crossed."""
+
+    value: float
+    crossed: bool
+
+
+@dataclass(frozen=True)
+class RunHistory:
+    """What one sampled-history request read of a run: per metric, its last logged values (oldest first, exactly
+    as logged, non-finite ones left out) and, for diverging, its lowest and highest value over the whole run
+    (evenly sampled)."""
+
+    tails: Mapping[str, Sequence[float]]
+    extremes: Mapping[str, tuple[float, float]]
+
+
+def evaluate(
+    rule: RuleSpec,
+    run: RunInfo,
+    *,
+    history: RunHistory | None = None,
+    baseline: Mapping[str, Sequence[float]] | None = None,
+    goal: str = "min",
+) -> Reading | None:
+    """The rule on the run now, or None when it cannot be told (no such metric, too few values, a rule on history
+    when this poll read none, no baseline, a zero to divide by). ``baseline``: per metric, the final summary values of
+    the project's last finished runs (newest first); ``goal``: ``min`` or ``max``, the metric's direction."""
+    term = rule.term
+    if term.fn is None:
+        value = run.metric(term.metric)
+        return None if value is None else Reading(value, rule.op.holds(value, rule.value))
+    if term.fn is Fn.ZSCORE:
+        current = run.metric(term.metric)
+        values = list((baseline or {}).get(term.metric, ()))[: term.runs_back]
+        if current is None or len(values) < 2:
+            return None
+        spread = statistics.stdev(values)
+        if spread == 0:
+            return None
+        score = (current - statistics.fmean(values)) / spread
+        return Reading(score, rule.op.holds(score, rule.value))
+    if history is None:
+        return None
+    if term.fn is Fn.DIVERGING:
+        current = run.metric(term.metric)
+        extremes = history.extremes.get(term.metric)
+        if current is None or extremes is None:
+            return None
+        low, high = min(extremes[0], current), max(extremes[1], current)
+        numerator, denominator = (current, low) if goal == "min" else (high, current)
+        if denominator <= 0:
+            return None  # a ratio to the best means something for positive values only
+        ratio = numerator / denominator
+        return Reading(ratio, ratio > term.args[0])
+    tail = list(history.tails.get(term.metric, ()))
+    if len(tail) < term.window:
+        return None
+    window = tail[-term.window :]
+    if term.fn is Fn.CHANGE:
+        recent, longer = statistics.fmean(tail[-int(term.args[0]) :]), statistics.fmean(window)
+        if longer == 0:
+            return None
+        change = (recent - longer) / abs(longer)
+        return Reading(change, rule.op.holds(change, rule.value))
+    if term.fn is Fn.PLATEAU:
+        first, rest = window[0], window[1:]
+        best = min(rest) if goal == "min" else max(rest)
+        scale = abs(first) or max(abs(v) for v in window) or 1.0
+        improvement = (first - best if goal == "min" else best - first) / scale
+        return Reading(improvement, improvement < PLATEAU_DELTA)
+    if term.fn is Fn.AVG:
+        value = statistics.fmean(window)
+    elif term.fn is Fn.MIN:
+        value = min(window)
+    elif term.fn is Fn.MAX:
+        value = max(window)
+    else:  # last(m, N) op v: each of the last N values crosses; the value shown is the one nearest to not crossing
+        value = min(window) if rule.op in (Op.GT, Op.GE) else max(window)
+    return Reading(value, rule.op.holds(value, rule.value))
+
+
+def rule_events(
+    rules: Sequence[WatchRule],
+    run: RunInfo,
+    hits: set[int],
+    readings: Mapping[int, Reading | None] | None = None,
+) -> tuple[list[str], set[int], set[int]]:
     """For one running run: (events ``rule:<id>`` that fire now, rule ids hit now, rule ids re-armed now).
 
-    A rule fires when the run's summary value crosses it, and again only after the value has gone back
-    (re-armed) and crossed again. A run without the metric (or with a non-finite value) changes nothing.
+    A rule fires when its reading crosses it, and again only after the reading has gone back (re-armed) and crossed
+    again. ``readings``: each rule's reading on this run (:func:`evaluate`); without it, the rules on summary values
+    are read here. A rule without a reading (no metric, a non-finite value, no history read this poll) changes nothing.
     """
     events: list[str] = []
     fired: set[int] = set()
@@ -173,14 +462,13 @@ def rule_events(rules: Sequence[WatchRule], run: RunInfo, hits: set[int]) -> tup
     for rule in rules:
         if not rule.applies_to(run):
             continue
-        value = run.metric(rule.metric)
-        if value is None:
+        reading = readings.get(rule.id) if readings is not None else evaluate(rule, run)
+        if reading is None:
             continue
-        crossed = rule.op.holds(value, rule.value)
-        if crossed and rule.id not in hits:
+        if reading.crossed and rule.id not in hits:
             events.append(f"rule:{rule.id}")
             fired.add(rule.id)
-        elif not crossed and rule.id in hits:
+        elif not reading.crossed and rule.id in hits:
             rearmed.add(rule.id)
     return events, fired, rearmed
 

@@ -7,7 +7,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from adjutant.alerts import WatchRule
+from adjutant.alerts import PLATEAU_DELTA, Fn, WatchRule
 from adjutant.render import (
     EMBED_DESCRIPTION_LIMIT,
     EMBED_FIELD_VALUE_LIMIT,
@@ -104,6 +104,25 @@ def metrics_text(run: RunInfo, metric: str, limit: int = MAX_METRICS) -> str:
     return "\n".join(lines)
 
 
+def rule_words(rule: WatchRule, value: float | None) -> str:
+    """What a rule read, in words after a run's name: "has avg(val_loss, 5) = 2.1 > 2", "has plateaued: …"."""
+    term = rule.term
+    metric = plain(truncate(term.metric, 100))
+    shown = "?" if value is None else format_number(value)
+    if term.fn is Fn.PLATEAU:
+        improved = "?" if value is None else f"{value * 100:.2g}%"
+        return (
+            f"has plateaued: {metric} improved {improved} over its last {int(term.args[0])} values"
+            f" (under {PLATEAU_DELTA * 100:g}%)"
+        )
+    if term.fn is Fn.DIVERGING:
+        return f"is diverging: {metric} is {shown} times its best (over {term.args[0]:g} times)"
+    if term.fn is Fn.CHANGE:
+        change = "?" if value is None else f"{value * 100:+.3g}%"
+        return f"has {plain(truncate(term.shown(), 120))} = {change} {rule.op} {rule.value * 100:g}%"
+    return f"has {plain(truncate(term.shown(), 120))} = {shown} {rule.op} {format_number(rule.value)}"
+
+
 def event_embed(
     run: RunInfo,
     event: str,
@@ -113,18 +132,17 @@ def event_embed(
     now: dt.datetime,
     memory: RunMemory | None = None,
     rule: WatchRule | None = None,
+    reading: float | None = None,
 ) -> dict[str, Any]:
     """The announcement of one lifecycle event of ``run`` (``memory``: what was recorded with it; ``rule``:
-    the watch rule a ``rule:<id>`` event is about)."""
+    the watch rule a ``rule:<id>`` event is about, ``reading`` the value it read)."""
     kind, _, subject = event.partition(":")
     words = EVENT_WORDS.get(kind, kind)
     if kind == "nonfinite":
         shown = nonfinite_metrics(run).get(subject, "not a finite number")
         words = f"reports {plain(truncate(subject, 100))} = {shown}"
     elif kind == "rule" and rule is not None:
-        value = run.metric(rule.metric)
-        shown = format_number(value) if value is not None else "?"
-        words = f"has {plain(truncate(rule.metric, 100))} = {shown} {rule.op} {format_number(rule.value)}"
+        words = rule_words(rule, run.metric(rule.metric) if reading is None else reading)
     title = f"{ICONS.get(kind, '•')} {plain(truncate(run.name, 200))} {words}"
     lines = [f"Run `{code_safe(truncate(run.id, 64))}`" + (f" by {plain(truncate(run.user, 64))}" if run.user else "")]
     runtime = run.runtime_seconds()

@@ -16,11 +16,11 @@ import datetime as dt
 import json
 import logging
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from adjutant.runs import STATES, RunInfo, parse_wandb_time, to_wandb_filter_time
+from adjutant.runs import STATES, RunInfo, numeric, parse_wandb_time, to_wandb_filter_time
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,13 @@ CONNECTION = """
       pageInfo { endCursor hasNextPage }
     }"""
 
+#: At most this many runs' sampled histories are read in one request (each run an alias of its own).
+HISTORY_BATCH = 20
+HISTORY_QUERY = """query SampledHistories($project: String!, $entity: String!%s) {
+  project(name: $project, entityName: $entity) {%s
+  }
+}"""
+
 RUN_QUERY = """query Run($project: String!, $entity: String!, $name: String!) {
   project(name: $project, entityName: $entity) { run(name: $name) { %s } }
 }"""
@@ -78,6 +85,22 @@ def runs_query(parts: Sequence[tuple[str, str]]) -> str:
     declared = "".join(f", $f_{alias}: JSONString, $c_{alias}: String" for alias, _ in parts)
     connections = "".join(CONNECTION % (alias, f"f_{alias}", f"c_{alias}", fields) for alias, fields in parts)
     return RUNS_QUERY % (declared, connections)
+
+
+@dataclass(frozen=True)
+class HistorySpec:
+    """One metric's sampled history to read of a run: at most ``samples`` rows (W&B samples evenly and keeps the
+    first and last), from ``min_step`` (None: the whole run)."""
+
+    metric: str
+    samples: int
+    min_step: int | None = None
+
+    def json(self) -> str:
+        spec: dict[str, Any] = {"keys": ["_step", self.metric], "samples": self.samples}
+        if self.min_step is not None:
+            spec["minStep"] = self.min_step
+        return json.dumps(spec)
 
 
 @dataclass(frozen=True)
@@ -355,6 +378,39 @@ class WandbSource:
                 points.append((float(step), float(value)))
         return points
 
+    def sampled_histories(
+        self, asks: Mapping[str, Sequence[HistorySpec]]
+    ) -> dict[str, list[list[tuple[float, float]]]]:
+        """Several runs' sampled histories: per run id, per spec, its rows as (step, value), oldest first, the
+        non-finite values left out. One request per :data:`HISTORY_BATCH` runs (each spec of a run in its one
+        ``sampledHistory`` field); a run W&B does not know is left out of the answer."""
+        out: dict[str, list[list[tuple[float, float]]]] = {}
+        items = [(run_id, list(specs)) for run_id, specs in asks.items() if specs]
+        for start in range(0, len(items), HISTORY_BATCH):
+            chunk = items[start : start + HISTORY_BATCH]
+            declared = "".join(f", $n{i}: String!, $s{i}: [JSONString!]!" for i in range(len(chunk)))
+            fields = "".join(
+                f"\n    r{i}: run(name: $n{i}) {{ sampledHistory(specs: $s{i}) }}" for i in range(len(chunk))
+            )
+            variables: dict[str, Any] = {}
+            for i, (run_id, specs) in enumerate(chunk):
+                variables[f"n{i}"] = run_id
+                variables[f"s{i}"] = [spec.json() for spec in specs]
+            project = self._project(self._execute(HISTORY_QUERY % (declared, fields), variables))
+            for i, (run_id, specs) in enumerate(chunk):
+                node = project.get(f"r{i}")
+                answers = node.get("sampledHistory") if isinstance(node, dict) else None
+                if not isinstance(answers, list):
+                    continue
+                answers = [*answers, *[None] * (len(specs) - len(answers))]
+                out[run_id] = [_points(rows, spec.metric) for spec, rows in zip(specs, answers, strict=False)]
+        return out
+
+    def finished_summaries(self, count: int) -> list[dict[str, float]]:
+        """The numeric summary metrics of the project's last ``count`` finished runs, newest first (one request)."""
+        nodes = self._nodes("name summaryMetrics", {"state": "finished"}, order="-created_at", limit=count)
+        return [node_run_info(node, None).public_metrics() for node in nodes]
+
     def history_keys(self, run_id: str) -> list[str]:
         """Metric names the run has logged history for."""
         run = self.api().run(f"{self.path}/{run_id}")
@@ -421,6 +477,18 @@ def _safe_url(run: Any) -> str | None:
     except Exception:  # a garbage answer may leave the run without entity/project
         return None
     return url if isinstance(url, str) and url.startswith(("http://", "https://")) else None
+
+
+def _points(rows: Any, metric: str) -> list[tuple[float, float]]:
+    """A ``sampledHistory`` answer's rows as (step, value) in step order, rows without a finite value left out."""
+    points = []
+    for row in rows if isinstance(rows, list) else ():
+        if not isinstance(row, dict):
+            continue
+        step, value = numeric(row.get("_step")), numeric(row.get(metric))
+        if step is not None and value is not None:
+            points.append((step, value))
+    return sorted(points)
 
 
 def _json_dict(raw: Any) -> dict[str, Any]:

@@ -15,13 +15,25 @@ import asyncio
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from adjutant import gpus, subscriptions
-from adjutant.alerts import AlertKind, WatchRule, alert_kind, muted, record_alert, rule_events
+from adjutant.alerts import (
+    AlertKind,
+    Fn,
+    Reading,
+    RunHistory,
+    WatchRule,
+    alert_kind,
+    evaluate,
+    goal_of,
+    muted,
+    record_alert,
+    rule_events,
+)
 from adjutant.clock import utcnow
 from adjutant.gpus import UsageReport, Use
 from adjutant.jobs import JobState
@@ -41,7 +53,7 @@ from adjutant.runs import (
 )
 from adjutant.store import JobLink, Store
 from adjutant.subscriptions import DM_PREFIX, Subscription
-from adjutant.wandb_source import ProjectNotFound, WandbSource, newest_created
+from adjutant.wandb_source import HistorySpec, ProjectNotFound, WandbSource, newest_created
 
 if TYPE_CHECKING:
     from zoneinfo import ZoneInfo
@@ -58,13 +70,21 @@ JOB_REPORTED_EVENTS = frozenset({"finished", "crashed", "failed", "killed"})
 MAX_BACKOFF_SECONDS = 15 * 60
 #: A watched run is taken as deleted after W&B said it does not exist on this many polls in a row.
 DELETED_AFTER_POLLS = 2
+#: The z-score baseline (the project's last finished runs' summaries) is read at most once per this long.
+BASELINE_EVERY = dt.timedelta(hours=1)
+#: After a failed baseline read, the next try comes this much later.
+BASELINE_RETRY = dt.timedelta(minutes=5)
+#: Rows asked for a metric's history when its logging pace in a run is not known yet (the whole run, sampled).
+FIRST_SAMPLES = 2000
+#: Rows of the whole run's sampled history that diverging reads for the run's best.
+WHOLE_RUN_SAMPLES = 1000
 
 
 def alert_metric(event: str, rule: WatchRule | None, ranking: str) -> str | None:
     """The metric an alert's chart shows: the rule's, the non-finite one, else the ranking metric."""
     kind, _, subject = event.partition(":")
     if rule is not None:
-        return rule.metric
+        return rule.term.metric
     if kind == AlertKind.NONFINITE:
         return subject
     if kind == AlertKind.GPU_IDLE:
@@ -119,6 +139,12 @@ class WatchRules:
     metric: str
     nan_alerts: bool = True
     gpu_idle: GpuIdleRule | None = None
+    #: The goal of ``metric`` (min or max): plateau and diverging read their direction from it for that metric
+    #: (:func:`adjutant.alerts.goal_of`).
+    goal: str = "min"
+    #: A rule on history reads a matching running run's sampled history at most once per this many polls
+    #: (ADJUTANT_HISTORY_POLLS), and only when the run logged something since.
+    history_polls: int = 6
 
     def wants(self, event: str) -> bool:
         """Is ``event`` announced? No progress counts as a stall, progressing again as resumed; rules and GPU
@@ -164,6 +190,17 @@ class Watcher:
         self.metric_names: set[str] = set()
         #: The newest state of each running run seen by the polls (running runs come back every poll).
         self.latest: dict[str, RunInfo] = {}
+        #: Each rule's last reading (rule id → run id, reading, when), for ``$watches``; this process's only.
+        self.readings: dict[int, tuple[str, Reading, dt.datetime]] = {}
+        #: Polls since this watcher started (the history reads' schedule counts them).
+        self._polls = 0
+        #: Per run: the poll of its last history read, its step then, and what was read (metrics and windows).
+        self._history_marks: dict[str, tuple[int, float | None, tuple[Any, ...]]] = {}
+        #: Per run and metric: steps between two logged values (learned from an answer) and whether it is exact.
+        self._spacing: dict[tuple[str, str], tuple[float, bool]] = {}
+        #: The z-score baseline: when it was read, of how many runs, their summaries (newest first).
+        self._zscore_base: tuple[dt.datetime, int, list[dict[str, float]]] | None = None
+        self._zscore_failed: dt.datetime | None = None
 
     @property
     def project_label(self) -> str:
@@ -364,7 +401,13 @@ class Watcher:
             runs = []  # the project appears with its first run
         runs, gone = await self._account_for_missing(runs, watched)
         context = None if self._polled_once else CATCH_UP
-        queued = await asyncio.to_thread(self._record_changes, runs, gone, since, utcnow(), context)
+        rules = await asyncio.to_thread(self.store.rules, self.project_key)
+        self._polls += 1
+        histories = await self._read_histories(runs, rules)
+        finished = await self._read_finished(runs, rules)
+        queued = await asyncio.to_thread(
+            self._record_changes, runs, gone, since, utcnow(), context, rules, histories, finished
+        )
         self._polled_once = True
         return queued
 
@@ -394,6 +437,129 @@ class Watcher:
                 gone.append(run_id)
                 del self._misses[run_id]
         return runs, gone
+
+    # --- rules on history and on other runs ----------------------------------------------------------
+    async def _read_histories(self, runs: Sequence[RunInfo], rules: Sequence[WatchRule]) -> dict[str, RunHistory]:
+        """The sampled histories the rules on history need this poll: for each running run a rule on history takes
+        in, at most once per ``history_polls`` polls and only when it logged something since (its step moved) or
+        the rules changed; all such runs in one request (per :data:`~adjutant.wandb_source.HISTORY_BATCH`). A run's
+        window is read from the step where its last N values begin (learned from the previous answer: the pace of
+        its logging), so an answer holds about 2N rows, exactly as logged; an answer W&B had to sample gives no
+        reading (only a narrower range for the next read). A failed read is logged; the poll goes on."""
+        on_history = [r for r in rules if r.term.needs_history]
+        if not on_history:
+            return {}
+        asks: dict[str, list[HistorySpec]] = {}
+        plans: dict[str, list[tuple[HistorySpec, int]]] = {}  # per run: each spec and its window (0: whole run)
+        for run in runs:
+            if run.state != RunState.RUNNING:
+                self._history_marks.pop(run.id, None)
+                continue
+            windows: dict[str, int] = {}
+            whole: set[str] = set()
+            for rule in on_history:
+                if rule.applies_to(run):
+                    term = rule.term
+                    if term.fn is Fn.DIVERGING:
+                        whole.add(term.metric)
+                    else:
+                        windows[term.metric] = max(windows.get(term.metric, 0), term.window)
+            if not windows and not whole:
+                continue
+            step = progress(run)
+            wanted = (tuple(sorted(windows.items())), tuple(sorted(whole)))
+            mark = self._history_marks.get(run.id)
+            if (
+                mark is not None
+                and mark[2] == wanted
+                and (mark[1] == step or self._polls - mark[0] < self.rules.history_polls)
+            ):
+                continue
+            plan = [(self._window_spec(run.id, metric, need, step), need) for metric, need in sorted(windows.items())]
+            plan += [(HistorySpec(metric, WHOLE_RUN_SAMPLES), 0) for metric in sorted(whole)]
+            plans[run.id] = plan
+            asks[run.id] = [spec for spec, _ in plan]
+            self._history_marks[run.id] = (self._polls, step, wanted)
+        if not asks:
+            return {}
+        try:
+            answers = await self.ask(self.source.sampled_histories, asks)
+        except Exception as error:  # the rules on history wait for the next read; the poll itself goes on
+            log.warning(
+                "history read of %d run(s) of %s failed: %s", len(asks), self.project_label, describe_error(error)
+            )
+            return {}
+        out: dict[str, RunHistory] = {}
+        for run_id, plan in plans.items():
+            rows = answers.get(run_id)
+            if rows is None:
+                continue
+            tails: dict[str, list[float]] = {}
+            extremes: dict[str, tuple[float, float]] = {}
+            for (spec, need), points in zip(plan, rows, strict=False):
+                values = [value for _, value in points]
+                if need == 0:
+                    if values:
+                        extremes[spec.metric] = (min(values), max(values))
+                    continue
+                tail = self._learn_pace(run_id, spec, need, points)
+                if tail is not None:
+                    tails[spec.metric] = tail
+            out[run_id] = RunHistory(tails, extremes)
+        return out
+
+    def _window_spec(self, run_id: str, metric: str, need: int, step: float | None) -> HistorySpec:
+        """What to ask for a run's last ``need`` values of ``metric``: from about 2N values back at the pace learned
+        (N back at a pace known from a sampled answer only, an upper bound), else the whole run."""
+        pace = self._spacing.get((run_id, metric))
+        if pace is None or step is None:
+            return HistorySpec(metric, FIRST_SAMPLES)
+        spacing, exact = pace
+        back = need * spacing * (2 if exact else 1)
+        return HistorySpec(metric, 4 * need, max(0, int(step - back)))
+
+    def _learn_pace(
+        self, run_id: str, spec: HistorySpec, need: int, points: Sequence[tuple[float, float]]
+    ) -> list[float] | None:
+        """An answer's values when it holds the last ``need`` values as logged (fewer rows than asked: W&B did not
+        sample), else None; either way, what it says of the pace of the run's logging, for the next read."""
+        key = (run_id, spec.metric)
+        steps = [step for step, _ in points]
+        if len(points) < spec.samples:  # every row of the range: exactly as logged
+            if len(points) >= need:
+                self._spacing[key] = (max((steps[-1] - steps[-need]) / max(need - 1, 1), 1.0), True)
+                return [value for _, value in points]
+            if spec.min_step:  # it logs more slowly than thought: the whole run next time
+                self._spacing.pop(key, None)
+            return None
+        if len(points) >= 2:  # sampled: rows this far apart at most; a narrower range next time
+            self._spacing[key] = (max((steps[-1] - steps[0]) / (len(points) - 1), 1.0), False)
+        return None
+
+    async def _read_finished(self, runs: Sequence[RunInfo], rules: Sequence[WatchRule]) -> dict[str, list[float]]:
+        """Per metric of a z-score rule, its final values in the project's last finished runs that logged it
+        (newest first), read at most once per :data:`BASELINE_EVERY` (on the watcher's clock), and only while a
+        running run is under such a rule; more runs than the last read held read again."""
+        scores = [r for r in rules if r.term.fn is Fn.ZSCORE]
+        running = [run for run in runs if run.state == RunState.RUNNING]
+        if not any(rule.applies_to(run) for rule in scores for run in running):
+            return {}
+        count = max(rule.term.runs_back for rule in scores)
+        now = self.clock()
+        cached = self._zscore_base
+        stale = cached is None or now - cached[0] >= BASELINE_EVERY or cached[1] < count
+        failed = self._zscore_failed
+        if stale and (failed is None or now - failed >= BASELINE_RETRY):
+            try:
+                cached = self._zscore_base = (now, count, await self.ask(self.source.finished_summaries, count))
+                self._zscore_failed = None
+            except Exception as error:  # the last baseline (if any) serves until the next try
+                log.warning("z-score baseline of %s not read: %s", self.project_label, describe_error(error))
+                self._zscore_failed = now
+        if cached is None:
+            return {}
+        metrics = {rule.term.metric for rule in scores}
+        return {m: [s[m] for s in cached[2] if m in s] for m in metrics}
 
     async def _baseline(self) -> None:
         """First start on a project: remember every run silently (the connect message summarises them), one page
@@ -434,6 +600,7 @@ class Watcher:
         subscribers: Sequence[Subscription] = (),
         *,
         channel: bool = True,
+        readings: Mapping[int, Reading | None] | None = None,
     ) -> int:
         """Queue one event's announcement (an alert is recorded for its card's buttons unless it is muted), and a
         direct message to each member subscribed to it; with ``channel`` False, only the direct messages. Returns how
@@ -458,8 +625,16 @@ class Watcher:
                 params=None if job is not None else run.public_config(),
                 now=now,
             )
+        reading = (readings or {}).get(rule.id) if rule is not None else None
         embed = event_embed(
-            run, event, project=self.project_label, metric=self.rules.metric, now=now, memory=memory, rule=rule
+            run,
+            event,
+            project=self.project_label,
+            metric=self.rules.metric,
+            now=now,
+            memory=memory,
+            rule=rule,
+            reading=None if reading is None else reading.value,
         )
         if kind is AlertKind.GPU_IDLE and self.rules.gpu_idle is not None:
             utilisation = gpu_utilisation(run)
@@ -487,6 +662,27 @@ class Watcher:
             self.store.enqueue(db, destination, run.id, event, embed, context, None, None, alert_id)
         return len(self.destinations)
 
+    def _read_rules(
+        self,
+        rules: Sequence[WatchRule],
+        run: RunInfo,
+        history: RunHistory | None,
+        baseline: Mapping[str, Sequence[float]] | None,
+        now: dt.datetime,
+    ) -> dict[int, Reading | None]:
+        """Each rule taking in this running run, read now (None: it cannot be told this poll); each reading is kept
+        as the rule's last, for ``$watches``."""
+        readings: dict[int, Reading | None] = {}
+        for rule in rules:
+            if not rule.applies_to(run):
+                continue
+            goal = goal_of(rule.term.metric, self.rules.metric, self.rules.goal)
+            reading = evaluate(rule, run, history=history, baseline=baseline, goal=goal)
+            readings[rule.id] = reading
+            if reading is not None:
+                self.readings[rule.id] = (run.id, reading, now)
+        return readings
+
     def _record_page(self, runs: list[RunInfo]) -> None:
         now = utcnow()
         with self.store.transaction() as db:
@@ -501,13 +697,23 @@ class Watcher:
             self.store.set_meta(db, self.project_key, "baseline", utcnow().isoformat())
 
     def _record_changes(
-        self, runs: list[RunInfo], gone: list[str], since: dt.datetime | None, now: dt.datetime, context: str | None
+        self,
+        runs: list[RunInfo],
+        gone: list[str],
+        since: dt.datetime | None,
+        now: dt.datetime,
+        context: str | None,
+        rules: list[WatchRule] | None = None,
+        histories: Mapping[str, RunHistory] | None = None,
+        baseline: Mapping[str, Sequence[float]] | None = None,
     ) -> int:
-        """(thread) Transitions since the last poll, recorded with their announcements in one transaction."""
+        """(thread) Transitions since the last poll, recorded with their announcements in one transaction; the rules
+        read with this poll's histories (per run) and z-score baseline."""
         ids = [r.id for r in runs]
         memories = self.store.memories(self.project_key, ids)
         jobs = self.store.job_messages(ids)
-        rules = self.store.rules(self.project_key)
+        if rules is None:
+            rules = self.store.rules(self.project_key)
         hits = self.store.rule_hits(ids) if rules else {}
         for run in runs:
             self.metric_names.update(list(run.public_metrics())[:50])
@@ -531,8 +737,10 @@ class Watcher:
                 )
                 if memory != previous:
                     self.store.remember(db, self.project_key, run, memory)
+                readings: dict[int, Reading | None] = {}
                 if rules and run.state == RunState.RUNNING:
-                    fired, hit, rearmed = rule_events(rules, run, hits.get(run.id, set()))
+                    readings = self._read_rules(rules, run, (histories or {}).get(run.id), baseline, now)
+                    fired, hit, rearmed = rule_events(rules, run, hits.get(run.id, set()), readings)
                     events += fired
                     if hit or rearmed:
                         self.store.set_rule_hits(db, run.id, hit, rearmed)
@@ -549,7 +757,9 @@ class Watcher:
                         continue
                     if job is not None and job.over:
                         continue  # Adjutant ended the job: its run is not judged any more (stalled, no progress …)
-                    queued += self._announce(db, run, event, memory, job, rules, context, now, subscribers)
+                    queued += self._announce(
+                        db, run, event, memory, job, rules, context, now, subscribers, readings=readings
+                    )
             for run_id in gone:
                 log.info("W&B says run %s of %s is gone (deleted); no longer watching it", run_id, self.project_label)
                 self.store.forget_watch(db, self.project_key, run_id)

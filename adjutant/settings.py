@@ -893,6 +893,14 @@ class Settings:
         group="W&B run reporting",
         default=5.0,
     )
+    history_polls: int = setting(
+        "ADJUTANT_HISTORY_POLLS",
+        "a watch rule on history (avg, min, max, last, change, plateau, diverging) reads each matching running run's"
+        " sampled history at most once per this many polls, and only when the run logged something since",
+        parser=Number(minimum=1, maximum=1000, whole=True),
+        group="W&B run reporting",
+        default=6,
+    )
     alert_policy: dict[str, float | None] = setting(
         "ADJUTANT_ALERT_POLICY",
         "what an alert about a job Adjutant launched does, per kind (gpu-idle, no-progress, nan, stalled, rule):"

@@ -16,10 +16,12 @@ import dataclasses
 import datetime as dt
 import json
 import logging
+import re
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from adjutant.access import may_launch, may_request, quota_exempt, refusal
 from adjutant.admission import Admission, Request, Verdict, admit
@@ -33,17 +35,23 @@ from adjutant.hparams import (
     diff,
     expand_sweep,
     parse_hyperparameters,
+    strip_fence,
     sweep_size,
     take_launch_options,
     to_argument,
     validate,
 )
 from adjutant.jobs import ACTIVE, Job, JobRequest, JobState
+from adjutant.numbers import NumberError, parse_whole, shown
 from adjutant.projects import ProjectRoute
 from adjutant.render import code_safe, truncate
 from adjutant.scheduler import GPU_POOL_BACKENDS, CancelOutcome, CancelResult, Scheduler
 from adjutant.settings import Settings
+from adjutant.sweeps.config import SweepConfig, SweepConfigError, grid_config, is_sweep_config, parse_sweep_config
 from adjutant.watcher import Watcher, describe_error
+
+if TYPE_CHECKING:
+    from adjutant.sweeps.service import SweepService
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +127,125 @@ class SweepPlan:
     #: --priority and --preemptible, for every cell.
     priority: str = "normal"
     preemptible: bool = False
+
+
+@dataclass(frozen=True)
+class SearchPlan:
+    """A sweep that searches (a W&B sweep configuration: Adjutant proposes the trials) or W&B's own agents on the
+    team's queue, checked and admitted; ``$sweep`` waits for its requester's Confirm, ``$agents`` starts it."""
+
+    kind: str  # "search" | "agents"
+    config: SweepConfig | None  # search: the parsed configuration (its cap filled in when Adjutant set one)
+    wandb_sweep: str | None  # agents: "entity/project/id"
+    route: ProjectRoute
+    channel_id: int
+    message_id: int | None
+    requested_by_id: int
+    requested_by: str
+    parallel: int
+    seed: int | None
+    #: The trials it runs at most (search: the grid's size or the cap; agents: unknown, None).
+    trials: int | None
+    #: Why there is a cap Adjutant chose (shown in the preview), or None.
+    capped_by: str | None
+    gpus: int
+    time_limit: float | None
+    #: The worst case the quota and approvals saw: trials (agents: those at once) times GPUs times the time limit.
+    gpu_hours: float | None
+    warning: str | None
+    backend: str
+    script: str
+    overrides: dict[str, str] = field(default_factory=dict)
+    priority: str = "normal"
+    preemptible: bool = False
+
+    @property
+    def method(self) -> str:
+        return self.config.method if self.config is not None else "agents"
+
+    @property
+    def where(self) -> str:
+        """The W&B project (search) or sweep path (agents) it works in."""
+        if self.wandb_sweep is not None:
+            return self.wandb_sweep
+        return "/".join(p for p in (self.route.entity, self.route.project) if p) or "(W&B's default project)"
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """``--parallel K`` and ``--seed N``, written among a sweep's options."""
+
+    parallel: int | None = None
+    seed: int | None = None
+
+    @property
+    def asked(self) -> bool:
+        return self.parallel is not None or self.seed is not None
+
+
+#: The most trials of one sweep that run at once (``--parallel``) and the most agents of ``$agents``.
+MAX_PARALLEL = 64
+#: The options with a value that ``take_launch_options`` knows (kept in place when the search options are taken).
+_VALUED = ("--gpus", "--time", "--memory", "--cpus", "--priority")
+#: The script of an agent job (shipped in the package, run by the bot's interpreter).
+AGENT_SCRIPT = Path(__file__).resolve().parent / "sweeps" / "agent_job.py"
+_SWEEP_PATH = re.compile(
+    r"^(?:(?P<entity>[A-Za-z0-9_.-]{1,128})/(?P<project>[A-Za-z0-9_.-]{1,128})/)?(?P<id>[a-z0-9]{4,64})$"
+)
+
+
+def take_search_options(text: str) -> tuple[SearchOptions, str]:
+    """Take ``--parallel K`` and ``--seed N`` out of the options written before a sweep's configuration (the other
+    options stay, in order, for :func:`adjutant.hparams.take_launch_options`)."""
+    kept: list[str] = []
+    found: dict[str, int] = {}
+    rest = text.lstrip()
+    while rest.startswith("--"):
+        head, rest = _next_word(rest)
+        word, _, value = head.partition("=")
+        if word not in ("--parallel", "--seed"):
+            kept.append(head)
+            if word in _VALUED and not value and rest and not rest.startswith("--"):
+                value, rest = _next_word(rest)
+                kept.append(value)
+            continue
+        if not value:
+            value, rest = _next_word(rest) if rest and not rest.startswith("--") else ("", rest)
+        if not value:
+            raise HParamsError(f"{word} needs a value, e.g. {word} {'2' if word == '--parallel' else '1234'}")
+        try:
+            if word == "--parallel":
+                found["parallel"] = parse_whole(value, what="--parallel", low=1, high=MAX_PARALLEL)
+            else:
+                found["seed"] = parse_whole(value, what="--seed", low=0, high=2**31 - 1)
+        except NumberError as error:
+            raise HParamsError(str(error)) from None
+    return SearchOptions(found.get("parallel"), found.get("seed")), " ".join([*kept, rest]).strip()
+
+
+def _next_word(text: str) -> tuple[str, str]:
+    parts = re.split(r"\s+", text.lstrip(), maxsplit=1)
+    return parts[0], parts[1] if len(parts) > 1 else ""
+
+
+def sweep_configuration(body: str, *, grid_too: bool) -> SweepConfig | None:
+    """A W&B sweep configuration (YAML or JSON, fenced or not), or with ``grid_too`` the JSON-lists shorthand as
+    ``method: grid``; None: not a W&B configuration (the shorthand of today's ``$sweep``). Raises
+    :class:`SweepConfigError` or :class:`HParamsError` naming what is wrong."""
+    import yaml
+
+    text = strip_fence(body)
+    if not text:
+        return None
+    try:
+        loaded = yaml.safe_load(text)
+    except yaml.YAMLError:
+        loaded = None
+    if isinstance(loaded, dict) and is_sweep_config(loaded):
+        return parse_sweep_config(text)
+    if grid_too:
+        return grid_config(parse_hyperparameters(body))
+    return None
 
 
 @dataclass(frozen=True)
@@ -403,13 +530,28 @@ class Launching:
         )
         return await self._record(asker, request, admission, detail=to_argument(params), defaults=defaults)
 
-    async def sweep(self, asker: Asker, text: str, gpus: int | None = None) -> Refused | Awaiting | SweepPlan:
-        """``$sweep``: a plan for the requester to confirm, or a request for an approver."""
+    async def sweep(
+        self, asker: Asker, text: str, gpus: int | None = None, *, attached: str | None = None
+    ) -> Refused | Awaiting | SweepPlan | SearchPlan:
+        """``$sweep``: a plan for the requester to confirm, or a request for an approver. A W&B sweep configuration
+        (in the text, or ``attached``: an attached file's text) is a search (:class:`SearchPlan`); the JSON-lists
+        shorthand is today's grid of jobs (with ``--parallel`` or ``--seed``, a search of ``method: grid``)."""
         refused = await self._gate(asker, "sweep")
         if refused is not None:
             return refused
         try:
+            search, text = take_search_options(text)
             options, grid = self.options(text, gpus, sweep=True)
+            if attached is not None:
+                if grid.strip():
+                    raise HParamsError("give the sweep configuration once: in the message or as a file, not both")
+                grid = attached
+            config = sweep_configuration(grid, grid_too=search.asked)
+        except (HParamsError, SweepConfigError) as error:
+            return Refused(f"Not queued: {error}")
+        if config is not None:
+            return await self._search_plan(asker, config, options, search)
+        try:
             canary = self.settings.canary_steps > 0 and options.canary
             parsed = parse_hyperparameters(grid)
             size = sweep_size(parsed)
@@ -448,6 +590,202 @@ class Launching:
             requests = self._sweep_requests(plan, None)
             return await self._ask_approval(asker, "sweep", requests, per_job, admission, canary=canary)
         return plan
+
+    def queue_width(self, route: ProjectRoute, gpus: int) -> int:
+        """How many jobs of ``gpus`` GPUs the queue can run at once: ADJUTANT_MAX_CONCURRENT (default: one per GPU),
+        and with a GPU pool no more than it holds."""
+        width = self.scheduler.max_concurrent
+        pool = self.scheduler.gpus
+        if pool is not None and gpus > 0 and self.backend_of(route) in GPU_POOL_BACKENDS:
+            width = min(width, max(1, len(pool) // gpus))
+        return max(1, width)
+
+    async def _search_plan(
+        self, asker: Asker, config: SweepConfig, options: LaunchOptions, search: SearchOptions
+    ) -> Refused | SearchPlan:
+        """A W&B configuration checked: the trials (or the cap), parallelism, seed, the worst case admitted."""
+        limit = self.settings.max_sweep
+        trials = config.trial_count()
+        capped_by = None
+        if trials is None:
+            trials = limit
+            capped_by = (
+                f"No run_cap in the configuration: Adjutant stops after {limit} trials (ADJUTANT_MAX_SWEEP);"
+                " add run_cap to choose."
+            )
+            config = dataclasses.replace(config, run_cap=limit, raw={**config.raw, "run_cap": limit})
+        elif trials > limit:
+            what = "cells" if config.method == "grid" and config.run_cap is None else "trials (run_cap)"
+            return Refused(
+                f"Not queued: that sweep has {trials} {what}; the limit is {limit} (ADJUTANT_MAX_SWEEP)."
+                + (" Add run_cap to run part of the grid." if config.method == "grid" else "")
+            )
+        capped = self.priority_refusal(asker, options)
+        if capped is not None:
+            return await self.refuse(asker, "sweep", capped.replace("Not launched", "Not queued"))
+        per_job = options.gpus or 0
+        parallel = search.parallel or self.queue_width(asker.route, per_job)
+        parallel = max(1, min(parallel, trials))
+        seed = search.seed if search.seed is not None else secrets.randbelow(2**31)
+        admission = await self.admission(asker, per_job, trials, options.time_limit)
+        if admission.verdict == Verdict.REFUSED:
+            text = admission.text if admission.text != "not allowed" else refusal(asker.route)
+            return await self.refuse(asker, "sweep", text)
+        if admission.verdict == Verdict.APPROVAL:
+            return await self.refuse(
+                asker,
+                "sweep",
+                f"Not queued: this sweep needs approval ({admission.text}): ask an approver to launch it.",
+            )
+        return self._plan(
+            asker, "search", options, config=config, wandb_sweep=None, parallel=parallel, seed=seed,
+            trials=trials, capped_by=capped_by, warning=admission.warning,
+        )  # fmt: skip
+
+    def _plan(
+        self,
+        asker: Asker,
+        kind: str,
+        options: LaunchOptions,
+        *,
+        config: SweepConfig | None,
+        wandb_sweep: str | None,
+        parallel: int,
+        seed: int | None,
+        trials: int | None,
+        capped_by: str | None,
+        warning: str | None,
+    ) -> SearchPlan:
+        per_job = options.gpus or 0
+        hours = None if options.time_limit is None else options.time_limit / 3600
+        jobs = trials if trials is not None else parallel
+        assert asker.route.experiment_script is not None
+        script = str(asker.route.experiment_script) if kind == "search" else str(AGENT_SCRIPT)
+        return SearchPlan(
+            kind=kind,
+            config=config,
+            wandb_sweep=wandb_sweep,
+            route=asker.route,
+            channel_id=asker.channel_id,
+            message_id=asker.message_id,
+            requested_by_id=asker.id,
+            requested_by=asker.name,
+            parallel=parallel,
+            seed=seed,
+            trials=trials,
+            capped_by=capped_by,
+            gpus=per_job,
+            time_limit=options.time_limit,
+            gpu_hours=None if hours is None else jobs * per_job * hours,
+            warning=warning,
+            backend=self.backend_of(asker.route),
+            script=script,
+            overrides=options.overrides(),
+            **self.priority_of(options),
+        )
+
+    async def agents(self, asker: Asker, sweep: str, text: str = "", gpus: int | None = None) -> Refused | SearchPlan:
+        """``$agents <sweep id or entity/project/id> [n] [--gpus N] [--time T]``: n agent jobs that keep taking
+        trials from W&B's own controller; same gate, rights, priority and admission as ``$sweep``."""
+        refused = await self._gate(asker, "agents")
+        if refused is not None:
+            return refused
+        path = sweep.strip().strip("`")
+        match = _SWEEP_PATH.match(path)
+        if match is None:
+            return Refused(
+                f"Not started: `{code_safe(truncate(path, 80))}` is not a W&B sweep id; give the id `wandb sweep`"
+                " printed (8 letters and digits) or entity/project/id."
+            )
+        entity = match["entity"] or asker.route.entity or self.settings.entity
+        project = match["project"] or asker.route.project
+        if not entity or not project:
+            return Refused(
+                "Not started: this channel has no W&B entity and project; give the sweep as entity/project/id."
+            )
+        words = text.split()
+        count_word = words.pop(0) if words and not words[0].startswith("--") else None
+        try:
+            options, rest = self.options(" ".join(words), gpus)
+            if count_word is None and rest.strip():
+                count_word, rest = rest.strip(), ""
+            if rest.strip():
+                raise HParamsError(f"unexpected {shown(rest)}; write $agents <sweep> [n] [--gpus N] [--time T]")
+            count = (
+                1
+                if count_word is None
+                else parse_whole(count_word, what="the number of agents", low=1, high=MAX_PARALLEL)
+            )
+        except (HParamsError, NumberError) as error:
+            return Refused(f"Not started: {error}")
+        capped = self.priority_refusal(asker, options)
+        if capped is not None:
+            return await self.refuse(asker, "agents", capped.replace("Not launched", "Not started"))
+        admission = await self.admission(asker, options.gpus or 0, count, options.time_limit)
+        if admission.verdict == Verdict.REFUSED:
+            text = admission.text if admission.text != "not allowed" else refusal(asker.route)
+            return await self.refuse(asker, "agents", text)
+        if admission.verdict == Verdict.APPROVAL:
+            return await self.refuse(
+                asker,
+                "agents",
+                f"Not started: these agents need approval ({admission.text}): ask an approver to launch them.",
+            )
+        return self._plan(
+            asker, "agents", options, config=None, wandb_sweep=f"{entity}/{project}/{match['id']}", parallel=count,
+            seed=None, trials=None, capped_by=None, warning=admission.warning,
+        )  # fmt: skip
+
+    async def start_sweep(self, plan: SearchPlan, clicker: Asker, sweeps: SweepService) -> Refused | Any:
+        """Confirmed (``$sweep``) or asked (``$agents``): rights checked again for the one who starts it, then the
+        sweep recorded by the sweep service (nothing queued yet: its ``tick`` proposes the trials), audited."""
+        if not self.may_launch(clicker, plan.route):
+            return await self.refuse(clicker, "sweep confirmation", refusal(plan.route))
+        from adjutant.sweeps.service import SweepLaunch
+
+        row = await sweeps.create(
+            kind=plan.kind,
+            config=plan.config,
+            wandb_sweep=plan.wandb_sweep,
+            route=str(plan.route.channel),
+            project=plan.route.project,
+            entity=plan.route.entity,
+            channel_id=plan.channel_id,
+            requested_by_id=plan.requested_by_id,
+            requested_by=plan.requested_by,
+            parallel=plan.parallel,
+            seed=plan.seed,
+            launch=SweepLaunch(
+                script=plan.script,
+                backend=plan.backend,
+                gpus=plan.gpus,
+                time_limit=plan.time_limit,
+                priority=plan.priority,
+                preemptible=plan.preemptible,
+                overrides=dict(plan.overrides),
+            ),
+        )
+        trials = "until W&B has no more" if plan.trials is None else f"{plan.trials} trials"
+        detail = f"{plan.kind} sweep, {plan.method}, {trials}, {plan.parallel} at once"
+        await self.audit("launch", clicker, target=row.id, detail=detail)
+        return row
+
+    def sweep_route(self, route_id: str | None, channel_id: int | None = None) -> ProjectRoute:
+        """The route a sweep was started in (its recorded route, else its channel, else the first)."""
+        found = next((r for r in self.routes if str(r.channel) == route_id), None)
+        if found is None:
+            found = next((r for r in self.routes if isinstance(r.channel, int) and r.channel == channel_id), None)
+        return found or self.routes[0]
+
+    def sees_route(self, asker: Asker, route: ProjectRoute) -> bool:
+        """May the asker see what happens under ``route`` (a sweep's card, trials, results)?"""
+        return route == asker.route or asker.can_see(route)
+
+    async def may_control_sweep(self, asker: Asker, route: ProjectRoute, what: str, sweep_id: str) -> Refused | None:
+        """Pause / Resume / Stop of a sweep: launch rights under the sweep's own route."""
+        if self.may_launch(asker, route):
+            return None
+        return await self.refuse(asker, what, refusal(route, what), target=sweep_id)
 
     def _sweep_requests(self, plan: SweepPlan, ack_id: int | None) -> list[JobRequest]:
         assert plan.route.experiment_script is not None

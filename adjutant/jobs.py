@@ -135,8 +135,8 @@ def insert_jobs(
         db.execute(
             "INSERT INTO jobs (id, state, params, script, requested_by_id, requested_by, channel_id,"
             " message_id, sweep_id, wandb_run_id, log_path, created_at, backend, acked, ack_id, log_done,"
-            " project, entity, queue_told, gpus, time_limit, route, overrides, priority, preemptible)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, 0, ?, ?, ?, ?, ?, ?)",
+            " project, entity, queue_told, gpus, time_limit, route, overrides, priority, preemptible, wandb_sweep_id)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?)",
             (
                 job_id,
                 JobState.QUEUED,
@@ -161,6 +161,7 @@ def insert_jobs(
                 json.dumps(dict(request.overrides)) if request.overrides else None,
                 request.priority if request.priority in PRIORITIES else "normal",
                 int(request.preemptible),
+                request.wandb_sweep_id,
             ),
         )
     sweep_id = requests[0].sweep_id if requests else None
@@ -714,6 +715,12 @@ def child_environment(
     env["WANDB_RUN_ID"] = job.wandb_run_id
     env["WANDB_RESUME"] = "allow"
     env["WANDB_RUN_GROUP"] = job.sweep_id or f"adjutant-{job.id}"
+    # A sweep's trial: its run is attached to the W&B sweep (wandb.init reads it); no other job's run is, whatever
+    # the bot's own environment says.
+    env.pop("WANDB_SWEEP_PARAM_PATH", None)
+    env.pop("WANDB_SWEEP_ID", None)
+    if job.wandb_sweep_id:
+        env["WANDB_SWEEP_ID"] = job.wandb_sweep_id
     tags = [t for t in env.get("WANDB_TAGS", "").split(",") if t]
     env["WANDB_TAGS"] = ",".join([*tags, "adjutant", f"job-{job.id}"])
     return env

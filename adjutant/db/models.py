@@ -4,6 +4,9 @@ States (:class:`JobState`): queued → starting → running → succeeded | fail
 supervisor vanished without recording an end). ``cancelling`` is a running job asked to stop. Which event moves
 a job from which state to which is :meth:`JobState.after`, the one table of job transitions: the stores'
 compare-and-set SQL is made from it (:func:`transition_sql`).
+
+Sweeps that search (issue 23): :class:`SweepState` and :class:`TrialState` carry their own rules (the transitions a
+sweep may make, which states are ended, their words); the rows are :mod:`adjutant.sweeps.store`'s.
 """
 
 from __future__ import annotations
@@ -153,6 +156,131 @@ class SweepHold(StrEnum):
     RESUMED = "resumed"
     #: Held, then dropped by someone: its queued cells were cancelled.
     DROPPED = "dropped"
+    #: A sweep of the sweeps table (issue 23): its :class:`adjutant.sweeps.service.SweepService` paces its trials,
+    #: holds them when two fail alike and runs its own canary; the scheduler's canary and hold leave it alone.
+    SERVICE = "service"
+
+
+class SweepKind(StrEnum):
+    """The two kinds of sweep of the sweeps table."""
+
+    #: Adjutant is the controller: it proposes each trial (W&B's sweep has ``controller: {type: local}``).
+    SEARCH = "search"
+    #: W&B's controller hands out the trials; Adjutant keeps ``parallel`` agent jobs working on the sweep.
+    AGENTS = "agents"
+
+
+class SweepState(StrEnum):
+    """Where a sweep of the sweeps table is (``sweeps.state``). The moves it may make are :meth:`may_become`."""
+
+    #: Trials are proposed (or agents queued) as slots free.
+    RUNNING = "running"
+    #: Nothing new is proposed; running trials finish, queued ones wait (held) for Resume.
+    PAUSED = "paused"
+    #: Stop was asked: its running and queued trials are being cancelled.
+    STOPPING = "stopping"
+    #: Stopped by someone (ended).
+    STOPPED = "stopped"
+    #: Nothing more to run: the space, the cap or the target was reached, or W&B's controller has nothing more (ended).
+    FINISHED = "finished"
+
+    @property
+    def ended(self) -> bool:
+        """Terminal: nothing of the sweep runs or will run again."""
+        return self in SWEEP_ENDED
+
+    @property
+    def label(self) -> str:
+        """The word for it in chat."""
+        return _SWEEP_LABELS[self]
+
+    @property
+    def wandb_state(self) -> str:
+        """The state W&B's sweep is given when this one is reached (``UpsertSweep state``)."""
+        return _SWEEP_WANDB[self]
+
+    def may_become(self, new: SweepState) -> bool:
+        """Whether a sweep in this state may move to ``new`` (the stores' compare-and-set uses the same table)."""
+        return new in _SWEEP_MOVES[self]
+
+    def sources(self) -> tuple[SweepState, ...]:
+        """The states from which a sweep may move to this one."""
+        return tuple(state for state in SweepState if state.may_become(self))
+
+
+#: The ended sweep states.
+SWEEP_ENDED: tuple[SweepState, ...] = (SweepState.STOPPED, SweepState.FINISHED)
+_SWEEP_MOVES: dict[SweepState, frozenset[SweepState]] = {
+    SweepState.RUNNING: frozenset({SweepState.PAUSED, SweepState.STOPPING, SweepState.STOPPED, SweepState.FINISHED}),
+    SweepState.PAUSED: frozenset({SweepState.RUNNING, SweepState.STOPPING, SweepState.STOPPED, SweepState.FINISHED}),
+    SweepState.STOPPING: frozenset({SweepState.STOPPED}),
+    SweepState.STOPPED: frozenset(),
+    SweepState.FINISHED: frozenset(),
+}
+_SWEEP_LABELS: dict[SweepState, str] = {
+    SweepState.RUNNING: "running",
+    SweepState.PAUSED: "paused",
+    SweepState.STOPPING: "stopping",
+    SweepState.STOPPED: "stopped",
+    SweepState.FINISHED: "finished",
+}
+#: W&B's sweep states (``wandb sweep --pause/--resume/--cancel/--stop``); a stop cancels its runs, so CANCELED.
+_SWEEP_WANDB: dict[SweepState, str] = {
+    SweepState.RUNNING: "RUNNING",
+    SweepState.PAUSED: "PAUSED",
+    SweepState.STOPPING: "CANCELED",
+    SweepState.STOPPED: "CANCELED",
+    SweepState.FINISHED: "FINISHED",
+}
+
+
+class TrialState(StrEnum):
+    """Where one trial of a sweep is (``sweep_trials.state``); it follows its job until it ends."""
+
+    #: Recorded with its job, waiting in the queue.
+    QUEUED = "queued"
+    #: Its job runs.
+    RUNNING = "running"
+    #: Its job succeeded (its value is the metric's final summary value, once read).
+    DONE = "done"
+    #: Its job failed or was lost.
+    FAILED = "failed"
+    #: Stopped while running: early (hyperband, ``rung`` set), with its sweep, or cancelled by someone.
+    STOPPED = "stopped"
+    #: Cancelled before it ran (the sweep stopped, or its target was reached).
+    DROPPED = "dropped"
+
+    @property
+    def active(self) -> bool:
+        """It holds one of the sweep's slots."""
+        return self in TRIAL_ACTIVE
+
+    @property
+    def ended(self) -> bool:
+        return not self.active
+
+    @property
+    def label(self) -> str:
+        """The word for it in chat."""
+        return "stopped early" if self == TrialState.STOPPED else self.value
+
+    @classmethod
+    def of_job(cls, state: JobState, *, started: bool) -> TrialState:
+        """The trial state a job's state means (``started``: the job ever ran, which tells a cancelled trial that
+        was stopped from one dropped before it ran)."""
+        if state in (JobState.QUEUED, JobState.STARTING):
+            return cls.QUEUED
+        if state in (JobState.RUNNING, JobState.CANCELLING):
+            return cls.RUNNING
+        if state == JobState.SUCCEEDED:
+            return cls.DONE
+        if state == JobState.CANCELLED:
+            return cls.STOPPED if started else cls.DROPPED
+        return cls.FAILED
+
+
+#: The trial states that hold a slot.
+TRIAL_ACTIVE: tuple[TrialState, ...] = (TrialState.QUEUED, TrialState.RUNNING)
 
 
 @dataclass(frozen=True)
@@ -218,6 +346,8 @@ class Job:
     preempt_term_at: dt.datetime | None = None
     #: Attempts started again after a preemption (not counted against ADJUTANT_RETRIES).
     preemptions: int = 0
+    #: The W&B sweep its run is attached to (a sweep trial: WANDB_SWEEP_ID in its environment), or None.
+    wandb_sweep_id: str | None = None
 
     @property
     def rank(self) -> int:
@@ -320,3 +450,5 @@ class JobRequest:
     #: Its priority class (:data:`PRIORITIES`) and whether it may be preempted (see Job.priority).
     priority: str = "normal"
     preemptible: bool = False
+    #: The W&B sweep its run is attached to (see Job.wandb_sweep_id).
+    wandb_sweep_id: str | None = None

@@ -302,12 +302,84 @@ def add_alert_actions(db: sqlite3.Connection) -> None:
     )
 
 
+#: Sweeps that search (issue 23): one row per sweep (states: :class:`adjutant.db.models.SweepState`; kinds:
+#: :class:`adjutant.db.models.SweepKind`). ``id`` ("sweep-xxxxxx") is also ``jobs.sweep_id`` of its trial or agent
+#: jobs. ``config``: the parsed W&B sweep configuration (JSON); ``launch``: what each trial job runs with (JSON:
+#: script, backend, gpus, time_limit, priority, preemptible, overrides); ``wandb_state``: the W&B sweep state last
+#: mirrored (retried until it is the row's); ``resumed_at``: the last Resume (failures before it halt nothing);
+#: ``target_trial``: the trial that reached ``metric.target`` (nothing more is proposed); ``told_at``: its end was told.
+SWEEPS = """
+CREATE TABLE sweeps (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    route TEXT,
+    project TEXT,
+    entity TEXT,
+    channel_id INTEGER,
+    thread_id INTEGER,
+    card_id INTEGER,
+    requested_by_id INTEGER NOT NULL,
+    requested_by TEXT NOT NULL,
+    config TEXT,
+    method TEXT,
+    seed INTEGER,
+    parallel INTEGER NOT NULL,
+    run_cap INTEGER,
+    wandb_sweep_id TEXT,
+    state TEXT NOT NULL,
+    note TEXT,
+    launch TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    ended_at TEXT,
+    told_at TEXT,
+    wandb_state TEXT,
+    resumed_at TEXT,
+    target_trial INTEGER
+)
+"""
+#: The trials of a sweep (states: :class:`adjutant.db.models.TrialState`), numbered from 1, each recorded in the same
+#: transaction as its job. ``value``: the metric's final summary value (``value_read`` 1 once W&B was asked);
+#: ``rung``: the hyperband rung it was stopped at; ``history``: its metric's sampled history as last read for
+#: hyperband (JSON [[step, value], ...]) and ``rungs_read`` how many rungs it was judged at; ``runs_before``: for an
+#: agent job, the W&B sweep's run count when it was queued (an agent that ended with no run since got nothing).
+SWEEP_TRIALS = """
+CREATE TABLE sweep_trials (
+    sweep_id TEXT NOT NULL,
+    number INTEGER NOT NULL,
+    params TEXT NOT NULL,
+    wandb_run_id TEXT,
+    job_id TEXT,
+    state TEXT NOT NULL,
+    value REAL,
+    rung INTEGER,
+    note TEXT,
+    created_at TEXT NOT NULL,
+    ended_at TEXT,
+    value_read INTEGER NOT NULL DEFAULT 0,
+    history TEXT,
+    rungs_read INTEGER NOT NULL DEFAULT 0,
+    runs_before INTEGER,
+    PRIMARY KEY (sweep_id, number)
+)
+"""
+
+
+def add_sweeps(db: sqlite3.Connection) -> None:
+    """Migration 5: the sweeps and sweep_trials tables, and the W&B sweep a job's run is attached to."""
+    db.execute(SWEEPS)
+    db.execute(SWEEP_TRIALS)
+    db.execute("CREATE INDEX sweeps_by_state ON sweeps (state)")
+    db.execute("CREATE INDEX sweep_trials_by_job ON sweep_trials (job_id)")
+    db.execute("ALTER TABLE jobs ADD COLUMN wandb_sweep_id TEXT")
+
+
 #: Migration N is ``MIGRATIONS[N - 1]``; append, never edit or reorder (a database records how far it came).
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     create_tables,
     add_missing_columns,
     add_priority_columns,
     add_alert_actions,
+    add_sweeps,
 )
 #: The version a database has once opened by this release.
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -35,16 +35,24 @@ JOB_VARIABLES = (
 )
 #: The GPUs Adjutant handed a job itself; only then are they the job's (a cluster sets its own).
 GPU_VARIABLES = ("CUDA_VISIBLE_DEVICES", "ADJUTANT_GPUS")
+#: A sweep trial's W&B sweep (its run is attached to it); only a trial's (see Job.wandb_sweep_id).
+SWEEP_VARIABLES = ("WANDB_SWEEP_ID",)
 #: Never passed to a job, even when named: the bot's Discord token and its wandb-core socket.
 NEVER_PASSED = frozenset({"DISCORD_TOKEN", "WANDB_SERVICE"})
 
 
 def job_environment(env: Mapping[str, str], job: Job, named: Iterable[str] = ()) -> dict[str, str]:
     """(pure) The part of a job's environment ``env`` that may leave this machine: :data:`JOB_VARIABLES`, the GPU
-    variables when Adjutant handed the job its GPUs, and the variables ``named`` (``ADJUTANT_JOB_ENV``). Nothing
-    else: not PATH, not HOME, not ``WANDB_API_KEY`` unless named, never :data:`NEVER_PASSED` or wandb's ``_WANDB*``.
+    variables when Adjutant handed the job its GPUs, a sweep trial's :data:`SWEEP_VARIABLES`, and the variables
+    ``named`` (``ADJUTANT_JOB_ENV``). Nothing else: not PATH, not HOME, not ``WANDB_API_KEY`` unless named, never
+    :data:`NEVER_PASSED` or wandb's ``_WANDB*``.
     """
-    names = [*JOB_VARIABLES, *(GPU_VARIABLES if job.gpu_ids else ()), *named]
+    names = [
+        *JOB_VARIABLES,
+        *(GPU_VARIABLES if job.gpu_ids else ()),
+        *(SWEEP_VARIABLES if job.wandb_sweep_id else ()),
+        *named,
+    ]
     return {
         name: env[name]
         for name in dict.fromkeys(names)

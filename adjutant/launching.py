@@ -741,7 +741,7 @@ class Launching:
         sweep recorded by the sweep service (nothing queued yet: its ``tick`` proposes the trials), audited."""
         if not self.may_launch(clicker, plan.route):
             return await self.refuse(clicker, "sweep confirmation", refusal(plan.route))
-        from adjutant.sweeps.service import SweepLaunch
+        from adjutant.sweeps.store import SweepLaunch
 
         row = await sweeps.create(
             kind=plan.kind,

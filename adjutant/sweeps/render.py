@@ -61,32 +61,51 @@ CSV_LIMIT = 8 * 1024 * 1024  # below Discord's default 10 MiB per file
 
 
 class TrialLike(Protocol):
-    """What the card reads of a trial (the service's trial row, with its job's times)."""
+    """What the card reads of a trial (the service's trial row)."""
 
-    number: int
-    params: Mapping[str, Any]
-    state: str
-    value: float | None
-    rung: int | None
-    wandb_run_id: str | None
-    job_id: str | None
+    @property
+    def number(self) -> int: ...
+    @property
+    def params(self) -> Mapping[str, Any]: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def value(self) -> float | None: ...
+    @property
+    def rung(self) -> int | None: ...
+    @property
+    def wandb_run_id(self) -> str | None: ...
+    @property
+    def job_id(self) -> str | None: ...
 
 
 class SweepLike(Protocol):
     """What the card reads of a sweep (the service's sweep row)."""
 
-    id: str
-    kind: str
-    state: str
-    method: str
-    seed: int | None
-    parallel: int
-    run_cap: int | None
-    entity: str | None
-    project: str | None
-    wandb_sweep_id: str | None
-    requested_by: str
-    note: str | None
+    @property
+    def id(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def method(self) -> str | None: ...
+    @property
+    def seed(self) -> int | None: ...
+    @property
+    def parallel(self) -> int: ...
+    @property
+    def run_cap(self) -> int | None: ...
+    @property
+    def entity(self) -> str | None: ...
+    @property
+    def project(self) -> str | None: ...
+    @property
+    def wandb_sweep_id(self) -> str | None: ...
+    @property
+    def requested_by(self) -> str: ...
+    @property
+    def note(self) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -195,7 +214,8 @@ def card(
         lines.append(f"W&B's controller hands out the trials of `{code_safe(where)}`; {sweep.parallel} agent(s).")
     else:
         seed = "" if sweep.seed is None else f", seed {sweep.seed}"
-        lines.append(f"Adjutant proposes the trials ({plain(str(sweep.method))}{seed}), {sweep.parallel} at a time.")
+        method = plain(str(sweep.method or "?"))
+        lines.append(f"Adjutant proposes the trials ({method}{seed}), {sweep.parallel} at a time.")
     top = best(trials, goal)
     fields: list[dict[str, Any]] = []
     if goal is not None:
@@ -323,7 +343,7 @@ def preview(
 
 def list_line(sweep: SweepLike, trials: Sequence[TrialLike] | None, goal: Goal | None, where: str) -> str:
     """One ``$sweeps`` line: id, method, state, progress, best, channel."""
-    what = "agents" if sweep.kind == "agents" else plain(str(sweep.method))
+    what = "agents" if sweep.kind == "agents" else plain(str(sweep.method or "?"))
     parts = [f"`{sweep.id}`", what, str(sweep.state).lower()]
     if trials is not None:
         found = counts(trials)

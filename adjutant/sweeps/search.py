@@ -23,6 +23,7 @@ import copy
 import logging
 import math
 import random
+import threading
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -47,6 +48,8 @@ MIN_STARTUP_TRIALS = 3
 MAX_STARTUP_TRIALS = 10
 #: How many times a draw that repeats a recorded trial is drawn again (spaces of few discrete values).
 _REDRAWS = 20
+#: One bayes proposal at a time: Optuna's logger level and the warning filters changed around it are process-wide.
+_OPTUNA_LOCK = threading.Lock()
 #: The unit interval's ends, kept away from 0 and 1 where a normal distribution's quantile is infinite.
 _EPSILON = 1e-12
 
@@ -261,7 +264,7 @@ def _bayes(config: SweepConfig, trials: Sequence[Trial], seed: int, count: int) 
     distributions = {param.name: _distribution(param) for param in searched}
     taken = {_key(config, trial.params) for trial in trials}
     out: list[dict[str, Any]] = []
-    with _quiet_optuna():
+    with _OPTUNA_LOCK, _quiet_optuna():
         sampler = optuna.samplers.TPESampler(
             seed=_derived_seed(seed, len(trials)),
             n_startup_trials=startup_trials(config),

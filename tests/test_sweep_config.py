@@ -191,7 +191,11 @@ def test_a_huge_int_grid_is_counted_without_being_built():
         ('{"method": "grid", "parameters": {"a": {"values": [NaN]}}}', "NaN is not a number"),
         ("parameters: {a: {values: [1]}}", "method: missing"),
         ("method: hyperopt\nparameters: {a: {values: [1]}}", "method: must be grid, random or bayes, not 'hyperopt'"),
-        ("method: grid\nparameter: {a: {values: [1]}}", "'parameter': not a sweep configuration key"),
+        (
+            "method: grid\nparameter: {a: {values: [1]}}",
+            "'parameter': not a sweep configuration key; did you mean param",
+        ),
+        ("method: grid\nfoo: 1\nparameters: {a: {values: [1]}}", "'foo': not a sweep configuration key; the keys are"),
         ("method: grid\nmetrics: []\nparameters: {a: {values: [1]}}", "metrics: not supported here"),
         ("method: grid\njob: x\nparameters: {a: {values: [1]}}", "job: W&B Launch keys are not used here"),
         ("method: grid", "parameters: missing"),

@@ -18,6 +18,7 @@ chat. Where this module is kinder than W&B it says so:
 from __future__ import annotations
 
 import copy
+import difflib
 import json
 import math
 import re
@@ -460,8 +461,10 @@ def _unknown_top_key(key: str) -> str:
         return f"{key}: not supported here (W&B's method custom); use one metric with grid, random or bayes"
     if key in ("job", "image_uri"):
         return f"{key}: W&B Launch keys are not used here; Adjutant runs the route's script as each trial's job"
-    known = ", ".join(_KNOWN_KEYS)
-    return f"{_show(key)}: not a sweep configuration key; the keys are {known}"
+    close = difflib.get_close_matches(key, _KNOWN_KEYS, n=1)
+    if close:
+        return f"{_show(key)}: not a sweep configuration key; did you mean {close[0]}?"
+    return f"{_show(key)}: not a sweep configuration key; the keys are {', '.join(_KNOWN_KEYS)}"
 
 
 def _metric(value: Any, raw: dict[str, Any]) -> Metric | None:

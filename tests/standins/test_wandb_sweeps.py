@@ -8,8 +8,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ from wandb.sdk.sweeps import SweepNotFoundError
 from tests.standins.wandb_standin import SweepRefusal, WandbStandIn
 
 BIN = Path(sys.executable).parent
+AGENT_JOB = Path(__file__).resolve().parents[2] / "adjutant" / "sweeps" / "agent_job.py"
 GRID3 = {
     "method": "grid",
     "metric": {"name": "loss", "goal": "minimize"},
@@ -29,13 +32,21 @@ GRID3 = {
 }
 RANDOM = {"method": "random", "parameters": {"lr": {"min": 0.001, "max": 0.1}, "width": {"values": [32, 64]}}}
 TRAINER = '''#!{python}
-"""A sweep trial: records its arguments, then logs the metric of its one JSON argument through wandb."""
-import json, os, sys
+"""A sweep trial: records its arguments, then logs the metric of its one JSON argument through wandb; with
+``hold``, it records its pid (and any SIGUSR1 it gets) and waits that many seconds first."""
+import json, os, signal, sys, time
 import wandb
-with open(os.path.join(os.environ["SWEEP_TEST_OUT"], os.environ["WANDB_RUN_ID"] + ".argv"), "w") as out:
-    json.dump(sys.argv[1:], out)
+out = os.environ["SWEEP_TEST_OUT"]
+with open(os.path.join(out, os.environ["WANDB_RUN_ID"] + ".argv"), "w") as argv:
+    json.dump(sys.argv[1:], argv)
 params = json.loads(sys.argv[1])
 run = wandb.init()
+if params.get("hold"):
+    mark = os.path.join(out, os.environ["WANDB_RUN_ID"] + ".usr1")
+    signal.signal(signal.SIGUSR1, lambda *_: open(mark, "w").close())
+    with open(os.path.join(out, os.environ["WANDB_RUN_ID"] + ".pid"), "w") as pid:
+        pid.write(str(os.getpid()))
+    time.sleep(params["hold"])
 run.log({{"loss": (params["lr"] - 0.2) ** 2}})
 run.finish()
 '''
@@ -255,3 +266,95 @@ def test_pause_cancel_and_a_deleted_sweep_as_the_agent_hears_them(wb: WandbStand
         commands(api, "QWdlbnQ6OTk5", [])  # an agent W&B never registered
     with pytest.raises(CommError, match="not found"):
         _register_agent(api, "gpu3", sweep_id=sweep_id, entity="team", project="proj")
+
+
+# --- adjutant/sweeps/agent_job.py: what an $agents job runs ------------------------------------------------------
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        ([], "expected one JSON argument, got 0"),
+        (['{"sweep": "team/proj/abc"}', "extra"], "expected one JSON argument, got 2"),
+        (["team/proj/abc"], "not JSON"),
+        (['["team/proj/abc"]'], "must be a JSON object"),
+        (["{}"], "'sweep' must be the sweep's full path"),
+        (['{"sweep": "abc12345"}'], "'sweep' must be the sweep's full path"),
+        (['{"sweep": "team/proj/abc", "count": 2}'], "unexpected key(s) 'count'"),
+    ],
+)
+def test_the_agent_job_refuses_a_bad_argument(argv: list[str], said: str, tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, str(AGENT_JOB), *argv], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2 and said in done.stderr and "usage:" in done.stderr
+
+
+def agent_job(sweep_path: str, tmp_path: Path, **kwargs: Any) -> subprocess.Popen[str]:
+    """The job as Adjutant starts it: by path, on this interpreter, in a session of its own, with the job's
+    environment (WANDB_SILENT and a run id of the job's own, which the agent job must not pass on)."""
+    env = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}
+    env.update(WANDB_SILENT="true", WANDB_RUN_ID="jobrunid", SWEEP_TEST_OUT=str(tmp_path / "out"))
+    env["PATH"] = "/usr/bin:/bin"  # not the venv's: the agent job puts it first
+    return subprocess.Popen(
+        [sys.executable, str(AGENT_JOB), json.dumps({"sweep": sweep_path})],
+        cwd=tmp_path, env=env, text=True, start_new_session=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kwargs,
+    )  # fmt: skip
+
+
+@pytest.mark.slow
+def test_the_agent_job_runs_one_trial_then_nothing_once_the_grid_is_exhausted(wb: WandbStandIn, tmp_path: Path) -> None:
+    program = trainer(tmp_path)
+    grid = {"method": "grid", "parameters": {"lr": {"values": [0.1, 0.3]}, "tag": {"value": "a b"}}}
+    config = {**grid, "program": str(program), "command": ["${env}", "${interpreter}", "${program}", "${args_json}"]}
+    sweep_id = wandb.sweep(config, entity="team", project="proj")
+    job = agent_job(f"team/proj/{sweep_id}", tmp_path)
+    said, _ = job.communicate(timeout=100)
+    assert job.returncode == 0, said[-2000:]
+    [run] = wb.sweep_runs(sweep_id)
+    [params] = wb.handed_out(sweep_id)
+    assert run.state == "finished" and run.name != "jobrunid", "the trial's run id is W&B's, not the job's"
+    assert json.loads((tmp_path / "out" / f"{run.name}.argv").read_text()) == [json.dumps(params)]
+    assert run.name in said, "WANDB_SILENT is not passed on: the agent says which run it starts"
+
+    api = wandb.Api()  # another agent takes the grid's last cell
+    other = _register_agent(api, "gpu2", sweep_id=sweep_id, entity="team", project="proj")["id"]
+    [last] = commands(api, other, [])
+    assert last["type"] == "run" and {k: v["value"] for k, v in last["args"].items()} != params
+
+    job = agent_job(f"team/proj/{sweep_id}", tmp_path)
+    said, _ = job.communicate(timeout=100)
+    assert job.returncode == 0, said[-2000:]
+    assert len(wb.sweep_runs(sweep_id)) == 2 and wb.sweep_commands(sweep_id)[-1][1] == {"type": "exit"}
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.argv")) == [f"{run.name}.argv"], "it ran nothing"
+
+
+@pytest.mark.slow
+def test_the_agent_job_passes_a_preemption_signal_to_its_trial_and_a_cancel_stops_it(
+    wb: WandbStandIn, tmp_path: Path
+) -> None:
+    program = trainer(tmp_path)
+    config = {
+        "method": "grid",
+        "parameters": {"lr": {"value": 0.1}, "hold": {"value": 90}},
+        "program": str(program),
+        "command": ["${env}", "${interpreter}", "${program}", "${args_json}"],
+    }
+    sweep_id = wandb.sweep(config, entity="team", project="proj")
+    job = agent_job(f"team/proj/{sweep_id}", tmp_path)
+    deadline = time.monotonic() + 60
+    while not list((tmp_path / "out").glob("*.pid")):
+        assert job.poll() is None and time.monotonic() < deadline, "the trial did not start"
+        time.sleep(0.2)
+    [pid_file] = (tmp_path / "out").glob("*.pid")
+    trial = int(pid_file.read_text())
+    os.killpg(job.pid, signal.SIGUSR1)  # Adjutant's preemption signal (ADJUTANT_PREEMPT_SIGNAL's default)
+    while not (tmp_path / "out" / f"{pid_file.stem}.usr1").exists():
+        assert job.poll() is None and time.monotonic() < deadline, "the trial did not get SIGUSR1"
+        time.sleep(0.1)
+    time.sleep(0.5)
+    assert job.poll() is None, "SIGUSR1 is the trial's to act on: the agent and its job go on"
+    os.killpg(job.pid, signal.SIGTERM)  # what Adjutant's cancel does to a local job
+    said, _ = job.communicate(timeout=30)
+    assert "SIGTERM received. Waiting for runs to end." in said, said[-2000:]
+    assert job.returncode == 0, "the job lived until its agent ended, after the trial (W&B's agent then exits 0)"
+    with pytest.raises(ProcessLookupError):
+        os.kill(trial, 0)  # the trial ended before the job did
+    assert wb.runs()[pid_file.stem].state != "finished", "stopped, not run to its end"

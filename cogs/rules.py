@@ -4,6 +4,7 @@ projects reported on (the feeds it shares with the Runs and Desk cogs)."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 from typing import Any
 
@@ -12,10 +13,10 @@ from discord.ext import commands
 
 from adjutant import subscriptions
 from adjutant.access import refusal
-from adjutant.alerts import MAX_RULES, RuleError, parse_rule
+from adjutant.alerts import MAX_RULES, Fn, Reading, RuleError, WatchRule, parse_rule
 from adjutant.cogs._feeds import ReportingCog, add_reporting_cog
 from adjutant.cogs._pager import send_pages
-from adjutant.render import code_safe, paged_embeds, plain, truncate
+from adjutant.render import code_safe, format_duration, format_number, paged_embeds, plain, truncate
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +34,9 @@ class Rules(ReportingCog, name="Rules"):
 
     # --- watch rules ----------------------------------------------------------------------------
     @commands.hybrid_command(name="watch")  # type: ignore[arg-type]  # discord.py stubs reject hybrid commands in cogs
-    @app_commands.describe(rule="<metric> <op> <value> [run id | group:<name> | tag:<name> | all], e.g. val_loss > 2")
+    @app_commands.describe(rule="e.g. val_loss > 2 or avg(val_loss, 5) > 2 [run id | group:<name> | tag:<name> | all]")
     async def watch_command(self, ctx: commands.Context[Any], *, rule: str = "") -> None:
-        """Alert when a running run's metric crosses a value: $watch val_loss > 2 [run id|group:g|tag:t|all]."""
+        """Alert on running runs' metrics: $watch val_loss > 2, avg(val_loss, 5) > 2, plateau(loss, 5)."""
         if not await self._may_change_rules(ctx, "set watch rules"):
             return
         feed = await self.feeds.for_command(ctx)
@@ -46,17 +47,26 @@ class Rules(ReportingCog, name="Rules"):
         try:
             spec = parse_rule(rule)
         except RuleError as error:
-            await self.reply(ctx, f"Not watched: {error}. Usage: `{prefix}watch val_loss > 2 [group:sweep-7]`")
+            await self.reply(
+                ctx,
+                f"Not watched: {error}. Usage: `{prefix}watch val_loss > 2 [group:sweep-7]`; also"
+                " `avg|min|max|last(val_loss, 5) > 2`, `change(loss, 10, 50) > 25%`, `zscore(accuracy, 30) < -2`,"
+                " `plateau(val_loss, 5)`, `diverging(loss, 3)`.",
+            )
             return
         stored = await asyncio.to_thread(self.store.add_rule, w.project_key, spec, ctx.author.id, str(ctx.author))
         if stored is None:
             await self.reply(ctx, f"Not watched: {plain(w.project_label)} already has {MAX_RULES} rules.")
             return
         await self.audit("rule added", ctx.author, ctx.channel, target=f"#{stored.id}", detail=stored.describe())
+        cost = ""
+        if stored.term.needs_history:
+            every = feed.watcher.rules.history_polls
+            cost = f" It reads each matching run's history at most every {every} polls."
         await self.reply(
             ctx,
             f"Watching `{code_safe(stored.describe())}` as rule #{stored.id}: a running run is announced once when"
-            f" it crosses it, again only after going back. `{prefix}unwatch {stored.id}` removes it.",
+            f" it crosses it, again only after going back.{cost} `{prefix}unwatch {stored.id}` removes it.",
         )
 
     @commands.hybrid_command(name="watches")  # type: ignore[arg-type]  # discord.py stubs reject hybrid commands in cogs
@@ -71,8 +81,11 @@ class Rules(ReportingCog, name="Rules"):
         if not rules:
             await self.reply(ctx, f"No watch rules. Add one: `{prefix}watch val_loss > 2`.")
             return
+        now = w.clock()
         lines = [
-            f"#{r.id} `{code_safe(truncate(r.describe(), 200))}` by {plain(truncate(r.author, 40))}" for r in rules
+            f"#{r.id} `{code_safe(truncate(r.describe(), 200))}` by {plain(truncate(r.author, 40))}"
+            f" · {last_reading(r, w.readings.get(r.id), now)}"
+            for r in rules
         ]
         title = f"Watch rules of {w.project_label}"
         await send_pages(ctx, paged_embeds({"title": truncate(title, 256), "color": 0x3498DB}, lines, per_page=15))
@@ -171,6 +184,23 @@ class Rules(ReportingCog, name="Rules"):
 async def setup(bot: commands.Bot) -> None:
     """Load the watch rules and subscriptions cog alone; it needs WANDB_PROJECT."""
     await add_reporting_cog(bot, __name__, Rules)
+
+
+def last_reading(rule: WatchRule, last: tuple[str, Reading, dt.datetime] | None, now: dt.datetime) -> str:
+    """A rule's last reading for ``$watches``: "last 2.1 (run abc, 3m ago), crossed", or "not read yet"."""
+    if last is None:
+        return "not read yet"
+    run_id, reading, when = last
+    term = rule.term
+    if term.fn in (Fn.CHANGE, Fn.PLATEAU):
+        value = f"{reading.value * 100:+.3g}%"
+    elif term.fn is Fn.DIVERGING:
+        value = f"{format_number(reading.value)} times its best"
+    else:
+        value = format_number(reading.value)
+    ago = format_duration(max(0.0, (now - when).total_seconds()))
+    state = "crossed" if reading.crossed else "not crossed"
+    return f"last {value} (run `{code_safe(truncate(run_id, 64))}`, {ago} ago), {state}"
 
 
 def subscription_text(project: str, events: tuple[str, ...]) -> str:

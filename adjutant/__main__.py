@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -105,8 +106,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def load_env_file(path: Path | None) -> Path | None:
     """Load ``path`` (or ``./.env`` when present) into ``os.environ``, never overriding set variables."""
-    from dotenv import load_dotenv
-
     if path is None:
         default = Path.cwd() / ".env"
         if not default.is_file():
@@ -114,6 +113,8 @@ def load_env_file(path: Path | None) -> Path | None:
         path = default
     elif not path.is_file():
         raise ConfigError(f"--env-file {str(path)!r} does not exist; copy .env.example to it and fill it in")
+    from dotenv import load_dotenv  # only with a file to read
+
     load_dotenv(path, override=False)
     return path
 
@@ -193,8 +194,11 @@ def configure_logging(level: str, log_file: Path | None) -> None:
         logging.getLogger().addHandler(handler)
 
 
-async def _serve(bot: discord.Client, token: str) -> None:
-    """Run ``bot`` until it closes; SIGTERM and SIGINT close it cleanly (jobs it launched keep running)."""
+async def _serve(bot: discord.Client, token: str, *, collect: bool = True) -> None:
+    """Run ``bot`` until it closes; SIGTERM and SIGINT close it cleanly (jobs it launched keep running).
+
+    The garbage collector, off while starting (see :func:`main`), is turned on once the bot is set up (``login``
+    runs ``setup_hook``: the extension, its services), unless ``collect`` is False."""
     loop = asyncio.get_running_loop()
     closing: set[asyncio.Task[None]] = set()
 
@@ -207,11 +211,28 @@ async def _serve(bot: discord.Client, token: str) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, close)
     async with bot:
-        await bot.start(token)
+        await bot.login(token)
+        if collect:
+            gc.freeze()  # what starting built lives as long as the bot: full collections need not walk it again
+            gc.enable()
+        await bot.connect()  # what bot.start does after login
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the bot (or ``--check``); returns the process exit code."""
+    # Starting builds tens of thousands of objects that live as long as the process (modules, classes, commands,
+    # the services); the garbage collector would walk them several times (one full collection alone took ~15-20 ms
+    # of a ~0.35 s start) and free nothing. Off until the bot is set up (_serve), or until main returns.
+    collect = gc.isenabled()
+    gc.disable()
+    try:
+        return _main(argv, collect=collect)
+    finally:
+        if collect:
+            gc.enable()
+
+
+def _main(argv: Sequence[str] | None, *, collect: bool) -> int:
     args = build_parser().parse_args(argv)
     out = sys.stdout
     if args.env_example:
@@ -262,7 +283,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
     bot = Adjutant(settings=settings, sync_commands=args.sync)
     try:
-        asyncio.run(_serve(bot, settings.token.reveal()))
+        asyncio.run(_serve(bot, settings.token.reveal(), collect=collect))
     except commands.ExtensionFailed as error:
         if not isinstance(error.original, ConfigError):
             raise

@@ -820,6 +820,19 @@ class Scheduler:
             if (job.acked or now - job.created_at > ACK_WAIT) and not self._will_retry(job) and not _will_requeue(job)
         ]
 
+    def runs_again(self, job: Job) -> bool:
+        """An ended job whose end is not final: the next pass queues it again (a retry of a recorded failure, or a
+        preempted attempt's next one). A sweep's trial follows its job through it."""
+        return job.state in ENDED and (self._will_retry(job) or _will_requeue(job))
+
+    def capacity(self, backend: str, gpus: int) -> int:
+        """How many jobs of ``gpus`` GPUs each on ``backend`` may run at once here (at least 1): the concurrency limit,
+        and with ADJUTANT_GPUS on this machine's backends, the GPUs it hands out."""
+        slots = self.max_concurrent
+        if self.gpus is not None and backend in GPU_POOL_BACKENDS and gpus > 0:
+            slots = min(slots, len(self.gpus) // gpus)
+        return max(1, slots)
+
     def _will_retry(self, job: Job) -> bool:
         """A failure that the next pass turns into a new attempt is not reported."""
         return job.state == JobState.FAILED and self._recorded_retry_reason(job) is not None

@@ -27,6 +27,9 @@ from adjutant.scheduler import Scheduler
 from adjutant.settings import ConfigError, Settings
 from adjutant.state import StateLock, check_database
 from adjutant.store import Store
+from adjutant.sweeps.service import SweepService
+from adjutant.sweeps.store import SweepStore
+from adjutant.sweeps.wandb_sweeps import WandbSweeps
 from adjutant.wandb_source import WandbSource
 from adjutant.watcher import Watcher, WatchRules
 
@@ -90,6 +93,8 @@ class Services:
     database: Database
     #: The launch doors and the actions on a job (built once, in open()).
     launching: Launching = field(init=False, repr=False)
+    #: Sweeps that search and W&B agents pools (issue 23): their tables, trials as jobs, W&B's sweep (built in open()).
+    sweeps: SweepService = field(init=False, repr=False)
     closed: bool = False
     _users: int = field(default=0, repr=False)
 
@@ -163,6 +168,13 @@ class Services:
         scheduler.progress_of = services.progress_of
         services.launching = Launching(
             settings, scheduler, approvals, quota_of=services.quota_of, watcher_of=services.watcher_of
+        )
+        services.sweeps = SweepService(
+            SweepStore(database),
+            scheduler,
+            WandbSweeps(timeout=settings.wandb_timeout),
+            progress_of=services.progress_of,
+            poll_seconds=settings.poll_seconds,
         )
         return services
 

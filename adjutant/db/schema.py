@@ -307,7 +307,9 @@ def add_alert_actions(db: sqlite3.Connection) -> None:
 #: jobs. ``config``: the parsed W&B sweep configuration (JSON); ``launch``: what each trial job runs with (JSON:
 #: script, backend, gpus, time_limit, priority, preemptible, overrides); ``wandb_state``: the W&B sweep state last
 #: mirrored (retried until it is the row's); ``resumed_at``: the last Resume (failures before it halt nothing);
-#: ``target_trial``: the trial that reached ``metric.target`` (nothing more is proposed); ``told_at``: its end was told.
+#: ``target_trial``: the trial that reached ``metric.target``; ``exhausted_at``: since when nothing more is proposed or
+#: queued (target reached, W&B's controller has nothing more: it finishes once its active trials end); ``told_at``:
+#: its end was told.
 SWEEPS = """
 CREATE TABLE sweeps (
     id TEXT PRIMARY KEY,
@@ -334,7 +336,8 @@ CREATE TABLE sweeps (
     told_at TEXT,
     wandb_state TEXT,
     resumed_at TEXT,
-    target_trial INTEGER
+    target_trial INTEGER,
+    exhausted_at TEXT
 )
 """
 #: The trials of a sweep (states: :class:`adjutant.db.models.TrialState`), numbered from 1, each recorded in the same

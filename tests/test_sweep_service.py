@@ -1,0 +1,670 @@
+"""The sweep service on its own: real stores in a SQLite file, the real scheduler with a fake launcher (the test says
+what each job does), a fake W&B side given to the service (composition: its constructor takes the W&B side), an
+injected clock; no bot. Every rule of issue 23's service: trials as slots free, the canary, the same-failure halt,
+hyperband, the target, Pause / Resume / Stop mirrored to W&B, W&B creation retried, the agents pool, and restarts
+(the service and its store closed and reopened mid-sweep; a real kill -9 of a process running passes)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from adjutant.db import Database
+from adjutant.db.models import JobState, SweepState, TrialState
+from adjutant.jobs import ACTIVE, Job, JobStore, JobUpdate, iso
+from adjutant.scheduler import Scheduler
+from adjutant.sweeps.config import parse_sweep_config
+from adjutant.sweeps.service import BY_HYPERBAND, SweepLaunch, SweepRefused, SweepService
+from adjutant.sweeps.store import SweepRow, SweepStore
+from adjutant.sweeps.wandb_sweeps import RunReading, WandbSweepInfo, split_path
+from tests.test_scheduler import FakeLauncher
+
+T0 = dt.datetime(2026, 12, 7, 12, 0, tzinfo=dt.UTC)
+ROOT = Path(__file__).resolve().parent.parent
+
+RANDOM6 = """
+method: random
+metric: {name: loss, goal: minimize}
+run_cap: 6
+parameters:
+  lr: {distribution: log_uniform_values, min: 0.0001, max: 0.1}
+  layers: {values: [1, 2, 3]}
+"""
+GRID4 = """
+method: grid
+metric: {name: loss, goal: minimize}
+parameters:
+  a: {values: [1, 2]}
+  b: {values: [x, y]}
+"""
+
+
+class FakeWandb:
+    """The W&B side as the service sees it: what it was asked, and what the test says W&B holds."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+        self.values: dict[str, float] = {}
+        self.histories: dict[str, list[tuple[float, float]]] = {}
+        self.info = WandbSweepInfo("RUNNING", 0, None)
+        self.fail_create = 0
+        self.fail_runs = 0
+        self.created: list[dict[str, Any]] = []
+
+    def create(self, entity: str | None, project: str | None, config: Mapping[str, Any]) -> str:
+        self.calls.append(("create", entity, project))
+        if self.fail_create:
+            self.fail_create -= 1
+            raise RuntimeError("W&B answered 502 Bad Gateway")
+        self.created.append({**dict(config), "controller": {"type": "local"}})
+        return f"wb{len(self.created):06d}"
+
+    def set_state(self, entity: str | None, project: str | None, sweep_id: str, state: str) -> None:
+        self.calls.append(("set_state", sweep_id, state))
+
+    def runs(
+        self, entity: str | None, project: str | None, run_ids: Sequence[str], metric: str | None
+    ) -> dict[str, RunReading]:
+        self.calls.append(("runs", tuple(sorted(run_ids))))
+        if self.fail_runs:
+            self.fail_runs -= 1
+            raise RuntimeError("W&B timed out")
+        return {r: RunReading(r, "finished", 10.0, self.values[r]) for r in run_ids if r in self.values}
+
+    def history(
+        self, entity: str | None, project: str | None, run_id: str, metric: str, samples: int = 500
+    ) -> list[tuple[float, float]]:
+        self.calls.append(("history", run_id))
+        return list(self.histories.get(run_id, []))
+
+    def sweep(self, path: str) -> WandbSweepInfo:
+        self.calls.append(("sweep", path))
+        return self.info
+
+    def count(self, kind: str) -> int:
+        return sum(1 for call in self.calls if call[0] == kind)
+
+
+@dataclass
+class World:
+    tmp: Path
+    database: Database
+    jobs: JobStore
+    sweeps: SweepStore
+    launcher: FakeLauncher
+    scheduler: Scheduler
+    wandb: FakeWandb
+    service: SweepService
+    clock: list[dt.datetime]
+    steps: dict[str, float] = field(default_factory=dict)
+    most_active: int = 0
+
+    async def create(self, text: str = RANDOM6, *, parallel: int = 2, seed: int | None = 7, **extra: Any) -> SweepRow:
+        config = parse_sweep_config(text)
+        return await self.service.create(
+            kind="search",
+            config=config,
+            wandb_sweep=None,
+            route="general",
+            project="mnist",
+            entity="team",
+            channel_id=100,
+            requested_by_id=7,
+            requested_by="ada",
+            parallel=parallel,
+            seed=seed,
+            launch=SweepLaunch(script=str(self.tmp / "train.py"), gpus=0, time_limit=600.0),
+            **extra,
+        )
+
+    async def step(self) -> list[str]:
+        """One sweep pass, then one scheduler pass (queued jobs start: the fake launcher says running)."""
+        changed = await self.service.tick()
+        await self.scheduler.run_pass()
+        self.most_active = max(self.most_active, len(self.jobs.where(ACTIVE)))
+        self.clock[0] += dt.timedelta(seconds=1)
+        return changed
+
+    def trial_jobs(self, sweep_id: str) -> list[Job]:
+        return [j for j in self.jobs.recent(1000) if j.sweep_id == sweep_id][::-1]
+
+    def end(self, job: Job, *, value: float | None = None, exit_code: int = 0, line: str = "") -> None:
+        """The job ends (as its supervisor would record it), its run having logged ``value``."""
+        if value is not None:
+            self.wandb.values[job.wandb_run_id] = value
+        if line:
+            Path(job.log_path).parent.mkdir(parents=True, exist_ok=True)
+            Path(job.log_path).write_text(f"epoch 1\n{line}\n")
+        state = JobState.SUCCEEDED if exit_code == 0 else JobState.FAILED
+        assert self.jobs.record_news(job.id, JobUpdate(state=state, exit_code=exit_code, ended_at=iso()))
+
+    def running(self, sweep_id: str) -> list[Job]:
+        return [j for j in self.trial_jobs(sweep_id) if j.state == JobState.RUNNING]
+
+
+def build(
+    tmp_path: Path, *, wandb: FakeWandb | None = None, slots: int = 4, clock: list[dt.datetime] | None = None
+) -> World:
+    database = Database(tmp_path / "adjutant.sqlite3")
+    jobs, sweeps = JobStore(database), SweepStore(database)
+    launcher = FakeLauncher()
+    scheduler = Scheduler(
+        jobs,
+        lambda backend: launcher,
+        log_dir=tmp_path / "logs",
+        max_concurrent=slots,
+        cancel_grace_seconds=30,
+        environment=lambda job: {"ADJUTANT_JOB_ID": job.id},
+    )
+    wandb = wandb or FakeWandb()
+    clock = clock or [T0]
+    world = World(tmp_path, database, jobs, sweeps, launcher, scheduler, wandb, None, clock)  # type: ignore[arg-type]
+    world.service = SweepService(
+        sweeps,
+        scheduler,
+        wandb,
+        clock=lambda: clock[0],
+        progress_of=lambda job: world.steps.get(job.id),
+        poll_seconds=0.0,
+        agent_script=tmp_path / "agent_job.py",
+    )
+    return world
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    built = build(tmp_path)
+    yield built
+    asyncio.run(built.scheduler.close())
+    built.database.close()
+
+
+async def run_to_end(world: World, sweep_id: str, value: Any, *, limit: int = 60) -> SweepRow:
+    """Passes until the sweep ends; each running trial ends at once with ``value(params)``."""
+    for _ in range(limit):
+        await world.step()
+        for job in world.running(sweep_id):
+            world.end(job, value=value(job.params))
+        row = world.sweeps.get(sweep_id)
+        assert row is not None
+        if row.state.ended:
+            return row
+    raise AssertionError(f"sweep {sweep_id} did not end")
+
+
+# --- search ----------------------------------------------------------------------------------------------------------
+async def test_random_with_run_cap_6_gives_exactly_6_distinct_trials_in_bounds(world: World) -> None:
+    sweep = await world.create(parallel=2)
+    assert sweep.state == SweepState.RUNNING and sweep.seed == 7 and sweep.run_cap == 6
+    assert world.trial_jobs(sweep.id) == []  # create queues nothing
+    ended = await run_to_end(world, sweep.id, lambda p: p["lr"])
+    assert ended.state == SweepState.FINISHED and ended.note is not None and "6 trials" in ended.note
+    trials = world.sweeps.trials(sweep.id)
+    jobs = world.trial_jobs(sweep.id)
+    assert len(trials) == 6 and len(jobs) == 6 and [t.number for t in trials] == [1, 2, 3, 4, 5, 6]
+    assert len({json.dumps(t.params, sort_keys=True) for t in trials}) == 6
+    assert all(1e-4 <= t.params["lr"] <= 0.1 and t.params["layers"] in (1, 2, 3) for t in trials)
+    assert all(t.state == TrialState.DONE and t.value == t.params["lr"] for t in trials)
+    assert world.most_active <= 2
+    # one W&B sweep, with Adjutant as its controller; every trial's job carries its id
+    assert world.wandb.count("create") == 1 and world.wandb.created[0]["controller"] == {"type": "local"}
+    assert world.wandb.created[0]["method"] == "random"
+    assert {j.wandb_sweep_id for j in jobs} == {"wb000001"} and {j.sweep_id for j in jobs} == {sweep.id}
+    assert all(j.acked and j.project == "mnist" and j.entity == "team" and j.route == "general" for j in jobs)
+    assert {t.job_id for t in trials} == {j.id for j in jobs}
+    assert {t.wandb_run_id for t in trials} == {j.wandb_run_id for j in jobs}
+    assert [j.params for j in jobs] == [t.params for t in trials]
+    # the metric of ended trials: one request per pass, never one per trial
+    assert world.wandb.count("runs") <= 6
+    view = await world.service.view(sweep.id)
+    assert view is not None and view.counts["done"] == 6 and view.best is not None
+    assert view.best.value == min(t.value for t in trials if t.value is not None)
+    # the same seed gives the same set
+    again = await world.create(parallel=3)
+    await run_to_end(world, again.id, lambda p: p["lr"])
+    assert [t.params for t in world.sweeps.trials(again.id)] == [t.params for t in trials]
+
+
+async def test_a_4_cell_grid_with_parallel_2_never_runs_more_than_2_and_ends_after_4(world: World) -> None:
+    sweep = await world.create(GRID4, parallel=2)
+    ended = await run_to_end(world, sweep.id, lambda p: float(p["a"]))
+    trials = world.sweeps.trials(sweep.id)
+    assert ended.state == SweepState.FINISHED and "grid" in (ended.note or "")
+    assert [t.params for t in trials] == [
+        {"a": 1, "b": "x"},
+        {"a": 1, "b": "y"},
+        {"a": 2, "b": "x"},
+        {"a": 2, "b": "y"},
+    ]
+    assert world.most_active == 2
+
+
+async def test_parallel_is_capped_by_what_the_scheduler_can_run(tmp_path: Path) -> None:
+    world = build(tmp_path, slots=1)
+    sweep = await world.create(parallel=4)
+    await world.step()
+    world.jobs.record_news(world.trial_jobs(sweep.id)[0].id, JobUpdate(state=JobState.RUNNING))
+    await world.step()
+    await world.step()
+    assert len(world.trial_jobs(sweep.id)) == 1  # one slot: one trial at a time
+    await world.scheduler.close()
+    world.database.close()
+
+
+async def test_the_first_trial_is_a_canary(world: World) -> None:
+    sweep = await world.create(parallel=3)
+    await world.service.tick()  # the W&B sweep and the first trial
+    (first,) = world.trial_jobs(sweep.id)
+    world.jobs.update(first.id, held=1)  # the queue is busy elsewhere: it waits
+    for _ in range(3):
+        await world.step()
+    assert len(world.trial_jobs(sweep.id)) == 1, "no second trial before the first runs"
+    world.jobs.update(first.id, held=0)
+    await world.scheduler.run_pass()  # it runs now
+    await world.service.tick()
+    assert len(world.trial_jobs(sweep.id)) == 3
+
+
+async def test_a_failed_canary_pauses_the_sweep_and_resume_goes_on(world: World) -> None:
+    sweep = await world.create(parallel=2)
+    await world.step()
+    (canary,) = world.trial_jobs(sweep.id)
+    world.end(canary, exit_code=3, line="ImportError: no module named torch")
+    changed = await world.step()
+    row = world.sweeps.get(sweep.id)
+    assert sweep.id in changed and row is not None and row.state == SweepState.PAUSED
+    assert row.note is not None and "first trial failed" in row.note and "ImportError" in row.note
+    assert len(world.trial_jobs(sweep.id)) == 1  # nothing more proposed while paused
+    (trial,) = world.sweeps.trials(sweep.id)
+    assert trial.state == TrialState.FAILED and trial.note is not None and trial.note.startswith("exit 3")
+    assert ("set_state", "wb000001", "PAUSED") in world.wandb.calls  # mirrored
+    await world.service.resume(sweep.id, by="ada")
+    assert ("set_state", "wb000001", "RUNNING") in world.wandb.calls
+    await world.step()
+    await world.step()
+    assert len(world.trial_jobs(sweep.id)) == 3
+    row = world.sweeps.get(sweep.id)
+    assert row is not None and row.state == SweepState.RUNNING
+
+
+async def test_two_trials_failing_alike_pause_it(world: World) -> None:
+    sweep = await world.create(parallel=3)
+    await world.step()
+    await world.step()
+    await world.step()
+    first, second, third = world.trial_jobs(sweep.id)[:3]
+    world.end(first, value=0.5)
+    world.end(second, exit_code=1, line="CUDA out of memory")
+    await world.step()
+    row = world.sweeps.get(sweep.id)
+    assert row is not None and row.state == SweepState.RUNNING  # one failure halts nothing
+    world.end(third, exit_code=1, line="CUDA out of memory")
+    await world.step()
+    row = world.sweeps.get(sweep.id)
+    assert row is not None and row.state == SweepState.PAUSED
+    assert row.note is not None and "trials 2 and 3 failed alike" in row.note and "CUDA out of memory" in row.note
+    queued = [j for j in world.trial_jobs(sweep.id) if j.state == JobState.QUEUED]
+    assert all(world.jobs.query("SELECT held FROM jobs WHERE id=?", (j.id,))[0][0] == 1 for j in queued)
+
+
+async def test_retries_are_the_schedulers(tmp_path: Path) -> None:
+    """A failure the scheduler runs again (ADJUTANT_RETRY_ON_EXIT) is not the trial's end."""
+    world = build(tmp_path)
+    world.scheduler.retries = 1
+    world.scheduler.retry_on_exit = (75,)
+    sweep = await world.create(parallel=1)
+    await world.step()
+    (job,) = world.trial_jobs(sweep.id)
+    world.end(job, exit_code=75)
+    await world.service.tick()
+    (trial,) = world.sweeps.trials(sweep.id)
+    assert trial.state == TrialState.QUEUED  # not failed: the scheduler queues its next attempt
+    await world.scheduler.run_pass()
+    again = world.jobs.get(job.id)
+    assert again is not None and again.attempt == 2
+    await world.scheduler.close()
+    world.database.close()
+
+
+HYPERBAND = """
+method: random
+metric: {name: loss, goal: minimize}
+run_cap: 4
+parameters:
+  x: {min: 0.0, max: 1.0}
+early_terminate: {type: hyperband, min_iter: 3, eta: 3}
+"""
+
+
+async def test_hyperband_stops_a_trial_with_a_bad_metric_at_the_first_rung(world: World) -> None:
+    sweep = await world.create(HYPERBAND, parallel=3)
+    for _ in range(3):
+        await world.step()
+    jobs = world.trial_jobs(sweep.id)
+    assert len(jobs) == 3
+    good, bad, also_good = jobs
+    for job, values in ((good, [0.5, 0.3, 0.2, 0.1]), (bad, [5.0, 4.9, 4.8, 4.7]), (also_good, [0.6, 0.4, 0.3, 0.2])):
+        world.wandb.histories[job.wandb_run_id] = [(float(step), v) for step, v in enumerate(values)]
+    world.steps = {good.id: 1.0, bad.id: 1.0, also_good.id: 1.0}
+    await world.step()
+    assert world.wandb.count("history") == 0  # below the first rung (step 3): nothing read
+    world.steps = {good.id: 3.0, bad.id: 3.0, also_good.id: 3.0}
+    await world.step()
+    assert world.wandb.count("history") == 3  # once each at the rung
+    assert world.launcher.cancelled == [bad.id]
+    stopped = world.jobs.get(bad.id)
+    assert stopped is not None and stopped.cancelled_by == BY_HYPERBAND
+    await world.step()
+    assert world.wandb.count("history") == 3  # not again before the next rung (step 9)
+    world.jobs.record_news(bad.id, JobUpdate(state=JobState.CANCELLED, ended_at=iso()))
+    await world.step()
+    trial = next(t for t in world.sweeps.trials(sweep.id) if t.job_id == bad.id)
+    assert trial.state == TrialState.STOPPED and trial.rung == 1
+    assert trial.note == "stopped early (hyperband, rung 1)"
+    view = await world.service.view(sweep.id)
+    assert view is not None and view.counts["stopped"] == 1
+
+
+TARGET = """
+method: grid
+metric: {name: loss, goal: minimize, target: 0.1}
+parameters:
+  x: {values: [1, 2, 3, 4, 5, 6]}
+"""
+
+
+async def test_the_target_reached_by_trial_3_queues_nothing_more(tmp_path: Path) -> None:
+    world = build(tmp_path, slots=2)
+    sweep = await world.create(TARGET, parallel=3)  # 3 asked, 2 run at once: one waits in the queue
+    for _ in range(3):
+        await world.step()
+    first, second = world.trial_jobs(sweep.id)[:2]
+    world.end(first, value=0.9)
+    await world.step()
+    world.end(second, value=0.8)
+    await world.step()
+    jobs = world.trial_jobs(sweep.id)
+    third = jobs[2]
+    world.end(third, value=0.05)
+    await world.step()
+    row = world.sweeps.get(sweep.id)
+    assert row is not None and row.target_trial == 3 and "target reached by trial 3" in (row.note or "")
+    count = len(world.trial_jobs(sweep.id))
+    for job in world.running(sweep.id):
+        world.end(job, value=0.5)
+    for _ in range(3):
+        await world.step()
+    assert len(world.trial_jobs(sweep.id)) == count  # nothing more
+    row = world.sweeps.get(sweep.id)
+    assert row is not None and row.state == SweepState.FINISHED
+    states = {t.number: t.state for t in world.sweeps.trials(sweep.id)}
+    assert states[3] == TrialState.DONE and TrialState.QUEUED not in states.values()
+    assert ("set_state", "wb000001", "FINISHED") in world.wandb.calls
+    await world.scheduler.close()
+    world.database.close()
+
+
+# --- Pause / Resume / Stop -------------------------------------------------------------------------------------------
+async def test_pause_resume_stop_and_their_refusals(world: World) -> None:
+    sweep = await world.create(parallel=2)
+    for _ in range(3):
+        await world.step()
+    with pytest.raises(SweepRefused, match="only a paused sweep"):
+        await world.service.resume(sweep.id)
+    paused = await world.service.pause(sweep.id, by="bob")
+    assert paused.state == SweepState.PAUSED and paused.note == "paused by bob" and paused.wandb_state == "PAUSED"
+    with pytest.raises(SweepRefused, match="only a running sweep"):
+        await world.service.pause(sweep.id)
+    running = world.running(sweep.id)
+    for job in running:
+        world.end(job, value=0.5)
+    for _ in range(3):
+        await world.step()
+    assert len(world.trial_jobs(sweep.id)) == 2  # paused: running ones finished, nothing new
+    resumed = await world.service.resume(sweep.id)
+    assert resumed.state == SweepState.RUNNING and resumed.wandb_state == "RUNNING"
+    await world.step()
+    await world.step()
+    assert len(world.trial_jobs(sweep.id)) == 4
+    running = world.running(sweep.id)
+    assert len(running) == 2
+    stopping = await world.service.stop(sweep.id, by="bob")
+    assert stopping.state == SweepState.STOPPING  # its running trials are being cancelled
+    assert sorted(world.launcher.cancelled) == sorted(j.id for j in running)
+    for job in world.trial_jobs(sweep.id):
+        if job.state == JobState.CANCELLING:
+            world.jobs.record_news(job.id, JobUpdate(state=JobState.CANCELLED, ended_at=iso(), started_at=iso()))
+    await world.step()
+    row = world.sweeps.get(sweep.id)
+    assert row is not None and row.state == SweepState.STOPPED and row.ended_at is not None
+    assert ("set_state", "wb000001", "CANCELED") in world.wandb.calls
+    with pytest.raises(SweepRefused, match="stopped already"):
+        await world.service.stop(sweep.id)
+    with pytest.raises(SweepRefused, match="No sweep"):
+        await world.service.pause("sweep-nothere")
+    views = await world.service.ended_untold()
+    assert [v.sweep.id for v in views] == [sweep.id]
+    assert await world.service.mark_told(sweep.id) and not await world.service.mark_told(sweep.id)
+    assert await world.service.ended_untold() == []
+    assert [r.id for r in await world.service.list(["general"])] == [sweep.id]
+
+
+async def test_stop_drops_queued_trials(tmp_path: Path) -> None:
+    world = build(tmp_path, slots=1)
+    sweep = await world.create(GRID4, parallel=1)
+    await world.step()
+    await world.service.stop(sweep.id)
+    # the running canary is asked to stop; once its end is recorded the sweep is stopped
+    (job,) = world.trial_jobs(sweep.id)
+    world.jobs.record_news(job.id, JobUpdate(state=JobState.CANCELLED, ended_at=iso()))
+    await world.step()
+    row = world.sweeps.get(sweep.id)
+    assert row is not None and row.state == SweepState.STOPPED
+    assert len(world.trial_jobs(sweep.id)) == 1
+    await world.scheduler.close()
+    world.database.close()
+
+
+async def test_the_w_and_b_sweep_is_created_again_after_a_failure_and_the_note_says_why(world: World) -> None:
+    world.wandb.fail_create = 2
+    sweep = await world.create()
+    assert sweep.id in await world.step()
+    row = world.sweeps.get(sweep.id)
+    assert row is not None and row.wandb_sweep_id is None and "502 Bad Gateway" in (row.note or "")
+    assert world.trial_jobs(sweep.id) == []  # no trial without its W&B sweep
+    await world.step()
+    await world.step()
+    row = world.sweeps.get(sweep.id)
+    assert row is not None and row.wandb_sweep_id == "wb000001" and row.note is None
+    assert world.wandb.count("create") == 3 and len(world.trial_jobs(sweep.id)) == 1
+
+
+async def test_a_value_w_and_b_could_not_give_is_read_next_pass(world: World) -> None:
+    sweep = await world.create(GRID4, parallel=1)
+    await world.step()
+    (job,) = world.trial_jobs(sweep.id)
+    world.wandb.fail_runs = 1
+    world.end(job, value=0.25)
+    await world.step()
+    (trial,) = world.sweeps.trials(sweep.id)[:1]
+    assert trial.state == TrialState.DONE and not trial.value_read
+    await world.step()
+    trial = world.sweeps.trials(sweep.id)[0]
+    assert trial.value == 0.25 and trial.value_read
+
+
+# --- agents ----------------------------------------------------------------------------------------------------------
+async def test_agents_keep_n_jobs_until_w_and_bs_controller_has_nothing_more(world: World) -> None:
+    world.wandb.info = WandbSweepInfo("RUNNING", 0, 3)
+    sweep = await world.service.create(
+        kind="agents", config=None, wandb_sweep="team/mnist/abc123", route="general", project="other",
+        entity=None, channel_id=100, requested_by_id=7, requested_by="ada", parallel=2, seed=None,
+        launch=SweepLaunch(script="unused", gpus=1, time_limit=None),
+    )  # fmt: skip
+    assert (sweep.entity, sweep.project, sweep.wandb_sweep_id) == ("team", "mnist", "abc123")
+    await world.step()
+    jobs = world.trial_jobs(sweep.id)
+    assert len(jobs) == 2
+    assert all(j.script == str(world.tmp / "agent_job.py") for j in jobs)
+    assert all(j.params == {"sweep": "team/mnist/abc123"} and j.wandb_sweep_id == "abc123" for j in jobs)
+    assert all(j.gpus == 1 and j.project == "mnist" for j in jobs)
+    # the first agent ran a trial (W&B counts a run): it is replaced
+    world.wandb.info = WandbSweepInfo("RUNNING", 1, 3)
+    world.end(jobs[0])
+    await world.step()
+    assert len(world.trial_jobs(sweep.id)) == 3 and world.most_active == 2
+    # the next agent ends and W&B counts no new run since it was queued: the controller had nothing more
+    world.end(world.trial_jobs(sweep.id)[2])
+    await world.step()
+    row = world.sweeps.get(sweep.id)
+    assert row is not None and row.exhausted_at is not None and "nothing more" in (row.note or "")
+    assert len(world.trial_jobs(sweep.id)) == 3  # no replacement
+    world.end(world.trial_jobs(sweep.id)[1])
+    await world.step()
+    row = world.sweeps.get(sweep.id)
+    assert row is not None and row.state == SweepState.FINISHED
+    assert not any(call[0] == "set_state" for call in world.wandb.calls)  # the team's own sweep is left alone
+
+
+async def test_agents_stop_when_the_w_and_b_sweep_is_not_running_or_has_its_runs(world: World) -> None:
+    for info, said in ((WandbSweepInfo("PAUSED", 0, None), "paused"), (WandbSweepInfo("RUNNING", 3, 3), "all its 3")):
+        world.wandb.info = info
+        sweep = await world.service.create(
+            kind="agents", config=None, wandb_sweep="team/mnist/abc123", route="general", project="mnist",
+            entity="team", channel_id=100, requested_by_id=7, requested_by="ada", parallel=2, seed=None,
+            launch=SweepLaunch(script="unused"),
+        )  # fmt: skip
+        await world.step()
+        row = world.sweeps.get(sweep.id)
+        assert row is not None and row.state == SweepState.FINISHED and said in (row.note or "")
+        assert world.trial_jobs(sweep.id) == []
+
+
+def test_split_path() -> None:
+    assert split_path("team/mnist/abc123") == ("team", "mnist", "abc123")
+    assert split_path("mnist/abc123") == (None, "mnist", "abc123")
+    assert split_path("abc123") == (None, None, "abc123")
+    assert split_path("https://wandb.ai/team/mnist/sweeps/abc123") == ("team", "mnist", "abc123")
+
+
+# --- restarts --------------------------------------------------------------------------------------------------------
+def _assert_six_once(database_path: Path, sweep_id: str) -> None:
+    raw = Database(database_path)
+    try:
+        trials = raw.query(
+            "SELECT number, params, job_id FROM sweep_trials WHERE sweep_id=? ORDER BY number", (sweep_id,)
+        )
+        jobs = raw.query("SELECT id, params FROM jobs WHERE sweep_id=?", (sweep_id,))
+    finally:
+        raw.close()
+    assert [t["number"] for t in trials] == [1, 2, 3, 4, 5, 6]
+    assert len({t["params"] for t in trials}) == 6, "no trial twice"
+    assert sorted(t["job_id"] for t in trials) == sorted(j["id"] for j in jobs), "every job is a trial's, once"
+    by_job = {j["id"]: json.loads(j["params"]) for j in jobs}
+    assert all(by_job[t["job_id"]] == json.loads(t["params"]) for t in trials)
+
+
+async def test_closing_and_reopening_mid_sweep_gives_6_trials_none_twice(tmp_path: Path) -> None:
+    clock = [T0]
+    wandb = FakeWandb()
+    world = build(tmp_path, wandb=wandb, clock=clock)
+    sweep = await world.create(parallel=2)
+    while len(world.sweeps.trials(sweep.id)) < 3:
+        await world.step()
+        for job in world.running(sweep.id):
+            world.end(job, value=job.params["lr"])
+    # mid-pass: the service dies between its W&B reads and its proposal (its store and scheduler closed with it)
+    await world.scheduler.close()
+    world.database.close()
+    world = build(tmp_path, wandb=wandb, clock=clock)
+    ended = await run_to_end(world, sweep.id, lambda p: p["lr"])
+    assert ended.state == SweepState.FINISHED
+    await world.scheduler.close()
+    world.database.close()
+    _assert_six_once(tmp_path / "adjutant.sqlite3", sweep.id)
+    assert wandb.count("create") == 1
+
+
+#: A process that runs sweep passes against the real SQLite file until it is killed: every running trial ends at
+#: once; it writes "ready" once 3 trials are recorded, then keeps going (the test kills it at a random moment).
+CHILD = r"""
+import asyncio, sys, json
+from pathlib import Path
+sys.path.insert(0, sys.argv[2])
+from tests.test_sweep_service import build, FakeWandb
+
+async def main():
+    world = build(Path(sys.argv[1]))
+    sweep_id = sys.argv[3]
+    said = False
+    while True:
+        await world.step()
+        for job in world.running(sweep_id):
+            world.end(job, value=job.params["lr"])
+        if not said and len(world.sweeps.trials(sweep_id)) >= 3:
+            print("ready", flush=True)
+            said = True
+
+asyncio.run(main())
+"""
+
+
+async def test_kill_9_after_3_of_6_trials_then_a_restart_gives_6_none_twice(tmp_path: Path) -> None:
+    world = build(tmp_path)
+    sweep = await world.create(parallel=1)
+    await world.scheduler.close()
+    world.database.close()
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(tmp_path), str(ROOT), sweep.id],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        assert child.stdout is not None
+        line = await asyncio.wait_for(asyncio.to_thread(child.stdout.readline), 60)
+        assert line.strip() == b"ready"
+        await asyncio.sleep(0.05)  # somewhere in its next passes
+        os.kill(child.pid, signal.SIGKILL)
+    finally:
+        child.kill()
+        child.wait(10)
+    world = build(tmp_path)
+    recorded = len(world.sweeps.trials(sweep.id))
+    assert 3 <= recorded <= 6
+    ended = await run_to_end(world, sweep.id, lambda p: p["lr"])
+    assert ended.state == SweepState.FINISHED
+    await world.scheduler.close()
+    world.database.close()
+    _assert_six_once(tmp_path / "adjutant.sqlite3", sweep.id)
+
+
+def test_search_trials_mapping() -> None:
+    from adjutant.sweeps.service import search_trials
+    from adjutant.sweeps.store import TrialRow
+
+    def row(number: int, state: TrialState, value: float | None, read: bool) -> TrialRow:
+        return TrialRow("s", number, {"x": number}, "r", "j", state, value, None, None, T0, None, read)
+
+    mapped = search_trials(
+        [
+            row(1, TrialState.DONE, 0.5, True),
+            row(2, TrialState.DONE, None, False),
+            row(3, TrialState.DONE, None, True),
+            row(4, TrialState.RUNNING, None, False),
+            row(5, TrialState.STOPPED, 0.9, True),
+        ]
+    )
+    assert [t.state for t in mapped] == ["done", "pending", "failed", "pending", "stopped"]

@@ -241,7 +241,11 @@ def test_the_controller_hands_out_one_run_per_agent_until_run_cap(wb: WandbStand
     assert wb.runs()[first["run_id"]].state == "crashed", "its child ended without wandb.init"
     assert commands(api, agent, []) == [{"type": "exit"}], "run_cap reached"
     assert wb.counts["Heartbeat"] == 4
-    assert wandb.Api().sweep(f"team/proj/{sweep_id}").state == "FINISHED"
+    sweep = wandb.Api().sweep(f"team/proj/{sweep_id}")
+    assert sweep.state == "FINISHED" and sweep.expected_run_count == 2
+    [seen] = sweep.agents()
+    assert (seen.host, seen.state, seen.totalRuns) == ("gpu1", "FINISHED", 2)
+    assert sweep.agent(seen.id).host == "gpu1"
 
 
 def test_pause_cancel_and_a_deleted_sweep_as_the_agent_hears_them(wb: WandbStandIn) -> None:

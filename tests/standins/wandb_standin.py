@@ -373,8 +373,6 @@ def parse_sweep_config(text: str | None) -> tuple[dict[str, Any], list[str]]:
     if not isinstance(parameters, dict) or not parameters:
         raise SweepRefusal("Invalid sweep config: 'parameters' is a required property (a non-empty mapping)")
     for name, spec in parameters.items():
-        if method == "grid" and isinstance(spec, dict) and "parameters" in spec:
-            raise SweepRefusal(f"Invalid sweep config: nested parameters ({name!r}) are not modelled for grid here")
         _check_parameter(str(name), spec, method)
     metric = config.get("metric")
     if metric is not None:
@@ -402,6 +400,10 @@ def parse_sweep_config(text: str | None) -> tuple[dict[str, Any], list[str]]:
 
 
 def _grid_values(spec: dict[str, Any]) -> list[Any]:
+    if "parameters" in spec:  # nested: every combination of the inner parameters, as one dict value
+        inner = spec["parameters"]
+        cells = itertools.product(*(_grid_values(inner[name]) for name in inner))
+        return [dict(zip(inner, cell, strict=True)) for cell in cells]
     if "value" in spec:
         return [spec["value"]]
     if "values" in spec:

@@ -37,7 +37,7 @@ from types import FrameType
 USAGE = 'usage: agent_job.py \'{"sweep": "entity/project/sweep_id"}\''
 #: ``entity/project/sweep_id``: the full path, so the trial's wandb.init writes to the sweep's project (a bare id
 #: would leave the trainer on the default entity and project).
-SWEEP_PATH = re.compile(r"[\w.-]+/[\w.-]+/[A-Za-z0-9]+")
+SWEEP_PATH = re.compile(r"[^/\s][^/]*/[^/\s][^/]*/[A-Za-z0-9]+")
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)
 #: What the job's environment may carry that must not reach W&B's agent: WANDB_SILENT hides what the agent says;
 #: the job's own run id, sweep id and param file are the agent's to set for the trial it starts; a service socket

@@ -15,14 +15,17 @@ import re
 import sqlite3
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from adjutant.clock import iso_seconds
 from adjutant.numbers import parse_decimal, parse_whole, shown
 from adjutant.render import plain, truncate
 from adjutant.runs import RunInfo
+
+if TYPE_CHECKING:
+    from adjutant.projects import ProjectRoute
 
 #: The outbox "project" of alerts about Adjutant's own jobs that W&B does not know about (log patterns).
 JOBS_OUTBOX = "adjutant:jobs"
@@ -787,13 +790,25 @@ def parse_policies(text: str) -> dict[str, float | None]:
 @dataclass(frozen=True)
 class AlertPolicy:
     """ADJUTANT_ALERT_POLICY: per alert kind, minutes of grace before its job is stopped (0: at once). A kind that is
-    not listed only notifies."""
+    not listed only notifies. ``projects``: per project key (``entity/project``), a projects file's own
+    ``alert_policy``, whose kinds replace the global policy's for that project's alerts."""
 
     stops: Mapping[str, float | None]
+    projects: Mapping[str, Mapping[str, float | None]] = field(default_factory=dict)
 
-    def grace(self, kind: AlertKind) -> float | None:
-        """Minutes until an alert of ``kind`` stops its job, or None (notify only)."""
-        return self.stops.get(str(kind))
+    @classmethod
+    def for_routes(cls, stops: Mapping[str, float | None], routes: Iterable[ProjectRoute]) -> AlertPolicy:
+        """The global policy and each route's own (``alert_policy`` in its ``[[projects]]`` table)."""
+        projects: dict[str, dict[str, float | None]] = {}
+        for route in routes:
+            if route.project_key is not None and route.alert_policy is not None:
+                projects.setdefault(route.project_key, {}).update(dict(route.alert_policy))
+        return cls(stops, projects)
+
+    def grace(self, kind: AlertKind, project: str | None = None) -> float | None:
+        """Minutes until an alert of ``kind`` (about ``project``) stops its job, or None (notify only)."""
+        own = self.projects.get(project or "", {})
+        return own[str(kind)] if str(kind) in own else self.stops.get(str(kind))
 
     @staticmethod
     def describe(minutes: float) -> str:
@@ -806,7 +821,7 @@ def decide_action(db: sqlite3.Connection, alert: Alert, policy: AlertPolicy) -> 
     NONE. An alert decided before (by the card or the acting loop, whichever came first) keeps its decision."""
     if alert.action_state is not None:
         return alert
-    minutes = policy.grace(alert.kind)
+    minutes = policy.grace(alert.kind, alert.project)
     state, at = ActionState.NONE, None
     if minutes is not None and alert.job_id is None:
         state = ActionState.CANNOT

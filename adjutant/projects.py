@@ -10,6 +10,7 @@ experiment_script = "examples/mnist/run_experiment.sh"   # optional: `$experimen
 launch_roles = ["ml-team"]         # optional; launch_users likewise; default: the global rule
 metric = "val_loss"                # optional; metric_goal likewise
 launcher = "container"             # optional: where its jobs run (default ADJUTANT_LAUNCHER)
+alert_policy = "gpu-idle=stop after 30, nan=stop"   # optional: its kinds replace ADJUTANT_ALERT_POLICY's here
 image = "localhost/mnist:3"        # optional, with the container launcher: the image its jobs run in
 ```
 """
@@ -35,6 +36,8 @@ KEYS = {
     "metric_goal": '"min" or "max"',
     "image": "a container image name, e.g. localhost/mnist:3",
     "launcher": 'where its jobs run: "local", "slurm", "ray" or "container" (default: ADJUTANT_LAUNCHER)',
+    "alert_policy": 'per alert kind, notify, stop or stop after <minutes>, e.g. "gpu-idle=stop after 30, nan=stop"'
+    " (its kinds replace ADJUTANT_ALERT_POLICY's for this project)",
 }
 #: The backends a projects table may pick (ADJUTANT_LAUNCHER's values).
 LAUNCHERS = ("local", "slurm", "ray", "container")
@@ -61,6 +64,9 @@ class ProjectRoute:
     image: str | None = None
     #: Where its jobs run (local, slurm, ray, container); None: ADJUTANT_LAUNCHER.
     launcher: str | None = None
+    #: Its own alert policy, (kind, minutes of grace: 0 at once, None notify) pairs over ADJUTANT_ALERT_POLICY's;
+    #: None: the global one only.
+    alert_policy: tuple[tuple[str, float | None], ...] | None = None
 
     @property
     def project_key(self) -> str | None:
@@ -164,6 +170,12 @@ def _check_table(
 
 
 def _value(key: str, value: Any, folder: Path, check_script: Callable[[str], Path]) -> Any:
+    if key == "alert_policy":
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(f"got {value!r}")
+        from adjutant.alerts import parse_policies  # only with a policy in the file
+
+        return tuple(parse_policies(value).items())  # ValueError: says which part is wrong
     if key == "launcher":
         if value not in LAUNCHERS:
             raise ValueError(f"got {value!r}")

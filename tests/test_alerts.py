@@ -14,12 +14,16 @@ from adjutant.alerts import (
     END_TAIL_CHARS,
     END_TAIL_LINES,
     JOBS_OUTBOX,
+    AlertKind,
+    AlertPolicy,
     Op,
     RuleError,
     RuleSpec,
     WatchRule,
+    decide_action,
     parse_rule,
     pattern_name,
+    record_alert,
     rule_events,
     scan_log,
     shown_in_tail,
@@ -27,7 +31,7 @@ from adjutant.alerts import (
 from adjutant.jobs import JobState, JobStore, JobUpdate
 from adjutant.runs import GpuIdleRule, RunInfo, transitions
 from adjutant.scheduler import Scheduler
-from adjutant.settings import RUN_EVENTS
+from adjutant.settings import RUN_EVENTS, ConfigError, Settings
 from adjutant.store import Store
 from adjutant.wandb_source import WandbSource
 from adjutant.watcher import Watcher, WatchRules
@@ -84,7 +88,7 @@ def test_a_rule_fires_once_per_crossing_and_rearms_when_the_value_goes_back() ->
     told = []
     for value in (1.0, 2.5, 3.0, 1.5, 1.0, 2.1, None, 2.2):
         summary = {} if value is None else {"loss": value}
-        events, fired, rearmed = rule_events([rule], run(**summary), hits)
+        events, fired, rearmed = rule_events([rule], RunInfo(id="r", name="n", state="running", summary=summary), hits)
         hits = (hits | fired) - rearmed
         told += events
     assert told == ["rule:7", "rule:7"], "crossed at 2.5, back at 1.5, crossed again at 2.1; a missing value is no news"
@@ -287,3 +291,46 @@ async def test_a_pattern_printed_10000_times_is_one_alert_across_restarts(tmp_pa
     await second.close()
     await asyncio.to_thread(store.close)
     runs.close()
+
+
+# --- per-project alert policies (a [[projects]] table's alert_policy) --------------------------------------------
+def test_a_projects_table_may_set_its_own_alert_policy_over_the_global_one(tmp_path: Path) -> None:
+    config = tmp_path / "adjutant.toml"
+    config.write_text(
+        '[[projects]]\nproject = "mnist"\nchannel = "general"\nalert_policy = "gpu_idle=stop after 10, nan=notify"\n\n'
+        '[[projects]]\nproject = "vision"\nchannel = "vision"\n'
+    )
+    env = {
+        "ADJUTANT_CONFIG": str(config),
+        "WANDB_ENTITY": "team",
+        "ADJUTANT_ALERT_POLICY": "nan=stop, no-progress=stop",
+    }
+    settings = Settings.from_env(env)
+    mnist, vision = settings.routes
+    assert mnist.alert_policy == (("gpu-idle", 10.0), ("nonfinite", None)) and vision.alert_policy is None
+    policy = AlertPolicy.for_routes(settings.alert_policy, settings.routes)
+    assert policy.grace(AlertKind.GPU_IDLE, "team/mnist") == 10.0
+    assert policy.grace(AlertKind.NONFINITE, "team/mnist") is None, "the table's notify replaces the global stop"
+    assert policy.grace(AlertKind.NO_PROGRESS, "team/mnist") == 0.0, "a kind the table does not name: the global one"
+    assert (
+        policy.grace(AlertKind.GPU_IDLE, "team/vision") is None
+        and policy.grace(AlertKind.NONFINITE, "team/vision") == 0.0
+    )
+    assert policy.grace(AlertKind.NONFINITE) == 0.0  # an alert of no project (a job's log): the global policy
+    store = Store(tmp_path / "db")
+    with store.transaction() as db:
+        first = record_alert(db, "team/mnist", AlertKind.GPU_IDLE, run_id="r1", job_id="j1", now=NOW)
+        second = record_alert(db, "team/vision", AlertKind.GPU_IDLE, run_id="r2", job_id="j2", now=NOW)
+    alerts = [store.alert(first), store.alert(second)]
+    with store.transaction() as db:
+        mnist_alert, vision_alert = (decide_action(db, a, policy) for a in alerts if a is not None)
+    assert mnist_alert.action_at == NOW + dt.timedelta(minutes=10) and mnist_alert.action_note == "stop after 10 min"
+    assert vision_alert.action_at is None and vision_alert.action_note is None
+
+
+def test_a_bad_alert_policy_in_the_projects_file_names_its_line(tmp_path: Path) -> None:
+    config = tmp_path / "adjutant.toml"
+    config.write_text('[[projects]]\nproject = "mnist"\nchannel = "general"\nalert_policy = "gpu-idle=halt"\n')
+    with pytest.raises(ConfigError, match=re.escape("adjutant.toml:4: alert_policy must be per alert kind")) as caught:
+        Settings.from_env({"ADJUTANT_CONFIG": str(config)})
+    assert "'halt' is not a policy: notify, stop, or stop after <minutes>" in str(caught.value)

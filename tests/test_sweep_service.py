@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,8 @@ from adjutant.scheduler import Scheduler
 from adjutant.sweeps.config import parse_sweep_config
 from adjutant.sweeps.service import BY_HYPERBAND, SweepLaunch, SweepRefused, SweepService
 from adjutant.sweeps.store import SweepRow, SweepStore
-from adjutant.sweeps.wandb_sweeps import RunReading, WandbSweepInfo, split_path
+from adjutant.sweeps.wandb_sweeps import RunReading, WandbSweepInfo, WandbSweeps, split_path
+from tests.standins.wandb_standin import WandbStandIn
 from tests.test_scheduler import FakeLauncher
 
 T0 = dt.datetime(2026, 12, 7, 12, 0, tzinfo=dt.UTC)
@@ -668,3 +670,109 @@ def test_search_trials_mapping() -> None:
         ]
     )
     assert [t.state for t in mapped] == ["done", "pending", "failed", "pending", "stopped"]
+
+
+# --- against the W&B stand-in (the real wandb client) and the real local launcher ------------------------------------
+def test_wandb_sweeps_against_the_stand_in(
+    wandb_standin: WandbStandIn, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Create (controller local, one UpsertSweep, nothing printed, the process's WANDB_ENTITY/WANDB_PROJECT as they
+    were), read back, set its state, read given runs' metric in ONE request, a run's sampled history."""
+    monkeypatch.setenv("WANDB_PROJECT", "elsewhere")
+    side = WandbSweeps(timeout=10)
+    config = parse_sweep_config(RANDOM6)
+    sweep_id = side.create("team", "proj", config.raw)
+    assert capsys.readouterr().out == ""
+    assert os.environ["WANDB_PROJECT"] == "elsewhere" and "WANDB_ENTITY" not in os.environ
+    fake = wandb_standin.sweep(sweep_id)
+    assert fake.local_controller and fake.config["method"] == "random" and fake.config["run_cap"] == 6
+    assert wandb_standin.counts["UpsertSweep"] == 1
+    assert side.sweep(f"team/proj/{sweep_id}") == WandbSweepInfo("RUNNING", 0, 6)
+    side.set_state("team", "proj", sweep_id, "PAUSED")
+    assert wandb_standin.sweep(sweep_id).state == "PAUSED"
+    side.set_state("team", "proj", sweep_id, "RUNNING")
+    side.set_state("team", "proj", sweep_id, "CANCELED")
+    assert wandb_standin.sweep(sweep_id).state == "CANCELED"
+    assert os.environ["WANDB_PROJECT"] == "elsewhere" and "WANDB_ENTITY" not in os.environ
+    wandb_standin.create_run("r1", state="finished")
+    wandb_standin.log("r1", [{"loss": 1.0}, {"loss": 0.5}])
+    wandb_standin.create_run("r2", summary={"acc": 0.9})
+    wandb_standin.reset_counts()
+    readings = side.runs("team", "proj", ["r1", "r2", "gone"], "loss")
+    assert readings == {"r1": RunReading("r1", "finished", 1.0, 0.5), "r2": RunReading("r2", "running", None, None)}
+    assert wandb_standin.counts["Runs"] == 1 and wandb_standin.counts["__total__"] == 1
+    assert side.history("team", "proj", "r1", "loss") == [(0.0, 1.0), (1.0, 0.5)]
+
+
+#: A trial for the end-to-end test: logs loss = (x - 0.3)² at steps 0..2 on the real wandb client.
+TRIAL = """#!{python}
+import json, sys
+import wandb
+params = json.loads(sys.argv[1])
+run = wandb.init(config=params)
+for step in range(3):
+    run.log({{"loss": (params["x"] - 0.3) ** 2 + (2 - step) * 0.01}})
+run.finish()
+"""
+QUADRATIC = """
+method: random
+metric: {name: loss, goal: minimize}
+run_cap: 4
+parameters:
+  x: {min: 0.0, max: 1.0}
+"""
+
+
+@pytest.mark.timeout(240)
+async def test_a_search_sweep_end_to_end_on_the_local_launcher_and_the_stand_in(
+    wandb_standin: WandbStandIn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """services.sweeps as Services builds it: 4 random trials, 2 at once, each a real job whose run is attached to
+    the one W&B sweep with exactly its parameters as config; the values read back from W&B; the sweep finishes."""
+    from adjutant.services import Services
+    from adjutant.settings import Settings
+
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    script = tmp_path / "trial.py"
+    script.write_text(TRIAL.format(python=sys.executable))
+    script.chmod(0o755)
+    settings = Settings.from_env(
+        {"ADJUTANT_STATE_DIR": str(tmp_path / "state"), "ADJUTANT_MAX_CONCURRENT": "3", "ADJUTANT_POLL_SECONDS": "5"}
+    )
+    services = await Services.open(settings)
+    try:
+        sweeps = services.sweeps
+        row = await sweeps.create(
+            kind="search", config=parse_sweep_config(QUADRATIC), wandb_sweep=None, route="general", project="proj",
+            entity="team", channel_id=100, requested_by_id=7, requested_by="ada", parallel=2, seed=11,
+            launch=SweepLaunch(script=str(script)),
+        )  # fmt: skip
+        most = 0
+        deadline = time.monotonic() + 200
+        while True:
+            await sweeps.tick()
+            await services.scheduler.run_pass()
+            most = max(most, len(services.jobs.where(ACTIVE)))
+            view = await sweeps.view(row.id)
+            assert view is not None
+            if view.sweep.state.ended:
+                break
+            assert time.monotonic() < deadline, view
+            await asyncio.sleep(0.2)
+        assert view.sweep.state == SweepState.FINISHED, view.sweep.note
+        assert most <= 2 and len(view.trials) == 4 and view.counts["done"] == 4
+        wandb_id = view.sweep.wandb_sweep_id
+        assert wandb_id is not None and list(wandb_standin.sweeps) == [("team", "proj", wandb_id)]
+        assert wandb_standin.sweep(wandb_id).local_controller
+        runs = {r.name: r for r in wandb_standin.sweep_runs(wandb_id)}
+        assert set(runs) == {t.wandb_run_id for t in view.trials}, "every trial's run carries the sweep's id"
+        for trial in view.trials:
+            run = runs[trial.wandb_run_id or ""]
+            assert run.config == dict(trial.params), "its config holds exactly the trial's parameters"
+            assert trial.value == pytest.approx((trial.params["x"] - 0.3) ** 2)
+        assert view.best is not None and view.best.value == min(t.value for t in view.trials if t.value is not None)
+        # W&B requests of the service itself, per trial: the creation once, a metric read per pass that saw ends
+        assert sweeps.requests["create"] == 1 and sweeps.requests["runs"] <= 4
+        assert wandb_standin.sweep(wandb_id).state == "FINISHED"
+    finally:
+        await services.release()

@@ -446,14 +446,18 @@ class Watcher:
         window is read from the step where its last N values begin (learned from the previous answer: the pace of
         its logging), so an answer holds about 2N rows, exactly as logged; an answer W&B had to sample gives no
         reading (only a narrower range for the next read). A failed read is logged; the poll goes on."""
+        running = {run.id for run in runs if run.state == RunState.RUNNING}  # every running run comes back each poll
+        for run_id in [r for r in self._history_marks if r not in running]:
+            del self._history_marks[run_id]
+        for key in [k for k in self._spacing if k[0] not in running]:
+            del self._spacing[key]
         on_history = [r for r in rules if r.term.needs_history]
         if not on_history:
             return {}
         asks: dict[str, list[HistorySpec]] = {}
         plans: dict[str, list[tuple[HistorySpec, int]]] = {}  # per run: each spec and its window (0: whole run)
         for run in runs:
-            if run.state != RunState.RUNNING:
-                self._history_marks.pop(run.id, None)
+            if run.id not in running:
                 continue
             windows: dict[str, int] = {}
             whole: set[str] = set()

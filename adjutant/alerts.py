@@ -1,5 +1,7 @@
-"""Run health alerts, Discord-free: watch rules (``$watch val_loss > 2``), log patterns, mutes, and the alert
-records behind the alert card's buttons.
+"""Run health alerts, Discord-free: watch rules (``$watch val_loss > 2``, and over windows and other runs:
+``avg(val_loss, 5) > 2``, ``change(loss, 10, 50) > 25%``, ``zscore(accuracy, 30) < -2``, ``plateau(val_loss, 5)``,
+``diverging(loss, 3)``: parsed and evaluated here, the history they read fetched by the watcher), log patterns,
+mutes, the alert records behind the alert card's buttons, and the alert policies (global and per project).
 
 Everything here is pure except the SQL helpers, which take an open transaction: an alert is recorded in the
 same transaction as the memory that caused it (a run's new state, a rule's hit, a log's new offset), so each

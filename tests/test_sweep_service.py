@@ -776,3 +776,89 @@ async def test_a_search_sweep_end_to_end_on_the_local_launcher_and_the_stand_in(
         assert wandb_standin.sweep(wandb_id).state == "FINISHED"
     finally:
         await services.release()
+
+
+#: The program of a sweep made with ``wandb sweep``: W&B's agent runs it with ``${args_json}``; it records its argv.
+AGENT_TRIAL = """#!{python}
+import json, os, sys
+import wandb
+with open(os.path.join({out!r}, os.environ["WANDB_RUN_ID"] + ".argv"), "w") as record:
+    json.dump(sys.argv[1:], record)
+params = json.loads(sys.argv[1])
+run = wandb.init()
+run.log({{"loss": (params["x"] - 0.3) ** 2}})
+run.finish()
+"""
+
+
+@pytest.mark.slow  # W&B's agent costs each trial one 5 s poll cycle at least
+@pytest.mark.timeout(240)
+async def test_agents_2_on_a_3_cell_grid_against_the_stand_ins_controller(
+    wandb_standin: WandbStandIn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An agents pool of 2 on a 3-cell grid made with wandb.sweep: the agent jobs run the packaged agent_job.py
+    (through the launcher the service writes), W&B's controller hands out the 3 cells, never more than 2 agents run
+    at once, each trial got one JSON argument equal to what W&B handed out, and the pool ends when the grid is done."""
+    import wandb
+
+    from adjutant.services import Services
+    from adjutant.settings import Settings
+    from adjutant.sweeps.service import AGENT_SCRIPT
+
+    monkeypatch.setenv("WANDB_ENTITY", "team")  # wandb.sweep() sets them in os.environ: put back after the test
+    monkeypatch.setenv("WANDB_PROJECT", "proj")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    out = tmp_path / "out"
+    out.mkdir()
+    program = tmp_path / "train.py"
+    program.write_text(AGENT_TRIAL.format(python=sys.executable, out=str(out)))
+    program.chmod(0o755)
+    config = {
+        "method": "grid",
+        "program": str(program),
+        "command": ["${env}", "${interpreter}", "${program}", "${args_json}"],
+        "metric": {"name": "loss", "goal": "minimize"},
+        "parameters": {"x": {"values": [0.1, 0.5, 0.9]}},
+    }
+    wandb_id = await asyncio.to_thread(wandb.sweep, config, entity="team", project="proj")
+    settings = Settings.from_env(
+        {"ADJUTANT_STATE_DIR": str(tmp_path / "state"), "ADJUTANT_MAX_CONCURRENT": "4", "ADJUTANT_POLL_SECONDS": "5"}
+    )
+    services = await Services.open(settings)
+    try:
+        sweeps = services.sweeps
+        row = await sweeps.create(
+            kind="agents", config=None, wandb_sweep=f"team/proj/{wandb_id}", route="general", project=None,
+            entity=None, channel_id=100, requested_by_id=7, requested_by="ada", parallel=2, seed=None,
+            launch=SweepLaunch(script="unused", time_limit=600.0),
+        )  # fmt: skip
+        most = 0
+        deadline = time.monotonic() + 200
+        while True:
+            await sweeps.tick()
+            await services.scheduler.run_pass()
+            most = max(most, len(services.jobs.where(ACTIVE)))
+            view = await sweeps.view(row.id)
+            assert view is not None
+            if view.sweep.state.ended:
+                break
+            assert time.monotonic() < deadline, (view.sweep, view.trials)
+            await asyncio.sleep(0.3)
+        assert view.sweep.state == SweepState.FINISHED, view.sweep.note
+        assert most <= 2
+        jobs = [j for j in services.jobs.recent(50) if j.sweep_id == row.id]
+        launcher = Path(jobs[0].script)
+        assert launcher.name == "agent_job.py" and launcher.parent == tmp_path / "state" / "sweeps"
+        assert str(AGENT_SCRIPT) in launcher.read_text() and os.access(launcher, os.X_OK)
+        assert all(j.params == {"sweep": f"team/proj/{wandb_id}"} for j in jobs)
+        handed = wandb_standin.handed_out(wandb_id)
+        assert sorted(h["x"] for h in handed) == [0.1, 0.5, 0.9], "each cell once"
+        argv = sorted(json.loads((out / f"{r.name}.argv").read_text())[0] for r in wandb_standin.sweep_runs(wandb_id))
+        assert [json.loads(a) for a in argv] == [{"x": 0.1}, {"x": 0.5}, {"x": 0.9}]
+        assert all(
+            len(json.loads((out / f"{r.name}.argv").read_text())) == 1 for r in wandb_standin.sweep_runs(wandb_id)
+        )
+        assert 3 <= len(jobs) <= 5, "the pool ends once the controller has nothing more"
+        assert "finished" in (view.sweep.note or "")
+    finally:
+        await services.release()

@@ -30,7 +30,9 @@ import builtins
 import datetime as dt
 import logging
 import math
+import os
 import random
+import sys
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -65,6 +67,16 @@ log = logging.getLogger(__name__)
 
 #: The script of an agent job (``wandb agent --count 1``), shipped in the package.
 AGENT_SCRIPT = Path(__file__).resolve().parent / "agent_job.py"
+#: What an agent job runs: the packaged agent on the bot's own interpreter. A job's script is run by path (the
+#: supervisor, sbatch), and the packaged module is neither executable nor tied to an interpreter, so the service
+#: writes this launcher (once, in the state folder) and queues it.
+AGENT_LAUNCHER = """#!{python}
+# Written by Adjutant: an $agents job runs adjutant/sweeps/agent_job.py on the bot's interpreter.
+import os
+import sys
+
+os.execv({python!r}, [{python!r}, {agent!r}, *sys.argv[1:]])
+"""
 #: ``cancelled_by`` of the jobs the service cancels, by why: the trial's note is made from it.
 BY_HYPERBAND = "hyperband"
 BY_STOP = "the sweep's stop"
@@ -160,6 +172,20 @@ def search_trials(trials: Sequence[TrialRow]) -> list[search.Trial]:
     return out
 
 
+def agent_launcher(folder: Path, agent: Path = AGENT_SCRIPT, python: str = sys.executable) -> Path:
+    """(blocking) The executable ``folder/agent_job.py`` that runs ``agent`` on ``python`` (:data:`AGENT_LAUNCHER`),
+    written unless it is there already as it should be."""
+    path = folder / "agent_job.py"
+    text = AGENT_LAUNCHER.format(python=python, agent=str(agent))
+    if not (path.is_file() and path.read_text() == text and os.access(path, os.X_OK)):
+        folder.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(text)
+        temporary.chmod(0o755)
+        temporary.replace(path)
+    return path
+
+
 def _failure_of(job: Job) -> tuple[int | None, str]:
     """(blocking: reads its log) What a failed job's failure looks like: its exit code and last line of output."""
     line = last_output_line(Path(job.log_path)) if job.log_path else ""
@@ -178,7 +204,7 @@ class SweepService:
         clock: Callable[[], dt.datetime] = utcnow,
         progress_of: Callable[[Job], float | None] | None = None,
         poll_seconds: float = 30.0,
-        agent_script: Path = AGENT_SCRIPT,
+        agent_script: Path | None = None,
         history_samples: int = 500,
     ) -> None:
         self.store = store
@@ -190,6 +216,7 @@ class SweepService:
         #: At most this often per sweep, W&B is asked about running trials (hyperband) or an agents sweep's state
         #: when nothing else asks for it.
         self.poll_seconds = poll_seconds
+        #: What an agent job runs (None: :func:`agent_launcher` in the state folder, written on first use).
         self.agent_script = agent_script
         self.history_samples = history_samples
         self._lock = asyncio.Lock()
@@ -616,6 +643,8 @@ class SweepService:
         """Record trials (or agents) with their jobs in one transaction, then wake the scheduler."""
         trials = await asyncio.to_thread(self.store.trials, sweep.id)
         after = trials[-1].number if trials else 0
+        if sweep.kind == SweepKind.AGENTS and self.agent_script is None:
+            self.agent_script = await asyncio.to_thread(agent_launcher, self.scheduler.log_dir.parent / "sweeps")
         requests = [self._request(sweep, params) for params in proposals]
         recorded = await asyncio.to_thread(
             self.store.record_trials,
@@ -645,7 +674,7 @@ class SweepService:
         launch = sweep.launch
         return JobRequest(
             params=params,
-            script=launch.script if sweep.kind == SweepKind.SEARCH else str(self.agent_script),
+            script=launch.script if sweep.kind == SweepKind.SEARCH else str(self.agent_script or AGENT_SCRIPT),
             requested_by_id=sweep.requested_by_id,
             requested_by=sweep.requested_by,
             channel_id=sweep.channel_id,

@@ -114,14 +114,14 @@ async def main() -> None:
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--polls", type=int, default=30)
     args = parser.parse_args()
-    configurations = {
-        "no rules": {"rules": False, "history_polls": 6},
-        "5 history rules + 1 z-score, ADJUTANT_HISTORY_POLLS=6 (default)": {"rules": True, "history_polls": 6},
-        "the same, ADJUTANT_HISTORY_POLLS=1": {"rules": True, "history_polls": 1},
-        "naive: run.history per rule and run, every poll": {"rules": True, "history_polls": 6, "naive": True},
+    configurations = {  # (rules, ADJUTANT_HISTORY_POLLS, naive)
+        "no rules": (False, 6, False),
+        "5 history rules + 1 z-score, ADJUTANT_HISTORY_POLLS=6 (default)": (True, 6, False),
+        "the same, ADJUTANT_HISTORY_POLLS=1": (True, 1, False),
+        "naive: run.history per rule and run, every poll": (True, 6, True),
     }
     results = {}
-    for label, options in configurations.items():
+    for label, (rules, history_polls, naive) in configurations.items():
         with tempfile.TemporaryDirectory() as folder, WandbStandIn(entity="team", project="proj") as server:
             os.environ.update(
                 WANDB_BASE_URL=server.base_url,
@@ -129,7 +129,15 @@ async def main() -> None:
                 WANDB_DIR=str(Path(folder) / "wandb"),
                 WANDB_CONFIG_DIR=str(Path(folder) / "wandb-config"),
             )
-            results[label] = await measure(server, Path(folder), runs=args.runs, polls=args.polls, **options)
+            results[label] = await measure(
+                server,
+                Path(folder),
+                runs=args.runs,
+                polls=args.polls,
+                rules=rules,
+                history_polls=history_polls,
+                naive=naive,
+            )
     print(f"{args.runs} running runs logging between polls, {args.polls} polls each")
     print(
         "| configuration | requests per poll (runs logging) | requests per idle poll | sampled-history requests"

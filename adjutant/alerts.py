@@ -138,7 +138,7 @@ class Term:
         """As stored in a rule's ``metric`` column: ``val_loss``, ``avg(val_loss,5)``."""
         if self.fn is None:
             return self.metric
-        return f"{self.fn}({','.join([self.metric, *(f'{a:g}' for a in self.args)])})"
+        return f"{self.fn}({','.join([self.metric, *(f'{a:.12g}' for a in self.args)])})"
 
     def shown(self) -> str:
         """As people type it: ``avg(val_loss, 5)``."""

@@ -51,7 +51,7 @@ class AlertActions:
         self.replies = replies
         self.runs = runs
         #: ADJUTANT_ALERT_POLICY: which alerts stop their job, after how long.
-        self.policy = AlertPolicy(cog.settings.alert_policy)
+        self.policy = AlertPolicy.for_routes(cog.settings.alert_policy, cog.settings.routes)
 
     async def press(self, interaction: discord.Interaction, action: str, alert_id: int) -> None:
         if action == "mute":

@@ -81,7 +81,8 @@ class Runs(ReportingCog, name="Runs"):
         super().__init__(bot, settings, services, feeds)
         #: Each project's reporting, by project key.
         self.projects: dict[str, Reporting] = {}
-        policy = AlertPolicy(settings.alert_policy)  # a card whose job a policy stops says when
+        # A card whose job a policy (global, or its project's own) stops says when.
+        policy = AlertPolicy.for_routes(settings.alert_policy, settings.routes)
         for key, feed in feeds.items():
             destinations = feed.watcher.destinations
             outlets = [

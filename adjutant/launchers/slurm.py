@@ -393,8 +393,8 @@ class SlurmLauncher(Launcher):
         (None: nothing)."""
         assert job.external_id is not None
         if record is None:
-            reason = f"Slurm no longer knows job {job.external_id}"
-            return JobUpdate(state=JobState.LOST, reason=reason, ended_at=answered_at)
+            forgotten = f"Slurm no longer knows job {job.external_id}"
+            return JobUpdate(state=JobState.LOST, reason=forgotten, ended_at=answered_at)
         slurm_state = record["state"]
         described = slurm_state + (f" ({record['reason']})" if record["reason"] not in ("", "None") else "")
         state = STATE_MAP.get(slurm_state)

@@ -59,6 +59,8 @@ class FakeWandb:
         self.calls: list[tuple[Any, ...]] = []
         self.values: dict[str, float] = {}
         self.histories: dict[str, list[tuple[float, float]]] = {}
+        #: Runs W&B has seen logging (their last step), whatever their metric.
+        self.steps: dict[str, float] = {}
         self.info = WandbSweepInfo("RUNNING", 0, None)
         self.fail_create = 0
         self.fail_runs = 0
@@ -82,7 +84,9 @@ class FakeWandb:
         if self.fail_runs:
             self.fail_runs -= 1
             raise RuntimeError("W&B timed out")
-        return {r: RunReading(r, "finished", 10.0, self.values[r]) for r in run_ids if r in self.values}
+        found = {r: RunReading(r, "running", self.steps[r], None) for r in run_ids if r in self.steps}
+        found.update({r: RunReading(r, "finished", 10.0, self.values[r]) for r in run_ids if r in self.values})
+        return found
 
     def history(
         self, entity: str | None, project: str | None, run_id: str, metric: str, samples: int = 500
@@ -265,14 +269,12 @@ async def test_parallel_is_capped_by_what_the_scheduler_can_run(tmp_path: Path) 
 
 
 async def test_the_first_trial_is_a_canary(world: World) -> None:
+    world.scheduler.max_concurrent = 0  # the queue is busy elsewhere: the first trial waits
     sweep = await world.create(parallel=3)
-    await world.service.tick()  # the W&B sweep and the first trial
-    (first,) = world.trial_jobs(sweep.id)
-    world.jobs.update(first.id, held=1)  # the queue is busy elsewhere: it waits
     for _ in range(3):
         await world.step()
     assert len(world.trial_jobs(sweep.id)) == 1, "no second trial before the first runs"
-    world.jobs.update(first.id, held=0)
+    world.scheduler.max_concurrent = 4
     await world.scheduler.run_pass()  # it runs now
     await world.service.tick()
     assert len(world.trial_jobs(sweep.id)) == 3
@@ -372,10 +374,37 @@ async def test_hyperband_stops_a_trial_with_a_bad_metric_at_the_first_rung(world
     world.jobs.record_news(bad.id, JobUpdate(state=JobState.CANCELLED, ended_at=iso()))
     await world.step()
     trial = next(t for t in world.sweeps.trials(sweep.id) if t.job_id == bad.id)
-    assert trial.state == TrialState.STOPPED and trial.rung == 1
-    assert trial.note == "stopped early (hyperband, rung 1)"
+    assert trial.state == TrialState.STOPPED and trial.rung == 0  # the rung's index: the first
+    assert trial.note == "stopped early (hyperband, rung 0)"
     view = await world.service.view(sweep.id)
     assert view is not None and view.counts["stopped"] == 1
+
+
+async def test_hyperband_reads_the_steps_a_watcher_has_not_seen_paced(world: World) -> None:
+    """Without the watcher's steps: one W&B request for all running trials' steps, at most every step_seconds; past
+    the rung, their histories once each, and the bad one is stopped."""
+    now = [1000.0]
+    world.service.monotonic = lambda: now[0]
+    sweep = await world.create(HYPERBAND, parallel=3)
+    for _ in range(3):
+        await world.step()
+    good, bad, also_good = world.trial_jobs(sweep.id)
+    for job, values in ((good, [0.5, 0.3, 0.2, 0.1]), (bad, [5.0, 4.9, 4.8, 4.7]), (also_good, [0.6, 0.4, 0.3, 0.2])):
+        world.wandb.histories[job.wandb_run_id] = [(float(step), v) for step, v in enumerate(values)]
+        world.wandb.steps[job.wandb_run_id] = 1.0
+    reads = world.wandb.count("runs")
+    now[0] += 2.0
+    for _ in range(3):
+        await world.step()
+    assert world.wandb.count("runs") == reads + 1 and world.wandb.count("history") == 0  # once per step_seconds
+    for job in (good, bad, also_good):
+        world.wandb.steps[job.wandb_run_id] = 3.0
+    await world.step()
+    assert world.wandb.count("history") == 0  # not asked again yet: it cannot know
+    now[0] += 2.0
+    await world.step()
+    assert world.wandb.count("runs") == reads + 2
+    assert world.wandb.count("history") == 3 and world.launcher.cancelled == [bad.id]
 
 
 TARGET = """
@@ -862,3 +891,10 @@ async def test_agents_2_on_a_3_cell_grid_against_the_stand_ins_controller(
         assert "finished" in (view.sweep.note or "")
     finally:
         await services.release()
+
+
+async def test_a_sweep_without_a_metric_finishes_without_reading_values(world: World) -> None:
+    sweep = await world.create("method: grid\nparameters:\n  a: {values: [1, 2]}\n", parallel=2)
+    ended = await run_to_end(world, sweep.id, lambda p: 0.0)
+    assert ended.state == SweepState.FINISHED and len(world.sweeps.trials(sweep.id)) == 2
+    assert world.wandb.count("runs") == 0

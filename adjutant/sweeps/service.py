@@ -202,8 +202,10 @@ class SweepService:
         wandb: SweepsBackend,
         *,
         clock: Callable[[], dt.datetime] = utcnow,
+        monotonic: Callable[[], float] = time.monotonic,
         progress_of: Callable[[Job], float | None] | None = None,
         poll_seconds: float = 30.0,
+        step_seconds: float = 2.0,
         agent_script: Path | None = None,
         history_samples: int = 500,
     ) -> None:
@@ -211,6 +213,8 @@ class SweepService:
         self.scheduler = scheduler
         self.wandb = wandb
         self.clock = clock
+        #: Seconds for intervals (W&B reads' pacing); memory only.
+        self.monotonic = monotonic
         #: A running trial's step as the watcher's last poll saw it (no W&B request), or None.
         self.progress_of = progress_of or (lambda job: None)
         #: At most this often per sweep, W&B is asked about running trials (hyperband) or an agents sweep's state
@@ -218,9 +222,15 @@ class SweepService:
         self.poll_seconds = poll_seconds
         #: What an agent job runs (None: :func:`agent_launcher` in the state folder, written on first use).
         self.agent_script = agent_script
+        #: Hyperband: running trials' steps (when the watcher has not seen them past their next rung) are read at most
+        #: this often per sweep, and a trial's history at most this often.
+        self.step_seconds = step_seconds
+        self._steps_due: dict[str, float] = {}
+        self._step_seen: dict[tuple[str, int], tuple[float, float]] = {}
+        self._history_read: dict[tuple[str, int], float] = {}
         self.history_samples = history_samples
         self._lock = asyncio.Lock()
-        #: Per sweep: when W&B was last read for it (time.monotonic(); memory only: a restart reads sooner).
+        #: Per sweep: when W&B was last read for it (self.monotonic(); memory only: a restart reads sooner).
         self._polled: dict[str, float] = {}
         self._mirror_failures: dict[str, int] = {}
         #: W&B requests made, by kind (for the benchmark and the tests' figures).
@@ -399,7 +409,10 @@ class SweepService:
             if state.active:
                 changed |= await asyncio.to_thread(self.store.update_trial, sweep.id, trial.number, state=state)
                 continue
-            ends.append((trial, state, await asyncio.to_thread(self._end_columns, trial, job, state)))
+            values = await asyncio.to_thread(self._end_columns, trial, job, state)
+            if sweep.kind == SweepKind.AGENTS or config is None or config.metric is None:
+                values["value_read"] = 1  # no metric to read (an agent's trial is W&B's run, not this row)
+            ends.append((trial, state, values))
         if ends:
             changed |= bool(
                 await asyncio.to_thread(self.store.end_trials, sweep.id, [(t.number, s, v) for t, s, v in ends], now)
@@ -524,25 +537,36 @@ class SweepService:
         ]
         if not running:
             return changed
+        now = self.monotonic()
+        rungs = {t.number: band.next_rung(t.history[-1][0] if t.history else -1.0) for t, _ in running}
         steps = {t.number: self.progress_of(j) for t, j in running}
-        if any(step is None for step in steps.values()) and self._due(sweep.id):
+        unsure = [t for t, _ in running if (rung := rungs[t.number]) is not None and (steps[t.number] or -1.0) < rung]
+        if unsure and now >= self._steps_due.get(sweep.id, 0.0):
+            # Steps the watcher has not seen (or not yet past the next rung): one request for all running trials, the
+            # next one paced by each trial's speed towards its next rung (between step_seconds and poll_seconds).
             ids = [t.wandb_run_id for t, _ in running if t.wandb_run_id]
             try:
                 readings = await self._call("runs", self.wandb.runs, sweep.entity, sweep.project, ids, metric.name)
             except Exception as error:
                 log.warning("sweep %s: cannot read running trials' steps: %s", sweep.id, error)
                 readings = {}
+            waits = [self.poll_seconds]
             for trial, _ in running:
                 reading = readings.get(trial.wandb_run_id or "")
-                if steps[trial.number] is None and reading is not None:
-                    steps[trial.number] = reading.step
+                step = reading.step if reading is not None else None
+                if step is not None and (steps[trial.number] is None or step > (steps[trial.number] or 0.0)):
+                    steps[trial.number] = step
+                waits.append(self._pace(sweep.id, trial.number, steps[trial.number], rungs[trial.number], now))
+            self._steps_due[sweep.id] = now + max(self.step_seconds, min(waits))
         judged: dict[int, builtins.list[tuple[float, float]]] = {}
         for trial, _ in running:
             step = steps.get(trial.number)
-            last = trial.history[-1][0] if trial.history else -1.0
-            rung = band.next_rung(last)
+            rung = rungs[trial.number]
             if step is None or rung is None or step < rung:
                 continue
+            if now - self._history_read.get((sweep.id, trial.number), -math.inf) < self.step_seconds:
+                continue  # its history lagged its step a moment ago: not again at once
+            self._history_read[(sweep.id, trial.number)] = now
             try:
                 history = await self._call(
                     "history",
@@ -574,12 +598,25 @@ class SweepService:
         stops = search.hyperband_stops(config, {n: [(int(s), v) for s, v in h] for n, h in judged.items()}, others)
         for number, index in sorted(stops.items()):
             trial, job = next((t, j) for t, j in running if t.number == number)
-            note = f"stopped early (hyperband, rung {index + 1})"
-            if await asyncio.to_thread(self.store.update_trial, sweep.id, number, rung=index + 1, note=note):
+            note = f"stopped early (hyperband, rung {index})"
+            if await asyncio.to_thread(self.store.update_trial, sweep.id, number, rung=index, note=note):
                 log.info("sweep %s: trial %d %s", sweep.id, number, note)
                 await self.scheduler.cancel(job.id, BY_HYPERBAND)
                 changed = True
         return changed
+
+    def _pace(self, sweep_id: str, number: int, step: float | None, rung: float | None, now: float) -> float:
+        """Seconds until a running trial may reach its next rung, from its speed between two readings (the poll
+        interval when it is not known or not moving)."""
+        before = self._step_seen.get((sweep_id, number))
+        if step is not None:
+            self._step_seen[(sweep_id, number)] = (now, step)
+        if step is None:
+            return self.step_seconds  # not logging yet: look again soon
+        if rung is None or before is None or step <= before[1] or now <= before[0]:
+            return self.poll_seconds if rung is None else min(self.poll_seconds, self.step_seconds * 5)
+        rate = (step - before[1]) / (now - before[0])
+        return max(0.0, (rung - step) / rate)
 
     # --- search ---------------------------------------------------------------------------------
     async def _search(self, sweep: SweepRow, config: SweepConfig) -> bool:
@@ -716,7 +753,7 @@ class SweepService:
                 await asyncio.to_thread(self.store.update_sweep, sweep.id, note=note)
                 return True
             return False
-        self._polled[sweep.id] = time.monotonic()
+        self._polled[sweep.id] = self.monotonic()
         why = None
         if info.state != "RUNNING":
             why = f"W&B's sweep is {info.state.lower() or 'gone'}"
@@ -860,7 +897,7 @@ class SweepService:
 
     def _due(self, sweep_id: str) -> bool:
         """W&B may be asked about this sweep again (at most every :attr:`poll_seconds`)."""
-        return time.monotonic() - self._polled.get(sweep_id, -math.inf) >= self.poll_seconds
+        return self.monotonic() - self._polled.get(sweep_id, -math.inf) >= self.poll_seconds
 
     async def _call(self, kind: str, function: Callable[..., Any], *args: Any) -> Any:
         """One W&B call in a worker thread, counted."""

@@ -227,8 +227,8 @@ async def _serve(bot: discord.Client, token: str, *, collect: bool = True) -> No
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the bot (or ``--check``); returns the process exit code."""
     # Starting builds tens of thousands of objects that live as long as the process (modules, discord.py's and
-    # Adjutant's, classes, commands, the services): the garbage collector would walk them ~200 times (~45 ms of a
-    # ~0.35 s start, one full collection 15-20 ms of it) and free nothing. Off until the bot is set up (_serve), or
+    # Adjutant's, classes, commands, the services): the garbage collector would walk them ~120 times (30-40 ms of a
+    # ~0.35 s start, one full collection 14-22 ms of it) and free nothing. Off until the bot is set up (_serve), or
     # until main returns.
     collect = gc.isenabled()
     gc.disable()

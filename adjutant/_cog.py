@@ -10,6 +10,7 @@ import asyncio
 import logging
 import re
 import secrets
+import weakref
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -172,6 +173,24 @@ async def member_may_see(bot: commands.Bot, settings: Settings, user_id: int, pr
     return False
 
 
+#: One owner lookup at a time per bot: discord.py keeps the application's owner only once Discord has answered, so
+#: commands arriving together before that each asked Discord (40 launches at once: 40 requests).
+_OWNER_LOOKUPS: weakref.WeakKeyDictionary[commands.Bot, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+async def is_owner(bot: commands.Bot, user: discord.abc.User) -> bool:
+    """``bot.is_owner(user)``, asking Discord for the owner at most once however many commands come at once; False
+    when Discord cannot say."""
+    lock = _OWNER_LOOKUPS.setdefault(bot, asyncio.Lock())
+    try:
+        if bot.owner_id is None and not bot.owner_ids:
+            async with lock:  # the first caller asks; the others find the answer kept
+                return await bot.is_owner(user)
+        return await bot.is_owner(user)
+    except discord.HTTPException:
+        return False
+
+
 async def asker_of(
     bot: commands.Bot, settings: Settings, origin: commands.Context[Any] | discord.Interaction, route: ProjectRoute
 ) -> Asker:
@@ -182,17 +201,14 @@ async def asker_of(
     else:
         user = origin.user
         message_id = None
-    try:
-        is_owner = await bot.is_owner(user)
-    except discord.HTTPException:
-        is_owner = False
+    owner = await is_owner(bot, user)
     guild = origin.guild
     home = home_of(origin.channel)
     if home is not origin.channel:
         message_id = None  # the command is in a thread: the job's story opens in the channel, not as a reply
     return Asker(
         user=user,
-        is_owner=is_owner,
+        is_owner=owner,
         route=route,
         channel_id=getattr(home, "id", 0),
         guild_id=getattr(guild, "id", None),
@@ -262,11 +278,7 @@ class AdjutantCog(commands.Cog):
         """May ``user`` launch, cancel, set watch rules and mute alerts in ``channel`` (its launch rule)?"""
         from adjutant.access import may_launch
 
-        try:
-            is_owner = await self.bot.is_owner(user)
-        except discord.HTTPException:
-            is_owner = False
-        return may_launch(user, self.rule_for(channel), is_owner=is_owner)
+        return may_launch(user, self.rule_for(channel), is_owner=await is_owner(self.bot, user))
 
     async def audit(
         self, action: str, user: Any, channel: Any = None, *, target: str | None = None, detail: str | None = None

@@ -17,7 +17,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from adjutant._cog import NO_PINGS, AdjutantCog, add_with_services
+from adjutant._cog import NO_PINGS, AdjutantCog, add_with_services, is_owner
 from adjutant.access import is_admin
 from adjutant.clock import utcnow
 from adjutant.cogs._pager import send_pages
@@ -166,11 +166,7 @@ class Usage(AdjutantCog, name="Usage"):
 
         Administrators only.
         """
-        try:
-            owner = await self.bot.is_owner(ctx.author)
-        except discord.HTTPException:
-            owner = False
-        if not (owner or is_admin(ctx.author)):
+        if not (await is_owner(self.bot, ctx.author) or is_admin(ctx.author)):
             await self.audit("refused", ctx.author, ctx.channel, detail="audit")
             await self.reply(ctx, "Only members with the Administrator or Manage Server permission may read the audit.")
             return

@@ -79,6 +79,7 @@ async def setup(bot: commands.Bot) -> None:
     from adjutant.cogs.experiments import Experiments
     from adjutant.cogs.greeting import Greeting
     from adjutant.cogs.rules import Rules
+    from adjutant.cogs.sweeps import Sweeps
     from adjutant.cogs.usage import Usage
     from adjutant.cogs.wandb_runs import Runs
     from adjutant.grouping import add_cogs
@@ -89,6 +90,7 @@ async def setup(bot: commands.Bot) -> None:
     cogs: list[commands.Cog] = [
         Greeting(bot, settings),
         Experiments(bot, settings, services),
+        Sweeps(bot, settings, services),
         Usage(bot, settings, services),
     ]
     if settings.reporting_enabled:

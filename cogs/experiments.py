@@ -45,10 +45,11 @@ from adjutant.cogs._job_views import CancelButton, SweepConfirm
 from adjutant.cogs._launch_form import EditButton
 from adjutant.cogs._launch_replies import LaunchReplies
 from adjutant.cogs._pager import send_pages
+from adjutant.cogs.sweeps import Sweeps, read_config_file
 from adjutant.job_render import jobs_pages, sweep_preview
 from adjutant.jobs import ACTIVE, ENDED, Job, JobState, read_tail_bytes, tail_lines
 from adjutant.launch_render import cancel_text, queued_text
-from adjutant.launching import Asker, Launching, Queued, SweepPlan
+from adjutant.launching import Asker, Launching, Queued, SearchPlan, SweepPlan
 from adjutant.launching import Refused as NotLaunched
 from adjutant.numbers import NumberError, parse_whole
 from adjutant.render import MESSAGE_LIMIT, code_safe, truncate
@@ -166,15 +167,40 @@ class Experiments(AdjutantCog, name="Experiments"):
 
     @commands.hybrid_command(name="sweep")  # type: ignore[arg-type]  # discord.py stubs reject hybrid commands in cogs
     @app_commands.describe(
-        grid='a JSON object whose lists are the values to try, e.g. {"lr": [0.1, 0.01]}',
+        grid='a W&B sweep configuration (YAML or JSON), or a JSON object of lists, e.g. {"lr": [0.1, 0.01]}',
         gpus="GPUs for each job (default ADJUTANT_GPUS_PER_JOB)",
+        file="a W&B sweep configuration file (.yaml, .yml or .json)",
     )
-    async def sweep(self, ctx: commands.Context[Any], *, grid: str = "", gpus: int | None = None) -> None:
-        """Queue one experiment per combination: $sweep {"lr": [0.1, 0.01], "bs": [32, 64]}.
+    async def sweep(
+        self,
+        ctx: commands.Context[Any],
+        *,
+        grid: str = "",
+        gpus: int | None = None,
+        file: discord.Attachment | None = None,
+    ) -> None:
+        """Run a W&B sweep configuration (YAML/JSON, or a file) or a grid: $sweep {"lr": [0.1, 0.01]}.
 
-        Options before the grid: --gpus N, --time 2h, --no-canary.
+        Options before it: --parallel K, --seed N, --gpus N, --time 2h, --no-canary.
         """
-        plan = await self.launching.sweep(await self.asker(ctx), grid, gpus)
+        attachments = [file] if file is not None else list(ctx.message.attachments) if ctx.interaction is None else []
+        attached = None
+        if attachments:
+            read = await read_config_file(attachments[0])
+            if isinstance(read, NotLaunched):
+                await self.replies.refuse(ctx, read.text)
+                return
+            attached = read
+        plan = await self.launching.sweep(await self.asker(ctx), grid, gpus, attached=attached)
+        if isinstance(plan, SearchPlan):
+            sweeps = self.bot.get_cog("Sweeps")
+            if not isinstance(sweeps, Sweeps):
+                await self.replies.refuse(
+                    ctx, "Not queued: the Sweeps cog is not loaded, so W&B configurations cannot run."
+                )
+                return
+            await sweeps.preview(ctx, plan)
+            return
         if not isinstance(plan, SweepPlan):
             await self.replies.answer(ctx, plan, prefix=self.command_prefix(ctx))
             return

@@ -245,9 +245,14 @@ def check_script(settings: Settings) -> list[Finding]:
     return findings
 
 
+def launches_on(settings: Settings, launcher: str) -> bool:
+    """Does any channel launch on ``launcher`` (ADJUTANT_LAUNCHER, or a ``launcher`` key in the projects file)?"""
+    return settings.launcher == launcher or any(route.launcher == launcher for route in settings.routes)
+
+
 def check_ray(settings: Settings) -> list[Finding]:
-    """(blocking) With ADJUTANT_LAUNCHER=ray: Ray's job client installed and the Jobs API answering."""
-    if settings.launcher != "ray":
+    """(blocking) When a channel launches on Ray: Ray's job client installed and the Jobs API answering."""
+    if not launches_on(settings, "ray"):
         return []
     from adjutant.launchers import LaunchError
     from adjutant.launchers.ray import RayLauncher
@@ -278,9 +283,9 @@ def check_gpus(settings: Settings) -> list[Finding]:
 
 
 def check_containers(settings: Settings) -> list[Finding]:
-    """(blocking) With ADJUTANT_LAUNCHER=container: the runtime answers, each image is on this machine, and a trivial
-    container of each starts (and how long that took)."""
-    if settings.launcher != "container":
+    """(blocking) When a channel launches in containers: the runtime answers, each image is on this machine, and a
+    trivial container of each starts (and how long that took)."""
+    if not launches_on(settings, "container"):
         return []
     import time
 

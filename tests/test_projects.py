@@ -132,3 +132,16 @@ def test_a_table_may_pick_its_launcher(folder: Path) -> None:
     bad = write(folder, TWO.replace('metric = "val_loss"', 'metric = "val_loss"\nlauncher = "kubernetes"'))
     with pytest.raises(ConfigError, match=r"launcher must be where its jobs run.*got 'kubernetes'"):
         Settings.from_env({"ADJUTANT_CONFIG": str(bad)})
+
+
+def test_check_looks_at_a_backend_only_a_projects_table_names(folder: Path) -> None:
+    """--check checks Ray when one channel's table says ``launcher = "ray"``, though ADJUTANT_LAUNCHER is local."""
+    from adjutant.doctor import check_ray, launches_on
+
+    ray_table = TWO.replace('metric = "val_loss"', 'metric = "val_loss"\nlauncher = "ray"')
+    env = {"ADJUTANT_CONFIG": str(write(folder, ray_table)), "ADJUTANT_RAY_ADDRESS": "http://127.0.0.1:9"}
+    settings = Settings.from_env(env)
+    assert settings.launcher == "local" and launches_on(settings, "ray") and not launches_on(settings, "container")
+    findings = check_ray(settings)
+    assert [(f.check, f.ok) for f in findings] == [("ray", False)], findings
+    assert check_ray(Settings.from_env({"ADJUTANT_CONFIG": str(write(folder, TWO))})) == [], "no channel uses Ray"

@@ -125,6 +125,11 @@ def test_preview_says_method_trials_cap_parallel_seed_and_worst_case() -> None:
         time_limit=None, gpu_hours=None, where="team/proj/ab12cd34", metric=None,
     )  # fmt: skip
     assert agents["title"] == "W&B agents: 2 agents" and "at most 2 at once" in agents["description"]
+    pool = render.card(
+        Sweep(kind="agents", method=None, run_cap=None), [Trial(1, {"sweep": "team/proj/ab12cd34"})], goal=None
+    )
+    assert pool["title"] == "🔎 Sweep sweep-abc123 · W&B agents · running"
+    assert pool["description"].startswith("Agent jobs: **1** done · **0** running")
 
 
 def test_csv_has_every_trial_best_first_and_is_safe_in_a_spreadsheet() -> None:

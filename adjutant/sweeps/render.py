@@ -209,7 +209,8 @@ def card(
     _, colour = STATE_LOOK.get(state, ("🔎", 0x3498DB))
     found = counts(trials)
     lines = [count_line(found, sweep.run_cap)]
-    if sweep.kind == "agents":
+    if sweep.kind == "agents":  # its rows are agent jobs: each takes one trial from W&B, or finds none left
+        lines[0] = "Agent jobs: " + lines[0]
         where = f"{sweep.entity}/{sweep.project}/{sweep.wandb_sweep_id}" if sweep.wandb_sweep_id else "?"
         lines.append(f"W&B's controller hands out the trials of `{code_safe(where)}`; {sweep.parallel} agent(s).")
     else:

@@ -362,7 +362,8 @@ def ended_text(sweep: SweepLike, trials: Sequence[TrialLike], goal: Goal | None,
     state = str(sweep.state).lower()
     found = counts(trials)
     verb = "finished" if state == "finished" else "was stopped" if state == "stopped" else f"ended ({state})"
-    head = f"{mention + ' ' if mention else ''}Sweep `{sweep.id}` {verb}: {plural(len(trials), 'trial')}"
+    noun = "agent job" if sweep.kind == "agents" else "trial"
+    head = f"{mention + ' ' if mention else ''}Sweep `{sweep.id}` {verb}: {plural(len(trials), noun)}"
     extra = [f"{found[s]} {w}" for s, w in TRIAL_WORDS if found.get(s) and s != "done"]
     head += f" ({found['done']} done{', ' + ', '.join(extra) if extra else ''})."
     top = best(trials, goal)

@@ -731,6 +731,9 @@ def test_wandb_sweeps_against_the_stand_in(
     assert readings == {"r1": RunReading("r1", "finished", 1.0, 0.5), "r2": RunReading("r2", "running", None, None)}
     assert wandb_standin.counts["Runs"] == 1 and wandb_standin.counts["__total__"] == 1
     assert side.history("team", "proj", "r1", "loss") == [(0.0, 1.0), (1.0, 0.5)]
+    wandb_standin.log("r1", [{"loss": 0.25}])  # read again: W&B's news, not the client's cache
+    assert side.runs("team", "proj", ["r1", "r2", "gone"], "loss")["r1"] == RunReading("r1", "finished", 2.0, 0.25)
+    assert side.history("team", "proj", "r1", "loss")[-1] == (2.0, 0.25)
 
 
 #: A trial for the end-to-end test: logs loss = (x - 0.3)² at steps 0..2 on the real wandb client.

@@ -35,7 +35,8 @@ _SWEEP_SETS = ("WANDB_ENTITY", "WANDB_PROJECT")
 
 @dataclass(frozen=True)
 class RunReading:
-    """What W&B says of one run: its state, its last step and its metric's summary value (None: not logged)."""
+    """What W&B says of one run: its state, its last step (the summary's ``_step``, or its history's line count less
+    one when that is further) and its metric's summary value (None: not logged)."""
 
     run_id: str
     state: str | None
@@ -135,16 +136,21 @@ class WandbSweeps:
         if not ids:
             return {}
         api = self.api(entity)
+        api.flush()  # wandb.Api keeps every listing it made (by path and filters): the same ask would read the old one
         path = f"{entity}/{project}" if entity else str(project)
         found: dict[str, RunReading] = {}
         listing = api.runs(path, filters={"name": {"$in": ids}}, per_page=len(ids), lazy=False)
         for run in listing:
             summary = dict(run.summary_metrics or {})
             value = _number(summary.get(metric)) if metric else None
+            step = _number(summary.get("_step"))
+            lines = _number(getattr(run, "history_line_count", None))  # a running run's summary may lag its history
+            if lines is not None and lines > 0 and (step is None or lines - 1 > step):
+                step = lines - 1
             found[str(run.id)] = RunReading(
                 str(run.id),
                 str(run.state) if run.state else None,
-                _number(summary.get("_step")),
+                step,
                 None if value is None or math.isnan(value) else value,
             )
             if len(found) >= len(ids):
@@ -156,6 +162,7 @@ class WandbSweeps:
     ) -> list[tuple[float, float]]:
         """A run's sampled history of ``metric`` as (step, value), steps ascending (server-side sampled)."""
         api = self.api(entity)
+        api.flush()  # and every run it read
         path = f"{entity}/{project}/{run_id}" if entity else f"{project}/{run_id}"
         rows = api.run(path).history(keys=[metric], samples=samples, pandas=False)
         points = []

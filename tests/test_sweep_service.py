@@ -62,6 +62,8 @@ class FakeWandb:
         #: Runs W&B has seen logging (their last step), whatever their metric.
         self.steps: dict[str, float] = {}
         self.info = WandbSweepInfo("RUNNING", 0, None)
+        #: Runs of the sweep pending or running.
+        self.flying = 0
         self.fail_create = 0
         self.fail_runs = 0
         self.created: list[dict[str, Any]] = []
@@ -97,6 +99,10 @@ class FakeWandb:
     def sweep(self, path: str) -> WandbSweepInfo:
         self.calls.append(("sweep", path))
         return self.info
+
+    def in_flight(self, path: str) -> int:
+        self.calls.append(("in_flight", path))
+        return self.flying
 
     def count(self, kind: str) -> int:
         return sum(1 for call in self.calls if call[0] == kind)
@@ -561,11 +567,33 @@ async def test_agents_keep_n_jobs_until_w_and_bs_controller_has_nothing_more(wor
     row = world.sweeps.get(sweep.id)
     assert row is not None and row.exhausted_at is not None and "nothing more" in (row.note or "")
     assert len(world.trial_jobs(sweep.id)) == 3  # no replacement
+    trial = world.sweeps.trials(sweep.id)[2]
+    assert trial.state == TrialState.DROPPED and "no trial for it" in (trial.note or "")  # not a trial done
     world.end(world.trial_jobs(sweep.id)[1])
     await world.step()
     row = world.sweeps.get(sweep.id)
     assert row is not None and row.state == SweepState.FINISHED
     assert not any(call[0] == "set_state" for call in world.wandb.calls)  # the team's own sweep is left alone
+
+
+async def test_no_more_agents_than_trials_left(world: World) -> None:
+    """3 runs expected, 2 counted, one agent running that holds no trial yet: it will take the last one, so no agent
+    is added; once W&B says it holds one (a run in flight), the last trial is left for a new agent."""
+    world.wandb.info = WandbSweepInfo("RUNNING", 0, 3)
+    sweep = await world.service.create(
+        kind="agents", config=None, wandb_sweep="team/mnist/abc123", route="general", project="mnist",
+        entity="team", channel_id=100, requested_by_id=7, requested_by="ada", parallel=2, seed=None,
+        launch=SweepLaunch(script="unused"),
+    )  # fmt: skip
+    await world.step()
+    first, _ = world.trial_jobs(sweep.id)
+    world.wandb.info = WandbSweepInfo("RUNNING", 2, 3)
+    world.end(first)
+    await world.step()
+    assert len(world.trial_jobs(sweep.id)) == 2 and world.wandb.count("in_flight") == 1
+    world.wandb.flying = 1
+    await world.step()
+    assert len(world.trial_jobs(sweep.id)) == 3  # the running agent holds a trial: one more is left for another
 
 
 async def test_agents_stop_when_the_w_and_b_sweep_is_not_running_or_has_its_runs(world: World) -> None:

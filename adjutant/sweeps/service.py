@@ -103,6 +103,8 @@ class SweepsBackend(Protocol):
 
     def sweep(self, path: str) -> WandbSweepInfo: ...
 
+    def in_flight(self, path: str) -> int: ...
+
 
 class SweepRefused(ValueError):
     """A Pause, Resume or Stop the sweep's state does not allow (or an unknown sweep); ``str()`` is for the chat."""
@@ -759,17 +761,24 @@ class SweepService:
             why = f"W&B's sweep is {info.state.lower() or 'gone'}"
         elif info.expected is not None and info.run_count >= info.expected:
             why = f"W&B's sweep has all its {info.expected} runs"
-        else:
-            empty = next(
-                (
-                    t
-                    for t in trials
-                    if t.state == TrialState.DONE and t.runs_before is not None and info.run_count <= t.runs_before
-                ),
-                None,
+        # An agent that ended with no run created since it was queued got nothing from W&B's controller (its own run
+        # would be younger than its queueing): not a trial done, and the controller has nothing more.
+        empty = [
+            t
+            for t in trials
+            if t.state == TrialState.DONE and t.runs_before is not None and info.run_count <= t.runs_before
+        ]
+        for trial in empty:
+            await asyncio.to_thread(
+                self.store.update_trial,
+                sweep.id,
+                trial.number,
+                expect=(TrialState.DONE,),
+                state=TrialState.DROPPED,
+                note="W&B's controller had no trial for it",
             )
-            if empty is not None:
-                why = f"W&B's controller had nothing more (agent {empty.number} ended without a run)"
+        if why is None and empty:
+            why = f"W&B's controller had nothing more (agent {empty[0].number} ended without a run)"
         if why is not None:
             note = f"finished: {why}"
             moved = await asyncio.to_thread(
@@ -785,10 +794,19 @@ class SweepService:
             await self._drop_queued(sweep, BY_POOL)
             await self._finish_when_idle(sweep, note)
             return moved
+        if free > 0 and info.expected is not None:
+            # No more agents than trials left: those queued or running without a run yet will each take one.
+            waiting = len(active)
+            if waiting:
+                try:
+                    waiting -= await self._call("in_flight", self.wandb.in_flight, path)
+                except Exception as error:
+                    log.warning("sweep %s: cannot read W&B's runs in flight: %s", sweep.id, error)
+                    return False
+            free = min(free, info.expected - info.run_count - max(0, waiting))
         if free <= 0:
             return False
-        path_params = {"sweep": path}
-        return await self._record(sweep, [path_params] * free, runs_before=info.run_count)
+        return await self._record(sweep, [{"sweep": path}] * free, runs_before=info.run_count)
 
     # --- ending ---------------------------------------------------------------------------------
     async def _drop_queued(self, sweep: SweepRow, by: str) -> None:

@@ -8,7 +8,9 @@ What it sends (wandb 0.31, see ../shared/notes/wandb-sweeps.md), per call:
   ``wandb sweep --pause/--resume/--stop/--cancel`` does: there is no public setter), best effort;
 - :meth:`WandbSweeps.runs`: one ``Runs`` request for any number of runs (their state, step and metric);
 - :meth:`WandbSweeps.history`: a run's sampled history of one metric (``Run`` + ``SampledHistory``), for hyperband;
-- :meth:`WandbSweeps.sweep`: ``GetSweep`` (state, run count, expected run count), for agents.
+- :meth:`WandbSweeps.sweep`: ``GetSweep`` (state, run count, expected run count), for agents;
+- :meth:`WandbSweeps.in_flight`: one ``Runs`` request: how many of the sweep's runs are pending or running (agents:
+  how many of its agent jobs hold a trial already).
 
 The API key and base URL are the bot's own (``WANDB_API_KEY``/``WANDB_BASE_URL``, read by ``wandb.Api`` as
 :class:`adjutant.wandb_source.WandbSource` does); one ``Api`` per entity, reused.
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import math
 import os
 import threading
@@ -29,6 +32,8 @@ from adjutant.wandb_source import _API_CREATION
 
 #: ``wandb.sweep`` sets WANDB_ENTITY/WANDB_PROJECT in the process environment and prints: one creation at a time.
 _CREATION = threading.Lock()
+#: At most this many runs in flight are counted (one page: one request).
+IN_FLIGHT_PAGE = 200
 #: The variables ``wandb.sweep`` changes in ``os.environ`` (restored after it: jobs inherit the bot's environment).
 _SWEEP_SETS = ("WANDB_ENTITY", "WANDB_PROJECT")
 
@@ -185,3 +190,13 @@ class WandbSweeps:
             run_count=int(attrs.get("runCount") or 0),
             expected=int(expected) if isinstance(expected, int | float) and expected > 0 else None,
         )
+
+    def in_flight(self, path: str) -> int:
+        """How many runs of a W&B sweep (``entity/project/id``) are pending or running, in one request."""
+        entity, project, sweep_id = split_path(path)
+        api = self.api(entity)
+        api.flush()
+        where = f"{entity}/{project}" if entity else str(project)
+        filters = {"sweep": sweep_id, "state": {"$in": ["pending", "running"]}}
+        listing = api.runs(where, filters=filters, per_page=IN_FLIGHT_PAGE)
+        return sum(1 for _ in itertools.islice(listing, IN_FLIGHT_PAGE))

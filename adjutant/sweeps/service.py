@@ -395,7 +395,7 @@ class SweepService:
     # --- trials follow their jobs ---------------------------------------------------------------
     async def _follow_jobs(self, sweep: SweepRow, config: SweepConfig | None) -> bool:
         """Trials take their jobs' states; the metric of those that ended is read in one W&B request."""
-        pairs = await asyncio.to_thread(self.store.trials_with_jobs, sweep.id)
+        pairs = await asyncio.to_thread(self.store.trials_with_jobs, sweep.id, TRIAL_ACTIVE)
         now = self.clock()
         changed = False
         ends: builtins.list[tuple[TrialRow, TrialState, dict[str, Any]]] = []
@@ -478,31 +478,27 @@ class SweepService:
         """The canary (the first trial) failed, or two trials failed alike since the last Resume: pause, with why."""
         if sweep.state != SweepState.RUNNING:
             return False
-        pairs = await asyncio.to_thread(self.store.trials_with_jobs, sweep.id)
+        trials = await asyncio.to_thread(self.store.trials, sweep.id)
         since = sweep.resumed_at
+        # A failed trial's note is its failure (exit code and last line of output, or lost): recorded once, at its end.
         failed = [
-            (t, j)
-            for t, j in pairs
-            if t.state == TrialState.FAILED and j is not None and (since is None or (t.ended_at or since) > since)
+            t for t in trials if t.state == TrialState.FAILED and (since is None or (t.ended_at or since) > since)
         ]
         if not failed:
             return False
-        first = next(((t, j) for t, j in failed if t.number == 1), None)
+        first = next((t for t in failed if t.number == 1), None)
         what = "agent job" if sweep.kind == SweepKind.AGENTS else "trial"
         note = None
         if first is not None and sweep.kind == SweepKind.SEARCH:
-            note = f"paused: its first trial failed ({first[0].note}); Resume runs the next ones anyway"
+            note = f"paused: its first trial failed ({first.note}); Resume runs the next ones anyway"
         else:
-            groups: dict[tuple[int | None, str], builtins.list[int]] = {}
-            for trial, job in failed:
-                key = await asyncio.to_thread(_failure_of, job)
-                groups.setdefault(key, []).append(trial.number)
+            groups: dict[str, builtins.list[int]] = {}
+            for trial in failed:
+                groups.setdefault(trial.note or "failed", []).append(trial.number)
             same = next(((key, numbers) for key, numbers in groups.items() if len(numbers) >= 2), None)
             if same is not None:
-                (code, line), numbers = same
-                how = f"exit {code}" if code is not None else "failed"
-                shown = f"{how}: {line}"[:200] if line else how
-                note = f"paused: {what}s {numbers[0]} and {numbers[1]} failed alike ({shown})"
+                shown, numbers = same
+                note = f"paused: {what}s {numbers[0]} and {numbers[1]} failed alike ({shown[:200]})"
         if note is None:
             return False
         moved = await asyncio.to_thread(
@@ -525,7 +521,7 @@ class SweepService:
         band, metric = config.early_terminate, config.metric
         if band is None or metric is None:
             return False
-        pairs = await asyncio.to_thread(self.store.trials_with_jobs, sweep.id)
+        pairs = await asyncio.to_thread(self.store.trials_with_jobs, sweep.id, (TrialState.RUNNING,))
         changed = False
         for trial, job in pairs:  # decided before a restart, not cancelled yet
             stopped = trial.state == TrialState.RUNNING and trial.rung is not None and job is not None
@@ -810,7 +806,7 @@ class SweepService:
 
     # --- ending ---------------------------------------------------------------------------------
     async def _drop_queued(self, sweep: SweepRow, by: str) -> None:
-        trials = await asyncio.to_thread(self.store.trials_with_jobs, sweep.id)
+        trials = await asyncio.to_thread(self.store.trials_with_jobs, sweep.id, (TrialState.QUEUED,))
         for trial, job in trials:
             if trial.state == TrialState.QUEUED and job is not None and job.state == JobState.QUEUED:
                 await self.scheduler.cancel(job.id, by)
@@ -819,7 +815,7 @@ class SweepService:
         """A stopping sweep: cancel every active trial's job (once each: the scheduler says what it did); stopped
         once none is active."""
         changed = False
-        for trial, job in await asyncio.to_thread(self.store.trials_with_jobs, sweep.id):
+        for trial, job in await asyncio.to_thread(self.store.trials_with_jobs, sweep.id, TRIAL_ACTIVE):
             if trial.state not in TRIAL_ACTIVE or job is None:
                 continue
             if job.state in (JobState.QUEUED, JobState.STARTING, JobState.RUNNING):

@@ -363,10 +363,13 @@ class SweepStore(TableFamily):
         rows = self.query("SELECT * FROM sweep_trials WHERE sweep_id=? ORDER BY number", (sweep_id,))
         return [TrialRow.from_row(r) for r in rows]
 
-    def trials_with_jobs(self, sweep_id: str) -> list[tuple[TrialRow, Job | None]]:
-        """Each trial with its job as the jobs table has it now (one query)."""
+    def trials_with_jobs(
+        self, sweep_id: str, states: Collection[TrialState] | None = None
+    ) -> list[tuple[TrialRow, Job | None]]:
+        """Each trial with its job as the jobs table has it now (one query); only the jobs of trials in ``states``,
+        if given (the others None)."""
         trials = self.trials(sweep_id)
-        ids = [t.job_id for t in trials if t.job_id]
+        ids = [t.job_id for t in trials if t.job_id and (states is None or t.state in states)]
         jobs = {r["id"]: Job.from_row(r) for r in self.query_in("SELECT * FROM jobs WHERE id IN ({marks})", ids)}
         return [(t, jobs.get(t.job_id or "")) for t in trials]
 

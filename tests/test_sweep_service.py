@@ -527,6 +527,24 @@ async def test_the_w_and_b_sweep_is_created_again_after_a_failure_and_the_note_s
     assert world.wandb.count("create") == 3 and len(world.trial_jobs(sweep.id)) == 1
 
 
+async def test_w_and_b_failing_is_asked_again_later_and_later(world: World) -> None:
+    """After a failure a sweep's W&B calls wait step_seconds (2 s), doubling with each failure, at most poll_seconds."""
+    now = [0.0]
+    world.service.monotonic = lambda: now[0]
+    world.service.poll_seconds = 5.0
+    world.wandb.fail_create = 3
+    sweep = await world.create()
+    tried = []
+    for _ in range(14):
+        await world.step()
+        tried.append(world.wandb.count("create"))
+        now[0] += 1.0
+    # tries at 0 s, then 2 s later, 4 s later, then 5 s later (the cap): created on the fourth
+    assert tried == [1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 3, 4, 4, 4], tried
+    row = world.sweeps.get(sweep.id)
+    assert row is not None and row.wandb_sweep_id is not None
+
+
 async def test_a_value_w_and_b_could_not_give_is_read_next_pass(world: World) -> None:
     sweep = await world.create(GRID4, parallel=1)
     await world.step()

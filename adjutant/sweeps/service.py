@@ -106,6 +106,10 @@ class SweepsBackend(Protocol):
     def in_flight(self, path: str) -> int: ...
 
 
+class WandbLater(RuntimeError):
+    """A W&B call not made now: the sweep's last calls failed (see :meth:`SweepService._call`)."""
+
+
 class SweepRefused(ValueError):
     """A Pause, Resume or Stop the sweep's state does not allow (or an unknown sweep); ``str()`` is for the chat."""
 
@@ -235,6 +239,8 @@ class SweepService:
         #: Per sweep: when W&B was last read for it (self.monotonic(); memory only: a restart reads sooner).
         self._polled: dict[str, float] = {}
         self._mirror_failures: dict[str, int] = {}
+        #: Per sweep: W&B failures in a row, and when its next call may be made.
+        self._backoff: dict[str, tuple[int, float]] = {}
         #: W&B requests made, by kind (for the benchmark and the tests' figures).
         self.requests: dict[str, int] = {}
 
@@ -454,7 +460,11 @@ class SweepService:
         if not unread:
             return False
         try:
-            readings = await self._call("runs", self.wandb.runs, sweep.entity, sweep.project, ids, metric)
+            readings = await self._call(
+                "runs", self.wandb.runs, sweep.entity, sweep.project, ids, metric, sweep_id=sweep.id
+            )
+        except WandbLater:
+            return False
         except Exception as error:
             log.warning("sweep %s: cannot read %d trial value(s) from W&B yet: %s", sweep.id, len(ids), error)
             await asyncio.to_thread(
@@ -544,7 +554,11 @@ class SweepService:
             # next one paced by each trial's speed towards its next rung (between step_seconds and poll_seconds).
             ids = [t.wandb_run_id for t, _ in running if t.wandb_run_id]
             try:
-                readings = await self._call("runs", self.wandb.runs, sweep.entity, sweep.project, ids, metric.name)
+                readings = await self._call(
+                    "runs", self.wandb.runs, sweep.entity, sweep.project, ids, metric.name, sweep_id=sweep.id
+                )
+            except WandbLater:
+                readings = {}
             except Exception as error:
                 log.warning("sweep %s: cannot read running trials' steps: %s", sweep.id, error)
                 readings = {}
@@ -574,7 +588,10 @@ class SweepService:
                     trial.wandb_run_id or "",
                     metric.name,
                     self.history_samples,
+                    sweep_id=sweep.id,
                 )
+            except WandbLater:
+                continue
             except Exception as error:
                 log.warning("sweep %s: cannot read trial %d's history: %s", sweep.id, trial.number, error)
                 continue
@@ -621,7 +638,11 @@ class SweepService:
         changed = False
         if sweep.wandb_sweep_id is None:
             try:
-                wandb_id = await self._call("create", self.wandb.create, sweep.entity, sweep.project, config.raw)
+                wandb_id = await self._call(
+                    "create", self.wandb.create, sweep.entity, sweep.project, config.raw, sweep_id=sweep.id
+                )
+            except WandbLater:
+                return False
             except Exception as error:
                 note = f"the W&B sweep could not be created yet ({_short(error)}); retrying"
                 log.warning("sweep %s: %s", sweep.id, note)
@@ -744,7 +765,9 @@ class SweepService:
             return False  # a full pool: W&B's sweep is looked at every poll_seconds only (it may have ended)
         path = sweep.wandb_path or ""
         try:
-            info = await self._call("sweep", self.wandb.sweep, path)
+            info = await self._call("sweep", self.wandb.sweep, path, sweep_id=sweep.id)
+        except WandbLater:
+            return False
         except Exception as error:
             note = f"W&B's sweep {path} could not be read ({_short(error)}); retrying"
             if sweep.note != note:
@@ -795,7 +818,9 @@ class SweepService:
             waiting = len(active)
             if waiting:
                 try:
-                    waiting -= await self._call("in_flight", self.wandb.in_flight, path)
+                    waiting -= await self._call("in_flight", self.wandb.in_flight, path, sweep_id=sweep.id)
+                except WandbLater:
+                    return False
                 except Exception as error:
                     log.warning("sweep %s: cannot read W&B's runs in flight: %s", sweep.id, error)
                     return False
@@ -883,8 +908,16 @@ class SweepService:
             return
         try:
             await self._call(
-                "set_state", self.wandb.set_state, sweep.entity, sweep.project, sweep.wandb_sweep_id, wanted
+                "set_state",
+                self.wandb.set_state,
+                sweep.entity,
+                sweep.project,
+                sweep.wandb_sweep_id,
+                wanted,
+                sweep_id=sweep.id,
             )
+        except WandbLater:
+            return
         except Exception as error:
             self._mirror_failures[sweep.id] = self._mirror_failures.get(sweep.id, 0) + 1
             log.warning("sweep %s: W&B's sweep state not set to %s: %s", sweep.id, wanted, error)
@@ -913,10 +946,21 @@ class SweepService:
         """W&B may be asked about this sweep again (at most every :attr:`poll_seconds`)."""
         return self.monotonic() - self._polled.get(sweep_id, -math.inf) >= self.poll_seconds
 
-    async def _call(self, kind: str, function: Callable[..., Any], *args: Any) -> Any:
-        """One W&B call in a worker thread, counted."""
+    async def _call(self, kind: str, function: Callable[..., Any], *args: Any, sweep_id: str) -> Any:
+        """One W&B call for a sweep in a worker thread, counted. After a failure the sweep's calls wait (raising
+        :class:`WandbLater`): step_seconds, doubling with each failure in a row, at most poll_seconds."""
+        failures, after = self._backoff.get(sweep_id, (0, 0.0))
+        if self.monotonic() < after:
+            raise WandbLater(f"W&B failed {failures} time(s) in a row; next try in {after - self.monotonic():.0f} s")
         self.requests[kind] = self.requests.get(kind, 0) + 1
-        return await asyncio.to_thread(function, *args)
+        try:
+            result = await asyncio.to_thread(function, *args)
+        except Exception:
+            delay = min(self.poll_seconds, self.step_seconds * 2**failures)
+            self._backoff[sweep_id] = (failures + 1, self.monotonic() + delay)
+            raise
+        self._backoff.pop(sweep_id, None)
+        return result
 
     def _view(self, sweep_id: str) -> SweepView | None:
         """(blocking) See :meth:`view`."""

@@ -236,6 +236,7 @@ class SweepService:
         self._history_read: dict[tuple[str, int], float] = {}
         self.history_samples = history_samples
         self._lock = asyncio.Lock()
+        self._wandb_lock = asyncio.Lock()
         #: Per sweep: when W&B was last read for it (self.monotonic(); memory only: a restart reads sooner).
         self._polled: dict[str, float] = {}
         self._mirror_failures: dict[str, int] = {}
@@ -954,7 +955,8 @@ class SweepService:
             raise WandbLater(f"W&B failed {failures} time(s) in a row; next try in {after - self.monotonic():.0f} s")
         self.requests[kind] = self.requests.get(kind, 0) + 1
         try:
-            result = await asyncio.to_thread(function, *args)
+            async with self._wandb_lock:  # one W&B call at a time: the wandb.Api objects are shared
+                result = await asyncio.to_thread(function, *args)
         except Exception:
             delay = min(self.poll_seconds, self.step_seconds * 2**failures)
             self._backoff[sweep_id] = (failures + 1, self.monotonic() + delay)

@@ -158,6 +158,8 @@ class Services:
                 notify=settings.notify,
                 stall_after=dt.timedelta(minutes=settings.stall_minutes),
                 metric=route.metric,
+                goal=route.metric_goal,
+                history_polls=settings.history_polls,
                 nan_alerts=settings.nan_alerts,
                 gpu_idle=None
                 if settings.gpu_idle_minutes is None

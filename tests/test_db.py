@@ -177,7 +177,7 @@ def test_a_new_database_has_every_table_at_the_current_version(tmp_path: Path) -
         found = columns(db)
     assert set(found) == {
         "runs", "meta", "outbox", "watch_rules", "rule_hits", "alerts", "subscriptions", "mutes", "jobs",
-        "sweep_holds", "approvals", "audit",
+        "sweep_holds", "approvals", "audit", "sweeps", "sweep_trials",
     }  # fmt: skip
     for table, added in ADDED_COLUMNS.items():
         assert set(added) <= {c[0] for c in found[table]}
@@ -254,6 +254,7 @@ async def test_services_open_one_connection_for_every_store(tmp_path: Path) -> N
     assert services.jobs.database is services.runs.database is services.approvals.database is database
     assert all(watcher.store is services.runs for watcher in services.watchers.values())
     assert database.query("PRAGMA user_version")[0][0] == SCHEMA_VERSION
+    assert services.sweeps.store.database is database
     await services.close_if_unused()
     with pytest.raises(sqlite3.ProgrammingError):  # closed once, for all of them
         services.jobs.recent()
@@ -340,3 +341,24 @@ def test_the_supervisor_records_against_a_migrated_database(tmp_path: Path) -> N
     sup.db.close()
     assert [state_of(store, i) for i in ids] == ["succeeded", "failed", "cancelled"]
     store.close()
+
+
+async def test_watch_rules_get_the_routes_goal_and_the_history_setting(tmp_path: Path) -> None:
+    """The watcher's rules read ADJUTANT_HISTORY_POLLS and the route's metric goal (plateau and diverging turn on
+    it for the route's own metric)."""
+    from adjutant.services import Services
+    from adjutant.settings import Settings
+
+    env = {
+        "ADJUTANT_STATE_DIR": str(tmp_path / "state"),
+        "WANDB_PROJECT": "proj",
+        "ADJUTANT_METRIC": "accuracy",
+        "ADJUTANT_METRIC_GOAL": "max",
+        "ADJUTANT_HISTORY_POLLS": "3",
+    }
+    services = await Services.open(Settings.from_env(env))
+    try:
+        (watcher,) = services.watchers.values()
+        assert (watcher.rules.metric, watcher.rules.goal, watcher.rules.history_polls) == ("accuracy", "max", 3)
+    finally:
+        await services.close_if_unused()

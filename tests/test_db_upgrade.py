@@ -168,7 +168,8 @@ def test_a_previous_release_state_folder_loses_nothing(old_folder: Path) -> None
     database = Database(path)
     after = everything(path)
     assert database.query("PRAGMA user_version")[0][0] == SCHEMA_VERSION
-    assert set(before) == set(after)
+    assert set(after) - set(before) == {"sweeps", "sweep_trials"}, "migration 5 adds the sweep tables, nothing else"
+    assert not after["sweeps"] and not after["sweep_trials"]
     added = {
         "jobs": {
             "route": None,
@@ -179,6 +180,8 @@ def test_a_previous_release_state_folder_loses_nothing(old_folder: Path) -> None
             "preempted_by": None,
             "preempt_term_at": None,
             "preemptions": 0,
+            # migration 5: a sweep trial's W&B sweep
+            "wandb_sweep_id": None,
         },
         "outbox": {"subscription_id": None},
         "approvals": {"announced": 1},

@@ -6,6 +6,7 @@ the end told once to the requester."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import statistics
@@ -160,6 +161,17 @@ parameters:
     ping = next(b for b in sent if str(b.get("content", "")).startswith(f"<@{admin.id}> Sweep"))
     assert ping["allowed_mentions"]["users"] == [str(admin.id)] or ping["allowed_mentions"]["users"] == [admin.id]
     assert not ping["allowed_mentions"].get("parse"), "nobody else, no roles, no @everyone"
+    card_id = card(discord_standin, sweep_id)["id"]
+    edits = [r.at for r in discord_standin.rest("PATCH", f"/messages/{card_id}")]
+    assert edits and all(b - a >= 2.9 for a, b in itertools.pairwise(edits)), "one edit every 3 s at most"
+    thread = view.sweep.thread_id
+    assert thread is not None, "the card has a thread for its trials"
+    reports = [
+        m for m in discord_standin.in_thread(str(thread)) if m["embeds"] and "Experiment j" in m["embeds"][0]["title"]
+    ]
+    assert sorted(m["embeds"][0]["title"].split()[2] for m in reports) == sorted(t.job_id for t in trials), (
+        "each trial's end report once, in the sweep's thread"
+    )
 
 
 async def test_a_4_cell_grid_with_parallel_2_never_runs_more_than_2_and_ends_after_4(

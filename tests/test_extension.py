@@ -11,7 +11,7 @@ from discord.ext import commands
 
 import adjutant
 
-ALL_COGS = {"Greeting", "Experiments", "Runs", "Rules", "Desk", "Usage"}
+ALL_COGS = {"Greeting", "Experiments", "Sweeps", "Runs", "Rules", "Desk", "Usage"}
 
 
 @pytest.fixture
@@ -52,6 +52,7 @@ async def test_umbrella_load_unload(env: None) -> None:
     [
         ("adjutant.cogs.greeting", "Greeting"),
         ("adjutant.cogs.experiments", "Experiments"),
+        ("adjutant.cogs.sweeps", "Sweeps"),
         ("adjutant.cogs.wandb_runs", "Runs"),
         ("adjutant.cogs.rules", "Rules"),
         ("adjutant.cogs.desk", "Desk"),
@@ -71,15 +72,18 @@ async def test_single_cogs_together(env: None) -> None:
     async with host_bot() as bot:
         await bot.load_extension("adjutant.cogs.greeting")
         await bot.load_extension("adjutant.cogs.experiments")
+        await bot.load_extension("adjutant.cogs.sweeps")
         await bot.load_extension("adjutant.cogs.wandb_runs")
         await bot.load_extension("adjutant.cogs.rules")
         await bot.load_extension("adjutant.cogs.desk")
         await bot.load_extension("adjutant.cogs.usage")
         assert set(bot.cogs) == ALL_COGS
         assert bot.get_cog("Experiments").services is bot.get_cog("Runs").services is bot.get_cog("Usage").services
+        assert bot.get_cog("Sweeps").services is bot.get_cog("Experiments").services
         assert bot.get_cog("Runs").feeds is bot.get_cog("Rules").feeds is bot.get_cog("Desk").feeds
         assert bot.get_cog("Desk").services is bot.get_cog("Runs").services
         await bot.unload_extension("adjutant.cogs.usage")
+        await bot.unload_extension("adjutant.cogs.sweeps")
         await bot.unload_extension("adjutant.cogs.wandb_runs")
         await bot.unload_extension("adjutant.cogs.rules")
         await bot.unload_extension("adjutant.cogs.desk")
@@ -94,7 +98,7 @@ async def test_without_wandb_project_umbrella_skips_reporting(env: None, monkeyp
     monkeypatch.delenv("WANDB_PROJECT")
     async with host_bot() as bot:
         await bot.load_extension("adjutant")
-        assert set(bot.cogs) == {"Greeting", "Experiments", "Usage"}
+        assert set(bot.cogs) == {"Greeting", "Experiments", "Sweeps", "Usage"}
     assert "WANDB_PROJECT is not set" in caplog.text
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import functools
 import json
 import math
 import re
@@ -26,8 +27,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
-
-import yaml
 
 #: The most parameters one sweep may have (W&B's bayes scales poorly long before this).
 MAX_PARAMETERS = 64
@@ -391,33 +390,37 @@ def canonical(value: Any) -> str:
 
 
 # -- loading ----------------------------------------------------------------------------------------------------------
-class _Loader(yaml.SafeLoader):
-    """Safe YAML with YAML 1.2's floats (``1e-5``), no anchors or aliases, no dates, and no duplicate keys."""
+@functools.cache
+def _loader() -> type[Any]:
+    """Safe YAML with YAML 1.2's floats (``1e-5``), no anchors or aliases, no dates, and no duplicate keys. Built on
+    first use: PyYAML is imported only when a sweep configuration is read (it would add to every start)."""
+    import yaml
 
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
-            raise SweepConfigError(
-                f"line {event.start_mark.line + 1}: YAML aliases (*name) are not accepted; write the value out"
-            )
-        return super().compose_node(parent, index)
+    class Loader(yaml.SafeLoader):
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                event = self.peek_event()
+                raise SweepConfigError(
+                    f"line {event.start_mark.line + 1}: YAML aliases (*name) are not accepted; write the value out"
+                )
+            return super().compose_node(parent, index)
 
-    def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if isinstance(key, str | int | float | bool) and key in seen:
-                line = key_node.start_mark.line + 1
-                raise SweepConfigError(f"line {line}: the key {_show(key)} appears twice")
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
+        def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if isinstance(key, str | int | float | bool) and key in seen:
+                    line = key_node.start_mark.line + 1
+                    raise SweepConfigError(f"line {line}: the key {_show(key)} appears twice")
+                seen.add(key)
+            return super().construct_mapping(node, deep=deep)
 
-
-_Loader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_12, list("-+0123456789."))
+    Loader.yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_12, list("-+0123456789."))
+    return Loader
 
 
 def _load(text: str) -> Any:
@@ -429,8 +432,10 @@ def _load(text: str) -> Any:
             pass  # YAML's flow style ({method: grid, ...}) is not JSON; YAML says where it fails
         except RecursionError:
             raise SweepConfigError("the sweep configuration is nested too deeply") from None
+    import yaml
+
     try:
-        return yaml.load(stripped, Loader=_Loader)  # noqa: S506 (_Loader is a SafeLoader)
+        return yaml.load(stripped, Loader=_loader())  # noqa: S506 (a SafeLoader)
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""

@@ -131,6 +131,8 @@ class Sweeps(AdjutantCog, name="Sweeps"):
         self._charts: dict[str, tuple[Any, bytes | None]] = {}
         #: Cards Discord no longer has (deleted): not edited again (a card is never re-posted).
         self._gone: set[str] = set()
+        #: The first pass brings every card of an unended sweep up to date (a restart may have missed a change).
+        self._caught_up = False
         if not any(route.launch_roles or route.launch_users for route in settings.routes):
             command: Any = self.agents
             if command.app_command is not None:
@@ -404,6 +406,10 @@ class Sweeps(AdjutantCog, name="Sweeps"):
     async def watch(self) -> None:
         """One pass of the sweep service, then the cards that changed, then the ends to tell."""
         try:
+            if not self._caught_up:
+                rows = await self.sweeps.list(None)
+                self._dirty.update(row.id for row in rows if str(row.state) not in render.ENDED_STATES)
+                self._caught_up = True
             changed = await self.sweeps.tick()
             self._dirty.update(changed)
         except Exception:
@@ -419,6 +425,8 @@ class Sweeps(AdjutantCog, name="Sweeps"):
         The card's last edit goes first."""
         for view in await self.sweeps.ended_untold():
             sweep = view.sweep
+            if sweep.id not in self._edited:  # not edited by this process (a restart): its final state first
+                self._dirty.add(sweep.id)
             if sweep.id in self._dirty and sweep.id not in self._gone:
                 if time.monotonic() - self._edited.get(sweep.id, 0.0) < EDIT_SECONDS:
                     continue  # the final card first, at its pace

@@ -22,6 +22,7 @@ from tests.cogs.test_sweeps import (  # noqa: F401  # out: the fixture
     out,
     records,
     start_search,
+    sweep_env,
     yaml_block,
 )
 from tests.conftest import eventually, start_standalone, subprocess_env
@@ -88,3 +89,24 @@ async def test_kill_9_after_3_of_6_trials_and_a_restart_give_6_trials_none_twice
     assert len(wandb_standin.sweeps) == 1, "one W&B sweep across the restart"
     assert len(ended_messages(standin, sweep_id)) == 1, "told once"
     assert "**6** done" in card(standin, sweep_id)["embeds"][0]["description"], "the same card, edited to its end"
+
+
+async def test_a_change_made_while_the_bot_was_down_reaches_the_same_card(
+    start_adjutant,
+    discord_standin: DiscordStandIn,
+    wandb_standin: WandbStandIn,
+    out: Path,  # noqa: F811
+    base_env: dict[str, str],
+) -> None:
+    """The card shows what the database holds after a restart, even a change no running process ever showed."""
+    grid = '{"method": "grid", "metric": {"name": "loss"}, "parameters": {"x": {"values": [0.1, 0.2, 0.3]}}}'
+    async with start_adjutant(sweep_env()):
+        sweep_id = await start_search(discord_standin, f"--parallel 1 {grid}")
+        first = card(discord_standin, sweep_id)["id"]
+    with sqlite3.connect(Path(base_env["ADJUTANT_STATE_DIR"]) / "adjutant.sqlite3") as db:
+        db.execute("UPDATE sweeps SET state='paused', note='paused while the bot was down' WHERE id=?", (sweep_id,))
+    async with start_adjutant(sweep_env()):
+        await eventually(lambda: card_state(discord_standin, sweep_id) == "paused", timeout=20)
+        now = card(discord_standin, sweep_id)
+    assert now["id"] == first, "the same message, edited"
+    assert "paused while the bot was down" in now["embeds"][0]["description"]

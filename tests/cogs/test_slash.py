@@ -107,6 +107,8 @@ async def test_sync_on_request_with_default_permissions(start_adjutant, discord_
         "hello",
         "experiment",
         "sweep",
+        "agents",
+        "sweeps",
         "rerun",
         "cancel",
         "jobs",

@@ -1,24 +1,34 @@
-"""Personal subscriptions, Discord-free: a member asks for a direct message on a project's events, alerts, or the end
-of their own jobs (``mine``). Parsing and matching are pure; the SQL helpers take an open transaction, so a
-subscriber's copy is queued in the same transaction as the event itself (exactly once, across restarts)."""
+"""Personal subscriptions, Discord-free: a member asks for a direct message on a project's events, alerts, the end of
+its sweeps (``sweeps``), or the end of their own jobs (``mine``). Parsing and matching are pure; the SQL helpers take an
+open transaction, so a subscriber's copy is queued in the same transaction as the event itself (exactly once, across
+restarts)."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from adjutant.alerts import AlertKind, alert_kind
+from adjutant.alerts import AlertKind, alert_kind, enqueue_announcement
 from adjutant.clock import iso_seconds
+from adjutant.db.models import SWEEP_ENDED
 from adjutant.settings import RUN_EVENTS
 
 # RUN_EVENTS: the run events a member may subscribe to by name, the same ones a channel may announce
 # (ADJUTANT_NOTIFY), ``resumed`` included.
-#: ``alerts``: every health alert; ``mine``: the end of the member's own jobs, and "your queue is done".
-EVENTS = (*RUN_EVENTS, "alerts", "mine")
-#: What ``$subscribe <project>`` means without event names.
-DEFAULT_EVENTS = ("finished", "crashed", "failed", "alerts")
+#: ``alerts``: every health alert; ``sweeps``: the end of each of the project's sweeps (one message a sweep, with its
+#: best trial); ``mine``: the end of the member's own jobs, and "your queue is done".
+SWEEPS = "sweeps"
+EVENTS = (*RUN_EVENTS, "alerts", SWEEPS, "mine")
+#: What ``all`` means: every event about a project (``mine`` is about the member's own jobs, so it is asked by name).
+ALL_EVENTS = (*RUN_EVENTS, "alerts", SWEEPS)
+#: What ``$subscribe <project>`` means without event names. A sweep's end is in it: one message a sweep, the summary
+#: of the trial runs whose own ends (``finished``, ``failed``) the default already sends one by one.
+DEFAULT_EVENTS = ("finished", "crashed", "failed", "alerts", SWEEPS)
+#: The outbox event of a subscriber's copy of a sweep's end.
+SWEEP_END = "sweep-end"
 #: The outbox destination of a member's direct messages.
 DM_PREFIX = "dm:"
 #: The outbox destination of a note to a channel (by id), such as "your queue is done" with a mention.
@@ -49,7 +59,7 @@ def parse_events(words: Sequence[str]) -> tuple[str, ...]:
         if not word:
             continue
         if word == "all":
-            found += [*RUN_EVENTS, "alerts"]
+            found += ALL_EVENTS
         elif word in EVENTS:
             found.append(word)
         else:
@@ -86,6 +96,38 @@ def get(db: sqlite3.Connection, subscription_id: int) -> Subscription | None:
 
 def wants_mine(db: sqlite3.Connection, user_id: int) -> bool:
     return any("mine" in s.events for s in of_user(db, user_id))
+
+
+def sweep_subscribers(db: sqlite3.Connection, projects: Iterable[str]) -> list[Subscription]:
+    """The subscriptions to ``sweeps`` of any of ``projects`` (project keys), one per member (their first)."""
+    found: dict[int, Subscription] = {}
+    for project in dict.fromkeys(projects):
+        for subscription in of_project(db, project):
+            if subscription.wants(SWEEPS):
+                found.setdefault(subscription.user_id, subscription)
+    return sorted(found.values(), key=lambda s: s.id)
+
+
+def tell_sweep_end(
+    db: sqlite3.Connection, sweep_id: str, told_at: str, copies: Iterable[tuple[Subscription, Mapping[str, Any]]]
+) -> bool:
+    """A sweep's end was told in its channel: mark it told (``sweeps.told_at``, the once-only marker that
+    ``SweepStore.mark_told`` sets) and queue each subscriber's direct message (``dm:<user id>``, delivered by the
+    Inbox), in the caller's transaction: both or neither, so a restart neither loses nor repeats a copy. A copy whose
+    subscription was ended meanwhile is not queued. False, and nothing queued, when the end was told already."""
+    ended = sorted(str(state) for state in SWEEP_ENDED)
+    marked = db.execute(
+        f"UPDATE sweeps SET told_at=? WHERE id=? AND told_at IS NULL AND state IN ({','.join('?' * len(ended))})",  # noqa: S608
+        (told_at, sweep_id, *ended),
+    ).rowcount
+    if not marked:
+        return False
+    for subscription, payload in copies:
+        if get(db, subscription.id) is None:
+            continue
+        destination = f"{DM_PREFIX}{subscription.user_id}"
+        enqueue_announcement(db, destination, sweep_id, SWEEP_END, payload, None, subscription_id=subscription.id)
+    return True
 
 
 def remove(db: sqlite3.Connection, user_id: int, which: int | None) -> int:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from tests.cogs.conftest import WANDB_ENV, reporting_ready
 from tests.cogs.test_alert_cards import say
 from tests.cogs.test_experiments import launch, launch_env, wait_report
@@ -163,3 +165,69 @@ async def test_after_a_cancel_the_runs_silence_is_not_a_stall(
     assert not any("cancelled-run" in t and "stalled" in t for t in titles), titles
     assert not any("cancelled-run" in t for t in dm_titles(discord_standin, "teammate"))
     assert any("really-stuck stalled" in t for t in dm_titles(discord_standin, "teammate"))
+
+
+# --- the `sweeps` event: parsing and the told-once queueing (no bot) ------------------------------------------------
+
+
+def test_sweeps_is_an_event_in_all_and_in_the_default_set() -> None:
+    from adjutant import subscriptions
+
+    assert subscriptions.parse_events(["sweeps"]) == ("sweeps",)
+    assert subscriptions.parse_events(["finished,SWEEPS", "sweeps"]) == ("finished", "sweeps")
+    everything = subscriptions.parse_events(["all"])
+    assert "sweeps" in everything and "alerts" in everything and "mine" not in everything
+    assert "sweeps" in subscriptions.DEFAULT_EVENTS
+    with pytest.raises(ValueError, match=r"'sweep' is not an event; choose from .*sweeps"):
+        subscriptions.parse_events(["sweep"])
+    wanting = subscriptions.Subscription(1, 7, "team/proj", ("sweeps",))
+    assert wanting.wants("sweeps") and not wanting.wants("finished") and not wanting.wants("rule:3")
+    others = subscriptions.Subscription(2, 8, "team/proj", ("finished", "alerts", "mine"))
+    assert not others.wants("sweeps"), "alerts is not sweeps"
+
+
+def test_a_sweeps_end_is_marked_told_with_its_subscribers_copies_once(tmp_path) -> None:
+    import datetime as dt
+
+    from adjutant import subscriptions
+    from adjutant.db.models import SweepKind, SweepState
+    from adjutant.store import Store
+    from adjutant.sweeps.store import SweepLaunch, SweepStore
+
+    now = dt.datetime(2026, 12, 7, 12, 0, tzinfo=dt.UTC)
+    runs = Store(tmp_path / "adjutant.sqlite3")
+    sweeps = SweepStore(runs.database)
+    try:
+        sweep = sweeps.create(
+            kind=SweepKind.SEARCH, route="general", project="proj", entity="team", channel_id=100, requested_by_id=7,
+            requested_by="ada", config=None, method="grid", seed=None, parallel=1, run_cap=None, wandb_sweep_id=None,
+            launch=SweepLaunch(script="/srv/train.py"), now=now,
+        )  # fmt: skip
+        first = runs.subscribe(11, "team/proj", ("sweeps",))
+        # a second subscription of the same member (``all``): still one message
+        runs.subscribe(11, "team/proj", subscriptions.parse_events(["all"]))
+        runs.subscribe(12, "team/proj", ("finished", "alerts"))
+        runs.subscribe(13, "team/other", ("sweeps",))
+        gone = runs.subscribe(14, "team/proj", ("sweeps",))
+        with runs.transaction() as db:
+            found = subscriptions.sweep_subscribers(db, ["team/proj", "team/proj"])
+        assert [(s.id, s.user_id) for s in found] == [(first, 11), (gone, 14)]
+        runs.unsubscribe(14, None)  # ended between the look-up and the end: no copy
+        copies = [(s, {"title": f"Sweep {sweep.id} finished"}) for s in found]
+        with runs.transaction() as db:
+            assert not subscriptions.tell_sweep_end(db, sweep.id, "2026-12-07T12:00:00", copies), "not ended yet"
+        assert runs.pending_destinations(("dm:",)) == []
+        assert sweeps.set_state(sweep.id, SweepState.FINISHED, now=now)
+        with runs.transaction() as db:
+            assert subscriptions.tell_sweep_end(db, sweep.id, "2026-12-07T12:00:01", copies)
+        with runs.transaction() as db:
+            assert not subscriptions.tell_sweep_end(db, sweep.id, "2026-12-07T12:00:02", copies), "told once"
+        assert runs.pending_destinations(("dm:",)) == ["dm:11"]
+        (item,) = runs.pending("dm:11")
+        assert item.event == subscriptions.SWEEP_END and item.run_id == sweep.id and item.subscription_id == first
+        told = sweeps.get(sweep.id)
+        assert told is not None and told.told_at is not None and sweeps.ended_untold() == []
+        assert not sweeps.mark_told(sweep.id, now), "the same marker the requester's message uses"
+    finally:
+        sweeps.close()
+        runs.close()

@@ -1,5 +1,7 @@
 """Sweeps: the live card of each sweep (one message, edited in place, even after a restart), its Pause / Resume /
-Stop buttons, ``$agents``, ``$sweeps`` and ``$results``, and the end of a sweep told once to its requester.
+Stop buttons, ``$agents``, ``$sweeps`` and ``$results``, and the end of a sweep told once: to its requester in the
+card's channel, and by direct message to the members subscribed to its project's ``sweeps`` who can see that channel
+(queued in the outbox in the transaction that marks the end told; the Inbox delivers them, as it does run events).
 
 A thin adapter over :class:`adjutant.sweeps.service.SweepService` (``services.sweeps``: the sweeps, their trials and
 their jobs; Discord-free) and :class:`adjutant.launching.Launching` (who may start or control a sweep, and what a
@@ -24,15 +26,20 @@ import discord
 from discord import app_commands
 from discord.ext import commands, tasks
 
-from adjutant._cog import NO_PINGS, AdjutantCog, add_with_services, asker_of, checked_route
+from adjutant import subscriptions
+from adjutant._cog import NO_PINGS, AdjutantCog, add_with_services, asker_of, can_see, checked_route
 from adjutant.access import refusal
+from adjutant.clock import iso, utcnow
 from adjutant.cogs._job_views import SweepConfirm
 from adjutant.cogs._pager import send_pages
 from adjutant.launching import Asker, Launching, Refused, SearchPlan
+from adjutant.projects import ProjectRoute
 from adjutant.render import code_safe, paged_embeds, plain, truncate
 from adjutant.services import Services
 from adjutant.settings import Settings
+from adjutant.subscriptions import Subscription
 from adjutant.sweeps import render
+from adjutant.sweeps.service import SweepView
 
 log = logging.getLogger(__name__)
 
@@ -421,8 +428,9 @@ class Sweeps(AdjutantCog, name="Sweeps"):
             log.exception("updating the sweep cards failed; retrying")
 
     async def _tell_ended(self) -> None:
-        """Each ended sweep, once: its requester (mentioned, nobody else) in the card's channel, with the best trial.
-        The card's last edit goes first."""
+        """Each ended sweep, once: its requester (mentioned, nobody else) in the card's channel, with the best trial,
+        then its project's ``sweeps`` subscribers by direct message. The card's last edit goes first. The end is marked
+        told in the transaction that queues the subscribers' messages (:func:`subscriptions.tell_sweep_end`)."""
         for view in await self.sweeps.ended_untold():
             sweep = view.sweep
             if sweep.id not in self._edited:  # not edited by this process (a restart): its final state first
@@ -434,7 +442,12 @@ class Sweeps(AdjutantCog, name="Sweeps"):
                 await self._edit_card(sweep.id)
             channel = self.bot.get_channel(sweep.channel_id) if sweep.channel_id else None
             if not isinstance(channel, discord.abc.Messageable):
-                await self.sweeps.mark_told(sweep.id)
+                await self._mark_told(sweep.id, [])  # its channel is gone: nobody can see it any more
+                continue
+            try:
+                copies = await self._subscriber_copies(view, channel)
+            except discord.HTTPException as error:
+                log.warning("could not look up the subscribers of sweep %s: %s; retrying", sweep.id, error)
                 continue
             mention = f"<@{sweep.requested_by_id}>" if sweep.requested_by_id else None
             text = render.ended_text(sweep, view.trials, render.goal_of(sweep.config), mention)
@@ -455,7 +468,58 @@ class Sweeps(AdjutantCog, name="Sweeps"):
             except discord.HTTPException as error:
                 log.warning("could not tell the end of sweep %s: %s; retrying", sweep.id, error)
                 continue
-            await self.sweeps.mark_told(sweep.id)
+            await self._mark_told(sweep.id, copies)
+
+    async def _subscriber_copies(
+        self, view: SweepView, channel: discord.abc.Messageable
+    ) -> list[tuple[Subscription, dict[str, Any]]]:
+        """The direct message of a sweep's end for each member subscribed to ``sweeps`` of its project (the route's,
+        and the W&B project its agents worked in) who can see the sweep's channel now; a member who cannot gets
+        nothing (their subscription stays: the Inbox ends it only when they can see none of the project's channels).
+        Raises discord.HTTPException when Discord could not say who is a member (the end is told on a later pass)."""
+        sweep = view.sweep
+        route = self.launching.sweep_route(sweep.route, sweep.channel_id)
+        own = f"{sweep.entity or ''}/{sweep.project}" if sweep.project else None
+        keys = [key for key in (route.project_key, own) if key]
+        found = await asyncio.to_thread(self._sweep_subscribers, keys)
+        guild = getattr(channel, "guild", None)
+        if not found or guild is None:
+            return []
+        copies = []
+        embed = render.ended_embed(
+            sweep, view.trials, render.goal_of(sweep.config), base_url=os.environ.get("WANDB_BASE_URL"),
+            where=f"<#{sweep.channel_id}>", project=route.project_label or (own or "").lstrip("/"),
+            prefix=self.command_prefix(),
+        )  # fmt: skip
+        for subscription in found:
+            if await self._sees(guild, subscription.user_id, route):
+                copies.append((subscription, embed))
+        return copies
+
+    def _sweep_subscribers(self, keys: list[str]) -> list[Subscription]:
+        """(blocking) The members subscribed to ``sweeps`` of any of these projects, one subscription each."""
+        with self.services.runs.transaction() as db:
+            return subscriptions.sweep_subscribers(db, keys)
+
+    async def _sees(self, guild: discord.Guild, user_id: int, route: ProjectRoute) -> bool:
+        """Is ``user_id`` a member of ``guild`` who can see ``route``'s channel (View Channel, with its overwrites)?"""
+        member = guild.get_member(user_id)
+        if member is None:
+            try:
+                member = await guild.fetch_member(user_id)
+            except (discord.NotFound, discord.Forbidden):
+                return False  # no longer in the server (or Discord will not say): nothing is sent on a guess
+        return can_see(self.bot, self.settings, member, guild, route)
+
+    async def _mark_told(self, sweep_id: str, copies: list[tuple[Subscription, dict[str, Any]]]) -> None:
+        """The end was told in the channel: marked told and the subscribers' messages queued, in one transaction."""
+
+        def mark() -> bool:
+            with self.services.runs.transaction() as db:
+                return subscriptions.tell_sweep_end(db, sweep_id, iso(utcnow()), copies)
+
+        if await asyncio.to_thread(mark) and copies:
+            log.info("sweep %s ended: %d subscriber(s) will be told by direct message", sweep_id, len(copies))
 
     @watch.before_loop
     async def _before_watch(self) -> None:

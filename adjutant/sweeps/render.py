@@ -379,6 +379,60 @@ def ended_text(sweep: SweepLike, trials: Sequence[TrialLike], goal: Goal | None,
     return truncate(head, 2000)
 
 
+def ended_embed(
+    sweep: SweepLike,
+    trials: Sequence[TrialLike],
+    goal: Goal | None,
+    *,
+    base_url: str | None = None,
+    where: str = "",
+    project: str = "",
+    prefix: str = "$",
+) -> dict[str, Any]:
+    """A subscriber's direct message, once, when a sweep of their project ends: how it ended (stopped, finished, its
+    target reached, as the sweep's note says), the counts, the best trial (metric, parameters, W&B link) and the
+    sweep's id. ``where``: the card's channel as a mention (``<#id>``: a link, never a ping)."""
+    state = str(sweep.state).lower()
+    icon, colour = STATE_LOOK.get(state, ("🔎", 0x3498DB))
+    verb = "finished" if state == "finished" else "was stopped" if state == "stopped" else f"ended ({plain(state)})"
+    found = counts(trials)
+    noun = "agent job" if sweep.kind == "agents" else "trial"
+    extra = [f"{found[s]} {w}" for s, w in TRIAL_WORDS if found.get(s) and s != "done"]
+    lines = [
+        f"{plural(len(trials), noun)}: {found['done']} done{', ' + ', '.join(extra) if extra else ''}."
+        + (f" Its card is in {where}." if where else "")
+    ]
+    if sweep.note:
+        lines.append(plain(truncate(str(sweep.note), 500)))
+    lines.append(f"`{prefix}results {sweep.id}` gives every trial as a CSV.")
+    fields: list[dict[str, Any]] = []
+    top = best(trials, goal)
+    if goal is not None:
+        arrow = "lowest" if goal.minimize else "highest"
+        metric = f"`{code_safe(truncate(goal.name, 80))}`"
+        if top is None or top.value is None:
+            value = f"No trial reported {metric}."
+        else:
+            url = _run_url(base_url, sweep, top)
+            run = link(f"trial {top.number}", url) if url else f"trial {top.number}"
+            value = f"{metric} = **{format_number(top.value)}** ({arrow} wins), {run}\n{params_text(top.params, 700)}"
+        fields.append({"name": "Best trial", "value": truncate(value, 1024), "inline": False})
+    footer = (
+        f"Sweeps of {project} · requested by {sweep.requested_by}" if project else f"Requested by {sweep.requested_by}"
+    )
+    embed: dict[str, Any] = {
+        "title": truncate(f"{icon} Sweep {sweep.id} {verb}", 256),
+        "description": "\n".join(lines),
+        "color": colour,
+        "fields": fields,
+        "footer": {"text": truncate(footer, 200)},
+    }
+    url = sweep_url(base_url, sweep.entity, sweep.project, sweep.wandb_sweep_id)
+    if url and safe_url(url):
+        embed["url"] = safe_url(url)
+    return fit_embed(embed)
+
+
 def runtime(started: dt.datetime | str | None, ended: dt.datetime | str | None) -> float | None:
     """Seconds between two times (ISO text or datetimes), or None."""
     try:

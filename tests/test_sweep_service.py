@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -300,8 +301,8 @@ async def test_a_failed_canary_pauses_the_sweep_and_resume_goes_on(world: World)
     assert trial.state == TrialState.FAILED and trial.note is not None and trial.note.startswith("exit 3")
     assert ("set_state", "wb000001", "PAUSED") in world.wandb.calls  # mirrored
     await world.service.resume(sweep.id, by="ada")
-    assert ("set_state", "wb000001", "RUNNING") in world.wandb.calls
     await world.step()
+    assert ("set_state", "wb000001", "RUNNING") in world.wandb.calls  # mirrored by the pass
     await world.step()
     assert len(world.trial_jobs(sweep.id)) == 3
     row = world.sweeps.get(sweep.id)
@@ -460,7 +461,11 @@ async def test_pause_resume_stop_and_their_refusals(world: World) -> None:
     with pytest.raises(SweepRefused, match="only a paused sweep"):
         await world.service.resume(sweep.id)
     paused = await world.service.pause(sweep.id, by="bob")
-    assert paused.state == SweepState.PAUSED and paused.note == "paused by bob" and paused.wandb_state == "PAUSED"
+    assert paused.state == SweepState.PAUSED and paused.note == "paused by bob"
+    assert paused.wandb_state == "RUNNING" and world.wandb.count("set_state") == 0  # the next pass mirrors it
+    await world.step()
+    row = world.sweeps.get(sweep.id)
+    assert row is not None and row.wandb_state == "PAUSED" and ("set_state", "wb000001", "PAUSED") in world.wandb.calls
     with pytest.raises(SweepRefused, match="only a running sweep"):
         await world.service.pause(sweep.id)
     running = world.running(sweep.id)
@@ -470,14 +475,17 @@ async def test_pause_resume_stop_and_their_refusals(world: World) -> None:
         await world.step()
     assert len(world.trial_jobs(sweep.id)) == 2  # paused: running ones finished, nothing new
     resumed = await world.service.resume(sweep.id)
-    assert resumed.state == SweepState.RUNNING and resumed.wandb_state == "RUNNING"
+    assert resumed.state == SweepState.RUNNING and resumed.wandb_state == "PAUSED"
     await world.step()
+    row = world.sweeps.get(sweep.id)
+    assert row is not None and row.wandb_state == "RUNNING"
     await world.step()
     assert len(world.trial_jobs(sweep.id)) == 4
     running = world.running(sweep.id)
     assert len(running) == 2
     stopping = await world.service.stop(sweep.id, by="bob")
-    assert stopping.state == SweepState.STOPPING  # its running trials are being cancelled
+    assert stopping.state == SweepState.STOPPING and world.launcher.cancelled == []  # recorded; the pass cancels
+    await world.service.tick()
     assert sorted(world.launcher.cancelled) == sorted(j.id for j in running)
     for job in world.trial_jobs(sweep.id):
         if job.state == JobState.CANCELLING:
@@ -497,11 +505,57 @@ async def test_pause_resume_stop_and_their_refusals(world: World) -> None:
     assert [r.id for r in await world.service.list(["general"])] == [sweep.id]
 
 
+class BlockingWandb(FakeWandb):
+    """W&B hanging on a state change until the test lets it go."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def set_state(self, entity: str | None, project: str | None, sweep_id: str, state: str) -> None:
+        self.entered.set()
+        assert self.release.wait(30), "never released"
+        super().set_state(entity, project, sweep_id, state)
+
+
+async def test_pause_and_stop_return_at_once_while_w_and_b_hangs_in_a_pass(tmp_path: Path) -> None:
+    """A pass stuck in W&B (holding the pass's lock and the W&B lock) delays neither Pause nor Stop: each is one
+    compare-and-set; the pass after the hang mirrors the state and cancels the stopped sweep's trials."""
+    wandb = BlockingWandb()
+    world = build(tmp_path, wandb=wandb)
+    try:
+        one = await world.create(GRID4, parallel=2)
+        two = await world.create(GRID4, parallel=2)
+        for _ in range(2):
+            await world.step()
+        await world.service.pause(one.id, by="bob")
+        stuck = asyncio.create_task(world.service.tick())  # mirrors one's pause: hangs in W&B
+        assert await asyncio.to_thread(wandb.entered.wait, 10)
+        paused = await asyncio.wait_for(world.service.pause(two.id, by="bob"), 2)
+        assert paused.state == SweepState.PAUSED
+        stopping = await asyncio.wait_for(world.service.stop(one.id, by="bob"), 2)
+        assert stopping.state == SweepState.STOPPING and not stuck.done()
+        assert world.launcher.cancelled == []  # nothing cancelled by the door itself
+        wandb.release.set()
+        await asyncio.wait_for(stuck, 10)
+        await world.service.tick()
+        active = [j.id for j in world.trial_jobs(one.id) if j.state == JobState.CANCELLING]
+        assert active and sorted(world.launcher.cancelled) == sorted(active)
+        assert not any(j.state == JobState.CANCELLING for j in world.trial_jobs(two.id))
+        assert ("set_state", "wb000002", "PAUSED") in wandb.calls
+    finally:
+        wandb.release.set()
+        await world.scheduler.close()
+        world.database.close()
+
+
 async def test_stop_drops_queued_trials(tmp_path: Path) -> None:
     world = build(tmp_path, slots=1)
     sweep = await world.create(GRID4, parallel=1)
     await world.step()
     await world.service.stop(sweep.id)
+    await world.step()
     # the running canary is asked to stop; once its end is recorded the sweep is stopped
     (job,) = world.trial_jobs(sweep.id)
     world.jobs.record_news(job.id, JobUpdate(state=JobState.CANCELLED, ended_at=iso()))

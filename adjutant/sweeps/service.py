@@ -20,7 +20,8 @@ every sweep where it was: nothing is kept in memory that a restart would need):
   queued or running while W&B's sweep is RUNNING, its runs are fewer than it expects, and no agent ended without a new
   run since it was queued (the controller had nothing for it).
 - Pause holds the queued trials and proposes nothing; Resume releases them; Stop cancels running and queued ones.
-  Each is mirrored to the W&B sweep's state, best effort.
+  The doors only record the move (one compare-and-set, no lock, no W&B call) and wake the scheduler; the next pass
+  (the cog's loop: within a second) cancels a Stop's trials and mirrors the state to the W&B sweep, best effort.
 """
 
 from __future__ import annotations
@@ -333,7 +334,8 @@ class SweepService:
         return await self._after_move(sweep, moved, SweepState.RUNNING)
 
     async def stop(self, sweep_id: str, by: str | None = None) -> SweepRow:
-        """Stop: cancel its running and queued trials; it is stopped once none is active."""
+        """Stop: recorded now (STOPPING); the next pass cancels its running and queued trials; it is stopped once none
+        is active."""
         sweep = await self._get(sweep_id)
         if sweep.state not in (SweepState.RUNNING, SweepState.PAUSED):
             raise SweepRefused(f"Sweep `{sweep.id}` is {sweep.state.label} already.")
@@ -341,10 +343,7 @@ class SweepService:
         moved = await asyncio.to_thread(
             self.store.set_state, sweep.id, SweepState.STOPPING, now=self.clock(), note=note
         )
-        row = await self._after_move(sweep, moved, SweepState.STOPPING)
-        async with self._lock:
-            await self._wind_down(row)
-        return await self._get(sweep_id)
+        return await self._after_move(sweep, moved, SweepState.STOPPING)
 
     async def view(self, sweep_id: str) -> SweepView | None:
         """A sweep for its card: its row, trials (with their jobs), counts, the best trial; None if unknown."""
@@ -928,13 +927,14 @@ class SweepService:
 
     # --- helpers --------------------------------------------------------------------------------
     async def _after_move(self, sweep: SweepRow, moved: bool, new: SweepState) -> SweepRow:
+        """A door's compare-and-set is done: the row at once. Nothing here waits for W&B, a backend or a pass in
+        progress (no lock): the next :meth:`tick` re-reads the state and does the rest (W&B's sweep state mirrored,
+        a Stop's trials cancelled); the scheduler is woken so released or cancelled jobs move now."""
         if not moved:
             now = await self._get(sweep.id)
             raise SweepRefused(f"Sweep `{sweep.id}` is {now.state.label} now: it was not {new.label}.")
-        if new == SweepState.RUNNING:
-            self.scheduler.wake()
-        row = await self._get(sweep.id)
-        await self._mirror(row)
+        self._mirror_failures.pop(sweep.id, None)  # a new wish: W&B is asked again, whatever the last tries gave
+        self.scheduler.wake()
         return await self._get(sweep.id)
 
     async def _get(self, sweep_id: str) -> SweepRow:

@@ -47,7 +47,14 @@ from adjutant.projects import ProjectRoute
 from adjutant.render import code_safe, truncate
 from adjutant.scheduler import GPU_POOL_BACKENDS, CancelOutcome, CancelResult, Scheduler
 from adjutant.settings import Settings
-from adjutant.sweeps.config import SweepConfig, SweepConfigError, grid_config, is_sweep_config, parse_sweep_config
+from adjutant.sweeps.config import (
+    MAX_TEXT,
+    SweepConfig,
+    SweepConfigError,
+    grid_config,
+    is_sweep_config,
+    parse_sweep_config,
+)
 from adjutant.watcher import Watcher, describe_error
 
 if TYPE_CHECKING:
@@ -231,16 +238,31 @@ def _next_word(text: str) -> tuple[str, str]:
 def sweep_configuration(body: str, *, grid_too: bool) -> SweepConfig | None:
     """A W&B sweep configuration (YAML or JSON, fenced or not), or with ``grid_too`` the JSON-lists shorthand as
     ``method: grid``; None: not a W&B configuration (the shorthand of today's ``$sweep``). Raises
-    :class:`SweepConfigError` or :class:`HParamsError` naming what is wrong."""
+    :class:`SweepConfigError` or :class:`HParamsError` naming what is wrong (a text too long is refused before it is
+    parsed; one nested too deeply, or that YAML cannot build, is a sentence too). Blocking: parsing a long text takes
+    a while, so callers on the event loop run it in a thread."""
+    try:
+        return _sweep_configuration(body, grid_too=grid_too)
+    except (SweepConfigError, HParamsError):
+        raise
+    except RecursionError:
+        raise SweepConfigError("the sweep configuration is nested too deeply") from None
+    except (ValueError, TypeError, OverflowError) as error:  # e.g. YAML's date 2001-13-45: "month must be in 1..12"
+        raise SweepConfigError(f"the sweep configuration cannot be read: {truncate(str(error), 200)}") from None
+
+
+def _sweep_configuration(body: str, *, grid_too: bool) -> SweepConfig | None:
     import yaml
 
     text = strip_fence(body)
     if not text:
         return None
+    if len(text) > MAX_TEXT:
+        raise SweepConfigError(f"the sweep configuration is too long: {len(text):,} characters (at most {MAX_TEXT:,})")
     try:
         loaded = yaml.safe_load(text)
     except yaml.YAMLError:
-        loaded = None
+        loaded = None  # not YAML: maybe the shorthand (a value YAML cannot build is a sentence: see above)
     if isinstance(loaded, dict) and is_sweep_config(loaded):
         return parse_sweep_config(text)
     if grid_too:
@@ -546,7 +568,7 @@ class Launching:
                 if grid.strip():
                     raise HParamsError("give the sweep configuration once: in the message or as a file, not both")
                 grid = attached
-            config = sweep_configuration(grid, grid_too=search.asked)
+            config = await asyncio.to_thread(sweep_configuration, grid, grid_too=search.asked)
         except (HParamsError, SweepConfigError) as error:
             return Refused(f"Not queued: {error}")
         if config is not None:
@@ -562,6 +584,8 @@ class Launching:
             combos = [self.prepare(c)[0] for c in expand_sweep(parsed)]
         except HParamsError as error:
             return Refused(f"Not queued: {error}")
+        except RecursionError:
+            return Refused("Not queued: the hyperparameters are nested too deeply.")
         capped = self.priority_refusal(asker, options)
         if capped is not None:
             return await self.refuse(asker, "sweep", capped.replace("Not launched", "Not queued"))

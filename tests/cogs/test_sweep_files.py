@@ -99,3 +99,16 @@ async def test_the_slash_command_takes_the_file_as_its_attachment_option(
         await discord_standin.wait_until(lambda: bool(discord_standin.responses(interaction)), timeout=15)
         answer = discord_standin.responses(interaction)[0]
     assert answer["embeds"][0]["title"] == "Sweep: grid, 3 trials", answer
+
+
+async def test_a_message_nested_too_deeply_gets_a_sentence(start_adjutant, discord_standin) -> None:
+    """2,000 characters of ``parameters: [[[[…]]]]``: parsed off the event loop, refused in words (YAML's recursion
+    limit is not "Something went wrong")."""
+    content = "$sweep parameters: " + "[" * 990 + "]" * 990
+    assert len(content) <= 2000
+    async with start_adjutant(sweep_env()):
+        count = len(discord_standin.sent())
+        await discord_standin.post(content)
+        answer = await discord_standin.wait_for_message(after=count, timeout=15)
+    assert answer["content"] == "Not queued: the sweep configuration is nested too deeply", answer["content"]
+    assert "went wrong" not in answer["content"]

@@ -148,3 +148,18 @@ async def test_agents_take_a_sweep_path_a_count_and_options(world) -> None:
     assert isinstance(wrong, Refused) and "not a W&B sweep id" in wrong.text
     alice = await launching.agents(asker(settings, ALICE, "general"), "team/proj/ab12cd34", "")
     assert isinstance(alice, Refused) and "not allowed" in alice.text
+
+
+async def test_a_configuration_nested_too_deeply_or_too_long_is_a_sentence(world) -> None:
+    launching, settings = world
+    bob = asker(settings, BOB, "general")
+    deep = "parameters: " + "[" * 994 + "]" * 994
+    assert len(deep) == 2000
+    nested = await launching.sweep(bob, deep)
+    assert isinstance(nested, Refused) and nested.text == "Not queued: the sweep configuration is nested too deeply"
+    json_deep = await launching.sweep(bob, '{"x": ' + "[" * 990 + "]" * 990 + "}")
+    assert isinstance(json_deep, Refused) and "nested too deeply" in json_deep.text, json_deep
+    date = await launching.sweep(bob, "method: grid\nparameters:\n  day: {values: [2001-13-45]}\n")
+    assert isinstance(date, Refused) and date.text.startswith("Not queued: the sweep configuration cannot be read")
+    long = await launching.sweep(bob, "", attached="method: grid\n" + "#" * 70_000)
+    assert isinstance(long, Refused) and "too long: 70,013 characters (at most 64,000)" in long.text, long

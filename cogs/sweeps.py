@@ -39,7 +39,7 @@ from adjutant.services import Services
 from adjutant.settings import Settings
 from adjutant.subscriptions import Subscription
 from adjutant.sweeps import render
-from adjutant.sweeps.service import SweepView
+from adjutant.sweeps.service import SweepRefused, SweepView
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +134,9 @@ class Sweeps(AdjutantCog, name="Sweeps"):
         #: Sweeps whose card waits for an edit, and when each card was last edited (monotonic).
         self._dirty: set[str] = set()
         self._edited: dict[str, float] = {}
+        #: Sweeps whose card is being posted now: the loop neither posts nor edits them meanwhile (a Confirm and
+        #: the loop's first pass would otherwise post two cards).
+        self._posting: set[str] = set()
         #: The last chart of each card: the trial values it shows, and whether the card has it.
         self._charts: dict[str, tuple[Any, bytes | None]] = {}
         #: Cards Discord no longer has (deleted): not edited again (a card is never re-posted).
@@ -261,25 +264,37 @@ class Sweeps(AdjutantCog, name="Sweeps"):
         return {"payload": payload, "sweep": sweep}
 
     async def post_card(self, sweep_id: str, channel: Any, *, reference: discord.Message | None = None) -> None:
-        """Post a sweep's card (once: its id is recorded), with a thread for its trials' stories."""
-        card = await self._card(sweep_id, fresh=True)
-        if card is None:
+        """Post a sweep's card (once: one post at a time per sweep, its id recorded, and a nonce Discord enforces, so
+        a post repeated after a lost answer or a restart within minutes gives the same message), with a thread for
+        its trials' stories."""
+        if sweep_id in self._posting:
             return
-        payload = card["payload"]
-        if payload.get("view") is None:
-            payload.pop("view")
+        self._posting.add(sweep_id)
         try:
-            message = await channel.send(**payload, reference=reference, allowed_mentions=NO_PINGS)
-        except discord.HTTPException as error:
-            log.warning("could not post the card of %s: %s", sweep_id, error)
-            return
-        thread = None
-        try:
-            thread = await message.create_thread(name=f"sweep {sweep_id}", auto_archive_duration=1440)
-        except discord.HTTPException as error:
-            log.info("no thread for sweep %s (%s)", sweep_id, error)
-        await self.sweeps.set_card(sweep_id, message.channel.id, message.id, thread.id if thread is not None else None)
-        self._edited[sweep_id] = time.monotonic()
+            card = await self._card(sweep_id, fresh=True)
+            if card is None or card["sweep"].card_id:
+                return  # unknown, or its card is posted already (it is edited, never posted again)
+            payload = card["payload"]
+            if payload.get("view") is None:
+                payload.pop("view")
+            try:
+                message = await channel.send(
+                    **payload, reference=reference, allowed_mentions=NO_PINGS, nonce=f"card-{sweep_id}"[:25]
+                )
+            except discord.HTTPException as error:
+                log.warning("could not post the card of %s: %s", sweep_id, error)
+                return
+            thread = message.thread
+            if thread is None:
+                try:
+                    thread = await message.create_thread(name=f"sweep {sweep_id}", auto_archive_duration=1440)
+                except discord.HTTPException as error:
+                    log.info("no thread for sweep %s (%s)", sweep_id, error)
+            thread_id = thread.id if thread is not None else None
+            await self.sweeps.set_card(sweep_id, message.channel.id, message.id, thread_id)
+            self._edited[sweep_id] = time.monotonic()
+        finally:
+            self._posting.discard(sweep_id)
 
     async def _edit_card(self, sweep_id: str) -> None:
         card = await self._card(sweep_id)
@@ -310,6 +325,8 @@ class Sweeps(AdjutantCog, name="Sweeps"):
             if sweep_id in self._gone:
                 self._dirty.discard(sweep_id)
                 continue
+            if sweep_id in self._posting:
+                continue  # its card is being posted: edited once it is
             if now - self._edited.get(sweep_id, 0.0) < EDIT_SECONDS:
                 continue
             self._dirty.discard(sweep_id)
@@ -339,7 +356,7 @@ class Sweeps(AdjutantCog, name="Sweeps"):
         }
         try:
             await actions[action](sweep_id, by=asker.name)
-        except ValueError as error:  # the service's refusal of a move the sweep's state does not allow
+        except SweepRefused as error:  # the service's refusal of a move the sweep's state does not allow
             await interaction.response.send_message(str(error), ephemeral=True)
             return
         await self.launching.audit("sweep decided", asker, target=sweep_id, detail=action)
@@ -460,7 +477,9 @@ class Sweeps(AdjutantCog, name="Sweeps"):
                 await channel.send(
                     text,
                     reference=reference,  # type: ignore[arg-type]
-                    allowed_mentions=discord.AllowedMentions(users=[discord.Object(sweep.requested_by_id)])
+                    allowed_mentions=discord.AllowedMentions(
+                        everyone=False, roles=False, replied_user=False, users=[discord.Object(sweep.requested_by_id)]
+                    )
                     if sweep.requested_by_id
                     else NO_PINGS,
                     nonce=f"sweep-end-{sweep.id}"[:25],

@@ -144,6 +144,20 @@ def test_csv_has_every_trial_best_first_and_is_safe_in_a_spreadsheet() -> None:
     assert [r[0] for r in csv.reader(io.StringIO(up.decode()))][1:4] == ["1", "4", "2"]
 
 
+def test_csv_header_is_safe_and_a_long_csv_keeps_whole_rows(monkeypatch) -> None:
+    """A metric or parameter name is user text too (quoted like a cell), and a CSV over the size limit leaves out
+    the worst trials as whole rows, never half a row."""
+    rows = [Trial(n, {"=cmd": "v" * 50}, value=float(n)) for n in range(1, 41)]
+    table = list(csv.reader(io.StringIO(render.csv_bytes(rows, render.Goal("@loss", minimize=True)).decode())))
+    assert table[0][2] == "'@loss" and table[0][6] == "'=cmd"
+    whole = render.csv_bytes(rows, GOAL)
+    monkeypatch.setattr(render, "CSV_LIMIT", len(whole) // 2)
+    half = render.csv_bytes(rows, GOAL)
+    assert 0 < len(half) <= len(whole) // 2 and half.endswith(b"\n")
+    kept = list(csv.reader(io.StringIO(half.decode())))[1:]
+    assert all(len(row) == 7 for row in kept) and [row[0] for row in kept] == [str(n) for n in range(1, len(kept) + 1)]
+
+
 def test_important_params_rank_by_correlation_and_chart_is_a_png() -> None:
     rows = [Trial(i, {"x": x, "noise": n, "opt": o}, value=(x - 0.3) ** 2) for i, (x, n, o) in enumerate(
         [(0.3, 5, "a"), (0.5, 1, "b"), (0.7, 4, "a"), (0.9, 2, "b"), (1.1, 3, "a")], 1)]  # fmt: skip

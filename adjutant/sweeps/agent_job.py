@@ -16,6 +16,9 @@ SIGTERM, SIGINT, SIGHUP and SIGUSR1 sent to this job are forwarded to the agent'
 agent waits for it to end, and a preemption signal reaches the trainer. Should this process die without forwarding
 (SIGKILL after the grace), the agent gets SIGTERM from the kernel (Linux: PR_SET_PDEATHSIG) and stops its trial.
 
+With ``"dir": "/abs/folder"`` in its argument, W&B's agent runs in that folder (the route's experiment script's:
+a relative ``program`` then names the script the service checked before queuing this job).
+
 Exit status: W&B's agent's (128 + N when it died of signal N); 2 when the argument is wrong. Note that W&B's agent
 exits 0 even when its trial failed: the trial's outcome is its W&B run's state.
 """
@@ -34,7 +37,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import FrameType
 
-USAGE = 'usage: agent_job.py \'{"sweep": "entity/project/sweep_id"}\''
+USAGE = 'usage: agent_job.py \'{"sweep": "entity/project/sweep_id", "dir": "/its/folder"}\''  # dir: optional
 #: ``entity/project/sweep_id``: the full path, so the trial's wandb.init writes to the sweep's project (a bare id
 #: would leave the trainer on the default entity and project).
 SWEEP_PATH = re.compile(r"[^/\s][^/]*/[^/\s][^/]*/[A-Za-z0-9]+")
@@ -52,6 +55,13 @@ class BadArgument(ValueError):
 
 def parse_argument(argv: Sequence[str]) -> str:
     """The sweep path ``entity/project/sweep_id`` from the job's one JSON argument."""
+    return parse_spec(argv)[0]
+
+
+def parse_spec(argv: Sequence[str]) -> tuple[str, str | None]:
+    """The sweep path ``entity/project/sweep_id`` and the folder W&B's agent runs in (``dir``: the experiment
+    script's, so a relative ``program`` is the one the service checked; None: this job's own) from the job's one JSON
+    argument."""
     if len(argv) != 1:
         raise BadArgument(f"expected one JSON argument, got {len(argv)}")
     try:
@@ -60,13 +70,16 @@ def parse_argument(argv: Sequence[str]) -> str:
         raise BadArgument(f"the argument is not JSON ({error.msg}, character {error.pos})") from None
     if not isinstance(spec, dict):
         raise BadArgument('the argument must be a JSON object: {"sweep": "entity/project/sweep_id"}')
-    unknown = sorted(set(spec) - {"sweep"})
+    unknown = sorted(set(spec) - {"sweep", "dir"})
     if unknown:
-        raise BadArgument(f"unexpected key(s) {', '.join(map(repr, unknown))}: the only key is 'sweep'")
+        raise BadArgument(f"unexpected key(s) {', '.join(map(repr, unknown))}: the keys are 'sweep' and 'dir'")
     sweep = spec.get("sweep")
     if not isinstance(sweep, str) or not SWEEP_PATH.fullmatch(sweep):
         raise BadArgument(f"'sweep' must be the sweep's full path entity/project/sweep_id, not {sweep!r}")
-    return sweep
+    folder = spec.get("dir")
+    if folder is not None and not (isinstance(folder, str) and os.path.isabs(folder) and os.path.isdir(folder)):
+        raise BadArgument(f"'dir' must be an absolute path to a folder, not {folder!r}")
+    return sweep, folder
 
 
 def agent_command(sweep: str, python: str = sys.executable) -> list[str]:
@@ -102,8 +115,9 @@ def _child_setup(parent: int) -> Callable[[], None]:
     return setup
 
 
-def run(sweep: str) -> int:
-    """Run W&B's agent for one trial of ``sweep``, forwarding signals to it; its exit status."""
+def run(sweep: str, folder: str | None = None) -> int:
+    """Run W&B's agent for one trial of ``sweep`` (in ``folder``, if given), forwarding signals to it; its exit
+    status."""
     agent: subprocess.Popen[bytes] | None = None
     early: list[int] = []  # signals that came before the agent had a process group
 
@@ -117,7 +131,9 @@ def run(sweep: str) -> int:
     for sig in FORWARDED:
         signal.signal(sig, forward)
     setup = _child_setup(os.getpid())
-    agent = subprocess.Popen(agent_command(sweep), env=agent_environment(os.environ), preexec_fn=setup)
+    agent = subprocess.Popen(
+        agent_command(sweep), env=agent_environment(os.environ), preexec_fn=setup, cwd=folder or None
+    )
     for signum in early:
         forward(signum, None)
     code = agent.wait()
@@ -126,11 +142,11 @@ def run(sweep: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        sweep = parse_argument(sys.argv[1:] if argv is None else argv)
+        sweep, folder = parse_spec(sys.argv[1:] if argv is None else argv)
     except BadArgument as error:
         print(f"agent_job: {error}\n{USAGE}", file=sys.stderr)
         return 2
-    return run(sweep)
+    return run(sweep, folder)
 
 
 if __name__ == "__main__":

@@ -62,6 +62,7 @@ __all__ = [
     "TrialRow",
     "TrialState",
     "TrialView",
+    "agents_refusal",
 ]
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,11 @@ BY_TARGET = "the sweep's target"
 BY_POOL = "the agents' end"
 #: How many times a W&B state change that failed is tried again (one try per pass).
 MIRROR_TRIES = 3
+#: The one argument macro an agent's ``command`` may end with (W&B's forms of the trial's parameters).
+ARGS_MACROS = ("${args}", "${args_json}", "${args_no_hyphens}", "${args_no_boolean_flags}")
+#: The note of an agents sweep that was not run (its W&B sweep's program or command, or its backend): never mirrored
+#: to the team's W&B sweep (refusing here is not pausing their sweep).
+REFUSED = "paused, not run: "
 
 
 class SweepsBackend(Protocol):
@@ -191,6 +197,54 @@ def agent_launcher(folder: Path, agent: Path = AGENT_SCRIPT, python: str = sys.e
         temporary.chmod(0o755)
         temporary.replace(path)
     return path
+
+
+def _shown(text: str, limit: int = 80) -> str:
+    """Text from W&B (the sweep's creator wrote it) shown in a note: one line, no backticks, cut."""
+    flat = " ".join(str(text).replace("`", "'").split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def agents_refusal(config: Mapping[str, Any] | None, experiment_script: str | None) -> tuple[str | None, str | None]:
+    """(pure; reads no file but resolves paths) Whether W&B's agents may run this W&B sweep here: (why not, None), or
+    (None, the folder its agents must run in: the experiment script's, when its ``program`` is relative, else None).
+
+    An agent runs whatever ``program`` and ``command`` the sweep's creator wrote, with the team's GPUs and W&B key:
+    only the route's own experiment script (``program``, absolute or relative to the script's folder) run the
+    standard way (``command`` absent, or ``${env}`` (optional), ``${interpreter}``, ``${program}`` and one of
+    :data:`ARGS_MACROS`, nothing else) is run."""
+    if not experiment_script:
+        return "this channel has no experiment script to check the W&B sweep's program against", None
+    script = Path(experiment_script)
+    if config is None:
+        return "W&B's sweep configuration could not be read", None
+    program = config.get("program")
+    if not isinstance(program, str) or not program.strip():
+        return f"W&B's sweep names no program; it must be this channel's experiment script `{script.name}`", None
+    relative = not os.path.isabs(program)
+    resolved = script.parent / program if relative else Path(program)
+    if os.path.realpath(resolved) != os.path.realpath(script):
+        return (
+            f"W&B's sweep runs `{_shown(program)}`, not this channel's experiment script `{script.name}`",
+            None,
+        )
+    command = config.get("command")
+    if command is not None:
+        words = list(command) if isinstance(command, list) else None
+        if words and words[0] == "${env}":
+            words = words[1:]
+        if (
+            words is None
+            or len(words) != 3
+            or words[:2] != ["${interpreter}", "${program}"]
+            or words[2] not in ARGS_MACROS
+        ):
+            return (
+                "W&B's sweep has its own command; only the standard one runs here:"
+                " `${env} ${interpreter} ${program} ${args_json}` (or ${args})",
+                None,
+            )
+    return None, str(script.parent) if relative else None
 
 
 def _failure_of(job: Job) -> tuple[int | None, str]:
@@ -827,7 +881,27 @@ class SweepService:
             free = min(free, info.expected - info.run_count - max(0, waiting))
         if free <= 0:
             return False
-        return await self._record(sweep, [{"sweep": path}] * free, runs_before=info.run_count)
+        refusal, folder = agents_refusal(info.config, sweep.launch.experiment_script)
+        if refusal is not None:
+            return await self._refuse(sweep, refusal)
+        spec = {"sweep": path} if folder is None else {"sweep": path, "dir": folder}
+        return await self._record(sweep, [spec] * free, runs_before=info.run_count)
+
+    async def _refuse(self, sweep: SweepRow, why: str) -> bool:
+        """An agents sweep not run: paused (its queued agents held), the note says why; W&B's sweep is left as is."""
+        note = REFUSED + why
+        moved = await asyncio.to_thread(
+            self.store.set_state,
+            sweep.id,
+            SweepState.PAUSED,
+            now=self.clock(),
+            note=note,
+            among=(SweepState.RUNNING,),
+            hold_queued=True,
+        )
+        if moved:
+            log.warning("sweep %s %s", sweep.id, note)
+        return moved
 
     # --- ending ---------------------------------------------------------------------------------
     async def _drop_queued(self, sweep: SweepRow, by: str) -> None:
@@ -884,6 +958,8 @@ class SweepService:
             return None
         if sweep.kind == SweepKind.AGENTS and sweep.wandb_state is None and sweep.state == SweepState.RUNNING:
             return None
+        if sweep.kind == SweepKind.AGENTS and (sweep.note or "").startswith(REFUSED):
+            return None  # not run here: the team's sweep is theirs
         return sweep.state.wandb_state
 
     def _mirror_due(self) -> builtins.list[SweepRow]:

@@ -64,6 +64,9 @@ class SweepLaunch:
     priority: str = "normal"
     preemptible: bool = False
     overrides: Mapping[str, str] = field(default_factory=dict)
+    #: ``$agents``: the route's experiment script, the only ``program`` a W&B sweep's agents may run here (None: not
+    #: known, so no agent is queued). A search sweep's trials run ``script``.
+    experiment_script: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(
@@ -75,6 +78,7 @@ class SweepLaunch:
                 "priority": self.priority if self.priority in PRIORITIES else "normal",
                 "preemptible": self.preemptible,
                 "overrides": dict(self.overrides),
+                "experiment_script": self.experiment_script,
             },
             sort_keys=True,
         )
@@ -90,6 +94,7 @@ class SweepLaunch:
             priority=str(data.get("priority") or "normal"),
             preemptible=bool(data.get("preemptible")),
             overrides={str(k): str(v) for k, v in (data.get("overrides") or {}).items()},
+            experiment_script=None if data.get("experiment_script") is None else str(data["experiment_script"]),
         )
 
 

@@ -9,6 +9,8 @@ What it sends (wandb 0.31, see ../shared/notes/wandb-sweeps.md), per call:
 - :meth:`WandbSweeps.runs`: one ``Runs`` request for any number of runs (their state, step and metric);
 - :meth:`WandbSweeps.history`: a run's sampled history of one metric (``Run`` + ``SampledHistory``), for hyperband;
 - :meth:`WandbSweeps.sweep`: ``GetSweep`` (state, run count, expected run count), for agents;
+- :meth:`WandbSweeps.sweep` also gives the sweep's configuration (its ``program`` and ``command``: what an agent
+  would run, checked by the service before it queues one);
 - :meth:`WandbSweeps.in_flight`: one ``Runs`` request: how many of the sweep's runs are pending or running (agents:
   how many of its agent jobs hold a trial already).
 
@@ -25,7 +27,7 @@ import math
 import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 from adjutant.wandb_source import _API_CREATION
@@ -57,6 +59,8 @@ class WandbSweepInfo:
     state: str
     run_count: int
     expected: int | None
+    #: Its configuration as W&B holds it (``program``, ``command`` …); None when it could not be read as a mapping.
+    config: Mapping[str, Any] | None = field(default=None, compare=False)
 
 
 def split_path(path: str) -> tuple[str | None, str | None, str]:
@@ -82,6 +86,21 @@ def _environment_kept(names: Sequence[str]) -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+def _sweep_config(text: Any) -> dict[str, Any] | None:
+    """A W&B sweep's ``config`` (a YAML string; a mapping as is), or None when it is not a mapping."""
+    if isinstance(text, Mapping):
+        return dict(text)
+    if not isinstance(text, str):
+        return None
+    import yaml
+
+    try:
+        loaded = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return None
+    return dict(loaded) if isinstance(loaded, dict) else None
 
 
 def _number(value: Any) -> float | None:
@@ -189,6 +208,7 @@ class WandbSweeps:
             state=str(attrs.get("state") or "").upper(),
             run_count=int(attrs.get("runCount") or 0),
             expected=int(expected) if isinstance(expected, int | float) and expected > 0 else None,
+            config=_sweep_config(attrs.get("config")),
         )
 
     def in_flight(self, path: str) -> int:

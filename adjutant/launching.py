@@ -59,6 +59,7 @@ from adjutant.watcher import Watcher, describe_error
 
 if TYPE_CHECKING:
     from adjutant.sweeps.service import SweepService
+    from adjutant.sweeps.wandb_sweeps import WandbSweepInfo
 
 log = logging.getLogger(__name__)
 
@@ -151,13 +152,13 @@ class SearchPlan:
     requested_by: str
     parallel: int
     seed: int | None
-    #: The trials it runs at most (search: the grid's size or the cap; agents: unknown, None).
+    #: The trials it runs at most (search: the grid's size or the cap; agents: the most agent jobs in all).
     trials: int | None
     #: Why there is a cap Adjutant chose (shown in the preview), or None.
     capped_by: str | None
     gpus: int
     time_limit: float | None
-    #: The worst case the quota and approvals saw: trials (agents: those at once) times GPUs times the time limit.
+    #: The worst case the quota and approvals saw: trials (agents: agent jobs in all) times GPUs times the time limit.
     gpu_hours: float | None
     warning: str | None
     backend: str
@@ -708,12 +709,34 @@ class Launching:
             **self.priority_of(options),
         )
 
-    async def agents(self, asker: Asker, sweep: str, text: str = "", gpus: int | None = None) -> Refused | SearchPlan:
+    async def agents(
+        self,
+        asker: Asker,
+        sweep: str,
+        text: str = "",
+        gpus: int | None = None,
+        *,
+        read_sweep: Callable[[str], WandbSweepInfo] | None = None,
+    ) -> Refused | SearchPlan:
         """``$agents <sweep id or entity/project/id> [n] [--gpus N] [--time T]``: n agent jobs that keep taking
-        trials from W&B's own controller; same gate, rights, priority and admission as ``$sweep``."""
+        trials from W&B's own controller; same gate, rights, priority and admission as ``$sweep``.
+
+        Only a sweep of the asking channel's own W&B project (a bare id: that project), and only where its jobs run
+        locally (an agent runs W&B's agent with the bot's interpreter). The pool's worst case is admitted: at most
+        ADJUTANT_MAX_SWEEP agent jobs in all, or fewer when W&B expects fewer runs (``read_sweep``: W&B's sweep, read
+        in a thread; blocking), since a finished agent is replaced while W&B has trials."""
         refused = await self._gate(asker, "agents")
         if refused is not None:
             return refused
+        backend = self.backend_of(asker.route)
+        if backend != "local":
+            return await self.refuse(
+                asker,
+                "agents",
+                "Not started: W&B's agents run with the bot's own Python, on the bot's machine, so $agents works only"
+                f" where jobs run locally; this channel's jobs run on {backend}. $sweep with the sweep's configuration"
+                " runs each trial as a job there.",
+            )
         path = sweep.strip().strip("`")
         match = _SWEEP_PATH.match(path)
         if match is None:
@@ -721,11 +744,19 @@ class Launching:
                 f"Not started: `{code_safe(truncate(path, 80))}` is not a W&B sweep id; give the id `wandb sweep`"
                 " printed (8 letters and digits) or entity/project/id."
             )
-        entity = match["entity"] or asker.route.entity or self.settings.entity
-        project = match["project"] or asker.route.project
+        entity = asker.route.entity or self.settings.entity
+        project = asker.route.project
         if not entity or not project:
             return Refused(
-                "Not started: this channel has no W&B entity and project; give the sweep as entity/project/id."
+                "Not started: this channel has no W&B entity and project, and $agents runs only sweeps of the"
+                " channel's own project (set the project's entity and project, or WANDB_ENTITY)."
+            )
+        if (match["entity"] or entity) != entity or (match["project"] or project) != project:
+            return await self.refuse(
+                asker,
+                "agents",
+                f"Not started: `{code_safe(truncate(path, 80))}` is not a sweep of this channel's W&B project"
+                f" (`{code_safe(entity)}/{code_safe(project)}`); $agents runs only the channel's own sweeps.",
             )
         words = text.split()
         count_word = words.pop(0) if words and not words[0].startswith("--") else None
@@ -745,7 +776,10 @@ class Launching:
         capped = self.priority_refusal(asker, options)
         if capped is not None:
             return await self.refuse(asker, "agents", capped.replace("Not launched", "Not started"))
-        admission = await self.admission(asker, options.gpus or 0, count, options.time_limit)
+        wandb_path = f"{entity}/{project}/{match['id']}"
+        jobs, capped_by = await self._agent_jobs(wandb_path, read_sweep)
+        count = min(count, jobs)
+        admission = await self.admission(asker, options.gpus or 0, jobs, options.time_limit)
         if admission.verdict == Verdict.REFUSED:
             text = admission.text if admission.text != "not allowed" else refusal(asker.route)
             return await self.refuse(asker, "agents", text)
@@ -755,10 +789,30 @@ class Launching:
                 "agents",
                 f"Not started: these agents need approval ({admission.text}): ask an approver to launch them.",
             )
+        # The reply of $agents says its warning: the cap goes first, so the asker reads how many jobs it may make.
+        warning = "\n".join(line for line in (capped_by, admission.warning) if line)
         return self._plan(
-            asker, "agents", options, config=None, wandb_sweep=f"{entity}/{project}/{match['id']}", parallel=count,
-            seed=None, trials=None, capped_by=None, warning=admission.warning,
+            asker, "agents", options, config=None, wandb_sweep=wandb_path, parallel=count, seed=None,
+            trials=jobs, capped_by=capped_by, warning=warning,
         )  # fmt: skip
+
+    async def _agent_jobs(self, path: str, read_sweep: Callable[[str], WandbSweepInfo] | None) -> tuple[int, str]:
+        """The most agent jobs of a pool in all (each takes one trial): ADJUTANT_MAX_SWEEP, or the runs W&B's sweep
+        expects when fewer (its grid's size or run_cap; unread or unknown: the limit); and the sentence saying so."""
+        limit = self.settings.max_sweep
+        expected = None
+        if read_sweep is not None:
+            try:
+                info = await asyncio.wait_for(asyncio.to_thread(read_sweep, path), self.settings.wandb_timeout)
+                expected = info.expected
+            except Exception as error:  # W&B down or slow: the limit, and the service reads it again
+                log.warning("could not read W&B's sweep %s at $agents: %s", path, describe_error(error))
+        if expected is not None and 0 < expected < limit:
+            return expected, f"At most {expected} agent jobs in all: W&B's sweep expects {expected} runs."
+        return limit, (
+            f"At most {limit} agent jobs in all (ADJUTANT_MAX_SWEEP): each takes one trial, and the quota and"
+            " approvals count them all."
+        )
 
     async def start_sweep(self, plan: SearchPlan, clicker: Asker, sweeps: SweepService) -> Refused | Any:
         """Confirmed (``$sweep``) or asked (``$agents``): rights checked again for the one who starts it, then the
@@ -789,7 +843,10 @@ class Launching:
                 overrides=dict(plan.overrides),
             ),
         )
-        trials = "until W&B has no more" if plan.trials is None else f"{plan.trials} trials"
+        if plan.kind == "agents":
+            trials = f"at most {plan.trials} agent jobs"
+        else:
+            trials = "until W&B has no more" if plan.trials is None else f"{plan.trials} trials"
         detail = f"{plan.kind} sweep, {plan.method}, {trials}, {plan.parallel} at once"
         await self.audit("launch", clicker, target=row.id, detail=detail)
         return row

@@ -20,7 +20,7 @@ from adjutant.launching import (
 )
 from adjutant.scheduler import Scheduler
 from adjutant.settings import Settings
-from tests.test_launching import ADMIN, ALICE, BOB, ROUTES, asker
+from tests.test_launching import ALICE, BOB, ROUTES, asker
 from tests.test_scheduler import FakeLauncher
 
 BAYES = """```yaml
@@ -34,6 +34,7 @@ parameters:
 
 
 def make(tmp_path: Path, **env: str) -> tuple[Launching, Settings, JobStore, ApprovalStore]:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     script = tmp_path / "run.sh"
     script.write_text("#!/bin/sh\n")
     script.chmod(0o755)
@@ -132,22 +133,96 @@ async def test_a_sweep_that_needs_approval_is_refused_with_what_to_do(tmp_path: 
         approvals.close()
 
 
-async def test_agents_take_a_sweep_path_a_count_and_options(world) -> None:
-    launching, settings = world
-    bob = asker(settings, BOB, "general")
-    plan = await launching.agents(bob, "team/proj/ab12cd34", "2 --gpus 1 --time 1h")
-    assert isinstance(plan, SearchPlan), plan
-    assert (plan.kind, plan.wandb_sweep, plan.parallel, plan.gpus) == ("agents", "team/proj/ab12cd34", 2, 1)
-    assert plan.script == str(AGENT_SCRIPT) and plan.gpu_hours == 2.0 and plan.trials is None
-    bare = await launching.agents(asker(settings, ADMIN, "general"), "ab12cd34", "")
-    assert isinstance(bare, Refused) and "entity/project/id" in bare.text, "no entity known in this channel"
-    for text, said in (("0", "number of agents"), ("2 extra", "unexpected"), ("--gpus x", "--gpus")):
-        refused = await launching.agents(bob, "team/proj/ab12cd34", text)
-        assert isinstance(refused, Refused) and said in refused.text, (text, refused)
-    wrong = await launching.agents(bob, "not a sweep!", "")
-    assert isinstance(wrong, Refused) and "not a W&B sweep id" in wrong.text
-    alice = await launching.agents(asker(settings, ALICE, "general"), "team/proj/ab12cd34", "")
-    assert isinstance(alice, Refused) and "not allowed" in alice.text
+async def test_agents_take_a_sweep_path_a_count_and_options(tmp_path: Path) -> None:
+    launching, settings, jobs, approvals = make(tmp_path, WANDB_ENTITY="team")
+    try:
+        bob = asker(settings, BOB, "general")
+        plan = await launching.agents(bob, "team/mnist/ab12cd34", "2 --gpus 1 --time 1h")
+        assert isinstance(plan, SearchPlan), plan
+        assert (plan.kind, plan.wandb_sweep, plan.parallel, plan.gpus) == ("agents", "team/mnist/ab12cd34", 2, 1)
+        assert plan.script == str(AGENT_SCRIPT)
+        assert plan.trials == settings.max_sweep == 16, "at most ADJUTANT_MAX_SWEEP agent jobs in all"
+        assert plan.gpu_hours == 16 * 1 * 1.0, "the whole pool's worst case: every agent job it may make"
+        assert plan.warning is not None and plan.warning.startswith("At most 16 agent jobs in all (ADJUTANT_MAX_SWEEP)")
+        bare = await launching.agents(bob, "ab12cd34", "")
+        assert isinstance(bare, SearchPlan) and bare.wandb_sweep == "team/mnist/ab12cd34", "a bare id: the route's"
+        for text, said in (("0", "number of agents"), ("2 extra", "unexpected"), ("--gpus x", "--gpus")):
+            refused = await launching.agents(bob, "team/mnist/ab12cd34", text)
+            assert isinstance(refused, Refused) and said in refused.text, (text, refused)
+        wrong = await launching.agents(bob, "not a sweep!", "")
+        assert isinstance(wrong, Refused) and "not a W&B sweep id" in wrong.text
+        alice = await launching.agents(asker(settings, ALICE, "general"), "team/mnist/ab12cd34", "")
+        assert isinstance(alice, Refused) and "not allowed" in alice.text
+    finally:
+        jobs.close()
+        approvals.close()
+
+
+async def test_agents_refuse_a_sweep_outside_the_channels_project(tmp_path: Path) -> None:
+    """The bot's W&B key may read other entities' and projects' sweeps: $agents runs only the asking channel's."""
+    launching, settings, jobs, approvals = make(tmp_path, WANDB_ENTITY="team")
+    try:
+        bob = asker(settings, BOB, "general")
+        for other in ("rival/mnist/ab12cd34", "team/secret/ab12cd34", "team/MNIST/ab12cd34"):
+            refused = await launching.agents(bob, other, "2")
+            assert isinstance(refused, Refused), other
+            assert "not a sweep of this channel's W&B project (`team/mnist`)" in refused.text, refused
+        entries = approvals.entries(20)
+        assert sum(e.action == "refused" and "agents" in (e.detail or "") for e in entries) == 3, "audited"
+        no_entity, _, jobs2, approvals2 = make(tmp_path / "bare")
+        try:
+            bare = await no_entity.agents(asker(no_entity.settings, BOB, "general"), "someone/mnist/ab12cd34", "")
+            assert isinstance(bare, Refused) and "no W&B entity" in bare.text, "an entity that cannot be checked"
+        finally:
+            jobs2.close()
+            approvals2.close()
+        assert await launching.scheduler.recent(5) == [], "nothing queued"
+    finally:
+        jobs.close()
+        approvals.close()
+
+
+async def test_agents_refuse_a_route_whose_jobs_do_not_run_locally(tmp_path: Path) -> None:
+    for backend in ("slurm", "container"):
+        launching, settings, jobs, approvals = make(tmp_path / backend, WANDB_ENTITY="team", ADJUTANT_LAUNCHER=backend)
+        try:
+            refused = await launching.agents(asker(settings, BOB, "general"), "ab12cd34", "2")
+            assert isinstance(refused, Refused), backend
+            assert "bot's own Python" in refused.text and f"jobs run on {backend}" in refused.text, refused.text
+        finally:
+            jobs.close()
+            approvals.close()
+
+
+async def test_agents_admit_what_wandb_expects_when_fewer_than_the_limit(tmp_path: Path) -> None:
+    from adjutant.sweeps.wandb_sweeps import WandbSweepInfo
+
+    launching, settings, jobs, approvals = make(tmp_path, WANDB_ENTITY="team", ADJUTANT_APPROVAL_JOBS="4")
+    asked: list[str] = []
+
+    def grid_of_3(path: str) -> WandbSweepInfo:
+        asked.append(path)
+        return WandbSweepInfo(state="RUNNING", run_count=0, expected=3)
+
+    def unbounded(path: str) -> WandbSweepInfo:
+        return WandbSweepInfo(state="RUNNING", run_count=0, expected=None)
+
+    def down(path: str) -> WandbSweepInfo:
+        raise ConnectionError("W&B is down")
+
+    try:
+        bob = asker(settings, BOB, "general")
+        plan = await launching.agents(bob, "ab12cd34", "5 --gpus 1 --time 30m", read_sweep=grid_of_3)
+        assert isinstance(plan, SearchPlan), plan
+        assert asked == ["team/mnist/ab12cd34"]
+        assert (plan.trials, plan.parallel, plan.gpu_hours) == (3, 3, 3 * 1 * 0.5), "3 jobs in all, 3 at once"
+        assert plan.warning == "At most 3 agent jobs in all: W&B's sweep expects 3 runs."
+        for reader in (unbounded, down, None):
+            capped = await launching.agents(bob, "ab12cd34", "2", read_sweep=reader)
+            assert isinstance(capped, Refused) and "need approval (16 jobs is above 4" in capped.text, "the pool"
+    finally:
+        jobs.close()
+        approvals.close()
 
 
 async def test_a_configuration_nested_too_deeply_or_too_long_is_a_sentence(world) -> None:

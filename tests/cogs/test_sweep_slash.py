@@ -1,5 +1,6 @@
 """The sweep commands as slash commands: ``/agents`` refuses a member without launch rights privately (nothing is
-recorded), ``/sweeps`` with nothing yet says how to start one, ``/sweeps sweep:<unknown>`` names no sweep."""
+recorded), and a sweep of another W&B project than the channel's; ``/sweeps`` with nothing yet says how to start one,
+``/sweeps sweep:<unknown>`` names no sweep."""
 
 from __future__ import annotations
 
@@ -17,6 +18,9 @@ async def test_slash_agents_and_sweeps(start_adjutant, discord_standin: DiscordS
     async with start_adjutant(sweep_env()) as bot:
         refused = await answer(discord_standin, "agents", {"sweep": "team/proj/ab12cd34", "options": "2"}, "member")
         assert refused["flags"] & 64 and "not allowed" in refused["content"], refused
+        elsewhere = await answer(discord_standin, "agents", {"sweep": "rival/secret/ab12cd34"}, "admin")
+        assert elsewhere["flags"] & 64, elsewhere
+        assert "is not a sweep of this channel's W&B project (`team/proj`)" in elsewhere["content"], elsewhere
         bad = await answer(discord_standin, "agents", {"sweep": "no such thing!"}, "admin")
         assert bad["flags"] & 64 and "not a W&B sweep id" in bad["content"]
         empty = await answer(discord_standin, "sweeps", {}, "admin")

@@ -202,6 +202,11 @@ _SWEEP_PATH = re.compile(
 )
 
 
+#: A sweep's route when the one it was started in is gone: no channel (0 is no Discord id), no project, and only a
+#: user who cannot exist may launch there. :meth:`Launching.sweep_route` returns it; rights and visibility refuse it.
+GONE_ROUTE = ProjectRoute(channel=0, launch_users=(0,))
+
+
 def take_search_options(text: str) -> tuple[SearchOptions, str]:
     """Take ``--parallel K`` and ``--seed N`` out of the options written before a sweep's configuration (the other
     options stay, in order, for :func:`adjutant.hparams.take_launch_options`)."""
@@ -852,18 +857,30 @@ class Launching:
         return row
 
     def sweep_route(self, route_id: str | None, channel_id: int | None = None) -> ProjectRoute:
-        """The route a sweep was started in (its recorded route, else its channel, else the first)."""
+        """The route a sweep was started in (its recorded route, else the route serving its channel now). When neither
+        is configured any more: :data:`GONE_ROUTE`, under which nobody may control the sweep and nobody sees it (rights
+        and visibility are judged under the sweep's own route, never another channel's)."""
         found = next((r for r in self.routes if str(r.channel) == route_id), None)
         if found is None:
             found = next((r for r in self.routes if isinstance(r.channel, int) and r.channel == channel_id), None)
-        return found or self.routes[0]
+        return found or GONE_ROUTE
 
     def sees_route(self, asker: Asker, route: ProjectRoute) -> bool:
-        """May the asker see what happens under ``route`` (a sweep's card, trials, results)?"""
+        """May the asker see what happens under ``route`` (a sweep's card, trials, results)? Never a gone route's."""
+        if route is GONE_ROUTE:
+            return False
         return route == asker.route or asker.can_see(route)
 
     async def may_control_sweep(self, asker: Asker, route: ProjectRoute, what: str, sweep_id: str) -> Refused | None:
-        """Pause / Resume / Stop of a sweep: launch rights under the sweep's own route."""
+        """Pause / Resume / Stop of a sweep: launch rights under the sweep's own route (refused when it is gone)."""
+        if route is GONE_ROUTE:
+            return await self.refuse(
+                asker,
+                what,
+                f"Sweep `{sweep_id}` was started in a channel Adjutant no longer serves (no projects table names it"
+                " any more), so nobody can control it from Discord.",
+                target=sweep_id,
+            )
         if self.may_launch(asker, route):
             return None
         return await self.refuse(asker, what, refusal(route, what), target=sweep_id)

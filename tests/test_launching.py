@@ -238,3 +238,21 @@ async def test_memory_and_cpus_asked_at_launch_are_the_jobs(world) -> None:
     assert isinstance(queued, Queued) and {tuple(j.overrides.items()) for j in queued.jobs} == {(("mem", "512M"),)}
     rerun = await launching.rerun(asker(settings, BOB, "general"), job.id, "--cpus 4 lr=2")
     assert isinstance(rerun, Queued) and rerun.jobs[0].overrides == {"mem": "16G", "cpus": "4"}
+
+
+async def test_a_sweep_whose_route_is_gone_is_refused_not_judged_under_another_route(world) -> None:
+    """A sweep started in a channel no longer configured: nobody controls or sees it (never the first route's rule)."""
+    import dataclasses
+
+    launching, settings = world
+    general = route(settings, "general")
+    assert launching.sweep_route("general", 100) == general
+    assert launching.sweep_route(None, None) is not general, "no route recorded, no channel: no fallback"
+    gone = launching.sweep_route("old-channel", 999)
+    owner = dataclasses.replace(asker(settings, ADMIN, "general", sees=("general", "old-channel")), is_owner=True)
+    for who in (asker(settings, BOB, "general"), owner):
+        assert launching.may_launch(who, general), "they may launch in the first route"
+        refused = await launching.may_control_sweep(who, gone, "pause sweeps", "sweep-abc123")
+        assert isinstance(refused, Refused) and "a channel Adjutant no longer serves" in refused.text, refused
+        assert not launching.sees_route(who, gone)
+    assert await launching.may_control_sweep(asker(settings, BOB, "general"), general, "stop sweeps", "s") is None

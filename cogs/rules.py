@@ -114,7 +114,7 @@ class Rules(ReportingCog, name="Rules"):
     # --- subscriptions ----------------------------------------------------------------------------
     @commands.hybrid_command(name="subscribe")  # type: ignore[arg-type]  # discord.py stubs reject hybrid commands in cogs
     @app_commands.describe(
-        what="[project] [events: started finished crashed failed killed stalled resumed alerts mine all]"
+        what="[project] [events: started finished crashed failed killed stalled resumed alerts sweeps mine all]"
     )
     async def subscribe_command(self, ctx: commands.Context[Any], *, what: str = "") -> None:
         """Get a direct message for a project's events: $subscribe [project] [events...], or $subscribe mine."""
@@ -208,8 +208,10 @@ def subscription_text(project: str, events: tuple[str, ...]) -> str:
     parts = []
     if "mine" in events:
         parts.append("when each of your jobs ends and when your queue is done")
-    others = [e for e in events if e != "mine"]
+    others = [e for e in events if e not in ("mine", "sweeps")]
+    where = f" of `{code_safe(project)}`" if project else ""
     if others:
-        where = f" of `{code_safe(project)}`" if project else ""
         parts.append(f"about runs{where}: {', '.join(others)}")
+    if "sweeps" in events:
+        parts.append(f"when each sweep{where} ends")
     return ", and ".join(parts)

@@ -389,6 +389,10 @@ class Launching:
         await self.audit("refused", asker, target=target, detail=f"{what}: {text}")
         return Refused(text)
 
+    async def gate(self, asker: Asker, what: str) -> Refused | None:
+        """Every door's first check, for a cog that must know before doing slow work (fetching a ``$sweep`` file)."""
+        return await self._gate(asker, what)
+
     async def _gate(self, asker: Asker, what: str) -> Refused | None:
         """Launching on where asked, and the asker may launch or request there."""
         off = self.launching_off(asker.route)

@@ -184,14 +184,21 @@ class Experiments(AdjutantCog, name="Experiments"):
         Options before it: --parallel K, --seed N, --gpus N, --time 2h, --no-canary.
         """
         attachments = [file] if file is not None else list(ctx.message.attachments) if ctx.interaction is None else []
+        asker = await self.asker(ctx)
         attached = None
         if attachments:
+            refused = await self.launching.gate(asker, "sweep")  # rights first: nothing is fetched for a refusal
+            if refused is not None:
+                await self.replies.refuse(ctx, refused.text)
+                return
+            if ctx.interaction is not None:
+                await ctx.defer()  # fetching the file may take seconds; Discord wants an answer within 3
             read = await read_config_file(attachments[0])
             if isinstance(read, NotLaunched):
                 await self.replies.refuse(ctx, read.text)
                 return
             attached = read
-        plan = await self.launching.sweep(await self.asker(ctx), grid, gpus, attached=attached)
+        plan = await self.launching.sweep(asker, grid, gpus, attached=attached)
         if isinstance(plan, SearchPlan):
             sweeps = self.bot.get_cog("Sweeps")
             if not isinstance(sweeps, Sweeps):

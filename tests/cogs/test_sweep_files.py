@@ -4,6 +4,7 @@ here: the preview is the answer (Queue them is tested in test_sweeps.py)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -23,10 +24,13 @@ parameters:
 
 @pytest.fixture
 async def files() -> AsyncIterator[dict[str, Any]]:
-    """A tiny file server standing in for Discord's CDN: ``served[name] = bytes``; ``served["_base"]`` its URL."""
-    served: dict[str, Any] = {}
+    """A tiny file server standing in for Discord's CDN: ``served[name] = bytes``; ``served["_base"]`` its URL;
+    ``served["_asked"]`` the names fetched; ``served["_delay"]`` seconds it takes to answer."""
+    served: dict[str, Any] = {"_asked": [], "_delay": 0.0}
 
     async def get(request: web.Request) -> web.Response:
+        served["_asked"].append(request.match_info["name"])
+        await asyncio.sleep(served["_delay"])
         data = served.get(request.match_info["name"])
         return web.Response(body=data) if isinstance(data, bytes) else web.Response(status=404)
 
@@ -96,9 +100,46 @@ async def test_the_slash_command_takes_the_file_as_its_attachment_option(
             "resolved": {"attachments": {item["id"]: item}},
         }  # fmt: skip
         interaction = await discord_standin._interact(2, data, "admin", discord_standin.channels["general"])
-        await discord_standin.wait_until(lambda: bool(discord_standin.responses(interaction)), timeout=15)
-        answer = discord_standin.responses(interaction)[0]
+        await discord_standin.wait_until(
+            lambda: any(m["embeds"] for m in discord_standin.responses(interaction)), timeout=15
+        )
+        answer = discord_standin.responses(interaction)[0]  # the deferred answer, replaced by the preview
     assert answer["embeds"][0]["title"] == "Sweep: grid, 3 trials", answer
+
+
+def slash_sweep(item: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": str(snowflake()), "name": "sweep", "type": 1,
+        "options": [{"name": "file", "type": 11, "value": item["id"]}],
+        "resolved": {"attachments": {item["id"]: item}},
+    }  # fmt: skip
+
+
+async def test_slash_sweep_checks_rights_before_fetching_and_defers_before_reading(
+    start_adjutant, discord_standin, files
+) -> None:
+    """A member without launch rights is refused privately and the file is never fetched; a file that takes longer
+    than Discord's 3 s to fetch still gets its preview (the interaction was deferred first)."""
+    async with start_adjutant(sweep_env()):
+        item = attachment(files, "denied.yaml", CONFIG)
+        denied = await discord_standin._interact(2, slash_sweep(item), "member", discord_standin.channels["general"])
+        await discord_standin.wait_until(lambda: bool(discord_standin.responses(denied)), timeout=15)
+        refusal = discord_standin.responses(denied)[0]
+        assert refusal["flags"] & 64 and "not allowed" in refusal["content"], refusal
+        assert files["_asked"] == [], "nothing fetched for a member who may not sweep"
+        files["_delay"] = discord_standin.interaction_deadline + 1.5
+        slow = attachment(files, "slow.yaml", CONFIG)
+        interaction = await discord_standin._interact(
+            2, slash_sweep(slow), "admin", discord_standin.channels["general"]
+        )
+        await discord_standin.wait_until(
+            lambda: any(m["embeds"] for m in discord_standin.responses(interaction)), timeout=20
+        )
+        answer = discord_standin.responses(interaction)[0]
+    callbacks = [r for r in discord_standin.interaction_responses if r["interaction_id"] == interaction]
+    assert [r["type"] for r in callbacks] == [5], "deferred (thinking…) before the file was read"
+    assert answer["embeds"][0]["title"] == "Sweep: random, 5 trials" and discord_standin.buttons(answer)
+    assert files["_asked"] == ["slow.yaml"]
 
 
 async def test_a_message_nested_too_deeply_gets_a_sentence(start_adjutant, discord_standin) -> None:

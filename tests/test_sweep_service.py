@@ -27,7 +27,7 @@ from adjutant.db.models import JobState, SweepState, TrialState
 from adjutant.jobs import ACTIVE, Job, JobStore, JobUpdate, child_environment, iso
 from adjutant.scheduler import Scheduler
 from adjutant.sweeps.config import parse_sweep_config
-from adjutant.sweeps.service import BY_HYPERBAND, SweepLaunch, SweepRefused, SweepService, agents_refusal
+from adjutant.sweeps.service import BY_HYPERBAND, SweepLaunch, SweepRefused, SweepService, agents_refusal, wandb_body
 from adjutant.sweeps.store import SweepRow, SweepStore
 from adjutant.sweeps.wandb_sweeps import RunReading, WandbSweepInfo, WandbSweeps, split_path
 from tests.standins.wandb_standin import WandbStandIn
@@ -79,6 +79,8 @@ class FakeWandb:
         self.fail_create = 0
         self.fail_runs = 0
         self.created: list[dict[str, Any]] = []
+        #: Creations whose answer is lost (W&B made the sweep, the call timed out).
+        self.lose_answer = 0
 
     def create(self, entity: str | None, project: str | None, config: Mapping[str, Any]) -> str:
         self.calls.append(("create", entity, project))
@@ -86,7 +88,17 @@ class FakeWandb:
             self.fail_create -= 1
             raise RuntimeError("W&B answered 502 Bad Gateway")
         self.created.append({**dict(config), "controller": {"type": "local"}})
+        if self.lose_answer:
+            self.lose_answer -= 1
+            raise TimeoutError("W&B did not answer in 20 s")  # after it made the sweep
         return f"wb{len(self.created):06d}"
+
+    def find(self, entity: str | None, project: str | None, marker: str) -> str | None:
+        self.calls.append(("find", marker))
+        for number, config in enumerate(self.created, start=1):
+            if config.get("name") == marker or marker in str(config.get("description") or ""):
+                return f"wb{number:06d}"
+        return None
 
     def set_state(self, entity: str | None, project: str | None, sweep_id: str, state: str) -> None:
         self.calls.append(("set_state", sweep_id, state))
@@ -590,6 +602,83 @@ async def test_the_w_and_b_sweep_is_created_again_after_a_failure_and_the_note_s
     row = world.sweeps.get(sweep.id)
     assert row is not None and row.wandb_sweep_id == "wb000001" and row.note is None
     assert world.wandb.count("create") == 3 and len(world.trial_jobs(sweep.id)) == 1
+
+
+async def test_a_w_and_b_sweep_whose_creation_timed_out_is_found_not_made_again(world: World) -> None:
+    """W&B made the sweep but the answer was lost: the next pass finds it by the Adjutant id it carries (its name)."""
+    world.wandb.lose_answer = 1
+    sweep = await world.create()
+    await world.step()
+    row = world.sweeps.get(sweep.id)
+    assert row is not None and row.wandb_sweep_id is None and row.create_started_at is not None
+    assert world.wandb.created[0]["name"] == sweep.id
+    for _ in range(4):
+        await world.step()
+    row = world.sweeps.get(sweep.id)
+    assert row is not None and row.wandb_sweep_id == "wb000001" and row.note is None
+    assert world.wandb.count("create") == 1 and world.wandb.count("find") == 1 and len(world.wandb.created) == 1
+    assert len(world.trial_jobs(sweep.id)) >= 1
+
+
+def test_wandb_body_names_the_sweep_or_marks_its_description() -> None:
+    assert wandb_body({"method": "grid"}, "sweep-abc234") == {"method": "grid", "name": "sweep-abc234"}
+    assert wandb_body({"name": "lr scan"}, "sweep-abc234") == {
+        "name": "lr scan",
+        "description": "Adjutant sweep-abc234",
+    }
+    assert wandb_body({"name": "lr scan", "description": "wide"}, "sweep-abc234")["description"] == (
+        "wide (Adjutant sweep-abc234)"
+    )
+
+
+@pytest.mark.parametrize("named", [False, True])
+async def test_a_creation_recorded_as_started_but_not_as_done_finds_the_stand_ins_sweep(
+    wandb_standin: WandbStandIn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, named: bool
+) -> None:
+    """Against the stand-in: the W&B sweep is created, then its id is lost (the bot killed between the creation and
+    recording it); a restarted service looks the project's sweeps up and adopts it: W&B holds one sweep."""
+    monkeypatch.setenv("WANDB_PROJECT", "elsewhere")
+    database = Database(tmp_path / "adjutant.sqlite3")
+    text = RANDOM6 + ("name: my scan\n" if named else "")
+
+    def service() -> tuple[SweepService, Scheduler]:
+        scheduler = Scheduler(
+            JobStore(database), lambda backend: FakeLauncher(), log_dir=tmp_path / "logs", max_concurrent=2,
+            cancel_grace_seconds=30, environment=lambda job: {},
+        )  # fmt: skip
+        return SweepService(SweepStore(database), scheduler, WandbSweeps(timeout=10), clock=lambda: T0), scheduler
+
+    first, scheduler = service()
+    try:
+        sweep = await first.create(
+            kind="search", config=parse_sweep_config(text), wandb_sweep=None, route="general", project="proj",
+            entity="team", channel_id=1, requested_by_id=7, requested_by="ada", parallel=1, seed=3,
+            launch=SweepLaunch(script=str(tmp_path / "train.py")),
+        )  # fmt: skip
+        await first.tick()
+        made = SweepStore(database).get(sweep.id)
+        assert made is not None and made.wandb_sweep_id is not None and made.create_started_at is not None
+        assert wandb_standin.counts["UpsertSweep"] == 1
+    finally:
+        await scheduler.close()
+    # the id never recorded, the jobs of the first process gone with it
+    with database.transaction() as db:
+        db.execute("UPDATE sweeps SET wandb_sweep_id=NULL, wandb_state=NULL WHERE id=?", (sweep.id,))
+        db.execute("DELETE FROM sweep_trials WHERE sweep_id=?", (sweep.id,))
+        db.execute("DELETE FROM jobs WHERE sweep_id=?", (sweep.id,))
+    second, scheduler = service()
+    try:
+        await second.tick()
+    finally:
+        await scheduler.close()
+    row = SweepStore(database).get(sweep.id)
+    assert row is not None and row.wandb_sweep_id == made.wandb_sweep_id
+    assert wandb_standin.counts["UpsertSweep"] == 1 and len(wandb_standin.sweeps) == 1
+    found = wandb_standin.sweep(made.wandb_sweep_id or "")
+    assert (found.config.get("name"), found.config.get("description")) == (
+        ("my scan", f"Adjutant {sweep.id}") if named else (sweep.id, None)
+    )
+    database.close()
 
 
 async def test_w_and_b_failing_is_asked_again_later_and_later(world: World) -> None:

@@ -309,7 +309,8 @@ def add_alert_actions(db: sqlite3.Connection) -> None:
 #: mirrored (retried until it is the row's); ``resumed_at``: the last Resume (failures before it halt nothing);
 #: ``target_trial``: the trial that reached ``metric.target``; ``exhausted_at``: since when nothing more is proposed or
 #: queued (target reached, W&B's controller has nothing more: it finishes once its active trials end); ``told_at``:
-#: its end was told.
+#: its end was told; ``create_started_at``: its W&B sweep's creation was asked (before the answer: a creation that
+#: timed out, or a bot killed before recording the id, is looked up on W&B by name before creating again).
 SWEEPS = """
 CREATE TABLE sweeps (
     id TEXT PRIMARY KEY,
@@ -337,7 +338,8 @@ CREATE TABLE sweeps (
     wandb_state TEXT,
     resumed_at TEXT,
     target_trial INTEGER,
-    exhausted_at TEXT
+    exhausted_at TEXT,
+    create_started_at TEXT
 )
 """
 #: The trials of a sweep (states: :class:`adjutant.db.models.TrialState`), numbered from 1, each recorded in the same

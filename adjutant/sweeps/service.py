@@ -98,6 +98,8 @@ class SweepsBackend(Protocol):
 
     def create(self, entity: str | None, project: str | None, config: Mapping[str, Any]) -> str: ...
 
+    def find(self, entity: str | None, project: str | None, marker: str) -> str | None: ...
+
     def set_state(self, entity: str | None, project: str | None, sweep_id: str, state: str) -> None: ...
 
     def runs(
@@ -197,6 +199,22 @@ def agent_launcher(folder: Path, agent: Path = AGENT_SCRIPT, python: str = sys.e
         temporary.chmod(0o755)
         temporary.replace(path)
     return path
+
+
+def wandb_body(raw: Mapping[str, Any], sweep_id: str) -> dict[str, Any]:
+    """The configuration W&B's sweep is created with: the team's, named after the Adjutant sweep when it has no name
+    (else its description carries the id), so a creation whose answer was lost is found again by that id."""
+    body = dict(raw)
+    if not (isinstance(body.get("name"), str) and body["name"].strip()):
+        body["name"] = sweep_id
+    else:
+        description = body.get("description")
+        marker = f"Adjutant {sweep_id}"
+        if not isinstance(description, str) or not description.strip():
+            body["description"] = marker
+        elif sweep_id not in description:
+            body["description"] = f"{description} ({marker})"
+    return body
 
 
 def _shown(text: str, limit: int = 80) -> str:
@@ -691,10 +709,22 @@ class SweepService:
     async def _search(self, sweep: SweepRow, config: SweepConfig) -> bool:
         changed = False
         if sweep.wandb_sweep_id is None:
+            # Asked before and not recorded (a timeout after W&B made it, a bot killed before recording its id): W&B
+            # may have it already. It carries the Adjutant id (wandb_body): looked up once before asking again.
+            adopted = False
             try:
-                wandb_id = await self._call(
-                    "create", self.wandb.create, sweep.entity, sweep.project, config.raw, sweep_id=sweep.id
-                )
+                wandb_id = None
+                if sweep.create_started_at is not None:
+                    wandb_id = await self._call(
+                        "find", self.wandb.find, sweep.entity, sweep.project, sweep.id, sweep_id=sweep.id, resets=False
+                    )
+                    adopted = wandb_id is not None
+                if wandb_id is None:
+                    await asyncio.to_thread(self.store.update_sweep, sweep.id, create_started_at=iso(self.clock()))
+                    body = wandb_body(config.raw, sweep.id)
+                    wandb_id = await self._call(
+                        "create", self.wandb.create, sweep.entity, sweep.project, body, sweep_id=sweep.id
+                    )
             except WandbLater:
                 return False
             except Exception as error:
@@ -705,7 +735,8 @@ class SweepService:
                     return True
                 return False
             await asyncio.to_thread(self.store.set_wandb_sweep, sweep.id, wandb_id)
-            log.info("sweep %s: W&B sweep %s/%s/%s created", sweep.id, sweep.entity, sweep.project, wandb_id)
+            how = "found (its creation's answer was lost)" if adopted else "created"
+            log.info("sweep %s: W&B sweep %s/%s/%s %s", sweep.id, sweep.entity, sweep.project, wandb_id, how)
             sweep = await self._get(sweep.id)
             changed = True
         trials = await asyncio.to_thread(self.store.trials, sweep.id)
@@ -1023,9 +1054,12 @@ class SweepService:
         """W&B may be asked about this sweep again (at most every :attr:`poll_seconds`)."""
         return self.monotonic() - self._polled.get(sweep_id, -math.inf) >= self.poll_seconds
 
-    async def _call(self, kind: str, function: Callable[..., Any], *args: Any, sweep_id: str) -> Any:
+    async def _call(
+        self, kind: str, function: Callable[..., Any], *args: Any, sweep_id: str, resets: bool = True
+    ) -> Any:
         """One W&B call for a sweep in a worker thread, counted. After a failure the sweep's calls wait (raising
-        :class:`WandbLater`): step_seconds, doubling with each failure in a row, at most poll_seconds."""
+        :class:`WandbLater`): step_seconds, doubling with each failure in a row, at most poll_seconds. A call made
+        with ``resets`` False does not end the failures in a row when it succeeds (a look-up before a retry)."""
         failures, after = self._backoff.get(sweep_id, (0, 0.0))
         if self.monotonic() < after:
             raise WandbLater(f"W&B failed {failures} time(s) in a row; next try in {after - self.monotonic():.0f} s")
@@ -1037,7 +1071,8 @@ class SweepService:
             delay = min(self.poll_seconds, self.step_seconds * 2**failures)
             self._backoff[sweep_id] = (failures + 1, self.monotonic() + delay)
             raise
-        self._backoff.pop(sweep_id, None)
+        if resets:
+            self._backoff.pop(sweep_id, None)
         return result
 
     def _view(self, sweep_id: str) -> SweepView | None:

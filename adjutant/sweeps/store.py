@@ -131,6 +131,8 @@ class SweepRow:
     target_trial: int | None = None
     #: Since when nothing more is proposed or queued (its target reached, W&B's controller has nothing more).
     exhausted_at: dt.datetime | None = None
+    #: When its W&B sweep's creation was last asked (None: never: no W&B sweep can exist without its id recorded).
+    create_started_at: dt.datetime | None = None
 
     @property
     def wandb_path(self) -> str | None:
@@ -146,7 +148,7 @@ class SweepRow:
         data["state"] = SweepState(data["state"])
         data["config"] = json.loads(data["config"]) if data.get("config") else None
         data["launch"] = SweepLaunch.from_json(data["launch"])
-        for key in ("created_at", "ended_at", "told_at", "resumed_at", "exhausted_at"):
+        for key in ("created_at", "ended_at", "told_at", "resumed_at", "exhausted_at", "create_started_at"):
             data[key] = parse_iso(data.get(key))
         return cls(**data)
 

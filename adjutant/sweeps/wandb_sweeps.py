@@ -4,6 +4,8 @@
 What it sends (wandb 0.31, see ../shared/notes/wandb-sweeps.md), per call:
 
 - :meth:`WandbSweeps.create`: ``wandb.sweep()`` (public API): ``Viewer`` + ``UpsertSweep``, once per search sweep;
+- :meth:`WandbSweeps.find`: ``api.project(p, entity=e).sweeps()`` (``GetSweeps`` + one ``GetSweep`` per sweep),
+  only after a creation whose answer was lost;
 - :meth:`WandbSweeps.set_state`: ``SweepWithRuns`` + ``UpsertSweep state`` (wandb's internal helper, as
   ``wandb sweep --pause/--resume/--stop/--cancel`` does: there is no public setter), best effort;
 - :meth:`WandbSweeps.runs`: one ``Runs`` request for any number of runs (their state, step and metric);
@@ -131,7 +133,12 @@ class WandbSweeps:
     def create(self, entity: str | None, project: str | None, config: Mapping[str, Any]) -> str:
         """Create the W&B sweep of a search sweep (with ``controller: {type: local}``, so W&B's controller proposes
         nothing: Adjutant does) in ``entity/project``; its id. ``wandb.sweep`` prints the id and sets WANDB_ENTITY and
-        WANDB_PROJECT in the process: its output is swallowed and the environment restored."""
+        WANDB_PROJECT in the process: its output is swallowed and the environment restored.
+
+        Known risk: until it is restored, another thread reading ``os.environ`` sees the sweep's entity and project
+        (wandb's own ``_upsert_sweep`` sets them too, so calling it instead would not help). A job's environment
+        names its own project and entity (:func:`adjutant.jobs.child_environment`), so a job started meanwhile
+        still reports where it should; only its fallbacks could read them."""
         import wandb
 
         body = {**dict(config), "controller": {"type": "local"}}
@@ -140,6 +147,18 @@ class WandbSweeps:
         if not isinstance(sweep_id, str) or not sweep_id:
             raise RuntimeError("W&B gave no sweep id")
         return sweep_id
+
+    def find(self, entity: str | None, project: str | None, marker: str) -> str | None:
+        """The id of the project's W&B sweep whose name is ``marker`` or whose description carries it (a creation
+        whose answer was lost), or None. ``api.project(p, entity=e).sweeps()``: 1 + one request per sweep."""
+        api = self.api(entity)
+        for found in api.project(project, entity=entity).sweeps():
+            attrs = getattr(found, "_attrs", {}) or {}
+            config = _sweep_config(attrs.get("config")) or {}
+            names = (attrs.get("displayName"), config.get("name"), attrs.get("description"), config.get("description"))
+            if any(isinstance(name, str) and marker in name for name in names):
+                return str(found.id)
+        return None
 
     def set_state(self, entity: str | None, project: str | None, sweep_id: str, state: str) -> None:
         """Set the W&B sweep's state (``RUNNING``, ``PAUSED``, ``FINISHED``, ``CANCELED``). There is no public API

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import logging
 import os
 import signal
 import socket
@@ -22,12 +23,18 @@ from adjutant import supervisor
 from adjutant.jobs import Job, JobState, JobUpdate, iso, process_alive, signal_group, utcnow
 from adjutant.launchers import Launcher, LaunchError
 
+log = logging.getLogger(__name__)
+
 #: A job marked starting whose supervisor is not recorded yet gets this long before it counts as lost.
 STARTING_GRACE = dt.timedelta(seconds=60)
 #: How long to wait for a supervisor that was just started to listen.
 SUPERVISOR_START_SECONDS = 10.0
 #: The supervisor's own environment: it needs nothing (each job's comes over the socket), least of all secrets.
 SUPERVISOR_ENV_KEEP = ("PATH", "LANG", "LC_ALL", "TZ")
+
+
+class _NoAnswer(Exception):
+    """The supervisor went away before it answered a start."""
 
 
 class LocalLauncher(Launcher):
@@ -75,13 +82,32 @@ class LocalLauncher(Launcher):
         threading.Thread(target=process.wait, name=f"reap-supervisor-{process.pid}", daemon=True).start()
 
     def submit(self, job: Job, env: dict[str, str]) -> JobUpdate:
+        """Ask the supervisor to start the job. A supervisor that goes away before answering (killed, or exiting
+        just as it was asked) is asked once more, started again if need be: it starts a job only while its row says
+        ``starting``, so a start whose answer was lost is never doubled."""
+        try:
+            return self._submit_once(job, env)
+        except _NoAnswer as error:
+            log.warning("job %s: the job supervisor did not answer (%s); asking again", job.id, error)
+        try:
+            return self._submit_once(job, env)
+        except _NoAnswer as error:
+            raise LaunchError(f"the job supervisor did not answer: {error}") from None
+
+    def _submit_once(self, job: Job, env: dict[str, str]) -> JobUpdate:
         connection = self._connect()
         try:
             connection.settimeout(30)
             connection.sendall(json.dumps({"op": "start", "job": job.id, "env": env}).encode() + b"\n")
             reader = connection.makefile("rb")
-            answer = json.loads(reader.readline() or b"{}")
-        except (OSError, ValueError) as error:
+            line = reader.readline()
+            if not line:
+                raise _NoAnswer("it closed the connection")
+            answer = json.loads(line)
+        except OSError as error:
+            connection.close()
+            raise _NoAnswer(str(error)) from error
+        except ValueError as error:
             connection.close()
             raise LaunchError(f"the job supervisor did not answer: {error}") from error
         if "error" in answer:

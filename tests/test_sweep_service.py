@@ -27,7 +27,17 @@ from adjutant.db.models import JobState, SweepState, TrialState
 from adjutant.jobs import ACTIVE, Job, JobStore, JobUpdate, child_environment, iso
 from adjutant.scheduler import Scheduler
 from adjutant.sweeps.config import parse_sweep_config
-from adjutant.sweeps.service import BY_HYPERBAND, SweepLaunch, SweepRefused, SweepService, agents_refusal, wandb_body
+from adjutant.sweeps.service import (
+    BY_HYPERBAND,
+    SweepLaunch,
+    SweepRefused,
+    SweepService,
+    agents_refusal,
+    wandb_body,
+)
+from adjutant.sweeps.service import (
+    said as said_of,
+)
 from adjutant.sweeps.store import SweepRow, SweepStore
 from adjutant.sweeps.wandb_sweeps import RunReading, WandbSweepInfo, WandbSweeps, split_path
 from tests.standins.wandb_standin import WandbStandIn
@@ -109,7 +119,7 @@ class FakeWandb:
         self.calls.append(("runs", tuple(sorted(run_ids))))
         if self.fail_runs:
             self.fail_runs -= 1
-            raise RuntimeError("W&B timed out")
+            raise TimeoutError("W&B timed out (read timeout=20)")
         found = {r: RunReading(r, "running", self.steps[r], None) for r in run_ids if r in self.steps}
         found.update({r: RunReading(r, "finished", 10.0, self.values[r]) for r in run_ids if r in self.values})
         return found
@@ -595,7 +605,8 @@ async def test_the_w_and_b_sweep_is_created_again_after_a_failure_and_the_note_s
     sweep = await world.create()
     assert sweep.id in await world.step()
     row = world.sweeps.get(sweep.id)
-    assert row is not None and row.wandb_sweep_id is None and "502 Bad Gateway" in (row.note or "")
+    assert row is not None and row.wandb_sweep_id is None and row.note is not None
+    assert row.note == "the W&B sweep could not be created yet (W&B had a server error (HTTP 502)); retrying"
     assert world.trial_jobs(sweep.id) == []  # no trial without its W&B sweep
     await world.step()
     await world.step()
@@ -679,6 +690,37 @@ async def test_a_creation_recorded_as_started_but_not_as_done_finds_the_stand_in
         ("my scan", f"Adjutant {sweep.id}") if named else (sweep.id, None)
     )
     database.close()
+
+
+def test_said_gives_a_sentence_never_the_errors_text() -> None:
+    class HTTPError(Exception):
+        def __init__(self, text: str, status: int) -> None:
+            super().__init__(text)
+            self.response = type("Response", (), {"status_code": status})()
+
+    secret = "token=s3cr3t at https://internal.example/graphql <html>"
+    cases = {
+        TimeoutError(secret): "W&B did not answer in time",
+        HTTPError(secret, 401): "W&B refused the bot's key (HTTP 401)",
+        HTTPError(secret, 503): "W&B had a server error (HTTP 503)",
+        RuntimeError(f"{secret} 502 Bad Gateway"): "W&B had a server error (HTTP 502)",
+        ValueError("Could not find sweep team/proj/abc"): "W&B does not know it",
+        ConnectionRefusedError(secret): "W&B could not be reached",
+        RuntimeError(secret): "W&B answered with an error",
+    }
+    for error, sentence in cases.items():
+        assert said_of(error) == sentence, error
+
+
+async def test_a_note_shows_no_raw_error_text(world: World) -> None:
+    world.wandb.fail_runs = 1
+    sweep = await world.create(GRID4, parallel=1)
+    await world.step()
+    (job,) = world.trial_jobs(sweep.id)
+    world.end(job, value=0.25)
+    await world.step()
+    row = world.sweeps.get(sweep.id)
+    assert row is not None and row.note == "W&B could not be read (W&B did not answer in time); retrying"
 
 
 async def test_w_and_b_failing_is_asked_again_later_and_later(world: World) -> None:

@@ -33,6 +33,7 @@ import logging
 import math
 import os
 import random
+import re
 import sys
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -540,7 +541,7 @@ class SweepService:
         except Exception as error:
             log.warning("sweep %s: cannot read %d trial value(s) from W&B yet: %s", sweep.id, len(ids), error)
             await asyncio.to_thread(
-                self.store.update_sweep, sweep.id, note=f"W&B could not be read ({_short(error)}); retrying"
+                self.store.update_sweep, sweep.id, note=f"W&B could not be read ({said(error)}); retrying"
             )
             return False
         changed = False
@@ -728,8 +729,8 @@ class SweepService:
             except WandbLater:
                 return False
             except Exception as error:
-                note = f"the W&B sweep could not be created yet ({_short(error)}); retrying"
-                log.warning("sweep %s: %s", sweep.id, note)
+                note = f"the W&B sweep could not be created yet ({said(error)}); retrying"
+                log.warning("sweep %s: %s: %s", sweep.id, note, error)
                 if sweep.note != note:
                     await asyncio.to_thread(self.store.update_sweep, sweep.id, note=note)
                     return True
@@ -854,7 +855,8 @@ class SweepService:
         except WandbLater:
             return False
         except Exception as error:
-            note = f"W&B's sweep {path} could not be read ({_short(error)}); retrying"
+            note = f"W&B's sweep {path} could not be read ({said(error)}); retrying"
+            log.warning("sweep %s: cannot read W&B's sweep %s: %s", sweep.id, path, error)
             if sweep.note != note:
                 await asyncio.to_thread(self.store.update_sweep, sweep.id, note=note)
                 return True
@@ -1111,6 +1113,24 @@ class SweepService:
         return SweepView(sweep, trials, counts, best, config)
 
 
-def _short(error: BaseException) -> str:
-    text = str(error).splitlines()[0] if str(error) else type(error).__name__
-    return text[:160]
+def said(error: BaseException) -> str:
+    """A W&B failure as a short sentence for a note the chat shows: its kind and HTTP status at most, never its text
+    (which can carry URLs, keys' hints or a server's page); the callers log the text itself."""
+    names = " ".join(cls.__name__ for cls in type(error).__mro__)
+    if isinstance(error, TimeoutError) or "Timeout" in names:
+        return "W&B did not answer in time"
+    status = getattr(getattr(error, "response", None), "status_code", None)
+    if not isinstance(status, int):
+        found = re.search(r"\b([45]\d\d)\b", str(error))
+        status = int(found.group(1)) if found else None
+    if status in (401, 403):
+        return f"W&B refused the bot's key (HTTP {status})"
+    if status == 404 or "could not find" in str(error).lower():
+        return "W&B does not know it" + (f" (HTTP {status})" if status else "")
+    if status is not None and status >= 500:
+        return f"W&B had a server error (HTTP {status})"
+    if status is not None:
+        return f"W&B answered HTTP {status}"
+    if isinstance(error, ConnectionError | OSError) or "Connection" in names:
+        return "W&B could not be reached"
+    return "W&B answered with an error"

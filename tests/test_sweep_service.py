@@ -712,6 +712,50 @@ def test_said_gives_a_sentence_never_the_errors_text() -> None:
         assert said_of(error) == sentence, error
 
 
+async def test_an_ended_trial_whose_value_is_unread_keeps_its_slot(world: World) -> None:
+    """While W&B cannot be read, trials that ended without their value read still count against ``--parallel``:
+    no more trials are proposed than the slots allow."""
+    sweep = await world.create(RANDOM6, parallel=2)
+    for _ in range(3):
+        await world.step()
+    assert len(world.trial_jobs(sweep.id)) == 2
+    world.wandb.fail_runs = 1000
+    for job in world.running(sweep.id):
+        world.end(job, value=0.5)
+    for _ in range(4):
+        await world.step()
+    assert len(world.trial_jobs(sweep.id)) == 2  # both ended, neither value read: no proposal
+    world.wandb.fail_runs = 0
+    for _ in range(3):
+        await world.step()
+    assert len(world.trial_jobs(sweep.id)) == 4 and world.sweeps.trials(sweep.id)[0].value == 0.5
+
+
+async def test_a_pass_validates_a_configuration_once_and_reads_trials_without_history(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import adjutant.sweeps.service as service_module
+
+    validated: list[str] = []
+    real = service_module.validate_sweep_config
+    monkeypatch.setattr(service_module, "validate_sweep_config", lambda raw: validated.append("x") or real(raw))
+    reads: list[bool] = []
+    trials = world.sweeps.trials
+    monkeypatch.setattr(
+        world.sweeps,
+        "trials",
+        lambda sweep_id, *, history=False: reads.append(history) or trials(sweep_id, history=history),
+    )
+    sweep = await world.create(GRID4, parallel=2)
+    for _ in range(5):
+        await world.step()
+    assert len(validated) == 1 and len(world.trial_jobs(sweep.id)) == 2
+    assert not any(reads)  # no hyperband: the history column never read
+    reads.clear()
+    await world.service.tick()  # a pass with nothing to do: its trials read once
+    assert len(reads) <= 2, reads
+
+
 async def test_a_note_shows_no_raw_error_text(world: World) -> None:
     world.wandb.fail_runs = 1
     sweep = await world.create(GRID4, parallel=1)

@@ -155,9 +155,31 @@ def test_trial_updates_are_guarded(store: SweepStore, tmp_path: Path) -> None:
     assert store.end_trials(sweep.id, [(1, TrialState.DONE, {"value": 0.25, "value_read": 1})], T0) == 1
     assert store.end_trials(sweep.id, [(1, TrialState.FAILED, {})], T0) == 0  # ended once
     assert not store.update_trial(sweep.id, 1, state=TrialState.RUNNING)
-    (trial,) = store.trials(sweep.id)
+    (trial,) = store.trials(sweep.id, history=True)
     assert trial.state == TrialState.DONE and trial.value == 0.25 and trial.value_read
     assert trial.history == ((1.0, 0.5), (2.0, 0.25)) and trial.ended_at == T0
+
+
+def test_a_trial_recorded_right_after_set_card_gets_the_thread(store: SweepStore, tmp_path: Path) -> None:
+    """The tick read the sweep before the card's thread was set: its trials' jobs still get the thread (read inside
+    record_trials' transaction, not from the stale row)."""
+    stale = make_sweep(store)
+    assert stale.thread_id is None
+    store.set_card(stale.id, 100, 555, 777)
+    ((_, job),) = store.record_trials(stale, [request(stale, {"lr": 1})], [{"lr": 1}], tmp_path, after=0, now=T0)
+    assert job.thread_id == 777
+
+
+def test_trials_leave_the_history_out_unless_asked(store: SweepStore, tmp_path: Path) -> None:
+    sweep = make_sweep(store)
+    store.record_trials(sweep, [request(sweep, {"lr": 1})], [{"lr": 1}], tmp_path, after=0, now=T0)
+    assert store.update_trial(sweep.id, 1, history=[(0.0, 1.0), (3.0, 0.5)], rungs_read=1)
+    (light,) = store.trials(sweep.id)
+    assert light.history == () and light.rungs_read == 1 and light.params == {"lr": 1}
+    (full,) = store.trials(sweep.id, history=True)
+    assert full.history == ((0.0, 1.0), (3.0, 0.5))
+    ((paired, _),) = store.trials_with_jobs(sweep.id, history=True)
+    assert paired.history == full.history and store.trials_with_jobs(sweep.id)[0][0].history == ()
 
 
 def test_wandb_sweep_recorded_once(store: SweepStore) -> None:

@@ -163,14 +163,20 @@ class SweepView:
         return sum(self.counts.get(state, 0) for state in TRIAL_ACTIVE)
 
 
-def _config_of(sweep: SweepRow) -> SweepConfig | None:
+def _config_of(sweep: SweepRow, cache: dict[str, SweepConfig | None] | None = None) -> SweepConfig | None:
+    """A search sweep's configuration, validated once (it never changes) when ``cache`` is given."""
     if sweep.kind != SweepKind.SEARCH or sweep.config is None:
         return None
+    if cache is not None and sweep.id in cache:
+        return cache[sweep.id]
     try:
-        return validate_sweep_config(sweep.config)
+        config: SweepConfig | None = validate_sweep_config(sweep.config)
     except SweepConfigError:
         log.exception("sweep %s: its recorded configuration no longer validates", sweep.id)
-        return None
+        config = None
+    if cache is not None:
+        cache[sweep.id] = config
+    return config
 
 
 def search_trials(trials: Sequence[TrialRow]) -> list[search.Trial]:
@@ -310,6 +316,10 @@ class SweepService:
         self._history_read: dict[tuple[str, int], float] = {}
         self.history_samples = history_samples
         self._lock = asyncio.Lock()
+        #: Parsed configurations by sweep id (a sweep's never changes).
+        self._configs: dict[str, SweepConfig | None] = {}
+        #: A sweep's trials (without their history) as read in this pass; dropped when the service changes them.
+        self._pass_trials: dict[str, builtins.list[TrialRow]] = {}
         self._wandb_lock = asyncio.Lock()
         #: Per sweep: when W&B was last read for it (self.monotonic(); memory only: a restart reads sooner).
         self._polled: dict[str, float] = {}
@@ -454,7 +464,8 @@ class SweepService:
         return changed
 
     async def _tick_one(self, sweep: SweepRow) -> bool:
-        config = _config_of(sweep)
+        self._pass_trials.pop(sweep.id, None)  # read afresh once per pass (and after each change of its trials)
+        config = _config_of(sweep, self._configs)
         changed = await self._follow_jobs(sweep, config)
         sweep = await self._get(sweep.id)
         if sweep.kind == SweepKind.SEARCH and config is not None:
@@ -488,7 +499,9 @@ class SweepService:
             if state == trial.state:
                 continue
             if state.active:
-                changed |= await asyncio.to_thread(self.store.update_trial, sweep.id, trial.number, state=state)
+                changed |= await self._trials_changed(
+                    sweep.id, self.store.update_trial, sweep.id, trial.number, state=state
+                )
                 continue
             values = await asyncio.to_thread(self._end_columns, trial, job, state)
             if sweep.kind == SweepKind.AGENTS or config is None or config.metric is None:
@@ -496,7 +509,9 @@ class SweepService:
             ends.append((trial, state, values))
         if ends:
             changed |= bool(
-                await asyncio.to_thread(self.store.end_trials, sweep.id, [(t.number, s, v) for t, s, v in ends], now)
+                await self._trials_changed(
+                    sweep.id, self.store.end_trials, sweep.id, [(t.number, s, v) for t, s, v in ends], now
+                )
             )
             for trial, state, _ in ends:
                 log.info("sweep %s: trial %d %s", sweep.id, trial.number, state.label)
@@ -527,7 +542,7 @@ class SweepService:
 
     async def _read_values(self, sweep: SweepRow, metric: str) -> bool:
         """The metric of trials that ended (done or stopped) and were not read yet: one W&B request for all."""
-        trials = await asyncio.to_thread(self.store.trials, sweep.id)
+        trials = await self._trials(sweep.id)
         unread = [t for t in trials if t.state in (TrialState.DONE, TrialState.STOPPED) and not t.value_read]
         ids = [t.wandb_run_id for t in unread if t.wandb_run_id]
         if not unread:
@@ -553,7 +568,9 @@ class SweepService:
                 values["note"] = trial.note or "its run never reached W&B"
             elif value is None:
                 values["note"] = trial.note or f"its run logged no {metric}"
-            changed |= await asyncio.to_thread(self.store.update_trial, sweep.id, trial.number, expect=None, **values)
+            changed |= await self._trials_changed(
+                sweep.id, self.store.update_trial, sweep.id, trial.number, expect=None, **values
+            )
         return changed
 
     # --- halts ----------------------------------------------------------------------------------
@@ -561,7 +578,7 @@ class SweepService:
         """The canary (the first trial) failed, or two trials failed alike since the last Resume: pause, with why."""
         if sweep.state != SweepState.RUNNING:
             return False
-        trials = await asyncio.to_thread(self.store.trials, sweep.id)
+        trials = await self._trials(sweep.id)
         since = sweep.resumed_at
         # A failed trial's note is its failure (exit code and last line of output, or lost): recorded once, at its end.
         failed = [
@@ -604,7 +621,7 @@ class SweepService:
         band, metric = config.early_terminate, config.metric
         if band is None or metric is None:
             return False
-        pairs = await asyncio.to_thread(self.store.trials_with_jobs, sweep.id, (TrialState.RUNNING,))
+        pairs = await asyncio.to_thread(self.store.trials_with_jobs, sweep.id, (TrialState.RUNNING,), history=True)
         changed = False
         for trial, job in pairs:  # decided before a restart, not cancelled yet
             stopped = trial.state == TrialState.RUNNING and trial.rung is not None and job is not None
@@ -669,7 +686,8 @@ class SweepService:
                 log.warning("sweep %s: cannot read trial %d's history: %s", sweep.id, trial.number, error)
                 continue
             judged[trial.number] = history
-            await asyncio.to_thread(
+            await self._trials_changed(
+                sweep.id,
                 self.store.update_trial,
                 sweep.id,
                 trial.number,
@@ -687,7 +705,7 @@ class SweepService:
         for number, index in sorted(stops.items()):
             trial, job = next((t, j) for t, j in running if t.number == number)
             note = f"stopped early (hyperband, rung {index})"
-            if await asyncio.to_thread(self.store.update_trial, sweep.id, number, rung=index, note=note):
+            if await self._trials_changed(sweep.id, self.store.update_trial, sweep.id, number, rung=index, note=note):
                 log.info("sweep %s: trial %d %s", sweep.id, number, note)
                 await self.scheduler.cancel(job.id, BY_HYPERBAND)
                 changed = True
@@ -740,7 +758,7 @@ class SweepService:
             log.info("sweep %s: W&B sweep %s/%s/%s %s", sweep.id, sweep.entity, sweep.project, wandb_id, how)
             sweep = await self._get(sweep.id)
             changed = True
-        trials = await asyncio.to_thread(self.store.trials, sweep.id)
+        trials = await self._trials(sweep.id)
         searched = search_trials(trials)
         active = [t for t in trials if t.state in TRIAL_ACTIVE]
         if sweep.target_trial is None and (reached := search.target_reached(config, searched)) is not None:
@@ -762,7 +780,10 @@ class SweepService:
         if sweep.exhausted_at is not None:
             await self._drop_queued(sweep, BY_TARGET)
             return await self._finish_when_idle(sweep, sweep.note or "finished") or changed
-        free = min(sweep.parallel, self._capacity(sweep)) - len(active)
+        # An ended trial whose value is not read yet still takes its slot: while W&B cannot be read, nothing more is
+        # proposed than the slots allow (its result may change the next proposal anyway).
+        unread_ended = [t for t in trials if t.state in (TrialState.DONE, TrialState.STOPPED) and not t.value_read]
+        free = min(sweep.parallel, self._capacity(sweep)) - len(active) - len(unread_ended)
         first = trials[0] if trials else None
         if first is None:
             free = min(free, 1)  # the canary: the first trial alone
@@ -783,12 +804,13 @@ class SweepService:
         self, sweep: SweepRow, proposals: Sequence[Mapping[str, Any]], runs_before: int | None = None
     ) -> bool:
         """Record trials (or agents) with their jobs in one transaction, then wake the scheduler."""
-        trials = await asyncio.to_thread(self.store.trials, sweep.id)
+        trials = await self._trials(sweep.id)
         after = trials[-1].number if trials else 0
         if sweep.kind == SweepKind.AGENTS and self.agent_script is None:
             self.agent_script = await asyncio.to_thread(agent_launcher, self.scheduler.log_dir.parent / "sweeps")
         requests = [self._request(sweep, params) for params in proposals]
-        recorded = await asyncio.to_thread(
+        recorded = await self._trials_changed(
+            sweep.id,
             self.store.record_trials,
             sweep,
             requests,
@@ -841,7 +863,7 @@ class SweepService:
     # --- agents ---------------------------------------------------------------------------------
     async def _agents(self, sweep: SweepRow) -> bool:
         """Keep ``parallel`` agent jobs queued or running while W&B's sweep has trials for them."""
-        trials = await asyncio.to_thread(self.store.trials, sweep.id)
+        trials = await self._trials(sweep.id)
         active = [t for t in trials if t.state in TRIAL_ACTIVE]
         free = min(sweep.parallel, self._capacity(sweep)) - len(active)
         if sweep.exhausted_at is not None:
@@ -875,7 +897,8 @@ class SweepService:
             if t.state == TrialState.DONE and t.runs_before is not None and info.run_count <= t.runs_before
         ]
         for trial in empty:
-            await asyncio.to_thread(
+            await self._trials_changed(
+                sweep.id,
                 self.store.update_trial,
                 sweep.id,
                 trial.number,
@@ -953,8 +976,8 @@ class SweepService:
             if job.state in (JobState.QUEUED, JobState.STARTING, JobState.RUNNING):
                 await self.scheduler.cancel(job.id, BY_STOP)
                 changed = True
-        changed |= await self._follow_jobs(sweep, _config_of(sweep))
-        trials = await asyncio.to_thread(self.store.trials, sweep.id)
+        changed |= await self._follow_jobs(sweep, _config_of(sweep, self._configs))
+        trials = await self._trials(sweep.id)
         if any(t.state in TRIAL_ACTIVE for t in trials):
             return changed
         moved = await asyncio.to_thread(
@@ -965,7 +988,7 @@ class SweepService:
         return moved or changed
 
     async def _finish_when_idle(self, sweep: SweepRow, note: str) -> bool:
-        trials = await asyncio.to_thread(self.store.trials, sweep.id)
+        trials = await self._trials(sweep.id)
         if any(t.state in TRIAL_ACTIVE for t in trials):
             return False
         moved = await asyncio.to_thread(
@@ -1046,6 +1069,19 @@ class SweepService:
         self.scheduler.wake()
         return await self._get(sweep.id)
 
+    async def _trials(self, sweep_id: str) -> builtins.list[TrialRow]:
+        """A sweep's trials (no history), read at most once per pass unless the service changed them since."""
+        if sweep_id not in self._pass_trials:
+            self._pass_trials[sweep_id] = await asyncio.to_thread(self.store.trials, sweep_id)
+        return self._pass_trials[sweep_id]
+
+    async def _trials_changed(self, sweep_id: str, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """A store call that changes a sweep's trials (in a worker thread): their read of this pass is dropped."""
+        try:
+            return await asyncio.to_thread(function, *args, **kwargs)
+        finally:
+            self._pass_trials.pop(sweep_id, None)
+
     async def _get(self, sweep_id: str) -> SweepRow:
         row = await asyncio.to_thread(self.store.get, sweep_id)
         if row is None:
@@ -1105,7 +1141,7 @@ class SweepService:
         counts = {state.value: 0 for state in TrialState}
         for trial in trials:
             counts[trial.state] = counts.get(trial.state, 0) + 1
-        config = _config_of(sweep)
+        config = _config_of(sweep, self._configs)
         best = None
         if config is not None:
             found = search.best_trial(config, search_trials([t for t, _ in pairs]))

@@ -45,6 +45,11 @@ __all__ = [
 
 #: At most this many points of a trial's sampled history are kept (for hyperband's rungs).
 HISTORY_POINTS = 500
+#: The sweep_trials columns but ``history`` (read only for hyperband: up to 500 points a trial).
+TRIAL_COLUMNS = (
+    "sweep_id, number, params, wandb_run_id, job_id, state, value, rung, note, created_at, ended_at, value_read,"
+    " rungs_read, runs_before"
+)
 
 
 def new_sweep_id() -> str:
@@ -366,16 +371,19 @@ class SweepStore(TableFamily):
             )
 
     # --- trials ---------------------------------------------------------------------------------
-    def trials(self, sweep_id: str) -> list[TrialRow]:
-        rows = self.query("SELECT * FROM sweep_trials WHERE sweep_id=? ORDER BY number", (sweep_id,))
+    def trials(self, sweep_id: str, *, history: bool = False) -> list[TrialRow]:
+        """A sweep's trials in order; their sampled ``history`` (hyperband's, up to :data:`HISTORY_POINTS` points
+        each) only when asked for (else empty)."""
+        columns = "*" if history else TRIAL_COLUMNS
+        rows = self.query(f"SELECT {columns} FROM sweep_trials WHERE sweep_id=? ORDER BY number", (sweep_id,))  # noqa: S608
         return [TrialRow.from_row(r) for r in rows]
 
     def trials_with_jobs(
-        self, sweep_id: str, states: Collection[TrialState] | None = None
+        self, sweep_id: str, states: Collection[TrialState] | None = None, *, history: bool = False
     ) -> list[tuple[TrialRow, Job | None]]:
         """Each trial with its job as the jobs table has it now (one query); only the jobs of trials in ``states``,
         if given (the others None)."""
-        trials = self.trials(sweep_id)
+        trials = self.trials(sweep_id, history=history)
         ids = [t.job_id for t in trials if t.job_id and (states is None or t.state in states)]
         jobs = {r["id"]: Job.from_row(r) for r in self.query_in("SELECT * FROM jobs WHERE id IN ({marks})", ids)}
         return [(t, jobs.get(t.job_id or "")) for t in trials]
@@ -401,15 +409,14 @@ class SweepStore(TableFamily):
             return []
         try:
             with self.transaction() as db:
-                state = db.execute("SELECT state FROM sweeps WHERE id=?", (sweep.id,)).fetchone()
+                state = db.execute("SELECT state, thread_id FROM sweeps WHERE id=?", (sweep.id,)).fetchone()
                 last = db.execute("SELECT MAX(number) FROM sweep_trials WHERE sweep_id=?", (sweep.id,)).fetchone()[0]
                 if state is None or state[0] != SweepState.RUNNING or (last or 0) != after:
                     raise _Changed
                 jobs = insert_jobs(db, requests, log_dir)
-                if sweep.thread_id is not None:
-                    db.executemany(
-                        "UPDATE jobs SET thread_id=? WHERE id=?", [(sweep.thread_id, job.id) for job in jobs]
-                    )
+                thread_id = state[1]  # as it is now: a card's thread set since ``sweep`` was read reaches these jobs
+                if thread_id is not None:
+                    db.executemany("UPDATE jobs SET thread_id=? WHERE id=?", [(thread_id, job.id) for job in jobs])
                 for number, (job, trial_params) in enumerate(zip(jobs, params, strict=True), start=after + 1):
                     db.execute(
                         "INSERT INTO sweep_trials (sweep_id, number, params, wandb_run_id, job_id, state, created_at,"

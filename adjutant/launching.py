@@ -850,6 +850,12 @@ class Launching:
                 priority=plan.priority,
                 preemptible=plan.preemptible,
                 overrides=dict(plan.overrides),
+                # $agents: the only program W&B's agents may run here (the service checks the sweep's against it).
+                experiment_script=(
+                    str(plan.route.experiment_script)
+                    if plan.kind == "agents" and plan.route.experiment_script is not None
+                    else None
+                ),
             ),
         )
         if plan.kind == "agents":

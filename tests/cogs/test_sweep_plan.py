@@ -238,3 +238,30 @@ async def test_a_configuration_nested_too_deeply_or_too_long_is_a_sentence(world
     assert isinstance(date, Refused) and date.text.startswith("Not queued: the sweep configuration cannot be read")
     long = await launching.sweep(bob, "", attached="method: grid\n" + "#" * 70_000)
     assert isinstance(long, Refused) and "too long: 70,013 characters (at most 64,000)" in long.text, long
+
+
+async def test_started_agents_carry_the_routes_experiment_script(tmp_path: Path) -> None:
+    """The sweep service lets W&B's agents run only the route's own script: start_sweep gives it (agents only)."""
+    from types import SimpleNamespace
+
+    launching, settings, jobs, approvals = make(tmp_path, WANDB_ENTITY="team")
+    created: list[dict] = []
+
+    class Service:
+        async def create(self, **given: object) -> SimpleNamespace:
+            created.append(given)
+            return SimpleNamespace(id=f"sweep-{len(created)}")
+
+    try:
+        bob = asker(settings, BOB, "general")
+        agents = await launching.agents(bob, "ab12cd34", "2")
+        search = await launching.sweep(bob, BAYES)
+        assert isinstance(agents, SearchPlan) and isinstance(search, SearchPlan)
+        for plan in (agents, search):
+            await launching.start_sweep(plan, bob, Service())  # type: ignore[arg-type]
+    finally:
+        jobs.close()
+        approvals.close()
+    launches = [given["launch"] for given in created]
+    assert launches[0].script == str(AGENT_SCRIPT) and launches[0].experiment_script == str(tmp_path / "run.sh")
+    assert launches[1].script == str(tmp_path / "run.sh") and launches[1].experiment_script is None

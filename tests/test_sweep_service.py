@@ -892,6 +892,19 @@ async def test_an_agents_sweep_running_another_program_is_paused_not_run(world: 
     assert len(jobs) == 2 and all(j.params == {"sweep": "team/mnist/abc123", "dir": "/srv/team"} for j in jobs)
 
 
+async def test_an_agents_pool_on_another_backend_is_refused(world: World) -> None:
+    sweep = await world.service.create(
+        kind="agents", config=None, wandb_sweep="team/mnist/abc123", route="general", project="mnist",
+        entity="team", channel_id=100, requested_by_id=7, requested_by="ada", parallel=2, seed=None,
+        launch=SweepLaunch(script="unused", backend="slurm", experiment_script=TRAIN),
+    )  # fmt: skip
+    await world.step()
+    row = world.sweeps.get(sweep.id)
+    assert row is not None and row.state == SweepState.PAUSED
+    assert row.note == "paused, not run: W&B's agents run on this machine only, and this channel launches on slurm"
+    assert world.trial_jobs(sweep.id) == [] and world.wandb.calls == []  # W&B not even asked
+
+
 async def test_an_agent_job_gets_a_clean_environment_even_on_this_machine(world: World) -> None:
     """An agent job runs the sweep creator's trainer: it gets the jobs' allow-list plus PATH, HOME, LANG and the W&B
     key, not the bot's other variables (a cloud key, a token); a search trial keeps the bot's environment."""

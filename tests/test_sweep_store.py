@@ -235,6 +235,10 @@ def test_migration_5_keeps_an_older_database(tmp_path: Path) -> None:
         assert database.query("SELECT state FROM sweep_holds")[0][0] == "released"
         assert database.query("SELECT COUNT(*) FROM sweeps")[0][0] == 0
         assert database.query("SELECT COUNT(*) FROM sweep_trials")[0][0] == 0
+        plan = " ".join(
+            str(tuple(r)) for r in database.query("EXPLAIN QUERY PLAN SELECT id FROM jobs WHERE sweep_id='sw1'")
+        )
+        assert "jobs_by_sweep" in plan  # a sweep's jobs are found by index
     finally:
         database.close()
     again = Database(path)  # already current: nothing to do

@@ -370,11 +370,13 @@ CREATE TABLE sweep_trials (
 
 
 def add_sweeps(db: sqlite3.Connection) -> None:
-    """Migration 5: the sweeps and sweep_trials tables, and the W&B sweep a job's run is attached to."""
+    """Migration 5: the sweeps and sweep_trials tables, the W&B sweep a job's run is attached to, jobs by sweep."""
     db.execute(SWEEPS)
     db.execute(SWEEP_TRIALS)
     db.execute("CREATE INDEX sweeps_by_state ON sweeps (state)")
     db.execute("CREATE INDEX sweep_trials_by_job ON sweep_trials (job_id)")
+    # A sweep's jobs (its new id's check, a card's thread given to its jobs) are found by sweep_id, not by a scan
+    db.execute("CREATE INDEX jobs_by_sweep ON jobs (sweep_id) WHERE sweep_id IS NOT NULL")
     db.execute("ALTER TABLE jobs ADD COLUMN wandb_sweep_id TEXT")
 
 

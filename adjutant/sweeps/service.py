@@ -72,7 +72,10 @@ log = logging.getLogger(__name__)
 AGENT_SCRIPT = Path(__file__).resolve().parent / "agent_job.py"
 #: What an agent job runs: the packaged agent on the bot's own interpreter. A job's script is run by path (the
 #: supervisor, sbatch), and the packaged module is neither executable nor tied to an interpreter, so the service
-#: writes this launcher (once, in the state folder) and queues it.
+#: writes this launcher (once, in the state folder) and queues it. It names the bot's interpreter (it has wandb;
+#: agent_job.py is standard library only, but W&B's agent is ``python -m wandb``) and the package's path on this
+#: machine: agents run on the local backend only (a container or a Slurm node has neither), and the service refuses
+#: an agents pool whose route launches elsewhere (:data:`AGENT_BACKEND`).
 AGENT_LAUNCHER = """#!{python}
 # Written by Adjutant: an $agents job runs adjutant/sweeps/agent_job.py on the bot's interpreter.
 import os
@@ -85,6 +88,8 @@ BY_HYPERBAND = "hyperband"
 BY_STOP = "the sweep's stop"
 BY_TARGET = "the sweep's target"
 BY_POOL = "the agents' end"
+#: The only backend an agents pool runs on (see :data:`AGENT_LAUNCHER`).
+AGENT_BACKEND = "local"
 #: How many times a W&B state change that failed is tried again (one try per pass).
 MIRROR_TRIES = 3
 #: The one argument macro an agent's ``command`` may end with (W&B's forms of the trial's parameters).
@@ -863,6 +868,11 @@ class SweepService:
     # --- agents ---------------------------------------------------------------------------------
     async def _agents(self, sweep: SweepRow) -> bool:
         """Keep ``parallel`` agent jobs queued or running while W&B's sweep has trials for them."""
+        if sweep.launch.backend != AGENT_BACKEND:
+            return await self._refuse(
+                sweep,
+                f"W&B's agents run on this machine only, and this channel launches on {_shown(sweep.launch.backend)}",
+            )
         trials = await self._trials(sweep.id)
         active = [t for t in trials if t.state in TRIAL_ACTIVE]
         free = min(sweep.parallel, self._capacity(sweep)) - len(active)

@@ -283,6 +283,8 @@ def test_pause_cancel_and_a_deleted_sweep_as_the_agent_hears_them(wb: WandbStand
         (["{}"], "'sweep' must be the sweep's full path"),
         (['{"sweep": "abc12345"}'], "'sweep' must be the sweep's full path"),
         (['{"sweep": "team/proj/abc", "count": 2}'], "unexpected key(s) 'count'"),
+        (['{"sweep": "team/proj/abc", "dir": "relative/folder"}'], "'dir' must be an absolute path to a folder"),
+        (['{"sweep": "team/proj/abc", "dir": "/no/such/folder"}'], "'dir' must be an absolute path to a folder"),
     ],
 )
 def test_the_agent_job_refuses_a_bad_argument(argv: list[str], said: str, tmp_path: Path) -> None:

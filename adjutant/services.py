@@ -12,7 +12,9 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from adjutant.approvals import ApprovalStore
 from adjutant.clock import utcnow
@@ -21,17 +23,17 @@ from adjutant.gpus import WEEK, QuotaState, UsageReport, Use, frees_at, quota_st
 from adjutant.jobs import Job, JobStore, child_environment
 from adjutant.launchers import Launcher, make_launcher
 from adjutant.launching import Launching
-from adjutant.nvml import GpuReading, NvmlUnavailable, busy_elsewhere, read_gpus
 from adjutant.runs import GpuIdleRule, progress
 from adjutant.scheduler import Scheduler
 from adjutant.settings import ConfigError, Settings
 from adjutant.state import StateLock, check_database
 from adjutant.store import Store
-from adjutant.sweeps.service import SweepService
-from adjutant.sweeps.store import SweepStore
-from adjutant.sweeps.wandb_sweeps import WandbSweeps
 from adjutant.wandb_source import WandbSource
 from adjutant.watcher import Watcher, WatchRules
+
+if TYPE_CHECKING:
+    from adjutant.nvml import GpuReading
+    from adjutant.sweeps.service import SweepService
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,8 @@ def gpu_pool(settings: Settings) -> tuple[tuple[int, ...] | None, Callable[[set[
         return None, None
     if settings.gpus != "auto":
         return tuple(settings.gpus), None
+    from adjutant.nvml import NvmlUnavailable, busy_elsewhere, read_gpus  # only with ADJUTANT_GPUS=auto
+
     try:
         readings = read_gpus()
     except NvmlUnavailable as error:
@@ -74,6 +78,25 @@ def gpu_pool(settings: Settings) -> tuple[tuple[int, ...] | None, Callable[[set[
             return set()
 
     return tuple(r.index for r in readings), busy
+
+
+def _open_folder(
+    lock: StateLock, path: Path, settings: Settings
+) -> tuple[Database, tuple[tuple[int, ...] | None, Callable[[set[int]], set[int]] | None]]:
+    """(blocking) Lock the state folder, check and open its database, find the GPU pool; on failure, nothing held."""
+    lock.acquire()
+    try:
+        check_database(path)
+        database = Database(path)  # migrated to the current schema
+    except BaseException:
+        lock.release()
+        raise
+    try:
+        return database, gpu_pool(settings)
+    except BaseException:
+        database.close()
+        lock.release()
+        raise
 
 
 @dataclass
@@ -93,8 +116,6 @@ class Services:
     database: Database
     #: The launch doors and the actions on a job (built once, in open()).
     launching: Launching = field(init=False, repr=False)
-    #: Sweeps that search and W&B agents pools (issue 23): their tables, trials as jobs, W&B's sweep (built in open()).
-    sweeps: SweepService = field(init=False, repr=False)
     closed: bool = False
     _users: int = field(default=0, repr=False)
 
@@ -107,13 +128,8 @@ class Services:
         """
         path = settings.state_dir / DATABASE_NAME
         lock = StateLock(settings.state_dir)
-        await asyncio.to_thread(lock.acquire)
-        try:
-            await asyncio.to_thread(check_database, path)
-            database = await asyncio.to_thread(Database, path)  # migrated to the current schema
-        except BaseException:
-            lock.release()
-            raise
+        # One hop to a thread for all the blocking steps: a caller may import (the cogs' modules) meanwhile.
+        database, (gpus, gpus_busy) = await asyncio.to_thread(_open_folder, lock, path, settings)
         jobs, runs, approvals = JobStore(database), Store(database), ApprovalStore(database)
 
         def environment(job: Job) -> dict[str, str]:
@@ -124,12 +140,6 @@ class Services:
         def launcher_for(backend: str) -> Launcher:
             return make_launcher(backend, settings, str(path))
 
-        try:
-            gpus, gpus_busy = await asyncio.to_thread(gpu_pool, settings)
-        except BaseException:
-            await asyncio.to_thread(database.close)
-            lock.release()
-            raise
         scheduler = Scheduler(
             jobs,
             launcher_for,
@@ -171,19 +181,30 @@ class Services:
         services.launching = Launching(
             settings, scheduler, approvals, quota_of=services.quota_of, watcher_of=services.watcher_of
         )
-        services.sweeps = SweepService(
-            SweepStore(database),
-            scheduler,
-            WandbSweeps(timeout=settings.wandb_timeout),
-            progress_of=services.progress_of,
-            poll_seconds=settings.poll_seconds,
-        )
         return services
+
+    @cached_property
+    def sweeps(self) -> SweepService:
+        """Sweeps that search and W&B agents pools (issue 23): their tables, trials as jobs, W&B's sweep. Built on first
+        use (once), with its modules: a start that no sweep needs yet does not import them."""
+        from adjutant.sweeps.service import SweepService
+        from adjutant.sweeps.store import SweepStore
+        from adjutant.sweeps.wandb_sweeps import WandbSweeps
+
+        return SweepService(
+            SweepStore(self.database),
+            self.scheduler,
+            WandbSweeps(timeout=self.settings.wandb_timeout),
+            progress_of=self.progress_of,
+            poll_seconds=self.settings.poll_seconds,
+        )
 
     def gpu_readings(self) -> list[GpuReading] | None:
         """(blocking) NVML's readings with ADJUTANT_GPUS=auto, else None (also when NVML stopped answering)."""
         if self.settings.gpus != "auto":
             return None
+        from adjutant.nvml import NvmlUnavailable, read_gpus
+
         try:
             return read_gpus()
         except NvmlUnavailable as error:

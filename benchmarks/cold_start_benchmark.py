@@ -5,7 +5,10 @@ nothing else, each a fresh process, in the same run (interleaved, so that the ma
 `$hello` is posted the moment the bot has identified on the gateway (and again every 100 ms until it answers);
 the figure is the time from spawning the process to the answer. Goal: ≤ 1.3x the bare bot.
 
-    .venv/bin/python benchmarks/cold_start_benchmark.py [--repeat 7]
+    .venv/bin/python benchmarks/cold_start_benchmark.py [--repeat 7] [--rounds 3] [--before TREE]
+
+``--before TREE`` adds a fourth bot: the package laid out in TREE (``TREE/adjutant``, with its cogs), e.g. this
+working tree with one change undone, to measure that change in the same run.
     .venv/bin/python -X importtime -m adjutant --help   # what an import costs, module by module
 """
 
@@ -83,7 +86,7 @@ def spread(values: list[float]) -> str:
     return f"{min(values):.3f} / {statistics.median(values):.3f} / {max(values):.3f}"
 
 
-async def main_async(repeat: int) -> None:
+async def main_async(repeat: int, before: Path | None = None) -> None:
     with tempfile.TemporaryDirectory() as folder:
         work = Path(folder)
         (work / "bare.py").write_text(BARE)
@@ -93,6 +96,8 @@ async def main_async(repeat: int) -> None:
             "this Adjutant": ([sys.executable, "-m", "adjutant"], None),
             f"previous ({PREVIOUS})": ([sys.executable, "-m", "adjutant"], previous),
         }
+        if before is not None:
+            bots[f"before ({before})"] = ([sys.executable, "-m", "adjutant"], before)
         times: dict[str, list[float]] = {name: [] for name in bots}
         for _ in range(repeat):
             for name, (command, code) in bots.items():
@@ -103,14 +108,17 @@ async def main_async(repeat: int) -> None:
         print("| bot | seconds | median x bare bot |\n| --- | ---: | ---: |")
         for name, values in times.items():
             print(f"| {name} | {spread(values)} | {statistics.median(values) / bare:.2f} |")
-        print("\ngoal: ≤ 1.3x the bare bot")
+        print(f"\ngoal: ≤ 1.3x the bare bot (load average {' '.join(f'{x:.2f}' for x in os.getloadavg())})")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=1, help="print the table this many times, one round each")
+    parser.add_argument("--before", type=Path, help="a package tree to measure too (TREE/adjutant)")
     args = parser.parse_args()
-    asyncio.run(main_async(args.repeat))
+    for _ in range(args.rounds):
+        asyncio.run(main_async(args.repeat, args.before.resolve() if args.before else None))
 
 
 if __name__ == "__main__":

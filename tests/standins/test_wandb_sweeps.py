@@ -333,6 +333,28 @@ def test_the_agent_job_runs_one_trial_then_nothing_once_the_grid_is_exhausted(wb
 
 
 @pytest.mark.slow
+def test_the_agent_job_runs_a_relative_program_in_the_folder_it_is_given(wb: WandbStandIn, tmp_path: Path) -> None:
+    """``dir``: W&B's agent runs in the experiment script's folder, so a sweep's relative ``program`` is that script
+    (what the service checked), wherever the job itself starts."""
+    code = tmp_path / "code"
+    code.mkdir()
+    trainer(code)
+    config = {**GRID3, "program": "train.py", "command": ["${env}", "${interpreter}", "${program}", "${args_json}"]}
+    sweep_id = wandb.sweep(config, entity="team", project="proj")
+    started = tmp_path / "job"
+    started.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}
+    env["SWEEP_TEST_OUT"] = str(code / "out")
+    job = subprocess.run(
+        [sys.executable, str(AGENT_JOB), json.dumps({"sweep": f"team/proj/{sweep_id}", "dir": str(code)})],
+        cwd=started, env=env, text=True, capture_output=True, timeout=100,
+    )  # fmt: skip
+    assert job.returncode == 0, (job.stdout + job.stderr)[-2000:]
+    [run] = wb.sweep_runs(sweep_id)
+    assert (code / "out" / f"{run.name}.argv").is_file() and not list(started.iterdir())
+
+
+@pytest.mark.slow
 def test_the_agent_job_passes_a_preemption_signal_to_its_trial_and_a_cancel_stops_it(
     wb: WandbStandIn, tmp_path: Path
 ) -> None:

@@ -736,16 +736,22 @@ async def test_a_pass_validates_a_configuration_once_and_reads_trials_without_hi
 ) -> None:
     import adjutant.sweeps.service as service_module
 
-    validated: list[str] = []
+    validated: list[Mapping[str, Any]] = []
     real = service_module.validate_sweep_config
-    monkeypatch.setattr(service_module, "validate_sweep_config", lambda raw: validated.append("x") or real(raw))
+
+    def validate(raw: Mapping[str, Any]) -> Any:
+        validated.append(raw)
+        return real(raw)
+
     reads: list[bool] = []
     trials = world.sweeps.trials
-    monkeypatch.setattr(
-        world.sweeps,
-        "trials",
-        lambda sweep_id, *, history=False: reads.append(history) or trials(sweep_id, history=history),
-    )
+
+    def read(sweep_id: str, *, history: bool = False) -> Any:
+        reads.append(history)
+        return trials(sweep_id, history=history)
+
+    monkeypatch.setattr(service_module, "validate_sweep_config", validate)
+    monkeypatch.setattr(world.sweeps, "trials", read)
     sweep = await world.create(GRID4, parallel=2)
     for _ in range(5):
         await world.step()

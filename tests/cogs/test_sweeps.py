@@ -5,7 +5,6 @@ the end told once to the requester."""
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 import os
@@ -112,6 +111,14 @@ async def sweep_view(bot: Any, sweep_id: str) -> Any:
     return await bot.get_cog("Sweeps").sweeps.view(sweep_id)
 
 
+async def loop_turns(bot: Any, turns: int = 3, timeout: float = 60) -> None:
+    """Let the Sweeps cog's loop make ``turns`` more whole passes (each: the service's tick, the cards, the ends told):
+    the bounded wait of a "nothing more happened" check, counted in the loop's turns rather than in seconds."""
+    watch = bot.get_cog("Sweeps").watch
+    start = watch.current_loop  # a pass under way now counts for nothing: it may have begun before the call
+    await eventually(lambda: watch.current_loop >= start + turns + 1, timeout=timeout, every=0.05)
+
+
 async def test_random_with_run_cap_6_runs_6_distinct_trials_in_one_wandb_sweep(
     start_adjutant, discord_standin: DiscordStandIn, wandb_standin: WandbStandIn, out: Path
 ) -> None:
@@ -184,8 +191,8 @@ async def test_a_4_cell_grid_with_parallel_2_never_runs_more_than_2_and_ends_aft
         )
         sweep_id = await start_search(discord_standin, f"--parallel 2 ```json\n{grid}\n```")
         await wait_ended(discord_standin, sweep_id)
+        await loop_turns(bot, 3)  # nothing more comes
         view = await sweep_view(bot, sweep_id)
-        await asyncio.sleep(2)  # nothing more comes
         ran = records(out)
     assert view.sweep.method == "grid" and len(view.trials) == 4 and len(ran) == 4
     assert sorted(t.params["x"] for t in view.trials) == [0.1, 0.2, 0.4, 0.5]
@@ -260,11 +267,13 @@ parameters:
     async with start_adjutant(sweep_env()) as bot:
         sweep_id = await start_search(discord_standin, f"--parallel 1 {config}")
         await wait_ended(discord_standin, sweep_id)
-        await asyncio.sleep(2)
+        await loop_turns(bot, 3)  # nothing more comes
         view = await sweep_view(bot, sweep_id)
         ran = records(out)
+        jobs = [j for j in await bot.get_cog("Experiments").scheduler.recent(50) if j.sweep_id == sweep_id]
     assert [t.number for t in view.trials if t.state == "done"] == [1, 2, 3]
-    assert all(t.state in ("done", "dropped") for t in view.trials)
+    assert len(view.trials) == 3, f"no trial recorded after the target: {[(t.number, t.state) for t in view.trials]}"
+    assert len(jobs) == 3, "no job queued after the target"
     assert len(ran) == 3, "nothing ran after the target"
     assert card_state(discord_standin, sweep_id) == "finished"
 
@@ -292,8 +301,10 @@ async def test_pause_resume_stop_from_the_card_and_a_refusal_for_a_member_withou
         await eventually(lambda: card_state(discord_standin, sweep_id) == "paused", timeout=15)
         await eventually(lambda: all("end" in r for r in records(out)), timeout=30)
         started = len(records(out))
-        await asyncio.sleep(3)
+        proposed = len((await sweep_view(bot, sweep_id)).trials)
+        await loop_turns(bot, 3)
         assert len(records(out)) == started, "no new trial while paused"
+        assert len((await sweep_view(bot, sweep_id)).trials) == proposed, "none proposed while paused"
         resumed = await answer_to(discord_standin, card(discord_standin, sweep_id), button("resume"), "admin")
         assert "resumed" in resumed["content"]
         await eventually(lambda: len(records(out)) > started, timeout=30)

@@ -96,15 +96,17 @@ async def setup(bot: commands.Bot) -> None:
     opening = asyncio.ensure_future(Services.open(settings, secrets=lambda: (getattr(bot.http, "token", None) or "",)))
     try:
         await asyncio.sleep(0)  # one loop turn: the opening reaches its thread
-        from adjutant.cogs._feeds import Feeds
-        from adjutant.cogs.desk import Desk
         from adjutant.cogs.experiments import Experiments
         from adjutant.cogs.greeting import Greeting
-        from adjutant.cogs.rules import Rules
         from adjutant.cogs.sweeps import Sweeps
         from adjutant.cogs.usage import Usage
-        from adjutant.cogs.wandb_runs import Runs
         from adjutant.grouping import add_cogs
+
+        if settings.reporting_enabled:  # the reporting cogs' modules only where they are added
+            from adjutant.cogs._feeds import Feeds
+            from adjutant.cogs.desk import Desk
+            from adjutant.cogs.rules import Rules
+            from adjutant.cogs.wandb_runs import Runs
     except BaseException:
         await _discard(opening)
         raise

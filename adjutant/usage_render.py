@@ -7,15 +7,18 @@ import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from adjutant.approvals import Approval, ApprovalState, AuditEntry
-from adjutant.gpus import QuotaState, Tally, UsageReport
+from adjutant.approvals import ApprovalState
 from adjutant.job_render import priority_text
-from adjutant.jobs import Job
 from adjutant.numbers import shown
-from adjutant.nvml import GpuReading
 from adjutant.render import code_safe, fit_embed, format_duration, format_hours, paged_embeds, plain, plural, truncate
+
+if TYPE_CHECKING:  # annotations only: NVML's module is imported where GPUs are read (ADJUTANT_GPUS=auto)
+    from adjutant.approvals import Approval, AuditEntry
+    from adjutant.gpus import QuotaState, Tally, UsageReport
+    from adjutant.jobs import Job
+    from adjutant.nvml import GpuReading
 
 
 def gpu_lines(

@@ -693,8 +693,11 @@ def child_environment(
     secrets_to_drop: tuple[str, ...] = (),
     entity: str | None = None,
     project: str | None = None,
+    named: tuple[str, ...] = (),
 ) -> dict[str, str]:
     """The job's environment: the bot's, minus Discord's token and wandb's service socket, plus the job's ids.
+    An ``$agents`` job gets only the jobs' allow-list (:func:`adjutant.launchers.job_environment`, with the variables
+    ``named`` in ADJUTANT_JOB_ENV) and PATH, HOME, LANG and WANDB_API_KEY.
 
     ``WANDB_SERVICE`` would attach the trainer to the bot's wandb-core process (its run then reports
     wrong states). Any variable whose value is one of ``secrets_to_drop`` (the token, under whatever
@@ -729,7 +732,7 @@ def child_environment(
         # agent needs to run and reach W&B (PATH, HOME, LANG, the W&B key), not the bot's environment.
         from adjutant.launchers import job_environment
 
-        env = job_environment(env, job, ("PATH", "HOME", "LANG", "WANDB_API_KEY"))
+        env = job_environment(env, job, ("PATH", "HOME", "LANG", "WANDB_API_KEY", *named))
     return env
 
 

@@ -931,6 +931,8 @@ async def test_an_agent_job_gets_a_clean_environment_even_on_this_machine(world:
     assert {"PATH", "HOME", "LANG", "WANDB_API_KEY", "WANDB_BASE_URL", "ADJUTANT_JOB_ID", "WANDB_RUN_ID"} <= set(env)
     assert not {"AWS_SECRET_ACCESS_KEY", "GITHUB_TOKEN", "DISCORD_TOKEN", "SOME_SETTING"} & set(env)
     assert env["WANDB_ENTITY"] == "team" and env["WANDB_PROJECT"] == "mnist"
+    named = child_environment(bot, agent, named=("SOME_SETTING", "DISCORD_TOKEN"))  # ADJUTANT_JOB_ENV's
+    assert named["SOME_SETTING"] == "1" and "DISCORD_TOKEN" not in named and "GITHUB_TOKEN" not in named
     kept = child_environment(bot, trial)
     assert kept["AWS_SECRET_ACCESS_KEY"] == "aws" and kept["SOME_SETTING"] == "1" and "DISCORD_TOKEN" not in kept
 

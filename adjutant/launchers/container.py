@@ -39,6 +39,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import tempfile
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -180,6 +181,13 @@ class ContainerLauncher(Launcher):
         env.update(job_env or {})
         return env
 
+    def work_dir(self) -> str:
+        """Where the runtime runs: the state folder, never the bot's working directory (Podman's conmon leaves an
+        ``oom`` file in its working directory when a container runs out of memory)."""
+        if self.db_path and self.state_dir.is_dir():
+            return str(self.state_dir)
+        return tempfile.gettempdir()
+
     def run(
         self, args: Sequence[str], env: Mapping[str, str] | None = None, timeout: float = RUNTIME_TIMEOUT
     ) -> subprocess.CompletedProcess[str]:
@@ -193,6 +201,7 @@ class ContainerLauncher(Launcher):
                 timeout=timeout,
                 check=False,
                 stdin=subprocess.DEVNULL,
+                cwd=self.work_dir(),
             )
         except FileNotFoundError:
             raise LaunchError(
@@ -449,6 +458,7 @@ class ContainerLauncher(Launcher):
             process = subprocess.Popen(
                 [self.runtime, "stop", "-t", str(grace), name],
                 env=self.runtime_env(),
+                cwd=self.work_dir(),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,

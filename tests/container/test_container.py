@@ -116,6 +116,8 @@ async def test_out_of_memory_runs_once_more_with_half_again_the_memory_then_ends
     """--memory 32m and a script that asks for 100 MiB: killed (exit 137), it runs once more with 48 MiB (seen in
     podman inspect), is killed again, and ends saying so; the thread got one note of each."""
     env = {**container_env, "ADJUTANT_CONTAINER_MEMORY": "32m", "ADJUTANT_RETRIES": "0"}
+    left_here = Path.cwd() / "oom"  # Podman's conmon writes "oom" into its working directory on an OOM kill
+    had_it = left_here.exists()
     async with start_adjutant(env) as bot:
         job_id = await launch(discord_standin, '{"act": "hog"}')
         store = bot.get_cog("Experiments").services.jobs
@@ -136,6 +138,7 @@ async def test_out_of_memory_runs_once_more_with_half_again_the_memory_then_ends
     assert len(grown) == 1 and "OUT\\_OF\\_MEMORY" in grown[0]["title"]
     assert "`--memory` 32m → 48m" in grown[0]["description"]
     assert sum("OUT_OF_MEMORY again" in title for title in titles) == 1
+    assert had_it or not left_here.exists(), "the runtime runs in the state folder, not in the bot's working directory"
 
 
 async def test_a_bot_killed_mid_job_adopts_its_container_and_reports_once(

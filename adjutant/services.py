@@ -134,7 +134,12 @@ class Services:
 
         def environment(job: Job) -> dict[str, str]:
             return child_environment(
-                os.environ, job, secrets_to_drop=secrets(), entity=settings.entity, project=settings.project
+                os.environ,
+                job,
+                secrets_to_drop=secrets(),
+                entity=settings.entity,
+                project=settings.project,
+                named=settings.job_env,
             )
 
         def launcher_for(backend: str) -> Launcher:

@@ -49,7 +49,7 @@ async def test_agents_2_on_a_3_cell_grid_runs_3_trials_at_most_2_at_once_and_sto
         "parameters": {"x": {"values": [0.1, 0.5, 0.9]}, "steps": {"value": 3}, "step_seconds": {"value": 1.0}},
     }
     wandb_id = await asyncio.to_thread(wandb.sweep, config, entity="team", project="proj")
-    async with start_adjutant(sweep_env()) as bot:
+    async with start_adjutant(sweep_env(ADJUTANT_JOB_ENV="ADJUTANT_TEST_OUT")) as bot:
         count = len(discord_standin.sent())
         await discord_standin.post(f"$agents {wandb_id} 2 --time 10m")
         await eventually(lambda: bool(card_messages(discord_standin)), timeout=15)

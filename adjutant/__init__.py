@@ -14,12 +14,9 @@ from adjutant._version import __version__
 from adjutant.settings import ConfigError, Settings
 
 if TYPE_CHECKING:
-    import asyncio
-
     from discord.ext import commands
 
     from adjutant.bot import Adjutant
-    from adjutant.services import Services
 
 __all__ = [
     "Adjutant",
@@ -71,46 +68,26 @@ def refuse_double_load(bot: commands.Bot, extension: str) -> None:
         )
 
 
-async def _discard(opening: asyncio.Future[Services]) -> None:
-    """Close services being opened that will not be used (its own failure, if any, is not the one to tell)."""
-    try:
-        services = await opening
-    except Exception:
-        return
-    await services.close_if_unused()
-
-
 async def setup(bot: commands.Bot) -> None:
     """Load all of Adjutant's cogs (discord.py calls this on ``load_extension("adjutant")``).
 
     The services (scheduler, watcher, stores) are built once here and handed to the cogs.
     """
     refuse_double_load(bot, "adjutant")
-    import asyncio
-
+    from adjutant.cogs.experiments import Experiments
+    from adjutant.cogs.greeting import Greeting
+    from adjutant.cogs.sweeps import Sweeps
+    from adjutant.cogs.usage import Usage
+    from adjutant.grouping import add_cogs
     from adjutant.services import Services
 
     settings = settings_for(bot)
-    # The services are opened first: their blocking part (the state folder's lock, its database) runs in a thread
-    # while the cogs' modules are imported here, and both are done before a cog is added (errors said the same).
-    opening = asyncio.ensure_future(Services.open(settings, secrets=lambda: (getattr(bot.http, "token", None) or "",)))
-    try:
-        await asyncio.sleep(0)  # one loop turn: the opening reaches its thread
-        from adjutant.cogs.experiments import Experiments
-        from adjutant.cogs.greeting import Greeting
-        from adjutant.cogs.sweeps import Sweeps
-        from adjutant.cogs.usage import Usage
-        from adjutant.grouping import add_cogs
-
-        if settings.reporting_enabled:  # the reporting cogs' modules only where they are added
-            from adjutant.cogs._feeds import Feeds
-            from adjutant.cogs.desk import Desk
-            from adjutant.cogs.rules import Rules
-            from adjutant.cogs.wandb_runs import Runs
-    except BaseException:
-        await _discard(opening)
-        raise
-    services = await opening
+    if settings.reporting_enabled:  # the reporting cogs' modules only where they are added
+        from adjutant.cogs._feeds import Feeds
+        from adjutant.cogs.desk import Desk
+        from adjutant.cogs.rules import Rules
+        from adjutant.cogs.wandb_runs import Runs
+    services = await Services.open(settings, secrets=lambda: (getattr(bot.http, "token", None) or "",))
     cogs: list[commands.Cog] = [
         Greeting(bot, settings),
         Experiments(bot, settings, services),

@@ -128,7 +128,7 @@ class Services:
         """
         path = settings.state_dir / DATABASE_NAME
         lock = StateLock(settings.state_dir)
-        # One hop to a thread for all the blocking steps: a caller may import (the cogs' modules) meanwhile.
+        # All the blocking steps in one hop to a thread (each hop waits for a loop turn).
         database, (gpus, gpus_busy) = await asyncio.to_thread(_open_folder, lock, path, settings)
         jobs, runs, approvals = JobStore(database), Store(database), ApprovalStore(database)
 

@@ -271,7 +271,7 @@ def audit_pages(
 
 #: The periods ``$usage`` knows, in days.
 USAGE_PERIODS: dict[str, int] = {"day": 1, "week": 7, "month": 30}
-_MENTION = re.compile(r"<@!?([0-9]{15,20})>")
+_MENTION = r"<@!?([0-9]{15,20})>"  # compiled on first use (re's cache)
 
 
 @dataclass(frozen=True)
@@ -306,7 +306,7 @@ def parse_usage_args(words: Sequence[str]) -> UsageQuery:
 
 def mentioned_id(word: str) -> int | None:
     """The member id of ``<@123…>``, ``<@!123…>`` or a bare id (ASCII digits only), else None."""
-    match = _MENTION.fullmatch(word)
+    match = re.fullmatch(_MENTION, word)
     if match:
         return int(match[1])
     return int(word) if re.fullmatch(r"[0-9]{15,20}", word) else None

@@ -30,6 +30,19 @@ EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 
 #: Serialises ``wandb.Api()`` construction across the projects' W&B threads.
 _API_CREATION = threading.Lock()
+#: Serialises the first import of wandb across threads (see :func:`import_wandb`).
+_IMPORT = threading.Lock()
+
+
+def import_wandb() -> Any:
+    """The ``wandb`` module with its public API loaded, imported under one lock: two threads importing it for the
+    first time at once (a project's poll and a sweep's creation) could see a partly initialised module ("cannot
+    import name 'Sweeps' from partially initialized module"), and a failed import left ``wandb.apis.public``
+    without its names for the rest of the process."""
+    with _IMPORT:
+        import wandb
+        import wandb.apis.public  # loaded here, whole, before any thread uses it
+    return wandb
 
 
 class ProjectNotFound(LookupError):
@@ -137,8 +150,7 @@ class WandbSource:
     def api(self) -> Any:
         """The process's one ``wandb.Api`` (created on first use; reads WANDB_API_KEY/WANDB_BASE_URL)."""
         if self._api is None:
-            import wandb
-
+            wandb = import_wandb()
             overrides = {"entity": self.entity} if self.entity else {}
             with _API_CREATION:  # one project's thread at a time: wandb starts its shared service on first use
                 self._api = wandb.Api(timeout=int(max(1, self.timeout)), overrides=overrides)

@@ -32,7 +32,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from adjutant.wandb_source import _API_CREATION
+from adjutant.wandb_source import _API_CREATION, import_wandb
 
 #: ``wandb.sweep`` sets WANDB_ENTITY/WANDB_PROJECT in the process environment and prints: one creation at a time.
 _CREATION = threading.Lock()
@@ -123,8 +123,7 @@ class WandbSweeps:
         """The ``wandb.Api`` for ``entity`` (created on first use)."""
         with self._lock:
             if entity not in self._apis:
-                import wandb
-
+                wandb = import_wandb()
                 overrides = {"entity": entity} if entity else {}
                 with _API_CREATION:
                     self._apis[entity] = wandb.Api(timeout=int(max(1, self.timeout)), overrides=overrides)
@@ -139,8 +138,7 @@ class WandbSweeps:
         (wandb's own ``_upsert_sweep`` sets them too, so calling it instead would not help). A job's environment
         names its own project and entity (:func:`adjutant.jobs.child_environment`), so a job started meanwhile
         still reports where it should; only its fallbacks could read them."""
-        import wandb
-
+        wandb = import_wandb()
         body = {**dict(config), "controller": {"type": "local"}}
         with _CREATION, _environment_kept(_SWEEP_SETS), contextlib.redirect_stdout(io.StringIO()):
             sweep_id = wandb.sweep(body, entity=entity, project=project)
@@ -164,6 +162,7 @@ class WandbSweeps:
         """Set the W&B sweep's state (``RUNNING``, ``PAUSED``, ``FINISHED``, ``CANCELED``). There is no public API
         for it: this is wandb's internal ``_set_sweep_state``, what ``wandb sweep --pause/--resume/--stop/--cancel``
         calls (it refuses what the CLI refuses, e.g. pausing a finished sweep: an exception)."""
+        import_wandb()
         from wandb.apis.public.sweeps import _set_sweep_state
 
         api = self.api(entity)

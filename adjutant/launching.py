@@ -842,6 +842,7 @@ class Launching:
             requested_by=plan.requested_by,
             parallel=plan.parallel,
             seed=plan.seed,
+            max_jobs=plan.trials if plan.kind == "agents" else None,
             launch=SweepLaunch(
                 script=plan.script,
                 backend=plan.backend,

@@ -957,6 +957,34 @@ async def test_no_more_agents_than_trials_left(world: World) -> None:
     assert len(world.trial_jobs(sweep.id)) == 3  # the running agent holds a trial: one more is left for another
 
 
+async def test_an_agents_pool_makes_no_more_agent_jobs_than_its_admission_counted(world: World) -> None:
+    """max_jobs=3 (what $agents admitted: ADJUTANT_MAX_SWEEP or W&B's expected runs), 2 at once, a sweep W&B would
+    feed forever: 3 agent jobs in all, then the pool finishes once the last has ended."""
+    world.wandb.info = WandbSweepInfo("RUNNING", 0, None)
+    sweep = await world.service.create(
+        kind="agents", config=None, wandb_sweep="team/mnist/abc123", route="general", project="mnist",
+        entity="team", channel_id=100, requested_by_id=7, requested_by="ada", parallel=2, seed=None,
+        launch=SweepLaunch(script="unused", experiment_script=TRAIN), max_jobs=3,
+    )  # fmt: skip
+    assert sweep.run_cap == 3
+    for runs in (1, 2, 3, 4):
+        await world.step()
+        jobs = world.trial_jobs(sweep.id)
+        assert len(jobs) <= 3
+        world.wandb.info = WandbSweepInfo("RUNNING", runs, None)
+        for job in world.running(sweep.id):
+            world.end(job)
+    await world.step()
+    await world.step()
+    assert len(world.trial_jobs(sweep.id)) == 3
+    ended = await world.service.view(sweep.id)
+    assert (
+        ended is not None
+        and ended.sweep.state == "finished"
+        and "its 3 agent jobs have run" in (ended.sweep.note or "")
+    )
+
+
 async def test_agents_stop_when_the_w_and_b_sweep_is_not_running_or_has_its_runs(world: World) -> None:
     for info, said in ((WandbSweepInfo("PAUSED", 0, None), "paused"), (WandbSweepInfo("RUNNING", 3, 3), "all its 3")):
         world.wandb.info = info

@@ -352,9 +352,11 @@ class SweepService:
         launch: SweepLaunch,
         thread_id: int | None = None,
         card_id: int | None = None,
+        max_jobs: int | None = None,
     ) -> SweepRow:
         """Record a sweep (RUNNING); nothing is queued yet: the next :meth:`tick` creates the W&B sweep (search) and
-        proposes the first trial (or queues the agents). ``seed`` None: one is drawn (and shown, and kept)."""
+        proposes the first trial (or queues the agents). ``seed`` None: one is drawn (and shown, and kept).
+        ``max_jobs``: an agents pool's agent jobs in all (what its admission counted); None: no limit."""
         kind = SweepKind(kind)
         wandb_id = None
         if kind == SweepKind.SEARCH:
@@ -380,7 +382,7 @@ class SweepService:
             method=config.method if config is not None else None,
             seed=seed,
             parallel=max(1, parallel),
-            run_cap=config.trial_count() if config is not None else None,
+            run_cap=config.trial_count() if config is not None else max_jobs,
             wandb_sweep_id=wandb_id,
             launch=launch,
             now=self.clock(),
@@ -879,6 +881,8 @@ class SweepService:
         if sweep.exhausted_at is not None:
             await self._drop_queued(sweep, BY_POOL)
             return await self._finish_when_idle(sweep, sweep.note or "finished")
+        if sweep.run_cap is not None and len(trials) >= sweep.run_cap:  # every agent job its admission counted
+            return await self._finish_when_idle(sweep, f"finished: its {sweep.run_cap} agent jobs have run")
         if free <= 0 and not self._due(sweep.id):
             return False  # a full pool: W&B's sweep is looked at every poll_seconds only (it may have ended)
         path = sweep.wandb_path or ""
@@ -947,6 +951,8 @@ class SweepService:
             free = min(free, info.expected - info.run_count - max(0, waiting))
         if free <= 0:
             return False
+        if sweep.run_cap is not None:
+            free = min(free, sweep.run_cap - len(trials))
         refusal, folder = agents_refusal(info.config, sweep.launch.experiment_script)
         if refusal is not None:
             return await self._refuse(sweep, refusal)

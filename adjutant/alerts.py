@@ -15,7 +15,6 @@ import functools
 import json
 import re
 import sqlite3
-import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -399,6 +398,8 @@ def evaluate(
     if term.fn is None:
         value = run.metric(term.metric)
         return None if value is None else Reading(value, rule.op.holds(value, rule.value))
+    import statistics  # only for the rules over windows and other runs (it loads fractions and decimal)
+
     if term.fn is Fn.ZSCORE:
         current = run.metric(term.metric)
         values = list((baseline or {}).get(term.metric, ()))[: term.runs_back]

@@ -47,17 +47,10 @@ from adjutant.projects import ProjectRoute
 from adjutant.render import code_safe, truncate
 from adjutant.scheduler import GPU_POOL_BACKENDS, CancelOutcome, CancelResult, Scheduler
 from adjutant.settings import Settings
-from adjutant.sweeps.config import (
-    MAX_TEXT,
-    SweepConfig,
-    SweepConfigError,
-    grid_config,
-    is_sweep_config,
-    parse_sweep_config,
-)
 from adjutant.watcher import Watcher, describe_error
 
 if TYPE_CHECKING:
+    from adjutant.sweeps.config import SweepConfig
     from adjutant.sweeps.service import SweepService
     from adjutant.sweeps.wandb_sweeps import WandbSweepInfo
 
@@ -247,6 +240,8 @@ def sweep_configuration(body: str, *, grid_too: bool) -> SweepConfig | None:
     :class:`SweepConfigError` or :class:`HParamsError` naming what is wrong (a text too long is refused before it is
     parsed; one nested too deeply, or that YAML cannot build, is a sentence too). Blocking: parsing a long text takes
     a while, so callers on the event loop run it in a thread."""
+    from adjutant.sweeps.config import SweepConfigError  # the sweeps' code is loaded when a sweep is first asked
+
     try:
         return _sweep_configuration(body, grid_too=grid_too)
     except (SweepConfigError, HParamsError):
@@ -259,6 +254,8 @@ def sweep_configuration(body: str, *, grid_too: bool) -> SweepConfig | None:
 
 def _sweep_configuration(body: str, *, grid_too: bool) -> SweepConfig | None:
     import yaml
+
+    from adjutant.sweeps.config import MAX_TEXT, SweepConfigError, grid_config, is_sweep_config, parse_sweep_config
 
     text = strip_fence(body)
     if not text:
@@ -571,6 +568,8 @@ class Launching:
         refused = await self._gate(asker, "sweep")
         if refused is not None:
             return refused
+        from adjutant.sweeps.config import SweepConfigError
+
         try:
             search, text = take_search_options(text)
             options, grid = self.options(text, gpus, sweep=True)

@@ -20,7 +20,7 @@ import os
 import re
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import discord
 from discord import app_commands
@@ -39,7 +39,9 @@ from adjutant.services import Services
 from adjutant.settings import Settings
 from adjutant.subscriptions import Subscription
 from adjutant.sweeps import render
-from adjutant.sweeps.service import SweepRefused, SweepView
+
+if TYPE_CHECKING:
+    from adjutant.sweeps.service import SweepService, SweepView
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +132,6 @@ class Sweeps(AdjutantCog, name="Sweeps"):
     def __init__(self, bot: commands.Bot, settings: Settings, services: Services) -> None:
         super().__init__(bot, settings, services)
         self.launching: Launching = services.launching
-        self.sweeps = services.sweeps
         #: Sweeps whose card waits for an edit, and when each card was last edited (monotonic).
         self._dirty: set[str] = set()
         self._edited: dict[str, float] = {}
@@ -147,6 +148,11 @@ class Sweeps(AdjutantCog, name="Sweeps"):
             command: Any = self.agents
             if command.app_command is not None:
                 command.app_command.default_permissions = discord.Permissions(manage_guild=True)
+
+    @property
+    def sweeps(self) -> SweepService:
+        """The sweep service (built on its first use: not at start, where nothing needs it yet)."""
+        return self.services.sweeps
 
     # --- lifecycle ------------------------------------------------------------------------------
     async def cog_load(self) -> None:
@@ -356,7 +362,11 @@ class Sweeps(AdjutantCog, name="Sweeps"):
         }
         try:
             await actions[action](sweep_id, by=asker.name)
-        except SweepRefused as error:  # the service's refusal of a move the sweep's state does not allow
+        except ValueError as error:  # the service's refusal (SweepRefused) of a move the sweep's state does not allow
+            from adjutant.sweeps.service import SweepRefused
+
+            if not isinstance(error, SweepRefused):
+                raise
             await interaction.response.send_message(str(error), ephemeral=True)
             return
         await self.launching.audit("sweep decided", asker, target=sweep_id, detail=action)
@@ -543,6 +553,7 @@ class Sweeps(AdjutantCog, name="Sweeps"):
     @watch.before_loop
     async def _before_watch(self) -> None:
         await self.bot.wait_until_ready()
+        await asyncio.sleep(TICK_SECONDS)  # the first commands after connecting come first (the service is built now)
 
     @watch.error
     async def _watch_died(self, error: BaseException) -> None:

@@ -734,10 +734,11 @@ async def test_an_ended_trial_whose_value_is_unread_keeps_its_slot(world: World)
 async def test_a_pass_validates_a_configuration_once_and_reads_trials_without_history(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import adjutant.sweeps.service as service_module
-
+    # The globals of the module the service was built from (loading the extension elsewhere in the run re-imports
+    # adjutant's modules: sys.modules may hold a newer copy than the one this service's code reads).
+    service_globals = type(world.service).tick.__globals__
     validated: list[Mapping[str, Any]] = []
-    real = service_module.validate_sweep_config
+    real = service_globals["validate_sweep_config"]
 
     def validate(raw: Mapping[str, Any]) -> Any:
         validated.append(raw)
@@ -750,7 +751,7 @@ async def test_a_pass_validates_a_configuration_once_and_reads_trials_without_hi
         reads.append(history)
         return trials(sweep_id, history=history)
 
-    monkeypatch.setattr(service_module, "validate_sweep_config", validate)
+    monkeypatch.setitem(service_globals, "validate_sweep_config", validate)
     monkeypatch.setattr(world.sweeps, "trials", read)
     sweep = await world.create(GRID4, parallel=2)
     for _ in range(5):

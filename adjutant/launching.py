@@ -52,7 +52,6 @@ from adjutant.watcher import Watcher, describe_error
 if TYPE_CHECKING:
     from adjutant.sweeps.config import SweepConfig
     from adjutant.sweeps.service import SweepService
-    from adjutant.sweeps.wandb_sweeps import WandbSweepInfo
 
 log = logging.getLogger(__name__)
 
@@ -380,6 +379,26 @@ class Launching:
         except Exception:
             log.exception("could not record an audit entry (%s by %s)", action, asker.name)
 
+    async def _admit(
+        self,
+        asker: Asker,
+        what: str,
+        gpus: int,
+        jobs: int,
+        time_limit: float | None,
+        *,
+        approval: str | None = None,
+    ) -> Admission | Refused:
+        """A sweep door's admission of its worst case: refused as the quota says; with ``approval`` (a search or an
+        agents pool, which an approval cannot hold yet), one that needs an approver is refused with that sentence."""
+        admission = await self.admission(asker, gpus, jobs, time_limit)
+        if admission.verdict == Verdict.REFUSED:
+            text = admission.text if admission.text != "not allowed" else refusal(asker.route)
+            return await self.refuse(asker, what, text)
+        if approval is not None and admission.verdict == Verdict.APPROVAL:
+            return await self.refuse(asker, what, f"{approval} ({admission.text}): ask an approver to launch it.")
+        return admission
+
     async def refuse(self, asker: Asker, what: str, text: str, *, target: str | None = None) -> Refused:
         """The one refusal path: logged, audited, answered."""
         log.warning("refused %s by %s (%d): %s", what, asker.name, asker.id, truncate(text, 200))
@@ -599,10 +618,9 @@ class Launching:
         if capped is not None:
             return await self.refuse(asker, "sweep", capped.replace("Not launched", "Not queued"))
         per_job = options.gpus or 0
-        admission = await self.admission(asker, per_job, len(combos), options.time_limit)
-        if admission.verdict == Verdict.REFUSED:
-            text = admission.text if admission.text != "not allowed" else refusal(asker.route)
-            return await self.refuse(asker, "sweep", text)
+        admission = await self._admit(asker, "sweep", per_job, len(combos), options.time_limit)
+        if isinstance(admission, Refused):
+            return admission
         sweep_id = "sweep-" + secrets.token_hex(3)
         plan = SweepPlan(
             sweep_id=sweep_id,
@@ -660,16 +678,11 @@ class Launching:
         parallel = search.parallel or self.queue_width(asker.route, per_job)
         parallel = max(1, min(parallel, trials))
         seed = search.seed if search.seed is not None else secrets.randbelow(2**31)
-        admission = await self.admission(asker, per_job, trials, options.time_limit)
-        if admission.verdict == Verdict.REFUSED:
-            text = admission.text if admission.text != "not allowed" else refusal(asker.route)
-            return await self.refuse(asker, "sweep", text)
-        if admission.verdict == Verdict.APPROVAL:
-            return await self.refuse(
-                asker,
-                "sweep",
-                f"Not queued: this sweep needs approval ({admission.text}): ask an approver to launch it.",
-            )
+        admission = await self._admit(
+            asker, "sweep", per_job, trials, options.time_limit, approval="Not queued: this sweep needs approval"
+        )
+        if isinstance(admission, Refused):
+            return admission
         return self._plan(
             asker, "search", options, config=config, wandb_sweep=None, parallel=parallel, seed=seed,
             trials=trials, capped_by=capped_by, warning=admission.warning,
@@ -723,16 +736,14 @@ class Launching:
         sweep: str,
         text: str = "",
         gpus: int | None = None,
-        *,
-        read_sweep: Callable[[str], WandbSweepInfo] | None = None,
     ) -> Refused | SearchPlan:
         """``$agents <sweep id or entity/project/id> [n] [--gpus N] [--time T]``: n agent jobs that keep taking
         trials from W&B's own controller; same gate, rights, priority and admission as ``$sweep``.
 
         Only a sweep of the asking channel's own W&B project (a bare id: that project), and only where its jobs run
         locally (an agent runs W&B's agent with the bot's interpreter). The pool's worst case is admitted: at most
-        ADJUTANT_MAX_SWEEP agent jobs in all, or fewer when W&B expects fewer runs (``read_sweep``: W&B's sweep, read
-        in a thread; blocking), since a finished agent is replaced while W&B has trials."""
+        ADJUTANT_MAX_SWEEP agent jobs in all, since a finished agent is replaced while W&B has trials (the service
+        makes no more than that, nor more than W&B's sweep has trials left). W&B is not asked before the answer."""
         refused = await self._gate(asker, "agents")
         if refused is not None:
             return refused
@@ -785,42 +796,28 @@ class Launching:
         if capped is not None:
             return await self.refuse(asker, "agents", capped.replace("Not launched", "Not started"))
         wandb_path = f"{entity}/{project}/{match['id']}"
-        jobs, capped_by = await self._agent_jobs(wandb_path, read_sweep)
+        jobs = self.settings.max_sweep
+        capped_by = (
+            f"At most {jobs} agent jobs in all (ADJUTANT_MAX_SWEEP): each takes one trial, and the quota and"
+            " approvals count them all."
+        )
         count = min(count, jobs)
-        admission = await self.admission(asker, options.gpus or 0, jobs, options.time_limit)
-        if admission.verdict == Verdict.REFUSED:
-            text = admission.text if admission.text != "not allowed" else refusal(asker.route)
-            return await self.refuse(asker, "agents", text)
-        if admission.verdict == Verdict.APPROVAL:
-            return await self.refuse(
-                asker,
-                "agents",
-                f"Not started: these agents need approval ({admission.text}): ask an approver to launch them.",
-            )
+        admission = await self._admit(
+            asker,
+            "agents",
+            options.gpus or 0,
+            jobs,
+            options.time_limit,
+            approval="Not started: these agents need approval",
+        )
+        if isinstance(admission, Refused):
+            return admission
         # The reply of $agents says its warning: the cap goes first, so the asker reads how many jobs it may make.
         warning = "\n".join(line for line in (capped_by, admission.warning) if line)
         return self._plan(
             asker, "agents", options, config=None, wandb_sweep=wandb_path, parallel=count, seed=None,
             trials=jobs, capped_by=capped_by, warning=warning,
         )  # fmt: skip
-
-    async def _agent_jobs(self, path: str, read_sweep: Callable[[str], WandbSweepInfo] | None) -> tuple[int, str]:
-        """The most agent jobs of a pool in all (each takes one trial): ADJUTANT_MAX_SWEEP, or the runs W&B's sweep
-        expects when fewer (its grid's size or run_cap; unread or unknown: the limit); and the sentence saying so."""
-        limit = self.settings.max_sweep
-        expected = None
-        if read_sweep is not None:
-            try:
-                info = await asyncio.wait_for(asyncio.to_thread(read_sweep, path), self.settings.wandb_timeout)
-                expected = info.expected
-            except Exception as error:  # W&B down or slow: the limit, and the service reads it again
-                log.warning("could not read W&B's sweep %s at $agents: %s", path, describe_error(error))
-        if expected is not None and 0 < expected < limit:
-            return expected, f"At most {expected} agent jobs in all: W&B's sweep expects {expected} runs."
-        return limit, (
-            f"At most {limit} agent jobs in all (ADJUTANT_MAX_SWEEP): each takes one trial, and the quota and"
-            " approvals count them all."
-        )
 
     async def start_sweep(self, plan: SearchPlan, clicker: Asker, sweeps: SweepService) -> Refused | Any:
         """Confirmed (``$sweep``) or asked (``$agents``): rights checked again for the one who starts it, then the

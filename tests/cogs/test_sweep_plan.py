@@ -194,32 +194,25 @@ async def test_agents_refuse_a_route_whose_jobs_do_not_run_locally(tmp_path: Pat
             approvals.close()
 
 
-async def test_agents_admit_what_wandb_expects_when_fewer_than_the_limit(tmp_path: Path) -> None:
-    from adjutant.sweeps.wandb_sweeps import WandbSweepInfo
-
-    launching, settings, jobs, approvals = make(tmp_path, WANDB_ENTITY="team", ADJUTANT_APPROVAL_JOBS="4")
-    asked: list[str] = []
-
-    def grid_of_3(path: str) -> WandbSweepInfo:
-        asked.append(path)
-        return WandbSweepInfo(state="RUNNING", run_count=0, expected=3)
-
-    def unbounded(path: str) -> WandbSweepInfo:
-        return WandbSweepInfo(state="RUNNING", run_count=0, expected=None)
-
-    def down(path: str) -> WandbSweepInfo:
-        raise ConnectionError("W&B is down")
-
+async def test_agents_admit_the_whole_pool_without_asking_wandb(tmp_path: Path) -> None:
+    """A finished agent is replaced while W&B has trials: the quota and approvals see ADJUTANT_MAX_SWEEP agent jobs
+    (the service makes no more), and the answer does not wait for W&B."""
+    launching, settings, jobs, approvals = make(
+        tmp_path, WANDB_ENTITY="team", ADJUTANT_APPROVAL_JOBS="4", ADJUTANT_MAX_SWEEP="3"
+    )
     try:
         bob = asker(settings, BOB, "general")
-        plan = await launching.agents(bob, "ab12cd34", "5 --gpus 1 --time 30m", read_sweep=grid_of_3)
+        plan = await launching.agents(bob, "ab12cd34", "5 --gpus 1 --time 30m")
         assert isinstance(plan, SearchPlan), plan
-        assert asked == ["team/mnist/ab12cd34"]
         assert (plan.trials, plan.parallel, plan.gpu_hours) == (3, 3, 3 * 1 * 0.5), "3 jobs in all, 3 at once"
-        assert plan.warning == "At most 3 agent jobs in all: W&B's sweep expects 3 runs."
-        for reader in (unbounded, down, None):
-            capped = await launching.agents(bob, "ab12cd34", "2", read_sweep=reader)
-            assert isinstance(capped, Refused) and "need approval (16 jobs is above 4" in capped.text, "the pool"
+        assert plan.warning is not None and plan.warning.startswith("At most 3 agent jobs in all (ADJUTANT_MAX_SWEEP)")
+    finally:
+        jobs.close()
+        approvals.close()
+    launching, settings, jobs, approvals = make(tmp_path / "more", WANDB_ENTITY="team", ADJUTANT_APPROVAL_JOBS="4")
+    try:
+        capped = await launching.agents(asker(settings, BOB, "general"), "ab12cd34", "2")
+        assert isinstance(capped, Refused) and "need approval (16 jobs is above 4" in capped.text, "the pool"
     finally:
         jobs.close()
         approvals.close()

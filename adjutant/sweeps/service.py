@@ -608,18 +608,7 @@ class SweepService:
                 note = f"paused: {what}s {numbers[0]} and {numbers[1]} failed alike ({shown[:200]})"
         if note is None:
             return False
-        moved = await asyncio.to_thread(
-            self.store.set_state,
-            sweep.id,
-            SweepState.PAUSED,
-            now=self.clock(),
-            note=note,
-            among=(SweepState.RUNNING,),
-            hold_queued=True,
-        )
-        if moved:
-            log.warning("sweep %s %s", sweep.id, note)
-        return moved
+        return await self._halt(sweep, note)
 
     # --- hyperband ------------------------------------------------------------------------------
     async def _hyperband(self, sweep: SweepRow, config: SweepConfig) -> bool:
@@ -800,8 +789,7 @@ class SweepService:
             proposals = await asyncio.to_thread(search.propose, config, searched, sweep.seed or 0, free)
             if proposals:
                 return await self._record(sweep, proposals) or changed
-        unread = any(t.state in (TrialState.DONE, TrialState.STOPPED) and not t.value_read for t in trials)
-        if active or unread or search.more_to_propose(config, searched):
+        if active or unread_ended or search.more_to_propose(config, searched):
             return changed
         succeeded = sum(1 for t in trials if t.state == TrialState.DONE)
         why = "its grid is done" if config.method == "grid" else f"its {len(trials)} trials ran"
@@ -961,7 +949,10 @@ class SweepService:
 
     async def _refuse(self, sweep: SweepRow, why: str) -> bool:
         """An agents sweep not run: paused (its queued agents held), the note says why; W&B's sweep is left as is."""
-        note = REFUSED + why
+        return await self._halt(sweep, REFUSED + why)
+
+    async def _halt(self, sweep: SweepRow, note: str) -> bool:
+        """The service pauses a running sweep by itself (its queued trials held), saying why; once."""
         moved = await asyncio.to_thread(
             self.store.set_state,
             sweep.id,
